@@ -1,0 +1,77 @@
+//! Command-line arguments (clap types only; behaviour lives in `commands`).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::engine::progress::ProgressMode;
+
+/// Declarative fault-injection experiments and multi-modal dataset collection.
+#[derive(Debug, Parser)]
+#[command(name = "ttplan", version, about, propagate_version = true)]
+pub struct Args {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run one experiment plan.
+    Run(RunArgs),
+    /// Check plans without running them; reports every problem with its location.
+    Validate {
+        /// Plan files (.yaml, .yml, .toml).
+        #[arg(required = true)]
+        plans: Vec<PathBuf>,
+        #[command(flatten)]
+        sets: SetArgs,
+    },
+    /// Show the resolved plan: steps by DAG layer with every rendered value.
+    Plan {
+        plan: PathBuf,
+        #[command(flatten)]
+        sets: SetArgs,
+    },
+    /// Print the step graph.
+    Graph {
+        plan: PathBuf,
+        #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
+        format: GraphFormat,
+        #[command(flatten)]
+        sets: SetArgs,
+    },
+    /// Print the JSON schema of plan files.
+    Schema,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SetArgs {
+    /// Override a plan var: `--set key=value` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub sets: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    pub plan: PathBuf,
+    #[command(flatten)]
+    pub sets: SetArgs,
+    /// Dataset root: runs/, log_data/, metric_data/… are created under it.
+    #[arg(long, default_value = "dataset")]
+    pub out: PathBuf,
+    /// Validate and show what would run, without running anything.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// At most this many steps run at once.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_parallel: u32,
+    /// Progress display.
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GraphFormat {
+    Mermaid,
+    Dot,
+}

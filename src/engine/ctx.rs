@@ -1,0 +1,137 @@
+//! What a running step can see and do: the run's identity and folders, its own log, the
+//! cancellation signal, progress reporting and the fault ledger. Steps never print or exit;
+//! everything goes through [`StepCtx`].
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use indexmap::IndexMap;
+use tokio_util::sync::CancellationToken;
+
+use super::faults::{FaultLedger, FaultRecord};
+use super::progress::Progress;
+use crate::steps::process::ChildGroups;
+use crate::steps::StepError;
+
+/// Facts about the run that every step shares.
+#[derive(Debug)]
+pub struct RunInfo {
+    pub run_id: String,
+    pub exp_name: String,
+    pub plan_name: String,
+    /// Dataset root (`--out`).
+    pub out_dir: PathBuf,
+    /// `<out>/runs/<exp_name>`: manifest, step logs, fault ledger.
+    pub run_dir: PathBuf,
+    pub plan_dir: PathBuf,
+    pub started_at: DateTime<Utc>,
+}
+
+/// Handed to [`crate::steps::Step::run`]; cheap to clone.
+#[derive(Clone)]
+pub struct StepCtx {
+    pub(crate) run: Arc<RunInfo>,
+    pub(crate) step: Arc<str>,
+    pub(crate) env: Arc<IndexMap<String, String>>,
+    pub(crate) cancel: CancellationToken,
+    pub(crate) progress: Progress,
+    pub(crate) faults: Arc<FaultLedger>,
+    pub(crate) attempt: u32,
+    pub(crate) children: Arc<ChildGroups>,
+}
+
+impl StepCtx {
+    pub fn step_name(&self) -> &str {
+        &self.step
+    }
+
+    pub fn run_id(&self) -> &str {
+        &self.run.run_id
+    }
+
+    pub fn exp_name(&self) -> &str {
+        &self.run.exp_name
+    }
+
+    pub fn out_dir(&self) -> &Path {
+        &self.run.out_dir
+    }
+
+    pub fn run_dir(&self) -> &Path {
+        &self.run.run_dir
+    }
+
+    pub fn plan_dir(&self) -> &Path {
+        &self.run.plan_dir
+    }
+
+    /// Start of the run, the default start of every collector's time window.
+    pub fn run_started_at(&self) -> DateTime<Utc> {
+        self.run.started_at
+    }
+
+    /// 1 for the first attempt, 2 for the first retry, …
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// The step's `env:` (already rendered). Child processes get these on top of ttplan's own.
+    pub fn env(&self) -> &IndexMap<String, String> {
+        &self.env
+    }
+
+    /// Fires on timeout, SIGINT/SIGTERM or abort.
+    pub fn cancel_token(&self) -> &CancellationToken {
+        &self.cancel
+    }
+
+    /// Process groups of running children, so an abort can kill them (see `steps::process`).
+    pub fn child_groups(&self) -> &ChildGroups {
+        &self.children
+    }
+
+    /// `runs/<exp>/steps/<step>.log` — the step's own log; append to it, never truncate
+    /// (retries and iterations share it).
+    pub fn log_path(&self) -> PathBuf {
+        self.run
+            .run_dir
+            .join("steps")
+            .join(format!("{}.log", self.step))
+    }
+
+    /// A one-line status ("41/46 ready") for the progress display.
+    pub fn progress(&self, message: impl Into<String>) {
+        self.progress.message(&self.step, message.into());
+    }
+
+    /// Records a fault in the ledger *before* it is injected, so it can be recovered even if
+    /// ttplan dies mid-injection. `recovery` must hold everything the kind's recover function
+    /// needs; it is persisted to `faults.json`.
+    ///
+    /// # Errors
+    /// When the ledger cannot be written — the step must then not inject.
+    pub async fn register_fault(
+        &self,
+        kind: &str,
+        recovery: serde_json::Value,
+        params: serde_json::Value,
+    ) -> Result<String, StepError> {
+        self.faults
+            .register(&self.step, kind, recovery, params)
+            .await
+            .map_err(StepError::io("writing the fault ledger"))
+    }
+
+    /// Marks a registered fault as injected, with details the controller reported.
+    pub async fn fault_injected(
+        &self,
+        id: &str,
+        details: serde_json::Value,
+    ) -> Result<(), StepError> {
+        self.faults
+            .update(id, |r: &mut FaultRecord| r.mark_injected(details))
+            .await
+            .map_err(StepError::io("writing the fault ledger"))
+    }
+}

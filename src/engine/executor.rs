@@ -1,0 +1,537 @@
+//! The DAG executor: launches steps whose dependencies are done (at most `max_parallel` at
+//! once), applies timeouts, retries with backoff, `allow_failure` and `always`, skips the
+//! dependents of failed steps, handles SIGINT/SIGTERM, and recovers every unrecovered fault
+//! before the run ends.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use indexmap::IndexMap;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::ctx::{RunInfo, StepCtx};
+use super::faults::FaultLedger;
+use super::manifest::{sha256_file, Artifact, ManifestWriter, RunStatus, StepRecord, StepStatus};
+use super::progress::{format_elapsed, Progress};
+use crate::plan::validate::render_at_start;
+use crate::plan::{Plan, PlanStep};
+use crate::steps::process::ChildGroups;
+use crate::steps::{Step, StepError, StepOutputs};
+
+/// How long a step gets to clean up after its timeout fired or it was cancelled.
+const CANCEL_GRACE: Duration = Duration::from_secs(15);
+/// The longest wait between retries.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// Each fault's recovery may take this long.
+const RECOVERY_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Signals the executor reacts to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interrupt {
+    /// First SIGINT/SIGTERM: stop launching, cancel running steps, run `always` steps and recovery.
+    Stop,
+}
+
+pub struct Executor {
+    pub plan: Arc<Plan>,
+    pub run: Arc<RunInfo>,
+    pub manifest: Arc<ManifestWriter>,
+    pub faults: Arc<FaultLedger>,
+    pub progress: Progress,
+    pub children: Arc<ChildGroups>,
+    pub max_parallel: usize,
+}
+
+#[derive(Debug, Clone)]
+enum State {
+    Pending,
+    Running,
+    Done(StepStatus),
+}
+
+struct Finished {
+    name: String,
+    status: StepStatus,
+    attempts: u32,
+    error: Option<String>,
+    outputs: StepOutputs,
+    artifacts: Vec<Artifact>,
+    started_at: chrono::DateTime<Utc>,
+    finished_at: chrono::DateTime<Utc>,
+}
+
+impl Executor {
+    /// Runs the DAG to the end, then recovers leftover faults. A second interrupt on `signals`
+    /// is not handled here: the caller aborts the process.
+    pub async fn execute(&self, signals: &mut mpsc::UnboundedReceiver<Interrupt>) -> RunStatus {
+        let interrupt = CancellationToken::new();
+        let mut interrupted = false;
+        let mut failed = false;
+        let mut states: IndexMap<String, State> = self
+            .plan
+            .steps
+            .keys()
+            .map(|k| (k.clone(), State::Pending))
+            .collect();
+        let mut runtime: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+        let mut tasks: JoinSet<Finished> = JoinSet::new();
+        let mut running = 0usize;
+
+        loop {
+            // Decide what can start, what is skipped and what is cancelled.
+            let names: Vec<String> = states.keys().cloned().collect();
+            for name in &names {
+                if !matches!(states[name], State::Pending) {
+                    continue;
+                }
+                let step = &self.plan.steps[name];
+                let deps = self.plan.dag.deps(name);
+                let dep_states: Vec<(&str, StepStatus)> = deps
+                    .iter()
+                    .filter_map(|d| match &states[*d] {
+                        State::Done(s) => Some((*d, *s)),
+                        _ => None,
+                    })
+                    .collect();
+                if dep_states.len() < deps.len() {
+                    continue;
+                }
+                let bad_dep = dep_states.iter().find(|(d, s)| {
+                    !(*s == StepStatus::Succeeded
+                        || (*s == StepStatus::Failed && self.plan.steps[*d].common.allow_failure))
+                });
+                let launch = if interrupted {
+                    step.common.always
+                } else {
+                    bad_dep.is_none() || step.common.always
+                };
+                if !launch {
+                    let (status, reason) = if interrupted {
+                        (StepStatus::Cancelled, "the run was interrupted".to_string())
+                    } else {
+                        let why = bad_dep.map_or_else(String::new, |(d, s)| {
+                            format!("`{d}` {}", status_word(*s))
+                        });
+                        (StepStatus::Skipped, why)
+                    };
+                    states[name] = State::Done(status);
+                    self.progress
+                        .note(&format!("- {name}: {} ({reason})", status_word(status)));
+                    let _ = self
+                        .manifest
+                        .update(|m| {
+                            if let Some(r) = m.steps.get_mut(name) {
+                                r.status = status;
+                                r.reason = Some(reason);
+                            }
+                        })
+                        .await;
+                    continue;
+                }
+                if running >= self.max_parallel {
+                    continue;
+                }
+                running += 1;
+                states[name] = State::Running;
+                let token = if step.common.always {
+                    CancellationToken::new()
+                } else {
+                    interrupt.child_token()
+                };
+                let started_at = Utc::now();
+                let _ = self
+                    .manifest
+                    .update(|m| {
+                        if let Some(r) = m.steps.get_mut(name) {
+                            r.status = StepStatus::Running;
+                            r.started_at = Some(started_at);
+                            r.log = Some(
+                                PathBuf::from("runs")
+                                    .join(&self.run.exp_name)
+                                    .join("steps")
+                                    .join(format!("{name}.log")),
+                            );
+                        }
+                    })
+                    .await;
+                let job = StepJob {
+                    plan: Arc::clone(&self.plan),
+                    run: Arc::clone(&self.run),
+                    faults: Arc::clone(&self.faults),
+                    progress: self.progress.clone(),
+                    children: Arc::clone(&self.children),
+                    name: name.clone(),
+                    runtime: self.runtime_context(&runtime),
+                    cancel: token,
+                };
+                tasks.spawn(job.run(started_at));
+            }
+
+            if tasks.is_empty() {
+                break;
+            }
+            tokio::select! {
+                joined = tasks.join_next() => {
+                    let Some(joined) = joined else { break };
+                    running -= 1;
+                    let f = match joined {
+                        Ok(f) => f,
+                        Err(e) => {
+                            // A panicking step must not take the run (and its recovery) down.
+                            self.progress.note(&format!("a step task crashed: {e}"));
+                            failed = true;
+                            continue;
+                        }
+                    };
+                    let step = &self.plan.steps[&f.name];
+                    if f.status == StepStatus::Failed && !step.common.allow_failure {
+                        failed = true;
+                    }
+                    states[&f.name] = State::Done(f.status);
+                    runtime.insert(f.name.clone(), serde_json::json!({
+                        "status": status_word(f.status),
+                        "attempts": f.attempts,
+                        "started_at": f.started_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                        "finished_at": f.finished_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                        "outputs": f.outputs.values,
+                    }));
+                    self.record_finished(f).await;
+                }
+                Some(Interrupt::Stop) = signals.recv(), if !interrupted => {
+                    interrupted = true;
+                    self.progress.note("interrupted: cancelling running steps, then running `always` steps and fault recovery (signal again to abort)");
+                    interrupt.cancel();
+                }
+            }
+        }
+
+        // Leftover faults, whatever happened above.
+        let pending = self
+            .faults
+            .snapshot()
+            .await
+            .iter()
+            .filter(|f| f.needs_recovery())
+            .count();
+        let mut recovery_errors = Vec::new();
+        if pending > 0 {
+            self.progress.note(&format!(
+                "recovering {pending} fault{}",
+                if pending == 1 { "" } else { "s" }
+            ));
+            let recover = self
+                .faults
+                .recover_pending(None, "engine", RECOVERY_TIMEOUT);
+            tokio::pin!(recover);
+            let failures = loop {
+                tokio::select! {
+                    r = &mut recover => break r,
+                    Some(Interrupt::Stop) = signals.recv(), if !interrupted => { interrupted = true; }
+                }
+            };
+            for (id, e) in failures {
+                self.progress
+                    .note(&format!("✘ fault `{id}` was NOT recovered: {e}"));
+                recovery_errors.push(format!("fault `{id}` was not recovered: {e}"));
+            }
+        }
+        let faults = self.faults.snapshot().await;
+        let _ = self
+            .manifest
+            .update(|m| {
+                m.faults = faults;
+                m.run.errors.extend(recovery_errors.iter().cloned());
+            })
+            .await;
+
+        if interrupted {
+            RunStatus::Interrupted
+        } else if failed || !recovery_errors.is_empty() {
+            RunStatus::Failed
+        } else {
+            RunStatus::Succeeded
+        }
+    }
+
+    fn runtime_context(
+        &self,
+        steps: &BTreeMap<String, serde_json::Value>,
+    ) -> BTreeMap<String, serde_json::Value> {
+        let mut ctx = BTreeMap::new();
+        ctx.insert(
+            "steps".into(),
+            serde_json::to_value(steps).unwrap_or_default(),
+        );
+        ctx.insert(
+            "run".into(),
+            serde_json::json!({
+                "id": self.run.run_id,
+                "exp_name": self.run.exp_name,
+                "started_at": self.run.started_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                "out_dir": self.run.out_dir,
+                "dir": self.run.run_dir,
+            }),
+        );
+        ctx
+    }
+
+    async fn record_finished(&self, f: Finished) {
+        let elapsed = (f.finished_at - f.started_at).to_std().unwrap_or_default();
+        let ok = f.status == StepStatus::Succeeded;
+        let outcome = match (&f.status, &f.error) {
+            (StepStatus::Failed, Some(e)) if self.plan.steps[&f.name].common.allow_failure => {
+                format!("failed (allowed): {}", first_line(e))
+            }
+            (_, Some(e)) => format!("{}: {}", status_word(f.status), first_line(e)),
+            _ => status_word(f.status).to_string(),
+        };
+        self.progress.step_finished(&f.name, ok, &outcome, elapsed);
+        if let Some(e) = &f.error {
+            if e.contains('\n') {
+                self.progress
+                    .note(&format!("  {}", e.replace('\n', "\n  ")));
+            }
+        }
+        let faults = self.faults.snapshot().await;
+        let _ = self
+            .manifest
+            .update(|m| {
+                if let Some(r) = m.steps.get_mut(&f.name) {
+                    r.status = f.status;
+                    r.attempts = f.attempts;
+                    r.finished_at = Some(f.finished_at);
+                    r.duration_ms = Some(elapsed.as_millis() as u64);
+                    r.error = f.error.clone();
+                    r.outputs = f.outputs.values.clone();
+                    r.artifacts = f.artifacts.clone();
+                }
+                m.faults = faults;
+            })
+            .await;
+    }
+}
+
+pub fn status_word(s: StepStatus) -> &'static str {
+    match s {
+        StepStatus::Pending => "pending",
+        StepStatus::Running => "running",
+        StepStatus::Succeeded => "succeeded",
+        StepStatus::Failed => "failed",
+        StepStatus::Skipped => "skipped",
+        StepStatus::Cancelled => "cancelled",
+    }
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or(s)
+}
+
+/// One step's life: attempts, timeouts, backoff, artifacts.
+struct StepJob {
+    plan: Arc<Plan>,
+    run: Arc<RunInfo>,
+    faults: Arc<FaultLedger>,
+    progress: Progress,
+    children: Arc<ChildGroups>,
+    name: String,
+    runtime: BTreeMap<String, serde_json::Value>,
+    cancel: CancellationToken,
+}
+
+impl StepJob {
+    async fn run(self, started_at: chrono::DateTime<Utc>) -> Finished {
+        let step = &self.plan.steps[&self.name];
+        let mut attempts = 0;
+        let result = loop {
+            attempts += 1;
+            self.progress
+                .step_started(&self.name, &step.common.kind, attempts);
+            let r = self.attempt(step, attempts).await;
+            match r {
+                Ok(out) => break Ok(out),
+                Err(StepError::Cancelled) => break Err(StepError::Cancelled),
+                Err(e) if attempts <= step.common.retries && !self.cancel.is_cancelled() => {
+                    let factor = 2u32.saturating_pow(attempts - 1);
+                    let wait = step
+                        .common
+                        .backoff
+                        .get()
+                        .saturating_mul(factor)
+                        .min(MAX_BACKOFF);
+                    self.progress.step_finished(
+                        &self.name,
+                        false,
+                        &format!(
+                            "attempt {attempts} failed: {}; retrying in {}",
+                            first_line(&e.to_string()),
+                            format_elapsed(wait)
+                        ),
+                        Duration::ZERO,
+                    );
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        () = self.cancel.cancelled() => break Err(StepError::Cancelled),
+                    }
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        let finished_at = Utc::now();
+        let (status, error, outputs, artifacts) = match result {
+            Ok(outputs) => match self.hash_artifacts(step, &outputs).await {
+                Ok(artifacts) => (StepStatus::Succeeded, None, outputs, artifacts),
+                Err(e) => (StepStatus::Failed, Some(e), outputs, Vec::new()),
+            },
+            Err(StepError::Cancelled) => (
+                StepStatus::Cancelled,
+                Some("cancelled: the run was interrupted".to_string()),
+                StepOutputs::default(),
+                Vec::new(),
+            ),
+            Err(e) => (
+                StepStatus::Failed,
+                Some(e.to_string()),
+                StepOutputs::default(),
+                Vec::new(),
+            ),
+        };
+        Finished {
+            name: self.name.clone(),
+            status,
+            attempts,
+            error,
+            outputs,
+            artifacts,
+            started_at,
+            finished_at,
+        }
+    }
+
+    async fn attempt(&self, step: &PlanStep, attempt: u32) -> Result<StepOutputs, StepError> {
+        let rendered;
+        let (env, imp): (IndexMap<String, String>, &dyn Step) = if step.deferred {
+            let (env, parsed) =
+                render_at_start(&self.plan, step, &self.runtime).map_err(StepError::Failed)?;
+            rendered = parsed;
+            (env, rendered.as_ref())
+        } else {
+            (step.common.env.clone(), step.step.as_ref())
+        };
+        let token = self.cancel.child_token();
+        let ctx = StepCtx {
+            run: Arc::clone(&self.run),
+            step: Arc::from(self.name.as_str()),
+            env: Arc::new(env),
+            cancel: token.clone(),
+            progress: self.progress.clone(),
+            faults: Arc::clone(&self.faults),
+            attempt,
+            children: Arc::clone(&self.children),
+        };
+        let Some(limit) = step.common.timeout else {
+            return imp.run(&ctx).await;
+        };
+        let fut = imp.run(&ctx);
+        tokio::pin!(fut);
+        tokio::select! {
+            r = &mut fut => r,
+            () = tokio::time::sleep(limit.get()) => {
+                token.cancel();
+                // Let the step stop what it started; past the grace period it is dropped.
+                let _ = tokio::time::timeout(CANCEL_GRACE, &mut fut).await;
+                Err(StepError::Failed(format!("timed out after {limit}")))
+            }
+        }
+    }
+
+    /// Hashes declared artifacts (globs under the output root) and those the step reported.
+    async fn hash_artifacts(
+        &self,
+        step: &PlanStep,
+        outputs: &StepOutputs,
+    ) -> Result<Vec<Artifact>, String> {
+        let out_dir = self.run.out_dir.clone();
+        let patterns = step.common.artifacts.clone();
+        let reported = outputs.artifacts.clone();
+        let started = Instant::now();
+        let r =
+            tokio::task::spawn_blocking(move || collect_artifacts(&out_dir, &patterns, &reported))
+                .await
+                .map_err(|e| e.to_string())?;
+        if started.elapsed() > Duration::from_secs(2) {
+            self.progress.note(&format!(
+                "{}: hashed artifacts in {}",
+                self.name,
+                format_elapsed(started.elapsed())
+            ));
+        }
+        r
+    }
+}
+
+fn collect_artifacts(
+    out_dir: &Path,
+    patterns: &[String],
+    reported: &[PathBuf],
+) -> Result<Vec<Artifact>, String> {
+    let mut paths: Vec<PathBuf> = Vec::new();
+    for pattern in patterns {
+        let full = if Path::new(pattern).is_absolute() {
+            PathBuf::from(pattern)
+        } else {
+            out_dir.join(pattern)
+        };
+        let matches: Vec<PathBuf> = glob::glob(&full.to_string_lossy())
+            .map_err(|e| format!("artifact pattern `{pattern}`: {e}"))?
+            .filter_map(Result::ok)
+            .filter(|p| p.is_file())
+            .collect();
+        if matches.is_empty() {
+            return Err(format!(
+                "declared artifact `{pattern}` was not produced (looked in {})",
+                out_dir.display()
+            ));
+        }
+        paths.extend(matches);
+    }
+    for p in reported {
+        paths.push(if p.is_absolute() {
+            p.clone()
+        } else {
+            out_dir.join(p)
+        });
+    }
+    paths.sort();
+    paths.dedup();
+    paths
+        .into_iter()
+        .map(|p| {
+            let (bytes, sha256) =
+                sha256_file(&p).map_err(|e| format!("hashing artifact {}: {e}", p.display()))?;
+            let path = p.strip_prefix(out_dir).map(Path::to_path_buf).unwrap_or(p);
+            Ok(Artifact {
+                path,
+                bytes,
+                sha256,
+            })
+        })
+        .collect()
+}
+
+/// Manifest rows for a plan's steps before anything ran.
+pub fn pending_records(plan: &Plan) -> IndexMap<String, StepRecord> {
+    plan.steps
+        .iter()
+        .map(|(n, s)| {
+            (
+                n.clone(),
+                StepRecord::pending(&s.common.kind, s.common.allow_failure, s.common.always),
+            )
+        })
+        .collect()
+}

@@ -1,0 +1,244 @@
+//! The fault ledger (`runs/<exp>/faults.json`) and recovery of every fault left unrecovered.
+//!
+//! A fault is written to the ledger before it is injected and carries everything needed to
+//! recover it, so recovery works from the ledger alone: at the end of any run (success,
+//! failure, timeout, SIGINT, SIGTERM) and later from `ttplan chaos clean --run` after a kill -9.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
+
+use crate::atomic_write::write_json_atomic;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultStatus {
+    /// Recorded; injection started but not confirmed (may be partly injected).
+    Injecting,
+    Injected,
+    Recovered,
+    RecoveryFailed,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FaultRecord {
+    pub id: String,
+    /// The step that injected it.
+    pub step: String,
+    /// The step kind whose recover function undoes it.
+    pub kind: String,
+    pub status: FaultStatus,
+    pub requested_at: DateTime<Utc>,
+    pub injected_at: Option<DateTime<Utc>>,
+    pub recovered_at: Option<DateTime<Utc>>,
+    /// Who recovered it: a `recover` step, or `engine` at the end of the run.
+    pub recovered_by: Option<String>,
+    pub error: Option<String>,
+    /// Fault parameters, for labels and the manifest.
+    pub params: serde_json::Value,
+    /// Kind-specific data the recover function reads.
+    pub recovery: serde_json::Value,
+    /// What the injector reported (controller records, affected pods…).
+    pub details: serde_json::Value,
+}
+
+impl FaultRecord {
+    pub fn mark_injected(&mut self, details: serde_json::Value) {
+        self.status = FaultStatus::Injected;
+        self.injected_at = Some(Utc::now());
+        self.details = details;
+    }
+
+    pub fn needs_recovery(&self) -> bool {
+        matches!(
+            self.status,
+            FaultStatus::Injecting | FaultStatus::Injected | FaultStatus::RecoveryFailed
+        )
+    }
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct LedgerFile {
+    faults: Vec<FaultRecord>,
+}
+
+/// What a recover function gets besides the record.
+#[derive(Debug, Clone)]
+pub struct RecoverCtx {
+    /// Where recovery output goes (`runs/<exp>/steps/<step>.recover.log`).
+    pub log_path: PathBuf,
+    pub timeout: Duration,
+}
+
+#[derive(Debug)]
+pub struct FaultLedger {
+    path: PathBuf,
+    faults: Mutex<Vec<FaultRecord>>,
+}
+
+impl FaultLedger {
+    pub fn new(run_dir: &Path) -> Self {
+        Self {
+            path: run_dir.join("faults.json"),
+            faults: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Reads an existing ledger (for `chaos clean --run`).
+    ///
+    /// # Errors
+    /// When the file cannot be read or parsed.
+    pub fn open(run_dir: &Path) -> std::io::Result<Self> {
+        let path = run_dir.join("faults.json");
+        let text = std::fs::read_to_string(&path)?;
+        let file: LedgerFile = serde_json::from_str(&text).map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{}: {e}", path.display()),
+            )
+        })?;
+        Ok(Self {
+            path,
+            faults: Mutex::new(file.faults),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub async fn snapshot(&self) -> Vec<FaultRecord> {
+        self.faults.lock().await.clone()
+    }
+
+    pub async fn register(
+        &self,
+        step: &str,
+        kind: &str,
+        recovery: serde_json::Value,
+        params: serde_json::Value,
+    ) -> std::io::Result<String> {
+        let mut faults = self.faults.lock().await;
+        let n = faults.iter().filter(|f| f.step == step).count();
+        let id = if n == 0 {
+            step.to_string()
+        } else {
+            format!("{step}#{}", n + 1)
+        };
+        faults.push(FaultRecord {
+            id: id.clone(),
+            step: step.to_string(),
+            kind: kind.to_string(),
+            status: FaultStatus::Injecting,
+            requested_at: Utc::now(),
+            injected_at: None,
+            recovered_at: None,
+            recovered_by: None,
+            error: None,
+            params,
+            recovery,
+            details: serde_json::Value::Null,
+        });
+        self.persist(&faults).await?;
+        Ok(id)
+    }
+
+    pub async fn update(&self, id: &str, f: impl FnOnce(&mut FaultRecord)) -> std::io::Result<()> {
+        let mut faults = self.faults.lock().await;
+        if let Some(r) = faults.iter_mut().find(|r| r.id == id) {
+            f(r);
+        }
+        self.persist(&faults).await
+    }
+
+    async fn persist(&self, faults: &[FaultRecord]) -> std::io::Result<()> {
+        let file = LedgerFile {
+            faults: faults.to_vec(),
+        };
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || write_json_atomic(&path, &file))
+            .await
+            .map_err(std::io::Error::other)?
+    }
+
+    /// Recovers every fault that still needs it (optionally only those of `steps`), one after
+    /// another in reverse injection order. Returns the ids that could not be recovered.
+    pub async fn recover_pending(
+        &self,
+        only_steps: Option<&[String]>,
+        by: &str,
+        timeout: Duration,
+    ) -> Vec<(String, String)> {
+        let pending: Vec<FaultRecord> = {
+            let faults = self.faults.lock().await;
+            faults
+                .iter()
+                .rev()
+                .filter(|f| f.needs_recovery())
+                .filter(|f| only_steps.is_none_or(|s| s.contains(&f.step)))
+                .cloned()
+                .collect()
+        };
+        let mut failed = Vec::new();
+        for record in pending {
+            let result = recover_one(&record, &self.path, timeout).await;
+            let now = Utc::now();
+            let write = self
+                .update(&record.id, |r| match &result {
+                    Ok(()) => {
+                        r.status = FaultStatus::Recovered;
+                        r.recovered_at = Some(now);
+                        r.recovered_by = Some(by.to_string());
+                        r.error = None;
+                    }
+                    Err(e) => {
+                        r.status = FaultStatus::RecoveryFailed;
+                        r.error = Some(e.clone());
+                    }
+                })
+                .await;
+            if let Err(e) = result {
+                failed.push((record.id.clone(), e));
+            } else if let Err(e) = write {
+                failed.push((
+                    record.id.clone(),
+                    format!("recovered, but the ledger could not be written: {e}"),
+                ));
+            }
+        }
+        failed
+    }
+}
+
+async fn recover_one(
+    record: &FaultRecord,
+    ledger_path: &Path,
+    timeout: Duration,
+) -> Result<(), String> {
+    let entry = crate::steps::lookup(&record.kind).ok_or_else(|| {
+        format!(
+            "no step kind `{}` to recover fault `{}`",
+            record.kind, record.id
+        )
+    })?;
+    let recover = entry
+        .recover
+        .ok_or_else(|| format!("step kind `{}` has no recovery", record.kind))?;
+    let run_dir = ledger_path.parent().unwrap_or(Path::new("."));
+    let ctx = RecoverCtx {
+        log_path: run_dir
+            .join("steps")
+            .join(format!("{}.recover.log", record.step)),
+        timeout,
+    };
+    match tokio::time::timeout(timeout, recover(record, &ctx)).await {
+        Ok(r) => r,
+        Err(_) => Err(format!(
+            "recovery timed out after {}",
+            humantime::format_duration(timeout)
+        )),
+    }
+}

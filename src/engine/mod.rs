@@ -1,0 +1,8 @@
+//! Running a plan: the DAG executor, the run context, the fault ledger, the manifest and
+//! progress reporting.
+
+pub mod ctx;
+pub mod executor;
+pub mod faults;
+pub mod manifest;
+pub mod progress;

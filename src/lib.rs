@@ -1,0 +1,41 @@
+//! ttplan: a declarative pipeline engine for fault-injection experiments on microservice
+//! benchmarks. `main` only calls [`run`]; everything else is a library so it can be tested.
+
+pub mod atomic_write;
+pub mod cli;
+mod commands;
+pub mod diag;
+pub mod engine;
+pub mod git;
+pub mod plan;
+pub mod steps;
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+/// Exit codes: what a script driving a campaign needs to tell apart.
+pub mod exit {
+    pub const SUCCESS: u8 = 0;
+    /// A step failed (the run finished, with failures).
+    pub const STEP_FAILED: u8 = 1;
+    /// Bad usage or an invalid plan: nothing ran.
+    pub const INVALID: u8 = 2;
+    /// Stopped by SIGINT/SIGTERM.
+    pub const INTERRUPTED: u8 = 130;
+}
+
+/// Parses arguments, runs the command, prints errors, returns the exit code.
+pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    let args = match <cli::Args as clap::Parser>::try_parse_from(args) {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                exit::INVALID
+            } else {
+                exit::SUCCESS
+            });
+        }
+    };
+    ExitCode::from(commands::dispatch(args))
+}

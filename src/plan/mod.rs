@@ -1,0 +1,144 @@
+//! Plans: the model, loading (YAML/TOML, `extends`), templating, validation and the DAG.
+//!
+//! [`load_plan`] turns a plan file into a [`Plan`] whose steps are parsed into their kinds and
+//! whose load-time templates are rendered, or into [`PlanErrors`] listing every problem.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use indexmap::IndexMap;
+
+pub mod dag;
+pub mod load;
+pub mod model;
+pub mod node;
+pub mod node_de;
+pub mod schema;
+pub mod template;
+pub mod validate;
+
+pub use dag::Dag;
+pub use model::{Duration, StepCommon};
+pub use validate::load_plan;
+
+use crate::diag::{SourceFile, Span};
+use crate::steps::{KindEntry, Step};
+use node::Node;
+use template::Templates;
+
+/// How to load: values fixed by the invocation rather than the file.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// `--set key=value`, in order.
+    pub sets: Vec<String>,
+    pub run_id: String,
+    /// Run start; `now_utc()` returns it.
+    pub now: DateTime<Utc>,
+    /// Dataset root (`--out`).
+    pub out_dir: PathBuf,
+}
+
+/// A validated plan, ready to run.
+pub struct Plan {
+    /// As given on the command line.
+    pub path: PathBuf,
+    /// Absolute folder of the plan file.
+    pub plan_dir: PathBuf,
+    /// The plan file and its bases.
+    pub files: Vec<Arc<SourceFile>>,
+    pub name: String,
+    pub description: Option<String>,
+    pub exp_name: String,
+    /// Resolved vars (after `--set` and templating), in declaration order.
+    pub vars: IndexMap<String, Node>,
+    /// Source trees whose git commit the manifest records (`sources:`).
+    pub sources: IndexMap<String, PathBuf>,
+    pub steps: IndexMap<String, PlanStep>,
+    pub dag: Dag,
+    pub templates: Templates,
+    /// Load-time template context (vars + built-ins), reused at step start.
+    pub context: BTreeMap<String, serde_json::Value>,
+}
+
+/// One step after load-time rendering.
+pub struct PlanStep {
+    pub name: String,
+    pub common: StepCommon,
+    pub kind: &'static KindEntry,
+    /// The kind-specific fields, rendered; strings with runtime references are kept as written.
+    pub fields: Node,
+    /// Parsed kind config (from `fields`; re-parsed at step start when `deferred`).
+    pub step: Box<dyn Step>,
+    /// Whether some field reads `steps.*`/`run.*` and renders at step start.
+    pub deferred: bool,
+    /// Where the step is declared (its key).
+    pub span: Span,
+}
+
+impl Plan {
+    /// The resolved plan as JSON, as the manifest records it.
+    pub fn resolved_json(&self) -> serde_json::Value {
+        let steps: serde_json::Map<String, serde_json::Value> = self
+            .steps
+            .iter()
+            .map(|(name, s)| (name.clone(), s.resolved_json()))
+            .collect();
+        serde_json::json!({
+            "name": self.name,
+            "description": self.description,
+            "vars": self.vars_json(),
+            "sources": self.sources,
+            "steps": steps,
+        })
+    }
+
+    pub fn vars_json(&self) -> serde_json::Map<String, serde_json::Value> {
+        self.vars
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_json()))
+            .collect()
+    }
+}
+
+impl PlanStep {
+    /// Common and kind fields together, as rendered at load time.
+    pub fn resolved_json(&self) -> serde_json::Value {
+        let c = &self.common;
+        let mut m = serde_json::Map::new();
+        m.insert("kind".into(), c.kind.clone().into());
+        if !c.after.is_empty() {
+            m.insert("after".into(), c.after.clone().into());
+        }
+        if let Some(d) = &c.description {
+            m.insert("description".into(), d.clone().into());
+        }
+        if let Some(t) = c.timeout {
+            m.insert("timeout".into(), t.to_string().into());
+        }
+        if c.retries > 0 {
+            m.insert("retries".into(), c.retries.into());
+            m.insert("backoff".into(), c.backoff.to_string().into());
+        }
+        if c.allow_failure {
+            m.insert("allow_failure".into(), true.into());
+        }
+        if c.always {
+            m.insert("always".into(), true.into());
+        }
+        if !c.env.is_empty() {
+            m.insert(
+                "env".into(),
+                serde_json::to_value(&c.env).unwrap_or_default(),
+            );
+        }
+        if !c.artifacts.is_empty() {
+            m.insert("artifacts".into(), c.artifacts.clone().into());
+        }
+        if let serde_json::Value::Object(fields) = self.fields.to_json() {
+            m.extend(fields);
+        }
+        serde_json::Value::Object(m)
+    }
+}

@@ -1,0 +1,264 @@
+//! `shell`: runs a command (argv or `sh -c`) `iterations` times, output to the step log.
+//! With `recover:`, the step is a fault: the recover command is put in the fault ledger before
+//! `run` starts and is executed on every exit path of the run.
+
+use std::path::{Path, PathBuf};
+
+use futures_util::future::BoxFuture;
+use indexmap::IndexMap;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use super::process::{run_logged, tail_lines, ChildGroups, Command, Spawn};
+use super::{Step, StepConfig, StepCtx, StepError, StepOutputs};
+use crate::engine::faults::{FaultRecord, RecoverCtx};
+use crate::plan::Duration;
+
+/// Runs a command.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShellConfig {
+    /// The command: a string runs under `sh -c`, a list is argv.
+    pub run: Command,
+    /// Working directory; relative paths are relative to the plan file's folder (the default).
+    #[serde(default)]
+    pub workdir: Option<PathBuf>,
+    /// How many times to run the command; the step fails on the first non-zero exit.
+    #[serde(default = "one")]
+    pub iterations: u32,
+    /// Pause between iterations.
+    #[serde(default)]
+    pub pause: Option<Duration>,
+    /// A command that undoes `run`. It makes this step a fault: written to the fault ledger
+    /// before `run` starts and executed when the run ends — on success, failure, timeout or
+    /// interruption — unless recovered earlier.
+    #[serde(default)]
+    pub recover: Option<Command>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// What the ledger keeps to run `recover` without the plan.
+#[derive(Debug, Serialize, Deserialize)]
+struct ShellRecovery {
+    command: Command,
+    workdir: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+impl StepConfig for ShellConfig {
+    const KIND: &'static str = "shell";
+    const ABOUT: &'static str =
+        "runs a command (argv or `sh -c`), `iterations` times, output to the step log";
+    const RECOVER: Option<super::RecoverFn> = Some(recover_shell);
+}
+
+#[async_trait::async_trait]
+impl Step for ShellConfig {
+    async fn run(&self, ctx: &StepCtx) -> Result<StepOutputs, StepError> {
+        let workdir = resolve_workdir(ctx.plan_dir(), self.workdir.as_deref());
+        let log = ctx.log_path();
+        let outputs_file = ctx
+            .run_dir()
+            .join("steps")
+            .join(format!("{}.outputs", ctx.step_name()));
+        let mut env = run_env(ctx);
+        env.push(("TTPLAN_OUTPUTS".into(), outputs_file.display().to_string()));
+
+        if let Some(recover) = &self.recover {
+            if ctx.attempt() == 1 {
+                let recovery = ShellRecovery {
+                    command: recover.clone(),
+                    workdir: workdir.clone(),
+                    env: env.clone(),
+                };
+                let recovery = serde_json::to_value(&recovery).map_err(StepError::failed)?;
+                let params = serde_json::json!({ "run": self.run, "recover": recover });
+                ctx.register_fault(Self::KIND, recovery, params).await?;
+            }
+        }
+
+        let mut runs = Vec::new();
+        let total = self.iterations.max(1);
+        let mut last_code = None;
+        for i in 1..=total {
+            if i > 1 {
+                if let Some(pause) = self.pause {
+                    ctx.progress(format!("pause {pause} before iteration {i}/{total}"));
+                    tokio::select! {
+                        () = tokio::time::sleep(pause.get()) => {}
+                        () = ctx.cancel_token().cancelled() => return Err(StepError::Cancelled),
+                    }
+                }
+            }
+            if total > 1 {
+                ctx.progress(format!("iteration {i}/{total}"));
+            }
+            append_log(
+                &log,
+                &format!(
+                    "--- {} attempt {} iteration {i}/{total}: {}\n",
+                    now(),
+                    ctx.attempt(),
+                    self.run
+                ),
+            )?;
+            let mut iter_env = env.clone();
+            iter_env.push(("TTPLAN_ITERATION".into(), i.to_string()));
+            let done = run_logged(Spawn {
+                command: &self.run,
+                workdir: &workdir,
+                env: iter_env,
+                log: &log,
+                groups: ctx.child_groups(),
+                cancel: ctx.cancel_token(),
+            })
+            .await?;
+            append_log(
+                &log,
+                &format!(
+                    "--- {} {} after {:.3}s\n",
+                    now(),
+                    done.describe(),
+                    done.elapsed.as_secs_f64()
+                ),
+            )?;
+            last_code = done.code();
+            runs.push(serde_json::json!({
+                "iteration": i,
+                "exit_code": done.code(),
+                "duration_ms": done.elapsed.as_millis() as u64,
+            }));
+            if !done.status.success() {
+                let tail = tail_lines(&log, 8);
+                let mut msg = format!(
+                    "`{}` failed with {} (iteration {i}/{total}); log: {}",
+                    self.run,
+                    done.describe(),
+                    log.display()
+                );
+                if !tail.is_empty() {
+                    msg.push_str("\n  | ");
+                    msg.push_str(&tail.replace('\n', "\n  | "));
+                }
+                return Err(StepError::Failed(msg));
+            }
+        }
+        let mut out = StepOutputs::default()
+            .value("exit_code", last_code)
+            .value("iterations", runs);
+        for (k, v) in read_outputs_file(&outputs_file)? {
+            out.values.insert(k, v.into());
+        }
+        Ok(out)
+    }
+}
+
+/// Environment every child of a run gets, on top of ttplan's own and the step's `env`.
+pub fn run_env(ctx: &StepCtx) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = ctx
+        .env()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let abs = |p: &Path| {
+        std::path::absolute(p)
+            .unwrap_or_else(|_| p.to_path_buf())
+            .display()
+            .to_string()
+    };
+    env.extend([
+        ("TTPLAN_RUN_ID".into(), ctx.run_id().to_string()),
+        ("TTPLAN_EXP_NAME".into(), ctx.exp_name().to_string()),
+        ("TTPLAN_OUT_DIR".into(), abs(ctx.out_dir())),
+        ("TTPLAN_RUN_DIR".into(), abs(ctx.run_dir())),
+        ("TTPLAN_STEP".into(), ctx.step_name().to_string()),
+    ]);
+    env
+}
+
+pub fn resolve_workdir(plan_dir: &Path, workdir: Option<&Path>) -> PathBuf {
+    match workdir {
+        Some(w) if w.is_absolute() => w.to_path_buf(),
+        Some(w) => plan_dir.join(w),
+        None => plan_dir.to_path_buf(),
+    }
+}
+
+fn now() -> String {
+    chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
+}
+
+fn append_log(path: &Path, text: &str) -> Result<(), StepError> {
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .map_err(StepError::io(format!("writing {}", path.display())))
+}
+
+/// `key=value` lines a command wrote to `$TTPLAN_OUTPUTS`; later lines win.
+fn read_outputs_file(path: &Path) -> Result<IndexMap<String, String>, StepError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(IndexMap::new()),
+        Err(e) => return Err(StepError::io(format!("reading {}", path.display()))(e)),
+    };
+    let mut out = IndexMap::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let Some((k, v)) = line.split_once('=') else {
+            return Err(StepError::failed(format!(
+                "{}:{}: expected `key=value`, found `{line}`",
+                path.display(),
+                n + 1
+            )));
+        };
+        out.insert(k.trim().to_string(), v.to_string());
+    }
+    Ok(out)
+}
+
+fn recover_shell<'a>(
+    record: &'a FaultRecord,
+    ctx: &'a RecoverCtx,
+) -> BoxFuture<'a, Result<(), String>> {
+    Box::pin(async move {
+        let r: ShellRecovery = serde_json::from_value(record.recovery.clone())
+            .map_err(|e| format!("fault `{}`: unreadable recovery data: {e}", record.id))?;
+        if let Some(dir) = ctx.log_path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        }
+        let never = CancellationToken::new();
+        let groups = ChildGroups::default();
+        let done = run_logged(Spawn {
+            command: &r.command,
+            workdir: &r.workdir,
+            env: r.env,
+            log: &ctx.log_path,
+            groups: &groups,
+            cancel: &never,
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        if done.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "`{}` failed with {}; log: {}",
+                r.command,
+                done.describe(),
+                ctx.log_path.display()
+            ))
+        }
+    })
+}
