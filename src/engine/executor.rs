@@ -389,7 +389,7 @@ impl StepJob {
             },
             Err(StepError::Cancelled) => (
                 StepStatus::Cancelled,
-                Some("cancelled: the run was interrupted".to_string()),
+                Some("the run was interrupted".to_string()),
                 StepOutputs::default(),
                 Vec::new(),
             ),
