@@ -44,7 +44,7 @@ fn load_plan_inner(path: &Path, opts: &LoadOptions) -> Result<Plan, PlanErrors> 
         if !TOP_LEVEL_FIELDS.contains(&key.as_str()) {
             errs.push(unknown_field_diag(
                 key,
-                &entry.key_span,
+                Some(&entry.key_span),
                 TOP_LEVEL_FIELDS.iter().copied(),
                 "plan",
             ));
@@ -126,7 +126,7 @@ fn load_plan_inner(path: &Path, opts: &LoadOptions) -> Result<Plan, PlanErrors> 
 
 fn unknown_field_diag<'a>(
     key: &str,
-    span: &Span,
+    span: Option<&Span>,
     known: impl IntoIterator<Item = &'a str>,
     what: &str,
 ) -> PlanDiag {
@@ -134,7 +134,7 @@ fn unknown_field_diag<'a>(
     PlanDiag::new(
         Code::UnknownField,
         format!("unknown field `{key}` in {what}"),
-        Some(span),
+        span,
     )
     .label("not a known field")
     .help(
@@ -147,12 +147,7 @@ fn node_error_diag(e: NodeError, extra_fields: &[&str], what: &str) -> PlanDiag 
     let span = e.span.clone();
     if let Some((field, expected)) = &e.unknown_field {
         let known = expected.iter().chain(extra_fields).copied();
-        return unknown_field_diag(
-            field,
-            span.as_ref().expect("from_node always sets a span"),
-            known,
-            what,
-        );
+        return unknown_field_diag(field, span.as_ref(), known, what);
     }
     let code = if e.missing_field {
         Code::MissingField
