@@ -1,0 +1,61 @@
+//! Routes store changes to the fake controllers, and writes core Events the way controllers
+//! and the kubelet do.
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use super::discovery::{catalogue, ResourceDef, CHAOSBLADE_GROUP, CHAOS_MESH_GROUP};
+use super::store::{Change, Store};
+use super::util::{now_rfc3339, random_hex};
+use super::{chaosblade, chaosmesh, pods, Shared};
+
+/// Called after every store mutation, outside the store lock.
+pub fn dispatch(shared: &Arc<Shared>, def: &ResourceDef, change: &Change) {
+    match (def.group, def.plural) {
+        ("", "pods") => {
+            if let Change::Deleted(pod) = change {
+                pods::on_pod_deleted(shared, pod);
+            }
+        }
+        (CHAOS_MESH_GROUP, "schedules") => chaosmesh::on_schedule_change(shared, def, change),
+        (CHAOS_MESH_GROUP, "workflows") => {}
+        (CHAOS_MESH_GROUP, _) => chaosmesh::on_chaos_change(shared, def, change),
+        (CHAOSBLADE_GROUP, "chaosblades") => chaosblade::on_change(shared, def, change),
+        _ => {}
+    }
+}
+
+fn events_def() -> ResourceDef {
+    catalogue(false, false).into_iter().find(|d| d.plural == "events").expect("events resource")
+}
+
+/// Stores a core/v1 Event about `involved` (any object with apiVersion/kind/metadata), as
+/// `kubectl get events` would show it.
+pub fn record_event(store: &mut Store, involved: &Value, reason: &str, message: &str, type_: &str, component: &str) {
+    let meta = &involved["metadata"];
+    let ns = meta["namespace"].as_str().unwrap_or("default").to_string();
+    let name = meta["name"].as_str().unwrap_or("");
+    let now = now_rfc3339();
+    let event = json!({
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": format!("{name}.{}", random_hex(16)), "namespace": ns},
+        "involvedObject": {
+            "apiVersion": involved["apiVersion"], "kind": involved["kind"],
+            "name": name, "namespace": ns, "uid": meta["uid"],
+            "resourceVersion": meta["resourceVersion"],
+        },
+        "reason": reason,
+        "message": message,
+        "type": type_,
+        "source": {"component": component},
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+        "eventTime": null,
+        "reportingComponent": component,
+        "reportingInstance": "",
+    });
+    let _ = store.create(&events_def(), Some(&ns), event);
+}
