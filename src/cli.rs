@@ -42,6 +42,62 @@ pub enum Command {
     },
     /// Print the JSON schema of plan files.
     Schema,
+    /// Find and remove chaos left in a cluster.
+    #[command(subcommand)]
+    Chaos(ChaosCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ChaosCommand {
+    /// List Chaos Mesh and ChaosBlade objects (all kinds) in a namespace or all namespaces.
+    Ls {
+        #[command(flatten)]
+        kube: KubeArgs,
+        /// Every namespace (the default unless -n is given).
+        #[arg(short = 'A', long)]
+        all_namespaces: bool,
+    },
+    /// Recover what a run left injected (`--run`), or remove every chaos object (`--all`).
+    Clean {
+        /// A run folder (`<out>/runs/<EXP_NAME>`): recover the faults its ledger lists as unrecovered.
+        #[arg(long, value_name = "RUN_DIR", required_unless_present = "all", conflicts_with = "all")]
+        run: Option<PathBuf>,
+        /// Delete every Chaos Mesh / ChaosBlade object in the namespace (-n) or everywhere.
+        #[arg(long)]
+        all: bool,
+        /// Objects stuck on Chaos Mesh's records finalizer get the forced-cleanup annotation.
+        #[arg(long)]
+        force: bool,
+        /// How long to wait for each object to disappear.
+        #[arg(long, default_value = "2m")]
+        timeout: humantime::Duration,
+        #[command(flatten)]
+        kube: KubeArgs,
+    },
+}
+
+/// Cluster selection, as kubectl spells it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct KubeArgs {
+    /// Path to a kubeconfig (default: $KUBECONFIG, ~/.kube/config, in-cluster).
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// kubeconfig context to use.
+    #[arg(long)]
+    pub context: Option<String>,
+    /// Default namespace for steps that name none.
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+}
+
+impl KubeArgs {
+    pub fn settings(&self) -> crate::kube::KubeSettings {
+        crate::kube::KubeSettings {
+            kubeconfig: self.kubeconfig.clone(),
+            context: self.context.clone(),
+            namespace: self.namespace.clone(),
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -68,6 +124,8 @@ pub struct RunArgs {
     /// Progress display.
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     pub progress: ProgressMode,
+    #[command(flatten)]
+    pub kube: KubeArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

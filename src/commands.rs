@@ -19,6 +19,7 @@ use crate::engine::manifest::{
 use crate::engine::progress::{format_elapsed, Progress};
 use crate::exit;
 use crate::git::git_info;
+use crate::kube::KubeAccess;
 use crate::plan::{load_plan, LoadOptions, Plan};
 use crate::steps::process::ChildGroups;
 
@@ -48,6 +49,7 @@ pub fn dispatch(args: Args) -> u8 {
             print!("{}", crate::plan::schema::plan_schema_json());
             exit::SUCCESS
         }
+        Command::Chaos(c) => crate::chaos_admin::run(c),
     }
 }
 
@@ -232,6 +234,7 @@ fn run(args: RunArgs) -> u8 {
         run_dir,
         plan_dir: plan.plan_dir.clone(),
         started_at: now,
+        kube: Arc::new(KubeAccess::new(args.kube.settings())),
     });
     let code = rt.block_on(run_async(Arc::new(plan), run, &args));
     // Steps never leave tasks behind, but a hung cleanup must not keep the process alive.

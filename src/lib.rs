@@ -3,10 +3,12 @@
 
 pub mod atomic_write;
 pub mod cli;
+mod chaos_admin;
 mod commands;
 pub mod diag;
 pub mod engine;
 pub mod git;
+pub mod kube;
 pub mod plan;
 pub mod steps;
 

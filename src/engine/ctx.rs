@@ -9,7 +9,8 @@ use chrono::{DateTime, Utc};
 use indexmap::IndexMap;
 use tokio_util::sync::CancellationToken;
 
-use super::faults::{FaultLedger, FaultRecord};
+use super::faults::{FaultLedger, FaultRecord, RecoverSettings};
+use crate::kube::{Kube, KubeAccess};
 use super::progress::Progress;
 use crate::steps::process::ChildGroups;
 use crate::steps::StepError;
@@ -26,6 +27,8 @@ pub struct RunInfo {
     pub run_dir: PathBuf,
     pub plan_dir: PathBuf,
     pub started_at: DateTime<Utc>,
+    /// Cluster access, connected on first use.
+    pub kube: Arc<KubeAccess>,
 }
 
 /// Handed to [`crate::steps::Step::run`]; cheap to clone.
@@ -118,9 +121,53 @@ impl StepCtx {
         params: serde_json::Value,
     ) -> Result<String, StepError> {
         self.faults
-            .register(&self.step, kind, recovery, params)
+            .register(&self.step, kind, recovery, params, false)
             .await
             .map_err(StepError::io("writing the fault ledger"))
+    }
+
+    /// Like [`StepCtx::register_fault`], for something to undo at the end of the run that is
+    /// not a fault (applied manifests); it stays out of `fault_labels.json`.
+    pub async fn register_teardown(
+        &self,
+        kind: &str,
+        recovery: serde_json::Value,
+        params: serde_json::Value,
+    ) -> Result<String, StepError> {
+        self.faults
+            .register(&self.step, kind, recovery, params, true)
+            .await
+            .map_err(StepError::io("writing the fault ledger"))
+    }
+
+    /// Recovers the unrecovered faults injected by `steps` now (the `recover` kind).
+    /// Returns the ids that could not be recovered, with why.
+    pub async fn recover_faults(&self, steps: &[String], timeout: std::time::Duration) -> Vec<(String, String)> {
+        let settings = RecoverSettings {
+            timeout: Some(timeout),
+            kube: Arc::clone(&self.run.kube),
+            force: false,
+        };
+        self.faults.recover_pending(Some(steps), &self.step, &settings).await
+    }
+
+    /// Faults recorded so far (for `recover` to report what it did).
+    pub async fn faults(&self) -> Vec<FaultRecord> {
+        self.faults.snapshot().await
+    }
+
+    /// The cluster selection the run was started with (kept in fault records so recovery
+    /// after a crash reaches the same cluster).
+    pub fn kube_settings(&self) -> &crate::kube::KubeSettings {
+        self.run.kube.settings()
+    }
+
+    /// The cluster, connected on first use.
+    ///
+    /// # Errors
+    /// No usable kubeconfig / context.
+    pub async fn kube(&self) -> Result<&Kube, StepError> {
+        self.run.kube.get().await.map_err(|e| StepError::Failed(e.to_string()))
     }
 
     /// Marks a registered fault as injected, with details the controller reported.

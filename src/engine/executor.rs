@@ -15,7 +15,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::ctx::{RunInfo, StepCtx};
-use super::faults::FaultLedger;
+use super::faults::{FaultLedger, RecoverSettings};
+use super::labels::write_fault_labels;
 use super::manifest::{sha256_file, Artifact, ManifestWriter, RunStatus, StepRecord, StepStatus};
 use super::progress::{format_elapsed, Progress};
 use crate::plan::validate::render_at_start;
@@ -27,8 +28,6 @@ use crate::steps::{Step, StepError, StepOutputs};
 const CANCEL_GRACE: Duration = Duration::from_secs(15);
 /// The longest wait between retries.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
-/// Each fault's recovery may take this long.
-const RECOVERY_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Signals the executor reacts to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -224,9 +223,12 @@ impl Executor {
                 "recovering {pending} fault{}",
                 if pending == 1 { "" } else { "s" }
             ));
-            let recover = self
-                .faults
-                .recover_pending(None, "engine", RECOVERY_TIMEOUT);
+            let settings = RecoverSettings {
+                timeout: None,
+                kube: Arc::clone(&self.run.kube),
+                force: false,
+            };
+            let recover = self.faults.recover_pending(None, "engine", &settings);
             tokio::pin!(recover);
             let failures = loop {
                 tokio::select! {
@@ -241,6 +243,9 @@ impl Executor {
             }
         }
         let faults = self.faults.snapshot().await;
+        if let Err(e) = write_fault_labels(&self.run.run_dir, &self.run.exp_name, &self.run.run_id, &faults) {
+            recovery_errors.push(format!("cannot write fault_labels.json: {e}"));
+        }
         let _ = self
             .manifest
             .update(|m| {

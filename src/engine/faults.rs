@@ -11,7 +11,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
+use std::sync::Arc;
+
 use crate::atomic_write::write_json_atomic;
+use crate::kube::KubeAccess;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -43,6 +46,13 @@ pub struct FaultRecord {
     pub recovery: serde_json::Value,
     /// What the injector reported (controller records, affected pods…).
     pub details: serde_json::Value,
+    /// What recovery observed (e.g. the controller's recovery records).
+    #[serde(default)]
+    pub recovery_details: serde_json::Value,
+    /// Not a fault but something to undo at the end (e.g. applied manifests); kept out of
+    /// `fault_labels.json`.
+    #[serde(default)]
+    pub teardown: bool,
 }
 
 impl FaultRecord {
@@ -66,11 +76,16 @@ struct LedgerFile {
 }
 
 /// What a recover function gets besides the record.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RecoverCtx {
     /// Where recovery output goes (`runs/<exp>/steps/<step>.recover.log`).
     pub log_path: PathBuf,
-    pub timeout: Duration,
+    /// The caller's limit (`chaos clean --timeout`, a `recover` step); `None`: the plan's own
+    /// limit stored in the record.
+    pub timeout: Option<Duration>,
+    pub kube: Arc<KubeAccess>,
+    /// `chaos clean --force`: remove finalizers that block deletion.
+    pub force: bool,
 }
 
 #[derive(Debug)]
@@ -120,6 +135,7 @@ impl FaultLedger {
         kind: &str,
         recovery: serde_json::Value,
         params: serde_json::Value,
+        teardown: bool,
     ) -> std::io::Result<String> {
         let mut faults = self.faults.lock().await;
         let n = faults.iter().filter(|f| f.step == step).count();
@@ -141,6 +157,8 @@ impl FaultLedger {
             params,
             recovery,
             details: serde_json::Value::Null,
+            recovery_details: serde_json::Value::Null,
+            teardown,
         });
         self.persist(&faults).await?;
         Ok(id)
@@ -170,7 +188,7 @@ impl FaultLedger {
         &self,
         only_steps: Option<&[String]>,
         by: &str,
-        timeout: Duration,
+        ctx: &RecoverSettings,
     ) -> Vec<(String, String)> {
         let pending: Vec<FaultRecord> = {
             let faults = self.faults.lock().await;
@@ -184,11 +202,14 @@ impl FaultLedger {
         };
         let mut failed = Vec::new();
         for record in pending {
-            let result = recover_one(&record, &self.path, timeout).await;
+            let result = recover_one(&record, &self.path, ctx).await;
             let now = Utc::now();
             let write = self
                 .update(&record.id, |r| match &result {
-                    Ok(()) => {
+                    Ok(details) => {
+                        if let Some(d) = details {
+                            r.recovery_details = d.clone();
+                        }
                         r.status = FaultStatus::Recovered;
                         r.recovered_at = Some(now);
                         r.recovered_by = Some(by.to_string());
@@ -213,11 +234,19 @@ impl FaultLedger {
     }
 }
 
+/// What recovery needs besides the ledger: the cluster and limits.
+#[derive(Clone)]
+pub struct RecoverSettings {
+    pub timeout: Option<Duration>,
+    pub kube: Arc<KubeAccess>,
+    pub force: bool,
+}
+
 async fn recover_one(
     record: &FaultRecord,
     ledger_path: &Path,
-    timeout: Duration,
-) -> Result<(), String> {
+    s: &RecoverSettings,
+) -> Result<Option<serde_json::Value>, String> {
     let entry = crate::steps::lookup(&record.kind).ok_or_else(|| {
         format!(
             "no step kind `{}` to recover fault `{}`",
@@ -232,13 +261,17 @@ async fn recover_one(
         log_path: run_dir
             .join("steps")
             .join(format!("{}.recover.log", record.step)),
-        timeout,
+        timeout: s.timeout,
+        kube: Arc::clone(&s.kube),
+        force: s.force,
     };
-    match tokio::time::timeout(timeout, recover(record, &ctx)).await {
+    // The kind's own waits use `timeout`; this outer bound only catches a hung recover function.
+    let outer = s.timeout.unwrap_or(Duration::from_secs(600)) + Duration::from_secs(30);
+    match tokio::time::timeout(outer, recover(record, &ctx)).await {
         Ok(r) => r,
         Err(_) => Err(format!(
             "recovery timed out after {}",
-            humantime::format_duration(timeout)
+            humantime::format_duration(outer)
         )),
     }
 }

@@ -4,5 +4,6 @@
 pub mod ctx;
 pub mod executor;
 pub mod faults;
+pub mod labels;
 pub mod manifest;
 pub mod progress;

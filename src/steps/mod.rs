@@ -18,12 +18,25 @@ use crate::engine::faults::{FaultRecord, RecoverCtx};
 use crate::plan::node::Node;
 use crate::plan::node_de::{from_node, NodeError};
 
+pub mod chaos_mesh;
+pub mod chaosblade;
+pub mod kube_apply;
 pub mod process;
+pub mod recover;
 pub mod shell;
 pub mod sleep;
+pub mod wait_ready;
 
 /// The registry: every step kind ttplan knows.
-pub static KINDS: &[KindEntry] = &[kind::<shell::ShellConfig>(), kind::<sleep::SleepConfig>()];
+pub static KINDS: &[KindEntry] = &[
+    kind::<shell::ShellConfig>(),
+    kind::<sleep::SleepConfig>(),
+    kind::<kube_apply::KubeApplyConfig>(),
+    kind::<wait_ready::WaitReadyConfig>(),
+    kind::<chaos_mesh::ChaosMeshConfig>(),
+    kind::<chaosblade::ChaosBladeConfig>(),
+    kind::<recover::RecoverConfig>(),
+];
 
 /// What a step produced: named values (readable by later steps as
 /// `steps.<name>.outputs.<key>`) and files to hash into the manifest.
@@ -89,8 +102,12 @@ pub trait StepConfig: Step + DeserializeOwned + JsonSchema + 'static {
     const RECOVER: Option<RecoverFn> = None;
 }
 
-pub type RecoverFn =
-    for<'a> fn(&'a FaultRecord, &'a RecoverCtx) -> BoxFuture<'a, Result<(), String>>;
+/// Undoes a fault from its ledger record alone; may return what it observed (e.g. the
+/// controller's recovery records) to keep in the ledger.
+pub type RecoverFn = for<'a> fn(
+    &'a FaultRecord,
+    &'a RecoverCtx,
+) -> BoxFuture<'a, Result<Option<serde_json::Value>, String>>;
 
 /// One row of the registry.
 pub struct KindEntry {

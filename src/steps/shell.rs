@@ -231,7 +231,7 @@ fn read_outputs_file(path: &Path) -> Result<IndexMap<String, String>, StepError>
 fn recover_shell<'a>(
     record: &'a FaultRecord,
     ctx: &'a RecoverCtx,
-) -> BoxFuture<'a, Result<(), String>> {
+) -> BoxFuture<'a, Result<Option<serde_json::Value>, String>> {
     Box::pin(async move {
         let r: ShellRecovery = serde_json::from_value(record.recovery.clone())
             .map_err(|e| format!("fault `{}`: unreadable recovery data: {e}", record.id))?;
@@ -251,7 +251,7 @@ fn recover_shell<'a>(
         .await
         .map_err(|e| e.to_string())?;
         if done.status.success() {
-            Ok(())
+            Ok(None)
         } else {
             Err(format!(
                 "`{}` failed with {}; log: {}",

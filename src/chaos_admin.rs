@@ -1,0 +1,300 @@
+//! `ttplan chaos ls|clean`: find chaos left in a cluster and remove it — the campaign's
+//! cleanup-before-start, and the way back after a run was killed with -9.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ::kube::api::{DynamicObject, ListParams, Patch, PatchParams};
+use ::kube::discovery::ApiResource;
+
+use crate::cli::{ChaosCommand, KubeArgs};
+use crate::engine::faults::{FaultLedger, RecoverSettings};
+use crate::engine::labels::write_fault_labels;
+use crate::engine::manifest::MANIFEST_FILE;
+use crate::exit;
+use crate::kube::chaos::{
+    chaos_mesh_injection, chaos_mesh_resource, chaosblade_injection, chaosblade_resource, Injection,
+    CHAOSBLADE_API, CHAOS_MESH_API, CHAOS_MESH_KINDS, FORCE_CLEAN_ANNOTATION,
+};
+use crate::kube::{qualified, Kube, KubeAccess, KubeError};
+
+pub fn run(cmd: ChaosCommand) -> u8 {
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return exit::STEP_FAILED;
+        }
+    };
+    rt.block_on(async move {
+        match cmd {
+            ChaosCommand::Ls { kube, all_namespaces } => ls(&kube, all_namespaces).await,
+            ChaosCommand::Clean {
+                run: Some(run_dir),
+                force,
+                timeout,
+                kube,
+                ..
+            } => clean_run(&run_dir, &kube, force, timeout.into()).await,
+            ChaosCommand::Clean { force, timeout, kube, .. } => clean_all(&kube, force, timeout.into()).await,
+        }
+    })
+}
+
+/// One chaos object found in the cluster.
+pub struct Found {
+    pub resource: ApiResource,
+    pub namespaced: bool,
+    pub object: DynamicObject,
+}
+
+impl Found {
+    fn name(&self) -> String {
+        self.object.metadata.name.clone().unwrap_or_default()
+    }
+
+    fn namespace(&self) -> Option<String> {
+        self.object.metadata.namespace.clone()
+    }
+
+    fn state(&self) -> String {
+        if self.object.metadata.deletion_timestamp.is_some() {
+            return "deleting".into();
+        }
+        let inj = if self.resource.kind == "ChaosBlade" {
+            chaosblade_injection(&self.object)
+        } else {
+            chaos_mesh_injection(&self.resource.kind, &self.object)
+        };
+        match inj {
+            Injection::Pending => "pending".into(),
+            Injection::Injected => "injected".into(),
+            Injection::Failed(e) => format!("failed: {e}"),
+        }
+    }
+}
+
+/// Every Chaos Mesh and ChaosBlade object in `namespace` (or all). Products whose CRDs are
+/// missing are reported in the second list instead of failing.
+///
+/// # Errors
+/// Unreachable cluster or API errors other than a missing CRD.
+pub async fn find_chaos(kube: &Kube, namespace: Option<&str>) -> Result<(Vec<Found>, Vec<String>), KubeError> {
+    let mut found = Vec::new();
+    let mut missing = Vec::new();
+    let mut targets: Vec<(ApiResource, bool, &'static str, &'static str)> = CHAOS_MESH_KINDS
+        .iter()
+        .filter_map(|(k, _)| chaos_mesh_resource(k).map(|r| (r, true, "Chaos Mesh", CHAOS_MESH_API)))
+        .collect();
+    targets.push((chaosblade_resource(), false, "ChaosBlade", CHAOSBLADE_API));
+    for (ar, namespaced, product, api_version) in targets {
+        if let Err(e) = kube.ensure_resource(product, api_version, &ar.kind, &ar.plural).await {
+            match e {
+                KubeError::MissingCrd { .. } => {
+                    missing.push(e.to_string());
+                    continue;
+                }
+                other => return Err(other),
+            }
+        }
+        let api = kube.dynamic(&ar, if namespaced { namespace } else { None });
+        let list = api
+            .list(&ListParams::default())
+            .await
+            .map_err(kube.err(format!("listing {}", ar.kind)))?;
+        for object in list.items {
+            found.push(Found {
+                resource: ar.clone(),
+                namespaced,
+                object,
+            });
+        }
+    }
+    Ok((found, missing))
+}
+
+async fn connect(args: &KubeArgs) -> Result<Arc<KubeAccess>, u8> {
+    let access = Arc::new(KubeAccess::new(args.settings()));
+    if let Err(e) = access.get().await {
+        eprintln!("error: {e}");
+        return Err(exit::INVALID);
+    }
+    Ok(access)
+}
+
+async fn ls(args: &KubeArgs, all_namespaces: bool) -> u8 {
+    let access = match connect(args).await {
+        Ok(a) => a,
+        Err(c) => return c,
+    };
+    let Ok(kube) = access.get().await else { return exit::INVALID };
+    let ns = if all_namespaces { None } else { args.namespace.as_deref() };
+    match find_chaos(kube, ns).await {
+        Ok((found, missing)) => {
+            for m in &missing {
+                eprintln!("note: {m}");
+            }
+            if found.is_empty() {
+                println!("no chaos objects{}", ns.map(|n| format!(" in namespace {n}")).unwrap_or_default());
+                return exit::SUCCESS;
+            }
+            println!("{:<14} {:<20} {:<40} {:<22} STATE", "KIND", "NAMESPACE", "NAME", "CREATED");
+            for f in &found {
+                let created = f
+                    .object
+                    .metadata
+                    .creation_timestamp
+                    .as_ref()
+                    .map(|t| t.0.to_string())
+                    .unwrap_or_default();
+                println!(
+                    "{:<14} {:<20} {:<40} {:<22} {}",
+                    f.resource.kind,
+                    f.namespace().unwrap_or_else(|| "-".into()),
+                    f.name(),
+                    created,
+                    f.state()
+                );
+            }
+            exit::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::STEP_FAILED
+        }
+    }
+}
+
+/// Deletes one object and waits; with `force`, a Chaos Mesh object stuck on its finalizer gets
+/// the forced-cleanup annotation and a second wait.
+///
+/// # Errors
+/// The object is still there, or the API failed.
+pub async fn delete_chaos(
+    kube: &Kube,
+    ar: &ApiResource,
+    namespace: Option<&str>,
+    name: &str,
+    limit: Duration,
+    force: bool,
+    observe: &mut (dyn FnMut(&DynamicObject) + Send),
+) -> Result<(), KubeError> {
+    match kube.delete_and_wait(ar, namespace, name, limit, &mut *observe).await {
+        Ok(()) => Ok(()),
+        Err(KubeError::Other(msg)) if force && ar.group == "chaos-mesh.org" => {
+            let patch = serde_json::json!({"metadata": {"annotations": {FORCE_CLEAN_ANNOTATION: "forced"}}});
+            kube.dynamic(ar, namespace)
+                .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .map_err(kube.err(format!("annotating {} {} for forced cleanup", ar.kind, qualified(namespace, name))))?;
+            kube.delete_and_wait(ar, namespace, name, limit, observe)
+                .await
+                .map_err(|e| KubeError::Other(format!("{msg}; even after forced cleanup: {e}")))
+        }
+        Err(KubeError::Other(msg)) if ar.group == "chaos-mesh.org" => Err(KubeError::Other(format!(
+            "{msg}; Chaos Mesh may be unable to recover the pods — `ttplan chaos clean --force` sets {FORCE_CLEAN_ANNOTATION}=forced"
+        ))),
+        Err(e) => Err(e),
+    }
+}
+
+async fn clean_all(args: &KubeArgs, force: bool, limit: Duration) -> u8 {
+    let access = match connect(args).await {
+        Ok(a) => a,
+        Err(c) => return c,
+    };
+    let Ok(kube) = access.get().await else { return exit::INVALID };
+    let (found, missing) = match find_chaos(kube, args.namespace.as_deref()).await {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::STEP_FAILED;
+        }
+    };
+    for m in &missing {
+        eprintln!("note: {m}");
+    }
+    let mut failed = 0;
+    // Schedules and workflows first: they would spawn new chaos while children are deleted.
+    let mut ordered: Vec<&Found> = found.iter().collect();
+    ordered.sort_by_key(|f| !matches!(f.resource.kind.as_str(), "Schedule" | "Workflow"));
+    for f in ordered {
+        let ns = if f.namespaced { f.namespace() } else { None };
+        let what = format!("{} {}", f.resource.kind, qualified(ns.as_deref(), &f.name()));
+        match delete_chaos(kube, &f.resource, ns.as_deref(), &f.name(), limit, force, &mut |_| {}).await {
+            Ok(()) => println!("deleted {what}"),
+            Err(e) if e.is_not_found() => println!("deleted {what}"),
+            Err(e) => {
+                failed += 1;
+                eprintln!("error: {e}");
+            }
+        }
+    }
+    if failed > 0 {
+        exit::STEP_FAILED
+    } else {
+        if found.is_empty() {
+            println!("no chaos objects found");
+        }
+        exit::SUCCESS
+    }
+}
+
+async fn clean_run(run_dir: &Path, args: &KubeArgs, force: bool, limit: Duration) -> u8 {
+    let ledger = match FaultLedger::open(run_dir) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: cannot read the fault ledger in {}: {e}", run_dir.display());
+            return exit::INVALID;
+        }
+    };
+    let pending: Vec<String> = ledger
+        .snapshot()
+        .await
+        .iter()
+        .filter(|f| f.needs_recovery())
+        .map(|f| f.id.clone())
+        .collect();
+    if pending.is_empty() {
+        println!("nothing to recover: every fault in {} is recovered", ledger.path().display());
+        return exit::SUCCESS;
+    }
+    let settings = RecoverSettings {
+        timeout: Some(limit),
+        kube: Arc::new(KubeAccess::new(args.settings())),
+        force,
+    };
+    let failures = ledger.recover_pending(None, "ttplan chaos clean", &settings).await;
+    let faults = ledger.snapshot().await;
+    for f in faults.iter().filter(|f| pending.contains(&f.id)) {
+        match &f.error {
+            Some(e) if f.needs_recovery() => eprintln!("error: fault `{}` NOT recovered: {e}", f.id),
+            _ => println!("recovered fault `{}` ({})", f.id, f.kind),
+        }
+    }
+    update_run_records(run_dir, &faults);
+    if failures.is_empty() {
+        exit::SUCCESS
+    } else {
+        exit::STEP_FAILED
+    }
+}
+
+/// Brings the run's manifest and labels up to date with the ledger, when they exist.
+fn update_run_records(run_dir: &Path, faults: &[crate::engine::faults::FaultRecord]) {
+    let manifest_path = run_dir.join(MANIFEST_FILE);
+    let Ok(text) = std::fs::read_to_string(&manifest_path) else { return };
+    let Ok(mut manifest) = serde_json::from_str::<serde_json::Value>(&text) else { return };
+    if let Some(m) = manifest.as_object_mut() {
+        m.insert("faults".into(), serde_json::to_value(faults).unwrap_or_default());
+    }
+    let exp = manifest.pointer("/run/exp_name").and_then(|v| v.as_str()).unwrap_or_default().to_string();
+    let id = manifest.pointer("/run/id").and_then(|v| v.as_str()).unwrap_or_default().to_string();
+    if let Err(e) = crate::atomic_write::write_json_atomic(&manifest_path, &manifest) {
+        eprintln!("warning: cannot update {}: {e}", manifest_path.display());
+    }
+    if let Err(e) = write_fault_labels(run_dir, &exp, &id, faults) {
+        eprintln!("warning: cannot write fault labels: {e}");
+    }
+}

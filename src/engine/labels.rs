@@ -1,0 +1,54 @@
+//! `runs/<exp>/fault_labels.json`: the ground truth RCA researchers train against — per fault,
+//! what was injected where, and when the chaos controller itself says it was injected and
+//! recovered. A run without faults writes an empty list.
+
+use std::path::Path;
+
+use serde_json::{json, Value};
+
+use super::faults::FaultRecord;
+use crate::atomic_write::write_json_atomic;
+
+pub const LABELS_FILE: &str = "fault_labels.json";
+
+/// One label per fault (teardown entries are not faults).
+pub fn fault_labels(exp_name: &str, run_id: &str, faults: &[FaultRecord]) -> Value {
+    let labels: Vec<Value> = faults
+        .iter()
+        .filter(|f| !f.teardown)
+        .map(|f| {
+            let controller_injected = f.details.get("controller_injected_at").cloned();
+            let controller_recovered = f.recovery_details.get("controller_recovered_at").cloned();
+            json!({
+                "exp_name": exp_name,
+                "run_id": run_id,
+                "fault_id": f.id,
+                "step": f.step,
+                "mechanism": f.kind,
+                "kind": f.details.pointer("/object/kind").cloned()
+                    .or_else(|| f.params.get("kind").cloned())
+                    .unwrap_or_else(|| json!(f.kind)),
+                "parameters": f.params,
+                "target": f.details.get("target").cloned().unwrap_or(Value::Null),
+                "object": f.details.get("object").cloned().unwrap_or(Value::Null),
+                "status": f.status,
+                "requested_at": f.requested_at,
+                // The controller's own records when there are any; ttplan's clock otherwise.
+                "injected_at": controller_injected.clone().unwrap_or_else(|| json!(f.injected_at)),
+                "recovered_at": controller_recovered.clone().unwrap_or_else(|| json!(f.recovered_at)),
+                "time_source": if controller_injected.is_some() { "controller" } else { "ttplan" },
+                "ttplan_injected_at": f.injected_at,
+                "ttplan_recovered_at": f.recovered_at,
+                "recovered_by": f.recovered_by,
+                "error": f.error,
+            })
+        })
+        .collect();
+    Value::Array(labels)
+}
+
+/// # Errors
+/// When the file cannot be written.
+pub fn write_fault_labels(run_dir: &Path, exp_name: &str, run_id: &str, faults: &[FaultRecord]) -> std::io::Result<()> {
+    write_json_atomic(&run_dir.join(LABELS_FILE), &fault_labels(exp_name, run_id, faults))
+}
