@@ -9,11 +9,33 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use support::Test;
+use chrono::{DateTime, Utc};
+use nix::sys::signal::Signal;
+use serde_json::Value;
+
+use support::{process_alive, sha256_hex, Test};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn step<'a>(m: &'a Value, name: &str) -> &'a Value {
+    let s = &m["steps"][name];
+    assert!(s.is_object(), "no step `{name}` in the manifest:\n{m:#}");
+    s
+}
+
+fn status<'a>(m: &'a Value, name: &str) -> &'a str {
+    step(m, name)["status"].as_str().unwrap_or("<none>")
+}
+
+fn time(v: &Value) -> DateTime<Utc> {
+    v.as_str()
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .unwrap_or_else(|| panic!("not an RFC 3339 timestamp: {v}"))
+        .with_timezone(&Utc)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -448,4 +470,435 @@ Error: ttplan::plan::unknown_field
 "#,
         )
         .run();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Good plans
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn repo_plans_validate() {
+    let mut plans = vec!["plans/demo.yaml"];
+    if repo().join("plans/demo.toml").exists() {
+        plans.push("plans/demo.toml");
+    } else {
+        println!("note: plans/demo.toml does not exist yet; only demo.yaml checked");
+    }
+    let out = Test::new()
+        .current_dir(repo())
+        .args(["validate"])
+        .args(plans.iter().copied())
+        .run();
+    for p in &plans {
+        assert!(out.stdout.contains(&format!("ok {p} (")), "{out}");
+    }
+    assert_eq!(out.stderr, "", "{out}");
+}
+
+/// Runs a repo plan (copied into the test dir) and checks the manifest from top to bottom.
+fn check_demo_run(file: &str) {
+    let text = std::fs::read_to_string(repo().join("plans").join(file)).unwrap();
+    let out = Test::new()
+        .file(file, &text)
+        .args(["run", file, "--out", "out", "--set", "exp_name=t"])
+        .run();
+    let m = out.manifest();
+    assert_eq!(m["run"]["status"], "succeeded", "{out}");
+    assert_eq!(m["run"]["exit_code"], 0);
+    assert_eq!(m["vars"]["exp_name"], "t");
+    assert_eq!(m["run"]["exp_name"], "t");
+    assert_eq!(m["plan"]["sha256"], sha256_hex(&out.path().join(file)));
+    assert!(m["resolved_plan"]["steps"].is_object(), "{m:#}");
+    let argv: Vec<&str> = m["invocation"]["argv"]
+        .as_array()
+        .expect("invocation.argv")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(&argv[1..3], ["run", file]);
+
+    let steps = m["steps"].as_object().expect("steps");
+    assert!(!steps.is_empty());
+    let mut artifacts = 0;
+    for (name, s) in steps {
+        assert_eq!(s["status"], "succeeded", "step {name}: {s:#}");
+        assert!(s["attempts"].as_u64() >= Some(1), "step {name}: {s:#}");
+        for a in s["artifacts"].as_array().expect("artifacts") {
+            artifacts += 1;
+            let path = out.path().join("out").join(a["path"].as_str().unwrap());
+            let sha = a["sha256"].as_str().unwrap();
+            assert!(
+                sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_hexdigit()),
+                "{a}"
+            );
+            assert_eq!(sha, sha256_hex(&path), "{a}");
+            assert_eq!(
+                a["bytes"].as_u64(),
+                Some(std::fs::metadata(&path).unwrap().len()),
+                "{a}"
+            );
+        }
+    }
+    assert!(artifacts >= 3, "the demo declares 3 artifacts: {m:#}");
+    assert_eq!(m["faults"][0]["status"], "recovered", "{m:#}");
+    // The fault's marker was removed by its recovery; the always-step ran.
+    assert!(!out.exists("out/demo_data/t/fault.active"));
+    assert_eq!(out.read("out/demo_data/t/cleanup.marker"), "cleanup ran\n");
+}
+
+#[test]
+fn demo_yaml_runs() {
+    check_demo_run("demo.yaml");
+}
+
+#[test]
+fn demo_toml_runs_if_present() {
+    if !repo().join("plans/demo.toml").exists() {
+        println!("note: plans/demo.toml does not exist yet; skipped");
+        return;
+    }
+    check_demo_run("demo.toml");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Engine semantics, read back from the manifest
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn set_overrides_a_var() {
+    let out = Test::new()
+        .plan(
+            r#"
+name: t
+vars:
+  greeting: hello
+steps:
+  say:
+    kind: shell
+    run: echo "{{ greeting }}" > said.txt
+"#,
+        )
+        .args(["--set", "greeting=bonjour"])
+        .run_plan();
+    let m = out.manifest();
+    assert_eq!(m["vars"]["greeting"], "bonjour");
+    assert_eq!(out.read("said.txt"), "bonjour\n");
+    assert_eq!(
+        m["resolved_plan"]["steps"]["say"]["run"],
+        "echo \"bonjour\" > said.txt"
+    );
+}
+
+#[test]
+fn set_of_an_undeclared_var_is_an_error() {
+    let out = Test::new()
+        .plan("name: t\nvars:\n  greeting: hello\nsteps:\n  a: { kind: shell, run: echo }\n")
+        .args(["--set", "nosuch=1"])
+        .status(2)
+        .run_plan();
+    assert!(out.stderr.contains("ttplan::plan::unknown_field"), "{out}");
+    assert!(out.stderr.contains("declares no var `nosuch`"), "{out}");
+    assert!(!out.exists("out/runs"), "nothing may run: {out}");
+}
+
+#[test]
+fn extends_deep_merges_vars_and_steps() {
+    let out = Test::new()
+        .file(
+            "base/common.yaml",
+            r#"
+name: base
+vars:
+  region: eu
+  size: small
+steps:
+  one:
+    kind: shell
+    run: echo "one {{ region }} {{ size }}" > one.txt
+  two:
+    kind: shell
+    after: [one]
+    timeout: 30s
+    run: echo base > two.txt
+  three:
+    kind: shell
+    run: echo three > three.txt
+"#,
+        )
+        .plan(
+            r#"
+extends: base/common.yaml
+name: child
+vars:
+  size: large
+steps:
+  two:
+    run: echo child > two.txt
+  three: null
+"#,
+        )
+        .run_plan();
+    let m = out.manifest();
+    assert_eq!(m["vars"]["region"], "eu");
+    assert_eq!(m["vars"]["size"], "large");
+    assert_eq!(m["plan"]["name"], "child");
+    let names: BTreeSet<&str> = m["steps"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(names, BTreeSet::from(["one", "two"]));
+    let two = &m["resolved_plan"]["steps"]["two"];
+    assert_eq!(two["kind"], "shell", "merged from the base: {two:#}");
+    assert_eq!(two["timeout"], "30s", "kept from the base: {two:#}");
+    assert_eq!(two["after"], serde_json::json!(["one"]));
+    assert_eq!(out.read("two.txt"), "child\n");
+    assert_eq!(out.read("one.txt"), "one eu large\n");
+    assert!(!out.exists("three.txt"));
+    let files = m["plan"]["files"].as_array().unwrap();
+    assert_eq!(files.len(), 2, "{files:?}");
+}
+
+#[test]
+fn retries_until_success() {
+    let out = Test::new()
+        .plan(
+            r#"
+name: t
+steps:
+  flaky:
+    kind: shell
+    retries: 3
+    backoff: 10ms
+    run: n=$(cat count 2>/dev/null || echo 0); n=$((n+1)); echo $n > count; [ $n -ge 3 ]
+"#,
+        )
+        .run_plan();
+    let m = out.manifest();
+    assert_eq!(status(&m, "flaky"), "succeeded");
+    assert_eq!(step(&m, "flaky")["attempts"], 3);
+    assert_eq!(out.read("count"), "3\n");
+}
+
+#[test]
+fn retries_exhausted_fail_the_step() {
+    let out = Test::new()
+        .plan(
+            r#"
+name: t
+steps:
+  broken:
+    kind: shell
+    retries: 1
+    backoff: 10ms
+    run: echo x >> tries; exit 3
+"#,
+        )
+        .status(1)
+        .run_plan();
+    let m = out.manifest();
+    assert_eq!(status(&m, "broken"), "failed");
+    assert_eq!(step(&m, "broken")["attempts"], 2);
+    assert_eq!(out.read("tries"), "x\nx\n");
+    let err = step(&m, "broken")["error"].as_str().unwrap();
+    assert!(err.contains("exit status 3"), "{err}");
+    assert_eq!(m["run"]["status"], "failed");
+}
+
+#[test]
+fn timeout_fails_the_step_and_kills_the_process_tree() {
+    let out = Test::new()
+        .plan(
+            r#"
+name: t
+steps:
+  slow:
+    kind: shell
+    timeout: 1s
+    run: sleep 30 & echo $! > sleep.pid; wait
+"#,
+        )
+        .status(1)
+        .run_plan();
+    let m = out.manifest();
+    assert_eq!(status(&m, "slow"), "failed");
+    let err = step(&m, "slow")["error"].as_str().unwrap();
+    assert!(err.contains("timed out"), "{err}");
+    let pid: i32 = out.read("sleep.pid").trim().parse().unwrap();
+    assert!(
+        !process_alive(pid),
+        "`sleep 30` (pid {pid}) survived the timeout"
+    );
+}
+
+#[test]
+fn allowed_failure_does_not_fail_the_run() {
+    let out = Test::new()
+        .plan(
+            r#"
+name: t
+steps:
+  optional:
+    kind: shell
+    allow_failure: true
+    run: exit 4
+  next:
+    kind: shell
+    after: [optional]
+    run: echo ran > next.txt
+"#,
+        )
+        .run_plan();
+    let m = out.manifest();
+    assert_eq!(status(&m, "optional"), "failed");
+    assert_eq!(step(&m, "optional")["allow_failure"], true);
+    assert_eq!(status(&m, "next"), "succeeded");
+    assert_eq!(out.read("next.txt"), "ran\n");
+    assert_eq!(m["run"]["status"], "succeeded");
+    assert_eq!(m["run"]["exit_code"], 0);
+}
+
+#[test]
+fn failure_skips_dependents_but_always_steps_run() {
+    let out = Test::new()
+        .plan(
+            r#"
+name: t
+steps:
+  a:
+    kind: shell
+    run: exit 1
+  b:
+    kind: shell
+    after: [a]
+    run: echo b > b.txt
+  c:
+    kind: shell
+    after: [b]
+    run: echo c > c.txt
+  cleanup:
+    kind: shell
+    after: [c]
+    always: true
+    run: echo cleaned > cleanup.marker
+  unrelated:
+    kind: shell
+    run: echo u > u.txt
+"#,
+        )
+        .status(1)
+        .run_plan();
+    let m = out.manifest();
+    assert_eq!(m["run"]["status"], "failed");
+    assert_eq!(m["run"]["exit_code"], 1);
+    assert_eq!(status(&m, "a"), "failed");
+    assert_eq!(status(&m, "b"), "skipped");
+    assert_eq!(status(&m, "c"), "skipped");
+    let reason = step(&m, "b")["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("`a`") && reason.contains("failed"),
+        "{reason:?}"
+    );
+    let reason = step(&m, "c")["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("`b`"), "{reason:?}");
+    assert!(!out.exists("b.txt") && !out.exists("c.txt"));
+    assert_eq!(status(&m, "cleanup"), "succeeded");
+    assert_eq!(out.read("cleanup.marker"), "cleaned\n");
+    assert_eq!(status(&m, "unrelated"), "succeeded");
+    let errors = m["run"]["errors"].to_string();
+    assert!(errors.contains("step `a` failed"), "{errors}");
+}
+
+#[test]
+fn outputs_flow_to_later_steps() {
+    let out = Test::new()
+        .plan(
+            r#"
+name: t
+steps:
+  a:
+    kind: shell
+    run: echo "key=hello world" >> "$TTPLAN_OUTPUTS"
+  b:
+    kind: shell
+    after: [a]
+    run: echo "{{ steps.a.outputs.key }}" > got.txt
+"#,
+        )
+        .run_plan();
+    let m = out.manifest();
+    assert_eq!(step(&m, "a")["outputs"]["key"], "hello world");
+    assert_eq!(out.read("got.txt"), "hello world\n");
+}
+
+#[test]
+fn iterations_are_recorded() {
+    let out = Test::new()
+        .plan(
+            r#"
+name: t
+steps:
+  sample:
+    kind: shell
+    iterations: 3
+    pause: 10ms
+    run: echo $TTPLAN_ITERATION >> iterations.txt
+"#,
+        )
+        .run_plan();
+    let m = out.manifest();
+    let its = step(&m, "sample")["outputs"]["iterations"]
+        .as_array()
+        .expect("outputs.iterations");
+    assert_eq!(its.len(), 3, "{its:?}");
+    for (i, it) in its.iter().enumerate() {
+        assert_eq!(it["iteration"], i + 1);
+        assert_eq!(it["exit_code"], 0);
+    }
+    assert_eq!(out.read("iterations.txt"), "1\n2\n3\n");
+}
+
+#[test]
+fn a_fault_is_recovered_when_a_later_step_fails() {
+    let out = Test::new()
+        .plan(
+            r#"
+name: t
+steps:
+  inject:
+    kind: shell
+    run: touch fault.active
+    recover: rm fault.active && echo recovered > recovered.marker
+  boom:
+    kind: shell
+    after: [inject]
+    run: exit 1
+"#,
+        )
+        .status(1)
+        .run_plan();
+    let m = out.manifest();
+    assert_eq!(status(&m, "boom"), "failed");
+    assert_eq!(m["faults"][0]["status"], "recovered", "{m:#}");
+    assert_eq!(m["faults"][0]["step"], "inject");
+    assert_eq!(out.read("recovered.marker"), "recovered\n");
+    assert!(!out.exists("fault.active"));
+    // The ledger on disk agrees.
+    let ledger = out.read("out/runs/t/faults.json");
+    assert!(ledger.contains("recovered"), "{ledger}");
+}
+
+#[test]
+fn same_exp_name_twice_refuses_to_overwrite() {
+    let plan = "name: t\nsteps:\n  a: { kind: shell, run: echo }\n";
+    let first = Test::new().plan(plan).run_plan();
+    let before = std::fs::read(first.manifest_path()).unwrap();
+    let again = Test::new()
+        .current_dir(first.path())
+        .args(["run", "plan.yaml", "--out", "out", "--set", "exp_name=t"])
+        .status(2)
+        .run();
+    assert!(again.stderr.contains("already holds a run"), "{again}");
+    assert_eq!(std::fs::read(first.manifest_path()).unwrap(), before);
 }
