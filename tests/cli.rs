@@ -902,3 +902,333 @@ fn same_exp_name_twice_refuses_to_overwrite() {
     assert!(again.stderr.contains("already holds a run"), "{again}");
     assert_eq!(std::fs::read(first.manifest_path()).unwrap(), before);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Concurrency
+// ---------------------------------------------------------------------------------------------
+
+const TWO_INDEPENDENT_SLEEPS: &str = "
+name: t
+steps:
+  a:
+    kind: shell
+    run: sleep 1
+  b:
+    kind: shell
+    run: sleep 1
+";
+
+/// (started_at, finished_at) of a step.
+fn window(m: &Value, name: &str) -> (DateTime<Utc>, DateTime<Utc>) {
+    let s = step(m, name);
+    (time(&s["started_at"]), time(&s["finished_at"]))
+}
+
+#[test]
+fn independent_steps_overlap() {
+    let out = Test::new().plan(TWO_INDEPENDENT_SLEEPS).run_plan();
+    let m = out.manifest();
+    let (a0, a1) = window(&m, "a");
+    let (b0, b1) = window(&m, "b");
+    assert!(
+        a0 < b1 && b0 < a1,
+        "a {a0}..{a1} and b {b0}..{b1} did not overlap"
+    );
+}
+
+#[test]
+fn max_parallel_one_runs_steps_one_after_another() {
+    let out = Test::new()
+        .plan(TWO_INDEPENDENT_SLEEPS)
+        .args(["--max-parallel", "1"])
+        .run_plan();
+    let m = out.manifest();
+    assert_eq!(m["invocation"]["max_parallel"], 1);
+    let (a0, a1) = window(&m, "a");
+    let (b0, b1) = window(&m, "b");
+    assert!(
+        a1 <= b0 || b1 <= a0,
+        "a {a0}..{a1} and b {b0}..{b1} overlapped"
+    );
+}
+
+#[test]
+fn a_step_starts_after_its_dependencies_finish() {
+    let out = Test::new()
+        .plan(
+            "
+name: t
+steps:
+  a: { kind: shell, run: sleep 0.2 }
+  b: { kind: shell, run: sleep 0.2 }
+  c: { kind: shell, after: [a, b], run: 'true' }
+",
+        )
+        .run_plan();
+    let m = out.manifest();
+    let (c0, _) = window(&m, "c");
+    assert!(window(&m, "a").1 <= c0 && window(&m, "b").1 <= c0, "{m:#}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// SIGINT / SIGTERM
+// ---------------------------------------------------------------------------------------------
+
+/// How long a test waits for ttplan to reach a state or to exit; never reached when it works.
+const LIMIT: Duration = Duration::from_secs(20);
+
+const LONG_RUN: &str = "
+name: t
+steps:
+  inject:
+    kind: shell
+    run: touch fault.active
+    recover: rm fault.active && echo recovered > recovered.marker
+  long:
+    kind: shell
+    after: [inject]
+    run: sleep 60 & echo $! > long.pid; wait
+  after_long:
+    kind: shell
+    after: [long]
+    run: echo ran > after_long.txt
+  cleanup:
+    kind: shell
+    after: [long]
+    always: true
+    run: echo cleaned > cleanup.marker
+";
+
+fn interrupt_a_long_step(sig: Signal) {
+    let mut run = Test::new().plan(LONG_RUN).spawn_run();
+    run.wait_for_manifest("step `long` running", LIMIT, |m| {
+        m["steps"]["long"]["status"] == "running"
+    });
+    let pid: i32 = run.wait_for_file("long.pid", LIMIT).trim().parse().unwrap();
+    assert!(process_alive(pid));
+    run.signal(sig);
+    let out = run.wait(LIMIT);
+    assert_eq!(out.status.code(), Some(130), "{out}");
+    let m = out.manifest();
+    assert_eq!(m["run"]["status"], "interrupted", "{m:#}");
+    assert_eq!(m["run"]["exit_code"], 130);
+    assert_eq!(status(&m, "inject"), "succeeded");
+    assert_eq!(status(&m, "long"), "cancelled");
+    assert_eq!(status(&m, "after_long"), "cancelled");
+    assert!(!out.exists("after_long.txt"));
+    assert_eq!(status(&m, "cleanup"), "succeeded");
+    assert_eq!(out.read("cleanup.marker"), "cleaned\n");
+    assert_eq!(m["faults"][0]["status"], "recovered", "{m:#}");
+    assert_eq!(out.read("recovered.marker"), "recovered\n");
+    assert!(!out.exists("fault.active"));
+    assert!(
+        !process_alive(pid),
+        "`sleep 60` (pid {pid}) outlived the run"
+    );
+}
+
+#[test]
+fn sigint_cancels_runs_always_steps_and_recovers() {
+    interrupt_a_long_step(Signal::SIGINT);
+}
+
+#[test]
+fn sigterm_cancels_runs_always_steps_and_recovers() {
+    interrupt_a_long_step(Signal::SIGTERM);
+}
+
+#[test]
+fn a_second_signal_aborts() {
+    let mut run = Test::new()
+        .plan(
+            "
+name: t
+steps:
+  long:
+    kind: shell
+    run: sleep 60 & echo $! > long.pid; wait
+  cleanup:
+    kind: shell
+    after: [long]
+    always: true
+    run: sleep 60 & echo $! > cleanup.pid; wait
+",
+        )
+        .spawn_run();
+    run.wait_for_manifest("step `long` running", LIMIT, |m| {
+        m["steps"]["long"]["status"] == "running"
+    });
+    run.wait_for_file("long.pid", LIMIT);
+    run.signal(Signal::SIGINT);
+    // The first signal cancels `long`; the always-step starts and hangs.
+    run.wait_for_manifest("step `cleanup` running", LIMIT, |m| {
+        m["steps"]["cleanup"]["status"] == "running"
+    });
+    let pid: i32 = run
+        .wait_for_file("cleanup.pid", LIMIT)
+        .trim()
+        .parse()
+        .unwrap();
+    run.signal(Signal::SIGINT);
+    // Well before the cleanup's `sleep 60` could end on its own.
+    let out = run.wait(LIMIT);
+    assert_eq!(out.status.code(), Some(130), "{out}");
+    let m = out.manifest();
+    assert_eq!(m["run"]["status"], "aborted", "{m:#}");
+    assert_eq!(status(&m, "long"), "cancelled");
+    assert!(
+        !process_alive(pid),
+        "the cleanup's `sleep 60` (pid {pid}) survived the abort"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// plan, graph, schema, dry run
+// ---------------------------------------------------------------------------------------------
+
+const DIAMOND: &str = r#"
+name: diamond
+vars:
+  namespace: chaos-ns
+  pause: 2s
+steps:
+  prepare:
+    kind: shell
+    run: kubectl -n {{ namespace }} get pods
+  warm-up:
+    kind: sleep
+    after: [prepare]
+    duration: "{{ pause }}"
+  probe:
+    kind: shell
+    after: [prepare]
+    run: echo probe
+  report:
+    kind: shell
+    after: [warm-up, probe]
+    run: echo "prepare finished at {{ steps.prepare.finished_at }}"
+  teardown:
+    kind: shell
+    after: [report]
+    always: true
+    run: echo bye
+"#;
+
+const DIAMOND_EDGES: &[(&str, &str)] = &[
+    ("prepare", "warm-up"),
+    ("prepare", "probe"),
+    ("warm-up", "report"),
+    ("probe", "report"),
+    ("report", "teardown"),
+];
+
+#[test]
+fn plan_shows_layers_and_rendered_values() {
+    let out = Test::new()
+        .plan(DIAMOND)
+        .args(["plan", "plan.yaml", "--set", "exp_name=t"])
+        .run();
+    let s = &out.stdout;
+    assert!(s.contains("exp_name: t\n"), "{s}");
+    // Which layer each step is listed under.
+    let mut layer = 0;
+    let mut layers = std::collections::BTreeMap::new();
+    for line in s.lines() {
+        if let Some(n) = line.strip_prefix("layer ") {
+            layer = n.trim_end_matches(':').parse().unwrap();
+        } else if let Some(rest) = line.strip_prefix("  ") {
+            if !rest.starts_with(' ') && layer > 0 {
+                layers.insert(rest.split(' ').next().unwrap().to_string(), layer);
+            }
+        }
+    }
+    let expect: std::collections::BTreeMap<String, i32> = [
+        ("prepare", 1),
+        ("warm-up", 2),
+        ("probe", 2),
+        ("report", 3),
+        ("teardown", 4),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    assert_eq!(layers, expect, "{s}");
+    // Vars rendered into step fields; runtime references shown as such.
+    assert!(s.contains("run: kubectl -n chaos-ns get pods"), "{s}");
+    assert!(s.contains("duration: 2s"), "{s}");
+    assert!(s.contains("{{ steps.prepare.finished_at }}"), "{s}");
+    assert!(
+        s.contains("report (shell)  [renders {{ steps.* / run.* }} at step start]"),
+        "{s}"
+    );
+    assert!(s.contains("teardown (shell)  [always]"), "{s}");
+}
+
+#[test]
+fn graph_mermaid_has_every_edge() {
+    let out = Test::new()
+        .plan(DIAMOND)
+        .args(["graph", "plan.yaml", "--format", "mermaid"])
+        .run();
+    assert!(out.stdout.starts_with("flowchart"), "{out}");
+    let id = |n: &str| n.replace('-', "_");
+    for (a, b) in DIAMOND_EDGES {
+        let arrow = if *b == "teardown" { "-.->" } else { "-->" };
+        let edge = format!("  {} {arrow} {}\n", id(a), id(b));
+        assert!(
+            out.stdout.contains(&edge),
+            "missing {edge:?}:\n{}",
+            out.stdout
+        );
+    }
+    let edges = out.stdout.lines().filter(|l| l.contains("->")).count();
+    assert_eq!(edges, DIAMOND_EDGES.len(), "{}", out.stdout);
+}
+
+#[test]
+fn graph_dot_has_every_edge() {
+    let out = Test::new()
+        .plan(DIAMOND)
+        .args(["graph", "plan.yaml", "--format", "dot"])
+        .run();
+    assert!(out.stdout.starts_with("digraph \"diamond\" {"), "{out}");
+    assert!(out.stdout.trim_end().ends_with('}'), "{out}");
+    for (a, b) in DIAMOND_EDGES {
+        let edge = format!("  \"{a}\" -> \"{b}\";\n");
+        assert!(
+            out.stdout.contains(&edge),
+            "missing {edge:?}:\n{}",
+            out.stdout
+        );
+    }
+    let edges = out.stdout.lines().filter(|l| l.contains(" -> ")).count();
+    assert_eq!(edges, DIAMOND_EDGES.len(), "{}", out.stdout);
+}
+
+#[test]
+fn schema_matches_the_committed_file() {
+    let path = repo().join("schemas/plan.schema.json");
+    let Ok(committed) = std::fs::read_to_string(&path) else {
+        println!("note: {} does not exist yet; skipped", path.display());
+        return;
+    };
+    let out = Test::new().args(["schema"]).run();
+    let _: Value = serde_json::from_str(&out.stdout).expect("`ttplan schema` prints JSON");
+    support::assert_text_eq(
+        "ttplan schema vs schemas/plan.schema.json",
+        &out.stdout,
+        &committed,
+    );
+}
+
+#[test]
+fn dry_run_executes_nothing() {
+    let out = Test::new()
+        .plan("name: t\nsteps:\n  a: { kind: shell, run: touch ran.txt }\n")
+        .args(["--dry-run"])
+        .run_plan();
+    assert!(out.stdout.contains("dry run"), "{out}");
+    assert!(out.stdout.contains("run: touch ran.txt"), "{out}");
+    assert!(!out.exists("ran.txt"));
+    assert!(!out.exists("out"), "a dry run writes no dataset: {out}");
+}
