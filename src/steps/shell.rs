@@ -65,6 +65,16 @@ impl Step for ShellConfig {
             .run_dir()
             .join("steps")
             .join(format!("{}.outputs", ctx.step_name()));
+        // Outputs describe this attempt: drop what a failed earlier attempt wrote.
+        match std::fs::remove_file(&outputs_file) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(StepError::io(format!(
+                    "removing {}",
+                    outputs_file.display()
+                ))(e));
+            }
+            _ => {}
+        }
         let mut env = run_env(ctx);
         env.push(("TTPLAN_OUTPUTS".into(), outputs_file.display().to_string()));
 
