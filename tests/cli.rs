@@ -1232,3 +1232,349 @@ fn dry_run_executes_nothing() {
     assert!(!out.exists("ran.txt"));
     assert!(!out.exists("out"), "a dry run writes no dataset: {out}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// More engine behaviour: recovery failures, logs, timestamps, limits, files on disk
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn an_invalid_plan_runs_nothing() {
+    let out = Test::new()
+        .plan("name: t\nsteps:\n  a: { kind: shell, run: touch ran.txt }\n  b: { kind: shel }\n")
+        .status(2)
+        .run_plan();
+    assert!(out.stderr.contains("ttplan::plan::unknown_kind"), "{out}");
+    assert!(!out.exists("ran.txt") && !out.exists("out"), "{out}");
+}
+
+#[test]
+fn a_failed_recovery_fails_the_run() {
+    let out = Test::new()
+        .plan(
+            "
+name: t
+steps:
+  inject:
+    kind: shell
+    run: 'true'
+    recover: exit 7
+",
+        )
+        .status(1)
+        .run_plan();
+    let m = out.manifest();
+    assert_eq!(status(&m, "inject"), "succeeded");
+    assert_eq!(m["run"]["status"], "failed");
+    assert_ne!(m["faults"][0]["status"], "recovered", "{m:#}");
+    let errors = m["run"]["errors"].to_string();
+    assert!(
+        errors.contains("not recovered") && errors.contains("exit status 7"),
+        "{errors}"
+    );
+}
+
+#[test]
+fn a_fault_whose_injection_fails_is_still_recovered() {
+    // The recover command is in the ledger before `run` starts: a half-done injection is undone.
+    let out = Test::new()
+        .plan(
+            "
+name: t
+steps:
+  inject:
+    kind: shell
+    run: touch fault.active; exit 1
+    recover: rm fault.active
+",
+        )
+        .status(1)
+        .run_plan();
+    let m = out.manifest();
+    assert_eq!(status(&m, "inject"), "failed");
+    assert_eq!(m["faults"][0]["status"], "recovered", "{m:#}");
+    assert!(!out.exists("fault.active"));
+}
+
+#[test]
+fn a_failing_always_step_fails_the_run() {
+    let out = Test::new()
+        .plan("name: t\nsteps:\n  a: { kind: shell, run: 'true' }\n  z: { kind: shell, after: [a], always: true, run: exit 2 }\n")
+        .status(1)
+        .run_plan();
+    let m = out.manifest();
+    assert_eq!(status(&m, "a"), "succeeded");
+    assert_eq!(status(&m, "z"), "failed");
+    assert_eq!(m["run"]["status"], "failed");
+}
+
+#[test]
+fn step_output_goes_to_the_step_log() {
+    let out = Test::new()
+        .plan("name: t\nsteps:\n  a: { kind: shell, run: 'echo to-stdout; echo to-stderr >&2' }\n")
+        .run_plan();
+    let m = out.manifest();
+    assert_eq!(step(&m, "a")["log"], "runs/t/steps/a.log");
+    let log = out.read("out/runs/t/steps/a.log");
+    assert!(
+        log.contains("to-stdout\n") && log.contains("to-stderr\n"),
+        "{log}"
+    );
+    assert!(
+        !out.stdout.contains("to-stdout"),
+        "step output is not ttplan's: {out}"
+    );
+}
+
+#[test]
+fn steps_get_the_run_environment() {
+    let out = Test::new()
+        .plan(
+            r#"
+name: t
+steps:
+  a:
+    kind: shell
+    env:
+      GREETING: "hi {{ name }}"
+    run: echo "$GREETING|$TTPLAN_EXP_NAME|$TTPLAN_STEP|$TTPLAN_RUN_DIR" > env.txt
+"#,
+        )
+        .run_plan();
+    let run_dir = out.path().join("out/runs/t");
+    assert_eq!(
+        out.read("env.txt"),
+        format!("hi t|t|a|{}\n", run_dir.display())
+    );
+}
+
+/// Every `*_at` string in the manifest is RFC 3339 in UTC, spelled with `Z`.
+fn check_timestamps(v: &Value, path: &str, seen: &mut usize) {
+    match v {
+        Value::Object(map) => {
+            for (k, x) in map {
+                let p = format!("{path}.{k}");
+                if k.ends_with("_at") {
+                    if let Some(s) = x.as_str() {
+                        *seen += 1;
+                        assert!(s.ends_with('Z'), "{p} = {s:?} is not UTC with `Z`");
+                        time(x);
+                    }
+                }
+                check_timestamps(x, &p, seen);
+            }
+        }
+        Value::Array(items) => {
+            for (i, x) in items.iter().enumerate() {
+                check_timestamps(x, &format!("{path}[{i}]"), seen);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn manifest_timestamps_are_utc() {
+    let out = Test::new()
+        .plan(
+            "
+name: t
+steps:
+  inject: { kind: shell, run: 'true', recover: 'true' }
+  b: { kind: shell, after: [inject], run: 'true' }
+",
+        )
+        .env("TZ", "America/New_York")
+        .run_plan();
+    let mut seen = 0;
+    check_timestamps(&out.manifest(), "manifest", &mut seen);
+    // run.started/finished, 2 steps × 2, the fault's requested/recovered.
+    assert!(seen >= 8, "only {seen} timestamps found");
+}
+
+#[test]
+fn max_parallel_bounds_how_many_steps_run_at_once() {
+    let out = Test::new()
+        .plan(
+            "
+name: t
+steps:
+  a: { kind: shell, run: sleep 0.5 }
+  b: { kind: shell, run: sleep 0.5 }
+  c: { kind: shell, run: sleep 0.5 }
+  d: { kind: shell, run: sleep 0.5 }
+",
+        )
+        .args(["--max-parallel", "2"])
+        .run_plan();
+    let m = out.manifest();
+    let windows: Vec<_> = ["a", "b", "c", "d"].iter().map(|n| window(&m, n)).collect();
+    for (start, _) in &windows {
+        let running = windows
+            .iter()
+            .filter(|(s, f)| s <= start && start < f)
+            .count();
+        assert!(running <= 2, "{running} steps ran at {start}: {windows:?}");
+    }
+}
+
+#[test]
+fn timeout_kills_a_process_that_ignores_sigterm() {
+    let out = Test::new()
+        .plan(
+            "
+name: t
+steps:
+  stubborn:
+    kind: shell
+    timeout: 1s
+    run: trap '' TERM; sleep 30 & echo $! > sleep.pid; wait; sleep 30
+",
+        )
+        .status(1)
+        .run_plan();
+    let m = out.manifest();
+    assert_eq!(status(&m, "stubborn"), "failed");
+    assert!(step(&m, "stubborn")["error"]
+        .as_str()
+        .unwrap()
+        .contains("timed out after 1s"));
+    let pid: i32 = out.read("sleep.pid").trim().parse().unwrap();
+    assert!(
+        !process_alive(pid),
+        "the TERM-proof `sleep 30` (pid {pid}) survived"
+    );
+}
+
+#[test]
+fn sigint_during_retry_backoff_stops_at_once() {
+    let mut run = Test::new()
+        .plan(
+            "
+name: t
+steps:
+  flaky:
+    kind: shell
+    retries: 5
+    backoff: 60s
+    run: exit 1
+  cleanup:
+    kind: shell
+    after: [flaky]
+    always: true
+    run: echo cleaned > cleanup.marker
+",
+        )
+        .spawn_run();
+    // The first attempt has ended (its exit is logged): ttplan now waits 60 s to retry.
+    let log = run.path().join("out/runs/t/steps/flaky.log");
+    run.wait_for_manifest("the first attempt to fail", LIMIT, |_| {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("exit status 1"))
+    });
+    run.signal(Signal::SIGINT);
+    let out = run.wait(LIMIT);
+    assert_eq!(out.status.code(), Some(130), "{out}");
+    let m = out.manifest();
+    assert_eq!(status(&m, "flaky"), "cancelled");
+    assert_eq!(step(&m, "flaky")["attempts"], 1);
+    assert_eq!(out.read("cleanup.marker"), "cleaned\n");
+}
+
+#[test]
+fn default_exp_name_is_the_plan_name_and_a_utc_timestamp() {
+    let out = Test::new()
+        .plan("name: demo-run\nsteps:\n  a: { kind: shell, run: 'true' }\n")
+        .args(["run", "plan.yaml", "--out", "out"])
+        .run();
+    let runs: Vec<String> = std::fs::read_dir(out.path().join("out/runs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    let stamp = runs[0]
+        .strip_prefix("demo-run_")
+        .unwrap_or_else(|| panic!("{runs:?}"));
+    assert!(
+        chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%SZ").is_ok(),
+        "{stamp}"
+    );
+}
+
+#[test]
+fn manifest_is_as_readable_as_any_other_file() {
+    // Atomic writes go through a temp file; the final file must not keep its private mode.
+    use std::os::unix::fs::PermissionsExt;
+    let out = Test::new()
+        .plan("name: t\nsteps:\n  a: { kind: shell, run: 'true', recover: 'true' }\n")
+        .run_plan();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let reference = out.path().join("reference");
+    std::fs::write(&reference, "x").unwrap();
+    for f in ["experiment_manifest.json", "faults.json"] {
+        let p = out.path().join("out/runs/t").join(f);
+        assert_eq!(
+            format!("{:o}", mode(&p)),
+            format!("{:o}", mode(&reference)),
+            "{f}: mode differs from a normally created file"
+        );
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(out.path().join("out/runs/t"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
+}
+
+#[test]
+fn outputs_of_a_failed_attempt_do_not_leak_into_the_next() {
+    let out = Test::new()
+        .plan(
+            r#"
+name: t
+steps:
+  flaky:
+    kind: shell
+    retries: 1
+    backoff: 10ms
+    run: |
+      if [ ! -e first ]; then touch first; echo partial=yes >> "$TTPLAN_OUTPUTS"; exit 1; fi
+      echo final=ok >> "$TTPLAN_OUTPUTS"
+"#,
+        )
+        .run_plan();
+    let m = out.manifest();
+    let outputs = &step(&m, "flaky")["outputs"];
+    assert_eq!(step(&m, "flaky")["attempts"], 2);
+    assert_eq!(outputs["final"], "ok");
+    assert!(outputs.get("partial").is_none(), "stale output: {outputs}");
+}
+
+#[test]
+#[ignore = "BUG: secrets read with env() are redacted in `env` but written verbatim in vars, resolved_plan and the fault ledger"]
+fn secrets_read_from_the_environment_are_not_written_to_disk() {
+    let secret = "s3cr3t-value-for-the-test";
+    let out = Test::new()
+        .plan(
+            r#"
+name: t
+vars:
+  token: "{{ env('API_TOKEN', '') }}"
+steps:
+  inject:
+    kind: shell
+    env:
+      TOKEN: "{{ env('API_TOKEN') }}"
+    run: test -n "$TOKEN"
+    recover: 'true'
+"#,
+        )
+        .env("API_TOKEN", secret)
+        .run_plan();
+    let m = out.manifest();
+    assert_ne!(m["env"]["API_TOKEN"], secret);
+    for f in ["experiment_manifest.json", "faults.json"] {
+        let text = out.read(&format!("out/runs/t/{f}"));
+        let n = text.matches(secret).count();
+        assert_eq!(n, 0, "{f} holds the secret {n} times");
+    }
+}
