@@ -117,17 +117,7 @@ fn problem_count(stderr: &str) -> Option<usize> {
     rest.split(' ').next()?.parse().ok()
 }
 
-/// Files whose report carries more diagnostics than the one problem they contain (see the
-/// ignored test `each_problem_is_reported_once`).
-const EXTRA_DIAGNOSTICS: &[&str] = &[
-    // `step `a`: missing field `kind`` is reported twice (StepCommon + the explicit check).
-    "missing_kind.yaml",
-    // A var whose template failed is then reported as "undefined variable" where it is used.
-    "undefined_var_in_var.yaml",
-    "runtime_ref_in_vars.yaml",
-];
-
-fn check_corpus_file(file: &Path, exact_count: bool) -> Result<(), String> {
+fn check_corpus_file(file: &Path) -> Result<(), String> {
     let name = file.file_name().unwrap().to_string_lossy().into_owned();
     let expected = expectations(file);
     if expected.is_empty() {
@@ -158,7 +148,8 @@ fn check_corpus_file(file: &Path, exact_count: bool) -> Result<(), String> {
             got.len()
         ));
     }
-    if exact_count && got.len() != expected.len() {
+    // Each problem once: no duplicates, no follow-on errors.
+    if got.len() != expected.len() {
         problems.push(format!(
             "{} diagnostics for {} expected problems: {got:?}",
             got.len(),
@@ -194,10 +185,7 @@ fn broken_plans_report_every_expected_diagnostic() {
     );
     let failures: Vec<String> = files
         .iter()
-        .filter_map(|f| {
-            let name = f.file_name().unwrap().to_string_lossy();
-            check_corpus_file(f, !EXTRA_DIAGNOSTICS.contains(&name.as_ref())).err()
-        })
+        .filter_map(|f| check_corpus_file(f).err())
         .collect();
     assert!(
         failures.is_empty(),
@@ -206,16 +194,6 @@ fn broken_plans_report_every_expected_diagnostic() {
         files.len(),
         failures.join("\n\n")
     );
-}
-
-#[test]
-#[ignore = "BUG: some problems yield a duplicate or follow-on diagnostic (see EXTRA_DIAGNOSTICS)"]
-fn each_problem_is_reported_once() {
-    let failures: Vec<String> = EXTRA_DIAGNOSTICS
-        .iter()
-        .filter_map(|f| check_corpus_file(&corpus_dir().join(f), true).err())
-        .collect();
-    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
 #[test]
