@@ -2,8 +2,6 @@
 //! the `ttplan` binary there with `NO_COLOR=1` and no stdin, checks the exit status (0 unless
 //! told otherwise) and returns the output plus, for `run`, the parsed manifest.
 
-#![allow(dead_code)] // each helper is used by some tests, not all
-
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -41,11 +39,6 @@ impl Test {
             stderr: None,
             stdout: None,
         }
-    }
-
-    /// The test's own directory (the working directory of `ttplan`).
-    pub fn path(&self) -> &Path {
-        self.dir.path()
     }
 
     /// Writes `plan.yaml`.
@@ -259,19 +252,20 @@ impl Running {
         pred: impl Fn(&Value) -> bool,
     ) {
         let dir = self.path().to_path_buf();
-        self.poll(what, limit, || read_manifest(&dir).is_ok_and(|m| pred(&m)));
+        self.wait_until(what, limit, || read_manifest(&dir).is_ok_and(|m| pred(&m)));
     }
 
     /// Polls until the file (relative to the test dir) exists and is not empty.
     pub fn wait_for_file(&mut self, path: &str, limit: Duration) -> String {
         let full = self.path().join(path);
-        self.poll(&format!("{path} to be written"), limit, || {
+        self.wait_until(&format!("{path} to be written"), limit, || {
             fs::read_to_string(&full).is_ok_and(|s| s.ends_with('\n'))
         });
         fs::read_to_string(&full).unwrap()
     }
 
-    fn poll(&mut self, what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    /// Polls `done` every 20 ms; panics (after killing ttplan) past `limit` or if it exits.
+    pub fn wait_until(&mut self, what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
         let start = Instant::now();
         while !done() {
             if let Ok(Some(status)) = self.child.try_wait() {
