@@ -157,6 +157,12 @@ impl Step for ShellConfig {
                 return Err(StepError::Failed(msg));
             }
         }
+        if self.recover.is_some() {
+            // The command succeeded: the fault is in place. It was registered under the
+            // step's name (the first fault a step registers gets that id).
+            ctx.fault_injected(ctx.step_name(), serde_json::Value::Null)
+                .await?;
+        }
         let mut out = StepOutputs::default()
             .value("exit_code", last_code)
             .value("iterations", runs);
