@@ -860,6 +860,13 @@ steps:
     assert_eq!(status(&m, "boom"), "failed");
     assert_eq!(m["faults"][0]["status"], "recovered", "{m:#}");
     assert_eq!(m["faults"][0]["step"], "inject");
+    // The fault's times: requested, injected (the command succeeded), then recovered.
+    let f = &m["faults"][0];
+    let (requested, recovered) = (time(&f["requested_at"]), time(&f["recovered_at"]));
+    assert!(f["injected_at"].is_string(), "no injection time: {f:#}");
+    let injected = time(&f["injected_at"]);
+    assert!(requested <= injected && injected <= recovered, "{f:#}");
+    assert!(injected >= time(&step(&m, "inject")["started_at"]), "{f:#}");
     assert_eq!(out.read("recovered.marker"), "recovered\n");
     assert!(!out.exists("fault.active"));
     // The ledger on disk agrees.
@@ -1270,6 +1277,7 @@ steps:
     let m = out.manifest();
     assert_eq!(status(&m, "inject"), "failed");
     assert_eq!(m["faults"][0]["status"], "recovered", "{m:#}");
+    assert!(m["faults"][0]["injected_at"].is_null(), "{m:#}");
     assert!(!out.exists("fault.active"));
 }
 
