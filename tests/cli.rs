@@ -1664,3 +1664,38 @@ fn mermaid_node_ids_are_unique() {
     assert_eq!(ids.len(), 3, "{}", out.stdout);
     assert_eq!(unique.len(), 3, "node ids collide:\n{}", out.stdout);
 }
+
+#[test]
+fn a_second_signal_during_recovery_leaves_the_fault_in_the_ledger() {
+    let mut run = Test::new()
+        .plan(
+            "
+name: t
+steps:
+  inject:
+    kind: shell
+    run: 'true'
+    recover: echo started > recovery.started; until [ -e go ]; do sleep 0.05; done
+  long:
+    kind: shell
+    after: [inject]
+    run: sleep 60 & echo $! > long.pid; wait
+",
+        )
+        .spawn_run();
+    run.wait_for_file("long.pid", LIMIT);
+    run.signal(Signal::SIGINT);
+    run.wait_for_file("recovery.started", LIMIT);
+    run.signal(Signal::SIGINT);
+    let out = run.wait(LIMIT);
+    // Let the (orphaned) recovery command end.
+    std::fs::write(out.path().join("go"), "").unwrap();
+    assert_eq!(out.status.code(), Some(130), "{out}");
+    assert_eq!(out.manifest()["run"]["status"], "aborted");
+    // `ttplan chaos clean` reads the ledger: the fault must still be listed as not recovered.
+    let ledger: Value = serde_json::from_str(&out.read("out/runs/t/faults.json")).unwrap();
+    let fault = &ledger["faults"][0];
+    assert_eq!(fault["id"], "inject", "{ledger:#}");
+    assert_eq!(fault["status"], "injected", "{ledger:#}");
+    assert!(fault["recovery"]["command"].is_string(), "{ledger:#}");
+}
