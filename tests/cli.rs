@@ -1675,7 +1675,8 @@ steps:
   inject:
     kind: shell
     run: 'true'
-    recover: echo started > recovery.started; until [ -e go ]; do sleep 0.05; done
+    # Waits for `go`; gives up once the test dir is gone, so an orphan cannot outlive the test.
+    recover: echo started > recovery.started; until [ -e go ] || [ ! -e plan.yaml ]; do sleep 0.05; done
   long:
     kind: shell
     after: [inject]
@@ -1688,7 +1689,7 @@ steps:
     run.wait_for_file("recovery.started", LIMIT);
     run.signal(Signal::SIGINT);
     let out = run.wait(LIMIT);
-    // Let the (orphaned) recovery command end.
+    // The abort left the recovery command running on its own; let it end.
     std::fs::write(out.path().join("go"), "").unwrap();
     assert_eq!(out.status.code(), Some(130), "{out}");
     assert_eq!(out.manifest()["run"]["status"], "aborted");
