@@ -832,7 +832,7 @@ pub fn render_at_start(
             plan.templates
                 .render(n, s, &jctx)
                 .map(Some)
-                .map_err(|e| format!("{}: {}", n.span.location(), describe_error(&e)))
+                .map_err(|e| format!("{}: {} in `{s}`", n.span.location(), describe_error(&e)))
         })
     };
     let fields = render(&step.fields)?;
