@@ -27,7 +27,7 @@ impl Secrets {
             .filter_map(|(k, v)| v.as_ref().map(|v| (k.clone(), v.clone())))
             .filter(|(_, v)| v.len() >= MIN_SECRET_LEN)
             .collect();
-        values.sort_by(|a, b| b.1.len().cmp(&a.1.len()));
+        values.sort_by_key(|(_, v)| std::cmp::Reverse(v.len()));
         Self { values }
     }
 
