@@ -7,3 +7,4 @@ pub mod faults;
 pub mod labels;
 pub mod manifest;
 pub mod progress;
+pub mod secrets;

@@ -350,6 +350,10 @@ fn resolve_vars(
             .label("part of the circle"),
         );
     }
+    // A var that failed was reported above; steps that read it must not call it undefined.
+    for k in declared.keys().filter(|k| !resolved.contains_key(*k)) {
+        ctx.entry(k.clone()).or_insert(serde_json::Value::Null);
+    }
     // Keep declaration order.
     declared
         .keys()
@@ -501,7 +505,10 @@ fn read_step(
     let common = match from_node::<StepCommon>(&common_node) {
         Ok(c) => Some(c),
         Err(e) => {
-            errs.push(node_error_diag(e, &[], &what));
+            // A missing `kind` is reported just below, with the list of kinds.
+            if !e.missing_field || map.contains_key("kind") {
+                errs.push(node_error_diag(e, &[], &what));
+            }
             None
         }
     };
@@ -825,7 +832,7 @@ pub fn render_at_start(
             plan.templates
                 .render(n, s, &jctx)
                 .map(Some)
-                .map_err(|e| format!("{}: {}", n.span.location(), describe_error(&e)))
+                .map_err(|e| format!("{}: {} in `{s}`", n.span.location(), describe_error(&e)))
         })
     };
     let fields = render(&step.fields)?;
