@@ -77,6 +77,14 @@ impl Node {
     /// Deep merge for `extends`: mappings merge key by key (`over` wins), anything else is
     /// replaced, and a `null` in `over` deletes the key it names.
     pub fn merge(base: Node, over: Node) -> Node {
+        // A step that changes its kind is a different step: replace it rather than mixing
+        // the fields of two kinds (e.g. a base's placeholder `inject` becoming a chaos step).
+        let kind_of = |n: &Node| n.get("kind").and_then(Node::as_str).map(str::to_string);
+        if let (Some(a), Some(b)) = (kind_of(&base), kind_of(&over)) {
+            if a != b {
+                return over;
+            }
+        }
         match (base.value, over.value) {
             (Value::Map(mut b), Value::Map(o)) => {
                 for (k, entry) in o {
@@ -615,6 +623,12 @@ mod tests {
         assert_eq!(
             json["steps"],
             serde_json::json!({"x": {"kind": "shell", "run": "b"}})
+        );
+        let base = yaml("steps: {x: {kind: sleep, duration: 0s, after: [a]}}\n").unwrap();
+        let over = yaml("steps: {x: {kind: shell, run: b}}\n").unwrap();
+        assert_eq!(
+            Node::merge(base, over).to_json()["steps"]["x"],
+            serde_json::json!({"kind": "shell", "run": "b"})
         );
     }
 }
