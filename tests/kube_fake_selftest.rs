@@ -10,7 +10,10 @@ use std::time::{Duration, Instant};
 
 use futures_util::AsyncReadExt;
 use k8s_openapi::api::core::v1::{Event, Pod};
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, LogParams, Patch, PatchParams};
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, LogParams, Patch,
+    PatchParams,
+};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use serde_json::{json, Value};
@@ -23,18 +26,26 @@ const NS: &str = "train-ticket";
 async fn client(kube: &FakeKube, dir: &Path) -> Client {
     let path = kube.write_kubeconfig(dir);
     let kc = Kubeconfig::read_from(&path).expect("kubeconfig parses");
-    let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.expect("config");
+    let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .expect("config");
     assert_eq!(config.default_namespace, "default");
     Client::try_from(config).expect("client")
 }
 
 fn chaos_api(client: &Client, kind: &str, plural: &str) -> Api<DynamicObject> {
-    let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("chaos-mesh.org", "v1alpha1", kind), plural);
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("chaos-mesh.org", "v1alpha1", kind),
+        plural,
+    );
     Api::namespaced_with(client.clone(), NS, &ar)
 }
 
 fn blade_api(client: &Client) -> Api<DynamicObject> {
-    let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("chaosblade.io", "v1alpha1", "ChaosBlade"), "chaosblades");
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("chaosblade.io", "v1alpha1", "ChaosBlade"),
+        "chaosblades",
+    );
     Api::all_with(client.clone(), &ar)
 }
 
@@ -92,29 +103,62 @@ async fn version_discovery_and_missing_crd() {
 
     let discovery = kube::Discovery::new(client.clone()).run().await.unwrap();
     let (ar, caps) = discovery
-        .resolve_gvk(&GroupVersionKind::gvk("chaos-mesh.org", "v1alpha1", "StressChaos"))
+        .resolve_gvk(&GroupVersionKind::gvk(
+            "chaos-mesh.org",
+            "v1alpha1",
+            "StressChaos",
+        ))
         .expect("StressChaos discovered");
     assert_eq!(ar.plural, "stresschaos");
     assert_eq!(caps.scope, kube::discovery::Scope::Namespaced);
-    assert!(discovery.resolve_gvk(&GroupVersionKind::gvk("chaosblade.io", "v1alpha1", "ChaosBlade")).is_none());
+    assert!(discovery
+        .resolve_gvk(&GroupVersionKind::gvk(
+            "chaosblade.io",
+            "v1alpha1",
+            "ChaosBlade"
+        ))
+        .is_none());
 
     // ChaosBlade is not installed: its paths are 404 with a Status body.
-    assert_eq!(api_code(blade_api(&client).list(&ListParams::default()).await), 404);
+    assert_eq!(
+        api_code(blade_api(&client).list(&ListParams::default()).await),
+        404
+    );
     assert_eq!(api_code(blade_api(&client).get("nope").await), 404);
     // Installed kind, missing object.
-    assert_eq!(api_code(chaos_api(&client, "StressChaos", "stresschaos").get("nope").await), 404);
+    assert_eq!(
+        api_code(
+            chaos_api(&client, "StressChaos", "stresschaos")
+                .get("nope")
+                .await
+        ),
+        404
+    );
 }
 
 #[tokio::test]
 async fn pods_list_with_label_and_field_selectors() {
-    let kube = FakeKube::builder().train_ticket(NS).pod(PodSeed::deployment("ts-auth-service", NS).container(ContainerSeed::new("ts-auth-service").crash_loop())).start();
+    let kube = FakeKube::builder()
+        .train_ticket(NS)
+        .pod(
+            PodSeed::deployment("ts-auth-service", NS)
+                .container(ContainerSeed::new("ts-auth-service").crash_loop()),
+        )
+        .start();
     let dir = tempfile::tempdir().unwrap();
     let pods: Api<Pod> = Api::namespaced(client(&kube, dir.path()).await, NS);
 
     let all = pods.list(&ListParams::default()).await.unwrap();
-    assert_eq!(all.items.len(), 49, "46 ts-* services + tsdb-mysql + nacos + rabbitmq");
+    assert_eq!(
+        all.items.len(),
+        49,
+        "46 ts-* services + tsdb-mysql + nacos + rabbitmq"
+    );
 
-    let order = pods.list(&ListParams::default().labels("app=ts-order-service")).await.unwrap();
+    let order = pods
+        .list(&ListParams::default().labels("app=ts-order-service"))
+        .await
+        .unwrap();
     assert_eq!(order.items.len(), 1);
     let pod = &order.items[0];
     let name = pod.metadata.name.clone().unwrap();
@@ -124,35 +168,71 @@ async fn pods_list_with_label_and_field_selectors() {
     assert!(name.starts_with(&format!("{}-", owner.name)));
     let status = pod.status.as_ref().unwrap();
     assert_eq!(status.phase.as_deref(), Some("Running"));
-    assert!(status.conditions.as_ref().unwrap().iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    assert!(status
+        .conditions
+        .as_ref()
+        .unwrap()
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status == "True"));
 
-    let two = pods.list(&ListParams::default().labels("app in (ts-order-service, ts-auth-service)")).await.unwrap();
+    let two = pods
+        .list(&ListParams::default().labels("app in (ts-order-service, ts-auth-service)"))
+        .await
+        .unwrap();
     assert_eq!(two.items.len(), 2);
-    let not_ts = pods.list(&ListParams::default().labels("app notin (nacos,tsdb-mysql),app!=rabbitmq")).await.unwrap();
+    let not_ts = pods
+        .list(&ListParams::default().labels("app notin (nacos,tsdb-mysql),app!=rabbitmq"))
+        .await
+        .unwrap();
     assert_eq!(not_ts.items.len(), 46);
-    let by_name = pods.list(&ListParams::default().fields(&format!("metadata.name={name}"))).await.unwrap();
+    let by_name = pods
+        .list(&ListParams::default().fields(&format!("metadata.name={name}")))
+        .await
+        .unwrap();
     assert_eq!(by_name.items.len(), 1);
 
     // The crash-looping pod: Running phase, not Ready, waiting CrashLoopBackOff with a restart.
-    let auth = pods.list(&ListParams::default().labels("app=ts-auth-service")).await.unwrap().items.remove(0);
-    let cs = &auth.status.as_ref().unwrap().container_statuses.as_ref().unwrap()[0];
+    let auth = pods
+        .list(&ListParams::default().labels("app=ts-auth-service"))
+        .await
+        .unwrap()
+        .items
+        .remove(0);
+    let cs = &auth
+        .status
+        .as_ref()
+        .unwrap()
+        .container_statuses
+        .as_ref()
+        .unwrap()[0];
     assert!(!cs.ready);
     assert_eq!(cs.restart_count, 1);
-    assert_eq!(cs.state.as_ref().unwrap().waiting.as_ref().unwrap().reason.as_deref(), Some("CrashLoopBackOff"));
+    assert_eq!(
+        cs.state
+            .as_ref()
+            .unwrap()
+            .waiting
+            .as_ref()
+            .unwrap()
+            .reason
+            .as_deref(),
+        Some("CrashLoopBackOff")
+    );
 
     let all_ns: Api<Pod> = Api::all(pods.clone().into_client());
-    assert_eq!(all_ns.list(&ListParams::default().fields("status.phase=Running")).await.unwrap().items.len(), 49);
-    let err = all_ns.list(&ListParams::default().fields("spec.bogus=1")).await;
+    assert_eq!(
+        all_ns
+            .list(&ListParams::default().fields("status.phase=Running"))
+            .await
+            .unwrap()
+            .items
+            .len(),
+        49
+    );
+    let err = all_ns
+        .list(&ListParams::default().fields("spec.bogus=1"))
+        .await;
     assert_eq!(api_code(err), 400);
-}
-
-trait IntoClient {
-    fn into_client(self) -> Client;
-}
-impl IntoClient for Api<Pod> {
-    fn into_client(self) -> Client {
-        self.into()
-    }
 }
 
 #[tokio::test]
@@ -162,15 +242,38 @@ async fn stresschaos_apply_inject_delete() {
     let client = client(&kube, dir.path()).await;
     let api = chaos_api(&client, "StressChaos", "stresschaos");
     let obj = stress("cpu-order", json!({"app": "ts-order-service"}));
-    let applied = api.patch("cpu-order", &PatchParams::apply("ttplan").force(), &Patch::Apply(&obj)).await.unwrap();
+    let applied = api
+        .patch(
+            "cpu-order",
+            &PatchParams::apply("ttplan").force(),
+            &Patch::Apply(&obj),
+        )
+        .await
+        .unwrap();
     assert!(applied.metadata.uid.is_some() && applied.metadata.resource_version.is_some());
     assert_eq!(applied.metadata.generation, Some(1));
     // Re-applying the same configuration is an update, not an error.
-    api.patch("cpu-order", &PatchParams::apply("ttplan").force(), &Patch::Apply(&obj)).await.unwrap();
+    api.patch(
+        "cpu-order",
+        &PatchParams::apply("ttplan").force(),
+        &Patch::Apply(&obj),
+    )
+    .await
+    .unwrap();
 
-    let req = kube.requests().into_iter().find(|r| r.method == "PATCH").unwrap();
-    assert_eq!(req.path, format!("/apis/chaos-mesh.org/v1alpha1/namespaces/{NS}/stresschaos/cpu-order"));
-    assert_eq!(req.content_type.as_deref(), Some("application/apply-patch+yaml"));
+    let req = kube
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "PATCH")
+        .unwrap();
+    assert_eq!(
+        req.path,
+        format!("/apis/chaos-mesh.org/v1alpha1/namespaces/{NS}/stresschaos/cpu-order")
+    );
+    assert_eq!(
+        req.content_type.as_deref(),
+        Some("application/apply-patch+yaml")
+    );
     assert_eq!(req.query_param("fieldManager").as_deref(), Some("ttplan"));
     assert_eq!(req.query_param("force").as_deref(), Some("true"));
 
@@ -182,19 +285,35 @@ async fn stresschaos_apply_inject_delete() {
     assert_eq!(condition(&injected, "Selected").as_deref(), Some("True"));
     assert_eq!(condition(&injected, "Paused").as_deref(), Some("False"));
     assert_eq!(injected.data["status"]["experiment"]["desiredPhase"], "Run");
-    let records = injected.data["status"]["experiment"]["containerRecords"].as_array().unwrap().clone();
+    let records = injected.data["status"]["experiment"]["containerRecords"]
+        .as_array()
+        .unwrap()
+        .clone();
     assert_eq!(records.len(), 1);
     let pod = kube.pod_names(NS, "ts-order-service").remove(0);
     assert_eq!(records[0]["id"], format!("{NS}/{pod}/ts-order-service"));
     assert_eq!(records[0]["phase"], "Injected");
     assert_eq!(records[0]["events"][0]["operation"], "Apply");
-    assert!(injected.metadata.finalizers.as_ref().unwrap().contains(&"chaos-mesh/records".to_string()));
+    assert!(injected
+        .metadata
+        .finalizers
+        .as_ref()
+        .unwrap()
+        .contains(&"chaos-mesh/records".to_string()));
 
     // Delete: 200 with the object (finalizer pending), then 404 once recovered.
-    let deleted = api.delete("cpu-order", &DeleteParams::default()).await.unwrap();
-    let left = deleted.left().expect("object while the finalizer is pending");
+    let deleted = api
+        .delete("cpu-order", &DeleteParams::default())
+        .await
+        .unwrap();
+    let left = deleted
+        .left()
+        .expect("object while the finalizer is pending");
     assert!(left.metadata.deletion_timestamp.is_some());
-    poll("recovery", async || api.get("cpu-order").await.is_err().then_some(())).await;
+    poll("recovery", async || {
+        api.get("cpu-order").await.is_err().then_some(())
+    })
+    .await;
     assert_eq!(api_code(api.get("cpu-order").await), 404);
 
     let timeline = kube.chaos_timeline();
@@ -210,7 +329,13 @@ async fn no_target_selected_emits_failed_event() {
     let client = client(&kube, dir.path()).await;
     let api = chaos_api(&client, "StressChaos", "stresschaos");
     let obj = stress("nobody", json!({"app": "no-such-service"}));
-    api.patch("nobody", &PatchParams::apply("ttplan").force(), &Patch::Apply(&obj)).await.unwrap();
+    api.patch(
+        "nobody",
+        &PatchParams::apply("ttplan").force(),
+        &Patch::Apply(&obj),
+    )
+    .await
+    .unwrap();
     let events: Api<Event> = Api::namespaced(client.clone(), NS);
     let ev = poll("Failed event", async || {
         events
@@ -227,12 +352,18 @@ async fn no_target_selected_emits_failed_event() {
     assert!(ev.first_timestamp.is_some() && ev.last_timestamp.is_some());
     let o = api.get("nobody").await.unwrap();
     assert_eq!(condition(&o, "Selected").as_deref(), Some("False"));
-    assert_eq!(o.data["status"]["experiment"]["containerRecords"], json!([]));
+    assert_eq!(
+        o.data["status"]["experiment"]["containerRecords"],
+        json!([])
+    );
 }
 
 #[tokio::test]
 async fn hanging_recovery_is_released_by_forced_clean_annotation() {
-    let kube = FakeKube::builder().train_ticket(NS).recovery_hangs(true).start();
+    let kube = FakeKube::builder()
+        .train_ticket(NS)
+        .recovery_hangs(true)
+        .start();
     let dir = tempfile::tempdir().unwrap();
     let client = client(&kube, dir.path()).await;
     let api = chaos_api(&client, "NetworkChaos", "networkchaos");
@@ -241,34 +372,68 @@ async fn hanging_recovery_is_released_by_forced_clean_annotation() {
         "metadata": {"name": "delay", "namespace": NS},
         "spec": {"action": "delay", "mode": "one", "selector": {"labelSelectors": {"app": "ts-travel-service"}}, "delay": {"latency": "100ms"}}
     }));
-    api.patch("delay", &PatchParams::apply("ttplan").force(), &Patch::Apply(&obj)).await.unwrap();
+    api.patch(
+        "delay",
+        &PatchParams::apply("ttplan").force(),
+        &Patch::Apply(&obj),
+    )
+    .await
+    .unwrap();
     let o = poll("injection", async || {
         let o = api.get("delay").await.unwrap();
         (condition(&o, "AllInjected").as_deref() == Some("True")).then_some(o)
     })
     .await;
     let pod = kube.pod_names(NS, "ts-travel-service").remove(0);
-    assert_eq!(o.data["status"]["experiment"]["containerRecords"][0]["id"], format!("{NS}/{pod}"));
+    assert_eq!(
+        o.data["status"]["experiment"]["containerRecords"][0]["id"],
+        format!("{NS}/{pod}")
+    );
 
     // Pause, then resume.
     let pause = json!({"metadata": {"annotations": {"experiment.chaos-mesh.org/pause": "true"}}});
-    api.patch("delay", &PatchParams::default(), &Patch::Merge(&pause)).await.unwrap();
-    poll("paused", async || (condition(&api.get("delay").await.unwrap(), "Paused").as_deref() == Some("True")).then_some(())).await;
+    api.patch("delay", &PatchParams::default(), &Patch::Merge(&pause))
+        .await
+        .unwrap();
+    poll("paused", async || {
+        (condition(&api.get("delay").await.unwrap(), "Paused").as_deref() == Some("True"))
+            .then_some(())
+    })
+    .await;
 
     api.delete("delay", &DeleteParams::default()).await.unwrap();
     // Several recovery delays later it is still there.
     tokio::time::sleep(Duration::from_millis(600)).await;
-    assert!(api.get("delay").await.unwrap().metadata.deletion_timestamp.is_some());
+    assert!(api
+        .get("delay")
+        .await
+        .unwrap()
+        .metadata
+        .deletion_timestamp
+        .is_some());
     let forced = json!({"metadata": {"annotations": {"chaos-mesh.chaos-mesh.org/cleanFinalizer": "forced"}}});
-    api.patch("delay", &PatchParams::default(), &Patch::Merge(&forced)).await.unwrap();
-    assert_eq!(api_code(api.get("delay").await), 404, "forced cleanup clears the finalizer at once");
+    api.patch("delay", &PatchParams::default(), &Patch::Merge(&forced))
+        .await
+        .unwrap();
+    assert_eq!(
+        api_code(api.get("delay").await),
+        404,
+        "forced cleanup clears the finalizer at once"
+    );
 }
 
 #[tokio::test]
 async fn pod_kill_recreates_pod_and_broken_deployment_crash_loops() {
     let kube = FakeKube::builder()
         .train_ticket(NS)
-        .pod(PodSeed::deployment("ts-food-service", NS).container(ContainerSeed::new("ts-food-service").log(LogSource::text("started\ncrashed: NPE"))).broken(1))
+        .pod(
+            PodSeed::deployment("ts-food-service", NS)
+                .container(
+                    ContainerSeed::new("ts-food-service")
+                        .log(LogSource::text("started\ncrashed: NPE")),
+                )
+                .broken(1),
+        )
         .start();
     let dir = tempfile::tempdir().unwrap();
     let client = client(&kube, dir.path()).await;
@@ -279,20 +444,61 @@ async fn pod_kill_recreates_pod_and_broken_deployment_crash_loops() {
         "metadata": {"name": "kill", "namespace": NS},
         "spec": {"action": "pod-kill", "mode": "one", "selector": {"labelSelectors": {"app": "ts-food-service"}}}
     }));
-    api.patch("kill", &PatchParams::apply("ttplan").force(), &Patch::Apply(&obj)).await.unwrap();
+    api.patch(
+        "kill",
+        &PatchParams::apply("ttplan").force(),
+        &Patch::Apply(&obj),
+    )
+    .await
+    .unwrap();
     let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
     let new_pod = poll("replacement pod", async || {
-        let list = pods.list(&ListParams::default().labels("app=ts-food-service")).await.unwrap();
-        list.items.into_iter().find(|p| p.metadata.name.as_ref() != before.first())
+        let list = pods
+            .list(&ListParams::default().labels("app=ts-food-service"))
+            .await
+            .unwrap();
+        list.items
+            .into_iter()
+            .find(|p| p.metadata.name.as_ref() != before.first())
     })
     .await;
     let name = new_pod.metadata.name.clone().unwrap();
-    let rs = new_pod.metadata.owner_references.as_ref().unwrap()[0].name.clone();
-    assert!(name.starts_with(&format!("{rs}-")) && name.len() == rs.len() + 6, "{name}");
-    let cs = &new_pod.status.as_ref().unwrap().container_statuses.as_ref().unwrap()[0];
-    assert_eq!(cs.state.as_ref().unwrap().waiting.as_ref().unwrap().reason.as_deref(), Some("CrashLoopBackOff"));
+    let rs = new_pod.metadata.owner_references.as_ref().unwrap()[0]
+        .name
+        .clone();
+    assert!(
+        name.starts_with(&format!("{rs}-")) && name.len() == rs.len() + 6,
+        "{name}"
+    );
+    let cs = &new_pod
+        .status
+        .as_ref()
+        .unwrap()
+        .container_statuses
+        .as_ref()
+        .unwrap()[0];
+    assert_eq!(
+        cs.state
+            .as_ref()
+            .unwrap()
+            .waiting
+            .as_ref()
+            .unwrap()
+            .reason
+            .as_deref(),
+        Some("CrashLoopBackOff")
+    );
     // The crashed instance's log is the previous log.
-    let prev = pods.logs(&name, &LogParams { previous: true, ..Default::default() }).await.unwrap();
+    let prev = pods
+        .logs(
+            &name,
+            &LogParams {
+                previous: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(prev, "started\ncrashed: NPE\n");
     let o = api.get("kill").await.unwrap();
     assert_eq!(condition(&o, "AllInjected").as_deref(), Some("True"));
@@ -300,10 +506,16 @@ async fn pod_kill_recreates_pod_and_broken_deployment_crash_loops() {
     // Broken only once: killing it again gives a pod that becomes Ready.
     kube.delete_pod(NS, &name);
     poll("ready replacement", async || {
-        let list = pods.list(&ListParams::default().labels("app=ts-food-service")).await.unwrap();
+        let list = pods
+            .list(&ListParams::default().labels("app=ts-food-service"))
+            .await
+            .unwrap();
         list.items.into_iter().find(|p| {
             p.metadata.name.as_deref() != Some(&name)
-                && p.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+                && p.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
         })
     })
     .await;
@@ -317,44 +529,127 @@ async fn logs_streaming_options_previous_and_events() {
         .pod(
             PodSeed::deployment("ts-order-service", NS).container(
                 ContainerSeed::new("ts-order-service")
-                    .log(LogSource::generated(100_000, 120).starting_at(t0, Duration::from_millis(1)))
+                    .log(
+                        LogSource::generated(100_000, 120)
+                            .starting_at(t0, Duration::from_millis(1)),
+                    )
                     .restarts(2)
                     .previous_log(LogSource::text("old instance\nboom")),
             ),
         )
-        .pod(PodSeed::new("two-containers", NS).container(ContainerSeed::new("a")).container(ContainerSeed::new("b")).disappear_after_log_requests(2))
+        .pod(
+            PodSeed::new("two-containers", NS)
+                .container(ContainerSeed::new("a"))
+                .container(ContainerSeed::new("b"))
+                .disappear_after_log_requests(2),
+        )
         .start();
-    kube.add_event(NS, "Pod", "two-containers", "Pulled", "Container image pulled", "Normal");
+    kube.add_event(
+        NS,
+        "Pod",
+        "two-containers",
+        "Pulled",
+        "Container image pulled",
+        "Normal",
+    );
     let dir = tempfile::tempdir().unwrap();
     let client = client(&kube, dir.path()).await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
     let name = kube.pod_names(NS, "ts-order-service").remove(0);
 
-    let mut reader = pods.log_stream(&name, &LogParams { container: Some("ts-order-service".into()), ..Default::default() }).await.unwrap();
-    let mut all = Vec::new();
-    reader.read_to_end(&mut all).await.unwrap();
+    let mut reader = pods
+        .log_stream(
+            &name,
+            &LogParams {
+                container: Some("ts-order-service".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    // Read with a fixed buffer, as a collector streaming to disk would. (futures' `read_to_end`
+    // re-zeroes its whole spare capacity after every Pending: quadratic on a 12 MB stream.)
+    let (mut all, mut buf) = (Vec::new(), vec![0u8; 64 * 1024]);
+    loop {
+        let n = reader.read(&mut buf).await.unwrap();
+        if n == 0 {
+            break;
+        }
+        all.extend_from_slice(&buf[..n]);
+    }
     assert_eq!(all.len(), 100_000 * 121);
     assert!(all.starts_with(format!("{}\n", LogSource::generated_line(0, 120)).as_bytes()));
 
-    let tail = pods.logs(&name, &LogParams { tail_lines: Some(3), timestamps: true, ..Default::default() }).await.unwrap();
+    let tail = pods
+        .logs(
+            &name,
+            &LogParams {
+                tail_lines: Some(3),
+                timestamps: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     let lines: Vec<&str> = tail.lines().collect();
     assert_eq!(lines.len(), 3);
     let (ts, text) = lines[2].split_once(' ').unwrap();
-    assert!(ts.ends_with('Z') && chrono::DateTime::parse_from_rfc3339(ts).is_ok(), "{ts}");
+    assert!(
+        ts.ends_with('Z') && chrono::DateTime::parse_from_rfc3339(ts).is_ok(),
+        "{ts}"
+    );
     assert_eq!(text, LogSource::generated_line(99_999, 120));
 
     // sinceTime (whole seconds): 50 s after t0 → at most the last ~50 000 lines.
-    let since: k8s_openapi::jiff::Timestamp = (t0 + chrono::Duration::seconds(50)).to_rfc3339().parse().unwrap();
-    let recent = pods.logs(&name, &LogParams { since_time: Some(since), ..Default::default() }).await.unwrap();
+    let since: k8s_openapi::jiff::Timestamp = (t0 + chrono::Duration::seconds(50))
+        .to_rfc3339()
+        .parse()
+        .unwrap();
+    let recent = pods
+        .logs(
+            &name,
+            &LogParams {
+                since_time: Some(since),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     let n = recent.lines().count();
     assert!((49_000..=51_000).contains(&n), "{n}");
-    let limited = pods.logs(&name, &LogParams { limit_bytes: Some(1000), ..Default::default() }).await.unwrap();
+    let limited = pods
+        .logs(
+            &name,
+            &LogParams {
+                limit_bytes: Some(1000),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(limited.len(), 1000);
 
-    let prev = pods.logs(&name, &LogParams { previous: true, ..Default::default() }).await.unwrap();
+    let prev = pods
+        .logs(
+            &name,
+            &LogParams {
+                previous: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(prev, "old instance\nboom\n");
     let other = kube.pod_names(NS, "ts-route-service").remove(0);
-    let err = pods.logs(&other, &LogParams { previous: true, ..Default::default() }).await;
+    let err = pods
+        .logs(
+            &other,
+            &LogParams {
+                previous: true,
+                ..Default::default()
+            },
+        )
+        .await;
     match err {
         Err(kube::Error::Api(s)) => {
             assert_eq!(s.code, 400);
@@ -364,17 +659,58 @@ async fn logs_streaming_options_previous_and_events() {
     }
 
     // Multi-container pod: container required; it disappears after 2 log requests.
-    assert_eq!(api_code(pods.logs("two-containers", &LogParams::default()).await), 400);
-    pods.logs("two-containers", &LogParams { container: Some("a".into()), ..Default::default() }).await.unwrap();
-    pods.logs("two-containers", &LogParams { container: Some("b".into()), ..Default::default() }).await.unwrap();
-    assert_eq!(api_code(pods.logs("two-containers", &LogParams { container: Some("a".into()), ..Default::default() }).await), 404);
+    assert_eq!(
+        api_code(pods.logs("two-containers", &LogParams::default()).await),
+        400
+    );
+    pods.logs(
+        "two-containers",
+        &LogParams {
+            container: Some("a".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    pods.logs(
+        "two-containers",
+        &LogParams {
+            container: Some("b".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        api_code(
+            pods.logs(
+                "two-containers",
+                &LogParams {
+                    container: Some("a".into()),
+                    ..Default::default()
+                }
+            )
+            .await
+        ),
+        404
+    );
 
     let events: Api<Event> = Api::namespaced(client.clone(), NS);
     let list = events.list(&ListParams::default()).await.unwrap();
-    let pulled = list.items.iter().find(|e| e.reason.as_deref() == Some("Pulled")).unwrap();
-    assert_eq!(pulled.involved_object.name.as_deref(), Some("two-containers"));
+    let pulled = list
+        .items
+        .iter()
+        .find(|e| e.reason.as_deref() == Some("Pulled"))
+        .unwrap();
+    assert_eq!(
+        pulled.involved_object.name.as_deref(),
+        Some("two-containers")
+    );
     assert_eq!(pulled.count, Some(1));
-    assert!(list.items.iter().any(|e| e.reason.as_deref() == Some("Scheduled")));
+    assert!(list
+        .items
+        .iter()
+        .any(|e| e.reason.as_deref() == Some("Scheduled")));
 }
 
 #[tokio::test]
@@ -398,7 +734,10 @@ async fn portforward_round_trip_and_missing_target() {
             });
         }
     });
-    let kube = FakeKube::builder().train_ticket(NS).forward("ts-order-service", 6300, &echo_addr).start();
+    let kube = FakeKube::builder()
+        .train_ticket(NS)
+        .forward("ts-order-service", 6300, &echo_addr)
+        .start();
     let dir = tempfile::tempdir().unwrap();
     let client = client(&kube, dir.path()).await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
@@ -413,8 +752,15 @@ async fn portforward_round_trip_and_missing_target() {
     assert_eq!(&out, b"HELLO");
     drop(stream);
     pf.join().await.unwrap();
-    let pf_req = kube.requests().into_iter().find(|r| r.path.ends_with("/portforward")).unwrap();
-    assert_eq!(pf_req.path, format!("/api/v1/namespaces/{NS}/pods/{name}/portforward"));
+    let pf_req = kube
+        .requests()
+        .into_iter()
+        .find(|r| r.path.ends_with("/portforward"))
+        .unwrap();
+    assert_eq!(
+        pf_req.path,
+        format!("/api/v1/namespaces/{NS}/pods/{name}/portforward")
+    );
     assert_eq!(pf_req.query_param("ports").as_deref(), Some("6300"));
 
     // The pod side closes first: the client reads to EOF. (kube's `join` then reports
@@ -430,14 +776,23 @@ async fn portforward_round_trip_and_missing_target() {
     let other = kube.pod_names(NS, "ts-user-service").remove(0);
     let mut pf = pods.portforward(&other, &[6300]).await.unwrap();
     let err = pf.take_error(6300).unwrap().await.expect("error message");
-    assert!(err.starts_with("error forwarding port 6300 to pod"), "{err}");
+    assert!(
+        err.starts_with("error forwarding port 6300 to pod"),
+        "{err}"
+    );
 
-    assert_eq!(api_code(pods.portforward("no-such-pod", &[6300]).await.map(|_| ())), 404);
+    assert_eq!(
+        api_code(pods.portforward("no-such-pod", &[6300]).await.map(|_| ())),
+        404
+    );
 }
 
 #[tokio::test]
 async fn chaosblade_operator_lifecycle() {
-    let kube = FakeKube::builder().train_ticket(NS).chaosblade(true).start();
+    let kube = FakeKube::builder()
+        .train_ticket(NS)
+        .chaosblade(true)
+        .start();
     let dir = tempfile::tempdir().unwrap();
     let client = client(&kube, dir.path()).await;
     let api = blade_api(&client);
@@ -456,7 +811,9 @@ async fn chaosblade_operator_lifecycle() {
             }]},
         }))
     };
-    api.create(&Default::default(), &blade("0123456789abcdef", &pod)).await.unwrap();
+    api.create(&Default::default(), &blade("0123456789abcdef", &pod))
+        .await
+        .unwrap();
     let o = api.get("0123456789abcdef").await.unwrap();
     assert_eq!(o.data["status"]["phase"], "Initialized");
     let running = poll("Running", async || {
@@ -466,20 +823,42 @@ async fn chaosblade_operator_lifecycle() {
     .await;
     let res = &running.data["status"]["expStatuses"][0]["resStatuses"][0];
     assert_eq!(res["kind"], "container");
-    assert!(res["identifier"].as_str().unwrap().starts_with(&format!("{NS}/")));
-    assert_eq!(running.metadata.finalizers.as_deref(), Some(&["finalizer.chaosblade.io".to_string()][..]));
+    assert!(res["identifier"]
+        .as_str()
+        .unwrap()
+        .starts_with(&format!("{NS}/")));
+    assert_eq!(
+        running.metadata.finalizers.as_deref(),
+        Some(&["finalizer.chaosblade.io".to_string()][..])
+    );
 
-    api.delete("0123456789abcdef", &DeleteParams::default()).await.unwrap();
-    poll("destroyed", async || api.get("0123456789abcdef").await.is_err().then_some(())).await;
+    api.delete("0123456789abcdef", &DeleteParams::default())
+        .await
+        .unwrap();
+    poll("destroyed", async || {
+        api.get("0123456789abcdef").await.is_err().then_some(())
+    })
+    .await;
 
-    api.create(&Default::default(), &blade("fedcba9876543210", "no-such-pod")).await.unwrap();
+    api.create(
+        &Default::default(),
+        &blade("fedcba9876543210", "no-such-pod"),
+    )
+    .await
+    .unwrap();
     let failed = poll("Error", async || {
         let o = api.get("fedcba9876543210").await.unwrap();
         (o.data["status"]["phase"] == "Error").then_some(o)
     })
     .await;
     assert_eq!(failed.data["status"]["expStatuses"][0]["success"], false);
-    assert_eq!(api_code(api.create(&Default::default(), &blade("fedcba9876543210", "x")).await), 409);
+    assert_eq!(
+        api_code(
+            api.create(&Default::default(), &blade("fedcba9876543210", "x"))
+                .await
+        ),
+        409
+    );
 }
 
 #[tokio::test]
@@ -494,17 +873,54 @@ async fn schedule_creates_children_and_takes_them_along() {
         "spec": {"schedule": "@every 200ms", "type": "PodChaos", "concurrencyPolicy": "Allow", "historyLimit": 5,
                  "podChaos": {"action": "pod-kill", "mode": "one", "selector": {"labelSelectors": {"app": "ts-price-service"}}}}
     }));
-    schedules.patch("kill-every", &PatchParams::apply("ttplan").force(), &Patch::Apply(&obj)).await.unwrap();
+    schedules
+        .patch(
+            "kill-every",
+            &PatchParams::apply("ttplan").force(),
+            &Patch::Apply(&obj),
+        )
+        .await
+        .unwrap();
     let podchaos = chaos_api(&client, "PodChaos", "podchaos");
-    poll("two children", async || (podchaos.list(&ListParams::default()).await.unwrap().items.len() >= 2).then_some(())).await;
+    poll("two children", async || {
+        (podchaos
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .len()
+            >= 2)
+            .then_some(())
+    })
+    .await;
     let s = schedules.get("kill-every").await.unwrap();
-    assert!(s.data["status"]["active"].as_array().is_some_and(|a| !a.is_empty()));
-    schedules.delete("kill-every", &DeleteParams::default()).await.unwrap();
-    poll("children gone", async || podchaos.list(&ListParams::default()).await.unwrap().items.is_empty().then_some(())).await;
+    assert!(s.data["status"]["active"]
+        .as_array()
+        .is_some_and(|a| !a.is_empty()));
+    schedules
+        .delete("kill-every", &DeleteParams::default())
+        .await
+        .unwrap();
+    poll("children gone", async || {
+        podchaos
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+            .then_some(())
+    })
+    .await;
 }
 
 /// Raw HTTP from a plain (blocking) test: what ttplan's subprocess tests see without a client.
-fn raw(kube: &FakeKube, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, Value) {
+fn raw(
+    kube: &FakeKube,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, Value) {
     let mut s = std::net::TcpStream::connect(kube.addr()).unwrap();
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
     for (k, v) in headers {
@@ -540,26 +956,105 @@ fn raw_http_errors_are_status_objects() {
     let (code, body) = raw(&kube, "PATCH", &path, &apply, &yaml);
     assert_eq!(code, 422, "{body}");
     assert!(body["message"].as_str().unwrap().contains("fieldManager"));
-    let (code, body) = raw(&kube, "PATCH", &format!("{path}?fieldManager=ttplan"), &apply, &yaml);
+    let (code, body) = raw(
+        &kube,
+        "PATCH",
+        &format!("{path}?fieldManager=ttplan"),
+        &apply,
+        &yaml,
+    );
     assert_eq!(code, 201, "{body}");
     assert_eq!(body["metadata"]["managedFields"][0]["manager"], "ttplan");
 
     let create = [auth[0], ("Content-Type", "application/json")];
     let obj = json!({"apiVersion": "chaos-mesh.org/v1alpha1", "kind": "StressChaos", "metadata": {"name": "x"}, "spec": {}});
-    let (code, body) = raw(&kube, "POST", &format!("/apis/chaos-mesh.org/v1alpha1/namespaces/{NS}/stresschaos"), &create, &obj.to_string());
+    let (code, body) = raw(
+        &kube,
+        "POST",
+        &format!("/apis/chaos-mesh.org/v1alpha1/namespaces/{NS}/stresschaos"),
+        &create,
+        &obj.to_string(),
+    );
     assert_eq!(code, 409);
     assert_eq!(body["reason"], "AlreadyExists");
-    assert_eq!(body["details"], json!({"name": "x", "group": "chaos-mesh.org", "kind": "stresschaos"}));
+    assert_eq!(
+        body["details"],
+        json!({"name": "x", "group": "chaos-mesh.org", "kind": "stresschaos"})
+    );
 
-    let (code, body) = raw(&kube, "GET", &format!("/api/v1/namespaces/{NS}/pods/nope"), &auth, "");
+    let (code, body) = raw(
+        &kube,
+        "GET",
+        &format!("/api/v1/namespaces/{NS}/pods/nope"),
+        &auth,
+        "",
+    );
     assert_eq!(code, 404);
     assert_eq!(body["message"], "pods \"nope\" not found");
 
+    // Workflow has a status subresource; chaos kinds do not.
+    let wf = format!("/apis/chaos-mesh.org/v1alpha1/namespaces/{NS}/workflows");
+    let obj = json!({"apiVersion": "chaos-mesh.org/v1alpha1", "kind": "Workflow", "metadata": {"name": "wf"}, "spec": {"entry": "e", "templates": []}});
+    assert_eq!(raw(&kube, "POST", &wf, &create, &obj.to_string()).0, 201);
+    let (_, current) = raw(&kube, "GET", &format!("{wf}/wf"), &auth, "");
+    let mut with_status = current.clone();
+    with_status["status"] = json!({"conditions": [{"type": "Accomplished", "status": "False"}]});
+    let (code, body) = raw(
+        &kube,
+        "PUT",
+        &format!("{wf}/wf/status"),
+        &create,
+        &with_status.to_string(),
+    );
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["status"]["conditions"][0]["type"], "Accomplished");
+    assert_eq!(
+        raw(
+            &kube,
+            "GET",
+            &format!("/apis/chaos-mesh.org/v1alpha1/namespaces/{NS}/stresschaos/x/status"),
+            &auth,
+            ""
+        )
+        .0,
+        404
+    );
+
+    // Merge patch, then DELETE of a custom resource without finalizers answers a Success Status.
+    let merge = [auth[0], ("Content-Type", "application/merge-patch+json")];
+    let (code, body) = raw(
+        &kube,
+        "PATCH",
+        &format!("{wf}/wf"),
+        &merge,
+        r#"{"metadata":{"annotations":{"a":"b"}}}"#,
+    );
+    assert_eq!(
+        (code, body["metadata"]["annotations"]["a"].as_str()),
+        (200, Some("b"))
+    );
+    let (code, body) = raw(&kube, "DELETE", &format!("{wf}/wf"), &auth, "");
+    assert_eq!(
+        (code, body["kind"].as_str(), body["status"].as_str()),
+        (200, Some("Status"), Some("Success"))
+    );
+    assert_eq!(raw(&kube, "GET", &format!("{wf}/wf"), &auth, "").0, 404);
+
     let (code, body) = raw(&kube, "GET", "/apis", &auth, "");
     assert_eq!(code, 200);
-    assert!(body["groups"].as_array().unwrap().iter().any(|g| g["name"] == "chaos-mesh.org"));
+    assert!(body["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|g| g["name"] == "chaos-mesh.org"));
     let (code, body) = raw(&kube, "GET", "/apis/chaos-mesh.org/v1alpha1", &auth, "");
     assert_eq!(code, 200);
-    assert!(body["resources"].as_array().unwrap().iter().any(|r| r["name"] == "stresschaos" && r["kind"] == "StressChaos" && r["namespaced"] == true));
+    assert!(body["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["name"] == "stresschaos"
+            && r["kind"] == "StressChaos"
+            && r["namespaced"] == true));
     assert!(kube.requests().len() >= 8);
 }

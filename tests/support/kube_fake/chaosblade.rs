@@ -27,7 +27,9 @@ pub fn on_change(shared: &Arc<Shared>, def: &ResourceDef, change: &Change) {
         }
         Change::Deleting(obj) => {
             let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
-            set(shared, def, &name, |o| o["status"]["phase"] = json!("Destroying"));
+            set(shared, def, &name, |o| {
+                o["status"]["phase"] = json!("Destroying")
+            });
             later(shared, def, &name, |_pods, o| {
                 o["status"]["phase"] = json!("Destroyed");
                 if let Some(exps) = o["status"]["expStatuses"].as_array_mut() {
@@ -78,7 +80,14 @@ fn matcher(exp: &Value, name: &str) -> Vec<String> {
         .as_array()
         .and_then(|ms| ms.iter().find(|m| m["name"] == name))
         .and_then(|m| m["value"].as_array())
-        .map(|vs| vs.iter().filter_map(Value::as_str).flat_map(|v| v.split(',')).map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect())
+        .map(|vs| {
+            vs.iter()
+                .filter_map(Value::as_str)
+                .flat_map(|v| v.split(','))
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -89,14 +98,21 @@ fn run(pods: &[Value], o: &mut Value) {
     }
     let mut all_ok = true;
     let mut statuses = Vec::new();
-    for exp in o["spec"]["experiments"].as_array().cloned().unwrap_or_default() {
+    for exp in o["spec"]["experiments"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+    {
         let names = matcher(&exp, "names");
         let namespaces = matcher(&exp, "namespace");
         let containers = matcher(&exp, "container-names");
         let labels = LabelSelector::parse(&matcher(&exp, "labels").join(",")).unwrap_or_default();
         let mut res = Vec::new();
         for p in pods.iter() {
-            let (pns, pname) = (p["metadata"]["namespace"].as_str().unwrap_or(""), p["metadata"]["name"].as_str().unwrap_or(""));
+            let (pns, pname) = (
+                p["metadata"]["namespace"].as_str().unwrap_or(""),
+                p["metadata"]["name"].as_str().unwrap_or(""),
+            );
             if (!namespaces.is_empty() && !namespaces.iter().any(|n| n == pns))
                 || (!names.is_empty() && !names.iter().any(|n| n == pname))
                 || !labels.matches(p.pointer("/metadata/labels"))
@@ -104,7 +120,11 @@ fn run(pods: &[Value], o: &mut Value) {
                 continue;
             }
             let node = p["spec"]["nodeName"].as_str().unwrap_or("");
-            for c in p["spec"]["containers"].as_array().cloned().unwrap_or_default() {
+            for c in p["spec"]["containers"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+            {
                 let cname = c["name"].as_str().unwrap_or("");
                 if !containers.is_empty() && !containers.iter().any(|x| x == cname) {
                     continue;

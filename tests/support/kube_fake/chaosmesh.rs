@@ -58,7 +58,8 @@ fn is_pod_kill(def: &ResourceDef, obj: &Value) -> bool {
 
 /// Kinds whose records are per container (`ns/pod/container`).
 fn container_level(def: &ResourceDef, obj: &Value) -> bool {
-    matches!(def.plural, "stresschaos" | "iochaos") || (def.plural == "podchaos" && obj["spec"]["action"] == "container-kill")
+    matches!(def.plural, "stresschaos" | "iochaos")
+        || (def.plural == "podchaos" && obj["spec"]["action"] == "container-kill")
 }
 
 pub fn on_chaos_change(shared: &Arc<Shared>, def: &ResourceDef, change: &Change) {
@@ -84,7 +85,10 @@ pub fn on_chaos_change(shared: &Arc<Shared>, def: &ResourceDef, change: &Change)
 }
 
 fn force_clean(shared: &Arc<Shared>, def: &ResourceDef, obj: &Value) {
-    let (ns, name) = (meta_str(obj, "namespace").to_string(), meta_str(obj, "name").to_string());
+    let (ns, name) = (
+        meta_str(obj, "namespace").to_string(),
+        meta_str(obj, "name").to_string(),
+    );
     shared.mutate(|st| {
         let _ = st.store.update_with(def, Some(&ns), &name, |o| {
             remove_finalizer(o, FINALIZER);
@@ -114,31 +118,59 @@ fn select(shared: &Shared, st: &State, obj: &Value) -> Vec<(String, String, Vec<
         by_ns
             .iter()
             .flat_map(|(ns, names)| {
-                names.as_array().cloned().unwrap_or_default().into_iter().filter_map({
-                    let pods_def = pods_def.clone();
-                    move |n| st.store.peek(&pods_def, Some(ns), n.as_str()?).cloned()
-                })
+                names
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map({
+                        let pods_def = pods_def.clone();
+                        move |n| st.store.peek(&pods_def, Some(ns), n.as_str()?).cloned()
+                    })
             })
             .collect()
     } else {
         let namespaces: Vec<String> = match sel["namespaces"].as_array() {
-            Some(a) if !a.is_empty() => a.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
+            Some(a) if !a.is_empty() => a
+                .iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect(),
             _ => vec![own_ns.to_string()],
         };
-        let labels = LabelSelector::from_map(sel["labelSelectors"].as_object().unwrap_or(&Default::default()))
-            .with_expressions(sel["expressionSelectors"].as_array().map(Vec::as_slice).unwrap_or(&[]));
-        let phases: Vec<&str> = sel["podPhaseSelectors"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+        let labels = LabelSelector::from_map(
+            sel["labelSelectors"]
+                .as_object()
+                .unwrap_or(&Default::default()),
+        )
+        .with_expressions(
+            sel["expressionSelectors"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or(&[]),
+        );
+        let phases: Vec<&str> = sel["podPhaseSelectors"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
         st.store
             .all(&pods_def, None)
             .into_iter()
-            .filter(|p| namespaces.iter().any(|n| p["metadata"]["namespace"] == n.as_str()))
+            .filter(|p| {
+                namespaces
+                    .iter()
+                    .any(|n| p["metadata"]["namespace"] == n.as_str())
+            })
             .filter(|p| labels.matches(p.pointer("/metadata/labels")))
             .filter(|p| phases.is_empty() || phases.iter().any(|ph| p["status"]["phase"] == *ph))
             .collect()
     };
     pods.retain(|p| !is_deleting(p));
     let n = pods.len();
-    let value: usize = obj["spec"]["value"].as_str().and_then(|v| v.parse().ok()).unwrap_or(0);
+    // `value` is a string in the CRD ("2", "50"); accept a number too.
+    let value: usize = match &obj["spec"]["value"] {
+        Value::String(v) => v.trim().parse().unwrap_or(0),
+        v => v.as_u64().unwrap_or(0) as usize,
+    };
     let take = match obj["spec"]["mode"].as_str().unwrap_or("one") {
         "all" => n,
         "fixed" => value.min(n),
@@ -148,19 +180,42 @@ fn select(shared: &Shared, st: &State, obj: &Value) -> Vec<(String, String, Vec<
     };
     fastrand::shuffle(&mut pods);
     pods.truncate(take);
-    pods.sort_by(|a, b| a["metadata"]["name"].as_str().cmp(&b["metadata"]["name"].as_str()));
+    pods.sort_by(|a, b| {
+        a["metadata"]["name"]
+            .as_str()
+            .cmp(&b["metadata"]["name"].as_str())
+    });
     let wanted: Vec<String> = obj["spec"]["containerNames"]
         .as_array()
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default();
     pods.into_iter()
         .map(|p| {
             let containers: Vec<String> = p["spec"]["containers"]
                 .as_array()
-                .map(|a| a.iter().filter_map(|c| c["name"].as_str().map(String::from)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|c| c["name"].as_str().map(String::from))
+                        .collect()
+                })
                 .unwrap_or_default();
-            let containers = if wanted.is_empty() { containers } else { containers.into_iter().filter(|c| wanted.contains(c)).collect() };
-            (meta_str(&p, "namespace").to_string(), meta_str(&p, "name").to_string(), containers)
+            let containers = if wanted.is_empty() {
+                containers
+            } else {
+                containers
+                    .into_iter()
+                    .filter(|c| wanted.contains(c))
+                    .collect()
+            };
+            (
+                meta_str(&p, "namespace").to_string(),
+                meta_str(&p, "name").to_string(),
+                containers,
+            )
         })
         .collect()
 }
@@ -265,7 +320,11 @@ fn reconcile(shared: &Arc<Shared>, def: &ResourceDef, ns: &str, name: &str, uid:
             record_event(&mut st.store, &about, reason, &message, type_, "chaos-controller-manager");
         }
     });
-    shared.chaos_timeline.lock().unwrap_or_else(|e| e.into_inner()).extend(timeline);
+    shared
+        .chaos_timeline
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .extend(timeline);
     if let Some(pods_def) = shared.def("", "pods").cloned() {
         for (pns, pod) in kills {
             // pod-kill: the pod goes away at once (grace period 0); its workload replaces it.
@@ -275,14 +334,22 @@ fn reconcile(shared: &Arc<Shared>, def: &ResourceDef, ns: &str, name: &str, uid:
         }
     }
     // A finite `duration` ends the experiment: recover when it elapses.
-    let obj = shared.def(CHAOS_MESH_GROUP, def.plural).and_then(|d| shared.lock().store.peek(d, Some(ns), name).cloned());
+    let obj = shared
+        .def(CHAOS_MESH_GROUP, def.plural)
+        .and_then(|d| shared.lock().store.peek(d, Some(ns), name).cloned());
     if let Some(obj) = obj {
-        if !is_deleting(&obj) && !is_pod_kill(def, &obj) && obj["status"]["experiment"]["desiredPhase"] == "Run" {
+        if !is_deleting(&obj)
+            && !is_pod_kill(def, &obj)
+            && obj["status"]["experiment"]["desiredPhase"] == "Run"
+        {
             if let (Some(d), Ok(c)) = (
                 obj["spec"]["duration"].as_str().and_then(parse_go_duration),
                 meta_str(&obj, "creationTimestamp").parse::<DateTime<Utc>>(),
             ) {
-                let remaining = (c + chrono::Duration::from_std(d).unwrap_or_default() - Utc::now()).to_std().unwrap_or_default();
+                let remaining = (c + chrono::Duration::from_std(d).unwrap_or_default()
+                    - Utc::now())
+                .to_std()
+                .unwrap_or_default();
                 schedule_reconcile(shared, def, &obj, remaining + Duration::from_millis(1000));
             }
         }
@@ -306,7 +373,11 @@ pub fn on_schedule_change(shared: &Arc<Shared>, def: &ResourceDef, change: &Chan
                         st.store
                             .all(d, Some(&ns))
                             .into_iter()
-                            .filter(|c| c["metadata"]["ownerReferences"].as_array().is_some_and(|o| o.iter().any(|r| r["uid"] == uid.as_str())))
+                            .filter(|c| {
+                                c["metadata"]["ownerReferences"]
+                                    .as_array()
+                                    .is_some_and(|o| o.iter().any(|r| r["uid"] == uid.as_str()))
+                            })
                             .map(|c| (d.clone(), meta_str(&c, "name").to_string()))
                             .collect::<Vec<_>>()
                     })
@@ -326,9 +397,21 @@ fn start_schedule(shared: &Arc<Shared>, def: &ResourceDef, obj: &Value) {
     let ns = meta_str(obj, "namespace").to_string();
     let name = meta_str(obj, "name").to_string();
     let uid = meta_str(obj, "uid").to_string();
-    let every = obj["spec"]["schedule"].as_str().and_then(|s| s.strip_prefix("@every ")).and_then(parse_go_duration);
+    let every = obj["spec"]["schedule"]
+        .as_str()
+        .and_then(|s| s.strip_prefix("@every "))
+        .and_then(parse_go_duration);
     let Some(every) = every.filter(|d| !d.is_zero()) else {
-        shared.mutate(|st| record_event(&mut st.store, obj, "Failed", "the fake Chaos Mesh supports only `@every <duration>` schedules", "Warning", "chaos-controller-manager"));
+        shared.mutate(|st| {
+            record_event(
+                &mut st.store,
+                obj,
+                "Failed",
+                "the fake Chaos Mesh supports only `@every <duration>` schedules",
+                "Warning",
+                "chaos-controller-manager",
+            )
+        });
         return;
     };
     let (shared, def) = (shared.clone(), def.clone());

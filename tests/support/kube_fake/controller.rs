@@ -27,12 +27,22 @@ pub fn dispatch(shared: &Arc<Shared>, def: &ResourceDef, change: &Change) {
 }
 
 fn events_def() -> ResourceDef {
-    catalogue(false, false).into_iter().find(|d| d.plural == "events").expect("events resource")
+    catalogue(false, false)
+        .into_iter()
+        .find(|d| d.plural == "events")
+        .expect("events resource")
 }
 
 /// Stores a core/v1 Event about `involved` (any object with apiVersion/kind/metadata), as
 /// `kubectl get events` would show it.
-pub fn record_event(store: &mut Store, involved: &Value, reason: &str, message: &str, type_: &str, component: &str) {
+pub fn record_event(
+    store: &mut Store,
+    involved: &Value,
+    reason: &str,
+    message: &str,
+    type_: &str,
+    component: &str,
+) {
     let meta = &involved["metadata"];
     let ns = meta["namespace"].as_str().unwrap_or("default").to_string();
     let name = meta["name"].as_str().unwrap_or("");

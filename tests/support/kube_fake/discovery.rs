@@ -41,7 +41,13 @@ impl ResourceDef {
 }
 
 const META_FIELDS: &[&str] = &["metadata.name", "metadata.namespace"];
-const POD_FIELDS: &[&str] = &["metadata.name", "metadata.namespace", "status.phase", "spec.nodeName", "status.podIP"];
+const POD_FIELDS: &[&str] = &[
+    "metadata.name",
+    "metadata.namespace",
+    "status.phase",
+    "spec.nodeName",
+    "status.podIP",
+];
 const EVENT_FIELDS: &[&str] = &[
     "metadata.name",
     "metadata.namespace",
@@ -87,34 +93,220 @@ pub const CHAOSBLADE_GROUP: &str = "chaosblade.io";
 /// Every resource the fake knows, given which CRDs are installed.
 pub fn catalogue(chaos_mesh: bool, chaosblade: bool) -> Vec<ResourceDef> {
     let mut defs = vec![
-        ResourceDef { field_selectors: POD_FIELDS, ..def("", "v1", "pods", "pod", "Pod", true, true, false, &["po"]) },
-        def("", "v1", "services", "service", "Service", true, true, false, &["svc"]),
-        ResourceDef { field_selectors: EVENT_FIELDS, ..def("", "v1", "events", "event", "Event", true, false, false, &["ev"]) },
-        def("", "v1", "configmaps", "configmap", "ConfigMap", true, false, false, &["cm"]),
-        def("", "v1", "namespaces", "namespace", "Namespace", false, true, false, &["ns"]),
-        def("", "v1", "nodes", "node", "Node", false, true, false, &["no"]),
-        def("apps", "v1", "deployments", "deployment", "Deployment", true, true, false, &["deploy"]),
-        def("apps", "v1", "replicasets", "replicaset", "ReplicaSet", true, true, false, &["rs"]),
-        def("apps", "v1", "statefulsets", "statefulset", "StatefulSet", true, true, false, &["sts"]),
-        def("apps", "v1", "daemonsets", "daemonset", "DaemonSet", true, true, false, &["ds"]),
+        ResourceDef {
+            field_selectors: POD_FIELDS,
+            ..def("", "v1", "pods", "pod", "Pod", true, true, false, &["po"])
+        },
+        def(
+            "",
+            "v1",
+            "services",
+            "service",
+            "Service",
+            true,
+            true,
+            false,
+            &["svc"],
+        ),
+        ResourceDef {
+            field_selectors: EVENT_FIELDS,
+            ..def(
+                "",
+                "v1",
+                "events",
+                "event",
+                "Event",
+                true,
+                false,
+                false,
+                &["ev"],
+            )
+        },
+        def(
+            "",
+            "v1",
+            "configmaps",
+            "configmap",
+            "ConfigMap",
+            true,
+            false,
+            false,
+            &["cm"],
+        ),
+        def(
+            "",
+            "v1",
+            "namespaces",
+            "namespace",
+            "Namespace",
+            false,
+            true,
+            false,
+            &["ns"],
+        ),
+        def(
+            "",
+            "v1",
+            "nodes",
+            "node",
+            "Node",
+            false,
+            true,
+            false,
+            &["no"],
+        ),
+        def(
+            "apps",
+            "v1",
+            "deployments",
+            "deployment",
+            "Deployment",
+            true,
+            true,
+            false,
+            &["deploy"],
+        ),
+        def(
+            "apps",
+            "v1",
+            "replicasets",
+            "replicaset",
+            "ReplicaSet",
+            true,
+            true,
+            false,
+            &["rs"],
+        ),
+        def(
+            "apps",
+            "v1",
+            "statefulsets",
+            "statefulset",
+            "StatefulSet",
+            true,
+            true,
+            false,
+            &["sts"],
+        ),
+        def(
+            "apps",
+            "v1",
+            "daemonsets",
+            "daemonset",
+            "DaemonSet",
+            true,
+            true,
+            false,
+            &["ds"],
+        ),
     ];
     if chaos_mesh {
         // Chaos kinds have NO status subresource (status is written with the object);
         // plurals are the CRDs' own, not English plurals.
         let g = CHAOS_MESH_GROUP;
         defs.extend([
-            def(g, "v1alpha1", "stresschaos", "stresschaos", "StressChaos", true, false, true, &[]),
-            def(g, "v1alpha1", "networkchaos", "networkchaos", "NetworkChaos", true, false, true, &[]),
-            def(g, "v1alpha1", "podchaos", "podchaos", "PodChaos", true, false, true, &[]),
-            def(g, "v1alpha1", "iochaos", "iochaos", "IOChaos", true, false, true, &[]),
-            def(g, "v1alpha1", "httpchaos", "httpchaos", "HTTPChaos", true, false, true, &[]),
-            def(g, "v1alpha1", "dnschaos", "dnschaos", "DNSChaos", true, false, true, &[]),
-            def(g, "v1alpha1", "schedules", "schedule", "Schedule", true, false, true, &[]),
-            def(g, "v1alpha1", "workflows", "workflow", "Workflow", true, true, true, &["wf"]),
+            def(
+                g,
+                "v1alpha1",
+                "stresschaos",
+                "stresschaos",
+                "StressChaos",
+                true,
+                false,
+                true,
+                &[],
+            ),
+            def(
+                g,
+                "v1alpha1",
+                "networkchaos",
+                "networkchaos",
+                "NetworkChaos",
+                true,
+                false,
+                true,
+                &[],
+            ),
+            def(
+                g,
+                "v1alpha1",
+                "podchaos",
+                "podchaos",
+                "PodChaos",
+                true,
+                false,
+                true,
+                &[],
+            ),
+            def(
+                g,
+                "v1alpha1",
+                "iochaos",
+                "iochaos",
+                "IOChaos",
+                true,
+                false,
+                true,
+                &[],
+            ),
+            def(
+                g,
+                "v1alpha1",
+                "httpchaos",
+                "httpchaos",
+                "HTTPChaos",
+                true,
+                false,
+                true,
+                &[],
+            ),
+            def(
+                g,
+                "v1alpha1",
+                "dnschaos",
+                "dnschaos",
+                "DNSChaos",
+                true,
+                false,
+                true,
+                &[],
+            ),
+            def(
+                g,
+                "v1alpha1",
+                "schedules",
+                "schedule",
+                "Schedule",
+                true,
+                false,
+                true,
+                &[],
+            ),
+            def(
+                g,
+                "v1alpha1",
+                "workflows",
+                "workflow",
+                "Workflow",
+                true,
+                true,
+                true,
+                &["wf"],
+            ),
         ]);
     }
     if chaosblade {
-        defs.push(def(CHAOSBLADE_GROUP, "v1alpha1", "chaosblades", "chaosblade", "ChaosBlade", false, true, true, &["blade"]));
+        defs.push(def(
+            CHAOSBLADE_GROUP,
+            "v1alpha1",
+            "chaosblades",
+            "chaosblade",
+            "ChaosBlade",
+            false,
+            true,
+            true,
+            &["blade"],
+        ));
     }
     defs
 }
@@ -157,7 +349,10 @@ fn group_json(group: &str, version: &str) -> Value {
 }
 
 pub fn api_group_list(defs: &[ResourceDef]) -> Value {
-    let groups: Vec<Value> = groups(defs).into_iter().map(|(g, v)| group_json(g, v)).collect();
+    let groups: Vec<Value> = groups(defs)
+        .into_iter()
+        .map(|(g, v)| group_json(g, v))
+        .collect();
     json!({ "kind": "APIGroupList", "apiVersion": "v1", "groups": groups })
 }
 
@@ -169,11 +364,23 @@ pub fn api_group(defs: &[ResourceDef], group: &str) -> Option<Value> {
     Some(doc)
 }
 
-const VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+const VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
 
 pub fn api_resource_list(defs: &[ResourceDef], group: &str, version: &str) -> Option<Value> {
     let mut resources = Vec::new();
-    for d in defs.iter().filter(|d| d.group == group && d.version == version) {
+    for d in defs
+        .iter()
+        .filter(|d| d.group == group && d.version == version)
+    {
         let mut r = json!({
             "name": d.plural,
             "singularName": d.singular,

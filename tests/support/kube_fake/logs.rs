@@ -15,7 +15,12 @@ use super::util::rfc3339_nano;
 enum Content {
     Lines(Arc<Vec<(DateTime<Utc>, String)>>),
     /// `count` lines of exactly `width` characters (plus newline), see [`LogSource::generated_line`].
-    Generated { count: u64, width: usize, start: DateTime<Utc>, interval: Duration },
+    Generated {
+        count: u64,
+        width: usize,
+        start: DateTime<Utc>,
+        interval: Duration,
+    },
 }
 
 /// The log of one container instance. Every line has the timestamp the runtime stored it with.
@@ -41,7 +46,12 @@ impl LogSource {
             lines
                 .into_iter()
                 .enumerate()
-                .map(|(i, l)| (now - chrono::Duration::milliseconds(n - 1 - i as i64), l.to_string()))
+                .map(|(i, l)| {
+                    (
+                        now - chrono::Duration::milliseconds(n - 1 - i as i64),
+                        l.to_string(),
+                    )
+                })
                 .collect(),
         )
     }
@@ -51,17 +61,31 @@ impl LogSource {
     pub fn generated(count: u64, width: usize) -> Self {
         let interval = Duration::from_millis(1);
         let start = Utc::now() - chrono::Duration::milliseconds(count.saturating_sub(1) as i64);
-        LogSource(Content::Generated { count, width, start, interval })
+        LogSource(Content::Generated {
+            count,
+            width,
+            start,
+            interval,
+        })
     }
 
     /// Re-times a generated log: line `i` is stamped `start + i * interval`.
     pub fn starting_at(self, start: DateTime<Utc>, interval: Duration) -> Self {
         match self.0 {
-            Content::Generated { count, width, .. } => LogSource(Content::Generated { count, width, start, interval }),
+            Content::Generated { count, width, .. } => LogSource(Content::Generated {
+                count,
+                width,
+                start,
+                interval,
+            }),
             Content::Lines(lines) => {
                 let step = chrono::Duration::from_std(interval).expect("interval");
                 LogSource::lines(
-                    lines.iter().enumerate().map(|(i, (_, l))| (start + step * i as i32, l.clone())).collect(),
+                    lines
+                        .iter()
+                        .enumerate()
+                        .map(|(i, (_, l))| (start + step * i as i32, l.clone()))
+                        .collect(),
                 )
             }
         }
@@ -93,7 +117,12 @@ impl LogSource {
     fn first_at_or_after(&self, since: DateTime<Utc>) -> u64 {
         match &self.0 {
             Content::Lines(_) => 0,
-            Content::Generated { count, start, interval, .. } => {
+            Content::Generated {
+                count,
+                start,
+                interval,
+                ..
+            } => {
                 if since <= *start || interval.is_zero() {
                     return 0;
                 }
@@ -107,8 +136,14 @@ impl LogSource {
     fn line(&self, i: u64) -> (DateTime<Utc>, String) {
         match &self.0 {
             Content::Lines(l) => l[i as usize].clone(),
-            Content::Generated { width, start, interval, .. } => {
-                let at = *start + chrono::Duration::from_std(*interval * i as u32).unwrap_or_default();
+            Content::Generated {
+                width,
+                start,
+                interval,
+                ..
+            } => {
+                let at =
+                    *start + chrono::Duration::from_std(*interval * i as u32).unwrap_or_default();
                 (at, Self::generated_line(i, *width))
             }
         }
@@ -135,31 +170,34 @@ pub fn stream(source: LogSource, opts: LogOptions) -> impl Stream<Item = Bytes> 
         first = first.max(source.first_at_or_after(since));
     }
     let state = (source, first, total, opts, 0u64);
-    stream::unfold(state, |(source, mut next, total, opts, mut sent)| async move {
-        let mut buf = Vec::with_capacity(CHUNK + 256);
-        let limit = opts.limit_bytes.unwrap_or(u64::MAX);
-        while next < total && buf.len() < CHUNK && sent + (buf.len() as u64) < limit {
-            let (at, text) = source.line(next);
-            next += 1;
-            if opts.since.is_some_and(|since| at < since) {
-                continue;
+    stream::unfold(
+        state,
+        |(source, mut next, total, opts, mut sent)| async move {
+            let mut buf = Vec::with_capacity(CHUNK + 256);
+            let limit = opts.limit_bytes.unwrap_or(u64::MAX);
+            while next < total && buf.len() < CHUNK && sent + (buf.len() as u64) < limit {
+                let (at, text) = source.line(next);
+                next += 1;
+                if opts.since.is_some_and(|since| at < since) {
+                    continue;
+                }
+                if opts.timestamps {
+                    buf.extend_from_slice(rfc3339_nano(at).as_bytes());
+                    buf.push(b' ');
+                }
+                buf.extend_from_slice(text.as_bytes());
+                buf.push(b'\n');
             }
-            if opts.timestamps {
-                buf.extend_from_slice(rfc3339_nano(at).as_bytes());
-                buf.push(b' ');
+            let room = limit.saturating_sub(sent) as usize;
+            buf.truncate(room);
+            if buf.is_empty() {
+                return None;
             }
-            buf.extend_from_slice(text.as_bytes());
-            buf.push(b'\n');
-        }
-        let room = limit.saturating_sub(sent) as usize;
-        buf.truncate(room);
-        if buf.is_empty() {
-            return None;
-        }
-        sent += buf.len() as u64;
-        let chunk = Bytes::from(buf);
-        let done_by_limit = sent >= limit;
-        let next = if done_by_limit { total } else { next };
-        Some((chunk, (source, next, total, opts, sent)))
-    })
+            sent += buf.len() as u64;
+            let chunk = Bytes::from(buf);
+            let done_by_limit = sent >= limit;
+            let next = if done_by_limit { total } else { next };
+            Some((chunk, (source, next, total, opts, sent)))
+        },
+    )
 }

@@ -92,7 +92,10 @@ impl RecordedRequest {
     }
 
     pub fn query_param(&self, key: &str) -> Option<String> {
-        self.query_pairs().into_iter().find(|(k, _)| k == key).map(|(_, v)| v)
+        self.query_pairs()
+            .into_iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v)
     }
 }
 
@@ -133,7 +136,9 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub fn def(&self, group: &str, plural: &str) -> Option<&ResourceDef> {
-        self.defs.iter().find(|d| d.group == group && d.plural == plural)
+        self.defs
+            .iter()
+            .find(|d| d.group == group && d.plural == plural)
     }
 
     pub fn lock(&self) -> MutexGuard<'_, State> {
@@ -195,7 +200,8 @@ impl FakeKubeBuilder {
     /// namespace and name as an earlier one replaces it, so a test can adjust one service of
     /// [`train_ticket`](Self::train_ticket).
     pub fn pod(mut self, seed: PodSeed) -> Self {
-        self.seeds.retain(|s| !(s.name == seed.name && s.namespace == seed.namespace));
+        self.seeds
+            .retain(|s| !(s.name == seed.name && s.namespace == seed.namespace));
         if !self.namespaces.contains(&seed.namespace) {
             self.namespaces.push(seed.namespace.clone());
         }
@@ -217,15 +223,25 @@ impl FakeKubeBuilder {
         for name in pods::TRAIN_TICKET_SERVICES {
             self = self.pod(PodSeed::deployment(name, ns));
         }
-        self = self.pod(PodSeed::statefulset("tsdb-mysql", ns).container(ContainerSeed::new("mysql").image("mysql:5.7")));
-        self = self.pod(PodSeed::statefulset("nacos", ns).container(ContainerSeed::new("nacos").image("nacos/nacos-server:2.0.1")));
-        self.pod(PodSeed::deployment("rabbitmq", ns).container(ContainerSeed::new("rabbitmq").image("rabbitmq:3.8-management")))
+        self = self.pod(
+            PodSeed::statefulset("tsdb-mysql", ns)
+                .container(ContainerSeed::new("mysql").image("mysql:5.7")),
+        );
+        self = self.pod(
+            PodSeed::statefulset("nacos", ns)
+                .container(ContainerSeed::new("nacos").image("nacos/nacos-server:2.0.1")),
+        );
+        self.pod(
+            PodSeed::deployment("rabbitmq", ns)
+                .container(ContainerSeed::new("rabbitmq").image("rabbitmq:3.8-management")),
+        )
     }
 
     /// Port-forwards to `pod` (a pod name, or a workload name matching any of its pods) on
     /// `port` are connected to the local TCP address `target`.
     pub fn forward(mut self, pod: &str, port: u16, target: &str) -> Self {
-        self.forwards.push((pod.to_string(), port, target.to_string()));
+        self.forwards
+            .push((pod.to_string(), port, target.to_string()));
         self
     }
 
@@ -247,7 +263,9 @@ impl FakeKubeBuilder {
                     .build()
                     .expect("kube fake runtime");
                 rt.block_on(async move {
-                    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
+                    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                        .await
+                        .expect("bind 127.0.0.1:0");
                     let addr = listener.local_addr().expect("local addr");
                     let shared = Arc::new(Shared {
                         state: Mutex::new(State {
@@ -262,7 +280,10 @@ impl FakeKubeBuilder {
                         requests: Mutex::new(Vec::new()),
                         chaos_timeline: Mutex::new(Vec::new()),
                         forwards: Mutex::new(
-                            self.forwards.into_iter().map(|(p, port, t)| ((p, port), t)).collect(),
+                            self.forwards
+                                .into_iter()
+                                .map(|(p, port, t)| ((p, port), t))
+                                .collect(),
                         ),
                         rt: tokio::runtime::Handle::current(),
                         addr,
@@ -274,7 +295,11 @@ impl FakeKubeBuilder {
             })
             .expect("spawn kube fake thread");
         let shared = rx.recv().expect("kube fake failed to start");
-        FakeKube { shared, stop: Some(stop_tx), thread: Some(thread) }
+        FakeKube {
+            shared,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
     }
 }
 
@@ -320,22 +345,44 @@ impl FakeKube {
 
     /// Every request received so far, in order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.shared.requests.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.shared
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn clear_requests(&self) {
-        self.shared.requests.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.shared
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 
     /// Every injection/recovery the fake Chaos Mesh controller performed, in order.
     pub fn chaos_timeline(&self) -> Vec<ChaosTimestamp> {
-        self.shared.chaos_timeline.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.shared
+            .chaos_timeline
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// One stored object (any resource), as JSON.
-    pub fn get(&self, group: &str, plural: &str, namespace: Option<&str>, name: &str) -> Option<Value> {
+    pub fn get(
+        &self,
+        group: &str,
+        plural: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Option<Value> {
         let def = self.shared.def(group, plural)?.clone();
-        self.shared.lock().store.peek(&def, namespace, name).cloned()
+        self.shared
+            .lock()
+            .store
+            .peek(&def, namespace, name)
+            .cloned()
     }
 
     /// All stored objects of a resource (all namespaces).
@@ -353,46 +400,83 @@ impl FakeKube {
     pub fn pod_names(&self, namespace: &str, app: &str) -> Vec<String> {
         self.list("", "pods")
             .into_iter()
-            .filter(|p| p["metadata"]["namespace"] == namespace && p["metadata"]["labels"]["app"] == app)
+            .filter(|p| {
+                p["metadata"]["namespace"] == namespace && p["metadata"]["labels"]["app"] == app
+            })
             .filter_map(|p| p["metadata"]["name"].as_str().map(String::from))
             .collect()
     }
 
     /// Core events stored in `namespace`.
     pub fn events(&self, namespace: &str) -> Vec<Value> {
-        self.list("", "events").into_iter().filter(|e| e["metadata"]["namespace"] == namespace).collect()
+        self.list("", "events")
+            .into_iter()
+            .filter(|e| e["metadata"]["namespace"] == namespace)
+            .collect()
     }
 
     /// Creates (or replaces) an object directly, as if a controller had; controllers react.
     pub fn put(&self, group: &str, plural: &str, namespace: Option<&str>, obj: Value) {
-        let def = self.shared.def(group, plural).expect("known resource").clone();
-        let name = obj["metadata"]["name"].as_str().expect("metadata.name").to_string();
-        self.shared.mutate(|st| {
-            if st.store.peek(&def, namespace, &name).is_some() {
-                st.store.update_with(&def, namespace, &name, |o| {
-                    *o = obj;
-                    Ok(())
-                })
-            } else {
-                st.store.create(&def, namespace, obj)
-            }
-        })
-        .expect("store object");
+        let def = self
+            .shared
+            .def(group, plural)
+            .expect("known resource")
+            .clone();
+        let name = obj["metadata"]["name"]
+            .as_str()
+            .expect("metadata.name")
+            .to_string();
+        self.shared
+            .mutate(|st| {
+                if st.store.peek(&def, namespace, &name).is_some() {
+                    st.store.update_with(&def, namespace, &name, |o| {
+                        *o = obj;
+                        Ok(())
+                    })
+                } else {
+                    st.store.create(&def, namespace, obj)
+                }
+            })
+            .expect("store object");
     }
 
     /// Adds a core Event (as a component other than ttplan would).
-    pub fn add_event(&self, namespace: &str, involved_kind: &str, involved_name: &str, reason: &str, message: &str, type_: &str) {
+    pub fn add_event(
+        &self,
+        namespace: &str,
+        involved_kind: &str,
+        involved_name: &str,
+        reason: &str,
+        message: &str,
+        type_: &str,
+    ) {
         let involved = serde_json::json!({
             "apiVersion": "v1", "kind": involved_kind,
             "metadata": {"name": involved_name, "namespace": namespace, "uid": util::random_uid()},
         });
-        self.shared.mutate(|st| controller::record_event(&mut st.store, &involved, reason, message, type_, "test"));
+        self.shared.mutate(|st| {
+            controller::record_event(&mut st.store, &involved, reason, message, type_, "test")
+        });
     }
 
     /// Deletes a pod as `kubectl delete pod` would; its workload recreates it.
     pub fn delete_pod(&self, namespace: &str, name: &str) -> bool {
         let def = self.shared.def("", "pods").expect("pods").clone();
-        self.shared.mutate(|st| st.store.delete(&def, Some(namespace), name)).is_ok()
+        self.shared
+            .mutate(|st| st.store.delete(&def, Some(namespace), name))
+            .is_ok()
+    }
+
+    /// Makes the next `times` replacement pods of a workload crash-loop (see [`PodSeed::broken`]).
+    pub fn set_broken(&self, namespace: &str, workload: &str, times: u32) {
+        if let Some(w) = self
+            .shared
+            .lock()
+            .workloads
+            .get_mut(&(namespace.to_string(), workload.to_string()))
+        {
+            w.broken_remaining = times;
+        }
     }
 
     /// Adds or changes a port-forward target while running.
@@ -432,5 +516,8 @@ impl Drop for FakeKube {
 
 /// Labels helper for seeds: `labels(&[("app", "x")])`.
 pub fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }

@@ -15,18 +15,52 @@ use super::{Shared, State};
 
 /// The 46 Deployments of Train-Ticket's `deploy.yaml` (each labelled `app: <name>`).
 pub const TRAIN_TICKET_SERVICES: &[&str] = &[
-    "ts-admin-basic-info-service", "ts-admin-order-service", "ts-admin-route-service",
-    "ts-admin-travel-service", "ts-admin-user-service", "ts-assurance-service", "ts-auth-service",
-    "ts-avatar-service", "ts-basic-service", "ts-cancel-service", "ts-config-service",
-    "ts-consign-price-service", "ts-consign-service", "ts-contacts-service", "ts-delivery-service",
-    "ts-execute-service", "ts-food-service", "ts-food-delivery-service", "ts-gateway-service",
-    "ts-inside-payment-service", "ts-news-service", "ts-notification-service",
-    "ts-order-other-service", "ts-order-service", "ts-payment-service", "ts-preserve-other-service",
-    "ts-preserve-service", "ts-price-service", "ts-rebook-service", "ts-route-plan-service",
-    "ts-route-service", "ts-seat-service", "ts-security-service", "ts-station-food-service",
-    "ts-station-service", "ts-ticket-office-service", "ts-train-food-service", "ts-train-service",
-    "ts-travel-plan-service", "ts-travel-service", "ts-travel2-service", "ts-user-service",
-    "ts-verification-code-service", "ts-voucher-service", "ts-wait-order-service", "ts-ui-dashboard",
+    "ts-admin-basic-info-service",
+    "ts-admin-order-service",
+    "ts-admin-route-service",
+    "ts-admin-travel-service",
+    "ts-admin-user-service",
+    "ts-assurance-service",
+    "ts-auth-service",
+    "ts-avatar-service",
+    "ts-basic-service",
+    "ts-cancel-service",
+    "ts-config-service",
+    "ts-consign-price-service",
+    "ts-consign-service",
+    "ts-contacts-service",
+    "ts-delivery-service",
+    "ts-execute-service",
+    "ts-food-service",
+    "ts-food-delivery-service",
+    "ts-gateway-service",
+    "ts-inside-payment-service",
+    "ts-news-service",
+    "ts-notification-service",
+    "ts-order-other-service",
+    "ts-order-service",
+    "ts-payment-service",
+    "ts-preserve-other-service",
+    "ts-preserve-service",
+    "ts-price-service",
+    "ts-rebook-service",
+    "ts-route-plan-service",
+    "ts-route-service",
+    "ts-seat-service",
+    "ts-security-service",
+    "ts-station-food-service",
+    "ts-station-service",
+    "ts-ticket-office-service",
+    "ts-train-food-service",
+    "ts-train-service",
+    "ts-travel-plan-service",
+    "ts-travel-service",
+    "ts-travel2-service",
+    "ts-user-service",
+    "ts-verification-code-service",
+    "ts-voucher-service",
+    "ts-wait-order-service",
+    "ts-ui-dashboard",
 ];
 
 #[derive(Clone, Debug)]
@@ -160,7 +194,9 @@ impl PodSeed {
     /// Adds a container, replacing one of the same name; for workloads the first call replaces
     /// the default container.
     pub fn container(mut self, c: ContainerSeed) -> Self {
-        let default_only = self.owner != Owner::None && self.containers.len() == 1 && self.containers[0].name == self.name;
+        let default_only = self.owner != Owner::None
+            && self.containers.len() == 1
+            && self.containers[0].name == self.name;
         if default_only && c.name != self.name {
             self.containers.clear();
         }
@@ -204,7 +240,10 @@ pub struct PodRuntime {
 }
 
 fn def(shared: &Shared, group: &str, plural: &str) -> super::ResourceDef {
-    shared.def(group, plural).expect("built-in resource").clone()
+    shared
+        .def(group, plural)
+        .expect("built-in resource")
+        .clone()
 }
 
 fn owner_ref(api_version: &str, kind: &str, obj: &Value) -> Value {
@@ -219,7 +258,11 @@ fn container_specs(containers: &[ContainerSeed]) -> Vec<Value> {
     containers
         .iter()
         .map(|c| {
-            let ports: Vec<Value> = c.ports.iter().map(|p| json!({"containerPort": p, "protocol": "TCP"})).collect();
+            let ports: Vec<Value> = c
+                .ports
+                .iter()
+                .map(|p| json!({"containerPort": p, "protocol": "TCP"}))
+                .collect();
             json!({
                 "name": c.name, "image": c.image, "imagePullPolicy": "IfNotPresent", "ports": ports,
                 "resources": {}, "terminationMessagePath": "/dev/termination-log",
@@ -230,9 +273,20 @@ fn container_specs(containers: &[ContainerSeed]) -> Vec<Value> {
 }
 
 /// The Pod object. `starting` = just scheduled: Pending, containers ContainerCreating.
-fn pod_json(ns: &str, name: &str, seed: &PodSeed, containers: &[ContainerSeed], labels: &BTreeMap<String, String>, owner: Option<&Value>, starting: bool) -> Value {
+fn pod_json(
+    ns: &str,
+    name: &str,
+    seed: &PodSeed,
+    containers: &[ContainerSeed],
+    labels: &BTreeMap<String, String>,
+    owner: Option<&Value>,
+    starting: bool,
+) -> Value {
     let now = now_rfc3339();
-    let node = format!("fake-node-{}", 1 + (template_hash(name).len() + name.len()) % 3);
+    let node = format!(
+        "fake-node-{}",
+        1 + (template_hash(name).len() + name.len()) % 3
+    );
     let statuses: Vec<Value> = containers
         .iter()
         .map(|c| {
@@ -314,7 +368,15 @@ fn pod_json(ns: &str, name: &str, seed: &PodSeed, containers: &[ContainerSeed], 
 }
 
 /// Creates one pod of a workload (or a bare pod) in the store and registers its runtime.
-fn create_pod(st: &mut State, pods_def: &super::ResourceDef, seed: &PodSeed, name: &str, containers: Vec<ContainerSeed>, workload: Option<&Workload>, starting: bool) {
+fn create_pod(
+    st: &mut State,
+    pods_def: &super::ResourceDef,
+    seed: &PodSeed,
+    name: &str,
+    containers: Vec<ContainerSeed>,
+    workload: Option<&Workload>,
+    starting: bool,
+) {
     let mut labels = seed.labels.clone();
     if let Some(w) = workload {
         match seed.owner {
@@ -322,15 +384,40 @@ fn create_pod(st: &mut State, pods_def: &super::ResourceDef, seed: &PodSeed, nam
                 labels.insert("pod-template-hash".into(), w.hash.clone());
             }
             Owner::StatefulSet => {
-                labels.insert("controller-revision-hash".into(), format!("{}-{}", seed.name, w.hash));
-                labels.insert("statefulset.kubernetes.io/pod-name".into(), name.to_string());
+                labels.insert(
+                    "controller-revision-hash".into(),
+                    format!("{}-{}", seed.name, w.hash),
+                );
+                labels.insert(
+                    "statefulset.kubernetes.io/pod-name".into(),
+                    name.to_string(),
+                );
             }
             Owner::None => {}
         }
     }
-    let pod = pod_json(&seed.namespace, name, seed, &containers, &labels, workload.map(|w| &w.owner_ref), starting);
+    let pod = pod_json(
+        &seed.namespace,
+        name,
+        seed,
+        &containers,
+        &labels,
+        workload.map(|w| &w.owner_ref),
+        starting,
+    );
     if let Ok(created) = st.store.create(pods_def, Some(&seed.namespace), pod) {
-        record_event(&mut st.store, &created, "Scheduled", &format!("Successfully assigned {}/{name} to {}", seed.namespace, created["spec"]["nodeName"].as_str().unwrap_or("")), "Normal", "default-scheduler");
+        record_event(
+            &mut st.store,
+            &created,
+            "Scheduled",
+            &format!(
+                "Successfully assigned {}/{name} to {}",
+                seed.namespace,
+                created["spec"]["nodeName"].as_str().unwrap_or("")
+            ),
+            "Normal",
+            "default-scheduler",
+        );
         st.pods.insert(
             (seed.namespace.clone(), name.to_string()),
             PodRuntime {
@@ -353,7 +440,11 @@ fn replica_name(seed: &PodSeed, w: &Workload, i: u32) -> String {
 /// Seeds namespaces, workload objects (Deployment + ReplicaSet, StatefulSet) and their pods.
 pub fn seed(shared: &Arc<Shared>, namespaces: &[String], seeds: &[PodSeed]) {
     let (ns_def, pods_def) = (def(shared, "", "namespaces"), def(shared, "", "pods"));
-    let (deploy_def, rs_def, sts_def) = (def(shared, "apps", "deployments"), def(shared, "apps", "replicasets"), def(shared, "apps", "statefulsets"));
+    let (deploy_def, rs_def, sts_def) = (
+        def(shared, "apps", "deployments"),
+        def(shared, "apps", "replicasets"),
+        def(shared, "apps", "statefulsets"),
+    );
     shared.mutate(|st| {
         for ns in namespaces {
             let _ = st.store.create(&ns_def, None, json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}, "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}));
@@ -411,10 +502,15 @@ pub fn seed(shared: &Arc<Shared>, namespaces: &[String], seeds: &[PodSeed]) {
 /// `delays.pod_recreate`; the replacement becomes Ready after `delays.pod_ready`, or
 /// crash-loops while the workload is configured `broken`.
 pub fn on_pod_deleted(shared: &Arc<Shared>, pod: &Value) {
-    let ns = pod["metadata"]["namespace"].as_str().unwrap_or("").to_string();
+    let ns = pod["metadata"]["namespace"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
     let name = pod["metadata"]["name"].as_str().unwrap_or("").to_string();
     let runtime = shared.lock().pods.remove(&(ns.clone(), name.clone()));
-    let Some(workload_key) = runtime.and_then(|r| r.workload) else { return };
+    let Some(workload_key) = runtime.and_then(|r| r.workload) else {
+        return;
+    };
     let shared2 = shared.clone();
     shared.rt.spawn(async move {
         tokio::time::sleep(shared2.delays.pod_recreate).await;
@@ -431,7 +527,12 @@ pub fn on_pod_deleted(shared: &Arc<Shared>, pod: &Value) {
                 Owner::StatefulSet => name.clone(),
                 _ => format!("{}-{}-{}", seed.name, w.hash, random_suffix()),
             };
-            let w = Workload { seed: seed.clone(), broken_remaining: 0, owner_ref: w.owner_ref.clone(), hash: w.hash.clone() };
+            let w = Workload {
+                seed: seed.clone(),
+                broken_remaining: 0,
+                owner_ref: w.owner_ref.clone(),
+                hash: w.hash.clone(),
+            };
             if broken {
                 // The new instance crashes: its current state is CrashLoopBackOff and the log of
                 // the instance that crashed is what `previous` (and, while waiting, plain) reads.
@@ -444,28 +545,69 @@ pub fn on_pod_deleted(shared: &Arc<Shared>, pod: &Value) {
                     })
                     .collect();
                 create_pod(st, &pods_def, &seed, &new_name, containers, Some(&w), false);
-                let pod = st.store.peek(&pods_def, Some(&seed.namespace), &new_name).cloned()?;
+                let pod = st
+                    .store
+                    .peek(&pods_def, Some(&seed.namespace), &new_name)
+                    .cloned()?;
                 for c in &seed.containers {
-                    record_event(&mut st.store, &pod, "BackOff", &format!("Back-off restarting failed container {} in pod {new_name}_{}({})", c.name, seed.namespace, pod["metadata"]["uid"].as_str().unwrap_or("")), "Warning", "kubelet");
+                    record_event(
+                        &mut st.store,
+                        &pod,
+                        "BackOff",
+                        &format!(
+                            "Back-off restarting failed container {} in pod {new_name}_{}({})",
+                            c.name,
+                            seed.namespace,
+                            pod["metadata"]["uid"].as_str().unwrap_or("")
+                        ),
+                        "Warning",
+                        "kubelet",
+                    );
                 }
                 None
             } else {
-                create_pod(st, &pods_def, &seed, &new_name, seed.containers.clone(), Some(&w), true);
-                let uid = st.store.peek(&pods_def, Some(&seed.namespace), &new_name)?["metadata"]["uid"].clone();
+                create_pod(
+                    st,
+                    &pods_def,
+                    &seed,
+                    &new_name,
+                    seed.containers.clone(),
+                    Some(&w),
+                    true,
+                );
+                let uid = st.store.peek(&pods_def, Some(&seed.namespace), &new_name)?["metadata"]
+                    ["uid"]
+                    .clone();
                 Some((seed, new_name, uid))
             }
         });
-        let Some((seed, new_name, uid)) = created else { return };
+        let Some((seed, new_name, uid)) = created else {
+            return;
+        };
         tokio::time::sleep(shared2.delays.pod_ready).await;
         shared2.mutate(|st| {
-            let containers = st.pods.get(&(seed.namespace.clone(), new_name.clone()))?.containers.clone();
+            let containers = st
+                .pods
+                .get(&(seed.namespace.clone(), new_name.clone()))?
+                .containers
+                .clone();
             let labels: BTreeMap<String, String> = st
                 .store
                 .peek(&pods_def, Some(&seed.namespace), &new_name)
                 .filter(|p| p["metadata"]["uid"] == uid)
                 .and_then(|p| serde_json::from_value(p["metadata"]["labels"].clone()).ok())?;
-            let w = st.workloads.get(&(seed.namespace.clone(), seed.name.clone()))?;
-            let ready = pod_json(&seed.namespace, &new_name, &seed, &containers, &labels, Some(&w.owner_ref), false);
+            let w = st
+                .workloads
+                .get(&(seed.namespace.clone(), seed.name.clone()))?;
+            let ready = pod_json(
+                &seed.namespace,
+                &new_name,
+                &seed,
+                &containers,
+                &labels,
+                Some(&w.owner_ref),
+                false,
+            );
             let pod = st
                 .store
                 .update_with(&pods_def, Some(&seed.namespace), &new_name, |p| {
@@ -475,7 +617,14 @@ pub fn on_pod_deleted(shared: &Arc<Shared>, pod: &Value) {
                 })
                 .ok()?;
             for c in &containers {
-                record_event(&mut st.store, &pod, "Started", &format!("Started container {}", c.name), "Normal", "kubelet");
+                record_event(
+                    &mut st.store,
+                    &pod,
+                    "Started",
+                    &format!("Started container {}", c.name),
+                    "Normal",
+                    "kubelet",
+                );
             }
             Some(())
         });
@@ -486,7 +635,14 @@ pub fn on_pod_deleted(shared: &Arc<Shared>, pod: &Value) {
 /// (`validateContainerLogStatus`): running → current; waiting after a restart → the last
 /// terminated instance; `previous` → the last terminated instance or a 400.
 /// Returns the log and whether the pod must now disappear (configured request budget spent).
-pub fn resolve_log(st: &mut State, pods_def: &super::ResourceDef, ns: &str, name: &str, container: Option<&str>, previous: bool) -> Result<(LogSource, bool), ApiError> {
+pub fn resolve_log(
+    st: &mut State,
+    pods_def: &super::ResourceDef,
+    ns: &str,
+    name: &str,
+    container: Option<&str>,
+    previous: bool,
+) -> Result<(LogSource, bool), ApiError> {
     let pod = st.store.get(pods_def, Some(ns), name)?;
     let rt = st
         .pods
@@ -507,7 +663,11 @@ pub fn resolve_log(st: &mut State, pods_def: &super::ResourceDef, ns: &str, name
         .containers
         .iter()
         .find(|c| c.name == container)
-        .ok_or_else(|| ApiError::bad_request(&format!("container {container} is not valid for pod {name}")))?;
+        .ok_or_else(|| {
+            ApiError::bad_request(&format!(
+                "container {container} is not valid for pod {name}"
+            ))
+        })?;
     let status = pod["status"]["containerStatuses"]
         .as_array()
         .and_then(|a| a.iter().find(|s| s["name"] == container.as_str()))
@@ -527,7 +687,9 @@ pub fn resolve_log(st: &mut State, pods_def: &super::ResourceDef, ns: &str, name
     } else if has_previous {
         previous_log()
     } else {
-        let reason = status["state"]["waiting"]["reason"].as_str().unwrap_or("ContainerCreating");
+        let reason = status["state"]["waiting"]["reason"]
+            .as_str()
+            .unwrap_or("ContainerCreating");
         return Err(ApiError::bad_request(&format!(
             "container \"{container}\" in pod \"{name}\" is waiting to start: {reason}"
         )));

@@ -29,42 +29,76 @@ enum Out {
     PortDone,
 }
 
-pub async fn handle(shared: &Arc<Shared>, path: &str, ports: &[&str], mut req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+pub async fn handle(
+    shared: &Arc<Shared>,
+    path: &str,
+    ports: &[&str],
+    mut req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let ["api", "v1", "namespaces", ns, "pods", name, "portforward"] = segs.as_slice() else {
-        return Err(ApiError::bad_request("only pods/portforward can be upgraded to a WebSocket by the fake"));
+        return Err(ApiError::bad_request(
+            "only pods/portforward can be upgraded to a WebSocket by the fake",
+        ));
     };
     let pods_def = shared.def("", "pods").expect("pods").clone();
     let pod = shared.lock().store.get(&pods_def, Some(ns), name)?;
     let ports: Vec<u16> = ports
         .iter()
         .flat_map(|p| p.split(','))
-        .map(|p| p.trim().parse::<u16>().map_err(|_| ApiError::bad_request(&format!("invalid port {p:?}"))))
+        .map(|p| {
+            p.trim()
+                .parse::<u16>()
+                .map_err(|_| ApiError::bad_request(&format!("invalid port {p:?}")))
+        })
         .collect::<Result<_, _>>()?;
     if ports.is_empty() {
         return Err(ApiError::bad_request("at least one port must be specified"));
     }
-    let header = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok()).map(String::from);
+    let header = |n: &str| {
+        req.headers()
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(String::from)
+    };
     let offered = header("sec-websocket-protocol").unwrap_or_default();
     if !offered.split(',').any(|p| p.trim() == PROTOCOL) {
-        return Err(ApiError::bad_request(&format!("unable to upgrade connection: subprotocols {offered:?} not supported, want {PROTOCOL}")));
+        return Err(ApiError::bad_request(&format!(
+            "unable to upgrade connection: subprotocols {offered:?} not supported, want {PROTOCOL}"
+        )));
     }
-    let key = header("sec-websocket-key").ok_or_else(|| ApiError::bad_request("missing Sec-WebSocket-Key"))?;
+    let key = header("sec-websocket-key")
+        .ok_or_else(|| ApiError::bad_request("missing Sec-WebSocket-Key"))?;
 
     // Targets: by pod name, else by its `app` label / workload name.
-    let app = pod["metadata"]["labels"]["app"].as_str().unwrap_or("").to_string();
-    let workload = shared.lock().pods.get(&(ns.to_string(), name.to_string())).and_then(|r| r.workload.clone()).map(|w| w.1).unwrap_or_default();
+    let app = pod["metadata"]["labels"]["app"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let workload = shared
+        .lock()
+        .pods
+        .get(&(ns.to_string(), name.to_string()))
+        .and_then(|r| r.workload.clone())
+        .map(|w| w.1)
+        .unwrap_or_default();
     let targets: Vec<Option<String>> = {
         let fw = shared.forwards.lock().unwrap_or_else(|e| e.into_inner());
         ports
             .iter()
-            .map(|p| [name.to_string(), workload.clone(), app.clone()].into_iter().find_map(|k| fw.get(&(k, *p)).cloned()))
+            .map(|p| {
+                [name.to_string(), workload.clone(), app.clone()]
+                    .into_iter()
+                    .find_map(|k| fw.get(&(k, *p)).cloned())
+            })
             .collect()
     };
     let sandbox = super::util::random_hex(64);
     let on_upgrade = hyper::upgrade::on(&mut req);
     shared.rt.spawn(async move {
-        let Ok(upgraded) = on_upgrade.await else { return };
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
         let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
         relay(ws, ports, targets, sandbox).await;
     });
@@ -78,8 +112,12 @@ pub async fn handle(shared: &Arc<Shared>, path: &str, ports: &[&str], mut req: R
         .expect("101 response"))
 }
 
-async fn relay<S>(ws: WebSocketStream<S>, ports: Vec<u16>, targets: Vec<Option<String>>, sandbox: String)
-where
+async fn relay<S>(
+    ws: WebSocketStream<S>,
+    ports: Vec<u16>,
+    targets: Vec<Option<String>>,
+    sandbox: String,
+) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let (mut sink, mut stream) = ws.split();
@@ -95,7 +133,9 @@ where
     let mut writers = Vec::new();
     for (i, (port, target)) in ports.iter().zip(targets).enumerate() {
         let conn = match &target {
-            Some(addr) => tokio::net::TcpStream::connect(addr.as_str()).await.map_err(|e| e.to_string()),
+            Some(addr) => tokio::net::TcpStream::connect(addr.as_str())
+                .await
+                .map_err(|e| e.to_string()),
             None => Err("connect: connection refused".to_string()),
         };
         match conn {

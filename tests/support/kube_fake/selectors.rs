@@ -34,7 +34,10 @@ fn split_top(s: &str) -> Vec<String> {
         cur.push(c);
     }
     out.push(cur);
-    out.into_iter().map(|p| p.trim().to_string()).filter(|p| !p.is_empty()).collect()
+    out.into_iter()
+        .map(|p| p.trim().to_string())
+        .filter(|p| !p.is_empty())
+        .collect()
 }
 
 fn set_values(s: &str) -> Result<Vec<String>, ApiError> {
@@ -42,8 +45,16 @@ fn set_values(s: &str) -> Result<Vec<String>, ApiError> {
     let inner = s
         .strip_prefix('(')
         .and_then(|s| s.strip_suffix(')'))
-        .ok_or_else(|| ApiError::bad_request(&format!("unable to parse requirement: found '{s}', expected: '('")))?;
-    Ok(inner.split(',').map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect())
+        .ok_or_else(|| {
+            ApiError::bad_request(&format!(
+                "unable to parse requirement: found '{s}', expected: '('"
+            ))
+        })?;
+    Ok(inner
+        .split(',')
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .collect())
 }
 
 impl LabelSelector {
@@ -63,7 +74,9 @@ impl LabelSelector {
             } else if let Some(k) = part.strip_prefix('!') {
                 Req::NotExists(k.trim().into())
             } else if part.contains(char::is_whitespace) || part.contains('(') {
-                return Err(ApiError::bad_request(&format!("unable to parse requirement: {part}")));
+                return Err(ApiError::bad_request(&format!(
+                    "unable to parse requirement: {part}"
+                )));
             } else {
                 Req::Exists(part)
             };
@@ -87,14 +100,19 @@ impl LabelSelector {
             let key = e["key"].as_str().unwrap_or_default().to_string();
             let values: Vec<String> = e["values"]
                 .as_array()
-                .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(String::from))
+                        .collect()
+                })
                 .unwrap_or_default();
-            self.0.push(match e["operator"].as_str().unwrap_or_default() {
-                "In" => Req::In(key, values),
-                "NotIn" => Req::NotIn(key, values),
-                "Exists" => Req::Exists(key),
-                _ => Req::NotExists(key),
-            });
+            self.0
+                .push(match e["operator"].as_str().unwrap_or_default() {
+                    "In" => Req::In(key, values),
+                    "NotIn" => Req::NotIn(key, values),
+                    "Exists" => Req::Exists(key),
+                    _ => Req::NotExists(key),
+                });
         }
         self
     }
@@ -127,11 +145,15 @@ impl FieldSelector {
             } else if let Some((k, v)) = part.split_once('=') {
                 (k, true, v)
             } else {
-                return Err(ApiError::bad_request(&format!("invalid selector: '{part}'; can't understand '{part}'")));
+                return Err(ApiError::bad_request(&format!(
+                    "invalid selector: '{part}'; can't understand '{part}'"
+                )));
             };
             let field = field.trim();
             if !allowed.contains(&field) {
-                return Err(ApiError::bad_request(&format!("field label not supported: {field}")));
+                return Err(ApiError::bad_request(&format!(
+                    "field label not supported: {field}"
+                )));
             }
             reqs.push((field.to_string(), eq, value.trim().to_string()));
         }

@@ -23,7 +23,11 @@ use super::{pods, portforward, RecordedRequest, Shared};
 
 pub type Body = BoxBody<Bytes, std::io::Error>;
 
-pub async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>, mut stop: tokio::sync::oneshot::Receiver<()>) {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
     loop {
         tokio::select! {
             _ = &mut stop => return,
@@ -43,7 +47,9 @@ pub async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>, mut s
 }
 
 pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into()).map_err(|never| match never {}).boxed()
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 pub fn json_response(code: u16, v: &Value) -> Response<Body> {
@@ -66,7 +72,11 @@ fn percent_decode(s: &str) -> String {
         match bytes[i] {
             b'+' => out.push(b' '),
             b'%' if i + 2 < bytes.len() => {
-                match std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok()).ok_or(()) {
+                match std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or(())
+                {
                     Ok(b) => {
                         out.push(b);
                         i += 2;
@@ -95,17 +105,27 @@ struct Query(Vec<(String, String)>);
 
 impl Query {
     fn get(&self, k: &str) -> Option<&str> {
-        self.0.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
     }
     fn all(&self, k: &str) -> Vec<&str> {
-        self.0.iter().filter(|(key, _)| key == k).map(|(_, v)| v.as_str()).collect()
+        self.0
+            .iter()
+            .filter(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
     fn flag(&self, k: &str) -> bool {
         self.get(k) == Some("true")
     }
     fn num(&self, k: &str) -> Result<Option<i64>, ApiError> {
         self.get(k)
-            .map(|v| v.parse::<i64>().map_err(|_| ApiError::bad_request(&format!("invalid value for {k}: {v:?}"))))
+            .map(|v| {
+                v.parse::<i64>()
+                    .map_err(|_| ApiError::bad_request(&format!("invalid value for {k}: {v:?}")))
+            })
             .transpose()
     }
 }
@@ -114,27 +134,47 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let query = req.uri().query().map(String::from);
-    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(String::from);
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(String::from)
+    };
     let content_type = header("content-type");
-    let authorized = header("authorization").as_deref() == Some(format!("Bearer {}", shared.token).as_str());
+    let authorized =
+        header("authorization").as_deref() == Some(format!("Bearer {}", shared.token).as_str());
     let is_upgrade = header("upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
     let accept = header("accept").unwrap_or_default();
 
     let (req, body) = if is_upgrade {
         (Some(req), Bytes::new())
     } else {
-        (None, req.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default())
+        (
+            None,
+            req.into_body()
+                .collect()
+                .await
+                .map(|c| c.to_bytes())
+                .unwrap_or_default(),
+        )
     };
-    shared.requests.lock().unwrap_or_else(|e| e.into_inner()).push(RecordedRequest {
-        method: method.to_string(),
-        path: path.clone(),
-        query: query.clone(),
-        content_type: content_type.clone(),
-        body: String::from_utf8_lossy(&body).into_owned(),
-        at: Utc::now(),
-    });
+    shared
+        .requests
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(RecordedRequest {
+            method: method.to_string(),
+            path: path.clone(),
+            query: query.clone(),
+            content_type: content_type.clone(),
+            body: String::from_utf8_lossy(&body).into_owned(),
+            at: Utc::now(),
+        });
 
-    let public = matches!(path.as_str(), "/version" | "/healthz" | "/livez" | "/readyz");
+    let public = matches!(
+        path.as_str(),
+        "/version" | "/healthz" | "/livez" | "/readyz"
+    );
     if !authorized && !public {
         return Ok(error_response(&ApiError::unauthorized()));
     }
@@ -153,26 +193,61 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
             details: None,
         }));
     }
-    let resp = route(&shared, &method, &path, &q, content_type.as_deref().unwrap_or(""), body)
-        .await
-        .unwrap_or_else(|e| error_response(&e));
+    let resp = route(
+        &shared,
+        &method,
+        &path,
+        &q,
+        content_type.as_deref().unwrap_or(""),
+        body,
+    )
+    .await
+    .unwrap_or_else(|e| error_response(&e));
     Ok(resp)
 }
 
-async fn route(shared: &Arc<Shared>, method: &Method, path: &str, q: &Query, ct: &str, body: Bytes) -> Result<Response<Body>, ApiError> {
+async fn route(
+    shared: &Arc<Shared>,
+    method: &Method,
+    path: &str,
+    q: &Query,
+    ct: &str,
+    body: Bytes,
+) -> Result<Response<Body>, ApiError> {
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let server = shared.addr.to_string();
-    let get_only = |v: Value| if method == Method::GET { Ok(json_response(200, &v)) } else { Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource")) };
+    let get_only = |v: Value| {
+        if method == Method::GET {
+            Ok(json_response(200, &v))
+        } else {
+            Err(ApiError::method_not_allowed(
+                "the server does not allow this method on the requested resource",
+            ))
+        }
+    };
     match segs.as_slice() {
         ["version"] => get_only(discovery::version()),
-        ["healthz"] | ["livez"] | ["readyz"] => Ok(Response::builder().status(200).body(full("ok")).expect("response")),
+        ["healthz"] | ["livez"] | ["readyz"] => Ok(Response::builder()
+            .status(200)
+            .body(full("ok"))
+            .expect("response")),
         ["api"] => get_only(discovery::api_versions(&server)),
         ["apis"] => get_only(discovery::api_group_list(&shared.defs)),
-        ["api", "v1"] => get_only(discovery::api_resource_list(&shared.defs, "", "v1").ok_or_else(ApiError::unknown_path)?),
-        ["apis", group] => get_only(discovery::api_group(&shared.defs, group).ok_or_else(ApiError::unknown_path)?),
-        ["apis", group, version] => get_only(discovery::api_resource_list(&shared.defs, group, version).ok_or_else(ApiError::unknown_path)?),
+        ["api", "v1"] => get_only(
+            discovery::api_resource_list(&shared.defs, "", "v1")
+                .ok_or_else(ApiError::unknown_path)?,
+        ),
+        ["apis", group] => {
+            get_only(discovery::api_group(&shared.defs, group).ok_or_else(ApiError::unknown_path)?)
+        }
+        ["apis", group, version] => get_only(
+            discovery::api_resource_list(&shared.defs, group, version)
+                .ok_or_else(ApiError::unknown_path)?,
+        ),
         ["api", "v1", rest @ ..] => resource(shared, method, "", "v1", rest, q, ct, body).await,
-        ["apis", group, version, rest @ ..] => resource(shared, method, group, version, rest, q, ct, body).await,
+        ["apis", group, version, rest @ ..] => {
+            resource(shared, method, group, version, rest, q, ct, body).await
+        }
         _ => Err(ApiError::unknown_path()),
     }
 }
@@ -184,7 +259,16 @@ fn parse_body(body: &[u8]) -> Result<Value, ApiError> {
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn resource(shared: &Arc<Shared>, method: &Method, group: &str, version: &str, rest: &[&str], q: &Query, ct: &str, body: Bytes) -> Result<Response<Body>, ApiError> {
+async fn resource(
+    shared: &Arc<Shared>,
+    method: &Method,
+    group: &str,
+    version: &str,
+    rest: &[&str],
+    q: &Query,
+    ct: &str,
+    body: Bytes,
+) -> Result<Response<Body>, ApiError> {
     let (ns, rest) = match rest {
         ["namespaces", ns, tail @ ..] if !tail.is_empty() => (Some(*ns), tail),
         _ => (None, rest),
@@ -213,23 +297,41 @@ async fn resource(shared: &Arc<Shared>, method: &Method, group: &str, version: &
                 let created = shared.mutate(|st| st.store.create(&def, ns, obj))?;
                 Ok(json_response(201, &created))
             }
-            _ => Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource")),
+            _ => Err(ApiError::method_not_allowed(
+                "the server does not allow this method on the requested resource",
+            )),
         };
     };
     match (method.clone(), sub) {
-        (Method::GET, None) => Ok(json_response(200, &shared.lock().store.get(&def, ns, name)?)),
-        (Method::GET, Some("status")) if def.status_subresource => Ok(json_response(200, &shared.lock().store.get(&def, ns, name)?)),
-        (Method::GET, Some("log")) if def.plural == "pods" => pod_log(shared, &def, ns.unwrap_or(""), name, q),
+        (Method::GET, None) => Ok(json_response(
+            200,
+            &shared.lock().store.get(&def, ns, name)?,
+        )),
+        (Method::GET, Some("status")) if def.status_subresource => Ok(json_response(
+            200,
+            &shared.lock().store.get(&def, ns, name)?,
+        )),
+        (Method::GET, Some("log")) if def.plural == "pods" => {
+            pod_log(shared, &def, ns.unwrap_or(""), name, q)
+        }
         (Method::PUT, None) => {
             let obj = parse_body(&body)?;
-            Ok(json_response(200, &shared.mutate(|st| st.store.replace(&def, ns, name, obj, false))?))
+            Ok(json_response(
+                200,
+                &shared.mutate(|st| st.store.replace(&def, ns, name, obj, false))?,
+            ))
         }
         (Method::PUT, Some("status")) if def.status_subresource => {
             let obj = parse_body(&body)?;
-            Ok(json_response(200, &shared.mutate(|st| st.store.replace(&def, ns, name, obj, true))?))
+            Ok(json_response(
+                200,
+                &shared.mutate(|st| st.store.replace(&def, ns, name, obj, true))?,
+            ))
         }
         (Method::PATCH, None) => patch(shared, &def, ns, name, q, ct, &body, false),
-        (Method::PATCH, Some("status")) if def.status_subresource => patch(shared, &def, ns, name, q, ct, &body, true),
+        (Method::PATCH, Some("status")) if def.status_subresource => {
+            patch(shared, &def, ns, name, q, ct, &body, true)
+        }
         (Method::DELETE, None) => {
             let (obj, gone) = shared.mutate(|st| st.store.delete(&def, ns, name))?;
             if gone && def.plural != "pods" {
@@ -245,33 +347,63 @@ async fn resource(shared: &Arc<Shared>, method: &Method, group: &str, version: &
             Ok(json_response(200, &obj))
         }
         (_, Some(_)) => Err(ApiError::unknown_path()),
-        _ => Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource")),
+        _ => Err(ApiError::method_not_allowed(
+            "the server does not allow this method on the requested resource",
+        )),
     }
 }
 
-fn list(shared: &Arc<Shared>, def: &ResourceDef, ns: Option<&str>, q: &Query) -> Result<Response<Body>, ApiError> {
+fn list(
+    shared: &Arc<Shared>,
+    def: &ResourceDef,
+    ns: Option<&str>,
+    q: &Query,
+) -> Result<Response<Body>, ApiError> {
     if q.flag("watch") {
-        return Err(ApiError::bad_request("watch is not supported by the fake API server"));
+        return Err(ApiError::bad_request(
+            "watch is not supported by the fake API server",
+        ));
     }
     let labels = LabelSelector::parse(q.get("labelSelector").unwrap_or(""))?;
     let fields = FieldSelector::parse(q.get("fieldSelector").unwrap_or(""), def.field_selectors)?;
     let limit = q.num("limit")?.map(|l| l.max(0) as usize);
-    let v = shared.lock().store.list(def, ns, &labels, &fields, limit, q.get("continue"))?;
+    let v = shared
+        .lock()
+        .store
+        .list(def, ns, &labels, &fields, limit, q.get("continue"))?;
     Ok(json_response(200, &v))
 }
 
 #[allow(clippy::too_many_arguments)]
-fn patch(shared: &Arc<Shared>, def: &ResourceDef, ns: Option<&str>, name: &str, q: &Query, ct: &str, body: &[u8], status_only: bool) -> Result<Response<Body>, ApiError> {
+fn patch(
+    shared: &Arc<Shared>,
+    def: &ResourceDef,
+    ns: Option<&str>,
+    name: &str,
+    q: &Query,
+    ct: &str,
+    body: &[u8],
+    status_only: bool,
+) -> Result<Response<Body>, ApiError> {
     let media = ct.split(';').next().unwrap_or("").trim();
     let is_apply = media == "application/apply-patch+yaml";
     if !is_apply && q.get("force").is_some() {
-        return Err(ApiError::invalid_options("PatchOptions", "force: Forbidden: may not be specified for non-apply patch"));
+        return Err(ApiError::invalid_options(
+            "PatchOptions",
+            "force: Forbidden: may not be specified for non-apply patch",
+        ));
     }
     match media {
         "application/apply-patch+yaml" => {
-            let manager = q.get("fieldManager").filter(|m| !m.is_empty()).ok_or_else(|| {
-                ApiError::invalid_options("PatchOptions", "fieldManager: Required value: is required for apply patch")
-            })?;
+            let manager = q
+                .get("fieldManager")
+                .filter(|m| !m.is_empty())
+                .ok_or_else(|| {
+                    ApiError::invalid_options(
+                        "PatchOptions",
+                        "fieldManager: Required value: is required for apply patch",
+                    )
+                })?;
             let mut obj = parse_body(body)?;
             if status_only {
                 let status = obj.get("status").cloned().unwrap_or(Value::Null);
@@ -292,7 +424,8 @@ fn patch(shared: &Arc<Shared>, def: &ResourceDef, ns: Option<&str>, name: &str, 
         // Strategic merge is served as a JSON merge patch: identical for the maps ttplan patches
         // (annotations, labels, finalizers lists are replaced whole).
         "application/merge-patch+json" | "application/strategic-merge-patch+json" => {
-            let p: Value = serde_json::from_slice(body).map_err(|e| ApiError::bad_request(&format!("error decoding patch: {e}")))?;
+            let p: Value = serde_json::from_slice(body)
+                .map_err(|e| ApiError::bad_request(&format!("error decoding patch: {e}")))?;
             let updated = shared.mutate(|st| {
                 st.store.update_with(def, ns, name, |o| {
                     if status_only {
@@ -306,8 +439,10 @@ fn patch(shared: &Arc<Shared>, def: &ResourceDef, ns: Option<&str>, name: &str, 
             Ok(json_response(200, &updated))
         }
         "application/json-patch+json" => {
-            let ops: Vec<Value> = serde_json::from_slice(body).map_err(|e| ApiError::bad_request(&format!("error decoding patch: {e}")))?;
-            let updated = shared.mutate(|st| st.store.update_with(def, ns, name, |o| json_patch(o, &ops)))?;
+            let ops: Vec<Value> = serde_json::from_slice(body)
+                .map_err(|e| ApiError::bad_request(&format!("error decoding patch: {e}")))?;
+            let updated =
+                shared.mutate(|st| st.store.update_with(def, ns, name, |o| json_patch(o, &ops)))?;
             Ok(json_response(200, &updated))
         }
         other => Err(ApiError::unsupported_media_type(other)),
@@ -316,10 +451,17 @@ fn patch(shared: &Arc<Shared>, def: &ResourceDef, ns: Option<&str>, name: &str, 
 
 /// RFC 6902 `add`, `remove`, `replace`, `test`.
 fn json_patch(doc: &mut Value, ops: &[Value]) -> Result<(), ApiError> {
-    let invalid = |m: String| ApiError { code: 422, reason: "Invalid", message: m, details: None };
+    let invalid = |m: String| ApiError {
+        code: 422,
+        reason: "Invalid",
+        message: m,
+        details: None,
+    };
     for op in ops {
         let path = op["path"].as_str().unwrap_or("");
-        let (parent_path, last) = path.rsplit_once('/').ok_or_else(|| invalid(format!("invalid JSON pointer {path:?}")))?;
+        let (parent_path, last) = path
+            .rsplit_once('/')
+            .ok_or_else(|| invalid(format!("invalid JSON pointer {path:?}")))?;
         let last = last.replace("~1", "/").replace("~0", "~");
         let kind = op["op"].as_str().unwrap_or("");
         if kind == "test" {
@@ -328,13 +470,17 @@ fn json_patch(doc: &mut Value, ops: &[Value]) -> Result<(), ApiError> {
             }
             continue;
         }
-        let parent = doc.pointer_mut(parent_path).ok_or_else(|| invalid(format!("doc is missing path: {path:?}")))?;
+        let parent = doc
+            .pointer_mut(parent_path)
+            .ok_or_else(|| invalid(format!("doc is missing path: {path:?}")))?;
         match (kind, parent) {
             ("add", Value::Array(a)) => {
                 if last == "-" {
                     a.push(op["value"].clone());
                 } else {
-                    let i: usize = last.parse().map_err(|_| invalid(format!("invalid index {last}")))?;
+                    let i: usize = last
+                        .parse()
+                        .map_err(|_| invalid(format!("invalid index {last}")))?;
                     if i > a.len() {
                         return Err(invalid(format!("index out of range: {path}")));
                     }
@@ -348,28 +494,50 @@ fn json_patch(doc: &mut Value, ops: &[Value]) -> Result<(), ApiError> {
                 m.insert(last, op["value"].clone());
             }
             ("replace", Value::Array(a)) => {
-                let i: usize = last.parse().map_err(|_| invalid(format!("invalid index {last}")))?;
-                *a.get_mut(i).ok_or_else(|| invalid(format!("index out of range: {path}")))? = op["value"].clone();
+                let i: usize = last
+                    .parse()
+                    .map_err(|_| invalid(format!("invalid index {last}")))?;
+                *a.get_mut(i)
+                    .ok_or_else(|| invalid(format!("index out of range: {path}")))? =
+                    op["value"].clone();
             }
             ("remove", Value::Object(m)) => {
-                m.remove(&last).ok_or_else(|| invalid(format!("doc is missing key: {path:?}")))?;
+                m.remove(&last)
+                    .ok_or_else(|| invalid(format!("doc is missing key: {path:?}")))?;
             }
             ("remove", Value::Array(a)) => {
-                let i: usize = last.parse().map_err(|_| invalid(format!("invalid index {last}")))?;
+                let i: usize = last
+                    .parse()
+                    .map_err(|_| invalid(format!("invalid index {last}")))?;
                 if i >= a.len() {
                     return Err(invalid(format!("index out of range: {path}")));
                 }
                 a.remove(i);
             }
-            _ => return Err(invalid(format!("unsupported JSON patch operation {kind:?} at {path:?}"))),
+            _ => {
+                return Err(invalid(format!(
+                    "unsupported JSON patch operation {kind:?} at {path:?}"
+                )))
+            }
         }
     }
     Ok(())
 }
 
-fn pod_log(shared: &Arc<Shared>, pods_def: &ResourceDef, ns: &str, name: &str, q: &Query) -> Result<Response<Body>, ApiError> {
+fn pod_log(
+    shared: &Arc<Shared>,
+    pods_def: &ResourceDef,
+    ns: &str,
+    name: &str,
+    q: &Query,
+) -> Result<Response<Body>, ApiError> {
     let since = match (q.num("sinceSeconds")?, q.get("sinceTime")) {
-        (Some(_), Some(_)) => return Err(ApiError::invalid_options("PodLogOptions", "at most one of `sinceTime` or `sinceSeconds` may be specified")),
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid_options(
+                "PodLogOptions",
+                "at most one of `sinceTime` or `sinceSeconds` may be specified",
+            ))
+        }
         (Some(s), None) => Some(Utc::now() - chrono::Duration::seconds(s)),
         (None, Some(t)) => Some(
             DateTime::parse_from_rfc3339(t)
@@ -386,7 +554,14 @@ fn pod_log(shared: &Arc<Shared>, pods_def: &ResourceDef, ns: &str, name: &str, q
     };
     let (source, disappear) = {
         let mut st = shared.lock();
-        pods::resolve_log(&mut st, pods_def, ns, name, q.get("container"), q.flag("previous"))?
+        pods::resolve_log(
+            &mut st,
+            pods_def,
+            ns,
+            name,
+            q.get("container"),
+            q.flag("previous"),
+        )?
     };
     if disappear {
         // Configured to vanish mid-collection: this request is still served, later ones 404.
@@ -394,7 +569,9 @@ fn pod_log(shared: &Arc<Shared>, pods_def: &ResourceDef, ns: &str, name: &str, q
             let _ = st.store.delete(pods_def, Some(ns), name);
         });
     }
-    let body = StreamBody::new(logs::stream(source, opts).map(|chunk| Ok::<_, std::io::Error>(Frame::data(chunk))));
+    let body = StreamBody::new(
+        logs::stream(source, opts).map(|chunk| Ok::<_, std::io::Error>(Frame::data(chunk))),
+    );
     Ok(Response::builder()
         .status(StatusCode::OK)
         .header("content-type", "text/plain")

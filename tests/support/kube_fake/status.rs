@@ -55,7 +55,10 @@ impl ApiError {
         ApiError {
             code: 409,
             reason: "Conflict",
-            message: format!("Operation cannot be fulfilled on {} \"{name}\": {why}", def.qualified()),
+            message: format!(
+                "Operation cannot be fulfilled on {} \"{name}\": {why}",
+                def.qualified()
+            ),
             details: Some(details(def, name)),
         }
     }
@@ -80,11 +83,21 @@ impl ApiError {
     }
 
     pub fn bad_request(message: &str) -> Self {
-        ApiError { code: 400, reason: "BadRequest", message: message.into(), details: None }
+        ApiError {
+            code: 400,
+            reason: "BadRequest",
+            message: message.into(),
+            details: None,
+        }
     }
 
     pub fn method_not_allowed(message: &str) -> Self {
-        ApiError { code: 405, reason: "MethodNotAllowed", message: message.into(), details: Some(json!({})) }
+        ApiError {
+            code: 405,
+            reason: "MethodNotAllowed",
+            message: message.into(),
+            details: Some(json!({})),
+        }
     }
 
     pub fn unsupported_media_type(ct: &str) -> Self {
@@ -97,7 +110,12 @@ impl ApiError {
     }
 
     pub fn unauthorized() -> Self {
-        ApiError { code: 401, reason: "Unauthorized", message: "Unauthorized".into(), details: None }
+        ApiError {
+            code: 401,
+            reason: "Unauthorized",
+            message: "Unauthorized".into(),
+            details: None,
+        }
     }
 
     pub fn to_json(&self) -> Value {

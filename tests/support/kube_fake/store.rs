@@ -19,7 +19,10 @@ use super::util::{now_rfc3339, random_uid};
 #[derive(Clone, Debug)]
 pub enum Change {
     Created(Value),
-    Updated { old: Value, new: Value },
+    Updated {
+        old: Value,
+        new: Value,
+    },
     /// `deletionTimestamp` was just set; finalizers keep the object.
     Deleting(Value),
     /// The object is gone from the store.
@@ -45,7 +48,11 @@ fn key(def: &ResourceDef, ns: Option<&str>, name: &str) -> Key {
     Key {
         group: def.group.to_string(),
         plural: def.plural.to_string(),
-        namespace: if def.namespaced { ns.unwrap_or("").to_string() } else { String::new() },
+        namespace: if def.namespaced {
+            ns.unwrap_or("").to_string()
+        } else {
+            String::new()
+        },
         name: name.to_string(),
     }
 }
@@ -121,7 +128,9 @@ impl Store {
             .filter(|o| fields.matches(o))
             .collect();
         let offset: usize = match cont {
-            Some(c) if !c.is_empty() => c.parse().map_err(|_| ApiError::bad_request("invalid continue token"))?,
+            Some(c) if !c.is_empty() => c
+                .parse()
+                .map_err(|_| ApiError::bad_request("invalid continue token"))?,
             _ => 0,
         };
         items = items.into_iter().skip(offset).collect();
@@ -153,14 +162,26 @@ impl Store {
     }
 
     /// POST: create a new object. `generateName` is honoured.
-    pub fn create(&mut self, def: &ResourceDef, ns: Option<&str>, mut obj: Value) -> Result<Value, ApiError> {
+    pub fn create(
+        &mut self,
+        def: &ResourceDef,
+        ns: Option<&str>,
+        mut obj: Value,
+    ) -> Result<Value, ApiError> {
         check_type(def, &obj)?;
         if !obj.get("metadata").is_some_and(Value::is_object) {
             obj["metadata"] = json!({});
         }
-        let mut name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
+        let mut name = obj
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         if name.is_empty() {
-            match obj.pointer("/metadata/generateName").and_then(Value::as_str) {
+            match obj
+                .pointer("/metadata/generateName")
+                .and_then(Value::as_str)
+            {
                 Some(prefix) => name = format!("{prefix}{}", super::util::random_suffix()),
                 None => {
                     return Err(ApiError::invalid(
@@ -195,7 +216,8 @@ impl Store {
         meta.insert("generation".into(), json!(1));
         meta.remove("deletionTimestamp");
         self.objects.insert(k, obj.clone());
-        self.changes.push((def.clone(), Change::Created(obj.clone())));
+        self.changes
+            .push((def.clone(), Change::Created(obj.clone())));
         Ok(obj)
     }
 
@@ -219,7 +241,13 @@ impl Store {
                     "the name of the object ({n}) does not match the name on the URL ({name})"
                 )))
             }
-            None => return Err(ApiError::invalid(def, name, "metadata.name: Required value: name is required")),
+            None => {
+                return Err(ApiError::invalid(
+                    def,
+                    name,
+                    "metadata.name: Required value: name is required",
+                ))
+            }
         }
         if def.status_subresource {
             if let Some(o) = body.as_object_mut() {
@@ -242,12 +270,22 @@ impl Store {
         let new = self.update_with(def, ns, name, |obj| {
             // Bookkeeping fields are the server's, not the applier's.
             if let Some(m) = body["metadata"].as_object_mut() {
-                for f in ["uid", "resourceVersion", "creationTimestamp", "generation", "deletionTimestamp", "managedFields"] {
+                for f in [
+                    "uid",
+                    "resourceVersion",
+                    "creationTimestamp",
+                    "generation",
+                    "deletionTimestamp",
+                    "managedFields",
+                ] {
                     m.remove(f);
                 }
             }
             merge_patch(obj, &body);
-            let mut fields: Vec<Value> = obj["metadata"]["managedFields"].as_array().cloned().unwrap_or_default();
+            let mut fields: Vec<Value> = obj["metadata"]["managedFields"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
             fields.retain(|f| f["manager"] != json!(manager));
             fields.extend(managed.as_array().cloned().unwrap_or_default());
             obj["metadata"]["managedFields"] = Value::Array(fields);
@@ -267,12 +305,22 @@ impl Store {
         f: impl FnOnce(&mut Value) -> Result<(), ApiError>,
     ) -> Result<Value, ApiError> {
         let k = key(def, ns, name);
-        let old = self.objects.get(&k).cloned().ok_or_else(|| ApiError::not_found(def, name))?;
+        let old = self
+            .objects
+            .get(&k)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(def, name))?;
         let mut new = old.clone();
         f(&mut new)?;
         // Identity and deletion state cannot be changed by an update (only DELETE sets
         // deletionTimestamp).
-        for f in ["name", "namespace", "uid", "creationTimestamp", "deletionTimestamp"] {
+        for f in [
+            "name",
+            "namespace",
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+        ] {
             match old["metadata"].get(f) {
                 Some(v) => new["metadata"][f] = v.clone(),
                 None => {
@@ -286,7 +334,10 @@ impl Store {
             return Ok(new);
         }
         if new.get("spec") != old.get("spec") {
-            let g = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(1);
+            let g = old
+                .pointer("/metadata/generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(1);
             new["metadata"]["generation"] = json!(g + 1);
         }
         new["metadata"]["resourceVersion"] = json!(self.next_rv());
@@ -296,10 +347,17 @@ impl Store {
             .is_none_or(|a| a.is_empty());
         if new.pointer("/metadata/deletionTimestamp").is_some() && finalizers_empty {
             self.objects.remove(&k);
-            self.changes.push((def.clone(), Change::Deleted(new.clone())));
+            self.changes
+                .push((def.clone(), Change::Deleted(new.clone())));
         } else {
             self.objects.insert(k, new.clone());
-            self.changes.push((def.clone(), Change::Updated { old, new: new.clone() }));
+            self.changes.push((
+                def.clone(),
+                Change::Updated {
+                    old,
+                    new: new.clone(),
+                },
+            ));
         }
         Ok(new)
     }
@@ -315,8 +373,15 @@ impl Store {
     ) -> Result<Value, ApiError> {
         check_type(def, &body)?;
         let current = self.get(def, ns, name)?;
-        if let Some(rv) = body.pointer("/metadata/resourceVersion").and_then(Value::as_str) {
-            if Some(rv) != current.pointer("/metadata/resourceVersion").and_then(Value::as_str) {
+        if let Some(rv) = body
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+        {
+            if Some(rv)
+                != current
+                    .pointer("/metadata/resourceVersion")
+                    .and_then(Value::as_str)
+            {
                 return Err(ApiError::conflict(
                     def,
                     name,
@@ -347,9 +412,18 @@ impl Store {
 
     /// DELETE. With finalizers the object only gets `deletionTimestamp` and stays (200 + object);
     /// without, it is gone at once. Returns (object, gone).
-    pub fn delete(&mut self, def: &ResourceDef, ns: Option<&str>, name: &str) -> Result<(Value, bool), ApiError> {
+    pub fn delete(
+        &mut self,
+        def: &ResourceDef,
+        ns: Option<&str>,
+        name: &str,
+    ) -> Result<(Value, bool), ApiError> {
         let k = key(def, ns, name);
-        let mut obj = self.objects.get(&k).cloned().ok_or_else(|| ApiError::not_found(def, name))?;
+        let mut obj = self
+            .objects
+            .get(&k)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(def, name))?;
         let has_finalizers = obj
             .pointer("/metadata/finalizers")
             .and_then(Value::as_array)
@@ -360,20 +434,24 @@ impl Store {
                 obj["metadata"]["deletionGracePeriodSeconds"] = json!(0);
                 obj["metadata"]["resourceVersion"] = json!(self.next_rv());
                 self.objects.insert(k, obj.clone());
-                self.changes.push((def.clone(), Change::Deleting(obj.clone())));
+                self.changes
+                    .push((def.clone(), Change::Deleting(obj.clone())));
             }
             return Ok((obj, false));
         }
         self.objects.remove(&k);
         self.next_rv();
-        self.changes.push((def.clone(), Change::Deleted(obj.clone())));
+        self.changes
+            .push((def.clone(), Change::Deleted(obj.clone())));
         Ok((obj, true))
     }
 }
 
 fn check_type(def: &ResourceDef, obj: &Value) -> Result<(), ApiError> {
     if !obj.is_object() {
-        return Err(ApiError::bad_request("the body of the request was not a JSON/YAML object"));
+        return Err(ApiError::bad_request(
+            "the body of the request was not a JSON/YAML object",
+        ));
     }
     let api_version = obj.get("apiVersion").and_then(Value::as_str);
     let kind = obj.get("kind").and_then(Value::as_str);
@@ -391,7 +469,10 @@ fn check_type(def: &ResourceDef, obj: &Value) -> Result<(), ApiError> {
 
 /// Adds `finalizer` to an object unless present.
 pub fn add_finalizer(obj: &mut Value, finalizer: &str) {
-    let list = obj["metadata"]["finalizers"].as_array().cloned().unwrap_or_default();
+    let list = obj["metadata"]["finalizers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     if !list.iter().any(|f| f == finalizer) {
         let mut list = list;
         list.push(json!(finalizer));

@@ -45,7 +45,9 @@ const SAFE: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 
 /// 5 random characters, as in `<replicaset>-<suffix>` pod names.
 pub fn random_suffix() -> String {
-    (0..5).map(|_| SAFE[fastrand::usize(..SAFE.len())] as char).collect()
+    (0..5)
+        .map(|_| SAFE[fastrand::usize(..SAFE.len())] as char)
+        .collect()
 }
 
 /// A stable pod-template-hash-looking string (10 safe chars) derived from a name.
@@ -61,7 +63,9 @@ pub fn template_hash(name: &str) -> String {
 }
 
 pub fn random_hex(n: usize) -> String {
-    (0..n).map(|_| format!("{:x}", fastrand::u8(..16))).collect()
+    (0..n)
+        .map(|_| format!("{:x}", fastrand::u8(..16)))
+        .collect()
 }
 
 /// Parses Go `time.ParseDuration` strings such as `30s`, `1m30s`, `500ms`, `2h`.
@@ -73,13 +77,17 @@ pub fn parse_go_duration(s: &str) -> Option<Duration> {
     let mut total = Duration::ZERO;
     let mut rest = s;
     while !rest.is_empty() {
-        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
         if num_len == 0 {
             return None;
         }
         let n: f64 = rest[..num_len].parse().ok()?;
         rest = &rest[num_len..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
         let secs = match &rest[..unit_len] {
             "ns" => n / 1e9,
             "us" | "µs" => n / 1e6,
