@@ -347,15 +347,25 @@ async fn no_target_selected_emits_failed_event() {
             .next()
     })
     .await;
-    assert_eq!(ev.message.as_deref(), Some("no target has been selected"));
+    assert_eq!(
+        ev.message.as_deref(),
+        Some("Failed to select targets: no target has been selected")
+    );
+    assert_eq!(ev.type_.as_deref(), Some("Warning"));
     assert_eq!(ev.involved_object.kind.as_deref(), Some("StressChaos"));
     assert!(ev.first_timestamp.is_some() && ev.last_timestamp.is_some());
     let o = api.get("nobody").await.unwrap();
     assert_eq!(condition(&o, "Selected").as_deref(), Some("False"));
-    assert_eq!(
-        o.data["status"]["experiment"]["containerRecords"],
-        json!([])
-    );
+    // Like the real records controller: no records at all, not an empty list.
+    assert!(o.data["status"]["experiment"]["containerRecords"].is_null());
+    // Deleting it still goes through the finalizer, which clears with nothing to recover.
+    api.delete("nobody", &DeleteParams::default())
+        .await
+        .unwrap();
+    poll("gone", async || {
+        api.get("nobody").await.is_err().then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -255,14 +255,19 @@ fn reconcile(shared: &Arc<Shared>, def: &ResourceDef, ns: &str, name: &str, uid:
         let expired = !is_pod_kill(def, &obj)
             && matches!((duration, created), (Some(d), Some(c)) if now >= c + chrono::Duration::from_std(d).unwrap_or_default());
         let run = !(deleting || paused || expired);
-        let first_time = obj["status"]["experiment"].is_null();
+        // Like the records controller: select while there are no records (a failed selection
+        // leaves `containerRecords` unset and is retried on the next reconcile).
+        let first_time = obj["status"]["experiment"]["containerRecords"].is_null() && !deleting;
+        let has_finalizer = obj["metadata"]["finalizers"].as_array().is_some_and(|f| f.iter().any(|x| x == FINALIZER));
         let mut records: Vec<Value> = obj["status"]["experiment"]["containerRecords"].as_array().cloned().unwrap_or_default();
         let mut k8s_events: Vec<(&str, String, &str)> = Vec::new();
-        if first_time {
+        if !has_finalizer && !deleting {
             k8s_events.push(("FinalizerInited", "Finalizer has been inited".into(), "Normal"));
+        }
+        if first_time {
             let targets = select(shared, st, &obj);
             if targets.is_empty() {
-                k8s_events.push(("Failed", "no target has been selected".into(), "Warning"));
+                k8s_events.push(("Failed", "Failed to select targets: no target has been selected".into(), "Warning"));
             }
             for (pns, pod, containers) in targets {
                 let ids: Vec<String> = if container_level(def, &obj) {
@@ -302,8 +307,12 @@ fn reconcile(shared: &Arc<Shared>, def: &ResourceDef, ns: &str, name: &str, uid:
         let all_recovered = records.iter().all(|r| r["phase"] != "Injected");
         let status = json!({
             "conditions": conditions(&records, paused),
-            "experiment": {"desiredPhase": if run { "Run" } else { "Stop" }, "containerRecords": records},
+            "experiment": {"desiredPhase": if run { "Run" } else { "Stop" }},
         });
+        let mut status = status;
+        if !records.is_empty() {
+            status["experiment"]["containerRecords"] = json!(records);
+        }
         let updated = st.store.update_with(def, Some(ns), name, |o| {
             o["status"] = status;
             if deleting {
