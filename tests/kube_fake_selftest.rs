@@ -721,6 +721,19 @@ async fn logs_streaming_options_previous_and_events() {
         .items
         .iter()
         .any(|e| e.reason.as_deref() == Some("Scheduled")));
+
+    // The same events through events.k8s.io/v1.
+    let v1: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), NS);
+    let list = v1
+        .list(&ListParams::default().fields("regarding.name=two-containers,reason=Pulled"))
+        .await
+        .unwrap();
+    assert_eq!(list.items.len(), 1);
+    assert_eq!(
+        list.items[0].note.as_deref(),
+        Some("Container image pulled")
+    );
+    assert_eq!(list.items[0].deprecated_count, Some(1));
 }
 
 #[tokio::test]

@@ -69,3 +69,24 @@ pub fn record_event(
     });
     let _ = store.create(&events_def(), Some(&ns), event);
 }
+
+/// The events.k8s.io/v1 form of a stored core/v1 Event (the API server converts the same way:
+/// involvedObject → regarding, message → note, first/last/count → deprecated*).
+pub fn event_v1(core: &Value) -> Value {
+    json!({
+        "apiVersion": "events.k8s.io/v1",
+        "kind": "Event",
+        "metadata": core["metadata"],
+        "eventTime": core["eventTime"],
+        "regarding": core["involvedObject"],
+        "note": core["message"],
+        "reason": core["reason"],
+        "type": core["type"],
+        "reportingController": core["reportingComponent"],
+        "reportingInstance": core["reportingInstance"],
+        "deprecatedSource": core["source"],
+        "deprecatedFirstTimestamp": core["firstTimestamp"],
+        "deprecatedLastTimestamp": core["lastTimestamp"],
+        "deprecatedCount": core["count"],
+    })
+}

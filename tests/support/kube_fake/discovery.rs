@@ -61,6 +61,19 @@ const EVENT_FIELDS: &[&str] = &[
     "source",
 ];
 
+const EVENT_V1_FIELDS: &[&str] = &[
+    "metadata.name",
+    "metadata.namespace",
+    "regarding.kind",
+    "regarding.namespace",
+    "regarding.name",
+    "regarding.uid",
+    "regarding.apiVersion",
+    "reason",
+    "type",
+    "reportingController",
+];
+
 #[allow(clippy::too_many_arguments)]
 const fn def(
     group: &'static str,
@@ -155,6 +168,21 @@ pub fn catalogue(chaos_mesh: bool, chaosblade: bool) -> Vec<ResourceDef> {
             false,
             &["no"],
         ),
+        // events.k8s.io/v1 is another view of the same stored core events (read-only here).
+        ResourceDef {
+            field_selectors: EVENT_V1_FIELDS,
+            ..def(
+                "events.k8s.io",
+                "v1",
+                "events",
+                "event",
+                "Event",
+                true,
+                false,
+                false,
+                &["ev"],
+            )
+        },
         def(
             "apps",
             "v1",

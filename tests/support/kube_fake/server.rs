@@ -289,6 +289,9 @@ async fn resource(
         return Err(ApiError::unknown_path());
     }
     let ns = if def.namespaced { ns } else { None };
+    if def.group == "events.k8s.io" {
+        return events_v1(shared, method, &def, ns, name, sub, q);
+    }
     let Some(name) = name else {
         return match *method {
             Method::GET => list(shared, &def, ns, q),
@@ -372,6 +375,62 @@ fn list(
         .store
         .list(def, ns, &labels, &fields, limit, q.get("continue"))?;
     Ok(json_response(200, &v))
+}
+
+/// Read-only events.k8s.io/v1 view of the stored core events.
+fn events_v1(
+    shared: &Arc<Shared>,
+    method: &Method,
+    def: &ResourceDef,
+    ns: Option<&str>,
+    name: Option<&str>,
+    sub: Option<&str>,
+    q: &Query,
+) -> Result<Response<Body>, ApiError> {
+    if *method != Method::GET || sub.is_some() {
+        return Err(ApiError::method_not_allowed(
+            "the fake serves events.k8s.io/v1 read-only; write core/v1 events",
+        ));
+    }
+    let core = shared.def("", "events").expect("core events").clone();
+    if let Some(name) = name {
+        let e = shared
+            .lock()
+            .store
+            .get(&core, ns, name)
+            .map_err(|_| ApiError::not_found(def, name))?;
+        return Ok(json_response(200, &super::controller::event_v1(&e)));
+    }
+    if q.flag("watch") {
+        return Err(ApiError::bad_request(
+            "watch is not supported by the fake API server",
+        ));
+    }
+    let labels = LabelSelector::parse(q.get("labelSelector").unwrap_or(""))?;
+    let fields = FieldSelector::parse(q.get("fieldSelector").unwrap_or(""), def.field_selectors)?;
+    let (items, rv) = {
+        let st = shared.lock();
+        (st.store.all(&core, ns), st.store.current_rv())
+    };
+    let items: Vec<Value> = items
+        .iter()
+        .map(super::controller::event_v1)
+        .filter(|e| labels.matches(e.pointer("/metadata/labels")) && fields.matches(e))
+        .map(|mut e| {
+            if let Some(o) = e.as_object_mut() {
+                o.remove("kind");
+                o.remove("apiVersion");
+            }
+            e
+        })
+        .collect();
+    let list = json!({
+        "kind": "EventList",
+        "apiVersion": "events.k8s.io/v1",
+        "metadata": {"resourceVersion": rv},
+        "items": items,
+    });
+    Ok(json_response(200, &list))
 }
 
 #[allow(clippy::too_many_arguments)]
