@@ -1081,3 +1081,54 @@ fn raw_http_errors_are_status_objects() {
             && r["namespaced"] == true));
     assert!(kube.requests().len() >= 8);
 }
+
+#[tokio::test]
+async fn watch_streams_changes_after_a_list() {
+    use futures_util::{StreamExt, TryStreamExt};
+    use kube::api::{WatchEvent, WatchParams};
+    let kube = FakeKube::builder().train_ticket(NS).start();
+    let dir = tempfile::tempdir().unwrap();
+    let pods: Api<Pod> = Api::namespaced(client(&kube, dir.path()).await, NS);
+    let lp = ListParams::default().labels("app=ts-order-service");
+    let list = pods.list(&lp).await.unwrap();
+    let old = list.items[0].metadata.name.clone().unwrap();
+    let rv = list.metadata.resource_version.unwrap();
+
+    let wp = WatchParams::default()
+        .labels("app=ts-order-service")
+        .timeout(10);
+    let mut events = pods.watch(&wp, &rv).await.unwrap().boxed();
+    kube.delete_pod(NS, &old);
+    let mut seen = Vec::new();
+    while let Some(ev) = tokio::time::timeout(Duration::from_secs(5), events.try_next())
+        .await
+        .expect("watch event in time")
+        .unwrap()
+    {
+        match ev {
+            WatchEvent::Added(p) => seen.push(format!("ADDED {}", p.metadata.name.unwrap())),
+            WatchEvent::Modified(p) => seen.push(format!("MODIFIED {}", p.metadata.name.unwrap())),
+            WatchEvent::Deleted(p) => seen.push(format!("DELETED {}", p.metadata.name.unwrap())),
+            other => panic!("{other:?}"),
+        }
+        // Replacement created (Pending), then Ready.
+        if seen.iter().any(|s| s.starts_with("MODIFIED")) {
+            break;
+        }
+    }
+    assert_eq!(seen[0], format!("DELETED {old}"));
+    assert!(seen[1].starts_with("ADDED ts-order-service-"), "{seen:?}");
+    assert!(
+        seen[2].starts_with("MODIFIED ts-order-service-"),
+        "{seen:?}"
+    );
+
+    // resourceVersion "0": the current objects first, as ADDED.
+    let mut events = pods.watch(&wp, "0").await.unwrap().boxed();
+    match events.try_next().await.unwrap() {
+        Some(WatchEvent::Added(p)) => {
+            assert!(p.metadata.name.unwrap().starts_with("ts-order-service-"))
+        }
+        other => panic!("{other:?}"),
+    }
+}

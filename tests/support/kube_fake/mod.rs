@@ -13,7 +13,7 @@
 //! assert!(kube.requests().iter().any(|r| r.method == "PATCH"));
 //! ```
 //!
-//! Not implemented (answers an honest error instead): `watch`, aggregated discovery,
+//! Not implemented (answers an honest error instead): aggregated discovery,
 //! strategic merge semantics beyond a JSON merge patch, field-ownership conflicts in
 //! server-side apply, `dryRun`, exec/attach.
 
@@ -32,6 +32,7 @@ mod server;
 mod status;
 mod store;
 mod util;
+mod watch;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -132,6 +133,7 @@ pub(crate) struct Shared {
     pub forwards: Mutex<HashMap<(String, u16), String>>,
     pub rt: tokio::runtime::Handle,
     pub addr: SocketAddr,
+    pub watch_tx: tokio::sync::broadcast::Sender<watch::WatchEvent>,
 }
 
 impl Shared {
@@ -151,7 +153,14 @@ impl Shared {
         let (r, changes) = {
             let mut st = self.lock();
             let r = f(&mut st);
-            (r, st.store.take_changes())
+            let changes = st.store.take_changes();
+            // Broadcast under the lock so watchers see changes in store order (see watch.rs).
+            for (def, change) in &changes {
+                let _ = self
+                    .watch_tx
+                    .send(watch::WatchEvent::from_change(def, change));
+            }
+            (r, changes)
         };
         for (def, change) in changes {
             controller::dispatch(self, &def, &change);
@@ -278,6 +287,7 @@ impl FakeKubeBuilder {
                         recovery_hangs: self.recovery_hangs,
                         token: self.token,
                         requests: Mutex::new(Vec::new()),
+                        watch_tx: tokio::sync::broadcast::channel(4096).0,
                         chaos_timeline: Mutex::new(Vec::new()),
                         forwards: Mutex::new(
                             self.forwards

@@ -362,13 +362,26 @@ fn list(
     ns: Option<&str>,
     q: &Query,
 ) -> Result<Response<Body>, ApiError> {
-    if q.flag("watch") {
-        return Err(ApiError::bad_request(
-            "watch is not supported by the fake API server",
-        ));
-    }
     let labels = LabelSelector::parse(q.get("labelSelector").unwrap_or(""))?;
     let fields = FieldSelector::parse(q.get("fieldSelector").unwrap_or(""), def.field_selectors)?;
+    if q.flag("watch") {
+        let filter = super::watch::Filter {
+            def: def.clone(),
+            ns: ns.map(String::from),
+            labels,
+            fields,
+        };
+        let timeout = q
+            .num("timeoutSeconds")?
+            .map(|s| std::time::Duration::from_secs(s.max(0) as u64));
+        let events = super::watch::stream(shared, filter, q.get("resourceVersion"), timeout);
+        let body = StreamBody::new(events.map(|b| Ok::<_, std::io::Error>(Frame::data(b))));
+        return Ok(Response::builder()
+            .status(StatusCode::OK)
+            .header("content-type", "application/json")
+            .body(BodyExt::boxed(body))
+            .expect("response"));
+    }
     let limit = q.num("limit")?.map(|l| l.max(0) as usize);
     let v = shared
         .lock()
@@ -401,13 +414,26 @@ fn events_v1(
             .map_err(|_| ApiError::not_found(def, name))?;
         return Ok(json_response(200, &super::controller::event_v1(&e)));
     }
-    if q.flag("watch") {
-        return Err(ApiError::bad_request(
-            "watch is not supported by the fake API server",
-        ));
-    }
     let labels = LabelSelector::parse(q.get("labelSelector").unwrap_or(""))?;
     let fields = FieldSelector::parse(q.get("fieldSelector").unwrap_or(""), def.field_selectors)?;
+    if q.flag("watch") {
+        let filter = super::watch::Filter {
+            def: def.clone(),
+            ns: ns.map(String::from),
+            labels,
+            fields,
+        };
+        let timeout = q
+            .num("timeoutSeconds")?
+            .map(|s| std::time::Duration::from_secs(s.max(0) as u64));
+        let events = super::watch::stream(shared, filter, q.get("resourceVersion"), timeout);
+        let body = StreamBody::new(events.map(|b| Ok::<_, std::io::Error>(Frame::data(b))));
+        return Ok(Response::builder()
+            .status(StatusCode::OK)
+            .header("content-type", "application/json")
+            .body(BodyExt::boxed(body))
+            .expect("response"));
+    }
     let (items, rv) = {
         let st = shared.lock();
         (st.store.all(&core, ns), st.store.current_rv())

@@ -440,7 +440,8 @@ impl Store {
             return Ok((obj, false));
         }
         self.objects.remove(&k);
-        self.next_rv();
+        // The DELETED watch event carries the resourceVersion of the deletion.
+        obj["metadata"]["resourceVersion"] = json!(self.next_rv());
         self.changes
             .push((def.clone(), Change::Deleted(obj.clone())));
         Ok((obj, true))
