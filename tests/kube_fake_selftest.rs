@@ -219,6 +219,14 @@ async fn pods_list_with_label_and_field_selectors() {
         Some("CrashLoopBackOff")
     );
 
+    let services: Api<k8s_openapi::api::core::v1::Service> =
+        Api::namespaced(pods.clone().into_client(), NS);
+    let svc = services.get("ts-order-service").await.unwrap();
+    let spec = svc.spec.unwrap();
+    assert_eq!(spec.ports.unwrap()[0].port, 12031);
+    assert_eq!(spec.selector.unwrap()["app"], "ts-order-service");
+    let all_svcs = services.list(&ListParams::default()).await.unwrap();
+    assert_eq!(all_svcs.items.len(), 44);
     let all_ns: Api<Pod> = Api::all(pods.clone().into_client());
     assert_eq!(
         all_ns

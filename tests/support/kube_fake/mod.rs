@@ -29,6 +29,7 @@ mod pods;
 mod portforward;
 mod selectors;
 mod server;
+mod services;
 mod status;
 mod store;
 mod util;
@@ -46,6 +47,7 @@ use serde_json::Value;
 pub use discovery::ResourceDef;
 pub use logs::LogSource;
 pub use pods::{ContainerSeed, Owner, PodSeed};
+pub use services::ServiceSeed;
 
 /// The controllers' delays. Short defaults keep tests fast; every wait inside the fake is one
 /// of these (no other sleeps are used for synchronization).
@@ -175,6 +177,7 @@ pub struct FakeKubeBuilder {
     delays: Delays,
     recovery_hangs: bool,
     seeds: Vec<PodSeed>,
+    services: Vec<ServiceSeed>,
     namespaces: Vec<String>,
     forwards: Vec<(String, u16, String)>,
     token: String,
@@ -225,9 +228,19 @@ impl FakeKubeBuilder {
         self
     }
 
+    /// Seeds a Service (replacing one of the same namespace and name), e.g. a labelled
+    /// Prometheus or SkyWalking endpoint for discovery.
+    pub fn service(mut self, seed: ServiceSeed) -> Self {
+        self.services
+            .retain(|s| !(s.name == seed.name && s.namespace == seed.namespace));
+        self.services.push(seed);
+        self
+    }
+
     /// The Train-Ticket deployment of `../shared/fixtures/train-ticket/deploy.yaml`: its 46
     /// Deployments (label `app: <name>`, one container named after the service), plus the
-    /// `tsdb-mysql` and `nacos` StatefulSets and the `rabbitmq` Deployment, all Running/Ready.
+    /// `tsdb-mysql` and `nacos` StatefulSets and the `rabbitmq` Deployment, all Running/Ready,
+    /// and the Services of `svc.yaml`.
     pub fn train_ticket(mut self, ns: &str) -> Self {
         for name in pods::TRAIN_TICKET_SERVICES {
             self = self.pod(PodSeed::deployment(name, ns));
@@ -240,10 +253,21 @@ impl FakeKubeBuilder {
             PodSeed::statefulset("nacos", ns)
                 .container(ContainerSeed::new("nacos").image("nacos/nacos-server:2.0.1")),
         );
-        self.pod(
+        self = self.pod(
             PodSeed::deployment("rabbitmq", ns)
                 .container(ContainerSeed::new("rabbitmq").image("rabbitmq:3.8-management")),
-        )
+        );
+        // The 44 Services of svc.yaml (gateway and UI dashboard are NodePort there).
+        for (name, port) in services::TRAIN_TICKET_SERVICE_PORTS {
+            let seed = ServiceSeed::new(name, ns);
+            let seed = match *name {
+                "ts-gateway-service" => seed.node_port("http", *port, 30467),
+                "ts-ui-dashboard" => seed.node_port("http", *port, 32677),
+                _ => seed.port("http", *port),
+            };
+            self = self.service(seed);
+        }
+        self
     }
 
     /// Port-forwards to `pod` (a pod name, or a workload name matching any of its pods) on
@@ -299,6 +323,7 @@ impl FakeKubeBuilder {
                         addr,
                     });
                     pods::seed(&shared, &self.namespaces, &self.seeds);
+                    services::seed(&shared, &self.services);
                     tx.send(shared.clone()).expect("report start");
                     server::serve(listener, shared, stop_rx).await;
                 });
@@ -328,6 +353,7 @@ impl FakeKube {
             delays: Delays::default(),
             recovery_hangs: false,
             seeds: Vec::new(),
+            services: Vec::new(),
             namespaces: vec!["default".into(), "kube-system".into()],
             forwards: Vec::new(),
             token: "fake-token".into(),
