@@ -987,6 +987,16 @@ fn raw_http_errors_are_status_objects() {
     let (code, body) = raw(&kube, "PATCH", &path, &apply, &yaml);
     assert_eq!(code, 422, "{body}");
     assert!(body["message"].as_str().unwrap().contains("fieldManager"));
+    // dryRun: the same answer, nothing stored.
+    let (code, _) = raw(
+        &kube,
+        "PATCH",
+        &format!("{path}?fieldManager=ttplan&dryRun=All"),
+        &apply,
+        &yaml,
+    );
+    assert_eq!(code, 201);
+    assert_eq!(raw(&kube, "GET", &path, &auth, "").0, 404);
     let (code, body) = raw(
         &kube,
         "PATCH",

@@ -13,9 +13,21 @@
 //! assert!(kube.requests().iter().any(|r| r.method == "PATCH"));
 //! ```
 //!
-//! Not implemented (answers an honest error instead): aggregated discovery,
-//! strategic merge semantics beyond a JSON merge patch, field-ownership conflicts in
-//! server-side apply, `dryRun`, exec/attach.
+//! What it serves: `/version`, discovery (`/api`, `/apis`, per group/version resource lists);
+//! a generic store for every resource (LIST with label/field selectors and paging, WATCH, GET,
+//! POST, PUT, server-side apply, merge and JSON patches, DELETE with finalizers, `dryRun`,
+//! `/status` for resources that have that subresource); pods with realistic status, logs
+//! (kubelet rules: container choice, previous instance, tailLines, sinceTime/sinceSeconds,
+//! timestamps, limitBytes; chunked), core and events.k8s.io/v1 events, Services; controllers:
+//! ReplicaSet/StatefulSet recreation, Chaos Mesh (chaos kinds, Schedule `@every`, Workflow stored
+//! only), ChaosBlade; port-forward over WebSocket (`v4.channel.k8s.io`).
+//!
+//! Approximations, on purpose: server-side apply merges the applied configuration into the
+//! live object (no field ownership, so never a conflict, and fields dropped from a later
+//! apply are not removed); strategic merge patch is a JSON merge patch; a deleted pod is gone
+//! at once (no Terminating grace period); `follow=true` logs end with the content; one node
+//! per pod, no scheduling. Not served (404/406): aggregated discovery, exec/attach, other
+//! subresources (scale, eviction…).
 
 #![allow(dead_code, unused_imports)]
 

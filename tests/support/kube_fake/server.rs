@@ -259,6 +259,17 @@ fn parse_body(body: &[u8]) -> Result<Value, ApiError> {
 }
 
 #[allow(clippy::too_many_arguments)]
+/// Runs a write against the store, or — with `dryRun=All` — against a throwaway copy, so the
+/// answer is the same but nothing is stored and no controller reacts.
+fn write<R>(shared: &Arc<Shared>, q: &Query, f: impl FnOnce(&mut super::store::Store) -> R) -> R {
+    if q.get("dryRun").is_some_and(|d| !d.is_empty()) {
+        let mut copy = shared.lock().store.clone();
+        f(&mut copy)
+    } else {
+        shared.mutate(|st| f(&mut st.store))
+    }
+}
+
 async fn resource(
     shared: &Arc<Shared>,
     method: &Method,
@@ -297,7 +308,7 @@ async fn resource(
             Method::GET => list(shared, &def, ns, q),
             Method::POST => {
                 let obj = parse_body(&body)?;
-                let created = shared.mutate(|st| st.store.create(&def, ns, obj))?;
+                let created = write(shared, q, |store| store.create(&def, ns, obj))?;
                 Ok(json_response(201, &created))
             }
             _ => Err(ApiError::method_not_allowed(
@@ -321,14 +332,14 @@ async fn resource(
             let obj = parse_body(&body)?;
             Ok(json_response(
                 200,
-                &shared.mutate(|st| st.store.replace(&def, ns, name, obj, false))?,
+                &write(shared, q, |store| store.replace(&def, ns, name, obj, false))?,
             ))
         }
         (Method::PUT, Some("status")) if def.status_subresource => {
             let obj = parse_body(&body)?;
             Ok(json_response(
                 200,
-                &shared.mutate(|st| st.store.replace(&def, ns, name, obj, true))?,
+                &write(shared, q, |store| store.replace(&def, ns, name, obj, true))?,
             ))
         }
         (Method::PATCH, None) => patch(shared, &def, ns, name, q, ct, &body, false),
@@ -336,7 +347,7 @@ async fn resource(
             patch(shared, &def, ns, name, q, ct, &body, true)
         }
         (Method::DELETE, None) => {
-            let (obj, gone) = shared.mutate(|st| st.store.delete(&def, ns, name))?;
+            let (obj, gone) = write(shared, q, |store| store.delete(&def, ns, name))?;
             if gone && def.plural != "pods" {
                 let uid = obj["metadata"]["uid"].as_str().unwrap_or("");
                 return Ok(json_response(200, &delete_success(&def, name, uid)));
@@ -492,8 +503,8 @@ fn patch(
             let mut obj = parse_body(body)?;
             if status_only {
                 let status = obj.get("status").cloned().unwrap_or(Value::Null);
-                let updated = shared.mutate(|st| {
-                    st.store.update_with(def, ns, name, |o| {
+                let updated = write(shared, q, |store| {
+                    store.update_with(def, ns, name, |o| {
                         merge_patch(&mut o["status"], &status);
                         Ok(())
                     })
@@ -503,7 +514,7 @@ fn patch(
             if let Some(o) = obj.as_object_mut() {
                 o.entry("metadata").or_insert(json!({}));
             }
-            let (v, created) = shared.mutate(|st| st.store.apply(def, ns, name, obj, manager))?;
+            let (v, created) = write(shared, q, |store| store.apply(def, ns, name, obj, manager))?;
             Ok(json_response(if created { 201 } else { 200 }, &v))
         }
         // Strategic merge is served as a JSON merge patch: identical for the maps ttplan patches
@@ -511,8 +522,8 @@ fn patch(
         "application/merge-patch+json" | "application/strategic-merge-patch+json" => {
             let p: Value = serde_json::from_slice(body)
                 .map_err(|e| ApiError::bad_request(&format!("error decoding patch: {e}")))?;
-            let updated = shared.mutate(|st| {
-                st.store.update_with(def, ns, name, |o| {
+            let updated = write(shared, q, |store| {
+                store.update_with(def, ns, name, |o| {
                     if status_only {
                         merge_patch(&mut o["status"], &p["status"]);
                     } else {
@@ -526,8 +537,9 @@ fn patch(
         "application/json-patch+json" => {
             let ops: Vec<Value> = serde_json::from_slice(body)
                 .map_err(|e| ApiError::bad_request(&format!("error decoding patch: {e}")))?;
-            let updated =
-                shared.mutate(|st| st.store.update_with(def, ns, name, |o| json_patch(o, &ops)))?;
+            let updated = write(shared, q, |store| {
+                store.update_with(def, ns, name, |o| json_patch(o, &ops))
+            })?;
             Ok(json_response(200, &updated))
         }
         other => Err(ApiError::unsupported_media_type(other)),

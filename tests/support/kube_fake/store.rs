@@ -37,7 +37,7 @@ struct Key {
     name: String,
 }
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct Store {
     objects: BTreeMap<Key, Value>,
     resource_version: u64,
