@@ -258,7 +258,6 @@ fn parse_body(body: &[u8]) -> Result<Value, ApiError> {
         .map_err(|e| ApiError::bad_request(&format!("error decoding request body: {e}")))
 }
 
-#[allow(clippy::too_many_arguments)]
 /// Runs a write against the store, or — with `dryRun=All` — against a throwaway copy, so the
 /// answer is the same but nothing is stored and no controller reacts.
 fn write<R>(shared: &Arc<Shared>, q: &Query, f: impl FnOnce(&mut super::store::Store) -> R) -> R {
@@ -270,6 +269,7 @@ fn write<R>(shared: &Arc<Shared>, q: &Query, f: impl FnOnce(&mut super::store::S
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn resource(
     shared: &Arc<Shared>,
     method: &Method,
