@@ -94,15 +94,9 @@ impl LogSource {
     /// Line `i` of a generated log (without the newline): `line 000000042 ` then the alphabet
     /// repeated, cut to `width`.
     pub fn generated_line(i: u64, width: usize) -> String {
-        let mut s = format!("line {i:09} ");
-        let alphabet = b"abcdefghijklmnopqrstuvwxyz";
-        let mut k = 0;
-        while s.len() < width {
-            s.push(alphabet[k % alphabet.len()] as char);
-            k += 1;
-        }
-        s.truncate(width);
-        s
+        let mut buf = Vec::with_capacity(width);
+        append_generated(i, width, &mut buf);
+        String::from_utf8(buf).expect("ascii")
     }
 
     pub fn line_count(&self) -> u64 {
@@ -133,19 +127,19 @@ impl LogSource {
         }
     }
 
-    fn line(&self, i: u64) -> (DateTime<Utc>, String) {
+    fn at(&self, i: u64) -> DateTime<Utc> {
         match &self.0 {
-            Content::Lines(l) => l[i as usize].clone(),
+            Content::Lines(l) => l[i as usize].0,
             Content::Generated {
-                width,
-                start,
-                interval,
-                ..
-            } => {
-                let at =
-                    *start + chrono::Duration::from_std(*interval * i as u32).unwrap_or_default();
-                (at, Self::generated_line(i, *width))
-            }
+                start, interval, ..
+            } => *start + chrono::Duration::from_std(*interval * i as u32).unwrap_or_default(),
+        }
+    }
+
+    fn append_text(&self, i: u64, buf: &mut Vec<u8>) {
+        match &self.0 {
+            Content::Lines(l) => buf.extend_from_slice(l[i as usize].1.as_bytes()),
+            Content::Generated { width, .. } => append_generated(i, *width, buf),
         }
     }
 }
@@ -176,16 +170,22 @@ pub fn stream(source: LogSource, opts: LogOptions) -> impl Stream<Item = Bytes> 
             let mut buf = Vec::with_capacity(CHUNK + 256);
             let limit = opts.limit_bytes.unwrap_or(u64::MAX);
             while next < total && buf.len() < CHUNK && sent + (buf.len() as u64) < limit {
-                let (at, text) = source.line(next);
+                // Generated logs were already cut to `since` above; explicit lines are checked
+                // one by one. The timestamp is only computed when it is needed.
+                let filter_here = opts.since.filter(|_| matches!(source.0, Content::Lines(_)));
+                let i = next;
                 next += 1;
-                if opts.since.is_some_and(|since| at < since) {
-                    continue;
+                if filter_here.is_some() || opts.timestamps {
+                    let at = source.at(i);
+                    if filter_here.is_some_and(|since| at < since) {
+                        continue;
+                    }
+                    if opts.timestamps {
+                        buf.extend_from_slice(rfc3339_nano(at).as_bytes());
+                        buf.push(b' ');
+                    }
                 }
-                if opts.timestamps {
-                    buf.extend_from_slice(rfc3339_nano(at).as_bytes());
-                    buf.push(b' ');
-                }
-                buf.extend_from_slice(text.as_bytes());
+                source.append_text(i, &mut buf);
                 buf.push(b'\n');
             }
             let room = limit.saturating_sub(sent) as usize;
@@ -200,4 +200,20 @@ pub fn stream(source: LogSource, opts: LogOptions) -> impl Stream<Item = Bytes> 
             Some((chunk, (source, next, total, opts, sent)))
         },
     )
+}
+
+/// Writes generated line `i` straight into the response buffer (no per-line allocation: the
+/// fake must not be the bottleneck of log-collection benchmarks).
+fn append_generated(i: u64, width: usize, buf: &mut Vec<u8>) {
+    use std::io::Write;
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz";
+    let start = buf.len();
+    write!(buf, "line {i:09} ").expect("write to Vec");
+    let mut need = width.saturating_sub(buf.len() - start);
+    while need > 0 {
+        let k = need.min(ALPHABET.len());
+        buf.extend_from_slice(&ALPHABET[..k]);
+        need -= k;
+    }
+    buf.truncate(start + width);
 }
