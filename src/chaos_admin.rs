@@ -14,13 +14,16 @@ use crate::engine::labels::write_fault_labels;
 use crate::engine::manifest::MANIFEST_FILE;
 use crate::exit;
 use crate::kube::chaos::{
-    chaos_mesh_injection, chaos_mesh_resource, chaosblade_injection, chaosblade_resource, Injection,
-    CHAOSBLADE_API, CHAOS_MESH_API, CHAOS_MESH_KINDS, FORCE_CLEAN_ANNOTATION,
+    chaos_mesh_injection, chaos_mesh_resource, chaosblade_injection, chaosblade_resource,
+    Injection, CHAOSBLADE_API, CHAOS_MESH_API, CHAOS_MESH_KINDS, FORCE_CLEAN_ANNOTATION,
 };
 use crate::kube::{qualified, Kube, KubeAccess, KubeError};
 
 pub fn run(cmd: ChaosCommand) -> u8 {
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -29,7 +32,10 @@ pub fn run(cmd: ChaosCommand) -> u8 {
     };
     rt.block_on(async move {
         match cmd {
-            ChaosCommand::Ls { kube, all_namespaces } => ls(&kube, all_namespaces).await,
+            ChaosCommand::Ls {
+                kube,
+                all_namespaces,
+            } => ls(&kube, all_namespaces).await,
             ChaosCommand::Clean {
                 run: Some(run_dir),
                 force,
@@ -37,7 +43,12 @@ pub fn run(cmd: ChaosCommand) -> u8 {
                 kube,
                 ..
             } => clean_run(&run_dir, &kube, force, timeout.into()).await,
-            ChaosCommand::Clean { force, timeout, kube, .. } => clean_all(&kube, force, timeout.into()).await,
+            ChaosCommand::Clean {
+                force,
+                timeout,
+                kube,
+                ..
+            } => clean_all(&kube, force, timeout.into()).await,
         }
     })
 }
@@ -80,16 +91,24 @@ impl Found {
 ///
 /// # Errors
 /// Unreachable cluster or API errors other than a missing CRD.
-pub async fn find_chaos(kube: &Kube, namespace: Option<&str>) -> Result<(Vec<Found>, Vec<String>), KubeError> {
+pub async fn find_chaos(
+    kube: &Kube,
+    namespace: Option<&str>,
+) -> Result<(Vec<Found>, Vec<String>), KubeError> {
     let mut found = Vec::new();
     let mut missing = Vec::new();
     let mut targets: Vec<(ApiResource, bool, &'static str, &'static str)> = CHAOS_MESH_KINDS
         .iter()
-        .filter_map(|(k, _)| chaos_mesh_resource(k).map(|r| (r, true, "Chaos Mesh", CHAOS_MESH_API)))
+        .filter_map(|(k, _)| {
+            chaos_mesh_resource(k).map(|r| (r, true, "Chaos Mesh", CHAOS_MESH_API))
+        })
         .collect();
     targets.push((chaosblade_resource(), false, "ChaosBlade", CHAOSBLADE_API));
     for (ar, namespaced, product, api_version) in targets {
-        if let Err(e) = kube.ensure_resource(product, api_version, &ar.kind, &ar.plural).await {
+        if let Err(e) = kube
+            .ensure_resource(product, api_version, &ar.kind, &ar.plural)
+            .await
+        {
             match e {
                 KubeError::MissingCrd { .. } => {
                     missing.push(e.to_string());
@@ -128,18 +147,30 @@ async fn ls(args: &KubeArgs, all_namespaces: bool) -> u8 {
         Ok(a) => a,
         Err(c) => return c,
     };
-    let Ok(kube) = access.get().await else { return exit::INVALID };
-    let ns = if all_namespaces { None } else { args.namespace.as_deref() };
+    let Ok(kube) = access.get().await else {
+        return exit::INVALID;
+    };
+    let ns = if all_namespaces {
+        None
+    } else {
+        args.namespace.as_deref()
+    };
     match find_chaos(kube, ns).await {
         Ok((found, missing)) => {
             for m in &missing {
                 eprintln!("note: {m}");
             }
             if found.is_empty() {
-                println!("no chaos objects{}", ns.map(|n| format!(" in namespace {n}")).unwrap_or_default());
+                println!(
+                    "no chaos objects{}",
+                    ns.map(|n| format!(" in namespace {n}")).unwrap_or_default()
+                );
                 return exit::SUCCESS;
             }
-            println!("{:<14} {:<20} {:<40} {:<22} STATE", "KIND", "NAMESPACE", "NAME", "CREATED");
+            println!(
+                "{:<14} {:<20} {:<40} {:<22} STATE",
+                "KIND", "NAMESPACE", "NAME", "CREATED"
+            );
             for f in &found {
                 let created = f
                     .object
@@ -204,7 +235,9 @@ async fn clean_all(args: &KubeArgs, force: bool, limit: Duration) -> u8 {
         Ok(a) => a,
         Err(c) => return c,
     };
-    let Ok(kube) = access.get().await else { return exit::INVALID };
+    let Ok(kube) = access.get().await else {
+        return exit::INVALID;
+    };
     let (found, missing) = match find_chaos(kube, args.namespace.as_deref()).await {
         Ok(f) => f,
         Err(e) => {
@@ -221,8 +254,22 @@ async fn clean_all(args: &KubeArgs, force: bool, limit: Duration) -> u8 {
     ordered.sort_by_key(|f| !matches!(f.resource.kind.as_str(), "Schedule" | "Workflow"));
     for f in ordered {
         let ns = if f.namespaced { f.namespace() } else { None };
-        let what = format!("{} {}", f.resource.kind, qualified(ns.as_deref(), &f.name()));
-        match delete_chaos(kube, &f.resource, ns.as_deref(), &f.name(), limit, force, &mut |_| {}).await {
+        let what = format!(
+            "{} {}",
+            f.resource.kind,
+            qualified(ns.as_deref(), &f.name())
+        );
+        match delete_chaos(
+            kube,
+            &f.resource,
+            ns.as_deref(),
+            &f.name(),
+            limit,
+            force,
+            &mut |_| {},
+        )
+        .await
+        {
             Ok(()) => println!("deleted {what}"),
             Err(e) if e.is_not_found() => println!("deleted {what}"),
             Err(e) => {
@@ -245,7 +292,10 @@ async fn clean_run(run_dir: &Path, args: &KubeArgs, force: bool, limit: Duration
     let ledger = match FaultLedger::open(run_dir) {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("error: cannot read the fault ledger in {}: {e}", run_dir.display());
+            eprintln!(
+                "error: cannot read the fault ledger in {}: {e}",
+                run_dir.display()
+            );
             return exit::INVALID;
         }
     };
@@ -257,19 +307,27 @@ async fn clean_run(run_dir: &Path, args: &KubeArgs, force: bool, limit: Duration
         .map(|f| f.id.clone())
         .collect();
     if pending.is_empty() {
-        println!("nothing to recover: every fault in {} is recovered", ledger.path().display());
+        println!(
+            "nothing to recover: every fault in {} is recovered",
+            ledger.path().display()
+        );
         return exit::SUCCESS;
     }
     let settings = RecoverSettings {
         timeout: Some(limit),
         kube: Arc::new(KubeAccess::new(args.settings())),
         force,
+        children: Default::default(),
     };
-    let failures = ledger.recover_pending(None, "ttplan chaos clean", &settings).await;
+    let failures = ledger
+        .recover_pending(None, "ttplan chaos clean", &settings)
+        .await;
     let faults = ledger.snapshot().await;
     for f in faults.iter().filter(|f| pending.contains(&f.id)) {
         match &f.error {
-            Some(e) if f.needs_recovery() => eprintln!("error: fault `{}` NOT recovered: {e}", f.id),
+            Some(e) if f.needs_recovery() => {
+                eprintln!("error: fault `{}` NOT recovered: {e}", f.id)
+            }
             _ => println!("recovered fault `{}` ({})", f.id, f.kind),
         }
     }
@@ -284,13 +342,28 @@ async fn clean_run(run_dir: &Path, args: &KubeArgs, force: bool, limit: Duration
 /// Brings the run's manifest and labels up to date with the ledger, when they exist.
 fn update_run_records(run_dir: &Path, faults: &[crate::engine::faults::FaultRecord]) {
     let manifest_path = run_dir.join(MANIFEST_FILE);
-    let Ok(text) = std::fs::read_to_string(&manifest_path) else { return };
-    let Ok(mut manifest) = serde_json::from_str::<serde_json::Value>(&text) else { return };
+    let Ok(text) = std::fs::read_to_string(&manifest_path) else {
+        return;
+    };
+    let Ok(mut manifest) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return;
+    };
     if let Some(m) = manifest.as_object_mut() {
-        m.insert("faults".into(), serde_json::to_value(faults).unwrap_or_default());
+        m.insert(
+            "faults".into(),
+            serde_json::to_value(faults).unwrap_or_default(),
+        );
     }
-    let exp = manifest.pointer("/run/exp_name").and_then(|v| v.as_str()).unwrap_or_default().to_string();
-    let id = manifest.pointer("/run/id").and_then(|v| v.as_str()).unwrap_or_default().to_string();
+    let exp = manifest
+        .pointer("/run/exp_name")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default()
+        .to_string();
+    let id = manifest
+        .pointer("/run/id")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default()
+        .to_string();
     if let Err(e) = crate::atomic_write::write_json_atomic(&manifest_path, &manifest) {
         eprintln!("warning: cannot update {}: {e}", manifest_path.display());
     }

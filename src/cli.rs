@@ -60,7 +60,12 @@ pub enum ChaosCommand {
     /// Recover what a run left injected (`--run`), or remove every chaos object (`--all`).
     Clean {
         /// A run folder (`<out>/runs/<EXP_NAME>`): recover the faults its ledger lists as unrecovered.
-        #[arg(long, value_name = "RUN_DIR", required_unless_present = "all", conflicts_with = "all")]
+        #[arg(
+            long,
+            value_name = "RUN_DIR",
+            required_unless_present = "all",
+            conflicts_with = "all"
+        )]
         run: Option<PathBuf>,
         /// Delete every Chaos Mesh / ChaosBlade object in the namespace (-n) or everywhere.
         #[arg(long)]

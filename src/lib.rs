@@ -2,8 +2,8 @@
 //! benchmarks. `main` only calls [`run`]; everything else is a library so it can be tested.
 
 pub mod atomic_write;
-pub mod cli;
 mod chaos_admin;
+pub mod cli;
 mod commands;
 pub mod diag;
 pub mod engine;

@@ -1697,7 +1697,7 @@ steps:
     run.wait_for_file("recovery.started", LIMIT);
     run.signal(Signal::SIGINT);
     let out = run.wait(LIMIT);
-    // The abort left the recovery command running on its own; let it end.
+    // Had the abort left the recovery command running, this would end it.
     std::fs::write(out.path().join("go"), "").unwrap();
     assert_eq!(out.status.code(), Some(130), "{out}");
     assert_eq!(out.manifest()["run"]["status"], "aborted");
@@ -1705,6 +1705,10 @@ steps:
     let ledger: Value = serde_json::from_str(&out.read("out/runs/t/faults.json")).unwrap();
     let fault = &ledger["faults"][0];
     assert_eq!(fault["id"], "inject", "{ledger:#}");
-    assert_eq!(fault["status"], "injected", "{ledger:#}");
+    // The abort kills the recovery command too, which may record its failure first.
+    assert!(
+        fault["status"] == "injected" || fault["status"] == "recovery_failed",
+        "{ledger:#}"
+    );
     assert!(fault["recovery"]["command"].is_string(), "{ledger:#}");
 }

@@ -10,8 +10,8 @@ use indexmap::IndexMap;
 use tokio_util::sync::CancellationToken;
 
 use super::faults::{FaultLedger, FaultRecord, RecoverSettings};
-use crate::kube::{Kube, KubeAccess};
 use super::progress::Progress;
+use crate::kube::{Kube, KubeAccess};
 use crate::steps::process::ChildGroups;
 use crate::steps::StepError;
 
@@ -142,13 +142,20 @@ impl StepCtx {
 
     /// Recovers the unrecovered faults injected by `steps` now (the `recover` kind).
     /// Returns the ids that could not be recovered, with why.
-    pub async fn recover_faults(&self, steps: &[String], timeout: std::time::Duration) -> Vec<(String, String)> {
+    pub async fn recover_faults(
+        &self,
+        steps: &[String],
+        timeout: std::time::Duration,
+    ) -> Vec<(String, String)> {
         let settings = RecoverSettings {
             timeout: Some(timeout),
             kube: Arc::clone(&self.run.kube),
             force: false,
+            children: Arc::clone(&self.children),
         };
-        self.faults.recover_pending(Some(steps), &self.step, &settings).await
+        self.faults
+            .recover_pending(Some(steps), &self.step, &settings)
+            .await
     }
 
     /// Faults recorded so far (for `recover` to report what it did).
@@ -167,7 +174,11 @@ impl StepCtx {
     /// # Errors
     /// No usable kubeconfig / context.
     pub async fn kube(&self) -> Result<&Kube, StepError> {
-        self.run.kube.get().await.map_err(|e| StepError::Failed(e.to_string()))
+        self.run
+            .kube
+            .get()
+            .await
+            .map_err(|e| StepError::Failed(e.to_string()))
     }
 
     /// Marks a registered fault as injected, with details the controller reported.

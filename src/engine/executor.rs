@@ -227,6 +227,7 @@ impl Executor {
                 timeout: None,
                 kube: Arc::clone(&self.run.kube),
                 force: false,
+                children: Arc::clone(&self.children),
             };
             let recover = self.faults.recover_pending(None, "engine", &settings);
             tokio::pin!(recover);
@@ -243,7 +244,12 @@ impl Executor {
             }
         }
         let faults = self.faults.snapshot().await;
-        if let Err(e) = write_fault_labels(&self.run.run_dir, &self.run.exp_name, &self.run.run_id, &faults) {
+        if let Err(e) = write_fault_labels(
+            &self.run.run_dir,
+            &self.run.exp_name,
+            &self.run.run_id,
+            &faults,
+        ) {
             recovery_errors.push(format!("cannot write fault_labels.json: {e}"));
         }
         let _ = self

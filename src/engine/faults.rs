@@ -16,6 +16,7 @@ use std::sync::Arc;
 use super::secrets::Secrets;
 use crate::atomic_write::write_json_atomic;
 use crate::kube::KubeAccess;
+use crate::steps::process::ChildGroups;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -87,6 +88,8 @@ pub struct RecoverCtx {
     pub kube: Arc<KubeAccess>,
     /// `chaos clean --force`: remove finalizers that block deletion.
     pub force: bool,
+    /// Process groups of recovery commands, so an abort can kill them too.
+    pub children: Arc<ChildGroups>,
 }
 
 #[derive(Debug)]
@@ -247,6 +250,7 @@ pub struct RecoverSettings {
     pub timeout: Option<Duration>,
     pub kube: Arc<KubeAccess>,
     pub force: bool,
+    pub children: Arc<ChildGroups>,
 }
 
 async fn recover_one(
@@ -271,6 +275,7 @@ async fn recover_one(
         timeout: s.timeout,
         kube: Arc::clone(&s.kube),
         force: s.force,
+        children: Arc::clone(&s.children),
     };
     // The kind's own waits use `timeout`; this outer bound only catches a hung recover function.
     let outer = s.timeout.unwrap_or(Duration::from_secs(600)) + Duration::from_secs(30);

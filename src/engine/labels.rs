@@ -17,8 +17,10 @@ pub fn fault_labels(exp_name: &str, run_id: &str, faults: &[FaultRecord]) -> Val
         .iter()
         .filter(|f| !f.teardown)
         .map(|f| {
-            let controller_injected = f.details.get("controller_injected_at").cloned();
-            let controller_recovered = f.recovery_details.get("controller_recovered_at").cloned();
+            let controller_time = |v: &Value, key: &str| v.get(key).filter(|t| t.is_string()).cloned();
+            let controller_injected = controller_time(&f.details, "controller_injected_at");
+            let controller_recovered = controller_time(&f.recovery_details, "controller_recovered_at");
+            let source = |t: &Option<Value>| if t.is_some() { "controller" } else { "ttplan" };
             json!({
                 "exp_name": exp_name,
                 "run_id": run_id,
@@ -33,10 +35,11 @@ pub fn fault_labels(exp_name: &str, run_id: &str, faults: &[FaultRecord]) -> Val
                 "object": f.details.get("object").cloned().unwrap_or(Value::Null),
                 "status": f.status,
                 "requested_at": f.requested_at,
-                // The controller's own records when there are any; ttplan's clock otherwise.
+                // The controller's own records when they were seen; ttplan's clock otherwise.
                 "injected_at": controller_injected.clone().unwrap_or_else(|| json!(f.injected_at)),
                 "recovered_at": controller_recovered.clone().unwrap_or_else(|| json!(f.recovered_at)),
-                "time_source": if controller_injected.is_some() { "controller" } else { "ttplan" },
+                "injected_at_source": source(&controller_injected),
+                "recovered_at_source": source(&controller_recovered),
                 "ttplan_injected_at": f.injected_at,
                 "ttplan_recovered_at": f.recovered_at,
                 "recovered_by": f.recovered_by,
@@ -49,6 +52,14 @@ pub fn fault_labels(exp_name: &str, run_id: &str, faults: &[FaultRecord]) -> Val
 
 /// # Errors
 /// When the file cannot be written.
-pub fn write_fault_labels(run_dir: &Path, exp_name: &str, run_id: &str, faults: &[FaultRecord]) -> std::io::Result<()> {
-    write_json_atomic(&run_dir.join(LABELS_FILE), &fault_labels(exp_name, run_id, faults))
+pub fn write_fault_labels(
+    run_dir: &Path,
+    exp_name: &str,
+    run_id: &str,
+    faults: &[FaultRecord],
+) -> std::io::Result<()> {
+    write_json_atomic(
+        &run_dir.join(LABELS_FILE),
+        &fault_labels(exp_name, run_id, faults),
+    )
 }

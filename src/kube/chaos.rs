@@ -30,14 +30,23 @@ pub const RECORDS_FINALIZER: &str = "chaos-mesh/records";
 pub const FORCE_CLEAN_ANNOTATION: &str = "chaos-mesh.chaos-mesh.org/cleanFinalizer";
 
 pub fn chaos_mesh_resource(kind: &str) -> Option<ApiResource> {
-    CHAOS_MESH_KINDS.iter().find(|(k, _)| *k == kind).map(|(k, plural)| {
-        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(CHAOS_MESH_GROUP, CHAOS_MESH_VERSION, k), plural)
-    })
+    CHAOS_MESH_KINDS
+        .iter()
+        .find(|(k, _)| *k == kind)
+        .map(|(k, plural)| {
+            ApiResource::from_gvk_with_plural(
+                &GroupVersionKind::gvk(CHAOS_MESH_GROUP, CHAOS_MESH_VERSION, k),
+                plural,
+            )
+        })
 }
 
 /// The ChaosBlade operator's CRD (cluster-scoped).
 pub fn chaosblade_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("chaosblade.io", "v1alpha1", "ChaosBlade"), "chaosblades")
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("chaosblade.io", "v1alpha1", "ChaosBlade"),
+        "chaosblades",
+    )
 }
 
 /// Where an injection stands, as the controller reports it.
@@ -98,21 +107,28 @@ pub fn chaos_mesh_injection(kind: &str, obj: &DynamicObject) -> Injection {
             });
         if let Some(e) = failed {
             let id = r.get("id").and_then(Value::as_str).unwrap_or("?");
-            let msg = e.get("message").and_then(Value::as_str).unwrap_or("injection failed");
+            let msg = e
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("injection failed");
             return Injection::Failed(format!("{id}: {msg}"));
         }
     }
     if condition(status, "Selected") == Some(false) && records.is_empty() {
-        return Injection::Failed("no target has been selected: the selector matches no pod".into());
+        return Injection::Failed(
+            "no target has been selected: the selector matches no pod".into(),
+        );
     }
     let all_injected = condition(status, "AllInjected") == Some(true);
     let applied = |r: &Value| {
-        r.get("events").and_then(Value::as_array).is_some_and(|evs| {
-            evs.iter().any(|e| {
-                e.get("type").and_then(Value::as_str) == Some("Succeeded")
-                    && e.get("operation").and_then(Value::as_str) == Some("Apply")
+        r.get("events")
+            .and_then(Value::as_array)
+            .is_some_and(|evs| {
+                evs.iter().any(|e| {
+                    e.get("type").and_then(Value::as_str) == Some("Succeeded")
+                        && e.get("operation").and_then(Value::as_str) == Some("Apply")
+                })
             })
-        })
     };
     if is_one_shot(kind, obj) {
         if all_injected || (!records.is_empty() && records.iter().all(applied)) {
@@ -126,7 +142,11 @@ pub fn chaos_mesh_injection(kind: &str, obj: &DynamicObject) -> Injection {
 
 /// The ChaosBlade operator's view of an experiment.
 pub fn chaosblade_injection(obj: &DynamicObject) -> Injection {
-    let phase = obj.data.pointer("/status/phase").and_then(Value::as_str).unwrap_or("");
+    let phase = obj
+        .data
+        .pointer("/status/phase")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     match phase {
         "Running" => Injection::Injected,
         "Error" => {
@@ -154,11 +174,17 @@ pub fn chaosblade_injection(obj: &DynamicObject) -> Injection {
 pub fn controller_times(records: &[Value]) -> (Option<String>, Option<String>) {
     let mut applied: Vec<&str> = Vec::new();
     let mut recovered: Vec<&str> = Vec::new();
-    for e in records.iter().filter_map(|r| r.get("events").and_then(Value::as_array)).flatten() {
+    for e in records
+        .iter()
+        .filter_map(|r| r.get("events").and_then(Value::as_array))
+        .flatten()
+    {
         if e.get("type").and_then(Value::as_str) != Some("Succeeded") {
             continue;
         }
-        let Some(ts) = e.get("timestamp").and_then(Value::as_str) else { continue };
+        let Some(ts) = e.get("timestamp").and_then(Value::as_str) else {
+            continue;
+        };
         match e.get("operation").and_then(Value::as_str) {
             Some("Apply") => applied.push(ts),
             Some("Recover") => recovered.push(ts),
@@ -166,8 +192,14 @@ pub fn controller_times(records: &[Value]) -> (Option<String>, Option<String>) {
         }
     }
     let parse = |s: &&str| chrono::DateTime::parse_from_rfc3339(s).ok();
-    let min = applied.iter().min_by_key(|s| parse(s)).map(|s| s.to_string());
-    let max = recovered.iter().max_by_key(|s| parse(s)).map(|s| s.to_string());
+    let min = applied
+        .iter()
+        .min_by_key(|s| parse(s))
+        .map(|s| s.to_string());
+    let max = recovered
+        .iter()
+        .max_by_key(|s| parse(s))
+        .map(|s| s.to_string());
     (min, max)
 }
 
@@ -194,36 +226,50 @@ mod tests {
 
     #[test]
     fn plurals_are_the_crds_not_english() {
-        assert_eq!(chaos_mesh_resource("StressChaos").unwrap().plural, "stresschaos");
+        assert_eq!(
+            chaos_mesh_resource("StressChaos").unwrap().plural,
+            "stresschaos"
+        );
         assert_eq!(chaos_mesh_resource("Schedule").unwrap().plural, "schedules");
         assert!(chaos_mesh_resource("Stresschaos").is_none());
     }
 
     #[test]
     fn stress_is_injected_when_all_records_are() {
-        let o = obj(json!({"apiVersion": "chaos-mesh.org/v1alpha1", "kind": "StressChaos", "metadata": {"name": "x"},
+        let o = obj(
+            json!({"apiVersion": "chaos-mesh.org/v1alpha1", "kind": "StressChaos", "metadata": {"name": "x"},
             "status": {"conditions": [{"type": "AllInjected", "status": "True"}, {"type": "Selected", "status": "True"}],
             "experiment": {"containerRecords": [{"id": "default/p1/c", "phase": "Injected",
-              "events": [{"type": "Succeeded", "operation": "Apply", "timestamp": "2026-11-28T10:00:01Z"}]}]}}}));
+              "events": [{"type": "Succeeded", "operation": "Apply", "timestamp": "2026-11-28T10:00:01Z"}]}]}}}),
+        );
         assert_eq!(chaos_mesh_injection("StressChaos", &o), Injection::Injected);
         assert_eq!(affected_pods(&container_records(&o)), vec!["default/p1"]);
-        assert_eq!(controller_times(&container_records(&o)).0.as_deref(), Some("2026-11-28T10:00:01Z"));
+        assert_eq!(
+            controller_times(&container_records(&o)).0.as_deref(),
+            Some("2026-11-28T10:00:01Z")
+        );
     }
 
     #[test]
     fn nothing_selected_is_a_failure_not_a_wait() {
-        let o = obj(json!({"apiVersion": "chaos-mesh.org/v1alpha1", "kind": "NetworkChaos", "metadata": {"name": "x"},
-            "status": {"conditions": [{"type": "Selected", "status": "False"}], "experiment": {"containerRecords": []}}}));
-        assert!(matches!(chaos_mesh_injection("NetworkChaos", &o), Injection::Failed(m) if m.contains("no target")));
+        let o = obj(
+            json!({"apiVersion": "chaos-mesh.org/v1alpha1", "kind": "NetworkChaos", "metadata": {"name": "x"},
+            "status": {"conditions": [{"type": "Selected", "status": "False"}], "experiment": {"containerRecords": []}}}),
+        );
+        assert!(
+            matches!(chaos_mesh_injection("NetworkChaos", &o), Injection::Failed(m) if m.contains("no target"))
+        );
     }
 
     #[test]
     fn pod_kill_counts_as_injected_once_applied() {
-        let o = obj(json!({"apiVersion": "chaos-mesh.org/v1alpha1", "kind": "PodChaos", "metadata": {"name": "x"},
+        let o = obj(
+            json!({"apiVersion": "chaos-mesh.org/v1alpha1", "kind": "PodChaos", "metadata": {"name": "x"},
             "spec": {"action": "pod-kill"},
             "status": {"conditions": [{"type": "AllInjected", "status": "False"}],
             "experiment": {"containerRecords": [{"id": "default/p1", "phase": "Not Injected",
-              "events": [{"type": "Succeeded", "operation": "Apply", "timestamp": "2026-11-28T10:00:01Z"}]}]}}}));
+              "events": [{"type": "Succeeded", "operation": "Apply", "timestamp": "2026-11-28T10:00:01Z"}]}]}}}),
+        );
         assert_eq!(chaos_mesh_injection("PodChaos", &o), Injection::Injected);
         assert_eq!(chaos_mesh_injection("StressChaos", &o), Injection::Pending);
     }

@@ -137,7 +137,11 @@ impl Kube {
             Ok(list) if list.resources.iter().any(|r| r.name == plural) => Ok(()),
             Ok(_) => Err(missing()),
             Err(::kube::Error::Api(s)) if s.code == 404 => Err(missing()),
-            Err(e) => Err(KubeError::from_kube(format!("looking up {api_version}"), &self.server, e)),
+            Err(e) => Err(KubeError::from_kube(
+                format!("looking up {api_version}"),
+                &self.server,
+                e,
+            )),
         }
     }
 
@@ -156,7 +160,11 @@ impl Kube {
         let params = PatchParams::apply(FIELD_MANAGER).force();
         api.patch(&name, &params, &Patch::Apply(obj))
             .await
-            .map_err(self.err(format!("applying {} {}", ar.kind, qualified(namespace, &name))))
+            .map_err(self.err(format!(
+                "applying {} {}",
+                ar.kind,
+                qualified(namespace, &name)
+            )))
     }
 
     pub async fn get_opt(
@@ -168,7 +176,11 @@ impl Kube {
         self.dynamic(ar, namespace)
             .get_opt(name)
             .await
-            .map_err(self.err(format!("reading {} {}", ar.kind, qualified(namespace, name))))
+            .map_err(self.err(format!(
+                "reading {} {}",
+                ar.kind,
+                qualified(namespace, name)
+            )))
     }
 
     /// Deletes an object and waits until it is gone (finalizers done). A 404 means done.
@@ -189,7 +201,13 @@ impl Kube {
         match api.delete(name, &DeleteParams::default()).await {
             Ok(_) => {}
             Err(::kube::Error::Api(s)) if s.code == 404 => return Ok(()),
-            Err(e) => return Err(KubeError::from_kube(format!("deleting {what}"), &self.server, e)),
+            Err(e) => {
+                return Err(KubeError::from_kube(
+                    format!("deleting {what}"),
+                    &self.server,
+                    e,
+                ))
+            }
         }
         let deadline = tokio::time::Instant::now() + limit;
         loop {
@@ -199,14 +217,16 @@ impl Kube {
                     observe(&o);
                     o
                 }
-                Err(e) => return Err(KubeError::from_kube(format!("reading {what}"), &self.server, e)),
+                Err(e) => {
+                    return Err(KubeError::from_kube(
+                        format!("reading {what}"),
+                        &self.server,
+                        e,
+                    ))
+                }
             };
             if tokio::time::Instant::now() >= deadline {
-                let finalizers = current
-                    .metadata
-                    .finalizers
-                    .unwrap_or_default()
-                    .join(", ");
+                let finalizers = current.metadata.finalizers.unwrap_or_default().join(", ");
                 return Err(KubeError::Other(format!(
                     "{what} is still being deleted after {}: finalizers [{finalizers}] did not clear",
                     humantime::format_duration(limit)
@@ -280,7 +300,10 @@ async fn connect(s: &KubeSettings) -> Result<Kube, KubeError> {
             .map_err(|e| KubeError::Config(format!("{e} (set KUBECONFIG or pass --kubeconfig)")))?,
     };
     let server = config.cluster_url.to_string();
-    let namespace = s.namespace.clone().unwrap_or_else(|| config.default_namespace.clone());
+    let namespace = s
+        .namespace
+        .clone()
+        .unwrap_or_else(|| config.default_namespace.clone());
     let client = Client::try_from(config).map_err(|e| KubeError::Config(e.to_string()))?;
     Ok(Kube {
         client,
@@ -291,6 +314,9 @@ async fn connect(s: &KubeSettings) -> Result<Kube, KubeError> {
 
 impl std::fmt::Debug for Kube {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Kube").field("server", &self.server).field("namespace", &self.namespace).finish()
+        f.debug_struct("Kube")
+            .field("server", &self.server)
+            .field("namespace", &self.namespace)
+            .finish()
     }
 }

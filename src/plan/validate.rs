@@ -10,7 +10,7 @@ use indexmap::IndexMap;
 use super::dag::Dag;
 use super::load::load_files;
 use super::model::{StepCommon, TOP_LEVEL_FIELDS};
-use super::node::{resolve_plain_scalar, Entry, Map, Node, Value};
+use super::node::{Entry, Map, Node, Value};
 use super::node_de::{from_node, NodeError};
 use super::template::{describe_error, Templates, RUNTIME_ROOTS};
 use super::{LoadOptions, Plan, PlanStep};
@@ -180,7 +180,8 @@ fn read_sources(
     out
 }
 
-/// Declared vars with `--set` applied; each `--set` value is read like an unquoted YAML scalar.
+/// Declared vars with `--set` applied. `--set` values are strings (`--set cmd=true` must not
+/// turn a command into a boolean); fields that need numbers accept numeric strings.
 fn read_vars(
     node: Option<&Entry>,
     sets: &[String],
@@ -234,7 +235,7 @@ fn read_vars(
         }
         vars.insert(
             key.to_string(),
-            Node::new(span, resolve_plain_scalar(value.to_string())),
+            Node::new(span, Value::Str(value.to_string())),
         );
     }
     if !vars.contains_key("exp_name") {

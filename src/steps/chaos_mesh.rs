@@ -16,8 +16,8 @@ use crate::chaos_admin::delete_chaos;
 use crate::diag::{did_you_mean, Code, PlanDiag};
 use crate::engine::faults::{FaultRecord, RecoverCtx};
 use crate::kube::chaos::{
-    affected_pods, chaos_mesh_injection, chaos_mesh_resource, container_records, controller_times, Injection,
-    CHAOS_MESH_API, CHAOS_MESH_KINDS,
+    affected_pods, chaos_mesh_injection, chaos_mesh_resource, container_records, controller_times,
+    Injection, CHAOS_MESH_API, CHAOS_MESH_KINDS,
 };
 use crate::kube::{poll_interval, qualified, Kube, KubeAccess, KubeSettings};
 use crate::plan::node::Node;
@@ -64,7 +64,8 @@ struct Recovery {
 
 impl StepConfig for ChaosMeshConfig {
     const KIND: &'static str = "chaos-mesh";
-    const ABOUT: &'static str = "creates a Chaos Mesh object and waits until it is injected; recovery deletes it";
+    const ABOUT: &'static str =
+        "creates a Chaos Mesh object and waits until it is injected; recovery deletes it";
     const RECOVER: Option<super::RecoverFn> = Some(recover);
 }
 
@@ -73,12 +74,20 @@ impl ChaosMeshConfig {
         match (&self.manifest, &self.file) {
             (Some(m), None) => Ok(m.clone()),
             (None, Some(f)) => {
-                let path = if f.is_absolute() { f.clone() } else { ctx.plan_dir().join(f) };
-                let text = std::fs::read_to_string(&path).map_err(StepError::io(format!("reading {}", path.display())))?;
-                serde_yaml::from_str(&text)
-                    .map_err(|e| StepError::failed(format!("{}: not a YAML/JSON object: {e}", path.display())))
+                let path = if f.is_absolute() {
+                    f.clone()
+                } else {
+                    ctx.plan_dir().join(f)
+                };
+                let text = std::fs::read_to_string(&path)
+                    .map_err(StepError::io(format!("reading {}", path.display())))?;
+                serde_yaml::from_str(&text).map_err(|e| {
+                    StepError::failed(format!("{}: not a YAML/JSON object: {e}", path.display()))
+                })
             }
-            _ => Err(StepError::failed("give exactly one of `manifest` and `file`")),
+            _ => Err(StepError::failed(
+                "give exactly one of `manifest` and `file`",
+            )),
         }
     }
 }
@@ -88,7 +97,13 @@ pub fn dns_name(s: &str) -> String {
     let mut out: String = s
         .to_ascii_lowercase()
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
     out.truncate(63);
     out.trim_matches('-').to_string()
@@ -98,23 +113,40 @@ pub fn dns_name(s: &str) -> String {
 pub fn label_value(s: &str) -> String {
     let mut out: String = s
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     out.truncate(63);
-    out.trim_matches(|c: char| !c.is_ascii_alphanumeric()).to_string()
+    out.trim_matches(|c: char| !c.is_ascii_alphanumeric())
+        .to_string()
 }
 
 #[async_trait::async_trait]
 impl Step for ChaosMeshConfig {
     async fn run(&self, ctx: &StepCtx) -> Result<StepOutputs, StepError> {
         let mut obj = self.object(ctx)?;
-        let kind = obj.get("kind").and_then(Value::as_str).unwrap_or_default().to_string();
-        let api_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
+        let kind = obj
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let api_version = obj
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         if api_version != CHAOS_MESH_API {
-            return Err(StepError::failed(format!("apiVersion must be {CHAOS_MESH_API}, found `{api_version}`")));
+            return Err(StepError::failed(format!(
+                "apiVersion must be {CHAOS_MESH_API}, found `{api_version}`"
+            )));
         }
-        let ar = chaos_mesh_resource(&kind)
-            .ok_or_else(|| StepError::failed(format!("`{kind}` is not a Chaos Mesh kind ttplan knows")))?;
+        let ar = chaos_mesh_resource(&kind).ok_or_else(|| {
+            StepError::failed(format!("`{kind}` is not a Chaos Mesh kind ttplan knows"))
+        })?;
         let kube = ctx.kube().await?;
         kube.ensure_resource("Chaos Mesh", CHAOS_MESH_API, &kind, &ar.plural)
             .await
@@ -123,12 +155,20 @@ impl Step for ChaosMeshConfig {
         let namespace = self
             .namespace
             .clone()
-            .or_else(|| obj.pointer("/metadata/namespace").and_then(Value::as_str).map(str::to_string))
+            .or_else(|| {
+                obj.pointer("/metadata/namespace")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
             .unwrap_or_else(|| kube.namespace.clone());
         let name = self
             .name
             .clone()
-            .or_else(|| obj.pointer("/metadata/name").and_then(Value::as_str).map(str::to_string))
+            .or_else(|| {
+                obj.pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
             .unwrap_or_else(|| dns_name(&format!("{}-{}", ctx.exp_name(), ctx.step_name())));
         let metadata = obj
             .as_object_mut()
@@ -153,9 +193,14 @@ impl Step for ChaosMeshConfig {
             name: name.clone(),
             kube: ctx.kube_settings().clone(),
         };
-        let params = json!({ "kind": kind, "spec": obj.get("spec").cloned().unwrap_or(Value::Null) });
+        let params =
+            json!({ "kind": kind, "spec": obj.get("spec").cloned().unwrap_or(Value::Null) });
         let id = ctx
-            .register_fault(Self::KIND, serde_json::to_value(&recovery).map_err(StepError::failed)?, params)
+            .register_fault(
+                Self::KIND,
+                serde_json::to_value(&recovery).map_err(StepError::failed)?,
+                params,
+            )
             .await?;
 
         let what = format!("{kind} {}", qualified(Some(&namespace), &name));
@@ -172,20 +217,29 @@ impl Step for ChaosMeshConfig {
                 .get_opt(&ar, Some(&namespace), &name)
                 .await
                 .map_err(|e| StepError::failed(e.to_string()))?
-                .ok_or_else(|| StepError::failed(format!("{what} disappeared before it was injected")))?;
+                .ok_or_else(|| {
+                    StepError::failed(format!("{what} disappeared before it was injected"))
+                })?;
             match chaos_mesh_injection(&kind, &cur) {
                 Injection::Injected => break cur,
-                Injection::Failed(e) => return Err(StepError::failed(format!("{what} failed to inject: {e}"))),
+                Injection::Failed(e) => {
+                    return Err(StepError::failed(format!("{what} failed to inject: {e}")))
+                }
                 Injection::Pending => {}
             }
             if let Some(reason) = no_target_event(kube, &namespace, &name).await {
-                return Err(StepError::failed(format!("{what} failed to inject: {reason}")));
+                return Err(StepError::failed(format!(
+                    "{what} failed to inject: {reason}"
+                )));
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(StepError::failed(format!(
                     "{what} was not reported injected within {}; its status: {}",
                     self.inject_timeout,
-                    cur.data.get("status").map(Value::to_string).unwrap_or_else(|| "none".into())
+                    cur.data
+                        .get("status")
+                        .map(Value::to_string)
+                        .unwrap_or_else(|| "none".into())
                 )));
             }
             ctx.progress(format!("waiting for {what} to be injected"));
@@ -220,8 +274,12 @@ impl Step for ChaosMeshConfig {
     fn check(&self, node: &Node, diags: &mut Vec<PlanDiag>) {
         match (&self.manifest, &self.file) {
             (Some(_), Some(_)) | (None, None) => diags.push(
-                PlanDiag::new(Code::InvalidValue, "give exactly one of `manifest` and `file`", Some(&node.span))
-                    .label("this chaos-mesh step"),
+                PlanDiag::new(
+                    Code::InvalidValue,
+                    "give exactly one of `manifest` and `file`",
+                    Some(&node.span),
+                )
+                .label("this chaos-mesh step"),
             ),
             (Some(m), None) => {
                 let at = node.get("manifest").map(|n| &n.span).unwrap_or(&node.span);
@@ -229,22 +287,44 @@ impl Step for ChaosMeshConfig {
                 let kind = m.get("kind").and_then(Value::as_str).unwrap_or("");
                 if api != CHAOS_MESH_API && !api.contains("{{") {
                     diags.push(
-                        PlanDiag::new(Code::InvalidValue, format!("apiVersion must be `{CHAOS_MESH_API}`, found `{api}`"), Some(at))
-                            .label("this manifest"),
+                        PlanDiag::new(
+                            Code::InvalidValue,
+                            format!("apiVersion must be `{CHAOS_MESH_API}`, found `{api}`"),
+                            Some(at),
+                        )
+                        .label("this manifest"),
                     );
                 }
                 if !kind.contains("{{") && chaos_mesh_resource(kind).is_none() {
                     let kinds = CHAOS_MESH_KINDS.iter().map(|(k, _)| *k);
                     diags.push(
-                        PlanDiag::new(Code::InvalidValue, format!("`{kind}` is not a Chaos Mesh kind"), Some(at))
-                            .label("this manifest")
-                            .help(did_you_mean(kind, kinds).unwrap_or_else(|| {
-                                format!("kinds: {}", CHAOS_MESH_KINDS.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", "))
-                            })),
+                        PlanDiag::new(
+                            Code::InvalidValue,
+                            format!("`{kind}` is not a Chaos Mesh kind"),
+                            Some(at),
+                        )
+                        .label("this manifest")
+                        .help(did_you_mean(kind, kinds).unwrap_or_else(|| {
+                            format!(
+                                "kinds: {}",
+                                CHAOS_MESH_KINDS
+                                    .iter()
+                                    .map(|(k, _)| *k)
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            )
+                        })),
                     );
                 }
                 if m.get("spec").is_none() {
-                    diags.push(PlanDiag::new(Code::MissingField, "the Chaos Mesh object has no `spec`", Some(at)).label("this manifest"));
+                    diags.push(
+                        PlanDiag::new(
+                            Code::MissingField,
+                            "the Chaos Mesh object has no `spec`",
+                            Some(at),
+                        )
+                        .label("this manifest"),
+                    );
                 }
             }
             (None, Some(_)) => {}
@@ -252,9 +332,26 @@ impl Step for ChaosMeshConfig {
     }
 }
 
+/// The latest time the controller reported `reason` for the object, from its Events.
+async fn event_time(kube: &Kube, namespace: &str, name: &str, reason: &str) -> Option<String> {
+    let api: ::kube::Api<k8s_openapi::api::core::v1::Event> =
+        ::kube::Api::namespaced(kube.client.clone(), namespace);
+    let events = api.list(&ListParams::default()).await.ok()?;
+    events
+        .items
+        .into_iter()
+        .filter(|e| {
+            e.involved_object.name.as_deref() == Some(name) && e.reason.as_deref() == Some(reason)
+        })
+        .filter_map(|e| e.last_timestamp.or(e.first_timestamp).map(|t| t.0))
+        .max()
+        .map(|t| t.to_string())
+}
+
 /// Chaos Mesh reports "selected nothing" as a Failed event on the object.
 async fn no_target_event(kube: &Kube, namespace: &str, name: &str) -> Option<String> {
-    let api: ::kube::Api<k8s_openapi::api::core::v1::Event> = ::kube::Api::namespaced(kube.client.clone(), namespace);
+    let api: ::kube::Api<k8s_openapi::api::core::v1::Event> =
+        ::kube::Api::namespaced(kube.client.clone(), namespace);
     let events = api.list(&ListParams::default()).await.ok()?;
     events
         .items
@@ -265,14 +362,20 @@ async fn no_target_event(kube: &Kube, namespace: &str, name: &str) -> Option<Str
         .find(|m| m.contains("no target"))
 }
 
-fn recover<'a>(record: &'a FaultRecord, ctx: &'a RecoverCtx) -> BoxFuture<'a, Result<Option<Value>, String>> {
+fn recover<'a>(
+    record: &'a FaultRecord,
+    ctx: &'a RecoverCtx,
+) -> BoxFuture<'a, Result<Option<Value>, String>> {
     Box::pin(async move {
         let r: Recovery = serde_json::from_value(record.recovery.clone())
             .map_err(|e| format!("fault `{}`: unreadable recovery data: {e}", record.id))?;
-        let ar = chaos_mesh_resource(&r.kind).ok_or_else(|| format!("unknown Chaos Mesh kind `{}`", r.kind))?;
+        let ar = chaos_mesh_resource(&r.kind)
+            .ok_or_else(|| format!("unknown Chaos Mesh kind `{}`", r.kind))?;
         // `chaos clean --run` without flags reaches the cluster the run used.
         let own;
-        let access: &KubeAccess = if *ctx.kube.settings() == KubeSettings::default() && r.kube != KubeSettings::default() {
+        let access: &KubeAccess = if *ctx.kube.settings() == KubeSettings::default()
+            && r.kube != KubeSettings::default()
+        {
             own = Arc::new(KubeAccess::new(r.kube.clone()));
             &own
         } else {
@@ -287,11 +390,26 @@ fn recover<'a>(record: &'a FaultRecord, ctx: &'a RecoverCtx) -> BoxFuture<'a, Re
             }
         };
         let limit = ctx.timeout.unwrap_or(r.timeout.get());
-        delete_chaos(kube, &ar, Some(&r.namespace), &r.name, limit, ctx.force, &mut observe)
-            .await
-            .map_err(|e| e.to_string())?;
-        let (_, recovered_at) = controller_times(&last_records);
-        Ok(Some(json!({ "controller_recovered_at": recovered_at, "records": last_records })))
+        delete_chaos(
+            kube,
+            &ar,
+            Some(&r.namespace),
+            &r.name,
+            limit,
+            ctx.force,
+            &mut observe,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        // The controller drops its finalizer as soon as the records are recovered, so the
+        // object is often gone before a read sees them; its `Recovered` events stay.
+        let recovered_at = match controller_times(&last_records).1 {
+            Some(t) => Some(t),
+            None => event_time(kube, &r.namespace, &r.name, "Recovered").await,
+        };
+        Ok(Some(
+            json!({ "controller_recovered_at": recovered_at, "records": last_records }),
+        ))
     })
 }
 
@@ -301,7 +419,10 @@ mod tests {
 
     #[test]
     fn names_and_labels_are_sanitised() {
-        assert_eq!(dns_name("Lv_P_CPU_preserve_20261128T0900Z-inject"), "lv-p-cpu-preserve-20261128t0900z-inject");
+        assert_eq!(
+            dns_name("Lv_P_CPU_preserve_20261128T0900Z-inject"),
+            "lv-p-cpu-preserve-20261128t0900z-inject"
+        );
         assert_eq!(label_value("Lv_P CPU/x_"), "Lv_P_CPU_x");
         assert!(dns_name(&"a".repeat(100)).len() <= 63);
     }

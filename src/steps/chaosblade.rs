@@ -102,31 +102,45 @@ struct Recovery {
 
 impl StepConfig for ChaosBladeConfig {
     const KIND: &'static str = "chaosblade";
-    const ABOUT: &'static str = "injects a ChaosBlade JVM fault (blade CLI or operator CRD) into a Ready pod of a service";
+    const ABOUT: &'static str =
+        "injects a ChaosBlade JVM fault (blade CLI or operator CRD) into a Ready pod of a service";
     const RECOVER: Option<super::RecoverFn> = Some(recover);
 }
 
 fn blade_target(t: &str) -> String {
-    if t == "jvm" { "container-jvm".into() } else { t.to_string() }
+    if t == "jvm" {
+        "container-jvm".into()
+    } else {
+        t.to_string()
+    }
 }
 
-/// `{"code":200,"success":true,"result":"<uid>"}` → uid; anything else → its error text.
-pub fn parse_blade_answer(stdout: &str, stderr: &str) -> Result<String, String> {
-    let text = if stdout.trim().is_empty() { stderr } else { stdout };
+/// `{"code":200,"success":true,"result":…}` → the result; anything else → its error text.
+pub fn parse_blade_answer(stdout: &str, stderr: &str) -> Result<Value, String> {
+    let text = if stdout.trim().is_empty() {
+        stderr
+    } else {
+        stdout
+    };
     let v: Value = serde_json::from_str(text.trim())
         .map_err(|_| format!("blade answered something that is not JSON: {}", text.trim()))?;
     if v.get("success").and_then(Value::as_bool) == Some(true) {
-        if let Some(uid) = v.get("result").and_then(Value::as_str) {
-            return Ok(uid.to_string());
-        }
+        return Ok(v.get("result").cloned().unwrap_or(Value::Null));
     }
     let err = v
         .get("error")
         .and_then(Value::as_str)
         .map(str::to_string)
-        .or_else(|| v.pointer("/result/error").and_then(Value::as_str).map(str::to_string))
+        .or_else(|| {
+            v.pointer("/result/error")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
         .unwrap_or_else(|| v.to_string());
-    Err(format!("blade failed (code {}): {err}", v.get("code").cloned().unwrap_or(Value::Null)))
+    Err(format!(
+        "blade failed (code {}): {err}",
+        v.get("code").cloned().unwrap_or(Value::Null)
+    ))
 }
 
 async fn ready_pod(kube: &Kube, ns: &str, label: &str, service: &str) -> Result<String, StepError> {
@@ -149,10 +163,9 @@ async fn ready_pod(kube: &Kube, ns: &str, label: &str, service: &str) -> Result<
         .filter_map(|p| p.metadata.name.clone())
         .collect();
     ready.sort();
-    ready
-        .into_iter()
-        .next()
-        .ok_or_else(|| StepError::failed(format!("no Ready pod labelled {label}={service} in {ns}")))
+    ready.into_iter().next().ok_or_else(|| {
+        StepError::failed(format!("no Ready pod labelled {label}={service} in {ns}"))
+    })
 }
 
 fn kubeconfig_path(settings: &KubeSettings) -> Option<PathBuf> {
@@ -166,8 +179,14 @@ fn kubeconfig_path(settings: &KubeSettings) -> Option<PathBuf> {
 impl Step for ChaosBladeConfig {
     async fn run(&self, ctx: &StepCtx) -> Result<StepOutputs, StepError> {
         let kube = ctx.kube().await?;
-        let ns = self.namespace.clone().unwrap_or_else(|| kube.namespace.clone());
-        let container = self.container.clone().unwrap_or_else(|| self.service.clone());
+        let ns = self
+            .namespace
+            .clone()
+            .unwrap_or_else(|| kube.namespace.clone());
+        let container = self
+            .container
+            .clone()
+            .unwrap_or_else(|| self.service.clone());
         let pod = ready_pod(kube, &ns, &self.service_label, &self.service).await?;
         let object_name = dns_name(&format!("{}-{}", ctx.exp_name(), ctx.step_name()));
         let recovery = Recovery {
@@ -184,15 +203,31 @@ impl Step for ChaosBladeConfig {
             "service": self.service, "container": container, "process": self.process,
         });
         let id = ctx
-            .register_fault(Self::KIND, serde_json::to_value(&recovery).map_err(StepError::failed)?, params)
+            .register_fault(
+                Self::KIND,
+                serde_json::to_value(&recovery).map_err(StepError::failed)?,
+                params,
+            )
             .await?;
         let target = json!({"namespace": ns, "service": self.service, "pods": [format!("{ns}/{pod}")], "container": container});
-        ctx.progress(format!("injecting {} {} into {ns}/{pod}", self.target, self.action));
+        ctx.progress(format!(
+            "injecting {} {} into {ns}/{pod}",
+            self.target, self.action
+        ));
         let (uid, object) = match self.mode {
-            BladeMode::Cli => (self.create_cli(ctx, &ns, &pod, &container, recovery.kubeconfig.as_deref()).await?, None),
+            BladeMode::Cli => (
+                self.create_cli(ctx, &ns, &pod, &container, recovery.kubeconfig.as_deref())
+                    .await?,
+                None,
+            ),
             BladeMode::Operator => {
-                let obj = self.create_operator(ctx, kube, &object_name, &ns, &pod, &container).await?;
-                (obj.metadata.uid.clone().unwrap_or_default(), Some(object_name.clone()))
+                let obj = self
+                    .create_operator(ctx, kube, &object_name, &ns, &pod, &container)
+                    .await?;
+                (
+                    obj.metadata.uid.clone().unwrap_or_default(),
+                    Some(object_name.clone()),
+                )
             }
         };
         let details = json!({
@@ -201,7 +236,10 @@ impl Step for ChaosBladeConfig {
             "target": target,
         });
         ctx.fault_injected(&id, details).await?;
-        Ok(StepOutputs::default().value("uid", uid).value("pod", pod).value("namespace", ns))
+        Ok(StepOutputs::default()
+            .value("uid", uid)
+            .value("pod", pod)
+            .value("namespace", ns))
     }
 }
 
@@ -214,21 +252,34 @@ impl ChaosBladeConfig {
         container: &str,
         kubeconfig: Option<&std::path::Path>,
     ) -> Result<String, StepError> {
-        let mut args = vec!["create".to_string(), "k8s".into(), blade_target(&self.target), self.action.clone()];
+        let mut args = vec![
+            "create".to_string(),
+            "k8s".into(),
+            blade_target(&self.target),
+            self.action.clone(),
+        ];
         for (k, v) in &self.flags {
             args.push(format!("--{k}"));
             args.push(v.clone());
         }
         args.extend([
-            "--names".into(), pod.into(), "--container-names".into(), container.into(),
-            "--process".into(), self.process.clone(), "--namespace".into(), ns.into(),
+            "--names".into(),
+            pod.into(),
+            "--container-names".into(),
+            container.into(),
+            "--process".into(),
+            self.process.clone(),
+            "--namespace".into(),
+            ns.into(),
         ]);
         if let Some(k) = kubeconfig {
             args.push("--kubeconfig".into());
             args.push(k.display().to_string());
         }
         let mut cmd = tokio::process::Command::new(&self.blade);
-        cmd.args(&args).kill_on_drop(true).stdin(std::process::Stdio::null());
+        cmd.args(&args)
+            .kill_on_drop(true)
+            .stdin(std::process::Stdio::null());
         let out = tokio::select! {
             r = tokio::time::timeout(self.inject_timeout.get(), cmd.output()) => match r {
                 Ok(o) => o.map_err(|e| StepError::failed(format!("cannot run `{}`: {e}", self.blade)))?,
@@ -248,8 +299,15 @@ impl ChaosBladeConfig {
             .append(true)
             .open(ctx.log_path())
             .and_then(|mut f| std::io::Write::write_all(&mut f, log.as_bytes()));
-        parse_blade_answer(&String::from_utf8_lossy(&out.stdout), &String::from_utf8_lossy(&out.stderr))
-            .map_err(StepError::Failed)
+        let result = parse_blade_answer(
+            &String::from_utf8_lossy(&out.stdout),
+            &String::from_utf8_lossy(&out.stderr),
+        )
+        .map_err(StepError::Failed)?;
+        // `blade create` answers the experiment uid as its result.
+        result.as_str().map(str::to_string).ok_or_else(|| {
+            StepError::failed(format!("blade create answered no experiment uid: {result}"))
+        })
     }
 
     async fn create_operator(
@@ -284,7 +342,9 @@ impl ChaosBladeConfig {
             }]},
         }))
         .map_err(StepError::failed)?;
-        kube.apply(&ar, None, &obj).await.map_err(|e| StepError::failed(e.to_string()))?;
+        kube.apply(&ar, None, &obj)
+            .await
+            .map_err(|e| StepError::failed(e.to_string()))?;
         let deadline = tokio::time::Instant::now() + self.inject_timeout.get();
         loop {
             let cur = kube
@@ -294,11 +354,16 @@ impl ChaosBladeConfig {
                 .ok_or_else(|| StepError::failed(format!("ChaosBlade {name} disappeared")))?;
             match chaosblade_injection(&cur) {
                 Injection::Injected => return Ok(cur),
-                Injection::Failed(e) => return Err(StepError::failed(format!("ChaosBlade {name} failed: {e}"))),
+                Injection::Failed(e) => {
+                    return Err(StepError::failed(format!("ChaosBlade {name} failed: {e}")))
+                }
                 Injection::Pending => {}
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(StepError::failed(format!("ChaosBlade {name} was not Running within {}", self.inject_timeout)));
+                return Err(StepError::failed(format!(
+                    "ChaosBlade {name} was not Running within {}",
+                    self.inject_timeout
+                )));
             }
             tokio::select! {
                 () = tokio::time::sleep(poll_interval(self.inject_timeout.get())) => {}
@@ -308,7 +373,10 @@ impl ChaosBladeConfig {
     }
 }
 
-fn recover<'a>(record: &'a FaultRecord, ctx: &'a RecoverCtx) -> BoxFuture<'a, Result<Option<Value>, String>> {
+fn recover<'a>(
+    record: &'a FaultRecord,
+    ctx: &'a RecoverCtx,
+) -> BoxFuture<'a, Result<Option<Value>, String>> {
     Box::pin(async move {
         let r: Recovery = serde_json::from_value(record.recovery.clone())
             .map_err(|e| format!("fault `{}`: unreadable recovery data: {e}", record.id))?;
@@ -322,31 +390,61 @@ fn recover<'a>(record: &'a FaultRecord, ctx: &'a RecoverCtx) -> BoxFuture<'a, Re
                     ));
                 };
                 let mut cmd = tokio::process::Command::new(&r.blade);
-                cmd.args(["destroy", uid]).kill_on_drop(true).stdin(std::process::Stdio::null());
+                cmd.args(["destroy", uid])
+                    .kill_on_drop(true)
+                    .stdin(std::process::Stdio::null());
                 if let Some(k) = &r.kubeconfig {
                     cmd.env("KUBECONFIG", k);
                 }
                 let out = tokio::time::timeout(limit, cmd.output())
                     .await
-                    .map_err(|_| format!("`{} destroy {uid}` did not answer within {}", r.blade, humantime::format_duration(limit)))?
+                    .map_err(|_| {
+                        format!(
+                            "`{} destroy {uid}` did not answer within {}",
+                            r.blade,
+                            humantime::format_duration(limit)
+                        )
+                    })?
                     .map_err(|e| format!("cannot run `{}`: {e}", r.blade))?;
-                parse_blade_answer(&String::from_utf8_lossy(&out.stdout), &String::from_utf8_lossy(&out.stderr))
-                    .map(|_| None)
-                    .or_else(|e| if e.contains("not found") { Ok(None) } else { Err(e) })
+                parse_blade_answer(
+                    &String::from_utf8_lossy(&out.stdout),
+                    &String::from_utf8_lossy(&out.stderr),
+                )
+                .map(|_| None)
+                .or_else(|e| {
+                    if e.contains("not found") {
+                        Ok(None)
+                    } else {
+                        Err(e)
+                    }
+                })
             }
             BladeMode::Operator => {
-                let name = r.name.clone().ok_or("operator fault without an object name")?;
+                let name = r
+                    .name
+                    .clone()
+                    .ok_or("operator fault without an object name")?;
                 let own;
-                let access: &KubeAccess = if *ctx.kube.settings() == KubeSettings::default() && r.kube != KubeSettings::default() {
+                let access: &KubeAccess = if *ctx.kube.settings() == KubeSettings::default()
+                    && r.kube != KubeSettings::default()
+                {
                     own = Arc::new(KubeAccess::new(r.kube.clone()));
                     &own
                 } else {
                     &ctx.kube
                 };
                 let kube = access.get().await.map_err(|e| e.to_string())?;
-                delete_chaos(kube, &chaosblade_resource(), None, &name, limit, ctx.force, &mut |_| {})
-                    .await
-                    .map_err(|e| e.to_string())?;
+                delete_chaos(
+                    kube,
+                    &chaosblade_resource(),
+                    None,
+                    &name,
+                    limit,
+                    ctx.force,
+                    &mut |_| {},
+                )
+                .await
+                .map_err(|e| e.to_string())?;
                 Ok(None)
             }
         }
@@ -359,9 +457,22 @@ mod tests {
 
     #[test]
     fn blade_answers_are_parsed() {
-        assert_eq!(parse_blade_answer(r#"{"code":200,"success":true,"result":"7c1f7afc281482c8"}"#, ""), Ok("7c1f7afc281482c8".into()));
-        let e = parse_blade_answer("", r#"{"code":52000,"success":false,"error":"the pod not found"}"#).unwrap_err();
-        assert!(e.contains("52000") && e.contains("the pod not found"), "{e}");
+        assert_eq!(
+            parse_blade_answer(
+                r#"{"code":200,"success":true,"result":"7c1f7afc281482c8"}"#,
+                ""
+            ),
+            Ok(Value::from("7c1f7afc281482c8"))
+        );
+        let e = parse_blade_answer(
+            "",
+            r#"{"code":52000,"success":false,"error":"the pod not found"}"#,
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("52000") && e.contains("the pod not found"),
+            "{e}"
+        );
         assert!(parse_blade_answer("oops", "").is_err());
     }
 }

@@ -33,7 +33,9 @@ impl StepConfig for RecoverConfig {
 impl Step for RecoverConfig {
     async fn run(&self, ctx: &StepCtx) -> Result<StepOutputs, StepError> {
         ctx.progress(format!("recovering faults of {}", self.faults.join(", ")));
-        let failures = ctx.recover_faults(&self.faults, self.recover_timeout.get()).await;
+        let failures = ctx
+            .recover_faults(&self.faults, self.recover_timeout.get())
+            .await;
         let faults = ctx.faults().await;
         let recovered: Vec<&str> = faults
             .iter()
@@ -41,8 +43,14 @@ impl Step for RecoverConfig {
             .map(|f| f.id.as_str())
             .collect();
         if !failures.is_empty() {
-            let list: Vec<String> = failures.iter().map(|(id, e)| format!("`{id}`: {e}")).collect();
-            return Err(StepError::failed(format!("faults not recovered: {}", list.join("; "))));
+            let list: Vec<String> = failures
+                .iter()
+                .map(|(id, e)| format!("`{id}`: {e}"))
+                .collect();
+            return Err(StepError::failed(format!(
+                "faults not recovered: {}",
+                list.join("; ")
+            )));
         }
         Ok(StepOutputs::default().value("recovered", recovered))
     }
@@ -50,7 +58,10 @@ impl Step for RecoverConfig {
     fn check(&self, node: &Node, diags: &mut Vec<PlanDiag>) {
         if self.faults.is_empty() {
             let at = node.get("faults").map_or(&node.span, |n| &n.span);
-            diags.push(PlanDiag::new(Code::InvalidValue, "`faults` names no step", Some(at)).label("empty list"));
+            diags.push(
+                PlanDiag::new(Code::InvalidValue, "`faults` names no step", Some(at))
+                    .label("empty list"),
+            );
         }
     }
 }

@@ -10,7 +10,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use super::process::{run_logged, tail_lines, ChildGroups, Command, Spawn};
+use super::process::{run_logged, tail_lines, Command, Spawn};
 use super::{Step, StepConfig, StepCtx, StepError, StepOutputs};
 use crate::diag::{Code, PlanDiag};
 use crate::engine::faults::{FaultRecord, RecoverCtx};
@@ -282,13 +282,12 @@ fn recover_shell<'a>(
             std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
         }
         let never = CancellationToken::new();
-        let groups = ChildGroups::default();
         let done = run_logged(Spawn {
             command: &r.command,
             workdir: &r.workdir,
             env: r.env,
             log: &ctx.log_path,
-            groups: &groups,
+            groups: &ctx.children,
             cancel: &never,
         })
         .await

@@ -61,7 +61,8 @@ fn one() -> u32 {
 
 impl StepConfig for WaitReadyConfig {
     const KIND: &'static str = "wait-ready";
-    const ABOUT: &'static str = "waits until a namespace's pods are Ready, restarting crash-looping or stuck pods";
+    const ABOUT: &'static str =
+        "waits until a namespace's pods are Ready, restarting crash-looping or stuck pods";
 }
 
 /// A pod's readiness in one look.
@@ -75,7 +76,9 @@ enum PodState {
 }
 
 fn pod_state(pod: &Pod) -> PodState {
-    let Some(status) = &pod.status else { return PodState::Other("no status".into()) };
+    let Some(status) = &pod.status else {
+        return PodState::Other("no status".into());
+    };
     let ready = status
         .conditions
         .iter()
@@ -85,8 +88,16 @@ fn pod_state(pod: &Pod) -> PodState {
         return PodState::Ready;
     }
     for cs in status.container_statuses.iter().flatten() {
-        let waiting = cs.state.as_ref().and_then(|s| s.waiting.as_ref()).and_then(|w| w.reason.clone());
-        let terminated = cs.state.as_ref().and_then(|s| s.terminated.as_ref()).and_then(|t| t.reason.clone());
+        let waiting = cs
+            .state
+            .as_ref()
+            .and_then(|s| s.waiting.as_ref())
+            .and_then(|w| w.reason.clone());
+        let terminated = cs
+            .state
+            .as_ref()
+            .and_then(|s| s.terminated.as_ref())
+            .and_then(|t| t.reason.clone());
         for reason in [waiting, terminated].into_iter().flatten() {
             if reason == "CrashLoopBackOff" || reason == "Error" {
                 return PodState::Crashing(format!("{}: {reason}", cs.name));
@@ -105,7 +116,10 @@ fn pod_state(pod: &Pod) -> PodState {
 impl Step for WaitReadyConfig {
     async fn run(&self, ctx: &StepCtx) -> Result<StepOutputs, StepError> {
         let kube = ctx.kube().await?;
-        let ns = self.namespace.clone().unwrap_or_else(|| kube.namespace.clone());
+        let ns = self
+            .namespace
+            .clone()
+            .unwrap_or_else(|| kube.namespace.clone());
         let api: Api<Pod> = Api::namespaced(kube.client.clone(), &ns);
         let mut lp = ListParams::default();
         if let Some(sel) = &self.selector {
@@ -127,7 +141,11 @@ impl Step for WaitReadyConfig {
                 .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Succeeded"))
                 .filter(|p| {
                     let name = p.metadata.name.as_deref().unwrap_or("");
-                    self.name_prefixes.is_empty() || self.name_prefixes.iter().any(|pre| name.starts_with(pre.as_str()))
+                    self.name_prefixes.is_empty()
+                        || self
+                            .name_prefixes
+                            .iter()
+                            .any(|pre| name.starts_with(pre.as_str()))
                 })
                 .collect();
             let mut laggards = Vec::new();
@@ -148,13 +166,18 @@ impl Step for WaitReadyConfig {
                         laggards.push(format!("{name} ({why})"));
                     }
                     PodState::RunningNotReady => {
-                        let since = *not_ready_since.entry(name.clone()).or_insert_with(Instant::now);
+                        let since = *not_ready_since
+                            .entry(name.clone())
+                            .or_insert_with(Instant::now);
                         let limit = self.not_ready_limit.get();
                         if !limit.is_zero() && since.elapsed() >= limit {
                             delete_pod(&api, &name).await?;
                             restarted.insert(name.clone());
                             not_ready_since.remove(&name);
-                            ctx.progress(format!("deleted pod {name}: Running but not Ready for {}", self.not_ready_limit));
+                            ctx.progress(format!(
+                                "deleted pod {name}: Running but not Ready for {}",
+                                self.not_ready_limit
+                            ));
                         }
                         laggards.push(format!("{name} (Running, not Ready)"));
                     }
@@ -171,7 +194,10 @@ impl Step for WaitReadyConfig {
             }
             if tokio::time::Instant::now() >= deadline {
                 let why = if laggards.is_empty() {
-                    format!("only {total} pod(s) found, expected at least {}", self.min_pods)
+                    format!(
+                        "only {total} pod(s) found, expected at least {}",
+                        self.min_pods
+                    )
                 } else {
                     format!("not Ready: {}", laggards.join(", "))
                 };

@@ -1,3 +1,4 @@
+#![allow(dead_code)] // each test binary uses a different part of the support code
 //! A just-style `Test` builder: writes a plan (and any extra files) into a fresh temp dir, runs
 //! the `ttplan` binary there with `NO_COLOR=1` and no stdin, checks the exit status (0 unless
 //! told otherwise) and returns the output plus, for `run`, the parsed manifest.
@@ -39,6 +40,11 @@ impl Test {
             stderr: None,
             stdout: None,
         }
+    }
+
+    /// The test's working directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
     }
 
     /// Writes `plan.yaml`.
@@ -208,6 +214,18 @@ impl Output {
     pub fn manifest(&self) -> Value {
         read_manifest(self.dir.path())
             .unwrap_or_else(|e| panic!("no readable manifest: {e}\n{self}"))
+    }
+
+    /// The manifest of a run folder relative to the test dir (`out/runs/<exp>`).
+    pub fn manifest_at(&self, run_dir: &str) -> Value {
+        let p = self
+            .dir
+            .path()
+            .join(run_dir)
+            .join("experiment_manifest.json");
+        let text =
+            fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}\n{self}", p.display()));
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
     }
 
     fn check_no_panic(&self) {
