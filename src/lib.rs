@@ -9,6 +9,7 @@ pub mod engine;
 pub mod git;
 pub mod plan;
 pub mod steps;
+pub mod traffic;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
