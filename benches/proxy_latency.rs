@@ -32,7 +32,9 @@ async fn server() -> SocketAddr {
     );
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             let _ = stream.set_nodelay(true);
             let body = body.clone();
             tokio::spawn(async move {
@@ -61,7 +63,9 @@ async fn one(client: &HttpClient, url: &str) -> Duration {
     let req = hyper::Request::post(url)
         .header("content-type", "application/json")
         .header("authorization", "Bearer x")
-        .body(Full::new(Bytes::from_static(br#"{"username":"u","password":"p"}"#)))
+        .body(Full::new(Bytes::from_static(
+            br#"{"username":"u","password":"p"}"#,
+        )))
         .unwrap();
     let resp = client.request(req).await.unwrap();
     assert!(resp.status().is_success());

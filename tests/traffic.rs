@@ -137,15 +137,18 @@ steps:
         assert!(l["duration_ms"].as_f64().unwrap() >= 0.0);
         assert_eq!(l["upstream_error"], Value::Null, "{l}");
         assert_eq!(l["request"]["headers"]["authorization"], "[REDACTED]");
-        assert!(l["url"]
-            .as_str()
-            .unwrap()
-            .starts_with(&format!("{}{}", up.url(), l["path"].as_str().unwrap())));
+        assert!(l["url"].as_str().unwrap().starts_with(&format!(
+            "{}{}",
+            up.url(),
+            l["path"].as_str().unwrap()
+        )));
     }
 
     let json = by_path("/json");
     assert_eq!(
-        json.iter().map(|l| l["iteration"].as_u64().unwrap()).collect::<BTreeSet<_>>(),
+        json.iter()
+            .map(|l| l["iteration"].as_u64().unwrap())
+            .collect::<BTreeSet<_>>(),
         BTreeSet::from([1, 2])
     );
     for l in &json {
@@ -212,7 +215,10 @@ steps:
     assert_eq!(out["driver_failures"], 0);
     assert_eq!(out["records"], 10);
     assert_eq!(out["upstream_errors"], 0);
-    assert!(out["proxy_addr"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert!(out["proxy_addr"]
+        .as_str()
+        .unwrap()
+        .starts_with("127.0.0.1:"));
     let rel = out["api_responses"].as_str().unwrap();
     assert!(rel.starts_with("api_responses/t1/"), "{rel}");
     let art = &s["artifacts"][0];
@@ -220,7 +226,10 @@ steps:
     assert_eq!(art["bytes"], text.len() as u64);
     // The driver's output goes to the step log.
     let log = run.step_log("traffic");
-    assert!(log.contains("driver iteration 1 ok") && log.contains("driver iteration 2 ok"), "{log}");
+    assert!(
+        log.contains("driver iteration 1 ok") && log.contains("driver iteration 2 ok"),
+        "{log}"
+    );
     // No temporary file is left beside the JSONL.
     let dir = run.out.join(rel);
     let siblings = std::fs::read_dir(dir.parent().unwrap()).unwrap().count();
@@ -392,7 +401,10 @@ steps:
         .iter()
         .map(|l| {
             (
-                (l["iteration"].as_u64().unwrap(), l["suite"].as_u64().unwrap()),
+                (
+                    l["iteration"].as_u64().unwrap(),
+                    l["suite"].as_u64().unwrap(),
+                ),
                 l["path"].as_str().unwrap().to_string(),
             )
         })
@@ -438,7 +450,11 @@ steps:
         "{err}"
     );
     let (_, lines) = jsonl(&run);
-    assert_eq!(lines.len(), 2, "the requests made before the failure are kept");
+    assert_eq!(
+        lines.len(),
+        2,
+        "the requests made before the failure are kept"
+    );
     assert_eq!(up.seen().len(), 2);
 }
 
@@ -534,7 +550,10 @@ steps:
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while up.seen().len() < 3 {
-        assert!(Instant::now() < deadline, "the driver never sent its requests");
+        assert!(
+            Instant::now() < deadline,
+            "the driver never sent its requests"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let t0 = Instant::now();

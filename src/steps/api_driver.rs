@@ -181,7 +181,11 @@ impl Step for ApiDriverConfig {
             _ => {}
         }
         if self.iterations == 0 {
-            diags.push(diag(node, "iterations", "iterations must be at least 1".into()));
+            diags.push(diag(
+                node,
+                "iterations",
+                "iterations must be at least 1".into(),
+            ));
         }
         let upstream = self.record.as_ref().and_then(|r| r.upstream.as_ref());
         if self.base_url.is_some() && upstream.is_some() {
@@ -433,11 +437,7 @@ impl Recording {
             .map_err(StepError::io(format!("creating {}", path.display())))?;
         let opts = ProxyOptions {
             upstream: uri,
-            record: RecordOptions::new(
-                rec.max_body_bytes,
-                &rec.redact_headers,
-                &rec.redact_fields,
-            ),
+            record: RecordOptions::new(rec.max_body_bytes, &rec.redact_headers, &rec.redact_fields),
             tags: RecordTags {
                 run_id: ctx.run_id().to_string(),
                 exp_name: ctx.exp_name().to_string(),

@@ -151,10 +151,9 @@ impl Drop for Proxy {
 /// When it is not an absolute `http://` URL.
 pub fn upstream_base(uri: &Uri) -> Result<String, String> {
     match (uri.scheme_str(), uri.authority()) {
-        (Some("http"), Some(auth)) => Ok(format!(
-            "http://{auth}{}",
-            uri.path().trim_end_matches('/')
-        )),
+        (Some("http"), Some(auth)) => {
+            Ok(format!("http://{auth}{}", uri.path().trim_end_matches('/')))
+        }
         (Some(s), _) if s != "http" => Err(format!(
             "upstream `{uri}`: only http:// upstreams are supported (the proxy speaks plain \
              HTTP/1.1 to the system under test)"
@@ -203,12 +202,20 @@ async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let (parts, body) = req.into_parts();
-    let mut ex = Exchange::new(Arc::clone(&state), &parts.method, &parts.uri, &parts.headers);
+    let mut ex = Exchange::new(
+        Arc::clone(&state),
+        &parts.method,
+        &parts.uri,
+        &parts.headers,
+    );
     let body = match body.collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) => {
             ex.fail(format!("reading the request body from the client: {e}"));
-            return Ok(plain(StatusCode::BAD_REQUEST, "ttplan proxy: unreadable request body"));
+            return Ok(plain(
+                StatusCode::BAD_REQUEST,
+                "ttplan proxy: unreadable request body",
+            ));
         }
     };
     let mut cap = Capture::new(state.opts.record.max_body_bytes);
@@ -225,8 +232,7 @@ async fn handle(
         .version(http::Version::HTTP_11);
     if let Some(h) = up.headers_mut() {
         for (name, value) in &parts.headers {
-            if name != header::HOST && !HOP_BY_HOP.contains(name) && name.as_str() != "keep-alive"
-            {
+            if name != header::HOST && !HOP_BY_HOP.contains(name) && name.as_str() != "keep-alive" {
                 h.append(name, value.clone());
             }
         }
@@ -234,8 +240,14 @@ async fn handle(
     let up = match up.body(Full::new(body)) {
         Ok(r) => r,
         Err(e) => {
-            ex.fail(format!("building the upstream request for {}: {e}", ex.target));
-            return Ok(plain(StatusCode::BAD_GATEWAY, "ttplan proxy: bad upstream request"));
+            ex.fail(format!(
+                "building the upstream request for {}: {e}",
+                ex.target
+            ));
+            return Ok(plain(
+                StatusCode::BAD_GATEWAY,
+                "ttplan proxy: bad upstream request",
+            ));
         }
     };
     match state.client.request(up).await {
@@ -311,7 +323,11 @@ struct Exchange {
     query: Option<String>,
     request_headers: serde_json::Map<String, serde_json::Value>,
     request_body: Option<RecordedBody>,
-    response_head: Option<(StatusCode, serde_json::Map<String, serde_json::Value>, Duration)>,
+    response_head: Option<(
+        StatusCode,
+        serde_json::Map<String, serde_json::Value>,
+        Duration,
+    )>,
     response_type: Option<String>,
     done: bool,
 }

@@ -22,8 +22,12 @@ use crate::atomic_write::AtomicFile;
 pub const REDACTED: &str = "[REDACTED]";
 
 /// Headers that carry credentials in every system; always redacted, whatever the plan says.
-pub const ALWAYS_REDACTED_HEADERS: &[&str] =
-    &["authorization", "proxy-authorization", "cookie", "set-cookie"];
+pub const ALWAYS_REDACTED_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+];
 
 /// JSON fields (and query/form parameters) redacted unless the plan adds more: Train-Ticket's
 /// login request carries `password` and its answer the bearer `token`.
@@ -186,16 +190,14 @@ fn percent_decode_lossy(s: &str) -> String {
     while i < b.len() {
         let hex = |c: u8| (c as char).to_digit(16);
         match b[i] {
-            b'%' if i + 2 < b.len() => {
-                match (hex(b[i + 1]), hex(b[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push((h * 16 + l) as u8);
-                        i += 3;
-                        continue;
-                    }
-                    _ => out.push(b'%'),
+            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                    continue;
                 }
-            }
+                _ => out.push(b'%'),
+            },
             b'+' => out.push(b' '),
             c => out.push(c),
         }
@@ -556,7 +558,11 @@ mod tests {
             "a=1&pass%77ord=[REDACTED]&token=[REDACTED]&secret&b"
         );
         let form = b"username=u&password=p";
-        let b = o.body(form, form.len() as u64, Some("application/x-www-form-urlencoded"));
+        let b = o.body(
+            form,
+            form.len() as u64,
+            Some("application/x-www-form-urlencoded"),
+        );
         assert_eq!(b.body, json!("username=u&password=[REDACTED]"));
     }
 

@@ -118,7 +118,10 @@ fn json_resp(v: Value) -> Response<Body> {
     full(StatusCode::OK, "application/json", v.to_string())
 }
 
-async fn handle(seen: Arc<Mutex<Vec<Seen>>>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+async fn handle(
+    seen: Arc<Mutex<Vec<Seen>>>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
     let (parts, body) = req.into_parts();
     let target = parts
         .uri
@@ -143,18 +146,26 @@ async fn handle(seen: Arc<Mutex<Vec<Seen>>>, req: Request<Incoming>) -> Result<R
                 json_resp(json!({"status": 1, "msg": "login success",
                     "data": {"userId": "u-1", "username": v["username"], "token": LOGIN_TOKEN}}))
             } else {
-                json_resp(json!({"status": 0, "msg": "Incorrect username or password.", "data": null}))
+                json_resp(
+                    json!({"status": 0, "msg": "Incorrect username or password.", "data": null}),
+                )
             }
         }
         "/echo" => {
             let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
             let mut r = json_resp(json!({"method": parts.method.as_str(), "body": v,
                 "token": "resp-secret-token"}));
-            r.headers_mut()
-                .insert("set-cookie", "session=set-cookie-secret; Path=/".parse().unwrap());
+            r.headers_mut().insert(
+                "set-cookie",
+                "session=set-cookie-secret; Path=/".parse().unwrap(),
+            );
             r
         }
-        "/binary" => full(StatusCode::OK, "application/octet-stream", (0..=255u8).collect::<Vec<u8>>()),
+        "/binary" => full(
+            StatusCode::OK,
+            "application/octet-stream",
+            (0..=255u8).collect::<Vec<u8>>(),
+        ),
         "/empty" => full(StatusCode::NO_CONTENT, "text/plain", Bytes::new()),
         "/large" => {
             let n: usize = query
