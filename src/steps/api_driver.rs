@@ -94,7 +94,7 @@ pub struct RecordConfig {
     pub upstream: Option<String>,
     /// The JSONL file, relative to the output root. Default:
     /// `api_responses/<exp_name>/<YYYYMMDD of the run start, UTC>/api_responses.jsonl`.
-    /// Steps recording to the same file add to it; run them one after another.
+    /// Steps (and retries) recording to the same file add to it, each step's lines together.
     #[serde(default)]
     pub path: Option<PathBuf>,
     /// Bodies longer than this are cut in the record (`body_truncated: true`); the client

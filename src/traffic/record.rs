@@ -393,8 +393,9 @@ pub struct RecordWriter {
 }
 
 impl RecordWriter {
-    /// Opens a temporary file beside `path`; lines already in `path` (an earlier attempt or
-    /// step of the same run) are carried over, so the final file accumulates.
+    /// Opens a temporary file beside `path` and starts the writer. Lines already in `path`
+    /// (an earlier attempt, or another step of the run recording to the same file — even one
+    /// running at the same time) are kept: see [`merge_into`].
     ///
     /// # Errors
     /// When the folder or the temporary file cannot be created.
@@ -404,13 +405,6 @@ impl RecordWriter {
         let final_path = path.to_path_buf();
         let task = tokio::task::spawn_blocking(move || -> io::Result<Recorded> {
             let mut out = BufWriter::with_capacity(256 * 1024, file);
-            match std::fs::File::open(&final_path) {
-                Ok(mut old) => {
-                    io::copy(&mut old, &mut out)?;
-                }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
-            }
             let (mut records, mut upstream_errors) = (0, 0);
             let mut failed = None;
             while let Some(line) = rx.blocking_recv() {
@@ -429,7 +423,7 @@ impl RecordWriter {
                 return Err(e);
             }
             let file = out.into_inner().map_err(|e| e.into_error())?;
-            let path = file.commit()?;
+            let path = merge_into(file, &final_path)?;
             Ok(Recorded {
                 path,
                 records,
@@ -457,6 +451,32 @@ impl RecordWriter {
     pub async fn finish(self) -> io::Result<Recorded> {
         self.task.await.map_err(io::Error::other)?
     }
+}
+
+/// Puts the lines of `new` under `path`, after whatever `path` already holds, atomically.
+/// Writers of the same file (concurrent steps, or another ttplan) take turns on an exclusive
+/// lock of the folder, so none overwrites lines another one committed in the meantime.
+fn merge_into(mut new: AtomicFile, path: &Path) -> io::Result<PathBuf> {
+    use std::io::{Seek, SeekFrom};
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let _lock = nix::fcntl::Flock::lock(
+        std::fs::File::open(dir)?,
+        nix::fcntl::FlockArg::LockExclusive,
+    )
+    .map_err(|(_, errno)| io::Error::from(errno))?;
+    let mut old = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return new.commit(),
+        Err(e) => return Err(e),
+    };
+    let mut merged = AtomicFile::create(path)?;
+    io::copy(&mut old, merged.file())?;
+    new.file().seek(SeekFrom::Start(0))?;
+    io::copy(new.file(), merged.file())?;
+    merged.commit()
 }
 
 #[cfg(test)]
@@ -614,5 +634,65 @@ mod tests {
         assert_eq!(lines.len(), 3);
         assert_eq!(lines[1]["run_id"], "r");
         assert_eq!(lines[1]["request"]["body_encoding"], "none");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writers_of_one_file_lose_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.jsonl");
+        let tags = RecordTags {
+            run_id: "r".into(),
+            exp_name: "e".into(),
+            step: "s".into(),
+            attempt: 1,
+        };
+        let o = opts();
+        let mut writers = Vec::new();
+        for w in 0..4u32 {
+            let (writer, sink) = RecordWriter::create(&path).unwrap();
+            for i in 0..50u32 {
+                let rec = ApiRecord {
+                    time: format!("{w}-{i}"),
+                    tags: &tags,
+                    iteration: w,
+                    suite: i,
+                    method: "GET".into(),
+                    url: "u".into(),
+                    path: "/".into(),
+                    query: None,
+                    request: RecordedMessage {
+                        headers: Map::new(),
+                        body: o.body(b"", 0, None),
+                    },
+                    status: 200,
+                    response: None,
+                    duration_ms: 0.0,
+                    ttfb_ms: None,
+                    upstream_error: None,
+                };
+                sink.send(&rec);
+            }
+            drop(sink);
+            writers.push(writer);
+        }
+        let done =
+            futures_util::future::join_all(writers.into_iter().map(RecordWriter::finish)).await;
+        assert!(done.iter().all(|d| d.as_ref().unwrap().records == 50));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let times: std::collections::BTreeSet<String> = text
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["time"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(times.len(), 200);
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temporary file left"
+        );
     }
 }
