@@ -574,3 +574,105 @@ steps:
     assert_eq!(lines.len(), 3);
     assert_eq!(step(&run.manifest(), "traffic")["status"], "cancelled");
 }
+
+fn validate(p: &Project, file: &str) -> (Option<i32>, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ttplan"))
+        .current_dir(p.path())
+        .env("NO_COLOR", "1")
+        .args(["validate", file])
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code(), text)
+}
+
+#[test]
+fn the_example_plan_validates_in_yaml_and_toml() {
+    let p = Project::new();
+    let example = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("plans/examples/api-driver.yaml"),
+    )
+    .unwrap();
+    p.file("example.yaml", &example);
+    p.file(
+        "example.toml",
+        r#"
+name = "api_driver_toml"
+[steps.traffic]
+kind = "api-driver"
+suites = [["python3", "a.py"], ["python3", "b.py"]]
+iterations = 2
+pause = "10s"
+fail_on_driver_error = true
+login = { username = "fdse_microservice", password = "111111" }
+[steps.traffic.record]
+upstream = "http://127.0.0.1:32677"
+max_body_bytes = 65536
+redact_headers = ["x-api-key"]
+redact_fields = ["verificationCode"]
+"#,
+    );
+    for f in ["example.yaml", "example.toml"] {
+        let (code, text) = validate(&p, f);
+        assert_eq!(code, Some(0), "{f}: {text}");
+        assert!(text.contains(&format!("ok {f}")), "{text}");
+    }
+}
+
+#[test]
+fn plan_mistakes_are_reported_with_their_place() {
+    let p = Project::new();
+    p.file(
+        "bad.yaml",
+        r#"name: bad
+steps:
+  traffic:
+    kind: api-driver
+    run: [python3, t.py]
+    record: { upstream: "http://x:1", max_body: 3 }
+  twice:
+    kind: api-driver
+    run: x
+    suites: [y]
+    base_url: "http://a:1"
+    record: { upstream: "https://b:2" }
+  nowhere:
+    kind: api-driver
+    iterations: 0
+    record: {}
+"#,
+    );
+    let (code, text) = validate(&p, "bad.yaml");
+    assert_eq!(code, Some(2), "{text}");
+    for expected in [
+        "bad.yaml:6:39: unknown field `max_body` in step `traffic` (api-driver)",
+        "did you mean `max_body_bytes`?",
+        "bad.yaml:10:13: give `run` or `suites`, not both",
+        "bad.yaml:11:15: the system's URL is given twice: keep `base_url` or",
+        "bad.yaml:12:25: upstream `https://b:2/`: only http:// upstreams",
+        "bad.yaml:14:9: api-driver needs a driver: `run` or `suites`",
+        "bad.yaml:15:17: iterations must be at least 1",
+        "bad.yaml:16:13: `record` needs the system's URL",
+    ] {
+        assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
+    }
+}
+
+#[test]
+fn the_schema_documents_the_kind() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ttplan"))
+        .arg("schema")
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    for field in [
+        "api-driver",
+        "fail_on_driver_error",
+        "max_body_bytes",
+        "redact_fields",
+        "token_path",
+    ] {
+        assert!(text.contains(field), "schema lacks `{field}`");
+    }
+}

@@ -195,7 +195,10 @@ impl Step for ApiDriverConfig {
                 "the system's URL is given twice: keep `base_url` or `record.upstream`".into(),
             ));
         }
-        if let Some(url) = &self.base_url {
+        // Only the proxy and the login speak to the system themselves (plain HTTP); a driver
+        // alone may use any URL.
+        let speaks_to_system = self.record.is_some() || self.login.is_some();
+        if let (Some(url), true) = (&self.base_url, speaks_to_system) {
             if let Err(e) = check_url(url) {
                 diags.push(diag(node, "base_url", e));
             }
