@@ -299,6 +299,11 @@ fn content_type(h: &HeaderMap) -> Option<&str> {
     h.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok())
 }
 
+/// Milliseconds, to the microsecond.
+fn millis(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
 /// "client error (Connect): tcp connect error: Connection refused (os error 111)".
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut s = e.to_string();
@@ -380,7 +385,7 @@ impl Exchange {
                 (
                     status.as_u16(),
                     Some(RecordedMessage { headers, body }),
-                    Some(ttfb.as_secs_f64() * 1e3),
+                    Some(millis(ttfb)),
                 )
             }
             None => (StatusCode::BAD_GATEWAY.as_u16(), None, None),
@@ -404,7 +409,7 @@ impl Exchange {
             },
             status,
             response,
-            duration_ms: self.started.elapsed().as_secs_f64() * 1e3,
+            duration_ms: millis(self.started.elapsed()),
             ttfb_ms: ttfb,
             upstream_error: error,
         };
