@@ -676,3 +676,62 @@ fn the_schema_documents_the_kind() {
         assert!(text.contains(field), "schema lacks `{field}`");
     }
 }
+
+#[test]
+fn responses_stream_through_and_a_client_that_hangs_up_is_recorded() {
+    require_python_requests();
+    let up = Upstream::start();
+    let p = Project::new();
+    p.file(
+        "stream.py",
+        r#"
+import os, sys, time, requests
+base = os.environ["TT_BASE_URL"]
+t0 = time.monotonic()
+r = requests.get(f"{base}/drip", params={"n": 10, "ms": 100}, stream=True)
+lines = r.iter_lines()
+first = next(lines)
+t_first = time.monotonic() - t0
+rest = list(lines)
+t_all = time.monotonic() - t0
+assert first == b"drip-0", first
+assert rest == [f"drip-{i}".encode() for i in range(1, 10)], rest
+# Streamed, not buffered: the first chunk came long before the last.
+assert t_first < 0.5 and t_all > 0.8, (t_first, t_all)
+assert r.headers.get("transfer-encoding") == "chunked", r.headers
+# A client that hangs up mid-body.
+r = requests.get(f"{base}/drip", params={"n": 20, "ms": 100}, stream=True)
+next(r.iter_content(chunk_size=None))
+r.close()
+# The proxy keeps serving.
+assert requests.get(f"{base}/after").json()["path"] == "/after"
+"#,
+    );
+    let plan = format!(
+        r#"
+name: stream
+steps:
+  traffic:
+    kind: api-driver
+    run: [python3, stream.py]
+    fail_on_driver_error: true
+    record: {{ upstream: "{}" }}
+"#,
+        up.url()
+    );
+    let run = p.run(&plan, "t9");
+    assert_success(&run);
+    let (_, lines) = jsonl(&run);
+    assert_eq!(lines.len(), 3, "{lines:#?}");
+    assert_eq!(up.seen().len(), 3);
+    let full = &lines.iter().find(|l| l["query"] == "n=10&ms=100").unwrap();
+    assert_eq!(full["upstream_error"], Value::Null);
+    assert_eq!(full["response"]["body_bytes"], 70);
+    assert!(full["duration_ms"].as_f64().unwrap() > 800.0);
+    let cut = &lines.iter().find(|l| l["query"] == "n=20&ms=100").unwrap();
+    assert_eq!(cut["status"], 200);
+    let err = cut["upstream_error"].as_str().unwrap();
+    assert!(err.contains("cut short"), "{err}");
+    assert!(cut["response"]["body_bytes"].as_u64().unwrap() < 150);
+    assert!(lines.iter().any(|l| l["path"] == "/after"));
+}

@@ -211,7 +211,10 @@ async fn handle(
     let body = match body.collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) => {
-            ex.fail(format!("reading the request body from the client: {e}"));
+            ex.fail(
+                StatusCode::BAD_REQUEST,
+                format!("reading the request body from the client: {e}"),
+            );
             return Ok(plain(
                 StatusCode::BAD_REQUEST,
                 "ttplan proxy: unreadable request body",
@@ -240,10 +243,10 @@ async fn handle(
     let up = match up.body(Full::new(body)) {
         Ok(r) => r,
         Err(e) => {
-            ex.fail(format!(
-                "building the upstream request for {}: {e}",
-                ex.target
-            ));
+            ex.fail(
+                StatusCode::BAD_GATEWAY,
+                format!("building the upstream request for {}: {e}", ex.target),
+            );
             return Ok(plain(
                 StatusCode::BAD_GATEWAY,
                 "ttplan proxy: bad upstream request",
@@ -253,7 +256,7 @@ async fn handle(
     match state.client.request(up).await {
         Err(e) => {
             let msg = format!("{}: {}", ex.target, error_chain(&e));
-            ex.fail(msg.clone());
+            ex.fail(StatusCode::BAD_GATEWAY, msg.clone());
             Ok(plain(
                 StatusCode::BAD_GATEWAY,
                 &format!("ttplan proxy: upstream error: {msg}"),
@@ -334,6 +337,8 @@ struct Exchange {
         Duration,
     )>,
     response_type: Option<String>,
+    /// What the proxy answered itself when the upstream could not.
+    client_status: Option<StatusCode>,
     done: bool,
 }
 
@@ -359,13 +364,15 @@ impl Exchange {
             request_body: None,
             response_head: None,
             response_type: None,
+            client_status: None,
             done: false,
             state,
         }
     }
 
-    /// Records an exchange the upstream did not answer (the client got a 502/400).
-    fn fail(&mut self, error: String) {
+    /// Records an exchange the upstream did not answer; the client gets `status`.
+    fn fail(&mut self, status: StatusCode, error: String) {
+        self.client_status = Some(status);
         self.finish(None, Some(error));
     }
 
@@ -383,12 +390,12 @@ impl Exchange {
                     None => empty(),
                 };
                 (
-                    status.as_u16(),
+                    Some(status.as_u16()),
                     Some(RecordedMessage { headers, body }),
                     Some(millis(ttfb)),
                 )
             }
-            None => (StatusCode::BAD_GATEWAY.as_u16(), None, None),
+            None => (self.client_status.map(|s| s.as_u16()), None, None),
         };
         let url = match &self.query {
             Some(q) => format!("{}{}?{q}", self.state.base, self.path),

@@ -335,8 +335,9 @@ pub struct ApiRecord<'a> {
     pub path: String,
     pub query: Option<String>,
     pub request: RecordedMessage,
-    /// The status the client got: the upstream's, or 502 when the upstream failed.
-    pub status: u16,
+    /// The status the client got: the upstream's; 502 when the upstream could not be reached
+    /// (400 for an unreadable request); null when the exchange was cut before any answer.
+    pub status: Option<u16>,
     /// Null when the upstream gave no response (see `upstream_error`).
     pub response: Option<RecordedMessage>,
     /// From receiving the request to the end of the response body.
@@ -614,7 +615,7 @@ mod tests {
             path: "/".into(),
             query: None,
             request: msg.clone(),
-            status: 502,
+            status: Some(502),
             response: None,
             duration_ms: 1.0,
             ttfb_ms: None,
@@ -664,7 +665,7 @@ mod tests {
                         headers: Map::new(),
                         body: o.body(b"", 0, None),
                     },
-                    status: 200,
+                    status: Some(200),
                     response: None,
                     duration_ms: 0.0,
                     ttfb_ms: None,

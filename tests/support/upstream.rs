@@ -183,6 +183,31 @@ async fn handle(
                 .body(StreamBody::new(futures_util::stream::iter(chunks)).boxed())
                 .unwrap()
         }
+        "/drip" => {
+            // `n` chunks of `drip-<i>\n`, `ms` apart: a response that really streams.
+            let param = |k: &str, d: u64| {
+                query
+                    .split('&')
+                    .find_map(|kv| kv.strip_prefix(k)?.strip_prefix('='))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(d)
+            };
+            let (n, ms) = (param("n", 10), param("ms", 100));
+            let stream = futures_util::stream::unfold(0u64, move |i| async move {
+                if i == n {
+                    return None;
+                }
+                if i > 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                }
+                let frame = Frame::data(Bytes::from(format!("drip-{i}\n")));
+                Some((Ok::<_, Infallible>(frame), i + 1))
+            });
+            Response::builder()
+                .header("content-type", "text/plain")
+                .body(StreamBody::new(stream).boxed())
+                .unwrap()
+        }
         _ => json_resp(json!({"path": path, "query": query})),
     };
     Ok(resp)
