@@ -7,10 +7,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
@@ -20,6 +16,7 @@ use super::{Step, StepConfig, StepCtx, StepError, StepOutputs};
 use crate::diag::{Code, PlanDiag};
 use crate::plan::node::Node;
 use crate::plan::Duration;
+use crate::traffic::login::{fetch_token, Login};
 use crate::traffic::proxy::upstream_base;
 use crate::traffic::record::RecordTags;
 use crate::traffic::{Phase, Proxy, ProxyOptions, RecordOptions, RecordWriter, Recorded};
@@ -481,7 +478,7 @@ impl Recording {
     }
 }
 
-/// POSTs the credentials and digs the token out of the JSON answer.
+/// Logs in, within the login's timeout and until cancelled.
 async fn run_login(
     ctx: &StepCtx,
     login: &LoginConfig,
@@ -498,74 +495,20 @@ async fn run_login(
         (false, _) => login.url.clone(),
     };
     ctx.progress(format!("logging in as {} at {url}", login.username));
-    let body = serde_json::json!({ "username": login.username, "password": login.password });
-    let req = http::Request::post(url.as_str())
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .header(http::header::ACCEPT, "application/json")
-        .body(Full::new(Bytes::from(body.to_string())))
-        .map_err(|e| StepError::failed(format!("login: bad URL `{url}`: {e}")))?;
-    let client: Client<_, Full<Bytes>> =
-        Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let exchange = async {
-        let resp = client
-            .request(req)
-            .await
-            .map_err(|e| format!("request failed: {e}"))?;
-        let status = resp.status();
-        let bytes = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| format!("reading the answer: {e}"))?
-            .to_bytes();
-        Ok::<_, String>((status, bytes))
-    };
-    let (status, bytes) = tokio::select! {
-        r = tokio::time::timeout(login.timeout.get(), exchange) => match r {
-            Ok(Ok(x)) => x,
-            Ok(Err(e)) => return Err(StepError::failed(format!("login at {url}: {e}"))),
-            Err(_) => return Err(StepError::failed(format!(
+    let fetch = fetch_token(Login {
+        url: &url,
+        username: &login.username,
+        password: &login.password,
+        token_path: &login.token_path,
+    });
+    tokio::select! {
+        r = tokio::time::timeout(login.timeout.get(), fetch) => match r {
+            Ok(r) => r.map_err(StepError::Failed),
+            Err(_) => Err(StepError::failed(format!(
                 "login at {url}: no answer within {}", login.timeout
             ))),
         },
-        () = ctx.cancel_token().cancelled() => return Err(StepError::Cancelled),
-    };
-    let excerpt = || {
-        let text = String::from_utf8_lossy(&bytes);
-        text.chars().take(300).collect::<String>()
-    };
-    if !status.is_success() {
-        return Err(StepError::failed(format!(
-            "login at {url} answered HTTP {status}: {}",
-            excerpt()
-        )));
-    }
-    let json: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
-        StepError::failed(format!(
-            "login at {url}: the answer is not JSON ({e}): {}",
-            excerpt()
-        ))
-    })?;
-    let token = login
-        .token_path
-        .split('.')
-        .try_fold(&json, |v, key| v.get(key))
-        .and_then(|v| v.as_str())
-        .filter(|t| !t.is_empty());
-    match token {
-        Some(t) => Ok(t.to_string()),
-        None => {
-            // Train-Ticket answers HTTP 200 with `{"status":0,"msg":"…"}` on bad credentials.
-            let msg = json
-                .get("msg")
-                .and_then(|m| m.as_str())
-                .map(|m| format!(" (msg: {m:?})"))
-                .unwrap_or_default();
-            Err(StepError::failed(format!(
-                "login at {url} as `{}`: no token at `{}` in the answer{msg}",
-                login.username, login.token_path
-            )))
-        }
+        () = ctx.cancel_token().cancelled() => Err(StepError::Cancelled),
     }
 }
 

@@ -3,8 +3,10 @@
 //! driver makes is recorded by the engine itself — whatever driver is in use.
 //!
 //! [`record`] turns request/response pairs into redacted JSON lines and owns the one writer of
-//! the JSONL file; [`proxy`] forwards traffic (streaming, keep-alive) and feeds the recorder.
+//! the JSONL file; [`proxy`] forwards traffic (streaming, keep-alive) and feeds the recorder;
+//! [`login`] fetches the bearer token drivers are given.
 
+pub mod login;
 pub mod proxy;
 pub mod record;
 
