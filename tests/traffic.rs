@@ -55,6 +55,8 @@ assert r.json()["body"]["password"] == "hunter2", r.text   # the client sees the
 assert "set-cookie-secret" in r.headers["set-cookie"]
 r = s.get(f"{base}/binary")
 assert r.content == bytes(range(256))
+r = s.get(f"{base}/gzip")   # requests asks for gzip and decodes it
+assert r.json()["zipped"] is True and r.headers["content-encoding"] == "gzip"
 r = s.get(f"{base}/large", params={"n": 300000})
 expected = bytes(ord("a") + i % 26 for i in range(300000))
 assert r.content == expected, len(r.content)
@@ -98,7 +100,7 @@ steps:
     assert_eq!(seen[0].target, "/api/v1/users/login");
     let seen: Vec<_> = seen[1..].to_vec();
     assert_eq!(lines.len(), seen.len(), "{text}");
-    assert_eq!(lines.len(), 10);
+    assert_eq!(lines.len(), 12);
     let key = |method: &str, path: &str| format!("{method} {path}");
     let mut from_server: Vec<String> = seen
         .iter()
@@ -123,6 +125,7 @@ steps:
         "cookie-secret",
         "set-cookie-secret",
         "resp-secret-token",
+        "gz-secret",
     ] {
         assert!(!text.contains(secret), "`{secret}` leaked into the JSONL");
     }
@@ -183,6 +186,15 @@ steps:
         assert_eq!(l["response"]["body_truncated"], false);
     }
 
+    for l in by_path("/gzip") {
+        let r = &l["response"];
+        assert_eq!(r["body_content_encoding"], "gzip");
+        assert_eq!(r["body_encoding"], "json");
+        assert_eq!(r["body"]["zipped"], true);
+        assert_eq!(r["body"]["token"], "[REDACTED]");
+        assert_eq!(r["headers"]["content-encoding"], "gzip");
+    }
+
     for l in by_path("/large") {
         let r = &l["response"];
         assert_eq!(r["body_truncated"], true);
@@ -213,7 +225,7 @@ steps:
         assert!(it["duration_ms"].is_u64());
     }
     assert_eq!(out["driver_failures"], 0);
-    assert_eq!(out["records"], 10);
+    assert_eq!(out["records"], 12);
     assert_eq!(out["upstream_errors"], 0);
     assert!(out["proxy_addr"]
         .as_str()

@@ -29,7 +29,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::record::{
-    ApiRecord, Capture, RecordOptions, RecordSink, RecordTags, RecordedBody, RecordedMessage,
+    ApiRecord, BodyKind, Capture, RecordOptions, RecordSink, RecordTags, RecordedBody,
+    RecordedMessage,
 };
 
 /// How long in-flight exchanges may take to finish once the proxy is told to stop.
@@ -226,7 +227,7 @@ async fn handle(
     ex.request_body = Some(state.opts.record.body(
         cap.captured(),
         cap.total(),
-        content_type(&parts.headers),
+        &BodyKind::of(&parts.headers),
     ));
 
     let mut up = Request::builder()
@@ -269,7 +270,7 @@ async fn handle(
                 state.opts.record.headers_json(&parts.headers),
                 ex.started.elapsed(),
             ));
-            ex.response_type = content_type(&parts.headers).map(str::to_string);
+            ex.response_kind = BodyKind::of(&parts.headers);
             for h in HOP_BY_HOP {
                 parts.headers.remove(h);
             }
@@ -296,10 +297,6 @@ fn plain(status: StatusCode, text: &str) -> Response<ProxyBody> {
         http::HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     r
-}
-
-fn content_type(h: &HeaderMap) -> Option<&str> {
-    h.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok())
 }
 
 /// Milliseconds, to the microsecond.
@@ -336,7 +333,7 @@ struct Exchange {
         serde_json::Map<String, serde_json::Value>,
         Duration,
     )>,
-    response_type: Option<String>,
+    response_kind: BodyKind,
     /// What the proxy answered itself when the upstream could not.
     client_status: Option<StatusCode>,
     done: bool,
@@ -363,7 +360,7 @@ impl Exchange {
             request_headers: state.opts.record.headers_json(headers),
             request_body: None,
             response_head: None,
-            response_type: None,
+            response_kind: BodyKind::default(),
             client_status: None,
             done: false,
             state,
@@ -382,11 +379,11 @@ impl Exchange {
         }
         self.done = true;
         let opts = &self.state.opts.record;
-        let empty = || opts.body(b"", 0, None);
+        let empty = || opts.body(b"", 0, &BodyKind::default());
         let (status, response, ttfb) = match self.response_head.take() {
             Some((status, headers, ttfb)) => {
                 let body = match response_body {
-                    Some(c) => opts.body(c.captured(), c.total(), self.response_type.as_deref()),
+                    Some(c) => opts.body(c.captured(), c.total(), &self.response_kind),
                     None => empty(),
                 };
                 (

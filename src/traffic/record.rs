@@ -125,19 +125,36 @@ impl RecordOptions {
     }
 
     /// The record fields of a body of which `captured` is the (possibly cut) beginning and
-    /// `total` the full length.
-    pub fn body(&self, captured: &[u8], total: u64, content_type: Option<&str>) -> RecordedBody {
-        let truncated = total > captured.len() as u64;
-        let (body, encoding) = if total == 0 {
-            (Value::Null, "none")
-        } else {
-            self.encode(captured, truncated, content_type)
+    /// `total` the full length on the wire. A gzip/deflate body is recorded decoded.
+    pub fn body(&self, captured: &[u8], total: u64, kind: &BodyKind) -> RecordedBody {
+        let mut truncated = total > captured.len() as u64;
+        if total == 0 {
+            return RecordedBody {
+                body: Value::Null,
+                body_encoding: "none",
+                body_bytes: 0,
+                body_truncated: false,
+                body_content_encoding: None,
+            };
+        }
+        let decoded = kind
+            .content_encoding
+            .as_deref()
+            .and_then(|enc| decode(enc, captured, self.max_body_bytes));
+        let (bytes, coding) = match &decoded {
+            Some((coding, bytes, cut)) => {
+                truncated |= *cut;
+                (&bytes[..], Some(*coding))
+            }
+            None => (captured, None),
         };
+        let (body, encoding) = self.encode(bytes, truncated, kind.content_type.as_deref());
         RecordedBody {
             body,
             body_encoding: encoding,
             body_bytes: total,
             body_truncated: truncated,
+            body_content_encoding: coding,
         }
     }
 
@@ -172,6 +189,34 @@ impl RecordOptions {
                 "base64",
             ),
         }
+    }
+}
+
+/// Decodes a (possibly cut) gzip or deflate body to at most `limit` bytes; the flag says
+/// whether the decoded body is longer than that or was cut. `None` for other codings or bytes
+/// that do not decode at all (the body is then recorded as it is on the wire).
+fn decode(encoding: &str, wire: &[u8], limit: usize) -> Option<(&'static str, Vec<u8>, bool)> {
+    use std::io::Read;
+    let (name, mut reader): (&'static str, Box<dyn Read + '_>) =
+        match encoding.trim().to_ascii_lowercase().as_str() {
+            "gzip" | "x-gzip" => ("gzip", Box::new(flate2::read::MultiGzDecoder::new(wire))),
+            "deflate" => ("deflate", Box::new(flate2::read::ZlibDecoder::new(wire))),
+            _ => return None,
+        };
+    let mut out = Vec::new();
+    // One byte past the limit tells whether there is more.
+    match reader.by_ref().take(limit as u64 + 1).read_to_end(&mut out) {
+        Ok(_) => {
+            let cut = out.len() > limit;
+            out.truncate(limit);
+            Some((name, out, cut))
+        }
+        // A cut wire body ends mid-stream: what decoded so far is the record.
+        Err(_) if !out.is_empty() => {
+            out.truncate(limit);
+            Some((name, out, true))
+        }
+        Err(_) => None,
     }
 }
 
@@ -301,6 +346,31 @@ pub struct RecordedBody {
     pub body_bytes: u64,
     /// `body` holds only the first `max_body_bytes` bytes.
     pub body_truncated: bool,
+    /// `gzip`/`deflate` when `body` was decoded from that content coding (`body_bytes` is
+    /// still the encoded length on the wire); null otherwise.
+    pub body_content_encoding: Option<&'static str>,
+}
+
+/// What the headers say about a body.
+#[derive(Debug, Clone, Default)]
+pub struct BodyKind {
+    pub content_type: Option<String>,
+    pub content_encoding: Option<String>,
+}
+
+impl BodyKind {
+    pub fn of(headers: &HeaderMap) -> Self {
+        let get = |name: http::header::HeaderName| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        BodyKind {
+            content_type: get(http::header::CONTENT_TYPE),
+            content_encoding: get(http::header::CONTENT_ENCODING),
+        }
+    }
 }
 
 /// Headers and body of one side of an exchange.
@@ -485,6 +555,61 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn ct(t: &str) -> BodyKind {
+        BodyKind {
+            content_type: Some(t.into()),
+            content_encoding: None,
+        }
+    }
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(bytes).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn gzip_bodies_are_recorded_decoded_and_redacted() {
+        let o = RecordOptions::new(1 << 16, &[], &[]);
+        let wire = gzip(br#"{"data":{"token":"t0p","n":1}}"#);
+        let kind = BodyKind {
+            content_type: Some("application/json".into()),
+            content_encoding: Some("gzip".into()),
+        };
+        let b = o.body(&wire, wire.len() as u64, &kind);
+        assert_eq!(b.body_content_encoding, Some("gzip"));
+        assert_eq!(b.body_encoding, "json");
+        assert_eq!(b.body, json!({"data": {"token": REDACTED, "n": 1}}));
+        assert_eq!(b.body_bytes, wire.len() as u64);
+        assert!(!b.body_truncated);
+    }
+
+    #[test]
+    fn cut_or_long_gzip_bodies_keep_a_decoded_prefix() {
+        let text: String = (0..5000).map(|i| format!("line {i}\n")).collect();
+        let wire = gzip(text.as_bytes());
+        let kind = BodyKind {
+            content_type: Some("text/plain".into()),
+            content_encoding: Some("gzip".into()),
+        };
+        // Decoded body longer than the limit, wire complete.
+        let o = RecordOptions::new(100, &[], &[]);
+        let b = o.body(&wire, wire.len() as u64, &kind);
+        assert!(b.body_truncated);
+        assert_eq!(b.body, json!(text[..100]));
+        // Wire cut mid-stream.
+        let o = RecordOptions::new(wire.len() / 2, &[], &[]);
+        let b = o.body(&wire[..wire.len() / 2], wire.len() as u64, &kind);
+        assert!(b.body_truncated);
+        assert_eq!(b.body_content_encoding, Some("gzip"));
+        let got = b.body.as_str().unwrap();
+        assert!(!got.is_empty() && text.starts_with(got));
+        // Not actually gzip: recorded as on the wire.
+        let b = o.body(b"\xff\xfe", 2, &kind);
+        assert_eq!((b.body_encoding, b.body_content_encoding), ("base64", None));
+    }
+
     fn opts() -> RecordOptions {
         RecordOptions::new(16, &["X-Api-Key".into()], &["secret".into()])
     }
@@ -510,7 +635,7 @@ mod tests {
     fn json_fields_are_redacted_at_any_depth() {
         let o = RecordOptions::new(1 << 20, &[], &["Secret".into()]);
         let body = br#"{"username":"u","Password":"p","data":{"token":"t","list":[{"secret":1}]}}"#;
-        let b = o.body(body, body.len() as u64, Some("application/json"));
+        let b = o.body(body, body.len() as u64, &ct("application/json"));
         assert_eq!(b.body_encoding, "json");
         assert_eq!(
             b.body,
@@ -526,7 +651,7 @@ mod tests {
         let mut c = Capture::new(o.max_body_bytes);
         c.push(&body[..10]);
         c.push(&body[10..]);
-        let b = o.body(c.captured(), c.total(), Some("application/json"));
+        let b = o.body(c.captured(), c.total(), &ct("application/json"));
         assert!(b.body_truncated);
         assert_eq!(b.body_bytes, body.len() as u64);
         assert_eq!(b.body_encoding, "utf8");
@@ -548,7 +673,7 @@ mod tests {
     fn cut_inside_a_utf8_character_is_still_text() {
         let o = RecordOptions::new(3, &[], &[]);
         let body = "aéé".as_bytes(); // 5 bytes; a cut at 3 splits the second é
-        let b = o.body(&body[..3], body.len() as u64, Some("text/plain"));
+        let b = o.body(&body[..3], body.len() as u64, &ct("text/plain"));
         assert_eq!(b.body_encoding, "utf8");
         assert_eq!(b.body, json!("aé"));
     }
@@ -557,7 +682,7 @@ mod tests {
     fn binary_bodies_are_base64() {
         let o = RecordOptions::new(1024, &[], &[]);
         let body: Vec<u8> = (0..=255u8).collect();
-        let b = o.body(&body, body.len() as u64, None);
+        let b = o.body(&body, body.len() as u64, &BodyKind::default());
         assert_eq!(b.body_encoding, "base64");
         let back = base64::engine::general_purpose::STANDARD
             .decode(b.body.as_str().unwrap())
@@ -567,7 +692,7 @@ mod tests {
 
     #[test]
     fn empty_bodies_are_null() {
-        let b = opts().body(b"", 0, None);
+        let b = opts().body(b"", 0, &BodyKind::default());
         assert_eq!((b.body, b.body_encoding), (Value::Null, "none"));
     }
 
@@ -582,7 +707,7 @@ mod tests {
         let b = o.body(
             form,
             form.len() as u64,
-            Some("application/x-www-form-urlencoded"),
+            &ct("application/x-www-form-urlencoded"),
         );
         assert_eq!(b.body, json!("username=u&password=[REDACTED]"));
     }
@@ -603,7 +728,7 @@ mod tests {
         let o = opts();
         let msg = RecordedMessage {
             headers: Map::new(),
-            body: o.body(b"", 0, None),
+            body: o.body(b"", 0, &BodyKind::default()),
         };
         let rec = ApiRecord {
             time: "t".into(),
@@ -663,7 +788,7 @@ mod tests {
                     query: None,
                     request: RecordedMessage {
                         headers: Map::new(),
-                        body: o.body(b"", 0, None),
+                        body: o.body(b"", 0, &BodyKind::default()),
                     },
                     status: Some(200),
                     response: None,

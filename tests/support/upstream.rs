@@ -161,6 +161,20 @@ async fn handle(
             );
             r
         }
+        "/gzip" => {
+            use std::io::Write;
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(
+                json!({"zipped": true, "token": "gz-secret"})
+                    .to_string()
+                    .as_bytes(),
+            )
+            .unwrap();
+            let mut r = full(StatusCode::OK, "application/json", e.finish().unwrap());
+            r.headers_mut()
+                .insert("content-encoding", "gzip".parse().unwrap());
+            r
+        }
         "/binary" => full(
             StatusCode::OK,
             "application/octet-stream",
