@@ -708,8 +708,8 @@ rest = list(lines)
 t_all = time.monotonic() - t0
 assert first == b"drip-0", first
 assert rest == [f"drip-{i}".encode() for i in range(1, 10)], rest
-# Streamed, not buffered: the first chunk came long before the last.
-assert t_first < 0.5 and t_all > 0.8, (t_first, t_all)
+# Streamed, not buffered: the first chunk came long before the last (they are 0.9 s apart).
+assert t_all - t_first > 0.6, (t_first, t_all)
 assert r.headers.get("transfer-encoding") == "chunked", r.headers
 # A client that hangs up mid-body.
 r = requests.get(f"{base}/drip", params={"n": 20, "ms": 100}, stream=True)
