@@ -11,6 +11,7 @@ pub mod git;
 pub mod kube;
 pub mod plan;
 pub mod steps;
+pub mod traffic;
 
 use std::ffi::OsString;
 use std::process::ExitCode;

@@ -817,6 +817,7 @@ pub struct RenderedStep {
 ///
 /// # Errors
 /// A message naming the field that failed.
+#[allow(clippy::type_complexity)] // (env, step): a named type would only be used here
 pub fn render_at_start(
     plan: &Plan,
     step: &PlanStep,

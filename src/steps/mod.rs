@@ -18,6 +18,7 @@ use crate::engine::faults::{FaultRecord, RecoverCtx};
 use crate::plan::node::Node;
 use crate::plan::node_de::{from_node, NodeError};
 
+pub mod api_driver;
 pub mod chaos_mesh;
 pub mod chaosblade;
 pub mod kube_apply;
@@ -36,6 +37,7 @@ pub static KINDS: &[KindEntry] = &[
     kind::<chaos_mesh::ChaosMeshConfig>(),
     kind::<chaosblade::ChaosBladeConfig>(),
     kind::<recover::RecoverConfig>(),
+    kind::<api_driver::ApiDriverConfig>(),
 ];
 
 /// What a step produced: named values (readable by later steps as

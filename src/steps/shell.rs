@@ -221,13 +221,13 @@ pub fn resolve_workdir(plan_dir: &Path, workdir: Option<&Path>) -> PathBuf {
     }
 }
 
-fn now() -> String {
+pub(super) fn now() -> String {
     chrono::Utc::now()
         .format("%Y-%m-%dT%H:%M:%S%.3fZ")
         .to_string()
 }
 
-fn append_log(path: &Path, text: &str) -> Result<(), StepError> {
+pub(super) fn append_log(path: &Path, text: &str) -> Result<(), StepError> {
     use std::io::Write;
     std::fs::OpenOptions::new()
         .create(true)

@@ -2,6 +2,8 @@
 //! A just-style `Test` builder: writes a plan (and any extra files) into a fresh temp dir, runs
 //! the `ttplan` binary there with `NO_COLOR=1` and no stdin, checks the exit status (0 unless
 //! told otherwise) and returns the output plus, for `run`, the parsed manifest.
+pub mod traffic;
+pub mod upstream;
 
 use std::fs;
 use std::path::{Path, PathBuf};
