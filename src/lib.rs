@@ -4,6 +4,7 @@
 pub mod atomic_write;
 pub mod cli;
 mod commands;
+pub mod coverage;
 pub mod diag;
 pub mod engine;
 pub mod git;
