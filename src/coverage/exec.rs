@@ -322,7 +322,7 @@ mod tests {
         nine[8] = true;
         assert_eq!(bools(&nine), [0x09, 0x01, 0x01]);
         // 200 probes: var-int 200 = 0xC8 → C8 01; 25 bytes follow.
-        let b = bools(&vec![true; 200]);
+        let b = bools(&[true; 200]);
         assert_eq!(&b[..2], &[0xC8, 0x01]);
         assert_eq!(b.len(), 2 + 25);
         assert!(b[2..].iter().all(|&x| x == 0xFF));

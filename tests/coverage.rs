@@ -1,0 +1,540 @@
+//! Coverage end to end: `ttplan instrument` on the real Train-Ticket manifests, and dumps from a
+//! real JVM running Debian's JaCoCo agent through the `ttplan` binary, merged and rendered by
+//! Ant's `jacoco:report`, checked against what the program executed and against Ant's own
+//! `jacoco:dump`.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde::Deserialize;
+use serde_yaml::Value;
+use support::jvm::{self, Jvm};
+use ttplan::coverage::exec::ExecData;
+
+const TTPLAN: &str = env!("CARGO_BIN_EXE_ttplan");
+
+// ---------------------------------------------------------------- instrument on the fixtures
+
+fn docs(text: &str) -> Vec<Value> {
+    serde_yaml::Deserializer::from_str(text)
+        .map(|d| Value::deserialize(d).unwrap())
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+fn run_instrument(input: &Path, output: &Path) {
+    let out = Command::new(TTPLAN)
+        .arg("instrument")
+        .arg(input)
+        .arg("-o")
+        .arg(output)
+        .args(["--agent-image", "registry.local/jacoco-agent:0.8.6"])
+        .args(["--includes", "ts-order-service=order.*"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ttplan instrument failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn check_fixture(name: &str, skywalking_deployments: usize) {
+    let Some(shared) = support::shared_dir() else {
+        return;
+    };
+    let fixture = shared.join("fixtures/train-ticket").join(name);
+    let mut svc = std::fs::read_to_string(shared.join("fixtures/train-ticket/svc.yaml")).unwrap();
+    if !svc.ends_with('\n') {
+        svc.push('\n');
+    }
+    let deploy = std::fs::read_to_string(&fixture).unwrap();
+    // Services first, so "non-workload documents untouched" can be checked byte for byte.
+    let input_text = format!("{svc}---\n{deploy}");
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in.yaml");
+    std::fs::write(&input, &input_text).unwrap();
+    let once = tmp.path().join("once.yaml");
+    let twice = tmp.path().join("twice.yaml");
+    run_instrument(&input, &once);
+    run_instrument(&once, &twice);
+    let once_text = std::fs::read_to_string(&once).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&input).unwrap(),
+        input_text,
+        "input edited"
+    );
+    assert!(
+        once_text == std::fs::read_to_string(&twice).unwrap(),
+        "instrumenting its own output changed it"
+    );
+    assert!(
+        once_text.starts_with(&format!("{svc}---\n")),
+        "the Service documents were not copied verbatim"
+    );
+
+    let before = docs(&input_text);
+    let after = docs(&once_text);
+    assert_eq!(before.len(), after.len(), "document count changed");
+    let mut deployments = 0;
+    let mut with_skywalking = 0;
+    for (b, a) in before.iter().zip(&after) {
+        assert_eq!(b["kind"], a["kind"], "document order changed");
+        assert_eq!(b["metadata"]["name"], a["metadata"]["name"]);
+        if a["kind"] != "Deployment" {
+            assert_eq!(a, b);
+            continue;
+        }
+        deployments += 1;
+        let name = a["metadata"]["name"].as_str().unwrap();
+        let pod = &a["spec"]["template"]["spec"];
+        let has = |list: &Value, n: &str| {
+            list.as_sequence()
+                .unwrap()
+                .iter()
+                .any(|e| e["name"].as_str() == Some(n))
+        };
+        assert!(has(&pod["volumes"], "jacoco-agent"), "{name}: volume");
+        assert!(has(&pod["initContainers"], "jacoco-agent"), "{name}: init");
+        let old_jto = b["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+            .find(|e| e["name"] == "JAVA_TOOL_OPTIONS")
+            .and_then(|e| e["value"].as_str())
+            .unwrap_or("");
+        let skywalking = old_jto.contains("skywalking-agent.jar");
+        if skywalking {
+            with_skywalking += 1;
+            assert!(has(&pod["initContainers"], "agent-container"), "{name}");
+        }
+        let c = &pod["containers"][0];
+        let env: Vec<&Value> = c["env"].as_sequence().unwrap().iter().collect();
+        let pos = |n: &str| env.iter().position(|e| e["name"].as_str() == Some(n));
+        let (p, j) = (pos("POD_NAME").unwrap(), pos("JAVA_TOOL_OPTIONS").unwrap());
+        assert!(p < j, "{name}: POD_NAME must precede JAVA_TOOL_OPTIONS");
+        assert_eq!(
+            env[p]["valueFrom"]["fieldRef"]["fieldPath"], "metadata.name",
+            "{name}"
+        );
+        let jto = env[j]["value"].as_str().unwrap();
+        let agents: Vec<&str> = jto
+            .split_whitespace()
+            .filter(|t| t.starts_with("-javaagent:"))
+            .collect();
+        if skywalking {
+            assert_eq!(agents.len(), 2, "{name}: {jto}");
+            assert_eq!(
+                agents[0], "-javaagent:/skywalking/agent/skywalking-agent.jar",
+                "{name}: SkyWalking must stay first"
+            );
+        } else {
+            assert_eq!(agents.len(), 1, "{name}: {jto}");
+        }
+        let jacoco = agents.last().unwrap();
+        assert!(
+            jacoco.starts_with(
+                "-javaagent:/jacoco/jacocoagent.jar=output=tcpserver,address=*,port=6300,"
+            ),
+            "{name}: {jacoco}"
+        );
+        assert!(jacoco.ends_with(",sessionid=$(POD_NAME)"), "{jacoco}");
+        assert!(!jacoco.contains("HOSTNAME"));
+        let includes = if name == "ts-order-service" {
+            "includes=order.*,"
+        } else {
+            "includes=*,"
+        };
+        assert!(jacoco.contains(includes), "{name}: {jacoco}");
+        assert!(
+            c["ports"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .any(|p| p["containerPort"] == 6300 && p["name"] == "jacoco-agent"),
+            "{name}: agent port"
+        );
+        // Everything that was there is still there, in order: only additions.
+        let old_env = b["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_sequence()
+            .cloned()
+            .unwrap_or_default();
+        let kept: Vec<&str> = env
+            .iter()
+            .filter_map(|e| e["name"].as_str())
+            .filter(|n| *n != "POD_NAME")
+            .collect();
+        let mut want: Vec<&str> = old_env.iter().filter_map(|e| e["name"].as_str()).collect();
+        if !want.contains(&"JAVA_TOOL_OPTIONS") {
+            want.push("JAVA_TOOL_OPTIONS");
+        }
+        assert_eq!(kept, want, "{name}: env order");
+    }
+    assert_eq!(deployments, 46);
+    assert_eq!(with_skywalking, skywalking_deployments);
+}
+
+#[test]
+fn instrument_sw_deploy_fixture() {
+    // Two of its 46 Deployments run without the SkyWalking agent.
+    check_fixture("sw_deploy.yaml", 44);
+}
+
+#[test]
+fn instrument_deploy_fixture() {
+    check_fixture("deploy.yaml", 0);
+}
+
+// ---------------------------------------------------------------- a real JVM and agent
+
+const MAIN: &str = r#"import java.io.*;
+public class Main {
+    public static void main(String[] args) throws Exception {
+        System.out.println("phase1 " + Work.phaseOne(4));
+        BufferedReader in = new BufferedReader(new InputStreamReader(System.in));
+        String line;
+        while ((line = in.readLine()) != null) {
+            if (line.equals("phase2")) {
+                System.out.println("phase2 " + Work.phaseTwo("ok"));
+            }
+        }
+    }
+}
+"#;
+
+/// Line numbers matter: the test checks exactly which lines are covered.
+const WORK: &str = r#"public class Work {
+    static int phaseOne(int n) {
+        int s = 0;
+        for (int i = 0; i < n; i++) {
+            s += i;
+        }
+        return s;
+    }
+    static String phaseTwo(String x) {
+        return x.toUpperCase();
+    }
+    static void never() {
+        System.out.println("never");
+    }
+}
+"#;
+
+const POD: &str = "demo-7d9f8b6c5-bcdfg";
+
+fn run_plan(dir: &Path, plan: &str, exp: &str) -> serde_json::Value {
+    let plan_path = dir.join(format!("{exp}.yaml"));
+    std::fs::write(&plan_path, plan).unwrap();
+    let out = Command::new(TTPLAN)
+        .arg("run")
+        .arg(&plan_path)
+        .arg("--out")
+        .arg(dir.join("out"))
+        .args(["--set", &format!("exp_name={exp}"), "--progress", "never"])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let manifest = dir
+        .join("out/runs")
+        .join(exp)
+        .join("experiment_manifest.json");
+    assert!(
+        out.status.success(),
+        "ttplan run {exp} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(&manifest).unwrap_or_default()
+    );
+    serde_json::from_str(&std::fs::read_to_string(manifest).unwrap()).unwrap()
+}
+
+fn dump_plan(address: &str, refused: &str, classes: &Path, src: &Path) -> String {
+    format!(
+        r#"name: coverage-test
+steps:
+  dump:
+    kind: collect-coverage
+    targets:
+      - {{ name: {POD}, address: "{address}" }}
+      - {{ name: no-agent-5d6f7-bcdfg, address: "{refused}" }}
+    target_timeout: 5s
+  report:
+    kind: coverage-report
+    after: [dump]
+    services:
+      demo: {{ classes: "{}", sources: ["{}"] }}
+"#,
+        classes.display(),
+        src.display()
+    )
+}
+
+/// Covered and missed line numbers of one source file in a JaCoCo XML report.
+fn lines_of(xml: &str, file: &str) -> (BTreeSet<u32>, BTreeSet<u32>) {
+    use quick_xml::events::Event;
+    let mut r = quick_xml::Reader::from_str(xml);
+    let (mut covered, mut missed) = (BTreeSet::new(), BTreeSet::new());
+    let mut inside = false;
+    loop {
+        match r.read_event().unwrap() {
+            Event::Start(e) | Event::Empty(e) => {
+                let attr = |k: &[u8]| {
+                    e.attributes()
+                        .flatten()
+                        .find(|a| a.key.as_ref() == k)
+                        .map(|a| String::from_utf8(a.value.to_vec()).unwrap())
+                };
+                if e.name().as_ref() == b"sourcefile" {
+                    inside = attr(b"name").as_deref() == Some(file);
+                } else if inside && e.name().as_ref() == b"line" {
+                    let nr: u32 = attr(b"nr").unwrap().parse().unwrap();
+                    let ci: u32 = attr(b"ci").unwrap().parse().unwrap();
+                    if ci > 0 {
+                        covered.insert(nr);
+                    } else {
+                        missed.insert(nr);
+                    }
+                }
+            }
+            Event::End(e) if e.name().as_ref() == b"sourcefile" => inside = false,
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    (covered, missed)
+}
+
+fn probes(d: &ExecData) -> BTreeMap<(u64, String), Vec<bool>> {
+    d.classes
+        .iter()
+        .filter(|c| c.has_hits())
+        .map(|c| ((c.id, c.name.clone()), c.probes.clone()))
+        .collect()
+}
+
+fn read_exec(p: &Path) -> ExecData {
+    ExecData::parse(&std::fs::read(p).unwrap()).unwrap()
+}
+
+#[test]
+fn dumps_a_real_agent_with_reset_merges_and_renders_through_ant() {
+    jvm::require_tools();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let classes = jvm::compile(dir, &[("Main.java", MAIN), ("Work.java", WORK)]);
+    let src = dir.join("src");
+    let agent = jvm::extract_agent(dir);
+    let mut java = Jvm::start(&agent, &classes, "Main", "test");
+    let refused = format!("127.0.0.1:{}", jvm::free_port());
+
+    // Reference: Ant's jacoco:dump at the same moment (no reset; the program is idle).
+    let ant_exec = dir.join("ant.exec");
+    jvm::ant(
+        dir,
+        &format!(
+            "    <jacoco:dump address=\"127.0.0.1\" port=\"{}\" reset=\"false\" dump=\"true\" destfile=\"{}\"/>\n",
+            java.port,
+            ant_exec.display()
+        ),
+    );
+
+    // Phase 1: dump with reset through ttplan.
+    let m1 = run_plan(
+        dir,
+        &dump_plan(&java.address(), &refused, &classes, &src),
+        "p1",
+    );
+    let no_agent = &m1["steps"]["dump"]["outputs"]["no_agent"];
+    assert_eq!(no_agent[0]["name"], "no-agent-5d6f7-bcdfg", "{no_agent}");
+    assert!(
+        no_agent[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("connection refused"),
+        "{no_agent}"
+    );
+    let exec_name = format!("{POD}__jacoco-{POD}.exec");
+    let p1 = dir.join("out/coverage_data/p1").join(&exec_name);
+    let d1 = read_exec(&p1);
+    assert_eq!(d1.sessions.len(), 1);
+    assert_eq!(d1.sessions[0].id, "test");
+    let reference = read_exec(&ant_exec);
+    assert_eq!(
+        probes(&d1),
+        probes(&reference),
+        "ttplan's dump differs from Ant's jacoco:dump"
+    );
+    assert!(probes(&d1).keys().any(|(_, n)| n == "Work"));
+
+    let xml1 =
+        std::fs::read_to_string(dir.join("out/coverage_report/p1/demo/coverage.xml")).unwrap();
+    assert_eq!(lines_of(&xml1, "Work.java").0, BTreeSet::from([3, 4, 5, 7]));
+
+    // Phase 2: new code runs; the second dump holds only what ran since the reset.
+    java.send("phase2");
+    java.expect_line("phase2 OK");
+    let m2 = run_plan(
+        dir,
+        &dump_plan(&java.address(), &refused, &classes, &src),
+        "p2",
+    );
+    assert_eq!(m2["run"]["status"], "succeeded");
+    let p2 = dir.join("out/coverage_data/p2").join(&exec_name);
+    let d2 = read_exec(&p2);
+    let work = |d: &ExecData| {
+        d.classes
+            .iter()
+            .find(|c| c.name == "Work")
+            .map(|c| c.probes.clone())
+            .unwrap()
+    };
+    let (w1, w2) = (work(&d1), work(&d2));
+    assert!(
+        w1.iter().zip(&w2).all(|(a, b)| !(*a && *b)),
+        "the second dump repeats probes of the first: {w1:?} / {w2:?}"
+    );
+    let xml2 =
+        std::fs::read_to_string(dir.join("out/coverage_report/p2/demo/coverage.xml")).unwrap();
+    assert_eq!(lines_of(&xml2, "Work.java").0, BTreeSet::from([10]));
+
+    // Merge: both dumps as two pods of one service.
+    let both = dir.join("both");
+    std::fs::create_dir_all(&both).unwrap();
+    std::fs::copy(&p1, both.join(&exec_name)).unwrap();
+    let other = "demo-7d9f8b6c5-zq2w4";
+    std::fs::copy(&p2, both.join(format!("{other}__jacoco-{other}.exec"))).unwrap();
+    let merge_plan = format!(
+        r#"name: coverage-merge
+steps:
+  report:
+    kind: coverage-report
+    exec_dir: "{}"
+    services:
+      demo: {{ classes: "{}", sources: ["{}"] }}
+"#,
+        both.display(),
+        classes.display(),
+        src.display()
+    );
+    run_plan(dir, &merge_plan, "merged");
+    let report = dir.join("out/coverage_report/merged/demo");
+    let xml = std::fs::read_to_string(report.join("coverage.xml")).unwrap();
+    let (covered, missed) = lines_of(&xml, "Work.java");
+    assert_eq!(covered, BTreeSet::from([3, 4, 5, 7, 10]));
+    // 14: the `return` of the void `never()` sits on its closing brace.
+    assert_eq!(missed, BTreeSet::from([1, 13, 14]));
+    let merged = read_exec(&report.join("jacoco.exec"));
+    assert_eq!(merged.sessions.len(), 2);
+    assert!(merged.sessions[0].dump_ms <= merged.sessions[1].dump_ms);
+    assert!(report.join("html/index.html").is_file());
+
+    // Summaries agree with the XML's report-level LINE counter.
+    let counters = ttplan::coverage::report::report_counters(&xml).unwrap();
+    let line = counters["LINE"];
+    let pct = ttplan::coverage::report::percent_half_even(line.covered, line.total()).unwrap();
+    let txt = std::fs::read_to_string(report.join("coverage-summary.txt")).unwrap();
+    assert_eq!(
+        txt,
+        format!(
+            "service\ttotal_lines\tline_coverage\ndemo\t{}\t{pct}%\n",
+            line.total()
+        )
+    );
+    let json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(report.join("coverage-summary.json")).unwrap(),
+    )
+    .unwrap();
+    for kind in ["INSTRUCTION", "LINE", "METHOD", "CLASS", "COMPLEXITY"] {
+        assert!(
+            json["counters"][kind]["total"].as_u64().unwrap() > 0,
+            "{kind}: {json}"
+        );
+    }
+    assert!(html_mentions(&report.join("html"), "Work.java"));
+}
+
+fn html_mentions(dir: &Path, needle: &str) -> bool {
+    fn walk(d: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(dir, &mut files);
+    files.iter().any(|f| {
+        f.file_name()
+            .is_some_and(|n| n.to_string_lossy().contains(needle))
+    })
+}
+
+#[test]
+fn repeated_commands_on_one_connection_and_reset_only() {
+    use ttplan::coverage::protocol::{dump, DumpCommand};
+    use ttplan::coverage::target::Transport;
+    jvm::require_tools();
+    let tmp = tempfile::tempdir().unwrap();
+    let classes = jvm::compile(tmp.path(), &[("Main.java", MAIN), ("Work.java", WORK)]);
+    let agent = jvm::extract_agent(tmp.path());
+    let java = Jvm::start(&agent, &classes, "Main", "repeat");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let t = Transport::Direct {
+            address: java.address(),
+        };
+        let mut s = t.connect().await.unwrap();
+        let first = dump(
+            &mut s,
+            DumpCommand {
+                dump: true,
+                reset: false,
+            },
+        )
+        .await
+        .unwrap();
+        assert!(first
+            .classes
+            .iter()
+            .any(|c| c.name == "Work" && c.has_hits()));
+        // Reset only: header + command ok, no data.
+        let none = dump(
+            &mut s,
+            DumpCommand {
+                dump: false,
+                reset: true,
+            },
+        )
+        .await
+        .unwrap();
+        assert!(
+            none.sessions.is_empty() && none.classes.is_empty(),
+            "{none:?}"
+        );
+        let after = dump(
+            &mut s,
+            DumpCommand {
+                dump: true,
+                reset: false,
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(after.sessions[0].id, "repeat");
+        assert!(
+            !after
+                .classes
+                .iter()
+                .any(|c| c.name == "Work" && c.has_hits()),
+            "reset did not clear Work"
+        );
+    });
+}
