@@ -538,3 +538,72 @@ fn repeated_commands_on_one_connection_and_reset_only() {
         );
     });
 }
+
+// ---------------------------------------------------------------- plans
+
+fn validate(path: &Path) -> std::process::Output {
+    Command::new(TTPLAN)
+        .arg("validate")
+        .arg(path)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn example_plan_validates() {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("plans/examples/coverage.yaml");
+    let out = validate(&p);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn coverage_kinds_parse_from_toml_and_reject_unknown_fields_with_a_span() {
+    let tmp = tempfile::tempdir().unwrap();
+    let toml = tmp.path().join("c.toml");
+    std::fs::write(
+        &toml,
+        r#"name = "c"
+[steps.dump]
+kind = "collect-coverage"
+reset = false
+target_timeout = "5s"
+targets = [{ name = "ts-a-service-5d6f7-bcdfg", address = "127.0.0.1:6300" }]
+[steps.report]
+kind = "coverage-report"
+after = ["dump"]
+pod_services = { "odd-pod" = "ts-a-service" }
+[steps.report.services.ts-a-service]
+jar = "a.jar"
+sources = ["src"]
+[steps.inst]
+kind = "instrument"
+input = "deploy.yaml"
+agent_image = "img"
+includes = { ts-a-service = "a.*" }
+"#,
+    )
+    .unwrap();
+    let out = validate(&toml);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let yaml = tmp.path().join("bad.yaml");
+    std::fs::write(
+        &yaml,
+        "name: bad\nsteps:\n  dump:\n    kind: collect-coverage\n    targets:\n      - { name: a, address: \"127.0.0.1:1\", selector: app=x }\n",
+    )
+    .unwrap();
+    let out = validate(&yaml);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.yaml:6:"), "{err}");
+    assert!(err.contains("unknown field `selector`"), "{err}");
+}
