@@ -607,3 +607,24 @@ includes = { ts-a-service = "a.*" }
     assert!(err.contains("bad.yaml:6:"), "{err}");
     assert!(err.contains("unknown field `selector`"), "{err}");
 }
+
+#[test]
+fn instrument_step_writes_a_copy_and_reports_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let manifest = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: ts-a-service}\nspec:\n  template:\n    spec:\n      containers: [{name: a, image: a}]\n";
+    std::fs::write(dir.join("deploy.yaml"), manifest).unwrap();
+    let plan = "name: inst\nsteps:\n  inst:\n    kind: instrument\n    input: deploy.yaml\n    output: manifests/deploy.jacoco.yaml\n    agent_image: img\n    includes: { ts-a-service: a.* }\n";
+    let m = run_plan(dir, plan, "inst");
+    assert_eq!(
+        m["steps"]["inst"]["outputs"]["changed"][0],
+        "Deployment/ts-a-service"
+    );
+    let out = std::fs::read_to_string(dir.join("out/manifests/deploy.jacoco.yaml")).unwrap();
+    assert!(out.starts_with("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n---\n"));
+    assert!(out.contains("includes=a.*,sessionid=$(POD_NAME)"), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("deploy.yaml")).unwrap(),
+        manifest
+    );
+}

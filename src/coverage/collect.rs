@@ -42,6 +42,17 @@ pub enum TargetOutcome {
     Failed { reason: String },
 }
 
+impl TargetOutcome {
+    /// One word for progress lines.
+    pub fn word(&self) -> &'static str {
+        match self {
+            TargetOutcome::Dumped { .. } => "dumped",
+            TargetOutcome::NoAgent { .. } => "no agent",
+            TargetOutcome::Failed { .. } => "FAILED",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct TargetReport {
     pub name: String,
@@ -63,8 +74,12 @@ pub struct DumpAllOptions {
 }
 
 /// Dumps every target; results come back in target order. Never fails as a whole: each
-/// target's failure is in its report.
-pub async fn dump_all(targets: &[DumpTarget], opts: &DumpAllOptions) -> Vec<TargetReport> {
+/// target's failure is in its report. `on_done` sees each report as it finishes (progress).
+pub async fn dump_all(
+    targets: &[DumpTarget],
+    opts: &DumpAllOptions,
+    mut on_done: impl FnMut(&TargetReport),
+) -> Vec<TargetReport> {
     let sem = Arc::new(Semaphore::new(opts.concurrency.max(1)));
     let mut set = JoinSet::new();
     for (i, t) in targets.iter().enumerate() {
@@ -88,6 +103,7 @@ pub async fn dump_all(targets: &[DumpTarget], opts: &DumpAllOptions) -> Vec<Targ
     while let Some(res) = set.join_next().await {
         // A panicking task is a bug; its target is reported as failed below.
         if let Ok((i, r)) = res {
+            on_done(&r);
             out[i] = Some(r);
         }
     }
@@ -176,4 +192,120 @@ pub fn write_exec(path: &Path, data: &ExecData) -> Result<usize, CoverageError> 
     std::io::Write::write_all(&mut f, &bytes).map_err(CoverageError::io(ctx()))?;
     f.commit().map_err(CoverageError::io(ctx()))?;
     Ok(bytes.len())
+}
+
+/// Refuses target names that cannot name a file in the output folder.
+///
+/// # Errors
+/// On an empty name, a path separator, a leading dot, or a name used twice.
+pub fn check_target_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<(), String> {
+    let mut seen = std::collections::HashSet::new();
+    for n in names {
+        if n.is_empty() || n.starts_with('.') || n.contains(['/', '\\', '\0']) {
+            return Err(format!(
+                "target name `{n}` cannot name an exec file (use the pod name)"
+            ));
+        }
+        if !seen.insert(n) {
+            return Err(format!("target name `{n}` is used twice"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    const ANSWER: &[u8] = &[
+        0x01, 0xC0, 0xC0, 0x10, 0x07, //
+        0x10, 0x00, 0x01, b'p', 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2, //
+        0x11, 0, 0, 0, 0, 0, 0, 0, 9, 0x00, 0x01, b'A', 0x01, 0x01, //
+        0x20,
+    ];
+
+    /// A fake agent: reads the 8-byte command, then answers with `answer` (or hangs).
+    async fn agent(answer: Option<&'static [u8]>) -> String {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut cmd = [0u8; 8];
+            s.read_exact(&mut cmd).await.unwrap();
+            match answer {
+                Some(a) => s.write_all(a).await.unwrap(),
+                None => tokio::time::sleep(Duration::from_secs(60)).await,
+            }
+        });
+        addr
+    }
+
+    fn target(name: &str, address: String) -> DumpTarget {
+        DumpTarget {
+            name: name.into(),
+            transport: Transport::Direct { address },
+        }
+    }
+
+    #[tokio::test]
+    async fn each_target_gets_its_own_outcome_and_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let refused = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().to_string()
+        };
+        let targets = vec![
+            target("good-5d6f7-bcdfg", agent(Some(ANSWER)).await),
+            target(
+                "cut-5d6f7-bcdfg",
+                agent(Some(&ANSWER[..ANSWER.len() - 1])).await,
+            ),
+            target("hang-5d6f7-bcdfg", agent(None).await),
+            target("none-5d6f7-bcdfg", refused),
+        ];
+        let opts = DumpAllOptions {
+            command: DumpCommand {
+                dump: true,
+                reset: true,
+            },
+            timeout: Duration::from_millis(500),
+            concurrency: 8,
+            out_dir: dir.path().to_path_buf(),
+        };
+        let started = Instant::now();
+        let mut seen = 0;
+        let r = dump_all(&targets, &opts, |_| seen += 1).await;
+        // Concurrent: the hung target costs its timeout once, not per target.
+        assert!(started.elapsed() < Duration::from_millis(1500));
+        assert_eq!(seen, 4);
+        let TargetOutcome::Dumped { file, sessions, .. } = &r[0].outcome else {
+            panic!("{:?}", r[0]);
+        };
+        assert_eq!(sessions, &["p"]);
+        let back = ExecData::parse(&std::fs::read(file).unwrap()).unwrap();
+        assert_eq!(back.classes[0].name, "A");
+        assert!(
+            matches!(&r[1].outcome, TargetOutcome::Failed { reason } if reason.contains("command-ok"))
+        );
+        assert!(
+            matches!(&r[2].outcome, TargetOutcome::Failed { reason } if reason.contains("did not finish"))
+        );
+        assert!(
+            matches!(&r[3].outcome, TargetOutcome::NoAgent { reason } if reason.contains("refused"))
+        );
+        // Only the good dump left a file; failures leave nothing half-written.
+        let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(files.len(), 1);
+    }
+
+    #[test]
+    fn target_names_must_name_files() {
+        assert!(check_target_names(["a-1", "b-2"]).is_ok());
+        assert!(check_target_names(["../x"]).is_err());
+        assert!(check_target_names([""]).is_err());
+        let e = check_target_names(["a", "a"]).unwrap_err();
+        assert!(e.contains("used twice"), "{e}");
+    }
 }

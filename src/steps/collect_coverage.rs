@@ -12,7 +12,9 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::{Step, StepConfig, StepCtx, StepError, StepOutputs};
-use crate::coverage::collect::{dump_all, DumpAllOptions, DumpTarget, TargetOutcome};
+use crate::coverage::collect::{
+    check_target_names, dump_all, DumpAllOptions, DumpTarget, TargetOutcome,
+};
 use crate::coverage::protocol::DumpCommand;
 use crate::coverage::target::Transport;
 use crate::plan::Duration;
@@ -87,7 +89,10 @@ impl Step for CollectCoverageConfig {
                 .clone()
                 .unwrap_or_else(|| PathBuf::from("coverage_data").join(ctx.exp_name())),
         );
-        std::fs::create_dir_all(&out_dir)
+        check_target_names(self.targets.iter().map(|t| t.name.as_str()))
+            .map_err(StepError::failed)?;
+        tokio::fs::create_dir_all(&out_dir)
+            .await
             .map_err(StepError::io(format!("creating {}", out_dir.display())))?;
         let targets: Vec<DumpTarget> = self
             .targets
@@ -110,8 +115,14 @@ impl Step for CollectCoverageConfig {
         };
         ctx.progress(format!("dumping {} agents", targets.len()));
         let started = Instant::now();
+        let total = targets.len();
+        let mut done = 0;
+        let dumping = dump_all(&targets, &opts, |r| {
+            done += 1;
+            ctx.progress(format!("{done}/{total}: {} {}", r.name, r.outcome.word()));
+        });
         let reports = tokio::select! {
-            r = dump_all(&targets, &opts) => r,
+            r = dumping => r,
             () = ctx.cancel_token().cancelled() => return Err(StepError::Cancelled),
         };
         let elapsed_ms = started.elapsed().as_millis() as u64;

@@ -219,6 +219,7 @@ impl Step for CoverageReportConfig {
 
 /// Merge, classes, render into a scratch folder, then move the results into place (so a
 /// killed run never leaves a half-rendered report under the final names), then summarise.
+/// File work runs on the blocking pool; only the report engine is awaited here.
 async fn report_service(
     service: &str,
     files: &[PathBuf],
@@ -227,6 +228,38 @@ async fn report_service(
     dir: &Path,
     engine: &ReportEngine,
 ) -> Result<BTreeMap<String, Counter>, StepError> {
+    let (files_owned, dir_owned) = (files.to_vec(), dir.to_path_buf());
+    let prepared = blocking(move || prepare(&files_owned, classes, &dir_owned)).await?;
+    let xml_tmp = prepared.scratch.path().join("coverage.xml");
+    let html_tmp = prepared.scratch.path().join("html");
+    let job = ReportJob {
+        name: service,
+        exec_files: std::slice::from_ref(&prepared.merged),
+        classes_dir: &prepared.classes_dir,
+        source_dirs: sources,
+        xml: &xml_tmp,
+        html_dir: &html_tmp,
+    };
+    render(engine, &job, prepared.scratch.path())
+        .await
+        .map_err(|e| StepError::failed(format!("service `{service}`: {e}")))?;
+    let (service, dir) = (service.to_string(), dir.to_path_buf());
+    blocking(move || {
+        let counters = publish(&service, &dir, &xml_tmp, &html_tmp)?;
+        // The scratch folder (extracted classes, build file) goes once the results are out.
+        drop(prepared);
+        Ok(counters)
+    })
+    .await
+}
+
+struct Prepared {
+    scratch: tempfile::TempDir,
+    merged: PathBuf,
+    classes_dir: PathBuf,
+}
+
+fn prepare(files: &[PathBuf], classes: Classes, dir: &Path) -> Result<Prepared, StepError> {
     std::fs::create_dir_all(dir).map_err(StepError::io(format!("creating {}", dir.display())))?;
     let scratch = tempfile::Builder::new()
         .prefix(".render.")
@@ -235,37 +268,30 @@ async fn report_service(
             "creating a scratch folder in {}",
             dir.display()
         )))?;
-    let merged = merge_files(files)?;
-    let merged_path = dir.join("jacoco.exec");
-    write_exec(&merged_path, &merged)?;
-
+    let merged = dir.join("jacoco.exec");
+    write_exec(&merged, &merge_files(files)?)?;
     let classes_dir = match classes {
         Classes::Dir(d) => d,
         Classes::Jar(jar) => {
             let d = scratch.path().join("classes");
-            let jar2 = jar.clone();
-            let d2 = d.clone();
-            tokio::task::spawn_blocking(move || extract_classes(&jar2, &d2))
-                .await
-                .map_err(|e| StepError::failed(format!("extracting {}: {e}", jar.display())))??;
+            extract_classes(&jar, &d)?;
             d
         }
     };
-    let xml_tmp = scratch.path().join("coverage.xml");
-    let html_tmp = scratch.path().join("html");
-    let job = ReportJob {
-        name: service,
-        exec_files: std::slice::from_ref(&merged_path),
-        classes_dir: &classes_dir,
-        source_dirs: sources,
-        xml: &xml_tmp,
-        html_dir: &html_tmp,
-    };
-    render(engine, &job, scratch.path())
-        .await
-        .map_err(|e| StepError::failed(format!("service `{service}`: {e}")))?;
+    Ok(Prepared {
+        scratch,
+        merged,
+        classes_dir,
+    })
+}
 
-    let xml_text = std::fs::read_to_string(&xml_tmp)
+fn publish(
+    service: &str,
+    dir: &Path,
+    xml_tmp: &Path,
+    html_tmp: &Path,
+) -> Result<BTreeMap<String, Counter>, StepError> {
+    let xml_text = std::fs::read_to_string(xml_tmp)
         .map_err(StepError::io(format!("reading {}", xml_tmp.display())))?;
     let counters = report_counters(&xml_text)?;
     let html = dir.join("html");
@@ -273,10 +299,10 @@ async fn report_service(
         std::fs::remove_dir_all(&html)
             .map_err(StepError::io(format!("removing old {}", html.display())))?;
     }
-    std::fs::rename(&html_tmp, &html)
+    std::fs::rename(html_tmp, &html)
         .map_err(StepError::io(format!("moving {}", html.display())))?;
     let xml = dir.join("coverage.xml");
-    std::fs::rename(&xml_tmp, &xml).map_err(StepError::io(format!("moving {}", xml.display())))?;
+    std::fs::rename(xml_tmp, &xml).map_err(StepError::io(format!("moving {}", xml.display())))?;
     let txt = dir.join("coverage-summary.txt");
     write_atomic(
         &txt,
@@ -287,4 +313,12 @@ async fn report_service(
     write_json_atomic(&json, &summary_json(service, &counters))
         .map_err(StepError::io(format!("writing {}", json.display())))?;
     Ok(counters)
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StepError> + Send + 'static,
+) -> Result<T, StepError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StepError::failed(format!("file work ended abnormally: {e}")))?
 }

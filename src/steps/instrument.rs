@@ -92,8 +92,10 @@ impl Step for InstrumentConfig {
                 .join("instrumented")
                 .join(input.file_name().unwrap_or_default()),
         };
-        let text = std::fs::read_to_string(&input)
-            .map_err(StepError::io(format!("reading {}", input.display())))?;
+        let source_root = self
+            .source_root
+            .as_ref()
+            .map(|r| resolve_workdir(ctx.plan_dir(), Some(r)));
         let opts = InstrumentOptions {
             agent_image: self.agent_image.clone(),
             agent_path: self.agent_path.clone(),
@@ -101,19 +103,25 @@ impl Step for InstrumentConfig {
             port: self.port,
             address: self.address.clone(),
             includes: self.includes.clone(),
-            source_root: self
-                .source_root
-                .as_ref()
-                .map(|r| resolve_workdir(ctx.plan_dir(), Some(r))),
+            source_root,
             default_includes: self.default_includes.clone(),
             excludes: self.excludes.clone(),
             containers: self.containers.clone(),
             skip: self.skip.clone(),
         };
-        let (new, report) = instrument(&text, &opts)
-            .map_err(|e| StepError::failed(format!("{}: {e}", input.display())))?;
-        write_atomic(&output, new.as_bytes())
-            .map_err(StepError::io(format!("writing {}", output.display())))?;
+        let (inp, outp) = (input.clone(), output.clone());
+        // Reading source trees (includes inference) and writing are blocking file work.
+        let report = tokio::task::spawn_blocking(move || {
+            let text = std::fs::read_to_string(&inp)
+                .map_err(StepError::io(format!("reading {}", inp.display())))?;
+            let (new, report) = instrument(&text, &opts)
+                .map_err(|e| StepError::failed(format!("{}: {e}", inp.display())))?;
+            write_atomic(&outp, new.as_bytes())
+                .map_err(StepError::io(format!("writing {}", outp.display())))?;
+            Ok::<_, StepError>(report)
+        })
+        .await
+        .map_err(|e| StepError::failed(format!("instrumenting {}: {e}", input.display())))??;
         ctx.progress(format!(
             "{} workloads instrumented, {} already, {} skipped",
             report.changed.len(),
