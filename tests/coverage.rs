@@ -405,6 +405,9 @@ fn dumps_a_real_agent_with_reset_merges_and_renders_through_ant() {
     std::fs::copy(&p1, both.join(&exec_name)).unwrap();
     let other = "demo-7d9f8b6c5-zq2w4";
     std::fs::copy(&p2, both.join(format!("{other}__jacoco-{other}.exec"))).unwrap();
+    // This time the classes come from a Spring Boot style fat jar.
+    let jar = dir.join("demo.jar");
+    boot_jar(&classes, &jar);
     let merge_plan = format!(
         r#"name: coverage-merge
 steps:
@@ -412,10 +415,10 @@ steps:
     kind: coverage-report
     exec_dir: "{}"
     services:
-      demo: {{ classes: "{}", sources: ["{}"] }}
+      demo: {{ jar: "{}", sources: ["{}"] }}
 "#,
         both.display(),
-        classes.display(),
+        jar.display(),
         src.display()
     );
     run_plan(dir, &merge_plan, "merged");
@@ -453,6 +456,21 @@ steps:
         );
     }
     assert!(html_mentions(&report.join("html"), "Work.java"));
+}
+
+/// A jar laid out like Spring Boot's: the app's classes under `BOOT-INF/classes`, plus a
+/// loader class outside it that must not be reported.
+fn boot_jar(classes: &Path, jar: &Path) {
+    let mut z = zip::ZipWriter::new(std::fs::File::create(jar).unwrap());
+    let o = zip::write::SimpleFileOptions::default();
+    for name in ["Main.class", "Work.class"] {
+        z.start_file(format!("BOOT-INF/classes/{name}"), o).unwrap();
+        std::io::Write::write_all(&mut z, &std::fs::read(classes.join(name)).unwrap()).unwrap();
+    }
+    z.start_file("org/springframework/boot/loader/JarLauncher.class", o)
+        .unwrap();
+    std::io::Write::write_all(&mut z, &std::fs::read(classes.join("Main.class")).unwrap()).unwrap();
+    z.finish().unwrap();
 }
 
 fn html_mentions(dir: &Path, needle: &str) -> bool {

@@ -427,6 +427,73 @@ mod tests {
         assert!(!out.join("org").exists());
     }
 
+    #[tokio::test]
+    async fn jacococli_gets_the_report_arguments() {
+        let dir = tempfile::tempdir().unwrap();
+        let args_file = dir.path().join("args");
+        let java = dir.path().join("java");
+        std::fs::write(
+            &java,
+            format!(
+                "#!/bin/sh\nprintf '%s\\n' \"$@\" > {}\n",
+                args_file.display()
+            ),
+        )
+        .unwrap();
+        let mut perms = std::fs::metadata(&java).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+        std::fs::set_permissions(&java, perms).unwrap();
+        let engine = ReportEngine::JacocoCli {
+            java: java.clone(),
+            jar: "/opt/jacococli.jar".into(),
+        };
+        let exec = [PathBuf::from("/d/a.exec")];
+        let src = [PathBuf::from("/s1"), PathBuf::from("/s2")];
+        let job = ReportJob {
+            name: "ts-a-service",
+            exec_files: &exec,
+            classes_dir: Path::new("/c"),
+            source_dirs: &src,
+            xml: Path::new("/o/coverage.xml"),
+            html_dir: Path::new("/o/html"),
+        };
+        render(&engine, &job, dir.path()).await.unwrap();
+        let args = std::fs::read_to_string(&args_file).unwrap();
+        assert_eq!(
+            args.lines().collect::<Vec<_>>(),
+            [
+                "-jar",
+                "/opt/jacococli.jar",
+                "report",
+                "/d/a.exec",
+                "--classfiles",
+                "/c",
+                "--sourcefiles",
+                "/s1",
+                "--sourcefiles",
+                "/s2",
+                "--encoding",
+                "UTF-8",
+                "--name",
+                "ts-a-service",
+                "--xml",
+                "/o/coverage.xml",
+                "--html",
+                "/o/html"
+            ]
+        );
+        // A failing engine's output ends up in the error.
+        std::fs::write(&java, "#!/bin/sh\necho 'Exception: boom' >&2\nexit 1\n").unwrap();
+        let e = render(&engine, &job, dir.path())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("jacococli report failed") && e.contains("Exception: boom"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn ant_build_files_escape_paths() {
         let x = ant_build_xml(&[PathBuf::from("/j/a&b.jar")], "");
