@@ -646,3 +646,38 @@ fn instrument_step_writes_a_copy_and_reports_it() {
         manifest
     );
 }
+
+#[test]
+fn instrument_in_place_and_stdout() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = tmp.path().join("d.yaml");
+    let text = "kind: Deployment\nmetadata: {name: w}\nspec:\n  template:\n    spec:\n      containers: [{name: c, image: i}]\n";
+    std::fs::write(&f, text).unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(TTPLAN)
+            .arg("instrument")
+            .arg(&f)
+            .args(["--agent-image", "img"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    };
+    let stdout = String::from_utf8(run(&[]).stdout).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&f).unwrap(),
+        text,
+        "edited without --in-place"
+    );
+    assert!(stdout.contains("sessionid=$(POD_NAME)"));
+    run(&["--in-place"]);
+    assert_eq!(std::fs::read_to_string(&f).unwrap(), stdout);
+    let again = run(&["--in-place"]);
+    assert_eq!(std::fs::read_to_string(&f).unwrap(), stdout);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("1 already instrumented"));
+}

@@ -363,7 +363,7 @@ mod tests {
         assert!(decode_modified_utf8(&[0xFF]).is_err());
     }
 
-    /// A file as `jacoco:dump` writes it: header, one session, one class.
+    /// A hand-built file in the layout `jacoco:dump` writes: header, one session, one class.
     const RECORDED: &[u8] = &[
         0x01, 0xC0, 0xC0, 0x10, 0x07, // header
         0x10, 0x00, 0x04, b't', b'e', b's', b't', // session "test"

@@ -155,8 +155,8 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    /// An agent answer as recorded from JaCoCo 0.8.6: header, session "test" (start 1, dump 2),
-    /// one class with probes [true,false,true], command ok.
+    /// A hand-built answer following the documented layout: header, session "test" (start 1,
+    /// dump 2), one class with probes [true,false,true], command ok.
     const ANSWER: &[u8] = &[
         0x01, 0xC0, 0xC0, 0x10, 0x07, //
         0x10, 0x00, 0x04, b't', b'e', b's', b't', //
@@ -198,6 +198,29 @@ mod tests {
         assert_eq!(d.sessions[0].dump_ms, 2);
         assert_eq!(d.classes[0].id, 42);
         assert_eq!(d.classes[0].probes, [true, false, true]);
+    }
+
+    /// Bytes recorded from Debian's JaCoCo 0.8.6 agent (tcpserver, sessionid=recorded) running
+    /// `testdata/Rec.java.txt`, answering `40 01 00`.
+    const RECORDED: &[u8] = include_bytes!("testdata/agent_answer.bin");
+
+    #[tokio::test]
+    async fn parses_a_recorded_agent_answer_and_reencodes_it_byte_for_byte() {
+        let mut b = tokio_test_stream(RECORDED, 5);
+        let d = read_answer(&mut b).await.unwrap();
+        assert_eq!(d.sessions.len(), 1);
+        assert_eq!(d.sessions[0].id, "recorded");
+        assert!(d.sessions[0].start_ms <= d.sessions[0].dump_ms);
+        let names: Vec<&str> = d.classes.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names.len(), 2);
+        assert!(
+            names.contains(&"Rec") && names.contains(&"Helper"),
+            "{names:?}"
+        );
+        assert!(d.classes.iter().all(|c| c.has_hits()));
+        // The exec format is the answer without its command-ok block.
+        assert_eq!(RECORDED.last(), Some(&BLOCK_CMD_OK));
+        assert_eq!(d.to_bytes().unwrap(), RECORDED[..RECORDED.len() - 1]);
     }
 
     #[tokio::test]

@@ -23,7 +23,9 @@ use crate::plan::Duration;
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CollectCoverageConfig {
-    /// Agents to dump, one per pod.
+    /// Agents to dump, one per pod. (Optional so that `namespace:` + `selector:` can select
+    /// pods instead once the Kubernetes transport lands; today it must not be empty.)
+    #[serde(default)]
     pub targets: Vec<CoverageTarget>,
     /// Reset the agents' probes after the dump, so the next dump holds only new executions.
     #[serde(default = "yes")]
@@ -89,6 +91,11 @@ impl Step for CollectCoverageConfig {
                 .clone()
                 .unwrap_or_else(|| PathBuf::from("coverage_data").join(ctx.exp_name())),
         );
+        if self.targets.is_empty() {
+            return Err(StepError::failed(
+                "no coverage targets: list the agents under `targets:` ({name, address})",
+            ));
+        }
         check_target_names(self.targets.iter().map(|t| t.name.as_str()))
             .map_err(StepError::failed)?;
         tokio::fs::create_dir_all(&out_dir)
