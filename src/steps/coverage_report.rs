@@ -125,6 +125,13 @@ impl CoverageReportConfig {
             .filter_map(Result::ok)
             .map(|e| e.path())
             .filter(|p| p.extension().is_some_and(|e| e == "jar"))
+            .filter(|p| {
+                let name = p
+                    .file_name()
+                    .map(|n| n.to_string_lossy())
+                    .unwrap_or_default();
+                !name.ends_with("-sources.jar") && !name.ends_with("-javadoc.jar")
+            })
             .min()?;
         let src = root.join("src/main/java");
         let sources = if src.is_dir() { vec![src] } else { Vec::new() };
