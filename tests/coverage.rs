@@ -681,3 +681,58 @@ fn instrument_in_place_and_stdout() {
     assert_eq!(std::fs::read_to_string(&f).unwrap(), stdout);
     assert!(String::from_utf8_lossy(&again.stderr).contains("1 already instrumented"));
 }
+
+/// Repeated commands on one connection: with TCP_QUICKACK (what `Transport::Direct` gives)
+/// each costs about a millisecond; a plain socket stalls ~40 ms per command on delayed ACKs.
+#[test]
+fn quickack_avoids_delayed_ack_stalls_on_repeated_commands() {
+    use ttplan::coverage::protocol::{dump, DumpCommand};
+    use ttplan::coverage::target::Transport;
+    jvm::require_tools();
+    let tmp = tempfile::tempdir().unwrap();
+    let classes = jvm::compile(tmp.path(), &[("Main.java", MAIN), ("Work.java", WORK)]);
+    let agent = jvm::extract_agent(tmp.path());
+    let java = Jvm::start(&agent, &classes, "Main", "quickack");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let cmd = DumpCommand {
+        dump: true,
+        reset: false,
+    };
+    let (quick, plain) = rt.block_on(async {
+        let mut s = Transport::Direct {
+            address: java.address(),
+        }
+        .connect()
+        .await
+        .unwrap();
+        dump(&mut s, cmd).await.unwrap();
+        let t0 = std::time::Instant::now();
+        for _ in 0..20 {
+            dump(&mut s, cmd).await.unwrap();
+        }
+        let quick = t0.elapsed();
+        drop(s);
+        let mut p = tokio::net::TcpStream::connect(java.address())
+            .await
+            .unwrap();
+        p.set_nodelay(true).unwrap();
+        dump(&mut p, cmd).await.unwrap();
+        let t0 = std::time::Instant::now();
+        for _ in 0..20 {
+            dump(&mut p, cmd).await.unwrap();
+        }
+        (quick, t0.elapsed())
+    });
+    eprintln!("20 commands on one connection: quickack {quick:?}, plain socket {plain:?}");
+    if plain < std::time::Duration::from_millis(200) {
+        eprintln!("note: this kernel does not delay these ACKs; nothing to compare");
+        return;
+    }
+    assert!(
+        quick * 3 < plain,
+        "TCP_QUICKACK made no difference: {quick:?} vs {plain:?}"
+    );
+}
