@@ -13,9 +13,16 @@ for jar in org.jacoco.agent.jar org.jacoco.ant.jar org.jacoco.core.jar org.jacoc
     break
   fi
 done
+# JaCoCo's report engine needs ASM (a dependency of libjacoco-java; checked in case it was removed).
+for jar in asm.jar asm-commons.jar asm-tree.jar; do
+  if [ ! -e "/usr/share/java/$jar" ]; then
+    need+=(libasm-java)
+    break
+  fi
+done
 
 if [ "${#need[@]}" -eq 0 ]; then
-  echo "coverage prerequisites present (javac, ant, libjacoco-java)"
+  echo "coverage prerequisites present (javac, ant, libjacoco-java, libasm-java)"
   exit 0
 fi
 

@@ -12,8 +12,8 @@ use tokio::net::TcpStream;
 pub trait AgentStream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> AgentStream for T {}
 
-/// How to reach one agent.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How to reach one agent. (Not `PartialEq`: a port-forward variant will carry a client.)
+#[derive(Debug, Clone)]
 pub enum Transport {
     /// `host:port` reachable from this machine (loopback, a NodePort, a `kubectl port-forward`).
     Direct { address: String },
