@@ -399,6 +399,36 @@ fn dumps_a_real_agent_with_reset_merges_and_renders_through_ant() {
         std::fs::read_to_string(dir.join("out/coverage_report/p2/demo/coverage.xml")).unwrap();
     assert_eq!(lines_of(&xml2, "Work.java").0, BTreeSet::from([10]));
 
+    // Reset only: nothing written, the agent reports no probes afterwards.
+    java.send("phase2");
+    java.expect_line("phase2 OK");
+    let reset_plan = format!(
+        "name: coverage-reset\nsteps:\n  reset:\n    kind: collect-coverage\n    dump: false\n    targets: [{{ name: {POD}, address: \"{}\" }}]\n",
+        java.address()
+    );
+    let m3 = run_plan(dir, &reset_plan, "reset");
+    assert_eq!(m3["steps"]["reset"]["outputs"]["reset"][0], POD);
+    assert!(!dir
+        .join("out/coverage_data/reset")
+        .join(&exec_name)
+        .exists());
+    let after_reset = dir.join("after-reset.exec");
+    jvm::ant(
+        dir,
+        &format!(
+            "    <jacoco:dump address=\"127.0.0.1\" port=\"{}\" reset=\"false\" dump=\"true\" destfile=\"{}\"/>\n",
+            java.port,
+            after_reset.display()
+        ),
+    );
+    assert!(
+        !read_exec(&after_reset)
+            .classes
+            .iter()
+            .any(|c| c.name == "Work" && c.has_hits()),
+        "a reset-only step left Work's probes set"
+    );
+
     // Merge: both dumps as two pods of one service.
     let both = dir.join("both");
     std::fs::create_dir_all(&both).unwrap();

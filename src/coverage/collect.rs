@@ -35,6 +35,8 @@ pub enum TargetOutcome {
         bytes: usize,
         elapsed_ms: u64,
     },
+    /// Reset only (no dump was asked for).
+    Reset { elapsed_ms: u64 },
     /// Nothing listens there (refused) or it does not answer the connection (timeout): the pod
     /// has no agent, e.g. a non-Java service.
     NoAgent { reason: String },
@@ -47,6 +49,7 @@ impl TargetOutcome {
     pub fn word(&self) -> &'static str {
         match self {
             TargetOutcome::Dumped { .. } => "dumped",
+            TargetOutcome::Reset { .. } => "reset",
             TargetOutcome::NoAgent { .. } => "no agent",
             TargetOutcome::Failed { .. } => "FAILED",
         }
@@ -159,6 +162,11 @@ async fn dump_one(t: &DumpTarget, opts: &DumpAllOptions) -> TargetOutcome {
     // Closing at once after `20` is what JaCoCo's own client does; the agent goes back to
     // accepting the next connection.
     drop(stream);
+    if !opts.command.dump {
+        return TargetOutcome::Reset {
+            elapsed_ms: started.elapsed().as_millis() as u64,
+        };
+    }
     let file = opts.out_dir.join(exec_file_name(&t.name));
     let sessions = data.sessions.iter().map(|s| s.id.clone()).collect();
     let classes = data.classes.len();

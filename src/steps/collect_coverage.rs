@@ -27,6 +27,10 @@ pub struct CollectCoverageConfig {
     /// pods instead once the Kubernetes transport lands; today it must not be empty.)
     #[serde(default)]
     pub targets: Vec<CoverageTarget>,
+    /// Fetch the agents' coverage. `dump: false` with `reset: true` only clears the probes
+    /// (e.g. right before the traffic whose coverage is wanted); no files are written.
+    #[serde(default = "yes")]
+    pub dump: bool,
     /// Reset the agents' probes after the dump, so the next dump holds only new executions.
     #[serde(default = "yes")]
     pub reset: bool,
@@ -40,8 +44,8 @@ pub struct CollectCoverageConfig {
     /// Default: `coverage_data/<exp_name>`.
     #[serde(default)]
     pub out: Option<PathBuf>,
-    /// When the step fails: `any` (default) — no target could be dumped; `all` — any target
-    /// could not be dumped; `never`.
+    /// When the step fails: `any` (default) — no target could be dumped (or reset); `all` —
+    /// any target could not; `never`.
     #[serde(default)]
     pub require: Require,
 }
@@ -91,6 +95,11 @@ impl Step for CollectCoverageConfig {
                 .clone()
                 .unwrap_or_else(|| PathBuf::from("coverage_data").join(ctx.exp_name())),
         );
+        if !self.dump && !self.reset {
+            return Err(StepError::failed(
+                "`dump: false` and `reset: false` leave nothing to do",
+            ));
+        }
         if self.targets.is_empty() {
             return Err(StepError::failed(
                 "no coverage targets: list the agents under `targets:` ({name, address})",
@@ -113,14 +122,15 @@ impl Step for CollectCoverageConfig {
             .collect();
         let opts = DumpAllOptions {
             command: DumpCommand {
-                dump: true,
+                dump: self.dump,
                 reset: self.reset,
             },
             timeout: self.target_timeout.get(),
             concurrency: self.concurrency.max(1) as usize,
             out_dir: out_dir.clone(),
         };
-        ctx.progress(format!("dumping {} agents", targets.len()));
+        let verb = if self.dump { "dumping" } else { "resetting" };
+        ctx.progress(format!("{verb} {} agents", targets.len()));
         let started = Instant::now();
         let total = targets.len();
         let mut done = 0;
@@ -144,6 +154,7 @@ impl Step for CollectCoverageConfig {
                     out.artifacts.push(file.clone());
                     dumped.push(r.name.clone());
                 }
+                TargetOutcome::Reset { .. } => dumped.push(r.name.clone()),
                 TargetOutcome::NoAgent { reason } => no_agent.push(serde_json::json!({
                     "name": r.name, "address": r.address, "reason": reason,
                 })),
@@ -193,7 +204,7 @@ impl Step for CollectCoverageConfig {
         }
         Ok(out
             .value("dir", out_dir.display().to_string())
-            .value("dumped", dumped)
+            .value(if self.dump { "dumped" } else { "reset" }, dumped)
             .value("no_agent", no_agent)
             .value("failed", failed)
             .value("elapsed_ms", elapsed_ms))
