@@ -766,3 +766,39 @@ fn quickack_avoids_delayed_ack_stalls_on_repeated_commands() {
         "TCP_QUICKACK made no difference: {quick:?} vs {plain:?}"
     );
 }
+
+#[test]
+fn collect_coverage_fails_when_no_agent_answers_and_says_why() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let port = jvm::free_port();
+    let plan = format!(
+        "name: none\nsteps:\n  dump:\n    kind: collect-coverage\n    target_timeout: 2s\n    targets: [{{ name: ts-a-service-5d6f7-bcdfg, address: \"127.0.0.1:{port}\" }}]\n  never:\n    kind: collect-coverage\n    require: never\n    targets: [{{ name: ts-b-service-5d6f7-bcdfg, address: \"127.0.0.1:{port}\" }}]\n"
+    );
+    let plan_path = dir.join("none.yaml");
+    std::fs::write(&plan_path, plan).unwrap();
+    let out = Command::new(TTPLAN)
+        .arg("run")
+        .arg(&plan_path)
+        .arg("--out")
+        .arg(dir.join("out"))
+        .args(["--set", "exp_name=none", "--progress", "never"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let m: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("out/runs/none/experiment_manifest.json")).unwrap(),
+    )
+    .unwrap();
+    let err = m["steps"]["dump"]["error"].as_str().unwrap();
+    assert!(
+        err.contains("1 of 1 coverage targets could not be dumped")
+            && err.contains("ts-a-service-5d6f7-bcdfg: connection refused"),
+        "{err}"
+    );
+    assert_eq!(m["steps"]["never"]["status"], "succeeded");
+    assert_eq!(
+        m["steps"]["never"]["outputs"]["no_agent"][0]["name"],
+        "ts-b-service-5d6f7-bcdfg"
+    );
+}

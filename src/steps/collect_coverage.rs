@@ -107,9 +107,11 @@ impl Step for CollectCoverageConfig {
         }
         check_target_names(self.targets.iter().map(|t| t.name.as_str()))
             .map_err(StepError::failed)?;
-        tokio::fs::create_dir_all(&out_dir)
-            .await
-            .map_err(StepError::io(format!("creating {}", out_dir.display())))?;
+        if self.dump {
+            tokio::fs::create_dir_all(&out_dir)
+                .await
+                .map_err(StepError::io(format!("creating {}", out_dir.display())))?;
+        }
         let targets: Vec<DumpTarget> = self
             .targets
             .iter()
@@ -171,9 +173,10 @@ impl Step for CollectCoverageConfig {
             .map_err(StepError::io(format!("writing {}", report_path.display())))?;
         out.artifacts.push(report_path);
         ctx.progress(format!(
-            "{}/{} dumped, {} without agent, {} failed in {elapsed_ms} ms",
+            "{}/{} {}, {} without agent, {} failed in {elapsed_ms} ms",
             dumped.len(),
             reports.len(),
+            if self.dump { "dumped" } else { "reset" },
             no_agent.len(),
             failed.len()
         ));
@@ -196,9 +199,10 @@ impl Step for CollectCoverageConfig {
                 })
                 .collect();
             return Err(StepError::failed(format!(
-                "{} of {} coverage targets could not be dumped:\n{}",
+                "{} of {} coverage targets could not be {}:\n{}",
                 problems,
                 reports.len(),
+                if self.dump { "dumped" } else { "reset" },
                 lines.join("\n")
             )));
         }
