@@ -42,6 +42,8 @@ pub enum Command {
     },
     /// Print the JSON schema of plan files.
     Schema,
+    /// Rewrite Kubernetes manifests to load the JaCoCo agent in tcpserver mode (idempotent).
+    Instrument(InstrumentArgs),
     /// Find and remove chaos left in a cluster.
     #[command(subcommand)]
     Chaos(ChaosCommand),
@@ -103,6 +105,48 @@ impl KubeArgs {
             namespace: self.namespace.clone(),
         }
     }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct InstrumentArgs {
+    /// Multi-document manifest file (`-` reads stdin).
+    pub input: PathBuf,
+    /// Write the result here (default: stdout).
+    #[arg(short, long, conflicts_with = "in_place")]
+    pub output: Option<PathBuf>,
+    /// Rewrite INPUT itself (atomically).
+    #[arg(long)]
+    pub in_place: bool,
+    /// Image that holds jacocoagent.jar; an init container copies it into each pod.
+    #[arg(long)]
+    pub agent_image: String,
+    /// Path of the agent jar inside --agent-image.
+    #[arg(long, default_value = crate::coverage::instrument::DEFAULT_AGENT_PATH)]
+    pub agent_path: String,
+    /// The agent's tcpserver port.
+    #[arg(long, default_value_t = crate::coverage::instrument::DEFAULT_PORT)]
+    pub port: u16,
+    /// The agent's bind address.
+    #[arg(long, default_value = "*")]
+    pub address: String,
+    /// `includes` of one service: `--includes ts-order-service=order.*` (repeatable).
+    #[arg(long = "includes", value_name = "SERVICE=PATTERN")]
+    pub includes: Vec<String>,
+    /// Train-Ticket checkout: infer a service's `includes` from <ROOT>/<service>/src/main/java.
+    #[arg(long, value_name = "ROOT")]
+    pub source_root: Option<PathBuf>,
+    /// `includes` when neither --includes nor --source-root says.
+    #[arg(long, default_value = "*")]
+    pub default_includes: String,
+    /// The agent's `excludes`.
+    #[arg(long)]
+    pub excludes: Option<String>,
+    /// Only these containers (repeatable; default: every container).
+    #[arg(long = "container", value_name = "NAME")]
+    pub containers: Vec<String>,
+    /// Leave this workload alone (repeatable).
+    #[arg(long = "skip", value_name = "NAME")]
+    pub skip: Vec<String>,
 }
 
 #[derive(Debug, clap::Args)]

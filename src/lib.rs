@@ -5,6 +5,7 @@ pub mod atomic_write;
 mod chaos_admin;
 pub mod cli;
 mod commands;
+pub mod coverage;
 pub mod diag;
 pub mod engine;
 pub mod git;

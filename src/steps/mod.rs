@@ -21,6 +21,9 @@ use crate::plan::node_de::{from_node, NodeError};
 pub mod api_driver;
 pub mod chaos_mesh;
 pub mod chaosblade;
+pub mod collect_coverage;
+pub mod coverage_report;
+pub mod instrument;
 pub mod kube_apply;
 pub mod process;
 pub mod recover;
@@ -38,6 +41,9 @@ pub static KINDS: &[KindEntry] = &[
     kind::<chaosblade::ChaosBladeConfig>(),
     kind::<recover::RecoverConfig>(),
     kind::<api_driver::ApiDriverConfig>(),
+    kind::<instrument::InstrumentConfig>(),
+    kind::<collect_coverage::CollectCoverageConfig>(),
+    kind::<coverage_report::CoverageReportConfig>(),
 ];
 
 /// What a step produced: named values (readable by later steps as

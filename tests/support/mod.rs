@@ -2,6 +2,7 @@
 //! A just-style `Test` builder: writes a plan (and any extra files) into a fresh temp dir, runs
 //! the `ttplan` binary there with `NO_COLOR=1` and no stdin, checks the exit status (0 unless
 //! told otherwise) and returns the output plus, for `run`, the parsed manifest.
+pub mod jvm;
 pub mod traffic;
 pub mod upstream;
 
@@ -402,4 +403,17 @@ pub fn sha256_hex(path: &Path) -> String {
     use sha2::{Digest, Sha256};
     let bytes = fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     format!("{:x}", Sha256::digest(bytes))
+}
+/// `../shared` beside the repository (fixtures), or `None` with a note when it is absent.
+pub fn shared_dir() -> Option<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared");
+    if dir.is_dir() {
+        Some(dir)
+    } else {
+        eprintln!(
+            "note: {} is absent; skipping this fixture test (CI always has it)",
+            dir.display()
+        );
+        None
+    }
 }

@@ -1,0 +1,502 @@
+//! Coverage reports: class files from a service's jar, rendering through JaCoCo's own report
+//! engine (a user's `jacococli.jar`, or Debian's `libjacoco-java` through Ant's `jacoco:report`),
+//! and the summaries read back from JaCoCo's XML.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use quick_xml::events::Event;
+use serde::Serialize;
+
+use super::CoverageError;
+
+/// Jars Ant needs for `jacoco:*` tasks, as Debian's `libjacoco-java` and `libasm-java` name them.
+pub const ANT_JARS: &[&str] = &[
+    "org.jacoco.ant.jar",
+    "org.jacoco.core.jar",
+    "org.jacoco.report.jar",
+    "org.jacoco.agent.jar",
+    "asm.jar",
+    "asm-commons.jar",
+    "asm-tree.jar",
+];
+
+/// Which JaCoCo report engine renders XML and HTML.
+#[derive(Debug, Clone)]
+pub enum ReportEngine {
+    /// `java -jar jacococli.jar report …`
+    JacocoCli { java: PathBuf, jar: PathBuf },
+    /// `ant -f build.xml` with `jacoco:report`; jars from `lib_dir` (Debian: `/usr/share/java`).
+    Ant { ant: PathBuf, lib_dir: PathBuf },
+}
+
+/// One service's report.
+#[derive(Debug, Clone)]
+pub struct ReportJob<'a> {
+    /// Report title (the service).
+    pub name: &'a str,
+    pub exec_files: &'a [PathBuf],
+    pub classes_dir: &'a Path,
+    pub source_dirs: &'a [PathBuf],
+    pub xml: &'a Path,
+    pub html_dir: &'a Path,
+}
+
+/// The classpath for Ant's JaCoCo tasks.
+///
+/// # Errors
+/// When a jar is missing; the message names them and the package that provides them.
+pub fn ant_classpath(lib_dir: &Path) -> Result<Vec<PathBuf>, CoverageError> {
+    let jars: Vec<PathBuf> = ANT_JARS.iter().map(|j| lib_dir.join(j)).collect();
+    let missing: Vec<String> = jars
+        .iter()
+        .filter(|p| !p.is_file())
+        .map(|p| p.display().to_string())
+        .collect();
+    if missing.is_empty() {
+        Ok(jars)
+    } else {
+        Err(CoverageError::Report(format!(
+            "JaCoCo's Ant tasks are not installed: missing {} (Debian: `apt-get install ant \
+             libjacoco-java`, or configure `jacococli:`)",
+            missing.join(", ")
+        )))
+    }
+}
+
+fn xml_attr(s: &str) -> String {
+    quick_xml::escape::escape(s).into_owned()
+}
+
+fn path_attr(p: &Path) -> String {
+    xml_attr(&p.display().to_string())
+}
+
+/// An Ant build file defining the JaCoCo tasks; `body` is the `report` target's content.
+pub fn ant_build_xml(classpath: &[PathBuf], body: &str) -> String {
+    let mut s = String::from(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+         <project name=\"ttplan-coverage\" default=\"report\" xmlns:jacoco=\"antlib:org.jacoco.ant\">\n\
+         \x20 <taskdef uri=\"antlib:org.jacoco.ant\" resource=\"org/jacoco/ant/antlib.xml\">\n\
+         \x20   <classpath>\n",
+    );
+    for j in classpath {
+        s.push_str(&format!(
+            "      <pathelement location=\"{}\"/>\n",
+            path_attr(j)
+        ));
+    }
+    s.push_str("    </classpath>\n  </taskdef>\n  <target name=\"report\">\n");
+    s.push_str(body);
+    s.push_str("  </target>\n</project>\n");
+    s
+}
+
+fn ant_report_body(job: &ReportJob<'_>) -> String {
+    let mut s = String::from("    <jacoco:report>\n      <executiondata>\n");
+    for f in job.exec_files {
+        s.push_str(&format!("        <file file=\"{}\"/>\n", path_attr(f)));
+    }
+    s.push_str("      </executiondata>\n");
+    s.push_str(&format!(
+        "      <structure name=\"{}\">\n        <classfiles><fileset dir=\"{}\"/></classfiles>\n",
+        xml_attr(job.name),
+        path_attr(job.classes_dir)
+    ));
+    if !job.source_dirs.is_empty() {
+        s.push_str("        <sourcefiles encoding=\"UTF-8\">\n");
+        for d in job.source_dirs {
+            s.push_str(&format!("          <fileset dir=\"{}\"/>\n", path_attr(d)));
+        }
+        s.push_str("        </sourcefiles>\n");
+    }
+    s.push_str("      </structure>\n");
+    s.push_str(&format!(
+        "      <html destdir=\"{}\"/>\n      <xml destfile=\"{}\"/>\n    </jacoco:report>\n",
+        path_attr(job.html_dir),
+        path_attr(job.xml)
+    ));
+    s
+}
+
+/// Renders `job` with `engine`; `work` is a scratch folder (Ant's build file goes there).
+///
+/// # Errors
+/// When the engine is missing or fails; the message holds the tail of its output.
+pub async fn render(
+    engine: &ReportEngine,
+    job: &ReportJob<'_>,
+    work: &Path,
+) -> Result<(), CoverageError> {
+    let mut cmd = match engine {
+        ReportEngine::JacocoCli { java, jar } => {
+            let mut c = tokio::process::Command::new(java);
+            c.arg("-jar").arg(jar).arg("report");
+            c.args(job.exec_files);
+            c.arg("--classfiles").arg(job.classes_dir);
+            for d in job.source_dirs {
+                c.arg("--sourcefiles").arg(d);
+            }
+            c.args(["--encoding", "UTF-8", "--name", job.name]);
+            c.arg("--xml").arg(job.xml).arg("--html").arg(job.html_dir);
+            c
+        }
+        ReportEngine::Ant { ant, lib_dir } => {
+            let cp = ant_classpath(lib_dir)?;
+            let build = work.join("build.xml");
+            std::fs::write(&build, ant_build_xml(&cp, &ant_report_body(job)))
+                .map_err(CoverageError::io(format!("writing {}", build.display())))?;
+            let mut c = tokio::process::Command::new(ant);
+            c.arg("-noinput").arg("-f").arg(&build);
+            c
+        }
+    };
+    run_tool(&mut cmd, engine_name(engine)).await
+}
+
+fn engine_name(engine: &ReportEngine) -> &'static str {
+    match engine {
+        ReportEngine::JacocoCli { .. } => "jacococli report",
+        ReportEngine::Ant { .. } => "ant jacoco:report",
+    }
+}
+
+/// Runs a tool to completion (killed if the future is dropped, e.g. on cancellation).
+///
+/// # Errors
+/// When it cannot start or exits non-zero.
+pub async fn run_tool(cmd: &mut tokio::process::Command, what: &str) -> Result<(), CoverageError> {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let out = cmd.output().await.map_err(|e| {
+        CoverageError::Report(format!(
+            "cannot start {what} ({:?}): {e}",
+            cmd.as_std().get_program()
+        ))
+    })?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    let tail: Vec<&str> = text.lines().rev().take(15).collect();
+    let tail: Vec<&str> = tail.into_iter().rev().collect();
+    Err(CoverageError::Report(format!(
+        "{what} failed ({}):\n  | {}",
+        out.status,
+        tail.join("\n  | ")
+    )))
+}
+
+/// Extracts a jar's class files into `dest`: a Spring Boot fat jar's `BOOT-INF/classes` (its
+/// own code, not the libraries in `BOOT-INF/lib`), else every class of a plain jar. Returns
+/// how many classes were written.
+///
+/// # Errors
+/// When the jar cannot be read or holds no classes.
+pub fn extract_classes(jar: &Path, dest: &Path) -> Result<usize, CoverageError> {
+    let ctx = || format!("reading {}", jar.display());
+    let file = std::fs::File::open(jar).map_err(CoverageError::io(ctx()))?;
+    let mut zip = zip::ZipArchive::new(file)
+        .map_err(|e| CoverageError::Report(format!("{}: not a jar: {e}", jar.display())))?;
+    let boot = (0..zip.len()).any(|i| {
+        zip.name_for_index(i)
+            .is_some_and(|n| n.starts_with("BOOT-INF/classes/"))
+    });
+    let prefix = if boot { "BOOT-INF/classes/" } else { "" };
+    let mut n = 0;
+    for i in 0..zip.len() {
+        let mut entry = zip
+            .by_index(i)
+            .map_err(|e| CoverageError::Report(format!("{}: entry {i}: {e}", jar.display())))?;
+        let Some(name) = entry.enclosed_name() else {
+            continue;
+        };
+        let Ok(rel) = name.strip_prefix(prefix) else {
+            continue;
+        };
+        if entry.is_dir() || rel.extension().is_none_or(|e| e != "class") {
+            continue;
+        }
+        let out = dest.join(rel);
+        if let Some(parent) = out.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(CoverageError::io(format!("creating {}", parent.display())))?;
+        }
+        let mut bytes = Vec::with_capacity(entry.size() as usize);
+        entry
+            .read_to_end(&mut bytes)
+            .map_err(CoverageError::io(format!("{}: {}", ctx(), name.display())))?;
+        std::fs::write(&out, bytes)
+            .map_err(CoverageError::io(format!("writing {}", out.display())))?;
+        n += 1;
+    }
+    if n == 0 {
+        return Err(CoverageError::Report(format!(
+            "{} holds no class files{}",
+            jar.display(),
+            if boot { " under BOOT-INF/classes" } else { "" }
+        )));
+    }
+    Ok(n)
+}
+
+/// One counter of a JaCoCo report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Counter {
+    pub missed: u64,
+    pub covered: u64,
+}
+
+impl Counter {
+    pub fn total(self) -> u64 {
+        self.missed + self.covered
+    }
+}
+
+/// The report-level counters of a JaCoCo XML report (INSTRUCTION, BRANCH, LINE, COMPLEXITY,
+/// METHOD, CLASS — each present only when its total is above zero).
+///
+/// # Errors
+/// When the XML does not parse or has no `<report>` element.
+pub fn report_counters(xml: &str) -> Result<BTreeMap<String, Counter>, CoverageError> {
+    let mut reader = quick_xml::Reader::from_str(xml);
+    let bad = |e: String| CoverageError::Report(format!("invalid JaCoCo XML report: {e}"));
+    let mut depth = 0usize;
+    let mut seen_report = false;
+    let mut out = BTreeMap::new();
+    loop {
+        let ev = reader.read_event().map_err(|e| bad(e.to_string()))?;
+        let (start, empty) = match &ev {
+            Event::Start(e) => (Some(e), false),
+            Event::Empty(e) => (Some(e), true),
+            Event::End(_) => {
+                depth = depth.saturating_sub(1);
+                continue;
+            }
+            Event::Eof => break,
+            _ => continue,
+        };
+        let Some(e) = start else { continue };
+        if depth == 0 && e.name().as_ref() == b"report" {
+            seen_report = true;
+        }
+        // Only the report's own counters (depth 1): deeper ones are per package/class/method.
+        if depth == 1 && seen_report && e.name().as_ref() == b"counter" {
+            let mut kind = None;
+            let mut missed = None;
+            let mut covered = None;
+            for a in e.attributes() {
+                let a = a.map_err(|e| bad(e.to_string()))?;
+                // Counter attributes are names and numbers: nothing to unescape.
+                let v = std::str::from_utf8(&a.value).map_err(|e| bad(e.to_string()))?;
+                match a.key.as_ref() {
+                    b"type" => kind = Some(v.to_string()),
+                    b"missed" => missed = v.parse::<u64>().ok(),
+                    b"covered" => covered = v.parse::<u64>().ok(),
+                    _ => {}
+                }
+            }
+            match (kind, missed, covered) {
+                (Some(k), Some(missed), Some(covered)) => {
+                    out.insert(k, Counter { missed, covered });
+                }
+                _ => return Err(bad("a <counter> lacks type, missed or covered".into())),
+            }
+        }
+        if !empty {
+            depth += 1;
+        }
+    }
+    if !seen_report {
+        return Err(bad("no <report> element".into()));
+    }
+    Ok(out)
+}
+
+/// Percentage rounded half to even, as Python's `round(covered / total * 100)` does in the
+/// dataset's original scripts (74.5 → 74, 82.5 → 82; `f64::round` would give 75 and 83).
+pub fn percent_half_even(covered: u64, total: u64) -> Option<i64> {
+    if total == 0 {
+        return None;
+    }
+    Some(round_half_even(covered as f64 / total as f64 * 100.0))
+}
+
+pub fn round_half_even(x: f64) -> i64 {
+    x.round_ties_even() as i64
+}
+
+/// `coverage-summary.txt`: a header, then `service, total lines, line coverage %` per row,
+/// tab-separated. A service without lines shows `n/a`.
+pub fn summary_txt(rows: &[(String, Option<Counter>)]) -> String {
+    let mut s = String::from("service\ttotal_lines\tline_coverage\n");
+    for (service, line) in rows {
+        match line.and_then(|c| percent_half_even(c.covered, c.total()).map(|p| (c, p))) {
+            Some((c, p)) => s.push_str(&format!("{service}\t{}\t{p}%\n", c.total())),
+            None => s.push_str(&format!("{service}\t0\tn/a\n")),
+        }
+    }
+    s
+}
+
+/// `coverage-summary.json`: every counter of the report with totals and percentages.
+pub fn summary_json(service: &str, counters: &BTreeMap<String, Counter>) -> serde_json::Value {
+    let mut c = serde_json::Map::new();
+    for (k, v) in counters {
+        c.insert(
+            k.clone(),
+            serde_json::json!({
+                "missed": v.missed,
+                "covered": v.covered,
+                "total": v.total(),
+                "percent": percent_half_even(v.covered, v.total()),
+                "ratio": if v.total() == 0 { None } else { Some(v.covered as f64 / v.total() as f64) },
+            }),
+        );
+    }
+    serde_json::json!({ "service": service, "counters": c })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentages_round_half_to_even() {
+        assert_eq!(round_half_even(74.5), 74);
+        assert_eq!(round_half_even(82.5), 82);
+        assert_eq!(round_half_even(75.5), 76);
+        assert_eq!(round_half_even(74.4), 74);
+        assert_eq!(round_half_even(74.6), 75);
+        assert_eq!(percent_half_even(149, 200), Some(74));
+        assert_eq!(percent_half_even(165, 200), Some(82));
+        assert_eq!(percent_half_even(1, 3), Some(33));
+        assert_eq!(percent_half_even(0, 0), None);
+    }
+
+    const XML: &str = r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?><!DOCTYPE report PUBLIC "-//JACOCO//DTD Report 1.1//EN" "report.dtd"><report name="svc"><sessioninfo id="p" start="1" dump="2"/><package name="a"><class name="a/B" sourcefilename="B.java"><method name="m" desc="()V" line="3"><counter type="LINE" missed="9" covered="9"/></method><counter type="LINE" missed="9" covered="9"/></class><counter type="LINE" missed="9" covered="9"/></package><counter type="INSTRUCTION" missed="10" covered="30"/><counter type="BRANCH" missed="1" covered="1"/><counter type="LINE" missed="51" covered="149"/><counter type="COMPLEXITY" missed="2" covered="3"/><counter type="METHOD" missed="1" covered="4"/><counter type="CLASS" missed="0" covered="1"/></report>"#;
+
+    #[test]
+    fn reads_report_level_counters_without_the_dtd() {
+        let c = report_counters(XML).unwrap();
+        assert_eq!(c.len(), 6);
+        assert_eq!(
+            c["LINE"],
+            Counter {
+                missed: 51,
+                covered: 149
+            }
+        );
+        assert_eq!(
+            summary_txt(&[("svc".into(), c.get("LINE").copied())]),
+            "service\ttotal_lines\tline_coverage\nsvc\t200\t74%\n"
+        );
+        let j = summary_json("svc", &c);
+        assert_eq!(j["counters"]["INSTRUCTION"]["percent"], 75);
+        assert_eq!(j["counters"]["BRANCH"]["total"], 2);
+        assert!(report_counters("<x/>").is_err());
+    }
+
+    #[test]
+    fn spring_boot_jars_give_their_own_classes_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let jar = dir.path().join("app.jar");
+        {
+            let f = std::fs::File::create(&jar).unwrap();
+            let mut z = zip::ZipWriter::new(f);
+            let o = zip::write::SimpleFileOptions::default();
+            for name in [
+                "BOOT-INF/classes/order/A.class",
+                "BOOT-INF/classes/application.yml",
+                "BOOT-INF/lib/spring.jar",
+                "org/springframework/boot/loader/Launcher.class",
+            ] {
+                z.start_file(name, o).unwrap();
+                std::io::Write::write_all(&mut z, b"\xCA\xFE\xBA\xBE").unwrap();
+            }
+            z.finish().unwrap();
+        }
+        let out = dir.path().join("classes");
+        assert_eq!(extract_classes(&jar, &out).unwrap(), 1);
+        assert!(out.join("order/A.class").is_file());
+        assert!(!out.join("org").exists());
+    }
+
+    #[tokio::test]
+    async fn jacococli_gets_the_report_arguments() {
+        let dir = tempfile::tempdir().unwrap();
+        let args_file = dir.path().join("args");
+        let java = dir.path().join("java");
+        std::fs::write(
+            &java,
+            format!(
+                "#!/bin/sh\nprintf '%s\\n' \"$@\" > {}\n",
+                args_file.display()
+            ),
+        )
+        .unwrap();
+        let mut perms = std::fs::metadata(&java).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+        std::fs::set_permissions(&java, perms).unwrap();
+        let engine = ReportEngine::JacocoCli {
+            java: java.clone(),
+            jar: "/opt/jacococli.jar".into(),
+        };
+        let exec = [PathBuf::from("/d/a.exec")];
+        let src = [PathBuf::from("/s1"), PathBuf::from("/s2")];
+        let job = ReportJob {
+            name: "ts-a-service",
+            exec_files: &exec,
+            classes_dir: Path::new("/c"),
+            source_dirs: &src,
+            xml: Path::new("/o/coverage.xml"),
+            html_dir: Path::new("/o/html"),
+        };
+        render(&engine, &job, dir.path()).await.unwrap();
+        let args = std::fs::read_to_string(&args_file).unwrap();
+        assert_eq!(
+            args.lines().collect::<Vec<_>>(),
+            [
+                "-jar",
+                "/opt/jacococli.jar",
+                "report",
+                "/d/a.exec",
+                "--classfiles",
+                "/c",
+                "--sourcefiles",
+                "/s1",
+                "--sourcefiles",
+                "/s2",
+                "--encoding",
+                "UTF-8",
+                "--name",
+                "ts-a-service",
+                "--xml",
+                "/o/coverage.xml",
+                "--html",
+                "/o/html"
+            ]
+        );
+        // A failing engine's output ends up in the error.
+        std::fs::write(&java, "#!/bin/sh\necho 'Exception: boom' >&2\nexit 1\n").unwrap();
+        let e = render(&engine, &job, dir.path())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("jacococli report failed") && e.contains("Exception: boom"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn ant_build_files_escape_paths() {
+        let x = ant_build_xml(&[PathBuf::from("/j/a&b.jar")], "");
+        assert!(x.contains("location=\"/j/a&amp;b.jar\""), "{x}");
+    }
+}

@@ -1,0 +1,331 @@
+//! `coverage-report`: merges the exec files of each service (the pods of one Deployment) and
+//! renders `<out>/coverage_report/<EXP_NAME>/<service>/{coverage.xml, html/,
+//! coverage-summary.txt, coverage-summary.json}` with JaCoCo's own report engine.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use super::shell::resolve_workdir;
+use super::{Step, StepConfig, StepCtx, StepError, StepOutputs};
+use crate::atomic_write::{write_atomic, write_json_atomic};
+use crate::coverage::collect::write_exec;
+use crate::coverage::merge::{exec_files_by_service, merge_files, ServiceMap};
+use crate::coverage::report::{
+    extract_classes, render, report_counters, summary_json, summary_txt, Counter, ReportEngine,
+    ReportJob,
+};
+
+/// Merges coverage per service and renders XML/HTML reports and summaries.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CoverageReportConfig {
+    /// Folder of `<pod>__jacoco-<pod>.exec` files, relative to the output root.
+    /// Default: `coverage_data/<exp_name>`.
+    #[serde(default)]
+    pub exec_dir: Option<PathBuf>,
+    /// Report root, relative to the output root. Default: `coverage_report/<exp_name>`.
+    #[serde(default)]
+    pub out: Option<PathBuf>,
+    /// Classes and sources per service (the Deployment name). Paths are relative to the plan.
+    #[serde(default)]
+    pub services: BTreeMap<String, ServiceSources>,
+    /// A Train-Ticket checkout: a service missing from `services` uses
+    /// `<source_root>/<service>/target/*.jar` and `<source_root>/<service>/src/main/java`.
+    #[serde(default)]
+    pub source_root: Option<PathBuf>,
+    /// Pod name → service, where stripping the ReplicaSet and pod hash suffixes is wrong.
+    #[serde(default)]
+    pub pod_services: BTreeMap<String, String>,
+    /// A `jacococli.jar` to render with; default: Ant with Debian's `libjacoco-java`.
+    #[serde(default)]
+    pub jacococli: Option<PathBuf>,
+    /// The `java` executable for `jacococli`.
+    #[serde(default = "default_java")]
+    pub java: PathBuf,
+    /// The `ant` executable.
+    #[serde(default = "default_ant")]
+    pub ant: PathBuf,
+    /// Folder with `org.jacoco.ant.jar`, `org.jacoco.core.jar`, … and ASM.
+    #[serde(default = "default_lib_dir")]
+    pub jacoco_lib_dir: PathBuf,
+    /// Fail when a service with exec data has no classes configured (default: skip it and
+    /// list it in the outputs).
+    #[serde(default)]
+    pub require_classes: bool,
+}
+
+/// Where one service's classes and sources are.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSources {
+    /// The service's jar (a Spring Boot fat jar: classes come from `BOOT-INF/classes`).
+    #[serde(default)]
+    pub jar: Option<PathBuf>,
+    /// A folder of class files (instead of `jar`).
+    #[serde(default)]
+    pub classes: Option<PathBuf>,
+    /// Source folders (e.g. `src/main/java`) for the HTML source view.
+    #[serde(default)]
+    pub sources: Vec<PathBuf>,
+}
+
+fn default_java() -> PathBuf {
+    "java".into()
+}
+
+fn default_ant() -> PathBuf {
+    "ant".into()
+}
+
+fn default_lib_dir() -> PathBuf {
+    "/usr/share/java".into()
+}
+
+impl StepConfig for CoverageReportConfig {
+    const KIND: &'static str = "coverage-report";
+    const ABOUT: &'static str =
+        "merges exec files per service and renders JaCoCo XML/HTML + coverage-summary.txt";
+}
+
+enum Classes {
+    Jar(PathBuf),
+    Dir(PathBuf),
+}
+
+impl CoverageReportConfig {
+    fn engine(&self, plan_dir: &Path) -> ReportEngine {
+        match &self.jacococli {
+            Some(jar) => ReportEngine::JacocoCli {
+                java: self.java.clone(),
+                jar: resolve_workdir(plan_dir, Some(jar)),
+            },
+            None => ReportEngine::Ant {
+                ant: self.ant.clone(),
+                lib_dir: self.jacoco_lib_dir.clone(),
+            },
+        }
+    }
+
+    fn sources_of(&self, service: &str, plan_dir: &Path) -> Option<(Classes, Vec<PathBuf>)> {
+        let abs = |p: &PathBuf| resolve_workdir(plan_dir, Some(p));
+        if let Some(s) = self.services.get(service) {
+            let classes = match (&s.jar, &s.classes) {
+                (Some(j), _) => Classes::Jar(abs(j)),
+                (None, Some(c)) => Classes::Dir(abs(c)),
+                (None, None) => return None,
+            };
+            return Some((classes, s.sources.iter().map(abs).collect()));
+        }
+        let root = abs(self.source_root.as_ref()?).join(service);
+        let jar = std::fs::read_dir(root.join("target"))
+            .ok()?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "jar"))
+            .filter(|p| {
+                let name = p
+                    .file_name()
+                    .map(|n| n.to_string_lossy())
+                    .unwrap_or_default();
+                !name.ends_with("-sources.jar") && !name.ends_with("-javadoc.jar")
+            })
+            .min()?;
+        let src = root.join("src/main/java");
+        let sources = if src.is_dir() { vec![src] } else { Vec::new() };
+        Some((Classes::Jar(jar), sources))
+    }
+}
+
+#[async_trait::async_trait]
+impl Step for CoverageReportConfig {
+    async fn run(&self, ctx: &StepCtx) -> Result<StepOutputs, StepError> {
+        let exp = ctx.exp_name();
+        let exec_dir = ctx.out_dir().join(
+            self.exec_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("coverage_data").join(exp)),
+        );
+        let report_root = ctx.out_dir().join(
+            self.out
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("coverage_report").join(exp)),
+        );
+        let map = ServiceMap {
+            overrides: self.pod_services.clone(),
+        };
+        let by_service = exec_files_by_service(&exec_dir, &map)?;
+        if by_service.is_empty() {
+            return Err(StepError::failed(format!(
+                "no `<pod>__jacoco-<pod>.exec` files in {}",
+                exec_dir.display()
+            )));
+        }
+        let engine = self.engine(ctx.plan_dir());
+        let mut out = StepOutputs::default();
+        let mut rows: Vec<(String, Option<Counter>)> = Vec::new();
+        let mut unconfigured = Vec::new();
+        let total = by_service.len();
+        for (n, (service, files)) in by_service.iter().enumerate() {
+            if ctx.cancel_token().is_cancelled() {
+                return Err(StepError::Cancelled);
+            }
+            let Some((classes, sources)) = self.sources_of(service, ctx.plan_dir()) else {
+                if self.require_classes {
+                    return Err(StepError::failed(format!(
+                        "service `{service}` has coverage data but no classes: add it under \
+                         `services:` (jar or classes) or set `source_root:`"
+                    )));
+                }
+                unconfigured.push(service.clone());
+                continue;
+            };
+            ctx.progress(format!(
+                "[{}/{total}] {service}: merging {} exec files",
+                n + 1,
+                files.len()
+            ));
+            let dir = report_root.join(service);
+            let counters = tokio::select! {
+                r = report_service(service, files, classes, &sources, &dir, &engine) => r?,
+                () = ctx.cancel_token().cancelled() => return Err(StepError::Cancelled),
+            };
+            for f in [
+                "jacoco.exec",
+                "coverage.xml",
+                "coverage-summary.txt",
+                "coverage-summary.json",
+            ] {
+                out.artifacts.push(dir.join(f));
+            }
+            rows.push((service.clone(), counters.get("LINE").copied()));
+        }
+        if !rows.is_empty() {
+            let all = report_root.join("coverage-summary.txt");
+            write_atomic(&all, summary_txt(&rows).as_bytes())
+                .map_err(StepError::io(format!("writing {}", all.display())))?;
+            out.artifacts.push(all);
+        } else {
+            return Err(StepError::failed(format!(
+                "no service could be reported: none of {} has classes configured \
+                 (`services:` or `source_root:`)",
+                unconfigured.join(", ")
+            )));
+        }
+        Ok(out
+            .value("dir", report_root.display().to_string())
+            .value(
+                "services",
+                rows.iter().map(|(s, _)| s.clone()).collect::<Vec<_>>(),
+            )
+            .value("unconfigured", unconfigured))
+    }
+}
+
+/// Merge, classes, render into a scratch folder, then move the results into place (so a
+/// killed run never leaves a half-rendered report under the final names), then summarise.
+/// File work runs on the blocking pool; only the report engine is awaited here.
+async fn report_service(
+    service: &str,
+    files: &[PathBuf],
+    classes: Classes,
+    sources: &[PathBuf],
+    dir: &Path,
+    engine: &ReportEngine,
+) -> Result<BTreeMap<String, Counter>, StepError> {
+    let (files_owned, dir_owned) = (files.to_vec(), dir.to_path_buf());
+    let prepared = blocking(move || prepare(&files_owned, classes, &dir_owned)).await?;
+    let xml_tmp = prepared.scratch.path().join("coverage.xml");
+    let html_tmp = prepared.scratch.path().join("html");
+    let job = ReportJob {
+        name: service,
+        exec_files: std::slice::from_ref(&prepared.merged),
+        classes_dir: &prepared.classes_dir,
+        source_dirs: sources,
+        xml: &xml_tmp,
+        html_dir: &html_tmp,
+    };
+    render(engine, &job, prepared.scratch.path())
+        .await
+        .map_err(|e| StepError::failed(format!("service `{service}`: {e}")))?;
+    let (service, dir) = (service.to_string(), dir.to_path_buf());
+    blocking(move || {
+        let counters = publish(&service, &dir, &xml_tmp, &html_tmp)?;
+        // The scratch folder (extracted classes, build file) goes once the results are out.
+        drop(prepared);
+        Ok(counters)
+    })
+    .await
+}
+
+struct Prepared {
+    scratch: tempfile::TempDir,
+    merged: PathBuf,
+    classes_dir: PathBuf,
+}
+
+fn prepare(files: &[PathBuf], classes: Classes, dir: &Path) -> Result<Prepared, StepError> {
+    std::fs::create_dir_all(dir).map_err(StepError::io(format!("creating {}", dir.display())))?;
+    let scratch = tempfile::Builder::new()
+        .prefix(".render.")
+        .tempdir_in(dir)
+        .map_err(StepError::io(format!(
+            "creating a scratch folder in {}",
+            dir.display()
+        )))?;
+    let merged = dir.join("jacoco.exec");
+    write_exec(&merged, &merge_files(files)?)?;
+    let classes_dir = match classes {
+        Classes::Dir(d) => d,
+        Classes::Jar(jar) => {
+            let d = scratch.path().join("classes");
+            extract_classes(&jar, &d)?;
+            d
+        }
+    };
+    Ok(Prepared {
+        scratch,
+        merged,
+        classes_dir,
+    })
+}
+
+fn publish(
+    service: &str,
+    dir: &Path,
+    xml_tmp: &Path,
+    html_tmp: &Path,
+) -> Result<BTreeMap<String, Counter>, StepError> {
+    let xml_text = std::fs::read_to_string(xml_tmp)
+        .map_err(StepError::io(format!("reading {}", xml_tmp.display())))?;
+    let counters = report_counters(&xml_text)?;
+    let html = dir.join("html");
+    if html.exists() {
+        std::fs::remove_dir_all(&html)
+            .map_err(StepError::io(format!("removing old {}", html.display())))?;
+    }
+    std::fs::rename(html_tmp, &html)
+        .map_err(StepError::io(format!("moving {}", html.display())))?;
+    let xml = dir.join("coverage.xml");
+    std::fs::rename(xml_tmp, &xml).map_err(StepError::io(format!("moving {}", xml.display())))?;
+    let txt = dir.join("coverage-summary.txt");
+    write_atomic(
+        &txt,
+        summary_txt(&[(service.to_string(), counters.get("LINE").copied())]).as_bytes(),
+    )
+    .map_err(StepError::io(format!("writing {}", txt.display())))?;
+    let json = dir.join("coverage-summary.json");
+    write_json_atomic(&json, &summary_json(service, &counters))
+        .map_err(StepError::io(format!("writing {}", json.display())))?;
+    Ok(counters)
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StepError> + Send + 'static,
+) -> Result<T, StepError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StepError::failed(format!("file work ended abnormally: {e}")))?
+}
