@@ -466,3 +466,51 @@ fn unreachable_endpoint_fails_with_the_url() {
                 == 0
     );
 }
+
+#[test]
+fn example_plan_validates_and_the_kind_parses_from_toml() {
+    let bin = env!("CARGO_BIN_EXE_ttplan");
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("plans/examples/traces.yaml");
+    let o = Command::new(bin)
+        .arg("validate")
+        .arg(&example)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let dir = tempfile::tempdir().unwrap();
+    let toml = dir.path().join("plan.toml");
+    std::fs::write(
+        &toml,
+        "name = \"traces_toml\"\n[steps.traces]\nkind = \"collect-traces\"\nendpoint = \"http://oap:12800\"\n\
+         timezone = \"+08:00\"\nstep = \"SECOND\"\nsize = 100\nworkers = 8\nformat = \"json\"\nmax_failed_fraction = 0.0\n",
+    )
+    .unwrap();
+    let o = Command::new(bin)
+        .arg("validate")
+        .arg(&toml)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let text = std::fs::read_to_string(&toml)
+        .unwrap()
+        .replace("workers = 8", "worker = 8");
+    std::fs::write(&toml, text).unwrap();
+    let o = Command::new(bin)
+        .arg("validate")
+        .arg(&toml)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("worker") && err.contains("plan.toml:"),
+        "{err}"
+    );
+
+    let o = Command::new(bin).arg("schema").output().unwrap();
+    let schema = String::from_utf8_lossy(&o.stdout);
+    assert!(schema.contains("collect-traces") && schema.contains("max_failed_fraction"));
+}

@@ -192,7 +192,7 @@ impl GraphQlClient {
 /// Reads a GraphQL response: `errors` wins over `data`, because the OAP may return a partial
 /// `data` alongside them and a partial trace is not a trace.
 fn parse_response(bytes: &[u8]) -> Result<Value, CallError> {
-    let v: Value = serde_json::from_slice(bytes)
+    let mut v: Value = serde_json::from_slice(bytes)
         .map_err(|e| CallError::Body(format!("{e} ({} bytes: {})", bytes.len(), snippet(bytes))))?;
     if let Some(errors) = v.get("errors").and_then(Value::as_array) {
         if !errors.is_empty() {
@@ -207,8 +207,8 @@ fn parse_response(bytes: &[u8]) -> Result<Value, CallError> {
             return Err(CallError::GraphQl(msgs.join("; ")));
         }
     }
-    match v.get("data") {
-        Some(d) if !d.is_null() => Ok(d.clone()),
+    match v.get_mut("data").map(Value::take) {
+        Some(d) if !d.is_null() => Ok(d),
         _ => Err(CallError::Body(format!(
             "no `data` in response: {}",
             snippet(bytes)

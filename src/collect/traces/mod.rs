@@ -21,11 +21,11 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, FixedOffset, SecondsFormat, Utc};
-use futures_util::StreamExt;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use client::{CallError, Failure, GraphQlClient, RetryPolicy};
@@ -454,13 +454,29 @@ impl Ctx<'_> {
         let fetcher = {
             let stats = &mut stats;
             async move {
-                let fetches = futures_util::stream::poll_fn(|cx| rx.poll_recv(cx))
-                    .map(|(id, basic)| self.fetch_v1(id, basic))
-                    .buffer_unordered(workers);
-                futures_util::pin_mut!(fetches);
+                // Each fetch (request, JSON parsing, enrichment, serialization) is its own task
+                // so every runtime thread shares the CPU work; the set aborts them if the
+                // collection stops early, so none outlives the step.
+                let mut tasks: JoinSet<Result<Done, FetchFailure>> = JoinSet::new();
+                let mut open = true;
                 let mut last = Instant::now();
                 let mut done = 0u64;
-                while let Some(r) = fetches.next().await {
+                loop {
+                    let r = tokio::select! {
+                        next = rx.recv(), if open && tasks.len() < workers => {
+                            match next {
+                                Some((id, basic)) => {
+                                    tasks.spawn(fetch_v1(self.client.clone(), self.cancel.clone(), id, basic));
+                                }
+                                None => open = false,
+                            }
+                            continue;
+                        }
+                        Some(r) = tasks.join_next(), if !tasks.is_empty() => r,
+                        else => break,
+                    };
+                    let r =
+                        r.map_err(|e| TraceError::Config(format!("trace fetch task failed: {e}")))?;
                     match r {
                         Ok(d) => {
                             stats.spans += d.spans;
@@ -505,48 +521,6 @@ impl Ctx<'_> {
         Ok(stats)
     }
 
-    async fn fetch_v1(&self, id: String, basic: Value) -> Result<Done, FetchFailure> {
-        let vars = json!({ "traceId": id });
-        let data = match self
-            .client
-            .call(query::TRACE_DETAIL, vars, self.cancel)
-            .await
-        {
-            Ok(d) => d,
-            Err(f) => {
-                let kind = if matches!(f.error, CallError::Cancelled) {
-                    ReasonKind::Cancelled
-                } else {
-                    ReasonKind::Failed
-                };
-                return Err(FetchFailure {
-                    reason_kind: kind,
-                    trace: FailedTrace {
-                        trace_id: id,
-                        reason: f.error.to_string(),
-                        attempts: f.attempts,
-                    },
-                });
-            }
-        };
-        let spans = match data.pointer("/queryTrace/spans").and_then(Value::as_array) {
-            Some(s) if !s.is_empty() => s.clone(),
-            _ => {
-                // An empty answer for a listed trace means the OAP lost or has not yet
-                // indexed it; say so rather than write a trace with no spans.
-                return Err(FetchFailure {
-                    reason_kind: ReasonKind::Failed,
-                    trace: FailedTrace {
-                        trace_id: id,
-                        reason: "queryTrace returned no spans".into(),
-                        attempts: 1,
-                    },
-                });
-            }
-        };
-        Ok(finish_trace(&id, Some(&basic), spans))
-    }
-
     /// v2: pages carry whole traces, so there is nothing for a worker pool to do.
     async fn run_v2(
         &self,
@@ -559,7 +533,7 @@ impl Ctx<'_> {
         let mut page = 0u32;
         stats.stop_reason = loop {
             page += 1;
-            let data = self
+            let mut data = self
                 .client
                 .call(
                     query::TRACES_V2,
@@ -568,23 +542,23 @@ impl Ctx<'_> {
                 )
                 .await
                 .map_err(|f| self.call_error(&format!("queryTraces page {page}"), f))?;
-            let list = data
-                .pointer("/queryTraces/traces")
-                .and_then(Value::as_array)
-                .ok_or_else(|| TraceError::Shape {
+            let Some(Value::Array(list)) = data.pointer_mut("/queryTraces/traces").map(Value::take)
+            else {
+                return Err(TraceError::Shape {
                     what: format!("queryTraces page {page}"),
                     detail: "no `traces` list".into(),
-                })?;
+                });
+            };
+            let listed = list.len();
             let mut new = 0usize;
-            for t in list {
+            for mut t in list {
                 if self.full(seen.len() as u64) {
                     break;
                 }
-                let spans = t
-                    .get("spans")
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default();
+                let spans = match t.get_mut("spans").map(Value::take) {
+                    Some(Value::Array(s)) => s,
+                    _ => Vec::new(),
+                };
                 let Some(id) = spans
                     .iter()
                     .find_map(|s| s.get("traceId").and_then(Value::as_str))
@@ -611,7 +585,7 @@ impl Ctx<'_> {
             if self.full(seen.len() as u64) {
                 break "size reached";
             }
-            if list.len() < self.s.page_size as usize {
+            if listed < self.s.page_size as usize {
                 break "short page";
             }
             if new == 0 {
@@ -632,6 +606,49 @@ enum ReasonKind {
 struct FetchFailure {
     reason_kind: ReasonKind,
     trace: FailedTrace,
+}
+
+async fn fetch_v1(
+    client: GraphQlClient,
+    cancel: CancellationToken,
+    id: String,
+    basic: Value,
+) -> Result<Done, FetchFailure> {
+    let vars = json!({ "traceId": id });
+    let mut data = match client.call(query::TRACE_DETAIL, vars, &cancel).await {
+        Ok(d) => d,
+        Err(f) => {
+            let kind = if matches!(f.error, CallError::Cancelled) {
+                ReasonKind::Cancelled
+            } else {
+                ReasonKind::Failed
+            };
+            return Err(FetchFailure {
+                reason_kind: kind,
+                trace: FailedTrace {
+                    trace_id: id,
+                    reason: f.error.to_string(),
+                    attempts: f.attempts,
+                },
+            });
+        }
+    };
+    let spans = match data.pointer_mut("/queryTrace/spans").map(Value::take) {
+        Some(Value::Array(s)) if !s.is_empty() => s,
+        _ => {
+            // An empty answer for a listed trace means the OAP lost or has not yet
+            // indexed it; say so rather than write a trace with no spans.
+            return Err(FetchFailure {
+                reason_kind: ReasonKind::Failed,
+                trace: FailedTrace {
+                    trace_id: id,
+                    reason: "queryTrace returned no spans".into(),
+                    attempts: 1,
+                },
+            });
+        }
+    };
+    Ok(finish_trace(&id, Some(&basic), spans))
 }
 
 fn finish_trace(id: &str, basic: Option<&Value>, spans: Vec<Value>) -> Done {
