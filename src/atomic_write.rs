@@ -33,6 +33,8 @@ impl AtomicFile {
         let tmp = tempfile::Builder::new()
             .prefix(&format!(".{name}."))
             .suffix(".tmp")
+            // As `File::create` would: 0o666 minus the umask, not tempfile's private 0o600.
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
             .tempfile_in(dir)?;
         Ok(Self {
             tmp,

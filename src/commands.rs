@@ -17,6 +17,7 @@ use crate::engine::manifest::{
     PlanSection, RunSection, RunStatus, SourceTree, Tool, MANIFEST_FILE, MANIFEST_VERSION,
 };
 use crate::engine::progress::{format_elapsed, Progress};
+use crate::engine::secrets::Secrets;
 use crate::exit;
 use crate::git::git_info;
 use crate::plan::{load_plan, LoadOptions, Plan};
@@ -136,7 +137,8 @@ pub fn describe_plan(plan: &Plan) -> String {
 
 fn graph(plan: &Plan, format: GraphFormat) -> String {
     let mut s = String::new();
-    let id = |n: &str| n.replace('-', "_");
+    // Mermaid ids must be plain words, and `a-b` / `a_b` must stay apart: number the steps.
+    let id = |n: &str| format!("s{}", plan.steps.get_index_of(n).unwrap_or(usize::MAX));
     match format {
         GraphFormat::Mermaid => {
             s.push_str("flowchart TD\n");
@@ -307,9 +309,11 @@ fn initial_manifest(plan: &Plan, run: &RunInfo, args: &RunArgs) -> Manifest {
 
 async fn run_async(plan: Arc<Plan>, run: Arc<RunInfo>, args: &RunArgs) -> u8 {
     let progress = Progress::new(args.progress);
+    let secrets = Secrets::from_env_reads(&plan.templates.env_reads());
     let manifest = Arc::new(ManifestWriter::new(
         &run.run_dir,
         initial_manifest(&plan, &run, args),
+        secrets.clone(),
     ));
     if let Err(e) = manifest.update(|_| {}).await {
         eprintln!("error: cannot write {}: {e}", manifest.path().display());
@@ -321,7 +325,7 @@ async fn run_async(plan: Arc<Plan>, run: Arc<RunInfo>, args: &RunArgs) -> u8 {
         plan.name,
         run.run_dir.display()
     ));
-    let faults = Arc::new(FaultLedger::new(&run.run_dir));
+    let faults = Arc::new(FaultLedger::new(&run.run_dir, secrets));
     let children = Arc::new(ChildGroups::default());
     let (tx, mut rx) = mpsc::unbounded_channel();
     let signal_task = tokio::spawn(watch_signals(

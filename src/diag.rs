@@ -240,6 +240,8 @@ impl miette::SourceCode for SourceFile {
 /// Every problem found in a plan, reported together.
 #[derive(Debug, Clone, Default)]
 pub struct PlanErrors {
+    /// The plan file the problems were found in.
+    pub plan: Option<String>,
     pub diags: Vec<PlanDiag>,
 }
 
@@ -272,7 +274,10 @@ impl PlanErrors {
 
 impl From<PlanDiag> for PlanErrors {
     fn from(d: PlanDiag) -> Self {
-        Self { diags: vec![d] }
+        Self {
+            plan: None,
+            diags: vec![d],
+        }
     }
 }
 

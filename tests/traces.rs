@@ -1,7 +1,9 @@
 //! `collect-traces` end to end: the real `ttplan` binary against the fake SkyWalking OAP in
 //! `tests/support/skywalking.rs`, and every GraphQL document checked against the real schema.
 
-mod support;
+// Only the fake: the shared `support` builder is the `cli` test binary's.
+#[path = "support/skywalking.rs"]
+mod skywalking;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -9,7 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::skywalking::{self as sw, FakeSkyWalking, Mode, Options};
+use skywalking::{self as sw, FakeSkyWalking, Mode, Options};
 use ttplan::collect::traces::query::{self, DOCUMENTS};
 
 struct Run {

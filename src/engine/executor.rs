@@ -389,7 +389,7 @@ impl StepJob {
             },
             Err(StepError::Cancelled) => (
                 StepStatus::Cancelled,
-                Some("cancelled: the run was interrupted".to_string()),
+                Some("the run was interrupted".to_string()),
                 StepOutputs::default(),
                 Vec::new(),
             ),
@@ -415,10 +415,9 @@ impl StepJob {
     async fn attempt(&self, step: &PlanStep, attempt: u32) -> Result<StepOutputs, StepError> {
         let rendered;
         let (env, imp): (IndexMap<String, String>, &dyn Step) = if step.deferred {
-            let (env, parsed) =
-                render_at_start(&self.plan, step, &self.runtime).map_err(StepError::Failed)?;
-            rendered = parsed;
-            (env, rendered.as_ref())
+            let r = render_at_start(&self.plan, step, &self.runtime).map_err(StepError::Failed)?;
+            rendered = r.step;
+            (r.env, rendered.as_ref())
         } else {
             (step.common.env.clone(), step.step.as_ref())
         };

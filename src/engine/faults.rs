@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
+use super::secrets::Secrets;
 use crate::atomic_write::write_json_atomic;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,13 +78,16 @@ pub struct RecoverCtx {
 pub struct FaultLedger {
     path: PathBuf,
     faults: Mutex<Vec<FaultRecord>>,
+    /// Secrets are written as `${env:NAME}` references (resolved again at recovery).
+    secrets: Secrets,
 }
 
 impl FaultLedger {
-    pub fn new(run_dir: &Path) -> Self {
+    pub fn new(run_dir: &Path, secrets: Secrets) -> Self {
         Self {
             path: run_dir.join("faults.json"),
             faults: Mutex::new(Vec::new()),
+            secrets,
         }
     }
 
@@ -103,6 +107,7 @@ impl FaultLedger {
         Ok(Self {
             path,
             faults: Mutex::new(file.faults),
+            secrets: Secrets::default(),
         })
     }
 
@@ -155,9 +160,11 @@ impl FaultLedger {
     }
 
     async fn persist(&self, faults: &[FaultRecord]) -> std::io::Result<()> {
-        let file = LedgerFile {
+        let mut file = serde_json::to_value(LedgerFile {
             faults: faults.to_vec(),
-        };
+        })
+        .map_err(std::io::Error::other)?;
+        self.secrets.to_references(&mut file);
         let path = self.path.clone();
         tokio::task::spawn_blocking(move || write_json_atomic(&path, &file))
             .await

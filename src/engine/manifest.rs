@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 
 use super::faults::FaultRecord;
+use super::secrets::Secrets;
 use crate::atomic_write::write_json_atomic;
 use crate::git::GitInfo;
 
@@ -223,13 +224,15 @@ pub fn redact_env(reads: BTreeMap<String, Option<String>>) -> BTreeMap<String, O
 pub struct ManifestWriter {
     path: PathBuf,
     manifest: Mutex<Manifest>,
+    secrets: Secrets,
 }
 
 impl ManifestWriter {
-    pub fn new(run_dir: &Path, manifest: Manifest) -> Self {
+    pub fn new(run_dir: &Path, manifest: Manifest, secrets: Secrets) -> Self {
         Self {
             path: run_dir.join(MANIFEST_FILE),
             manifest: Mutex::new(manifest),
+            secrets,
         }
     }
 
@@ -242,11 +245,12 @@ impl ManifestWriter {
     /// # Errors
     /// When the file cannot be written.
     pub async fn update(&self, f: impl FnOnce(&mut Manifest)) -> std::io::Result<()> {
-        let snapshot = {
+        let mut snapshot = {
             let mut m = self.manifest.lock().await;
             f(&mut m);
-            m.clone()
+            serde_json::to_value(&*m).map_err(std::io::Error::other)?
         };
+        self.secrets.redact(&mut snapshot);
         let path = self.path.clone();
         tokio::task::spawn_blocking(move || write_json_atomic(&path, &snapshot))
             .await

@@ -6,3 +6,4 @@ pub mod executor;
 pub mod faults;
 pub mod manifest;
 pub mod progress;
+pub mod secrets;

@@ -290,8 +290,13 @@ impl YamlBuilder<'_> {
         match self.stack.last_mut() {
             None => self.docs.push(node),
             Some(Frame::Seq(_, items, _)) => items.push(node),
-            Some(Frame::Map(_, map, pending, _)) => match pending.take() {
+            Some(Frame::Map(map_span, map, pending, _)) => match pending.take() {
                 None => {
+                    // A block mapping's start event is marked past its first key; its first
+                    // key is where a reader looks for "this mapping".
+                    if map.is_empty() && map_span.start > node.span.start {
+                        *map_span = node.span.clone();
+                    }
                     let key = match &node.value {
                         Value::Str(s) => s.clone(),
                         Value::Int(i) => i.to_string(),

@@ -171,10 +171,10 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
         let node = self.0;
         let r = match &node.value {
             Value::Str(s) => visitor.visit_enum(s.as_str().into_deserializer()),
-            Value::Map(map) if map.len() == 1 => {
-                let (k, e) = map.iter().next().expect("len checked");
-                visitor.visit_enum(EnumAcc { key: k, entry: e })
-            }
+            Value::Map(map) if map.len() == 1 => match map.iter().next() {
+                Some((k, e)) => visitor.visit_enum(EnumAcc { key: k, entry: e }),
+                None => Err(de::Error::invalid_type(unexpected(node), &visitor)),
+            },
             _ => Err(de::Error::invalid_type(unexpected(node), &visitor)),
         };
         r.map_err(|e| e.at(&node.span))

@@ -97,6 +97,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn committed_schema_is_current() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/plan.schema.json");
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == plan_schema_json(),
+            "{} is stale: regenerate it with `cargo run -- schema > schemas/plan.schema.json`",
+            path.display()
+        );
+    }
+
+    #[test]
     fn every_kind_is_in_the_schema_with_the_common_fields() {
         let s = plan_schema();
         let kinds = s["properties"]["steps"]["additionalProperties"]["oneOf"]

@@ -118,6 +118,13 @@ impl Templates {
     pub fn render(&self, node: &Node, s: &str, ctx: &JValue) -> Result<Node, Error> {
         if let Some(expr) = single_expression(s) {
             let v = self.env.compile_expression(expr)?.eval(ctx)?;
+            // Expressions yield `undefined` instead of failing, even in strict mode.
+            if v.is_undefined() {
+                return Err(Error::new(
+                    ErrorKind::UndefinedError,
+                    format!("`{expr}` is undefined"),
+                ));
+            }
             let json = serde_json::to_value(&v)
                 .map_err(|e| Error::new(ErrorKind::BadSerialization, e.to_string()))?;
             return Ok(Node::from_json(&node.span, &json));

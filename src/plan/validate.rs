@@ -22,6 +22,13 @@ use crate::steps;
 /// # Errors
 /// Every problem found, each with its location.
 pub fn load_plan(path: &Path, opts: &LoadOptions) -> Result<Plan, PlanErrors> {
+    load_plan_inner(path, opts).map_err(|mut e| {
+        e.plan = Some(path.display().to_string());
+        e
+    })
+}
+
+fn load_plan_inner(path: &Path, opts: &LoadOptions) -> Result<Plan, PlanErrors> {
     let loaded = load_files(path)?;
     let mut errs = PlanErrors::default();
     let root = loaded.root;
@@ -37,7 +44,7 @@ pub fn load_plan(path: &Path, opts: &LoadOptions) -> Result<Plan, PlanErrors> {
         if !TOP_LEVEL_FIELDS.contains(&key.as_str()) {
             errs.push(unknown_field_diag(
                 key,
-                &entry.key_span,
+                Some(&entry.key_span),
                 TOP_LEVEL_FIELDS.iter().copied(),
                 "plan",
             ));
@@ -93,14 +100,13 @@ pub fn load_plan(path: &Path, opts: &LoadOptions) -> Result<Plan, PlanErrors> {
     }
 
     let steps = read_steps(top.get("steps"), &root.span, &templates, &ctx, &mut errs);
-    let dag = Dag::build(
-        steps
-            .values()
-            .map(|s| (s.name.as_str(), s.common.after.as_slice())),
-    );
-    check_after(top.get("steps"), &steps, &mut errs);
+    // The graph comes from every declared step, parsed or not, so cycles and missing names
+    // are reported even for steps with other errors.
+    let declared = declared_after(top.get("steps"));
+    let dag = Dag::build(declared.iter().map(|(n, a)| (n.as_str(), a.as_slice())));
+    check_after(top.get("steps"), &declared, &mut errs);
     check_cycles(top.get("steps"), &dag, &mut errs);
-    check_runtime_refs(&steps, &dag, &templates, &mut errs);
+    check_runtime_refs(top.get("steps"), &dag, &templates, &mut errs);
 
     errs.into_result(Plan {
         path: path.to_path_buf(),
@@ -120,7 +126,7 @@ pub fn load_plan(path: &Path, opts: &LoadOptions) -> Result<Plan, PlanErrors> {
 
 fn unknown_field_diag<'a>(
     key: &str,
-    span: &Span,
+    span: Option<&Span>,
     known: impl IntoIterator<Item = &'a str>,
     what: &str,
 ) -> PlanDiag {
@@ -128,7 +134,7 @@ fn unknown_field_diag<'a>(
     PlanDiag::new(
         Code::UnknownField,
         format!("unknown field `{key}` in {what}"),
-        Some(span),
+        span,
     )
     .label("not a known field")
     .help(
@@ -141,12 +147,7 @@ fn node_error_diag(e: NodeError, extra_fields: &[&str], what: &str) -> PlanDiag 
     let span = e.span.clone();
     if let Some((field, expected)) = &e.unknown_field {
         let known = expected.iter().chain(extra_fields).copied();
-        return unknown_field_diag(
-            field,
-            span.as_ref().expect("from_node always sets a span"),
-            known,
-            what,
-        );
+        return unknown_field_diag(field, span.as_ref(), known, what);
     }
     let code = if e.missing_field {
         Code::MissingField
@@ -349,6 +350,10 @@ fn resolve_vars(
             .label("part of the circle"),
         );
     }
+    // A var that failed was reported above; steps that read it must not call it undefined.
+    for k in declared.keys().filter(|k| !resolved.contains_key(*k)) {
+        ctx.entry(k.clone()).or_insert(serde_json::Value::Null);
+    }
     // Keep declaration order.
     declared
         .keys()
@@ -495,6 +500,18 @@ fn read_step(
             },
         );
     }
+    let common_node = Node::new(node.span.clone(), Value::Map(common_map));
+    let fields = Node::new(node.span.clone(), Value::Map(fields_map));
+    let common = match from_node::<StepCommon>(&common_node) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            // A missing `kind` is reported just below, with the list of kinds.
+            if !e.missing_field || map.contains_key("kind") {
+                errs.push(node_error_diag(e, &[], &what));
+            }
+            None
+        }
+    };
     let Some(kind_node) = map.get("kind").map(|e| &e.value) else {
         errs.push(
             PlanDiag::new(
@@ -540,22 +557,20 @@ fn read_step(
             return None;
         }
     };
-    let common_node = Node::new(node.span.clone(), Value::Map(common_map));
-    let fields = Node::new(node.span.clone(), Value::Map(fields_map));
-    let common = match from_node::<StepCommon>(&common_node) {
-        Ok(c) => Some(c),
-        Err(e) => {
-            errs.push(node_error_diag(e, &[], &what));
-            None
-        }
-    };
-    if errs.len() > n_before {
-        // Template errors leave fields unrendered: parsing them would only repeat the problem.
-        return None;
-    }
+    // A field whose template failed stays unrendered; its parse error would repeat the problem.
+    let template_errors: Vec<usize> = errs.diags[n_before..]
+        .iter()
+        .filter_map(|d| d.span.as_ref().map(|s| s.start))
+        .collect();
     let step = match (kind.parse)(&fields) {
         Ok(s) => s,
         Err(e) => {
+            if e.span
+                .as_ref()
+                .is_some_and(|s| template_errors.contains(&s.start))
+            {
+                return None;
+            }
             errs.push(node_error_diag(
                 e,
                 StepCommon::FIELDS,
@@ -647,19 +662,33 @@ fn after_entries<'a>(steps_node: Option<&'a Entry>, step: &str) -> Vec<&'a Node>
     }
 }
 
+/// Every declared step (with a valid name) and the names in its `after`.
+fn declared_after(steps_node: Option<&Entry>) -> IndexMap<String, Vec<String>> {
+    let Some(map) = steps_node.and_then(|e| e.value.as_map()) else {
+        return IndexMap::new();
+    };
+    map.keys()
+        .filter(|n| valid_step_name(n))
+        .map(|n| {
+            let after = after_entries(steps_node, n)
+                .into_iter()
+                .filter_map(|a| a.as_str().map(str::to_string))
+                .collect();
+            (n.clone(), after)
+        })
+        .collect()
+}
+
 fn check_after(
     steps_node: Option<&Entry>,
-    steps: &IndexMap<String, PlanStep>,
+    declared: &IndexMap<String, Vec<String>>,
     errs: &mut PlanErrors,
 ) {
-    let all_names: Vec<&str> = steps_node
-        .and_then(|e| e.value.as_map())
-        .map(|m| m.keys().map(String::as_str).collect())
-        .unwrap_or_default();
-    for step in steps.values() {
-        for dep in after_entries(steps_node, &step.name) {
+    let all_names: Vec<&str> = declared.keys().map(String::as_str).collect();
+    for name in declared.keys() {
+        for dep in after_entries(steps_node, name) {
             let Some(d) = dep.as_str() else { continue };
-            if d == step.name {
+            if d == name {
                 errs.push(
                     PlanDiag::new(
                         Code::Cycle,
@@ -672,7 +701,7 @@ fn check_after(
                 errs.push(
                     PlanDiag::new(
                         Code::UnknownStep,
-                        format!("step `{}` runs after `{d}`, which is not a step", step.name),
+                        format!("step `{name}` runs after `{d}`, which is not a step"),
                         Some(&dep.span),
                     )
                     .label("no such step")
@@ -721,25 +750,23 @@ fn check_cycles(steps_node: Option<&Entry>, dag: &Dag, errs: &mut PlanErrors) {
 }
 
 /// A field may read `steps.X.*` only when X finishes before the step starts.
-fn check_runtime_refs(
-    steps: &IndexMap<String, PlanStep>,
-    dag: &Dag,
-    t: &Templates,
-    errs: &mut PlanErrors,
-) {
-    for step in steps.values().filter(|s| s.deferred) {
-        let ancestors = dag.ancestors(&step.name);
-        let mut nodes: Vec<&Node> = vec![&step.fields];
-        let env_node;
-        if !step.common.env.is_empty() {
-            env_node = Node::from_json(
-                &step.span,
-                &serde_json::to_value(&step.common.env).unwrap_or_default(),
-            );
-            nodes.push(&env_node);
-        }
-        for node in nodes {
-            node.visit_strings(&mut |n, s| {
+fn check_runtime_refs(steps_node: Option<&Entry>, dag: &Dag, t: &Templates, errs: &mut PlanErrors) {
+    let Some(map) = steps_node.and_then(|e| e.value.as_map()) else {
+        return;
+    };
+    for (name, entry) in map {
+        let Some(fields) = entry.value.as_map() else {
+            continue;
+        };
+        let ancestors = dag.ancestors(name);
+        for (key, field) in fields {
+            if key == "kind" || key == "after" {
+                continue;
+            }
+            field.value.visit_strings(&mut |n, s| {
+                if !Templates::is_template(s) {
+                    return;
+                }
                 let Ok(names) = t.referenced_names(s) else { return };
                 for full in names {
                     let mut parts = full.split('.');
@@ -747,21 +774,21 @@ fn check_runtime_refs(
                         continue;
                     }
                     let Some(target) = parts.next() else { continue };
-                    if !steps.contains_key(target) {
+                    if !map.contains_key(target) {
                         errs.push(
                             PlanDiag::new(Code::UnknownStep, format!("`{full}`: there is no step `{target}`"), Some(&n.span))
                                 .label("in this template")
-                                .help_opt(did_you_mean(target, steps.keys().map(String::as_str))),
+                                .help_opt(did_you_mean(target, map.keys().map(String::as_str))),
                         );
                     } else if !ancestors.contains(target) {
                         errs.push(
                             PlanDiag::new(
                                 Code::Runtime,
-                                format!("step `{}` reads `{full}` but does not run after `{target}`", step.name),
+                                format!("step `{name}` reads `{full}` but does not run after `{target}`"),
                                 Some(&n.span),
                             )
                             .label("read before it is known")
-                            .help(format!("add `{target}` to the `after` list of `{}`", step.name)),
+                            .help(format!("add `{target}` to the `after` list of `{name}`")),
                         );
                     }
                     if let Some(field) = parts.next() {
@@ -779,6 +806,12 @@ fn check_runtime_refs(
     }
 }
 
+/// A deferred step after its runtime references rendered.
+pub struct RenderedStep {
+    pub env: IndexMap<String, String>,
+    pub step: Box<dyn steps::Step>,
+}
+
 /// Renders a deferred step's runtime references at step start and parses its kind again.
 ///
 /// # Errors
@@ -787,7 +820,7 @@ pub fn render_at_start(
     plan: &Plan,
     step: &PlanStep,
     runtime: &BTreeMap<String, serde_json::Value>,
-) -> Result<(IndexMap<String, String>, Box<dyn steps::Step>), String> {
+) -> Result<RenderedStep, String> {
     let mut ctx = plan.context.clone();
     ctx.extend(runtime.clone());
     let jctx = minijinja::Value::from_serialize(&ctx);
@@ -799,7 +832,7 @@ pub fn render_at_start(
             plan.templates
                 .render(n, s, &jctx)
                 .map(Some)
-                .map_err(|e| format!("{}: {}", n.span.location(), describe_error(&e)))
+                .map_err(|e| format!("{}: {} in `{s}`", n.span.location(), describe_error(&e)))
         })
     };
     let fields = render(&step.fields)?;
@@ -815,5 +848,5 @@ pub fn render_at_start(
             e.message
         )
     })?;
-    Ok((env, parsed))
+    Ok(RenderedStep { env, step: parsed })
 }

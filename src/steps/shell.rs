@@ -12,7 +12,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::process::{run_logged, tail_lines, ChildGroups, Command, Spawn};
 use super::{Step, StepConfig, StepCtx, StepError, StepOutputs};
+use crate::diag::{Code, PlanDiag};
 use crate::engine::faults::{FaultRecord, RecoverCtx};
+use crate::engine::secrets::restore;
+use crate::plan::node::Node;
 use crate::plan::Duration;
 
 /// Runs a command.
@@ -58,6 +61,20 @@ impl StepConfig for ShellConfig {
 
 #[async_trait::async_trait]
 impl Step for ShellConfig {
+    fn check(&self, node: &Node, diags: &mut Vec<PlanDiag>) {
+        if self.iterations == 0 {
+            let at = node.get("iterations").map_or(&node.span, |n| &n.span);
+            diags.push(
+                PlanDiag::new(
+                    Code::InvalidValue,
+                    "`iterations` must be at least 1",
+                    Some(at),
+                )
+                .label("runs nothing"),
+            );
+        }
+    }
+
     async fn run(&self, ctx: &StepCtx) -> Result<StepOutputs, StepError> {
         let workdir = resolve_workdir(ctx.plan_dir(), self.workdir.as_deref());
         let log = ctx.log_path();
@@ -65,6 +82,16 @@ impl Step for ShellConfig {
             .run_dir()
             .join("steps")
             .join(format!("{}.outputs", ctx.step_name()));
+        // Outputs describe this attempt: drop what a failed earlier attempt wrote.
+        match std::fs::remove_file(&outputs_file) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(StepError::io(format!(
+                    "removing {}",
+                    outputs_file.display()
+                ))(e));
+            }
+            _ => {}
+        }
         let mut env = run_env(ctx);
         env.push(("TTPLAN_OUTPUTS".into(), outputs_file.display().to_string()));
 
@@ -82,7 +109,7 @@ impl Step for ShellConfig {
         }
 
         let mut runs = Vec::new();
-        let total = self.iterations.max(1);
+        let total = self.iterations;
         let mut last_code = None;
         for i in 1..=total {
             if i > 1 {
@@ -146,6 +173,12 @@ impl Step for ShellConfig {
                 }
                 return Err(StepError::Failed(msg));
             }
+        }
+        if self.recover.is_some() {
+            // The command succeeded: the fault is in place. It was registered under the
+            // step's name (the first fault a step registers gets that id).
+            ctx.fault_injected(ctx.step_name(), serde_json::Value::Null)
+                .await?;
         }
         let mut out = StepOutputs::default()
             .value("exit_code", last_code)
@@ -233,8 +266,18 @@ fn recover_shell<'a>(
     ctx: &'a RecoverCtx,
 ) -> BoxFuture<'a, Result<(), String>> {
     Box::pin(async move {
-        let r: ShellRecovery = serde_json::from_value(record.recovery.clone())
+        let mut r: ShellRecovery = serde_json::from_value(record.recovery.clone())
             .map_err(|e| format!("fault `{}`: unreadable recovery data: {e}", record.id))?;
+        // A ledger read back from disk holds `${env:NAME}` where secrets were.
+        for (_, v) in &mut r.env {
+            *v = restore(v)?;
+        }
+        r.command = match r.command {
+            Command::Sh(s) => Command::Sh(restore(&s)?),
+            Command::Argv(a) => {
+                Command::Argv(a.iter().map(|x| restore(x)).collect::<Result<_, _>>()?)
+            }
+        };
         if let Some(dir) = ctx.log_path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
         }
