@@ -18,6 +18,7 @@ pub mod writer;
 
 use std::collections::{BTreeSet, HashSet};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, FixedOffset, SecondsFormat, Utc};
@@ -390,6 +391,11 @@ impl Ctx<'_> {
         let workers = self.s.workers.max(1);
         let (tx, mut rx) = mpsc::channel::<(String, Value)>(workers * 2);
         let mut stats = Stats::default();
+        // Shared with the progress line: how many ids the pager has handed out so far, and
+        // whether that number is final.
+        let listed_so_far = AtomicU64::new(0);
+        let listing_done = AtomicBool::new(false);
+        let (listed_ref, done_ref) = (&listed_so_far, &listing_done);
 
         let pager = async move {
             let mut seen: HashSet<String> = HashSet::new();
@@ -431,6 +437,7 @@ impl Ctx<'_> {
                             continue;
                         }
                         new += 1;
+                        listed_ref.store(seen.len() as u64, Ordering::Relaxed);
                         if tx.send((id.to_string(), basic.clone())).await.is_err() {
                             return Ok((seen.len() as u64, pages, duplicates, "consumer stopped"));
                         }
@@ -448,6 +455,7 @@ impl Ctx<'_> {
                     break "full page without new traces";
                 }
             };
+            done_ref.store(true, Ordering::Relaxed);
             Ok::<_, TraceError>((seen.len() as u64, pages, duplicates, reason))
         };
 
@@ -493,8 +501,14 @@ impl Ctx<'_> {
                     done += 1;
                     if last.elapsed() >= Duration::from_millis(250) {
                         last = Instant::now();
+                        let listed = listed_ref.load(Ordering::Relaxed);
+                        let more = if done_ref.load(Ordering::Relaxed) {
+                            ""
+                        } else {
+                            "+ (listing)"
+                        };
                         progress(format!(
-                            "{done} traces fetched, {} failed",
+                            "{done}/{listed}{more} traces, {} failed",
                             stats.failed.len()
                         ));
                     }
