@@ -5,6 +5,9 @@
 
 use std::time::Duration;
 
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -109,12 +112,12 @@ impl GraphQlClient {
     ///
     /// # Errors
     /// The last failure once retries are exhausted, at once for non-transient ones.
-    pub async fn call(
+    pub async fn call<T: DeserializeOwned>(
         &self,
         document: &str,
         variables: Value,
         cancel: &CancellationToken,
-    ) -> Result<Value, Failure> {
+    ) -> Result<T, Failure> {
         let body = serde_json::json!({ "query": document, "variables": variables });
         let mut attempt = 0u32;
         loop {
@@ -157,7 +160,7 @@ impl GraphQlClient {
         exp + exp.mul_f64(f64::from(nanos % 1000) / 4000.0)
     }
 
-    async fn once(&self, body: &Value) -> Result<Value, CallError> {
+    async fn once<T: DeserializeOwned>(&self, body: &Value) -> Result<T, CallError> {
         let resp = self
             .http
             .post(&self.url)
@@ -190,26 +193,36 @@ impl GraphQlClient {
 }
 
 /// Reads a GraphQL response: `errors` wins over `data`, because the OAP may return a partial
-/// `data` alongside them and a partial trace is not a trace.
-fn parse_response(bytes: &[u8]) -> Result<Value, CallError> {
-    let mut v: Value = serde_json::from_slice(bytes)
-        .map_err(|e| CallError::Body(format!("{e} ({} bytes: {})", bytes.len(), snippet(bytes))))?;
-    if let Some(errors) = v.get("errors").and_then(Value::as_array) {
-        if !errors.is_empty() {
-            let msgs: Vec<String> = errors
-                .iter()
-                .map(|e| {
-                    e.get("message")
-                        .and_then(Value::as_str)
-                        .map_or_else(|| e.to_string(), str::to_string)
-                })
-                .collect();
-            return Err(CallError::GraphQl(msgs.join("; ")));
-        }
+/// `data` alongside them and a partial trace is not a trace. `data` is parsed straight into `T`.
+fn parse_response<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CallError> {
+    #[derive(Deserialize)]
+    struct Envelope<'a> {
+        #[serde(borrow, default)]
+        data: Option<&'a RawValue>,
+        #[serde(default)]
+        errors: Option<Vec<Value>>,
     }
-    match v.get_mut("data").map(Value::take) {
-        Some(d) if !d.is_null() => Ok(d),
-        _ => Err(CallError::Body(format!(
+    let v: Envelope<'_> = serde_json::from_slice(bytes)
+        .map_err(|e| CallError::Body(format!("{e} ({} bytes: {})", bytes.len(), snippet(bytes))))?;
+    if let Some(errors) = v.errors.filter(|e| !e.is_empty()) {
+        let msgs: Vec<String> = errors
+            .iter()
+            .map(|e| {
+                e.get("message")
+                    .and_then(Value::as_str)
+                    .map_or_else(|| e.to_string(), str::to_string)
+            })
+            .collect();
+        return Err(CallError::GraphQl(msgs.join("; ")));
+    }
+    match v.data.filter(|d| d.get() != "null") {
+        Some(d) => serde_json::from_str(d.get()).map_err(|e| {
+            CallError::Body(format!(
+                "unexpected `data`: {e}: {}",
+                snippet(d.get().as_bytes())
+            ))
+        }),
+        None => Err(CallError::Body(format!(
             "no `data` in response: {}",
             snippet(bytes)
         ))),
@@ -254,7 +267,7 @@ mod tests {
     #[test]
     fn graphql_errors_beat_data() {
         let body = br#"{"data":{"queryTrace":null},"errors":[{"message":"storage timeout"}]}"#;
-        match parse_response(body) {
+        match parse_response::<Value>(body) {
             Err(CallError::GraphQl(m)) => assert_eq!(m, "storage timeout"),
             other => panic!("{other:?}"),
         }
@@ -262,7 +275,7 @@ mod tests {
 
     #[test]
     fn truncated_bodies_are_body_errors() {
-        let err = parse_response(br#"{"data":{"queryTrace":{"spans":[{"tra"#).unwrap_err();
+        let err = parse_response::<Value>(br#"{"data":{"queryTrace":{"spans":[{"tra"#).unwrap_err();
         assert!(matches!(err, CallError::Body(_)), "{err:?}");
         assert!(err.retryable());
     }

@@ -3,48 +3,143 @@
 //! tag map and the EvoMaster run id that links it to the API-response modality.
 //!
 //! Spans are kept as the OAP sent them (camelCase fields) with snake_case fields added, so
-//! readers of the published dataset find both. Real traces are not always trees: segments go
-//! missing (Elasticsearch caps `queryTrace` at 200 segments, agents drop data) and a buggy agent
-//! can produce a cycle, so the tree is built defensively and such spans are flagged, not lost.
+//! readers of the published dataset find both. They are parsed into typed structs, not a JSON
+//! tree: the collector selects exactly these fields, so nothing is lost, and a trace then costs
+//! a fraction of the allocations. Real traces are not always trees: segments go missing
+//! (Elasticsearch caps `queryTrace` at 200 segments, agents drop data) and a buggy agent can
+//! produce a cycle, so the tree is built defensively and such spans are flagged, not lost.
 
 use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{json, Map, Value};
 
 /// Tag keys that carry the EvoMaster run id (checked case-insensitively).
 pub const EVOMASTER_KEYS: &[&str] = &["x-evomaster-run-id", "tt_em_run_id"];
 
-/// Builds the trace object. `summary` is the list entry the trace was found by (a v1
-/// `BasicTrace`), or `None` to derive one from the spans (v2).
-pub fn enrich(trace_id: &str, summary: Option<&Value>, spans: Vec<Value>) -> Value {
-    let mut spans: Vec<Map<String, Value>> = spans
-        .into_iter()
-        .filter_map(|s| match s {
-            Value::Object(m) => Some(m),
-            _ => None,
-        })
-        .collect();
+/// A span as the query protocol's `Span` type has it (the fields `query.rs` selects).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Span {
+    #[serde(default, deserialize_with = "nullable")]
+    pub trace_id: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub segment_id: String,
+    #[serde(default, deserialize_with = "long")]
+    pub span_id: i64,
+    #[serde(default = "no_parent", deserialize_with = "long")]
+    pub parent_span_id: i64,
+    #[serde(default, deserialize_with = "nullable")]
+    pub refs: Vec<Ref>,
+    #[serde(default)]
+    pub service_code: Option<String>,
+    #[serde(default)]
+    pub service_instance_name: Option<String>,
+    #[serde(default, deserialize_with = "long")]
+    pub start_time: i64,
+    #[serde(default, deserialize_with = "long")]
+    pub end_time: i64,
+    #[serde(default)]
+    pub endpoint_name: Option<String>,
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub peer: Option<String>,
+    #[serde(default)]
+    pub component: Option<String>,
+    #[serde(default)]
+    pub is_error: Option<bool>,
+    #[serde(default)]
+    pub layer: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub tags: Vec<KeyValue>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub logs: Vec<LogEntity>,
+    /// Rare and deeply nested; kept as sent.
+    #[serde(default, deserialize_with = "nullable")]
+    pub attached_events: Vec<Value>,
+}
 
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Ref {
+    #[serde(default)]
+    pub trace_id: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub parent_segment_id: String,
+    #[serde(default, deserialize_with = "long")]
+    pub parent_span_id: i64,
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct KeyValue {
+    #[serde(default, deserialize_with = "nullable")]
+    pub key: String,
+    #[serde(default)]
+    pub value: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct LogEntity {
+    #[serde(default, deserialize_with = "long")]
+    pub time: i64,
+    #[serde(default, deserialize_with = "nullable")]
+    pub data: Vec<KeyValue>,
+}
+
+const fn no_parent() -> i64 {
+    -1
+}
+
+/// `null` reads as the type's default (GraphQL lists and strings may be null on older OAPs).
+fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(d: D) -> Result<T, D::Error> {
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// The protocol's `Long` scalar: a number, or a string on some gateways; `null` reads as 0.
+fn long<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Long {
+        Int(i64),
+        Float(f64),
+        Text(String),
+    }
+    match Option::<Long>::deserialize(d)? {
+        None => Ok(0),
+        Some(Long::Int(n)) => Ok(n),
+        Some(Long::Float(f)) => Ok(f as i64),
+        Some(Long::Text(s)) => s
+            .trim()
+            .parse()
+            .map_err(|_| serde::de::Error::custom(format!("`{s}` is not a Long"))),
+    }
+}
+
+/// One enriched trace, serialized, with what the collection report needs from it.
+#[derive(Debug)]
+pub struct Enriched {
+    pub json: Vec<u8>,
+    pub span_count: usize,
+    pub services: Vec<String>,
+}
+
+/// Builds and serializes the trace object. `summary` is the list entry the trace was found
+/// by (a v1 `BasicTrace`), or `None` to derive one from the spans (v2).
+pub fn enrich(trace_id: &str, summary: Option<&Value>, mut spans: Vec<Span>) -> Enriched {
+    spans.sort_by(|a, b| {
+        (a.start_time, &a.segment_id, a.span_id).cmp(&(b.start_time, &b.segment_id, b.span_id))
+    });
     // Same segment returned twice (it happens with retried OAP storage reads): keep one copy so
     // the tree has no phantom siblings.
     let mut seen = BTreeSet::new();
     let before = spans.len();
-    spans.retain(|s| seen.insert(node_id(s)));
+    spans.retain(|s| seen.insert((s.segment_id.clone(), s.span_id)));
     let duplicates = before - spans.len();
-
-    spans.sort_by(|a, b| {
-        (
-            int(a, "startTime"),
-            str_of(a, "segmentId"),
-            int(a, "spanId"),
-        )
-            .cmp(&(
-                int(b, "startTime"),
-                str_of(b, "segmentId"),
-                int(b, "spanId"),
-            ))
-    });
 
     let ids: Vec<String> = spans.iter().map(node_id).collect();
     let index: HashMap<&str, usize> = ids
@@ -60,75 +155,62 @@ pub fn enrich(trace_id: &str, summary: Option<&Value>, spans: Vec<Value>) -> Val
     let cycle_cut = break_cycles(&mut parent);
     let depth = depths(&parent);
 
-    let mut children: Vec<Vec<usize>> = vec![Vec::new(); spans.len()];
+    let mut children: Vec<Vec<&str>> = vec![Vec::new(); spans.len()];
     for (i, p) in parent.iter().enumerate() {
         if let Some(p) = p {
-            children[*p].push(i);
+            children[*p].push(&ids[i]);
         }
     }
 
-    let mut services = BTreeSet::new();
-    let mut roots = Vec::new();
-    let mut run_ids: Vec<String> = Vec::new();
-    let mut segments = BTreeSet::new();
+    let mut services: BTreeSet<&str> = BTreeSet::new();
+    let mut roots: Vec<&str> = Vec::new();
+    let mut run_ids: Vec<&str> = Vec::new();
+    let mut segments: BTreeSet<&str> = BTreeSet::new();
     let (mut first, mut last, mut errors) = (i64::MAX, i64::MIN, 0usize);
-
     let mut out = Vec::with_capacity(spans.len());
-    for (i, mut span) in spans.into_iter().enumerate() {
-        if let Some(s) = span.get("serviceCode").and_then(Value::as_str) {
-            services.insert(s.to_string());
+    for (i, (span, kids)) in spans.iter().zip(children).enumerate() {
+        if let Some(s) = span.service_code.as_deref() {
+            services.insert(s);
         }
-        segments.insert(str_of(&span, "segmentId").to_string());
-        let start = int(&span, "startTime");
-        let end = int(&span, "endTime");
-        first = first.min(start);
-        last = last.max(end);
-        if span.get("isError").and_then(Value::as_bool) == Some(true) {
+        segments.insert(&span.segment_id);
+        first = first.min(span.start_time);
+        last = last.max(span.end_time);
+        if span.is_error == Some(true) {
             errors += 1;
         }
         if parent[i].is_none() {
-            roots.push(ids[i].clone());
+            roots.push(&ids[i]);
         }
-        let tags_map = tag_map(&span);
-        let run_id = evomaster_run_id(&span, &tags_map);
-        if let Some(r) = &run_id {
-            if !run_ids.contains(r) {
-                run_ids.push(r.clone());
+        let run_id = evomaster_run_id(span);
+        if let Some(r) = run_id {
+            if !run_ids.contains(&r) {
+                run_ids.push(r);
             }
         }
-
-        span.insert("node_id".into(), json!(ids[i]));
-        span.insert("parent_node_id".into(), json!(parent_ids[i]));
-        if parent_ids[i].is_some() && parent[i].is_none() && !cycle_cut[i] {
-            span.insert("parent_missing".into(), json!(true));
-        }
-        if cycle_cut[i] {
-            span.insert("parent_cycle".into(), json!(true));
-        }
-        span.insert("depth".into(), json!(depth[i]));
-        span.insert(
-            "children_node_ids".into(),
-            json!(children[i].iter().map(|c| &ids[*c]).collect::<Vec<_>>()),
-        );
-        span.insert("start_time_ms".into(), json!(start));
-        span.insert("end_time_ms".into(), json!(end));
-        span.insert("duration_ms".into(), json!(end - start));
-        span.insert("start_time".into(), json!(iso(start)));
-        span.insert("end_time".into(), json!(iso(end)));
-        span.insert("tags_map".into(), Value::Object(tags_map));
-        if let Some(r) = run_id {
-            span.insert("evomaster_run_id".into(), json!(r));
-        }
-        out.push(Value::Object(span));
+        out.push(OutSpan {
+            raw: span,
+            node_id: &ids[i],
+            parent_node_id: parent_ids[i].as_deref(),
+            parent_missing: parent_ids[i].is_some() && parent[i].is_none() && !cycle_cut[i],
+            parent_cycle: cycle_cut[i],
+            depth: depth[i],
+            children_node_ids: kids,
+            start_time_ms: span.start_time,
+            end_time_ms: span.end_time,
+            duration_ms: span.end_time - span.start_time,
+            start_time: iso(span.start_time),
+            end_time: iso(span.end_time),
+            tags_map: TagMap(&span.tags),
+            evomaster_run_id: run_id,
+        });
     }
 
-    let span_count = out.len();
     let mut summary = match summary {
         Some(Value::Object(m)) => m.clone(),
-        _ => derived_summary(&out, &roots),
+        _ => derived_summary(&out, roots.first().copied()),
     };
     summary.insert("trace_id".into(), json!(trace_id));
-    if span_count > 0 {
+    if !out.is_empty() {
         summary.insert("start_time_ms".into(), json!(first));
         summary.insert("end_time_ms".into(), json!(last));
         summary.insert("duration_ms".into(), json!(last - first));
@@ -141,40 +223,94 @@ pub fn enrich(trace_id: &str, summary: Option<&Value>, spans: Vec<Value>) -> Val
         summary.insert("duplicate_spans_dropped".into(), json!(duplicates));
     }
 
-    let mut trace = Map::new();
-    trace.insert("trace_id".into(), json!(trace_id));
-    trace.insert("summary".into(), Value::Object(summary));
-    trace.insert("span_count".into(), json!(span_count));
-    trace.insert("services_involved".into(), json!(services));
-    trace.insert("root_span_node_ids".into(), json!(roots));
-    if let Some(first) = run_ids.first() {
-        trace.insert("evomaster_run_id".into(), json!(first));
-        if run_ids.len() > 1 {
-            trace.insert("evomaster_run_ids".into(), json!(run_ids));
-        }
+    let trace = OutTrace {
+        trace_id,
+        summary,
+        span_count: out.len(),
+        services_involved: &services,
+        root_span_node_ids: &roots,
+        evomaster_run_id: run_ids.first().copied(),
+        evomaster_run_ids: (run_ids.len() > 1).then_some(run_ids.as_slice()),
+        spans: &out,
+    };
+    // Serializing plain structs and string-keyed maps cannot fail.
+    let json = serde_json::to_vec(&trace).unwrap_or_default();
+    Enriched {
+        json,
+        span_count: out.len(),
+        services: services.iter().map(|s| s.to_string()).collect(),
     }
-    trace.insert("spans".into(), Value::Array(out));
-    Value::Object(trace)
+}
+
+#[derive(Serialize)]
+struct OutTrace<'a> {
+    trace_id: &'a str,
+    summary: Map<String, Value>,
+    span_count: usize,
+    services_involved: &'a BTreeSet<&'a str>,
+    root_span_node_ids: &'a [&'a str],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    evomaster_run_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    evomaster_run_ids: Option<&'a [&'a str]>,
+    spans: &'a [OutSpan<'a>],
+}
+
+#[derive(Serialize)]
+struct OutSpan<'a> {
+    #[serde(flatten)]
+    raw: &'a Span,
+    node_id: &'a str,
+    parent_node_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "is_false")]
+    parent_missing: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    parent_cycle: bool,
+    depth: usize,
+    children_node_ids: Vec<&'a str>,
+    start_time_ms: i64,
+    end_time_ms: i64,
+    duration_ms: i64,
+    start_time: Option<String>,
+    end_time: Option<String>,
+    tags_map: TagMap<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    evomaster_run_id: Option<&'a str>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// Tags as an object. Repeated keys (e.g. several `db.statement`s) keep the first value here;
+/// the full list stays in `tags`.
+struct TagMap<'a>(&'a [KeyValue]);
+
+impl Serialize for TagMap<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        for (i, kv) in self.0.iter().enumerate() {
+            if self.0[..i].iter().all(|p| p.key != kv.key) {
+                m.serialize_entry(&kv.key, &kv.value)?;
+            }
+        }
+        m.end()
+    }
 }
 
 /// `segmentId:spanId`.
-pub fn node_id(span: &Map<String, Value>) -> String {
-    format!("{}:{}", str_of(span, "segmentId"), int(span, "spanId"))
+pub fn node_id(span: &Span) -> String {
+    format!("{}:{}", span.segment_id, span.span_id)
 }
 
 /// The parent inside the segment when `parentSpanId >= 0`; otherwise the first ref's span in
 /// the calling segment (cross-process or cross-thread); `None` for a trace's entry span.
-pub fn parent_node_id(span: &Map<String, Value>) -> Option<String> {
-    let p = int(span, "parentSpanId");
-    if p >= 0 && span.contains_key("parentSpanId") {
-        return Some(format!("{}:{p}", str_of(span, "segmentId")));
+pub fn parent_node_id(span: &Span) -> Option<String> {
+    if span.parent_span_id >= 0 {
+        return Some(format!("{}:{}", span.segment_id, span.parent_span_id));
     }
-    let r = span.get("refs")?.as_array()?.first()?.as_object()?;
-    Some(format!(
-        "{}:{}",
-        str_of(r, "parentSegmentId"),
-        int(r, "parentSpanId")
-    ))
+    let r = span.refs.first()?;
+    Some(format!("{}:{}", r.parent_segment_id, r.parent_span_id))
 }
 
 /// Cuts every parent cycle at one edge so the span graph becomes a forest; returns which
@@ -238,91 +374,42 @@ fn depths(parent: &[Option<usize>]) -> Vec<usize> {
     depth.into_iter().map(|d| d.unwrap_or(0)).collect()
 }
 
-fn tag_map(span: &Map<String, Value>) -> Map<String, Value> {
-    let mut m = Map::new();
-    for kv in span
-        .get("tags")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        if let Some(k) = kv.get("key").and_then(Value::as_str) {
-            // Repeated keys (e.g. several `db.statement`s) keep the first value here; the full
-            // list stays in `tags`.
-            m.entry(k.to_string())
-                .or_insert_with(|| kv.get("value").cloned().unwrap_or(Value::Null));
-        }
-    }
-    m
-}
-
-fn evomaster_run_id(span: &Map<String, Value>, tags: &Map<String, Value>) -> Option<String> {
-    let pick = |k: &str, v: Option<&Value>| {
-        EVOMASTER_KEYS
-            .iter()
-            .any(|e| k.eq_ignore_ascii_case(e))
-            .then(|| v.and_then(Value::as_str).filter(|s| !s.is_empty()))
+fn evomaster_run_id(span: &Span) -> Option<&str> {
+    let is_key = |k: &str| EVOMASTER_KEYS.iter().any(|e| k.eq_ignore_ascii_case(e));
+    fn pick<'a>(kv: &'a KeyValue, is_key: &dyn Fn(&str) -> bool) -> Option<&'a str> {
+        is_key(&kv.key)
+            .then_some(kv.value.as_deref())
             .flatten()
-            .map(str::to_string)
-    };
-    for (k, v) in tags {
-        if let Some(r) = pick(k, Some(v)) {
-            return Some(r);
-        }
+            .filter(|v| !v.is_empty())
     }
-    // Agents configured to log headers put it in span logs instead.
-    for log in span
-        .get("logs")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        for kv in log
-            .get("data")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            if let Some(k) = kv.get("key").and_then(Value::as_str) {
-                if let Some(r) = pick(k, kv.get("value")) {
-                    return Some(r);
-                }
-            }
-        }
-    }
-    None
+    span.tags
+        .iter()
+        .find_map(|kv| pick(kv, &is_key))
+        // Agents configured to log headers put it in span logs instead.
+        .or_else(|| {
+            span.logs
+                .iter()
+                .flat_map(|l| &l.data)
+                .find_map(|kv| pick(kv, &is_key))
+        })
 }
 
 /// v2 lists carry no `BasicTrace`: build the same fields from the spans.
-fn derived_summary(spans: &[Value], roots: &[String]) -> Map<String, Value> {
-    let root = spans
+fn derived_summary(spans: &[OutSpan<'_>], root: Option<&str>) -> Map<String, Value> {
+    let root_span = spans.iter().find(|s| Some(s.node_id) == root);
+    let endpoints: Vec<&str> = spans
         .iter()
-        .find(|s| s.get("node_id").and_then(Value::as_str) == roots.first().map(String::as_str));
-    let mut m = Map::new();
-    let seg = root
-        .and_then(|r| r.get("segmentId"))
-        .cloned()
-        .unwrap_or(Value::Null);
-    let endpoints: Vec<Value> = spans
-        .iter()
-        .filter(|s| {
-            s.get("node_id")
-                .and_then(Value::as_str)
-                .is_some_and(|id| roots.iter().any(|r| r == id))
-        })
-        .filter_map(|s| s.get("endpointName").cloned())
-        .filter(|v| !v.is_null())
+        .filter(|s| s.parent_node_id.is_none() || s.parent_missing || s.parent_cycle)
+        .filter_map(|s| s.raw.endpoint_name.as_deref())
         .collect();
-    let start = spans
-        .iter()
-        .filter_map(|s| s.get("startTime").and_then(Value::as_i64))
-        .min();
-    let end = spans
-        .iter()
-        .filter_map(|s| s.get("endTime").and_then(Value::as_i64))
-        .max();
-    m.insert("segmentId".into(), seg);
-    m.insert("endpointNames".into(), Value::Array(endpoints));
+    let start = spans.iter().map(|s| s.raw.start_time).min();
+    let end = spans.iter().map(|s| s.raw.end_time).max();
+    let mut m = Map::new();
+    m.insert(
+        "segmentId".into(),
+        json!(root_span.map(|r| r.raw.segment_id.as_str())),
+    );
+    m.insert("endpointNames".into(), json!(endpoints));
     m.insert(
         "duration".into(),
         json!(match (start, end) {
@@ -333,24 +420,9 @@ fn derived_summary(spans: &[Value], roots: &[String]) -> Map<String, Value> {
     m.insert("start".into(), json!(start.map(|s| s.to_string())));
     m.insert(
         "isError".into(),
-        json!(spans
-            .iter()
-            .any(|s| s.get("isError").and_then(Value::as_bool) == Some(true))),
+        json!(spans.iter().any(|s| s.raw.is_error == Some(true))),
     );
     m
-}
-
-fn int(m: &Map<String, Value>, k: &str) -> i64 {
-    match m.get(k) {
-        Some(Value::Number(n)) => n.as_i64().unwrap_or(0),
-        // `Long` scalars may arrive as strings.
-        Some(Value::String(s)) => s.parse().unwrap_or(0),
-        _ => 0,
-    }
-}
-
-fn str_of<'a>(m: &'a Map<String, Value>, k: &str) -> &'a str {
-    m.get(k).and_then(Value::as_str).unwrap_or("")
 }
 
 pub fn iso(ms: i64) -> Option<String> {
@@ -361,6 +433,14 @@ pub fn iso(ms: i64) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn enrich(trace_id: &str, summary: Option<&Value>, spans: Vec<Value>) -> Value {
+        let spans = spans
+            .into_iter()
+            .map(|s| serde_json::from_value(s).unwrap())
+            .collect();
+        serde_json::from_slice(&super::enrich(trace_id, summary, spans).json).unwrap()
+    }
 
     fn span(seg: &str, id: i64, parent: i64, refs: &[(&str, i64)], svc: &str, start: i64) -> Value {
         json!({
@@ -488,5 +568,22 @@ mod tests {
         assert_eq!(t["evomaster_run_ids"], json!(["em-7", "em-8"]));
         assert_eq!(t["span_count"], 2);
         assert_eq!(t["summary"]["duplicate_spans_dropped"], 1);
+    }
+
+    #[test]
+    fn lenient_about_long_strings_and_null_lists() {
+        let s: Span = serde_json::from_value(json!({
+            "traceId": "t", "segmentId": "S", "spanId": "2", "parentSpanId": -1, "refs": null,
+            "startTime": "1000", "endTime": 1010.0, "tags": null, "logs": [{"time": "5", "data": null}],
+            "serviceCode": null
+        }))
+        .unwrap();
+        assert_eq!((s.span_id, s.start_time, s.end_time), (2, 1000, 1010));
+        assert!(s.refs.is_empty() && s.tags.is_empty());
+        assert_eq!(s.logs[0].time, 5);
+        let t = enrich("t", None, vec![serde_json::to_value(&s).unwrap()]);
+        assert_eq!(t["spans"][0]["node_id"], "S:2");
+        assert_eq!(t["spans"][0]["tags_map"], json!({}));
+        assert!(serde_json::from_value::<Span>(json!({"startTime": "soon"})).is_err());
     }
 }

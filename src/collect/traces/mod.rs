@@ -331,7 +331,7 @@ impl Ctx<'_> {
     async fn supports_v2(&self) -> Result<bool, TraceError> {
         match self
             .client
-            .call(query::PROBE_V2, json!({}), self.cancel)
+            .call::<Value>(query::PROBE_V2, json!({}), self.cancel)
             .await
         {
             Ok(data) => {
@@ -343,7 +343,7 @@ impl Ctx<'_> {
     }
 
     async fn oap_timezone(&self) -> Result<FixedOffset, TraceError> {
-        let data = self
+        let data: Value = self
             .client
             .call(query::TIME_INFO, json!({}), self.cancel)
             .await
@@ -403,7 +403,7 @@ impl Ctx<'_> {
             let mut duplicates = 0u64;
             let reason = loop {
                 pages += 1;
-                let data = self
+                let data: Value = self
                     .client
                     .call(
                         query::BASIC_TRACES,
@@ -547,7 +547,7 @@ impl Ctx<'_> {
         let mut page = 0u32;
         stats.stop_reason = loop {
             page += 1;
-            let mut data = self
+            let data: TracesV2 = self
                 .client
                 .call(
                     query::TRACES_V2,
@@ -556,8 +556,7 @@ impl Ctx<'_> {
                 )
                 .await
                 .map_err(|f| self.call_error(&format!("queryTraces page {page}"), f))?;
-            let Some(Value::Array(list)) = data.pointer_mut("/queryTraces/traces").map(Value::take)
-            else {
+            let Some(list) = data.query_traces.and_then(|l| l.traces) else {
                 return Err(TraceError::Shape {
                     what: format!("queryTraces page {page}"),
                     detail: "no `traces` list".into(),
@@ -565,17 +564,15 @@ impl Ctx<'_> {
             };
             let listed = list.len();
             let mut new = 0usize;
-            for mut t in list {
+            for t in list {
                 if self.full(seen.len() as u64) {
                     break;
                 }
-                let spans = match t.get_mut("spans").map(Value::take) {
-                    Some(Value::Array(s)) => s,
-                    _ => Vec::new(),
-                };
+                let spans = t.spans.unwrap_or_default();
                 let Some(id) = spans
                     .iter()
-                    .find_map(|s| s.get("traceId").and_then(Value::as_str))
+                    .map(|s| s.trace_id.as_str())
+                    .find(|id| !id.is_empty())
                     .map(str::to_string)
                 else {
                     return Err(TraceError::Shape {
@@ -622,6 +619,31 @@ struct FetchFailure {
     trace: FailedTrace,
 }
 
+/// `data` of `TRACE_DETAIL`.
+#[derive(Deserialize)]
+struct TraceDetail {
+    #[serde(rename = "queryTrace")]
+    query_trace: Option<TraceSpans>,
+}
+
+/// `data` of `TRACES_V2`.
+#[derive(Deserialize)]
+struct TracesV2 {
+    #[serde(rename = "queryTraces")]
+    query_traces: Option<TraceSpansList>,
+}
+
+#[derive(Deserialize)]
+struct TraceSpansList {
+    traces: Option<Vec<TraceSpans>>,
+}
+
+#[derive(Deserialize)]
+struct TraceSpans {
+    #[serde(default)]
+    spans: Option<Vec<enrich::Span>>,
+}
+
 async fn fetch_v1(
     client: GraphQlClient,
     cancel: CancellationToken,
@@ -629,7 +651,7 @@ async fn fetch_v1(
     basic: Value,
 ) -> Result<Done, FetchFailure> {
     let vars = json!({ "traceId": id });
-    let mut data = match client.call(query::TRACE_DETAIL, vars, &cancel).await {
+    let data: TraceDetail = match client.call(query::TRACE_DETAIL, vars, &cancel).await {
         Ok(d) => d,
         Err(f) => {
             let kind = if matches!(f.error, CallError::Cancelled) {
@@ -647,41 +669,27 @@ async fn fetch_v1(
             });
         }
     };
-    let spans = match data.pointer_mut("/queryTrace/spans").map(Value::take) {
-        Some(Value::Array(s)) if !s.is_empty() => s,
-        _ => {
-            // An empty answer for a listed trace means the OAP lost or has not yet
-            // indexed it; say so rather than write a trace with no spans.
-            return Err(FetchFailure {
-                reason_kind: ReasonKind::Failed,
-                trace: FailedTrace {
-                    trace_id: id,
-                    reason: "queryTrace returned no spans".into(),
-                    attempts: 1,
-                },
-            });
-        }
-    };
-    Ok(finish_trace(&id, Some(&basic), spans))
+    match data.query_trace.and_then(|t| t.spans) {
+        Some(spans) if !spans.is_empty() => Ok(finish_trace(&id, Some(&basic), spans)),
+        // An empty answer for a listed trace means the OAP lost or has not yet indexed it;
+        // say so rather than write a trace with no spans.
+        _ => Err(FetchFailure {
+            reason_kind: ReasonKind::Failed,
+            trace: FailedTrace {
+                trace_id: id,
+                reason: "queryTrace returned no spans".into(),
+                attempts: 1,
+            },
+        }),
+    }
 }
 
-fn finish_trace(id: &str, basic: Option<&Value>, spans: Vec<Value>) -> Done {
-    let trace = enrich::enrich(id, basic, spans);
-    let spans = trace["span_count"].as_u64().unwrap_or(0);
-    let services = trace["services_involved"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
-    // Serializing a `Value` cannot fail (string keys only).
-    let json = serde_json::to_vec(&trace).unwrap_or_default();
+fn finish_trace(id: &str, basic: Option<&Value>, spans: Vec<enrich::Span>) -> Done {
+    let e = enrich::enrich(id, basic, spans);
     Done {
-        json,
-        spans,
-        services,
+        json: e.json,
+        spans: e.span_count as u64,
+        services: e.services,
     }
 }
 
