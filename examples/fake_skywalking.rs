@@ -14,6 +14,7 @@ fn main() {
         segments: Some(5),
         spacing_ms: 50,
         schema_dir: skywalking::fixtures_dir(),
+        pregenerate: true,
         ..skywalking::Options::default()
     };
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -160,6 +160,9 @@ pub struct Options {
     pub list_fault: bool,
     /// Validate documents against the schema (needs the fixtures).
     pub schema_dir: Option<PathBuf>,
+    /// Render every `queryTrace` answer at start-up, so that serving one costs the fake almost
+    /// no CPU (the benchmark measures ttplan, which shares the machine with the fake).
+    pub pregenerate: bool,
 }
 
 impl Default for Options {
@@ -180,6 +183,7 @@ impl Default for Options {
             hang: Duration::from_secs(3),
             list_fault: false,
             schema_dir: None,
+            pregenerate: false,
         }
     }
 }
@@ -204,6 +208,8 @@ struct Inner {
     cache: Mutex<HashMap<String, Result<String, Vec<String>>>>,
     attempts: Mutex<HashMap<String, u32>>,
     stats: Stats,
+    /// Pre-rendered `queryTrace` bodies by trace index (see [`Options::pregenerate`]).
+    bodies: Vec<axum::body::Bytes>,
 }
 
 pub struct FakeSkyWalking {
@@ -220,13 +226,20 @@ impl FakeSkyWalking {
             .schema_dir
             .as_deref()
             .map(|d| load_schema(d, opts.mode == Mode::V2 || opts.mode == Mode::V1False));
-        let inner = Arc::new(Inner {
+        let mut inner = Inner {
             opts,
             schema,
             cache: Mutex::default(),
             attempts: Mutex::default(),
             stats: Stats::default(),
-        });
+            bodies: Vec::new(),
+        };
+        if inner.opts.pregenerate {
+            inner.bodies = (0..inner.opts.traces)
+                .map(|i| detail_body(&inner, i).into())
+                .collect();
+        }
+        let inner = Arc::new(inner);
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let state = Arc::clone(&inner);
@@ -690,5 +703,13 @@ async fn detail(st: &Inner, vars: &Value) -> Response {
             }
         }
     }
-    Json(json!({"data": {"queryTrace": {"spans": st.spans(i)}}})).into_response()
+    let body = match st.bodies.get(i) {
+        Some(b) => b.clone(),
+        None => detail_body(st, i).into(),
+    };
+    ([("content-type", "application/json")], body).into_response()
+}
+
+fn detail_body(st: &Inner, i: usize) -> String {
+    json!({"data": {"queryTrace": {"spans": st.spans(i)}}}).to_string()
 }
