@@ -516,3 +516,76 @@ fn example_plan_validates_and_the_kind_parses_from_toml() {
     let schema = String::from_utf8_lossy(&o.stdout);
     assert!(schema.contains("collect-traces") && schema.contains("max_failed_fraction"));
 }
+
+#[test]
+fn interrupted_collection_leaves_no_partial_file() {
+    let fake = FakeSkyWalking::start(Options {
+        traces: 200,
+        latency: Duration::from_millis(200),
+        ..Options::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("plan.yaml");
+    std::fs::write(
+        &plan,
+        format!(
+            "name: t\nvars:\n  exp_name: tt_exp\nsteps:\n  traces:\n    kind: collect-traces\n    endpoint: {}\n    start: \"2026-03-01T10:00:00Z\"\n    end: \"2026-03-01T11:00:00Z\"\n    workers: 2\n",
+            fake.url()
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ttplan"))
+        .arg("run")
+        .arg(&plan)
+        .arg("--out")
+        .arg(&out)
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while fake
+        .stats()
+        .detail_requests
+        .load(std::sync::atomic::Ordering::Relaxed)
+        < 4
+    {
+        assert!(std::time::Instant::now() < deadline, "no trace was fetched");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let stopped = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            stopped.elapsed() < Duration::from_secs(10),
+            "ttplan did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(130));
+    // 200 traces at 2 workers × 200 ms would take 20 s: the run stopped mid-collection.
+    assert!(
+        fake.stats()
+            .detail_requests
+            .load(std::sync::atomic::Ordering::Relaxed)
+            < 100
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(out.join("trace_data/tt_exp"))
+        .map(|d| d.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    let manifest: Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("runs/tt_exp/experiment_manifest.json")).unwrap(),
+    )
+    .unwrap();
+    assert_ne!(manifest["steps"]["traces"]["status"], "succeeded");
+}
