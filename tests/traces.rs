@@ -589,3 +589,38 @@ fn interrupted_collection_leaves_no_partial_file() {
     .unwrap();
     assert_ne!(manifest["steps"]["traces"]["status"], "succeeded");
 }
+
+#[test]
+fn default_window_is_run_start_minus_padding_until_the_step_starts() {
+    let fake = FakeSkyWalking::start(Options {
+        traces: 20,
+        base: chrono::Utc::now() - chrono::Duration::seconds(20),
+        spacing_ms: 100,
+        ..Options::default()
+    });
+    let run = run_plan(&format!("endpoint: {}\npadding: 2m", fake.url()), &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(ids(&run.traces()), fake.window_ids());
+    let started: chrono::DateTime<chrono::Utc> = run.manifest["run"]["started_at"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let window = &run.outputs()["window"];
+    let want_start = started - chrono::Duration::seconds(120);
+    assert_eq!(
+        window["start"],
+        want_start.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    );
+    assert_eq!(
+        window["query_duration"]["start"],
+        want_start.format("%Y-%m-%d %H%M").to_string()
+    );
+    let end: chrono::DateTime<chrono::Utc> = window["end"].as_str().unwrap().parse().unwrap();
+    let step_started: chrono::DateTime<chrono::Utc> =
+        run.step()["started_at"].as_str().unwrap().parse().unwrap();
+    assert!(
+        (end - step_started).num_milliseconds().abs() < 1000,
+        "{end} vs {step_started}"
+    );
+}
