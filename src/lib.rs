@@ -4,6 +4,7 @@
 pub mod atomic_write;
 mod chaos_admin;
 pub mod cli;
+pub mod collect;
 mod commands;
 pub mod coverage;
 pub mod diag;

@@ -22,6 +22,7 @@ pub mod api_driver;
 pub mod chaos_mesh;
 pub mod chaosblade;
 pub mod collect_coverage;
+pub mod collect_traces;
 pub mod coverage_report;
 pub mod instrument;
 pub mod kube_apply;
@@ -44,6 +45,7 @@ pub static KINDS: &[KindEntry] = &[
     kind::<instrument::InstrumentConfig>(),
     kind::<collect_coverage::CollectCoverageConfig>(),
     kind::<coverage_report::CoverageReportConfig>(),
+    kind::<collect_traces::CollectTracesConfig>(),
 ];
 
 /// What a step produced: named values (readable by later steps as

@@ -1,0 +1,589 @@
+//! Turns the flat span list the OAP returns into the dataset's trace object: every span gets a
+//! node id, its parent and children, its depth in the span tree, timings in ms and ISO UTC, a
+//! tag map and the EvoMaster run id that links it to the API-response modality.
+//!
+//! Spans are kept as the OAP sent them (camelCase fields) with snake_case fields added, so
+//! readers of the published dataset find both. They are parsed into typed structs, not a JSON
+//! tree: the collector selects exactly these fields, so nothing is lost, and a trace then costs
+//! a fraction of the allocations. Real traces are not always trees: segments go missing
+//! (Elasticsearch caps `queryTrace` at 200 segments, agents drop data) and a buggy agent can
+//! produce a cycle, so the tree is built defensively and such spans are flagged, not lost.
+
+use std::collections::{BTreeSet, HashMap};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::{json, Map, Value};
+
+/// Tag keys that carry the EvoMaster run id (checked case-insensitively).
+pub const EVOMASTER_KEYS: &[&str] = &["x-evomaster-run-id", "tt_em_run_id"];
+
+/// A span as the query protocol's `Span` type has it (the fields `query.rs` selects).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Span {
+    #[serde(default, deserialize_with = "nullable")]
+    pub trace_id: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub segment_id: String,
+    #[serde(default, deserialize_with = "long")]
+    pub span_id: i64,
+    #[serde(default = "no_parent", deserialize_with = "long")]
+    pub parent_span_id: i64,
+    #[serde(default, deserialize_with = "nullable")]
+    pub refs: Vec<Ref>,
+    #[serde(default)]
+    pub service_code: Option<String>,
+    #[serde(default)]
+    pub service_instance_name: Option<String>,
+    #[serde(default, deserialize_with = "long")]
+    pub start_time: i64,
+    #[serde(default, deserialize_with = "long")]
+    pub end_time: i64,
+    #[serde(default)]
+    pub endpoint_name: Option<String>,
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub peer: Option<String>,
+    #[serde(default)]
+    pub component: Option<String>,
+    #[serde(default)]
+    pub is_error: Option<bool>,
+    #[serde(default)]
+    pub layer: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub tags: Vec<KeyValue>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub logs: Vec<LogEntity>,
+    /// Rare and deeply nested; kept as sent.
+    #[serde(default, deserialize_with = "nullable")]
+    pub attached_events: Vec<Value>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Ref {
+    #[serde(default)]
+    pub trace_id: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub parent_segment_id: String,
+    #[serde(default, deserialize_with = "long")]
+    pub parent_span_id: i64,
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct KeyValue {
+    #[serde(default, deserialize_with = "nullable")]
+    pub key: String,
+    #[serde(default)]
+    pub value: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct LogEntity {
+    #[serde(default, deserialize_with = "long")]
+    pub time: i64,
+    #[serde(default, deserialize_with = "nullable")]
+    pub data: Vec<KeyValue>,
+}
+
+const fn no_parent() -> i64 {
+    -1
+}
+
+/// `null` reads as the type's default (GraphQL lists and strings may be null on older OAPs).
+fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(d: D) -> Result<T, D::Error> {
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// The protocol's `Long` scalar: a number, or a string on some gateways; `null` reads as 0.
+fn long<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Long {
+        Int(i64),
+        Float(f64),
+        Text(String),
+    }
+    match Option::<Long>::deserialize(d)? {
+        None => Ok(0),
+        Some(Long::Int(n)) => Ok(n),
+        Some(Long::Float(f)) => Ok(f as i64),
+        Some(Long::Text(s)) => s
+            .trim()
+            .parse()
+            .map_err(|_| serde::de::Error::custom(format!("`{s}` is not a Long"))),
+    }
+}
+
+/// One enriched trace, serialized, with what the collection report needs from it.
+#[derive(Debug)]
+pub struct Enriched {
+    pub json: Vec<u8>,
+    pub span_count: usize,
+    pub services: Vec<String>,
+}
+
+/// Builds and serializes the trace object. `summary` is the list entry the trace was found
+/// by (a v1 `BasicTrace`), or `None` to derive one from the spans (v2).
+pub fn enrich(trace_id: &str, summary: Option<&Value>, mut spans: Vec<Span>) -> Enriched {
+    spans.sort_by(|a, b| {
+        (a.start_time, &a.segment_id, a.span_id).cmp(&(b.start_time, &b.segment_id, b.span_id))
+    });
+    // Same segment returned twice (it happens with retried OAP storage reads): keep one copy so
+    // the tree has no phantom siblings.
+    let mut seen = BTreeSet::new();
+    let before = spans.len();
+    spans.retain(|s| seen.insert((s.segment_id.clone(), s.span_id)));
+    let duplicates = before - spans.len();
+
+    let ids: Vec<String> = spans.iter().map(node_id).collect();
+    let index: HashMap<&str, usize> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.as_str(), i))
+        .collect();
+    let parent_ids: Vec<Option<String>> = spans.iter().map(parent_node_id).collect();
+    let mut parent: Vec<Option<usize>> = parent_ids
+        .iter()
+        .map(|p| p.as_deref().and_then(|p| index.get(p).copied()))
+        .collect();
+    let cycle_cut = break_cycles(&mut parent);
+    let depth = depths(&parent);
+
+    let mut children: Vec<Vec<&str>> = vec![Vec::new(); spans.len()];
+    for (i, p) in parent.iter().enumerate() {
+        if let Some(p) = p {
+            children[*p].push(&ids[i]);
+        }
+    }
+
+    let mut services: BTreeSet<&str> = BTreeSet::new();
+    let mut roots: Vec<&str> = Vec::new();
+    let mut run_ids: Vec<&str> = Vec::new();
+    let mut segments: BTreeSet<&str> = BTreeSet::new();
+    let (mut first, mut last, mut errors) = (i64::MAX, i64::MIN, 0usize);
+    let mut out = Vec::with_capacity(spans.len());
+    for (i, (span, kids)) in spans.iter().zip(children).enumerate() {
+        if let Some(s) = span.service_code.as_deref() {
+            services.insert(s);
+        }
+        segments.insert(&span.segment_id);
+        first = first.min(span.start_time);
+        last = last.max(span.end_time);
+        if span.is_error == Some(true) {
+            errors += 1;
+        }
+        if parent[i].is_none() {
+            roots.push(&ids[i]);
+        }
+        let run_id = evomaster_run_id(span);
+        if let Some(r) = run_id {
+            if !run_ids.contains(&r) {
+                run_ids.push(r);
+            }
+        }
+        out.push(OutSpan {
+            raw: span,
+            node_id: &ids[i],
+            parent_node_id: parent_ids[i].as_deref(),
+            parent_missing: parent_ids[i].is_some() && parent[i].is_none() && !cycle_cut[i],
+            parent_cycle: cycle_cut[i],
+            depth: depth[i],
+            children_node_ids: kids,
+            start_time_ms: span.start_time,
+            end_time_ms: span.end_time,
+            duration_ms: span.end_time - span.start_time,
+            start_time: iso(span.start_time),
+            end_time: iso(span.end_time),
+            tags_map: TagMap(&span.tags),
+            evomaster_run_id: run_id,
+        });
+    }
+
+    let mut summary = match summary {
+        Some(Value::Object(m)) => m.clone(),
+        _ => derived_summary(&out, roots.first().copied()),
+    };
+    summary.insert("trace_id".into(), json!(trace_id));
+    if !out.is_empty() {
+        summary.insert("start_time_ms".into(), json!(first));
+        summary.insert("end_time_ms".into(), json!(last));
+        summary.insert("duration_ms".into(), json!(last - first));
+        summary.insert("start_time".into(), json!(iso(first)));
+        summary.insert("end_time".into(), json!(iso(last)));
+    }
+    summary.insert("segment_count".into(), json!(segments.len()));
+    summary.insert("error_span_count".into(), json!(errors));
+    if duplicates > 0 {
+        summary.insert("duplicate_spans_dropped".into(), json!(duplicates));
+    }
+
+    let trace = OutTrace {
+        trace_id,
+        summary,
+        span_count: out.len(),
+        services_involved: &services,
+        root_span_node_ids: &roots,
+        evomaster_run_id: run_ids.first().copied(),
+        evomaster_run_ids: (run_ids.len() > 1).then_some(run_ids.as_slice()),
+        spans: &out,
+    };
+    // Serializing plain structs and string-keyed maps cannot fail.
+    let json = serde_json::to_vec(&trace).unwrap_or_default();
+    Enriched {
+        json,
+        span_count: out.len(),
+        services: services.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+#[derive(Serialize)]
+struct OutTrace<'a> {
+    trace_id: &'a str,
+    summary: Map<String, Value>,
+    span_count: usize,
+    services_involved: &'a BTreeSet<&'a str>,
+    root_span_node_ids: &'a [&'a str],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    evomaster_run_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    evomaster_run_ids: Option<&'a [&'a str]>,
+    spans: &'a [OutSpan<'a>],
+}
+
+#[derive(Serialize)]
+struct OutSpan<'a> {
+    #[serde(flatten)]
+    raw: &'a Span,
+    node_id: &'a str,
+    parent_node_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "is_false")]
+    parent_missing: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    parent_cycle: bool,
+    depth: usize,
+    children_node_ids: Vec<&'a str>,
+    start_time_ms: i64,
+    end_time_ms: i64,
+    duration_ms: i64,
+    start_time: Option<String>,
+    end_time: Option<String>,
+    tags_map: TagMap<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    evomaster_run_id: Option<&'a str>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// Tags as an object. Repeated keys (e.g. several `db.statement`s) keep the first value here;
+/// the full list stays in `tags`.
+struct TagMap<'a>(&'a [KeyValue]);
+
+impl Serialize for TagMap<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        for (i, kv) in self.0.iter().enumerate() {
+            if self.0[..i].iter().all(|p| p.key != kv.key) {
+                m.serialize_entry(&kv.key, &kv.value)?;
+            }
+        }
+        m.end()
+    }
+}
+
+/// `segmentId:spanId`.
+pub fn node_id(span: &Span) -> String {
+    format!("{}:{}", span.segment_id, span.span_id)
+}
+
+/// The parent inside the segment when `parentSpanId >= 0`; otherwise the first ref's span in
+/// the calling segment (cross-process or cross-thread); `None` for a trace's entry span.
+pub fn parent_node_id(span: &Span) -> Option<String> {
+    if span.parent_span_id >= 0 {
+        return Some(format!("{}:{}", span.segment_id, span.parent_span_id));
+    }
+    let r = span.refs.first()?;
+    Some(format!("{}:{}", r.parent_segment_id, r.parent_span_id))
+}
+
+/// Cuts every parent cycle at one edge so the span graph becomes a forest; returns which
+/// spans lost their parent that way. Walks each chain once, so it is linear in the span count.
+fn break_cycles(parent: &mut [Option<usize>]) -> Vec<bool> {
+    const NEW: u8 = 0;
+    const ON_PATH: u8 = 1;
+    const DONE: u8 = 2;
+    let mut state = vec![NEW; parent.len()];
+    let mut cut = vec![false; parent.len()];
+    let mut path = Vec::new();
+    for start in 0..parent.len() {
+        let mut at = Some(start);
+        while let Some(i) = at {
+            match state[i] {
+                DONE => break,
+                ON_PATH => {
+                    // `i` closes a cycle: make it the cycle's root.
+                    parent[i] = None;
+                    cut[i] = true;
+                    break;
+                }
+                _ => {
+                    state[i] = ON_PATH;
+                    path.push(i);
+                    at = parent[i];
+                }
+            }
+        }
+        for i in path.drain(..) {
+            state[i] = DONE;
+        }
+    }
+    cut
+}
+
+/// Depth of each span in an acyclic parent forest, without recursion (deep traces must not
+/// overflow the stack).
+fn depths(parent: &[Option<usize>]) -> Vec<usize> {
+    let mut depth: Vec<Option<usize>> = vec![None; parent.len()];
+    let mut chain = Vec::new();
+    for start in 0..parent.len() {
+        let mut at = start;
+        let base = loop {
+            if let Some(d) = depth[at] {
+                break d;
+            }
+            chain.push(at);
+            match parent[at] {
+                Some(p) if chain.len() <= parent.len() => at = p,
+                _ => break usize::MAX,
+            }
+        };
+        // `usize::MAX` stands for "above the root", so the root itself gets 0.
+        let mut d = base;
+        while let Some(i) = chain.pop() {
+            d = d.wrapping_add(1);
+            depth[i] = Some(d);
+        }
+    }
+    depth.into_iter().map(|d| d.unwrap_or(0)).collect()
+}
+
+fn evomaster_run_id(span: &Span) -> Option<&str> {
+    let is_key = |k: &str| EVOMASTER_KEYS.iter().any(|e| k.eq_ignore_ascii_case(e));
+    fn pick<'a>(kv: &'a KeyValue, is_key: &dyn Fn(&str) -> bool) -> Option<&'a str> {
+        is_key(&kv.key)
+            .then_some(kv.value.as_deref())
+            .flatten()
+            .filter(|v| !v.is_empty())
+    }
+    span.tags
+        .iter()
+        .find_map(|kv| pick(kv, &is_key))
+        // Agents configured to log headers put it in span logs instead.
+        .or_else(|| {
+            span.logs
+                .iter()
+                .flat_map(|l| &l.data)
+                .find_map(|kv| pick(kv, &is_key))
+        })
+}
+
+/// v2 lists carry no `BasicTrace`: build the same fields from the spans.
+fn derived_summary(spans: &[OutSpan<'_>], root: Option<&str>) -> Map<String, Value> {
+    let root_span = spans.iter().find(|s| Some(s.node_id) == root);
+    let endpoints: Vec<&str> = spans
+        .iter()
+        .filter(|s| s.parent_node_id.is_none() || s.parent_missing || s.parent_cycle)
+        .filter_map(|s| s.raw.endpoint_name.as_deref())
+        .collect();
+    let start = spans.iter().map(|s| s.raw.start_time).min();
+    let end = spans.iter().map(|s| s.raw.end_time).max();
+    let mut m = Map::new();
+    m.insert(
+        "segmentId".into(),
+        json!(root_span.map(|r| r.raw.segment_id.as_str())),
+    );
+    m.insert("endpointNames".into(), json!(endpoints));
+    m.insert(
+        "duration".into(),
+        json!(match (start, end) {
+            (Some(s), Some(e)) => e - s,
+            _ => 0,
+        }),
+    );
+    m.insert("start".into(), json!(start.map(|s| s.to_string())));
+    m.insert(
+        "isError".into(),
+        json!(spans.iter().any(|s| s.raw.is_error == Some(true))),
+    );
+    m
+}
+
+pub fn iso(ms: i64) -> Option<String> {
+    DateTime::<Utc>::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enrich(trace_id: &str, summary: Option<&Value>, spans: Vec<Value>) -> Value {
+        let spans = spans
+            .into_iter()
+            .map(|s| serde_json::from_value(s).unwrap())
+            .collect();
+        serde_json::from_slice(&super::enrich(trace_id, summary, spans).json).unwrap()
+    }
+
+    fn span(seg: &str, id: i64, parent: i64, refs: &[(&str, i64)], svc: &str, start: i64) -> Value {
+        json!({
+            "traceId": "t1", "segmentId": seg, "spanId": id, "parentSpanId": parent,
+            "refs": refs.iter().map(|(s, p)| json!({"traceId": "t1", "parentSegmentId": s, "parentSpanId": p, "type": "CROSS_PROCESS"})).collect::<Vec<_>>(),
+            "serviceCode": svc, "startTime": start, "endTime": start + 10, "isError": false,
+            "tags": [], "logs": []
+        })
+    }
+
+    fn by_id<'a>(t: &'a Value, id: &str) -> &'a Value {
+        t["spans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["node_id"] == id)
+            .unwrap()
+    }
+
+    #[test]
+    fn tree_across_segments() {
+        let spans = vec![
+            span("B", 1, 0, &[], "svc-b", 120),
+            span("A", 0, -1, &[], "svc-a", 100),
+            span("A", 1, 0, &[], "svc-a", 110),
+            span("B", 0, -1, &[("A", 1)], "svc-b", 115),
+            span("C", 0, -1, &[("B", 1)], "svc-c", 125),
+        ];
+        let t = enrich(
+            "t1",
+            Some(&json!({"segmentId": "A", "traceIds": ["t1"]})),
+            spans,
+        );
+        assert_eq!(t["span_count"], 5);
+        assert_eq!(t["services_involved"], json!(["svc-a", "svc-b", "svc-c"]));
+        assert_eq!(t["root_span_node_ids"], json!(["A:0"]));
+        assert_eq!(by_id(&t, "A:0")["depth"], 0);
+        assert_eq!(by_id(&t, "A:0")["parent_node_id"], Value::Null);
+        assert_eq!(by_id(&t, "A:0")["children_node_ids"], json!(["A:1"]));
+        assert_eq!(by_id(&t, "A:1")["children_node_ids"], json!(["B:0"]));
+        assert_eq!(by_id(&t, "B:0")["parent_node_id"], "A:1");
+        assert_eq!(by_id(&t, "B:0")["depth"], 2);
+        assert_eq!(by_id(&t, "B:1")["parent_node_id"], "B:0");
+        assert_eq!(by_id(&t, "C:0")["depth"], 4);
+        assert_eq!(by_id(&t, "C:0")["start_time"], "1970-01-01T00:00:00.125Z");
+        assert_eq!(by_id(&t, "C:0")["duration_ms"], 10);
+        assert_eq!(t["summary"]["trace_id"], "t1");
+        assert_eq!(t["summary"]["duration_ms"], 35);
+        assert_eq!(t["summary"]["segment_count"], 3);
+        // Sorted by start time.
+        let order: Vec<&str> = t["spans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["node_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(order, ["A:0", "A:1", "B:0", "B:1", "C:0"]);
+    }
+
+    #[test]
+    fn missing_parents_become_flagged_roots() {
+        let spans = vec![
+            span("A", 0, -1, &[], "a", 1),
+            span("B", 0, -1, &[("GONE", 3)], "b", 2),
+            span("B", 1, 0, &[], "b", 3),
+        ];
+        let t = enrich("t1", None, spans);
+        assert_eq!(t["root_span_node_ids"], json!(["A:0", "B:0"]));
+        let b0 = by_id(&t, "B:0");
+        assert_eq!(b0["parent_node_id"], "GONE:3");
+        assert_eq!(b0["parent_missing"], true);
+        assert_eq!(b0["depth"], 0);
+        assert_eq!(by_id(&t, "B:1")["depth"], 1);
+        assert_eq!(t["summary"]["segmentId"], "A");
+    }
+
+    #[test]
+    fn cycles_are_cut_not_looped() {
+        // X:0 -> Y:0 -> X:0 via refs, and a self-parented span.
+        let spans = vec![
+            span("X", 0, -1, &[("Y", 0)], "x", 1),
+            span("Y", 0, -1, &[("X", 0)], "y", 2),
+            span("Y", 1, 0, &[], "y", 3),
+            span("S", 4, 4, &[], "s", 4),
+        ];
+        let t = enrich("t1", None, spans);
+        let cut: Vec<&Value> = t["spans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["parent_cycle"] == true)
+            .collect();
+        assert_eq!(cut.len(), 2, "{t:#}");
+        assert_eq!(t["root_span_node_ids"], json!(["X:0", "S:4"]));
+        assert_eq!(by_id(&t, "Y:0")["depth"], 1);
+        assert_eq!(by_id(&t, "Y:1")["depth"], 2);
+        assert_eq!(by_id(&t, "S:4")["depth"], 0);
+        assert_eq!(by_id(&t, "S:4")["children_node_ids"], json!([]));
+    }
+
+    #[test]
+    fn deep_chains_do_not_recurse() {
+        let spans: Vec<Value> = (0..20_000)
+            .map(|i| span("D", i, i - 1, &[], "d", i))
+            .collect();
+        let t = enrich("t1", None, spans);
+        assert_eq!(by_id(&t, "D:19999")["depth"], 19_999);
+    }
+
+    #[test]
+    fn tags_logs_and_evomaster_run_id() {
+        let mut s = span("A", 0, -1, &[], "a", 5);
+        s["tags"] = json!([{"key": "http.method", "value": "GET"}, {"key": "x-evomaster-run-id", "value": "em-7"}, {"key": "http.method", "value": "POST"}]);
+        let mut s2 = span("A", 1, 0, &[], "a", 6);
+        s2["logs"] = json!([{"time": 6, "data": [{"key": "TT_EM_RUN_ID", "value": "em-8"}]}]);
+        let t = enrich("t1", None, vec![s, s2, span("A", 1, 0, &[], "a", 6)]);
+        let a0 = by_id(&t, "A:0");
+        assert_eq!(
+            a0["tags_map"],
+            json!({"http.method": "GET", "x-evomaster-run-id": "em-7"})
+        );
+        assert_eq!(a0["tags"].as_array().unwrap().len(), 3);
+        assert_eq!(a0["evomaster_run_id"], "em-7");
+        assert_eq!(t["evomaster_run_id"], "em-7");
+        assert_eq!(t["evomaster_run_ids"], json!(["em-7", "em-8"]));
+        assert_eq!(t["span_count"], 2);
+        assert_eq!(t["summary"]["duplicate_spans_dropped"], 1);
+    }
+
+    #[test]
+    fn lenient_about_long_strings_and_null_lists() {
+        let s: Span = serde_json::from_value(json!({
+            "traceId": "t", "segmentId": "S", "spanId": "2", "parentSpanId": -1, "refs": null,
+            "startTime": "1000", "endTime": 1010.0, "tags": null, "logs": [{"time": "5", "data": null}],
+            "serviceCode": null
+        }))
+        .unwrap();
+        assert_eq!((s.span_id, s.start_time, s.end_time), (2, 1000, 1010));
+        assert!(s.refs.is_empty() && s.tags.is_empty());
+        assert_eq!(s.logs[0].time, 5);
+        let t = enrich("t", None, vec![serde_json::to_value(&s).unwrap()]);
+        assert_eq!(t["spans"][0]["node_id"], "S:2");
+        assert_eq!(t["spans"][0]["tags_map"], json!({}));
+        assert!(serde_json::from_value::<Span>(json!({"startTime": "soon"})).is_err());
+    }
+}

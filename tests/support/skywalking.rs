@@ -1,0 +1,715 @@
+//! A fake SkyWalking OAP GraphQL endpoint (`POST /graphql`) for tests and the benchmark.
+//!
+//! It is wire-true where ttplan depends on it: every document is parsed and validated against
+//! the real query-protocol schema (`../shared/fixtures/skywalking/*.graphqls`, plus the 10.3
+//! trace-v2 additions in v2 mode) and rejected the way graphql-java does, with an `errors`
+//! array and HTTP 200 — so asking for `TraceBrief.total`, or probing `hasQueryTracesV2Support`
+//! on a v1 OAP, fails exactly as on a real OAP. `Duration` strings are parsed in the fake's own
+//! timezone and filter traces by bucket, as the OAP does.
+//!
+//! Traces are generated deterministically from their index: several segments per trace
+//! linked by CROSS_PROCESS refs, several services, error spans with logs, tags (some with
+//! `x-evomaster-run-id`). Faults are injected per trace index and attempt.
+#![allow(dead_code)]
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use apollo_compiler::executable::Selection;
+use apollo_compiler::validation::Valid;
+use apollo_compiler::{ExecutableDocument, Schema};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use serde_json::{json, Value};
+
+pub const SERVICES: &[&str] = &[
+    "ts-ui-dashboard",
+    "ts-travel-service",
+    "ts-order-service",
+    "ts-route-service",
+    "ts-station-service",
+    "ts-preserve-service",
+    "ts-seat-service",
+];
+
+/// The trace-v2 additions of query protocol 10.3 (`trace-v2.graphqls` upstream), used only when
+/// the fixtures do not carry that file.
+pub const TRACE_V2_EXTENSION: &str = include_str!("skywalking-trace-v2.graphqls");
+
+/// `<repo>/../shared/fixtures/skywalking`, or `None` (with a note) when it is absent.
+pub fn fixtures_dir() -> Option<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/skywalking");
+    if dir.is_dir() {
+        Some(dir)
+    } else {
+        eprintln!(
+            "note: {} is absent; skipping (CI always has it)",
+            dir.display()
+        );
+        None
+    }
+}
+
+/// The real schema files, with the v2 additions when `v2`.
+pub fn load_schema(dir: &std::path::Path, v2: bool) -> Valid<Schema> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "graphqls"))
+        .collect();
+    files.sort();
+    let has_v2 = files.iter().any(|p| p.ends_with("trace-v2.graphqls"));
+    let mut b = Schema::builder();
+    for f in &files {
+        if !v2 && f.ends_with("trace-v2.graphqls") {
+            continue;
+        }
+        b = b.parse(std::fs::read_to_string(f).unwrap(), f);
+    }
+    if v2 && !has_v2 {
+        b = b.parse(TRACE_V2_EXTENSION, "skywalking-trace-v2.graphqls");
+    }
+    b.build().unwrap().validate().unwrap()
+}
+
+/// Validates `doc` against `schema`; the root field of its (single) operation, or the
+/// messages graphql-java would send.
+pub fn validate(schema: &Valid<Schema>, doc: &str) -> Result<String, Vec<String>> {
+    match ExecutableDocument::parse_and_validate(schema, doc, "request.graphql") {
+        Ok(d) => {
+            let op = d.operations.get(None).map_err(|e| vec![format!("{e:?}")])?;
+            match op.selection_set.selections.first() {
+                Some(Selection::Field(f)) => Ok(f.name.to_string()),
+                _ => Err(vec!["no root field".into()]),
+            }
+        }
+        Err(e) => Err(e
+            .errors
+            .iter()
+            .map(|d| {
+                let m = d.error.to_string();
+                // graphql-java's wording, which the OAP sends.
+                if m.contains("does not have a field") {
+                    format!("Validation error (FieldUndefined) : {m}; field is undefined")
+                } else {
+                    format!("Validation error : {m}")
+                }
+            })
+            .collect()),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// OAP before 10.3: `hasQueryTracesV2Support` is not in the schema.
+    V1,
+    /// OAP 10.3+ on Elasticsearch: the probe answers `false`.
+    V1False,
+    /// OAP 10.3+ on BanyanDB: `queryTraces`; `queryBasicTraces` fails.
+    V2,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    Http500,
+    Hang,
+    GraphQlError,
+    Truncated,
+}
+
+pub const FAULTS: [Fault; 4] = [
+    Fault::Http500,
+    Fault::Hang,
+    Fault::GraphQlError,
+    Fault::Truncated,
+];
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub traces: usize,
+    /// Fixed segments per trace; `None` varies 2..=5 with the index.
+    pub segments: Option<usize>,
+    pub spans_per_segment: usize,
+    pub mode: Mode,
+    /// Added to every request.
+    pub latency: Duration,
+    /// First trace start; traces are `spacing_ms` apart.
+    pub base: DateTime<Utc>,
+    pub spacing_ms: i64,
+    /// Traces outside `[base, base + traces*spacing)`, which a window query must not return.
+    pub outside: usize,
+    /// The fake OAP's timezone, in which it reads `Duration` strings.
+    pub tz: FixedOffset,
+    /// Every nth trace's `queryTrace` fails its first `transient_attempts` attempts, cycling
+    /// through [`FAULTS`]; 0 = never.
+    pub transient_every: usize,
+    pub transient_attempts: u32,
+    /// Trace indexes whose `queryTrace` always answers 500.
+    pub permanent: Vec<usize>,
+    /// How long a `Hang` fault stalls before answering.
+    pub hang: Duration,
+    /// The first request for list page 2 answers 503.
+    pub list_fault: bool,
+    /// Validate documents against the schema (needs the fixtures).
+    pub schema_dir: Option<PathBuf>,
+    /// Render every `queryTrace` answer at start-up, so that serving one costs the fake almost
+    /// no CPU (the benchmark measures ttplan, which shares the machine with the fake).
+    pub pregenerate: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            traces: 50,
+            segments: None,
+            spans_per_segment: 5,
+            mode: Mode::V1,
+            latency: Duration::ZERO,
+            base: Utc.with_ymd_and_hms(2026, 3, 1, 10, 5, 0).unwrap(),
+            spacing_ms: 500,
+            outside: 3,
+            tz: FixedOffset::east_opt(0).unwrap(),
+            transient_every: 0,
+            transient_attempts: 1,
+            permanent: Vec::new(),
+            hang: Duration::from_secs(3),
+            list_fault: false,
+            schema_dir: None,
+            pregenerate: false,
+        }
+    }
+}
+
+/// Counters a test can assert on.
+#[derive(Default)]
+pub struct Stats {
+    pub requests: AtomicU64,
+    pub detail_requests: AtomicU64,
+    pub list_requests: AtomicU64,
+    pub faults_injected: AtomicU64,
+    /// Documents that failed validation, with the messages sent back.
+    pub rejected: Mutex<Vec<(String, Vec<String>)>>,
+    /// `condition` of every list request.
+    pub list_conditions: Mutex<Vec<Value>>,
+}
+
+struct Inner {
+    opts: Options,
+    schema: Option<Valid<Schema>>,
+    /// Validation results per document text; clients send the same few documents.
+    cache: Mutex<HashMap<String, Result<String, Vec<String>>>>,
+    attempts: Mutex<HashMap<String, u32>>,
+    stats: Stats,
+    /// Pre-rendered `queryTrace` bodies by trace index (see [`Options::pregenerate`]).
+    bodies: Vec<axum::body::Bytes>,
+}
+
+pub struct FakeSkyWalking {
+    pub addr: SocketAddr,
+    inner: Arc<Inner>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FakeSkyWalking {
+    /// Starts on 127.0.0.1:0 on its own runtime thread.
+    pub fn start(opts: Options) -> Self {
+        let schema = opts
+            .schema_dir
+            .as_deref()
+            .map(|d| load_schema(d, opts.mode == Mode::V2 || opts.mode == Mode::V1False));
+        let mut inner = Inner {
+            opts,
+            schema,
+            cache: Mutex::default(),
+            attempts: Mutex::default(),
+            stats: Stats::default(),
+            bodies: Vec::new(),
+        };
+        if inner.opts.pregenerate {
+            inner.bodies = (0..inner.opts.traces)
+                .map(|i| detail_body(&inner, i).into())
+                .collect();
+        }
+        let inner = Arc::new(inner);
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let state = Arc::clone(&inner);
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                addr_tx.send(listener.local_addr().unwrap()).unwrap();
+                let app = Router::new()
+                    .route("/graphql", post(handle))
+                    .with_state(state);
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async {
+                        let _ = stop_rx.await;
+                    })
+                    .await
+                    .unwrap();
+            });
+        });
+        let addr = addr_rx.recv().unwrap();
+        Self {
+            addr,
+            inner,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.inner.stats
+    }
+
+    pub fn opts(&self) -> &Options {
+        &self.inner.opts
+    }
+
+    /// Ids of the traces inside the generated window.
+    pub fn window_ids(&self) -> BTreeSet<String> {
+        (0..self.inner.opts.traces).map(trace_id).collect()
+    }
+
+    /// The spans `queryTrace` answers for trace `i`.
+    pub fn spans(&self, i: usize) -> Vec<Value> {
+        self.inner.spans(i)
+    }
+
+    pub fn rejected(&self) -> Vec<(String, Vec<String>)> {
+        self.inner.stats.rejected.lock().unwrap().clone()
+    }
+}
+
+impl Drop for FakeSkyWalking {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+pub fn trace_id(i: usize) -> String {
+    format!(
+        "{:016x}.{i}.17406",
+        (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    )
+}
+
+fn segment_id(i: usize, s: usize) -> String {
+    format!(
+        "seg{:012x}{i:06}{s:02}",
+        (i as u64).wrapping_mul(0xC2B2_AE3D)
+    )
+}
+
+fn index_of(id: &str) -> Option<usize> {
+    id.split('.').nth(1)?.parse().ok()
+}
+
+impl Inner {
+    /// All generated traces, in-window first: (index, start ms).
+    fn all(&self) -> impl Iterator<Item = (usize, i64)> + '_ {
+        let o = &self.opts;
+        let base = o.base.timestamp_millis();
+        (0..o.traces + o.outside).map(move |i| {
+            if i < o.traces {
+                (i, base + i as i64 * o.spacing_ms)
+            } else {
+                // Two hours before the window: outside any query a test sends.
+                (i, base - 7_200_000 - (i - o.traces) as i64 * 1000)
+            }
+        })
+    }
+
+    fn segments(&self, i: usize) -> usize {
+        self.opts.segments.unwrap_or(2 + i % 4)
+    }
+
+    fn start_of(&self, i: usize) -> i64 {
+        self.all().nth(i).map_or(0, |(_, s)| s)
+    }
+
+    /// Segment `s` is called from segment `(s-1)/2`'s exit span; inside a segment span `j`
+    /// hangs under span `(j-1)/2`, the last span is the exit.
+    fn spans(&self, i: usize) -> Vec<Value> {
+        let tid = trace_id(i);
+        let start = self.start_of(i);
+        let k = self.opts.spans_per_segment.max(1);
+        let mut out = Vec::new();
+        for s in 0..self.segments(i) {
+            let seg = segment_id(i, s);
+            let svc = SERVICES[(i + s) % SERVICES.len()];
+            for j in 0..k {
+                let t0 = start + (s * k + j) as i64 * 2;
+                let is_entry = j == 0;
+                let is_exit = j == k - 1 && k > 1;
+                let refs = if is_entry && s > 0 {
+                    json!([{
+                        "traceId": tid, "parentSegmentId": segment_id(i, (s - 1) / 2),
+                        "parentSpanId": k as i64 - 1, "type": "CROSS_PROCESS"
+                    }])
+                } else {
+                    json!([])
+                };
+                let error = i % 7 == 0 && s == self.segments(i) - 1 && is_entry;
+                let mut tags = vec![
+                    json!({"key": "http.method", "value": if i % 3 == 0 { "POST" } else { "GET" }}),
+                    json!({"key": "url", "value": format!("http://{svc}:8080/api/v1/op{j}")}),
+                ];
+                if is_entry {
+                    tags.push(json!({"key": "http.status_code", "value": if error { "500" } else { "200" }}));
+                }
+                if is_entry && s == 0 && i % 2 == 0 {
+                    tags.push(
+                        json!({"key": "x-evomaster-run-id", "value": format!("em-run-{}", i % 3)}),
+                    );
+                }
+                let logs = if error {
+                    json!([{ "time": t0 + 1, "data": [
+                        {"key": "event", "value": "error"},
+                        {"key": "error.kind", "value": "java.lang.RuntimeException"},
+                        {"key": "message", "value": "seat unavailable"}
+                    ]}])
+                } else if j == 1 {
+                    json!([{ "time": t0 + 1, "data": [{"key": "message", "value": "checked cache"}] }])
+                } else {
+                    json!([])
+                };
+                out.push(json!({
+                    "traceId": tid,
+                    "segmentId": seg,
+                    "spanId": j,
+                    "parentSpanId": if is_entry { -1 } else { (j as i64 - 1) / 2 },
+                    "refs": refs,
+                    "serviceCode": svc,
+                    "serviceInstanceName": format!("{}-{:x}@10.0.{s}.{}", svc, i % 16, j),
+                    "startTime": t0,
+                    "endTime": t0 + 20 - j as i64,
+                    "endpointName": format!("/api/v1/{svc}/op{j}"),
+                    "type": if is_entry { "Entry" } else if is_exit { "Exit" } else { "Local" },
+                    "peer": if is_exit { json!(format!("{}:8080", SERVICES[(i + 2 * s + 1) % SERVICES.len()])) } else { json!("") },
+                    "component": if is_entry { "SpringMVC" } else { "Feign" },
+                    "isError": error,
+                    "layer": if is_exit || is_entry { "Http" } else { "Unknown" },
+                    "tags": tags,
+                    "logs": logs,
+                    "attachedEvents": []
+                }));
+            }
+        }
+        out
+    }
+
+    /// List entries in window order: one per trace, plus a second (non-root) segment for every
+    /// fifth trace, as a real segment list has.
+    fn basic_entries(&self, from: i64, until: i64) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut traces: Vec<(usize, i64)> = self
+            .all()
+            .filter(|(_, s)| *s >= from && *s < until)
+            .collect();
+        traces.sort_by_key(|(i, s)| (std::cmp::Reverse(*s), *i));
+        for (i, start) in traces {
+            let entry = |s: usize| {
+                json!({
+                    "segmentId": segment_id(i, s),
+                    "endpointNames": [format!("/api/v1/{}/op0", SERVICES[(i + s) % SERVICES.len()])],
+                    "duration": 40,
+                    "start": (start + s as i64).to_string(),
+                    "isError": i % 7 == 0,
+                    "traceIds": [trace_id(i)],
+                })
+            };
+            out.push(entry(0));
+            if i % 5 == 0 {
+                out.push(entry(1));
+            }
+        }
+        out
+    }
+
+    fn in_window(&self, from: i64, until: i64) -> Vec<usize> {
+        let mut traces: Vec<(usize, i64)> = self
+            .all()
+            .filter(|(_, s)| *s >= from && *s < until)
+            .collect();
+        traces.sort_by_key(|(i, s)| (std::cmp::Reverse(*s), *i));
+        traces.into_iter().map(|(i, _)| i).collect()
+    }
+
+    fn attempt(&self, key: &str) -> u32 {
+        let mut a = self.attempts.lock().unwrap();
+        let n = a.entry(key.to_string()).or_insert(0);
+        *n += 1;
+        *n
+    }
+}
+
+/// Reads a protocol `Duration` the way the OAP does: in its own timezone, whole units.
+fn window(d: &Value, tz: FixedOffset) -> Result<(i64, i64), String> {
+    let start = d.get("start").and_then(Value::as_str).ok_or("no start")?;
+    let end = d.get("end").and_then(Value::as_str).ok_or("no end")?;
+    let step = d.get("step").and_then(Value::as_str).ok_or("no step")?;
+    let (fmt, unit_ms): (&str, i64) = match step {
+        "SECOND" => ("%Y-%m-%d %H%M%S", 1000),
+        "MINUTE" => ("%Y-%m-%d %H%M", 60_000),
+        "HOUR" => ("%Y-%m-%d %H", 3_600_000),
+        "DAY" => ("%Y-%m-%d", 86_400_000),
+        other => return Err(format!("bad step {other}")),
+    };
+    let parse = |s: &str| -> Result<i64, String> {
+        let naive = if step == "DAY" {
+            NaiveDate::parse_from_str(s, fmt).map(|d| d.and_hms_opt(0, 0, 0).unwrap())
+        } else if step == "HOUR" {
+            NaiveDateTime::parse_from_str(&format!("{s}00"), &format!("{fmt}%M"))
+        } else {
+            NaiveDateTime::parse_from_str(s, fmt)
+        }
+        .map_err(|e| format!("`{s}` is not `{step}` format: {e}"))?;
+        Ok(tz
+            .from_local_datetime(&naive)
+            .single()
+            .ok_or("ambiguous")?
+            .timestamp_millis())
+    };
+    Ok((parse(start)?, parse(end)? + unit_ms))
+}
+
+fn gql_error(msg: impl Into<String>) -> Response {
+    Json(json!({ "errors": [{ "message": msg.into(), "extensions": {"classification": "DataFetchingException"} }], "data": null }))
+        .into_response()
+}
+
+async fn handle(State(st): State<Arc<Inner>>, body: String) -> Response {
+    st.stats.requests.fetch_add(1, Ordering::Relaxed);
+    if !st.opts.latency.is_zero() {
+        tokio::time::sleep(st.opts.latency).await;
+    }
+    let req: Value = match serde_json::from_str(&body) {
+        Ok(v) => v,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("invalid JSON: {e}")).into_response(),
+    };
+    let doc = req
+        .get("query")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let vars = req.get("variables").cloned().unwrap_or(Value::Null);
+
+    // `total` was removed in protocol 9.1; a newer OAP rejects it even if a stale schema had it.
+    let root = if doc
+        .split(|c: char| !c.is_alphanumeric())
+        .any(|w| w == "total")
+    {
+        Err(vec!["Validation error (FieldUndefined@[queryBasicTraces/total]) : Field 'total' in type 'TraceBrief' is undefined".to_string()])
+    } else if let Some(schema) = &st.schema {
+        let cached = st.cache.lock().unwrap().get(&doc).cloned();
+        match cached {
+            Some(r) => r,
+            None => {
+                let r = validate(schema, &doc);
+                st.cache.lock().unwrap().insert(doc.clone(), r.clone());
+                r
+            }
+        }
+    } else {
+        root_by_text(&doc, st.opts.mode)
+    };
+    let root = match root {
+        Ok(r) => r,
+        Err(msgs) => {
+            st.stats
+                .rejected
+                .lock()
+                .unwrap()
+                .push((doc.clone(), msgs.clone()));
+            return Json(json!({
+                "errors": msgs.iter().map(|m| json!({"message": m, "extensions": {"classification": "ValidationError"}})).collect::<Vec<_>>(),
+                "data": null
+            }))
+            .into_response();
+        }
+    };
+
+    match root.as_str() {
+        "hasQueryTracesV2Support" => {
+            Json(json!({"data": {"hasQueryTracesV2Support": st.opts.mode == Mode::V2}}))
+                .into_response()
+        }
+        "getTimeInfo" => Json(json!({"data": {"getTimeInfo": {
+            "timezone": format!("{}", st.opts.tz).replace(':', ""),
+            "currentTimestamp": Utc::now().timestamp_millis()
+        }}}))
+        .into_response(),
+        "queryBasicTraces" => list_v1(&st, &vars).await,
+        "queryTraces" => list_v2(&st, &vars),
+        "queryTrace" => detail(&st, &vars).await,
+        other => gql_error(format!("fake OAP does not serve `{other}`")),
+    }
+}
+
+/// Without the schema, tell documents apart by their root field.
+fn root_by_text(doc: &str, mode: Mode) -> Result<String, Vec<String>> {
+    for f in [
+        "hasQueryTracesV2Support",
+        "getTimeInfo",
+        "queryBasicTraces",
+        "queryTraces",
+        "queryTrace",
+    ] {
+        if doc.contains(&format!("{f} "))
+            || doc.contains(&format!("{f}("))
+            || doc.contains(&format!("{f} }}"))
+        {
+            if f == "hasQueryTracesV2Support" && mode == Mode::V1 {
+                return Err(vec!["Validation error (FieldUndefined@[hasQueryTracesV2Support]) : Field 'hasQueryTracesV2Support' in type 'Query' is undefined".into()]);
+            }
+            return Ok(f.to_string());
+        }
+    }
+    Err(vec!["unknown document".into()])
+}
+
+fn paging(cond: &Value) -> Result<(usize, usize), String> {
+    let p = cond.get("paging").ok_or("paging is required")?;
+    let num = p.get("pageNum").and_then(Value::as_u64).unwrap_or(1) as usize;
+    let size = p
+        .get("pageSize")
+        .and_then(Value::as_u64)
+        .ok_or("pageSize is required")? as usize;
+    if num == 0 || size == 0 {
+        return Err("pageNum and pageSize start at 1".into());
+    }
+    Ok((num, size))
+}
+
+async fn list_v1(st: &Inner, vars: &Value) -> Response {
+    st.stats.list_requests.fetch_add(1, Ordering::Relaxed);
+    if st.opts.mode == Mode::V2 {
+        return gql_error("BanyanDB Trace Model changed, please use queryTraces");
+    }
+    let cond = vars.get("condition").cloned().unwrap_or(Value::Null);
+    st.stats.list_conditions.lock().unwrap().push(cond.clone());
+    let (num, size) = match paging(&cond) {
+        Ok(p) => p,
+        Err(e) => return gql_error(e),
+    };
+    if st.opts.list_fault && num == 2 && st.attempt("list-page-2") == 1 {
+        st.stats.faults_injected.fetch_add(1, Ordering::Relaxed);
+        return (StatusCode::SERVICE_UNAVAILABLE, "upstream storage busy").into_response();
+    }
+    let Some(d) = cond.get("queryDuration") else {
+        return gql_error("queryDuration or traceId is required");
+    };
+    let (from, until) = match window(d, st.opts.tz) {
+        Ok(w) => w,
+        Err(e) => return gql_error(e),
+    };
+    let entries = st.basic_entries(from, until);
+    let page: Vec<Value> = entries
+        .into_iter()
+        .skip((num - 1) * size)
+        .take(size)
+        .collect();
+    Json(json!({"data": {"queryBasicTraces": {"traces": page}}})).into_response()
+}
+
+fn list_v2(st: &Inner, vars: &Value) -> Response {
+    st.stats.list_requests.fetch_add(1, Ordering::Relaxed);
+    let cond = vars.get("condition").cloned().unwrap_or(Value::Null);
+    st.stats.list_conditions.lock().unwrap().push(cond.clone());
+    let (num, size) = match paging(&cond) {
+        Ok(p) => p,
+        Err(e) => return gql_error(e),
+    };
+    let Some(d) = cond.get("queryDuration") else {
+        return gql_error("queryTraces requires queryDuration");
+    };
+    let (from, until) = match window(d, st.opts.tz) {
+        Ok(w) => w,
+        Err(e) => return gql_error(e),
+    };
+    let traces: Vec<Value> = st
+        .in_window(from, until)
+        .into_iter()
+        .skip((num - 1) * size)
+        .take(size)
+        .map(|i| json!({"spans": st.spans(i)}))
+        .collect();
+    Json(json!({"data": {"queryTraces": {
+        "traces": traces,
+        "retrievedTimeRange": {"startTime": from, "endTime": until}
+    }}}))
+    .into_response()
+}
+
+async fn detail(st: &Inner, vars: &Value) -> Response {
+    st.stats.detail_requests.fetch_add(1, Ordering::Relaxed);
+    let Some(id) = vars.get("traceId").and_then(Value::as_str) else {
+        return gql_error("traceId is required");
+    };
+    let Some(i) =
+        index_of(id).filter(|i| *i < st.opts.traces + st.opts.outside && trace_id(*i) == id)
+    else {
+        return Json(json!({"data": {"queryTrace": {"spans": []}}})).into_response();
+    };
+    if st.opts.permanent.contains(&i) {
+        st.stats.faults_injected.fetch_add(1, Ordering::Relaxed);
+        return (StatusCode::INTERNAL_SERVER_ERROR, "storage error").into_response();
+    }
+    let every = st.opts.transient_every;
+    if every > 0 && i % every == 0 {
+        let n = st.attempt(id);
+        if n <= st.opts.transient_attempts {
+            st.stats.faults_injected.fetch_add(1, Ordering::Relaxed);
+            match FAULTS[(i / every + n as usize) % FAULTS.len()] {
+                Fault::Http500 => {
+                    return (StatusCode::BAD_GATEWAY, "<html>502 Bad Gateway</html>")
+                        .into_response()
+                }
+                Fault::Hang => tokio::time::sleep(st.opts.hang).await,
+                Fault::GraphQlError => {
+                    return gql_error(
+                        "Exception while fetching data (/queryTrace) : Elasticsearch timeout",
+                    )
+                }
+                Fault::Truncated => {
+                    let full = json!({"data": {"queryTrace": {"spans": st.spans(i)}}}).to_string();
+                    let cut = full[..full.len() / 2].to_string();
+                    return ([("content-type", "application/json")], cut).into_response();
+                }
+            }
+        }
+    }
+    let body = match st.bodies.get(i) {
+        Some(b) => b.clone(),
+        None => detail_body(st, i).into(),
+    };
+    ([("content-type", "application/json")], body).into_response()
+}
+
+fn detail_body(st: &Inner, i: usize) -> String {
+    json!({"data": {"queryTrace": {"spans": st.spans(i)}}}).to_string()
+}
