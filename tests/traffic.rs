@@ -663,7 +663,7 @@ steps:
         "bad.yaml:10:13: give `run` or `suites`, not both",
         "bad.yaml:11:15: the system's URL is given twice: keep `base_url` or",
         "bad.yaml:12:25: upstream `https://b:2/`: only http:// upstreams",
-        "bad.yaml:14:9: api-driver needs a driver: `run` or `suites`",
+        "bad.yaml:14:5: api-driver needs a driver: `run` or `suites`",
         "bad.yaml:15:17: iterations must be at least 1",
         "bad.yaml:16:13: `record` needs the system's URL",
     ] {
