@@ -4,6 +4,8 @@
 
 #[path = "support/kube_fake/mod.rs"]
 mod kube_fake;
+#[path = "support/skywalking.rs"]
+mod skywalking;
 mod support;
 
 use std::path::{Path, PathBuf};
@@ -72,6 +74,7 @@ fn every_campaign_plan_injects_its_fault_and_recovers_it() {
         .collect();
     plans.sort();
     assert!(plans.len() >= 13, "campaign plans: {plans:?}");
+    let oap = skywalking::FakeSkyWalking::start(skywalking::Options::default());
     for plan in plans {
         let kube = FakeKube::builder()
             .train_ticket("default")
@@ -94,6 +97,7 @@ fn every_campaign_plan_injects_its_fault_and_recovers_it() {
             .env("BLADE_LOG", &dir.join("blade.log").display().to_string())
             .env("TRAIN_TICKET_DIR", &dir.display().to_string())
             .env("EVOMASTER_TEST", &dir.join("noop.py").display().to_string())
+            .env("SKYWALKING_URL", &oap.url())
             .args([
                 "run",
                 &plan.display().to_string(),
@@ -115,6 +119,16 @@ fn every_campaign_plan_injects_its_fault_and_recovers_it() {
             .run();
         let m = out.manifest_at(&format!("out/runs/{name}"));
         assert_eq!(m["run"]["status"], "succeeded", "{name}: {out}");
+        // The base's collectors ran: traffic recorded, traces of the window written.
+        assert_eq!(m["steps"]["traffic"]["outputs"]["exit_code"], 0, "{name}");
+        let traces = m["steps"]["traces"]["artifacts"].as_array().unwrap();
+        assert!(
+            traces[0]["path"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("trace_data/{name}/{name}_skywalking_traces_")),
+            "{name}: {traces:?}"
+        );
         let labels = labels(&out, &name);
         if name == "normal" {
             assert!(labels.is_empty(), "{name}: {labels:?}");
