@@ -121,6 +121,12 @@ fn every_campaign_plan_injects_its_fault_and_recovers_it() {
         assert_eq!(m["run"]["status"], "succeeded", "{name}: {out}");
         // The base's collectors ran: traffic recorded, traces of the window written.
         assert_eq!(m["steps"]["traffic"]["outputs"]["exit_code"], 0, "{name}");
+        assert_eq!(
+            m["endpoints"]["skywalking"]["url"],
+            oap.url().as_str(),
+            "{name}"
+        );
+        assert_eq!(m["endpoints"]["skywalking"]["step"], "traces", "{name}");
         let traces = m["steps"]["traces"]["artifacts"].as_array().unwrap();
         assert!(
             traces[0]["path"]

@@ -321,6 +321,14 @@ impl Executor {
                     r.outputs = f.outputs.values.clone();
                     r.artifacts = f.artifacts.clone();
                 }
+                for (service, e) in &f.outputs.endpoints {
+                    let mut e = e.clone();
+                    e["step"] = serde_json::json!(f.name);
+                    m.endpoints.insert(service.clone(), e);
+                }
+                if let Some(i) = &f.outputs.instrumented {
+                    m.instrumented = Some(i.clone());
+                }
                 m.faults = faults;
             })
             .await;

@@ -273,7 +273,9 @@ impl Step for ApiDriverConfig {
                 runs.iter().map(DriverRun::to_json).collect::<Vec<_>>(),
             );
         if let Some(url) = &system {
-            out = out.value("upstream", url.clone());
+            out = out
+                .value("upstream", url.clone())
+                .endpoint("system", url, "plan");
         }
         if let Some((rec, addr)) = recorded {
             let rel = rec

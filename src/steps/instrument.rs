@@ -128,6 +128,12 @@ impl Step for InstrumentConfig {
             report.unchanged.len(),
             report.skipped.len()
         ));
+        let instrumented = serde_json::json!({
+            "step": ctx.step_name(),
+            "output": output,
+            "changed": report.changed,
+            "unchanged": report.unchanged,
+        });
         let mut out = StepOutputs::default()
             .value("output", output.display().to_string())
             .value("changed", report.changed)
@@ -137,6 +143,7 @@ impl Step for InstrumentConfig {
                 "includes",
                 serde_json::to_value(report.includes).unwrap_or_default(),
             );
+        out.instrumented = Some(instrumented);
         out.artifacts.push(output);
         Ok(out)
     }

@@ -55,11 +55,24 @@ pub struct StepOutputs {
     pub values: BTreeMap<String, serde_json::Value>,
     /// Files written by the step: absolute, or relative to the output root.
     pub artifacts: Vec<PathBuf>,
+    /// Services the step talked to, for the manifest's `endpoints` (service → url, source).
+    pub endpoints: BTreeMap<String, serde_json::Value>,
+    /// Set by steps that instrument manifests, for the manifest's `instrumented`.
+    pub instrumented: Option<serde_json::Value>,
 }
 
 impl StepOutputs {
     pub fn value(mut self, key: &str, v: impl Into<serde_json::Value>) -> Self {
         self.values.insert(key.to_string(), v.into());
+        self
+    }
+
+    /// Records a service endpoint and how it was found (`plan`, `env SKYWALKING_URL`, …).
+    pub fn endpoint(mut self, service: &str, url: &str, source: &str) -> Self {
+        self.endpoints.insert(
+            service.to_string(),
+            serde_json::json!({ "url": url, "source": source }),
+        );
         self
     }
 }
