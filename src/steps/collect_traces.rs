@@ -266,7 +266,7 @@ impl Step for CollectTracesConfig {
 
         let meta = report.metadata(&settings);
         let mut out = StepOutputs::default()
-            .endpoint("skywalking", &endpoint, &endpoint_source)
+            .endpoint("skywalking", &endpoint, endpoint_source)
             .value("endpoint", endpoint)
             .value("endpoint_source", endpoint_source)
             .value("path", rel)
