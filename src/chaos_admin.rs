@@ -20,15 +20,9 @@ use crate::kube::chaos::{
 use crate::kube::{qualified, Kube, KubeAccess, KubeError};
 
 pub fn run(cmd: ChaosCommand) -> u8 {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match crate::commands::runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return exit::STEP_FAILED;
-        }
+        Err(code) => return code,
     };
     rt.block_on(async move {
         match cmd {

@@ -262,6 +262,17 @@ fn graph(plan: &Plan, format: GraphFormat) -> String {
     s
 }
 
+/// The async runtime of a command; an error is already reported.
+pub fn runtime() -> Result<tokio::runtime::Runtime, u8> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("error: cannot start the async runtime: {e}");
+            exit::STEP_FAILED
+        })
+}
+
 fn run(args: RunArgs) -> u8 {
     let now = Utc::now();
     let plan = match load(&args.plan, &args.sets.sets, now, &args.out) {
@@ -289,15 +300,9 @@ fn run(args: RunArgs) -> u8 {
         );
         return exit::STEP_FAILED;
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return exit::STEP_FAILED;
-        }
+        Err(code) => return code,
     };
     let run = Arc::new(RunInfo {
         run_id: plan

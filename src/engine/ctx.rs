@@ -120,10 +120,7 @@ impl StepCtx {
         recovery: serde_json::Value,
         params: serde_json::Value,
     ) -> Result<String, StepError> {
-        self.faults
-            .register(&self.step, kind, recovery, params, false)
-            .await
-            .map_err(StepError::io("writing the fault ledger"))
+        self.register(kind, recovery, params, false).await
     }
 
     /// Like [`StepCtx::register_fault`], for something to undo at the end of the run that is
@@ -134,8 +131,18 @@ impl StepCtx {
         recovery: serde_json::Value,
         params: serde_json::Value,
     ) -> Result<String, StepError> {
+        self.register(kind, recovery, params, true).await
+    }
+
+    async fn register(
+        &self,
+        kind: &str,
+        recovery: serde_json::Value,
+        params: serde_json::Value,
+        teardown: bool,
+    ) -> Result<String, StepError> {
         self.faults
-            .register(&self.step, kind, recovery, params, true)
+            .register(&self.step, kind, recovery, params, teardown)
             .await
             .map_err(StepError::io("writing the fault ledger"))
     }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use super::secrets::Secrets;
 use crate::atomic_write::write_json_atomic;
-use crate::kube::KubeAccess;
+use crate::kube::{Kube, KubeAccess, KubeSettings};
 use crate::steps::process::ChildGroups;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,6 +90,22 @@ pub struct RecoverCtx {
     pub force: bool,
     /// Process groups of recovery commands, so an abort can kill them too.
     pub children: Arc<ChildGroups>,
+}
+
+impl RecoverCtx {
+    /// The cluster to recover in: the caller's when it named one, else the one the run used
+    /// (`recorded`, kept in the fault record) — so `chaos clean --run` after a crash needs no flags.
+    ///
+    /// # Errors
+    /// A configuration that cannot be loaded.
+    pub async fn kube(&self, recorded: &KubeSettings) -> Result<Kube, String> {
+        if *self.kube.settings() == KubeSettings::default() && *recorded != KubeSettings::default()
+        {
+            let own = KubeAccess::new(recorded.clone());
+            return own.get().await.cloned().map_err(|e| e.to_string());
+        }
+        self.kube.get().await.cloned().map_err(|e| e.to_string())
+    }
 }
 
 #[derive(Debug)]

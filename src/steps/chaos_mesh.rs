@@ -3,7 +3,6 @@
 //! Recovery deletes it and waits until it is gone (the records finalizer means "recovered").
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use ::kube::api::{DynamicObject, ListParams};
 use futures_util::future::BoxFuture;
@@ -19,7 +18,7 @@ use crate::kube::chaos::{
     affected_pods, chaos_mesh_injection, chaos_mesh_resource, container_records, controller_times,
     Injection, CHAOS_MESH_API, CHAOS_MESH_KINDS,
 };
-use crate::kube::{poll_interval, qualified, Kube, KubeAccess, KubeSettings};
+use crate::kube::{poll_interval, qualified, Kube, KubeSettings};
 use crate::plan::node::Node;
 use crate::plan::Duration;
 
@@ -372,16 +371,7 @@ fn recover<'a>(
         let ar = chaos_mesh_resource(&r.kind)
             .ok_or_else(|| format!("unknown Chaos Mesh kind `{}`", r.kind))?;
         // `chaos clean --run` without flags reaches the cluster the run used.
-        let own;
-        let access: &KubeAccess = if *ctx.kube.settings() == KubeSettings::default()
-            && r.kube != KubeSettings::default()
-        {
-            own = Arc::new(KubeAccess::new(r.kube.clone()));
-            &own
-        } else {
-            &ctx.kube
-        };
-        let kube = access.get().await.map_err(|e| e.to_string())?;
+        let kube = &ctx.kube(&r.kube).await?;
         let mut last_records: Vec<Value> = Vec::new();
         let mut observe = |o: &DynamicObject| {
             let recs = container_records(o);

@@ -4,7 +4,6 @@
 //! pod of the service, picked by label as the dataset scripts did.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use ::kube::api::{Api, DynamicObject, ListParams};
 use futures_util::future::BoxFuture;
@@ -19,7 +18,7 @@ use super::{Step, StepConfig, StepCtx, StepError, StepOutputs};
 use crate::chaos_admin::delete_chaos;
 use crate::engine::faults::{FaultRecord, RecoverCtx};
 use crate::kube::chaos::{chaosblade_injection, chaosblade_resource, Injection, CHAOSBLADE_API};
-use crate::kube::{poll_interval, Kube, KubeAccess, KubeSettings};
+use crate::kube::{poll_interval, Kube, KubeSettings};
 use crate::plan::Duration;
 
 /// How the fault is created.
@@ -424,16 +423,7 @@ fn recover<'a>(
                     .name
                     .clone()
                     .ok_or("operator fault without an object name")?;
-                let own;
-                let access: &KubeAccess = if *ctx.kube.settings() == KubeSettings::default()
-                    && r.kube != KubeSettings::default()
-                {
-                    own = Arc::new(KubeAccess::new(r.kube.clone()));
-                    &own
-                } else {
-                    &ctx.kube
-                };
-                let kube = access.get().await.map_err(|e| e.to_string())?;
+                let kube = &ctx.kube(&r.kube).await?;
                 delete_chaos(
                     kube,
                     &chaosblade_resource(),

@@ -2,7 +2,6 @@
 //! `ttplan`, optionally deleting them when the run ends.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use ::kube::api::{DynamicObject, GroupVersionKind};
 use ::kube::discovery::{pinned_kind, Scope};
@@ -13,7 +12,7 @@ use serde_json::{json, Value};
 
 use super::{Step, StepConfig, StepCtx, StepError, StepOutputs};
 use crate::engine::faults::{FaultRecord, RecoverCtx};
-use crate::kube::{qualified, Kube, KubeAccess, KubeSettings};
+use crate::kube::{qualified, Kube, KubeSettings};
 use crate::plan::Duration;
 
 /// Applies Kubernetes manifests.
@@ -265,16 +264,7 @@ fn teardown<'a>(
     Box::pin(async move {
         let td: Teardown = serde_json::from_value(record.recovery.clone())
             .map_err(|e| format!("unreadable teardown data: {e}"))?;
-        let own;
-        let access: &KubeAccess = if *ctx.kube.settings() == KubeSettings::default()
-            && td.kube != KubeSettings::default()
-        {
-            own = Arc::new(KubeAccess::new(td.kube.clone()));
-            &own
-        } else {
-            &ctx.kube
-        };
-        let kube = access.get().await.map_err(|e| e.to_string())?;
+        let kube = &ctx.kube(&td.kube).await?;
         let mut errors = Vec::new();
         for a in td.objects.iter().rev() {
             let r = async {
