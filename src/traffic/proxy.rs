@@ -29,8 +29,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::record::{
-    ApiRecord, BodyKind, Capture, RecordOptions, RecordSink, RecordTags, RecordedBody,
-    RecordedMessage,
+    ApiRecord, BodyKind, Capture, RecordOptions, RecordSink, RecordTags, RecordedMessage,
 };
 
 /// How long in-flight exchanges may take to finish once the proxy is told to stop.
@@ -222,13 +221,11 @@ async fn handle(
             ));
         }
     };
+    // Only copied here; decoding and redaction wait until the exchange is over, off the
+    // path the client is waiting on.
     let mut cap = Capture::new(state.opts.record.max_body_bytes);
     cap.push(&body);
-    ex.request_body = Some(state.opts.record.body(
-        cap.captured(),
-        cap.total(),
-        &BodyKind::of(&parts.headers),
-    ));
+    ex.request_body = Some((cap, BodyKind::of(&parts.headers)));
 
     let mut up = Request::builder()
         .method(parts.method.clone())
@@ -327,7 +324,9 @@ struct Exchange {
     path: String,
     query: Option<String>,
     request_headers: serde_json::Map<String, serde_json::Value>,
-    request_body: Option<RecordedBody>,
+    request_body: Option<(Capture, BodyKind)>,
+    /// When the exchange ended, if its record is built later.
+    ended_after: Option<Duration>,
     response_head: Option<(
         StatusCode,
         serde_json::Map<String, serde_json::Value>,
@@ -359,6 +358,7 @@ impl Exchange {
             query,
             request_headers: state.opts.record.headers_json(headers),
             request_body: None,
+            ended_after: None,
             response_head: None,
             response_kind: BodyKind::default(),
             client_status: None,
@@ -409,11 +409,14 @@ impl Exchange {
             query: self.query.take(),
             request: RecordedMessage {
                 headers: std::mem::take(&mut self.request_headers),
-                body: self.request_body.take().unwrap_or_else(empty),
+                body: match self.request_body.take() {
+                    Some((c, kind)) => opts.body(c.captured(), c.total(), &kind),
+                    None => empty(),
+                },
             },
             status,
             response,
-            duration_ms: millis(self.started.elapsed()),
+            duration_ms: millis(self.ended_after.unwrap_or_else(|| self.started.elapsed())),
             ttfb_ms: ttfb,
             upstream_error: error,
         };
@@ -480,7 +483,12 @@ impl Body for TeeBody {
 impl TeeBody {
     fn complete(&mut self, error: Option<String>) {
         if let Some(mut ex) = self.exchange.take() {
-            ex.finish(Some(&self.capture), error);
+            // Building the record (decoding, redaction, JSON) runs on its own task so the last
+            // frame reaches the client at once. The task holds the record sink, and the writer
+            // finishes only when every sink is gone, so no record is lost at shutdown.
+            let capture = std::mem::replace(&mut self.capture, Capture::new(0));
+            ex.ended_after = Some(ex.started.elapsed());
+            tokio::spawn(async move { ex.finish(Some(&capture), error) });
         }
     }
 }
