@@ -240,8 +240,6 @@ impl miette::SourceCode for SourceFile {
 /// Every problem found in a plan, reported together.
 #[derive(Debug, Clone, Default)]
 pub struct PlanErrors {
-    /// The plan file the problems were found in.
-    pub plan: Option<String>,
     pub diags: Vec<PlanDiag>,
 }
 
@@ -274,10 +272,7 @@ impl PlanErrors {
 
 impl From<PlanDiag> for PlanErrors {
     fn from(d: PlanDiag) -> Self {
-        Self {
-            plan: None,
-            diags: vec![d],
-        }
+        Self { diags: vec![d] }
     }
 }
 

@@ -22,13 +22,6 @@ use crate::steps;
 /// # Errors
 /// Every problem found, each with its location.
 pub fn load_plan(path: &Path, opts: &LoadOptions) -> Result<Plan, PlanErrors> {
-    load_plan_inner(path, opts).map_err(|mut e| {
-        e.plan = Some(path.display().to_string());
-        e
-    })
-}
-
-fn load_plan_inner(path: &Path, opts: &LoadOptions) -> Result<Plan, PlanErrors> {
     let loaded = load_files(path)?;
     let mut errs = PlanErrors::default();
     let root = loaded.root;
@@ -107,6 +100,7 @@ fn load_plan_inner(path: &Path, opts: &LoadOptions) -> Result<Plan, PlanErrors> 
     check_after(top.get("steps"), &declared, &mut errs);
     check_cycles(top.get("steps"), &dag, &mut errs);
     check_runtime_refs(top.get("steps"), &dag, &templates, &mut errs);
+    check_step_refs(&steps, &dag, &mut errs);
 
     errs.into_result(Plan {
         path: path.to_path_buf(),
@@ -747,6 +741,53 @@ fn check_cycles(steps_node: Option<&Entry>, dag: &Dag, errs: &mut PlanErrors) {
             }
         }
         errs.push(d);
+    }
+}
+
+/// Steps named in a kind's fields (`recover.faults`) exist and run first.
+fn check_step_refs(steps: &IndexMap<String, PlanStep>, dag: &Dag, errs: &mut PlanErrors) {
+    for step in steps.values() {
+        let Some((field, names)) = step.step.referenced_steps() else {
+            continue;
+        };
+        let ancestors = dag.ancestors(&step.name);
+        let items: Vec<&Node> = match step.fields.get(field).map(|n| &n.value) {
+            Some(Value::Seq(items)) => items.iter().collect(),
+            _ => Vec::new(),
+        };
+        for (i, name) in names.iter().enumerate() {
+            let span = items.get(i).map_or(&step.span, |n| &n.span);
+            if !steps.contains_key(name) && !dag.names().any(|n| n == name) {
+                errs.push(
+                    PlanDiag::new(
+                        Code::UnknownStep,
+                        format!(
+                            "step `{}` names `{name}` in `{field}`, which is not a step",
+                            step.name
+                        ),
+                        Some(span),
+                    )
+                    .label("no such step")
+                    .help_opt(did_you_mean(name, dag.names())),
+                );
+            } else if !ancestors.contains(name) {
+                errs.push(
+                    PlanDiag::new(
+                        Code::Runtime,
+                        format!(
+                            "step `{}` names `{name}` in `{field}` but does not run after it",
+                            step.name
+                        ),
+                        Some(span),
+                    )
+                    .label("not upstream")
+                    .help(format!(
+                        "add `{name}` to the `after` list of `{}`",
+                        step.name
+                    )),
+                );
+            }
+        }
     }
 }
 

@@ -113,6 +113,12 @@ pub trait Step: Send + Sync + fmt::Debug {
 
     /// Checks the types cannot express; `node` is the step's mapping, for spans.
     fn check(&self, _node: &Node, _diags: &mut Vec<PlanDiag>) {}
+
+    /// Other steps this one names in a field (`recover.faults`), as (field, names): each must
+    /// exist and run before this one.
+    fn referenced_steps(&self) -> Option<(&'static str, &[String])> {
+        None
+    }
 }
 
 /// A step kind's config type.

@@ -55,6 +55,10 @@ impl Step for RecoverConfig {
         Ok(StepOutputs::default().value("recovered", recovered))
     }
 
+    fn referenced_steps(&self) -> Option<(&'static str, &[String])> {
+        Some(("faults", &self.faults))
+    }
+
     fn check(&self, node: &Node, diags: &mut Vec<PlanDiag>) {
         if self.faults.is_empty() {
             let at = node.get("faults").map_or(&node.span, |n| &n.span);
