@@ -675,3 +675,41 @@ fn every_plan_validates() {
         "{out}"
     );
 }
+
+#[test]
+fn collectors_discover_their_backend_as_a_labelled_service() {
+    let oap = skywalking::FakeSkyWalking::start(skywalking::Options::default());
+    let port: u16 = oap
+        .url()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches('/')
+        .parse()
+        .unwrap();
+    let kube = FakeKube::builder().namespace("skywalking").start();
+    kube.put(
+        "",
+        "services",
+        Some("skywalking"),
+        serde_json::json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "oap", "namespace": "skywalking", "labels": {"component": "skywalking"}},
+            "spec": {"externalIPs": ["127.0.0.1"], "ports": [{"name": "grpc", "port": 11800}, {"name": "rest", "port": port}]}}),
+    );
+    let t = Test::new().plan("name: t\nsteps:\n  traces: { kind: collect-traces }\n");
+    let kc = kube.write_kubeconfig(t.path());
+    let out = t
+        .env("SKYWALKING_URL", "")
+        .args(["--kubeconfig", &kc.display().to_string()])
+        .run_plan();
+    let m = out.manifest();
+    assert_eq!(
+        m["endpoints"]["skywalking"]["url"],
+        format!("http://127.0.0.1:{port}"),
+        "{m:#}"
+    );
+    assert_eq!(
+        m["endpoints"]["skywalking"]["source"],
+        "discovered: Service labelled component=skywalking (skywalking/oap)"
+    );
+}

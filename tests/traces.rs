@@ -435,9 +435,10 @@ fn no_endpoint_is_a_clear_error() {
     let run = run_plan(WINDOW, &[("SKYWALKING_URL", None)]);
     assert_eq!(run.code, 1);
     let err = run.step()["error"].as_str().unwrap();
-    assert_eq!(
-        err,
-        "no SkyWalking endpoint: set `endpoint:` or SKYWALKING_URL"
+    // Then why discovery in the cluster could not help (here: no cluster configured).
+    assert!(
+        err.starts_with("no SkyWalking endpoint: set `endpoint:` or SKYWALKING_URL ("),
+        "{err}"
     );
 }
 

@@ -9,6 +9,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::{Step, StepConfig, StepCtx, StepError, StepOutputs};
+use crate::collect::endpoint::resolve_endpoint;
 use crate::collect::traces::client::RetryPolicy;
 use crate::collect::traces::query::{self, QueryStep};
 use crate::collect::traces::writer::Format;
@@ -16,6 +17,7 @@ use crate::collect::traces::{
     self as traces, Protocol, QueryOrder, Settings, Timezone, TraceError, TraceState,
 };
 use crate::diag::{Code, PlanDiag};
+use crate::kube::discovery;
 use crate::plan::node::Node;
 use crate::plan::Duration;
 
@@ -27,7 +29,8 @@ pub const ENDPOINT_ENV: &str = "SKYWALKING_URL";
 #[serde(deny_unknown_fields)]
 pub struct CollectTracesConfig {
     /// OAP (or UI) base URL, e.g. `http://oap:12800`; GraphQL is `<endpoint>/graphql`.
-    /// Default: the `SKYWALKING_URL` environment variable.
+    /// Default: the `SKYWALKING_URL` environment variable, else a Service labelled
+    /// `component=skywalking` / `app=skywalking` (or `skywalking/skywalking-oap`) in the cluster.
     #[serde(default)]
     pub endpoint: Option<String>,
     /// Window start, RFC 3339 (may be a template such as `{{ steps.inject.started_at }}`).
@@ -142,22 +145,6 @@ impl CollectTracesConfig {
             query::parse_offset(&self.timezone).map(Timezone::Fixed)
         }
     }
-
-    fn endpoint(&self, ctx: &StepCtx) -> Result<(String, &'static str), StepError> {
-        if let Some(e) = self.endpoint.as_deref().filter(|e| !e.trim().is_empty()) {
-            return Ok((e.trim().to_string(), "plan"));
-        }
-        // The step's own `env:` first, so a plan can point one step elsewhere.
-        if let Some(e) = ctx.env().get(ENDPOINT_ENV).filter(|e| !e.trim().is_empty()) {
-            return Ok((e.trim().to_string(), "env SKYWALKING_URL (step env)"));
-        }
-        match std::env::var(ENDPOINT_ENV) {
-            Ok(e) if !e.trim().is_empty() => Ok((e.trim().to_string(), "env SKYWALKING_URL")),
-            _ => Err(StepError::failed(
-                "no SkyWalking endpoint: set `endpoint:` or SKYWALKING_URL",
-            )),
-        }
-    }
 }
 
 fn parse_time(field: &str, s: &str) -> Result<DateTime<Utc>, String> {
@@ -170,7 +157,14 @@ fn parse_time(field: &str, s: &str) -> Result<DateTime<Utc>, String> {
 impl Step for CollectTracesConfig {
     async fn run(&self, ctx: &StepCtx) -> Result<StepOutputs, StepError> {
         let step_start = Utc::now();
-        let (endpoint, endpoint_source) = self.endpoint(ctx)?;
+        let (endpoint, endpoint_source) = resolve_endpoint(
+            ctx,
+            self.endpoint.as_deref(),
+            ENDPOINT_ENV,
+            &discovery::SKYWALKING,
+            "SkyWalking",
+        )
+        .await?;
         let timezone = self.timezone().map_err(StepError::failed)?;
         let from = match &self.start {
             Some(s) => parse_time("start", s).map_err(StepError::failed)?,
@@ -266,7 +260,7 @@ impl Step for CollectTracesConfig {
 
         let meta = report.metadata(&settings);
         let mut out = StepOutputs::default()
-            .endpoint("skywalking", &endpoint, endpoint_source)
+            .endpoint("skywalking", &endpoint, &endpoint_source)
             .value("endpoint", endpoint)
             .value("endpoint_source", endpoint_source)
             .value("path", rel)
