@@ -151,6 +151,11 @@ async fn dump_one(t: &DumpTarget, opts: &DumpAllOptions) -> TargetOutcome {
                     reason: "connection refused (no agent listening)".into(),
                 }
             }
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                return TargetOutcome::Failed {
+                    reason: format!("cannot connect: {e}"),
+                }
+            }
             Ok(Err(e)) => {
                 return TargetOutcome::NoAgent {
                     reason: format!("cannot connect: {e}"),

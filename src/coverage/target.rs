@@ -36,7 +36,8 @@ impl Transport {
     /// Opens a stream to the agent. `kube` is needed for [`Transport::PodPortForward`] only.
     ///
     /// # Errors
-    /// When the connection cannot be made. `ConnectionRefused` means no agent listens there:
+    /// When the connection cannot be made. `PermissionDenied`: the API server refused the
+    /// port-forward (401/403). `ConnectionRefused` means no agent listens there:
     /// for a direct address at once; through a port-forward it comes from the first read or
     /// write, when the kubelet reports that nothing listens on the port (or closes the
     /// forward before any byte).
@@ -59,10 +60,19 @@ impl Transport {
                     )));
                 };
                 let api: Api<Pod> = Api::namespaced(kube.client.clone(), namespace);
-                let mut pf = api
-                    .portforward(pod, &[*port])
-                    .await
-                    .map_err(|e| io::Error::other(format!("{what} via {}: {e}", kube.server)))?;
+                let mut pf = api.portforward(pod, &[*port]).await.map_err(|e| {
+                    // Refused for lack of rights: not a property of the pod, reported as a
+                    // failure rather than "no agent".
+                    let kind = match &e {
+                        ::kube::Error::UpgradeConnection(
+                            ::kube::client::UpgradeConnectionError::ProtocolSwitch(status),
+                        ) if matches!(status.as_u16(), 401 | 403) => {
+                            io::ErrorKind::PermissionDenied
+                        }
+                        _ => io::ErrorKind::Other,
+                    };
+                    io::Error::new(kind, format!("{what} via {}: {e}", kube.server))
+                })?;
                 let (Some(stream), Some(error)) = (pf.take_stream(*port), pf.take_error(*port))
                 else {
                     pf.abort();
