@@ -1065,3 +1065,107 @@ fn collect_coverage_port_forward_errors_name_the_selection() {
     assert!(err.contains("mixed.yaml:6:"), "{err}");
     assert!(err.contains("use one or the other"), "{err}");
 }
+
+/// Benchmark, not a test (run by `scripts/bench-coverage.sh`): the fake API server with
+/// Train-Ticket's 46 `ts-` Deployments, pod i port-forwarding to the agent on the i-th port of
+/// `BENCH_AGENT_PORTS` (comma-separated, started by the script), dumped through the real
+/// binary (`TTPLAN_BIN`, default the test build) with `concurrency: 16` and `concurrency: 1`,
+/// `BENCH_ROUNDS` rounds each. Prints one line per setting: median step dump time and median
+/// wall time of the whole `ttplan run`, in ms.
+#[test]
+#[ignore = "benchmark: run through scripts/bench-coverage.sh"]
+fn bench_port_forward() {
+    let ports: Vec<String> = std::env::var("BENCH_AGENT_PORTS")
+        .expect("BENCH_AGENT_PORTS=<agent port>,… (scripts/bench-coverage.sh sets it)")
+        .split(',')
+        .map(String::from)
+        .collect();
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3);
+    let bin = std::env::var("TTPLAN_BIN").unwrap_or_else(|_| TTPLAN.to_string());
+    let fake = kube_fake::FakeKube::builder().train_ticket(NS).start();
+    let mut services: Vec<String> = fake
+        .list("", "pods")
+        .iter()
+        .filter(|p| p["metadata"]["namespace"] == NS)
+        .filter_map(|p| p["metadata"]["name"].as_str().map(String::from))
+        .filter(|n| n.starts_with("ts-"))
+        .collect();
+    services.sort();
+    assert_eq!(services.len(), 46);
+    assert!(
+        ports.len() >= services.len(),
+        "{} agent ports for {} pods",
+        ports.len(),
+        services.len()
+    );
+    for (pod, port) in services.iter().zip(&ports) {
+        fake.set_forward(pod, 6300, &format!("127.0.0.1:{port}"));
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let kc = fake.write_kubeconfig(dir).display().to_string();
+    let median = |mut v: Vec<u64>| {
+        v.sort_unstable();
+        v[(v.len() - 1) / 2]
+    };
+    let mut lines = Vec::new();
+    for (label, concurrency) in [("warmup", 16), ("sequential", 1), ("concurrent", 16)] {
+        let (mut step, mut wall) = (Vec::new(), Vec::new());
+        let n = if label == "warmup" { 1 } else { rounds };
+        for r in 0..n {
+            let exp = format!("pf-{label}-{r}");
+            let plan = format!(
+                "name: bench-pf\nsteps:\n  dump:\n    kind: collect-coverage\n    namespace: {NS}\n    reset: false\n    require: all\n    concurrency: {concurrency}\n"
+            );
+            let plan_path = dir.join(format!("{exp}.yaml"));
+            std::fs::write(&plan_path, plan).unwrap();
+            let t0 = std::time::Instant::now();
+            let out = Command::new(&bin)
+                .arg("run")
+                .arg(&plan_path)
+                .arg("--out")
+                .arg(dir.join("out"))
+                .args(["--set", &format!("exp_name={exp}"), "--progress", "never"])
+                .args(["--kubeconfig", &kc])
+                .output()
+                .unwrap();
+            let ms = t0.elapsed().as_millis() as u64;
+            let m: serde_json::Value = serde_json::from_str(
+                &std::fs::read_to_string(
+                    dir.join("out/runs")
+                        .join(&exp)
+                        .join("experiment_manifest.json"),
+                )
+                .unwrap(),
+            )
+            .unwrap();
+            assert!(
+                out.status.success(),
+                "{exp}: {}\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                m["steps"]["dump"]
+            );
+            let dumped = m["steps"]["dump"]["outputs"]["dumped"].as_array().unwrap();
+            assert_eq!(dumped.len(), services.len());
+            step.push(
+                m["steps"]["dump"]["outputs"]["elapsed_ms"]
+                    .as_u64()
+                    .unwrap(),
+            );
+            wall.push(ms);
+        }
+        if label != "warmup" {
+            lines.push(format!(
+                "BENCH port-forward {label} {} {}",
+                median(step),
+                median(wall)
+            ));
+        }
+    }
+    for l in lines {
+        println!("{l}");
+    }
+}
