@@ -1,8 +1,11 @@
 //! Coverage end to end: `ttplan instrument` on the real Train-Ticket manifests, and dumps from a
 //! real JVM running Debian's JaCoCo agent through the `ttplan` binary, merged and rendered by
 //! Ant's `jacoco:report`, checked against what the program executed and against Ant's own
-//! `jacoco:dump`.
+//! `jacoco:dump`; the same agent reached through Kubernetes port-forwards of the fake API
+//! server.
 
+#[path = "support/kube_fake/mod.rs"]
+mod kube_fake;
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -226,6 +229,10 @@ const WORK: &str = r#"public class Work {
 const POD: &str = "demo-7d9f8b6c5-bcdfg";
 
 fn run_plan(dir: &Path, plan: &str, exp: &str) -> serde_json::Value {
+    run_plan_with(dir, plan, exp, &[])
+}
+
+fn run_plan_with(dir: &Path, plan: &str, exp: &str, args: &[&str]) -> serde_json::Value {
     let plan_path = dir.join(format!("{exp}.yaml"));
     std::fs::write(&plan_path, plan).unwrap();
     let out = Command::new(TTPLAN)
@@ -234,6 +241,7 @@ fn run_plan(dir: &Path, plan: &str, exp: &str) -> serde_json::Value {
         .arg("--out")
         .arg(dir.join("out"))
         .args(["--set", &format!("exp_name={exp}"), "--progress", "never"])
+        .args(args)
         .env("NO_COLOR", "1")
         .output()
         .unwrap();
@@ -539,7 +547,7 @@ fn repeated_commands_on_one_connection_and_reset_only() {
         let t = Transport::Direct {
             address: java.address(),
         };
-        let mut s = t.connect().await.unwrap();
+        let mut s = t.connect(None).await.unwrap();
         let first = dump(
             &mut s,
             DumpCommand {
@@ -735,7 +743,7 @@ fn quickack_avoids_delayed_ack_stalls_on_repeated_commands() {
         let mut s = Transport::Direct {
             address: java.address(),
         }
-        .connect()
+        .connect(None)
         .await
         .unwrap();
         dump(&mut s, cmd).await.unwrap();
@@ -801,4 +809,363 @@ fn collect_coverage_fails_when_no_agent_answers_and_says_why() {
         m["steps"]["never"]["outputs"]["no_agent"][0]["name"],
         "ts-b-service-5d6f7-bcdfg"
     );
+}
+
+// ---------------------------------------------------------------- through port-forwards
+
+const NS: &str = "coverage";
+const POD_A: &str = "ts-demo-service-7d9f8b6c5-bcdfg";
+const POD_B: &str = "ts-demo-service-7d9f8b6c5-zq2w4";
+const POD_NO_AGENT: &str = "ts-demo-service-7d9f8b6c5-xkq8m";
+const POD_NOT_READY: &str = "ts-demo-service-7d9f8b6c5-wr7tj";
+
+fn demo_pod(name: &str) -> kube_fake::PodSeed {
+    kube_fake::PodSeed::new(name, NS)
+        .label("app", "demo")
+        .container(kube_fake::ContainerSeed::new("demo").port(6300))
+}
+
+/// Two pods forward their port 6300 to the real agent, one has nothing listening there, one is
+/// not Ready (skipped), and pods outside the selector or the default `ts-` prefix are not
+/// touched. The port-forward dumps hold exactly what a direct dump and Ant's `jacoco:dump`
+/// hold.
+#[test]
+fn dumps_selected_pods_through_kubernetes_port_forwards() {
+    jvm::require_tools();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let classes = jvm::compile(dir, &[("Main.java", MAIN), ("Work.java", WORK)]);
+    let agent = jvm::extract_agent(dir);
+    let java = Jvm::start(&agent, &classes, "Main", "pf");
+
+    let fake = kube_fake::FakeKube::builder()
+        .pod(demo_pod(POD_A))
+        .pod(demo_pod(POD_B))
+        .pod(demo_pod(POD_NO_AGENT))
+        .pod(
+            kube_fake::PodSeed::new(POD_NOT_READY, NS)
+                .label("app", "demo")
+                .container(kube_fake::ContainerSeed::new("demo").port(6300).not_ready()),
+        )
+        // Outside the default `ts-` prefix, and outside the selector: never port-forwarded.
+        .pod(demo_pod("demo-legacy-0"))
+        .pod(
+            kube_fake::PodSeed::new("ts-web-7d9f8b6c5-bcdfg", NS)
+                .label("app", "web")
+                .container(kube_fake::ContainerSeed::new("web")),
+        )
+        .forward(POD_A, 6300, &java.address())
+        .forward(POD_B, 6300, &java.address())
+        .forward("demo-legacy-0", 6300, &java.address())
+        .forward("ts-web-7d9f8b6c5-bcdfg", 6300, &java.address())
+        .start();
+    let kubeconfig = fake.write_kubeconfig(dir);
+    let kc = kubeconfig.display().to_string();
+
+    // References, no reset anywhere: Ant's jacoco:dump and ttplan's direct path.
+    let ant_exec = dir.join("ant.exec");
+    jvm::ant(
+        dir,
+        &format!(
+            "    <jacoco:dump address=\"127.0.0.1\" port=\"{}\" reset=\"false\" dump=\"true\" destfile=\"{}\"/>\n",
+            java.port,
+            ant_exec.display()
+        ),
+    );
+    let direct_plan = format!(
+        "name: direct\nsteps:\n  dump:\n    kind: collect-coverage\n    reset: false\n    targets: [{{ name: {POD_A}, address: \"{}\" }}]\n",
+        java.address()
+    );
+    let md = run_plan(dir, &direct_plan, "direct");
+    assert_eq!(md["steps"]["dump"]["outputs"]["transport"], "direct");
+    let direct = read_exec(
+        &dir.join("out/coverage_data/direct")
+            .join(format!("{POD_A}__jacoco-{POD_A}.exec")),
+    );
+
+    fake.clear_requests();
+    let plan = format!(
+        "name: pf\nsteps:\n  dump:\n    kind: collect-coverage\n    namespace: {NS}\n    selector: app=demo\n    reset: false\n    target_timeout: 5s\n"
+    );
+    let m = run_plan_with(dir, &plan, "pf", &["--kubeconfig", &kc]);
+    let outputs = &m["steps"]["dump"]["outputs"];
+    assert_eq!(outputs["transport"], "port-forward", "{outputs}");
+    assert_eq!(outputs["namespace"], NS);
+    assert_eq!(outputs["port"], 6300);
+    assert_eq!(
+        outputs["dumped"],
+        serde_json::json!([POD_A, POD_B]),
+        "{outputs}"
+    );
+    let no_agent = outputs["no_agent"].as_array().unwrap();
+    assert_eq!(no_agent.len(), 1, "{outputs}");
+    assert_eq!(no_agent[0]["name"], POD_NO_AGENT);
+    assert_eq!(
+        no_agent[0]["address"],
+        format!("port-forward {NS}/{POD_NO_AGENT}:6300")
+    );
+    let reason = no_agent[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains(&format!("pod {NS}/{POD_NO_AGENT} port 6300"))
+            && reason.contains("connection refused"),
+        "{reason}"
+    );
+    assert_eq!(outputs["failed"], serde_json::json!([]), "{outputs}");
+    assert_eq!(
+        outputs["skipped"],
+        serde_json::json!([format!("{POD_NOT_READY} (Running, not Ready)")]),
+        "{outputs}"
+    );
+
+    let reference = read_exec(&ant_exec);
+    for pod in [POD_A, POD_B] {
+        let d = read_exec(
+            &dir.join("out/coverage_data/pf")
+                .join(format!("{pod}__jacoco-{pod}.exec")),
+        );
+        assert_eq!(d.sessions.len(), 1);
+        assert_eq!(d.sessions[0].id, "pf");
+        assert_eq!(
+            probes(&d),
+            probes(&direct),
+            "{pod}: the port-forward dump differs from the direct one"
+        );
+        assert_eq!(
+            probes(&d),
+            probes(&reference),
+            "{pod}: the port-forward dump differs from Ant's jacoco:dump"
+        );
+        assert!(probes(&d).keys().any(|(_, n)| n == "Work"));
+    }
+    let files: Vec<String> = std::fs::read_dir(dir.join("out/coverage_data/pf"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(files.len(), 2, "{files:?}");
+
+    // The API server saw the pod list with the selector and one port-forward upgrade per
+    // selected pod, and none for the others.
+    let requests = fake.requests();
+    assert!(
+        requests.iter().any(|r| r.method == "GET"
+            && r.path == format!("/api/v1/namespaces/{NS}/pods")
+            && r.query_param("labelSelector").as_deref() == Some("app=demo")),
+        "no pod list with the selector: {requests:#?}"
+    );
+    let forwarded: BTreeSet<String> = requests
+        .iter()
+        .filter(|r| r.query_param("ports").as_deref() == Some("6300"))
+        .filter_map(|r| {
+            r.path
+                .strip_prefix(&format!("/api/v1/namespaces/{NS}/pods/"))
+                .and_then(|p| p.strip_suffix("/portforward"))
+                .map(String::from)
+        })
+        .collect();
+    assert_eq!(
+        forwarded,
+        BTreeSet::from([
+            POD_A.to_string(),
+            POD_B.to_string(),
+            POD_NO_AGENT.to_string()
+        ])
+    );
+
+    // The per-target report records the transport.
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("out/runs/pf/steps/dump.coverage.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        report
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["transport"] == "port-forward"),
+        "{report}"
+    );
+
+    // Reset only through the forwards, then a dump: nothing of Work left.
+    let reset = format!(
+        "name: pf-reset\nsteps:\n  reset:\n    kind: collect-coverage\n    namespace: {NS}\n    selector: app=demo\n    dump: false\n    require: never\n"
+    );
+    let mr = run_plan_with(dir, &reset, "pf-reset", &["--kubeconfig", &kc]);
+    assert_eq!(
+        mr["steps"]["reset"]["outputs"]["reset"],
+        serde_json::json!([POD_A, POD_B])
+    );
+    let after = dir.join("after-reset.exec");
+    jvm::ant(
+        dir,
+        &format!(
+            "    <jacoco:dump address=\"127.0.0.1\" port=\"{}\" reset=\"false\" dump=\"true\" destfile=\"{}\"/>\n",
+            java.port,
+            after.display()
+        ),
+    );
+    assert!(
+        !read_exec(&after)
+            .classes
+            .iter()
+            .any(|c| c.name == "Work" && c.has_hits()),
+        "a reset through the port-forward left Work's probes set"
+    );
+}
+
+#[test]
+fn collect_coverage_port_forward_errors_name_the_selection() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let fake = kube_fake::FakeKube::builder().namespace(NS).start();
+    let kc = fake.write_kubeconfig(dir).display().to_string();
+    let plan_path = dir.join("empty.yaml");
+    std::fs::write(
+        &plan_path,
+        format!("name: empty\nsteps:\n  dump:\n    kind: collect-coverage\n    namespace: {NS}\n    selector: app=none\n"),
+    )
+    .unwrap();
+    let out = Command::new(TTPLAN)
+        .arg("run")
+        .arg(&plan_path)
+        .arg("--out")
+        .arg(dir.join("out"))
+        .args([
+            "--set",
+            "exp_name=empty",
+            "--progress",
+            "never",
+            "--kubeconfig",
+            &kc,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let m: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("out/runs/empty/experiment_manifest.json")).unwrap(),
+    )
+    .unwrap();
+    let err = m["steps"]["dump"]["error"].as_str().unwrap();
+    assert!(
+        err.contains(&format!(
+            "no Running and Ready pods to dump in namespace {NS}, selector `app=none`, names starting with ts-"
+        )),
+        "{err}"
+    );
+
+    // Direct targets and pod selection in one step: refused by `validate`, at the key.
+    let mixed = dir.join("mixed.yaml");
+    std::fs::write(
+        &mixed,
+        "name: mixed\nsteps:\n  dump:\n    kind: collect-coverage\n    targets: [{ name: a-1, address: \"127.0.0.1:1\" }]\n    selector: app=x\n",
+    )
+    .unwrap();
+    let out = validate(&mixed);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("mixed.yaml:6:"), "{err}");
+    assert!(err.contains("use one or the other"), "{err}");
+}
+
+/// Benchmark, not a test (run by `scripts/bench-coverage.sh`): the fake API server with
+/// Train-Ticket's 46 `ts-` Deployments, pod i port-forwarding to the agent on the i-th port of
+/// `BENCH_AGENT_PORTS` (comma-separated, started by the script), dumped through the real
+/// binary (`TTPLAN_BIN`, default the test build) with `concurrency: 16` and `concurrency: 1`,
+/// `BENCH_ROUNDS` rounds each. Prints one line per setting: median step dump time and median
+/// wall time of the whole `ttplan run`, in ms.
+#[test]
+#[ignore = "benchmark: run through scripts/bench-coverage.sh"]
+fn bench_port_forward() {
+    let ports: Vec<String> = std::env::var("BENCH_AGENT_PORTS")
+        .expect("BENCH_AGENT_PORTS=<agent port>,… (scripts/bench-coverage.sh sets it)")
+        .split(',')
+        .map(String::from)
+        .collect();
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3);
+    let bin = std::env::var("TTPLAN_BIN").unwrap_or_else(|_| TTPLAN.to_string());
+    let fake = kube_fake::FakeKube::builder().train_ticket(NS).start();
+    let mut services: Vec<String> = fake
+        .list("", "pods")
+        .iter()
+        .filter(|p| p["metadata"]["namespace"] == NS)
+        .filter_map(|p| p["metadata"]["name"].as_str().map(String::from))
+        .filter(|n| n.starts_with("ts-"))
+        .collect();
+    services.sort();
+    assert_eq!(services.len(), 46);
+    assert!(
+        ports.len() >= services.len(),
+        "{} agent ports for {} pods",
+        ports.len(),
+        services.len()
+    );
+    for (pod, port) in services.iter().zip(&ports) {
+        fake.set_forward(pod, 6300, &format!("127.0.0.1:{port}"));
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let kc = fake.write_kubeconfig(dir).display().to_string();
+    let median = |mut v: Vec<u64>| {
+        v.sort_unstable();
+        v[(v.len() - 1) / 2]
+    };
+    let mut lines = Vec::new();
+    for (label, concurrency) in [("warmup", 16), ("sequential", 1), ("concurrent", 16)] {
+        let (mut step, mut wall) = (Vec::new(), Vec::new());
+        let n = if label == "warmup" { 1 } else { rounds };
+        for r in 0..n {
+            let exp = format!("pf-{label}-{r}");
+            let plan = format!(
+                "name: bench-pf\nsteps:\n  dump:\n    kind: collect-coverage\n    namespace: {NS}\n    reset: false\n    require: all\n    concurrency: {concurrency}\n"
+            );
+            let plan_path = dir.join(format!("{exp}.yaml"));
+            std::fs::write(&plan_path, plan).unwrap();
+            let t0 = std::time::Instant::now();
+            let out = Command::new(&bin)
+                .arg("run")
+                .arg(&plan_path)
+                .arg("--out")
+                .arg(dir.join("out"))
+                .args(["--set", &format!("exp_name={exp}"), "--progress", "never"])
+                .args(["--kubeconfig", &kc])
+                .output()
+                .unwrap();
+            let ms = t0.elapsed().as_millis() as u64;
+            let m: serde_json::Value = serde_json::from_str(
+                &std::fs::read_to_string(
+                    dir.join("out/runs")
+                        .join(&exp)
+                        .join("experiment_manifest.json"),
+                )
+                .unwrap(),
+            )
+            .unwrap();
+            assert!(
+                out.status.success(),
+                "{exp}: {}\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                m["steps"]["dump"]
+            );
+            let dumped = m["steps"]["dump"]["outputs"]["dumped"].as_array().unwrap();
+            assert_eq!(dumped.len(), services.len());
+            step.push(
+                m["steps"]["dump"]["outputs"]["elapsed_ms"]
+                    .as_u64()
+                    .unwrap(),
+            );
+            wall.push(ms);
+        }
+        if label != "warmup" {
+            lines.push(format!(
+                "BENCH port-forward {label} {} {}",
+                median(step),
+                median(wall)
+            ));
+        }
+    }
+    for l in lines {
+        println!("{l}");
+    }
 }

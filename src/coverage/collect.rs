@@ -15,6 +15,7 @@ use super::protocol::{dump, DumpCommand};
 use super::target::Transport;
 use super::CoverageError;
 use crate::atomic_write::AtomicFile;
+use crate::kube::Kube;
 
 /// One agent to dump: `name` is the pod (it names the output file).
 #[derive(Debug, Clone)]
@@ -60,6 +61,8 @@ impl TargetOutcome {
 pub struct TargetReport {
     pub name: String,
     pub address: String,
+    /// `direct` or `port-forward`.
+    pub transport: &'static str,
     #[serde(flatten)]
     pub outcome: TargetOutcome,
 }
@@ -74,7 +77,13 @@ pub struct DumpAllOptions {
     pub concurrency: usize,
     /// Folder of the `<pod>__jacoco-<pod>.exec` files.
     pub out_dir: PathBuf,
+    /// The cluster, for [`Transport::PodPortForward`] targets.
+    pub kube: Option<Kube>,
 }
+
+/// After a complete answer, closing the connection (for a port-forward: the WebSocket's
+/// closing handshake) may take at most this long; the dump counts either way.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// Dumps every target; results come back in target order. Never fails as a whole: each
 /// target's failure is in its report. `on_done` sees each report as it finishes (progress).
@@ -97,6 +106,7 @@ pub async fn dump_all(
                 TargetReport {
                     name: t.name.clone(),
                     address: t.transport.describe(),
+                    transport: t.transport.kind(),
                     outcome,
                 },
             )
@@ -116,6 +126,7 @@ pub async fn dump_all(
             r.unwrap_or_else(|| TargetReport {
                 name: t.name.clone(),
                 address: t.transport.describe(),
+                transport: t.transport.kind(),
                 outcome: TargetOutcome::Failed {
                     reason: "the dump task ended abnormally".into(),
                 },
@@ -128,28 +139,42 @@ async fn dump_one(t: &DumpTarget, opts: &DumpAllOptions) -> TargetOutcome {
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + opts.timeout;
     let secs = opts.timeout.as_secs_f64();
-    let mut stream = match tokio::time::timeout_at(deadline, t.transport.connect()).await {
-        Err(_) => {
-            return TargetOutcome::NoAgent {
-                reason: format!("no answer to the connection within {secs}s"),
+    let mut stream =
+        match tokio::time::timeout_at(deadline, t.transport.connect(opts.kube.as_ref())).await {
+            Err(_) => {
+                return TargetOutcome::NoAgent {
+                    reason: format!("no answer to the connection within {secs}s"),
+                }
             }
-        }
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-            return TargetOutcome::NoAgent {
-                reason: "connection refused (no agent listening)".into(),
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                return TargetOutcome::NoAgent {
+                    reason: "connection refused (no agent listening)".into(),
+                }
             }
-        }
-        Ok(Err(e)) => {
-            return TargetOutcome::NoAgent {
-                reason: format!("cannot connect: {e}"),
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                return TargetOutcome::Failed {
+                    reason: format!("cannot connect: {e}"),
+                }
             }
-        }
-        Ok(Ok(s)) => s,
-    };
+            Ok(Err(e)) => {
+                return TargetOutcome::NoAgent {
+                    reason: format!("cannot connect: {e}"),
+                }
+            }
+            Ok(Ok(s)) => s,
+        };
     let data = match tokio::time::timeout_at(deadline, dump(&mut stream, opts.command)).await {
         Err(_) => {
             return TargetOutcome::Failed {
                 reason: format!("the dump did not finish within {secs}s"),
+            }
+        }
+        // Through a port-forward, "nothing listens" only shows once the stream is used.
+        Ok(Err(CoverageError::Io { source, .. }))
+            if source.kind() == std::io::ErrorKind::ConnectionRefused =>
+        {
+            return TargetOutcome::NoAgent {
+                reason: source.to_string(),
             }
         }
         Ok(Err(e)) => {
@@ -160,7 +185,11 @@ async fn dump_one(t: &DumpTarget, opts: &DumpAllOptions) -> TargetOutcome {
         Ok(Ok(d)) => d,
     };
     // Closing at once after `20` is what JaCoCo's own client does; the agent goes back to
-    // accepting the next connection.
+    // accepting the next connection. The answer is complete: a slow or failed close (e.g. the
+    // API server not finishing the WebSocket handshake) does not undo the dump.
+    let close_by = deadline.min(tokio::time::Instant::now() + CLOSE_GRACE);
+    let _ =
+        tokio::time::timeout_at(close_by, tokio::io::AsyncWriteExt::shutdown(&mut stream)).await;
     drop(stream);
     if !opts.command.dump {
         return TargetOutcome::Reset {
@@ -281,6 +310,7 @@ mod tests {
             timeout: Duration::from_millis(500),
             concurrency: 8,
             out_dir: dir.path().to_path_buf(),
+            kube: None,
         };
         let started = Instant::now();
         let mut seen = 0;

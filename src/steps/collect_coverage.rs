@@ -1,13 +1,17 @@
 //! `collect-coverage`: dumps (and by default resets) the JaCoCo agent of every target pod,
 //! concurrently, into `<out>/coverage_data/<EXP_NAME>/<pod>__jacoco-<pod>.exec`.
 //!
-//! Targets are direct `host:port` addresses for now. Pod selection through the Kubernetes API
-//! (`namespace:` + `selector:` beside `targets:`, dumped through a port-forward) plugs in as a
-//! further [`Transport`] without changing the protocol code.
+//! Two ways to name the agents, never mixed in one step:
+//! - `targets:` — direct `host:port` addresses ([`Transport::Direct`]);
+//! - otherwise the Running and Ready pods of `namespace` matching `selector` and
+//!   `name_prefixes`, each dumped through its own Kubernetes port-forward to `port`
+//!   ([`Transport::PodPortForward`]).
 
 use std::path::PathBuf;
 use std::time::Instant;
 
+use ::kube::api::{Api, ListParams};
+use k8s_openapi::api::core::v1::Pod;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
@@ -17,16 +21,35 @@ use crate::coverage::collect::{
 };
 use crate::coverage::protocol::DumpCommand;
 use crate::coverage::target::Transport;
+use crate::diag::{Code, PlanDiag};
+use crate::plan::node::Node;
 use crate::plan::Duration;
 
-/// Dumps JaCoCo coverage from running agents (tcpserver mode).
+/// Dumps JaCoCo coverage from running agents (tcpserver mode): listed `targets` at direct
+/// addresses, or else the selected pods of a namespace through Kubernetes port-forwards.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CollectCoverageConfig {
-    /// Agents to dump, one per pod. (Optional so that `namespace:` + `selector:` can select
-    /// pods instead once the Kubernetes transport lands; today it must not be empty.)
+    /// Agents at direct addresses, one per pod. When given, no pods are selected (and
+    /// `namespace`, `selector`, `name_prefixes`, `port` must not be set).
     #[serde(default)]
     pub targets: Vec<CoverageTarget>,
+    /// Without `targets`: the namespace whose pods are dumped. Default `-n`, else the
+    /// context's namespace.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// Without `targets`: label selector for the pods (`app=ts-order-service`,
+    /// `tier in (java)`); default all pods of the namespace.
+    #[serde(default)]
+    pub selector: Option<String>,
+    /// Without `targets`: only pods whose names start with one of these. Default `[ts-]`
+    /// (Train-Ticket's services); `[]` = any name.
+    #[serde(default)]
+    pub name_prefixes: Option<Vec<String>>,
+    /// Without `targets`: the agent's port inside the pods (the `port=` of the agent).
+    /// Default 6300.
+    #[serde(default)]
+    pub port: Option<u16>,
     /// Fetch the agents' coverage. `dump: false` with `reset: true` only clears the probes
     /// (e.g. right before the traffic whose coverage is wanted); no files are written.
     #[serde(default = "yes")]
@@ -34,12 +57,13 @@ pub struct CollectCoverageConfig {
     /// Reset the agents' probes after the dump, so the next dump holds only new executions.
     #[serde(default = "yes")]
     pub reset: bool,
-    /// Per target: connection and dump together.
+    /// Per target: connection (port-forward included) and dump together.
     #[serde(default = "default_timeout")]
     pub target_timeout: Duration,
-    /// At most this many agents are dumped at once (one connection per agent).
-    #[serde(default = "default_concurrency")]
-    pub concurrency: u32,
+    /// At most this many agents are dumped at once (one connection per agent). Default 64 for
+    /// direct `targets`, 16 through port-forwards (each is a WebSocket through the API server).
+    #[serde(default)]
+    pub concurrency: Option<u32>,
     /// Where the exec files go, relative to the output root.
     /// Default: `coverage_data/<exp_name>`.
     #[serde(default)]
@@ -77,8 +101,139 @@ fn default_timeout() -> Duration {
     Duration::from_secs(10)
 }
 
-fn default_concurrency() -> u32 {
-    64
+const MIXED: &str = "`targets:` lists agents at direct addresses; `namespace`, `selector`, \
+                     `name_prefixes` and `port` select pods to reach through port-forwards: \
+                     use one or the other";
+
+const DEFAULT_CONCURRENCY_DIRECT: u32 = 64;
+const DEFAULT_CONCURRENCY_PORT_FORWARD: u32 = 16;
+const DEFAULT_PORT: u16 = 6300;
+const DEFAULT_NAME_PREFIXES: &[&str] = &["ts-"];
+
+/// Which pods a port-forward step dumps, as resolved at run time (recorded in the outputs).
+struct Selection {
+    namespace: String,
+    selector: Option<String>,
+    name_prefixes: Vec<String>,
+    port: u16,
+    /// Matched by selector and prefix but not Running and Ready: `name (why)`.
+    skipped: Vec<String>,
+}
+
+/// Running, Ready and not being deleted; else why not.
+fn pod_unready_reason(pod: &Pod) -> Option<String> {
+    if pod.metadata.deletion_timestamp.is_some() {
+        return Some("being deleted".into());
+    }
+    let Some(status) = &pod.status else {
+        return Some("no status".into());
+    };
+    let phase = status.phase.as_deref().unwrap_or("Unknown");
+    if phase != "Running" {
+        return Some(phase.to_string());
+    }
+    let ready = status
+        .conditions
+        .iter()
+        .flatten()
+        .any(|c| c.type_ == "Ready" && c.status == "True");
+    if ready {
+        None
+    } else {
+        Some("Running, not Ready".into())
+    }
+}
+
+impl CollectCoverageConfig {
+    fn selects_pods(&self) -> bool {
+        self.namespace.is_some()
+            || self.selector.is_some()
+            || self.name_prefixes.is_some()
+            || self.port.is_some()
+    }
+
+    /// Lists the pods to dump: matching `selector` and `name_prefixes`, Running and Ready,
+    /// sorted by name.
+    async fn select_pods(
+        &self,
+        kube: &crate::kube::Kube,
+    ) -> Result<(Vec<DumpTarget>, Selection), StepError> {
+        let namespace = self
+            .namespace
+            .clone()
+            .unwrap_or_else(|| kube.namespace.clone());
+        let name_prefixes: Vec<String> = match &self.name_prefixes {
+            Some(p) => p.clone(),
+            None => DEFAULT_NAME_PREFIXES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        };
+        let port = self.port.unwrap_or(DEFAULT_PORT);
+        let mut lp = ListParams::default();
+        if let Some(sel) = &self.selector {
+            lp = lp.labels(sel);
+        }
+        let api: Api<Pod> = Api::namespaced(kube.client.clone(), &namespace);
+        let pods = api
+            .list(&lp)
+            .await
+            .map_err(kube.err(format!("listing pods in namespace {namespace}")))
+            .map_err(|e| StepError::failed(e.to_string()))?;
+        let mut targets = Vec::new();
+        let mut skipped = Vec::new();
+        for pod in &pods.items {
+            let Some(name) = pod.metadata.name.as_deref() else {
+                continue;
+            };
+            if !name_prefixes.is_empty()
+                && !name_prefixes.iter().any(|p| name.starts_with(p.as_str()))
+            {
+                continue;
+            }
+            if let Some(why) = pod_unready_reason(pod) {
+                skipped.push(format!("{name} ({why})"));
+                continue;
+            }
+            targets.push(DumpTarget {
+                name: name.to_string(),
+                transport: Transport::PodPortForward {
+                    namespace: namespace.clone(),
+                    pod: name.to_string(),
+                    port,
+                },
+            });
+        }
+        targets.sort_by(|a, b| a.name.cmp(&b.name));
+        skipped.sort();
+        Ok((
+            targets,
+            Selection {
+                namespace,
+                selector: self.selector.clone(),
+                name_prefixes,
+                port,
+                skipped,
+            },
+        ))
+    }
+}
+
+impl Selection {
+    /// `namespace x, selector app=y, names starting with ts-` for messages.
+    fn describe(&self) -> String {
+        let mut s = format!("namespace {}", self.namespace);
+        if let Some(sel) = &self.selector {
+            s.push_str(&format!(", selector `{sel}`"));
+        }
+        if !self.name_prefixes.is_empty() {
+            s.push_str(&format!(
+                ", names starting with {}",
+                self.name_prefixes.join(" or ")
+            ));
+        }
+        s
+    }
 }
 
 impl StepConfig for CollectCoverageConfig {
@@ -100,39 +255,79 @@ impl Step for CollectCoverageConfig {
                 "`dump: false` and `reset: false` leave nothing to do",
             ));
         }
-        if self.targets.is_empty() {
-            return Err(StepError::failed(
-                "no coverage targets: list the agents under `targets:` ({name, address})",
-            ));
+        if !self.targets.is_empty() && self.selects_pods() {
+            return Err(StepError::failed(MIXED));
         }
-        check_target_names(self.targets.iter().map(|t| t.name.as_str()))
-            .map_err(StepError::failed)?;
+        let (targets, selection, kube) = if self.targets.is_empty() {
+            let kube = ctx.kube().await?;
+            let (targets, selection) = self.select_pods(kube).await?;
+            ctx.progress(format!(
+                "{} pods selected ({}), port {}{}",
+                targets.len(),
+                selection.describe(),
+                selection.port,
+                if selection.skipped.is_empty() {
+                    String::new()
+                } else {
+                    format!("; not Running+Ready: {}", selection.skipped.join(", "))
+                }
+            ));
+            if targets.is_empty() && self.require != Require::Never {
+                return Err(StepError::failed(format!(
+                    "no Running and Ready pods to dump in {}{}",
+                    selection.describe(),
+                    if selection.skipped.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (not Running+Ready: {})", selection.skipped.join(", "))
+                    }
+                )));
+            }
+            (targets, Some(selection), Some(kube.clone()))
+        } else {
+            let targets: Vec<DumpTarget> = self
+                .targets
+                .iter()
+                .map(|t| DumpTarget {
+                    name: t.name.clone(),
+                    transport: Transport::Direct {
+                        address: t.address.clone(),
+                    },
+                })
+                .collect();
+            (targets, None, None)
+        };
+        check_target_names(targets.iter().map(|t| t.name.as_str())).map_err(StepError::failed)?;
         if self.dump {
             tokio::fs::create_dir_all(&out_dir)
                 .await
                 .map_err(StepError::io(format!("creating {}", out_dir.display())))?;
         }
-        let targets: Vec<DumpTarget> = self
-            .targets
-            .iter()
-            .map(|t| DumpTarget {
-                name: t.name.clone(),
-                transport: Transport::Direct {
-                    address: t.address.clone(),
-                },
-            })
-            .collect();
+        let concurrency = self.concurrency.unwrap_or(if selection.is_some() {
+            DEFAULT_CONCURRENCY_PORT_FORWARD
+        } else {
+            DEFAULT_CONCURRENCY_DIRECT
+        });
         let opts = DumpAllOptions {
             command: DumpCommand {
                 dump: self.dump,
                 reset: self.reset,
             },
             timeout: self.target_timeout.get(),
-            concurrency: self.concurrency.max(1) as usize,
+            concurrency: concurrency.max(1) as usize,
             out_dir: out_dir.clone(),
+            kube,
         };
         let verb = if self.dump { "dumping" } else { "resetting" };
-        ctx.progress(format!("{verb} {} agents", targets.len()));
+        let via = if selection.is_some() {
+            "through port-forwards"
+        } else {
+            "at direct addresses"
+        };
+        ctx.progress(format!(
+            "{verb} {} agents {via}, {concurrency} at a time",
+            targets.len()
+        ));
         let started = Instant::now();
         let total = targets.len();
         let mut done = 0;
@@ -206,11 +401,56 @@ impl Step for CollectCoverageConfig {
                 lines.join("\n")
             )));
         }
+        out = out
+            .value(
+                "transport",
+                if selection.is_some() {
+                    "port-forward"
+                } else {
+                    "direct"
+                },
+            )
+            .value("concurrency", concurrency);
+        if let Some(sel) = selection {
+            out = out
+                .value("namespace", sel.namespace)
+                .value("selector", sel.selector)
+                .value("name_prefixes", sel.name_prefixes)
+                .value("port", sel.port)
+                .value("skipped", sel.skipped);
+        }
         Ok(out
             .value("dir", out_dir.display().to_string())
             .value(if self.dump { "dumped" } else { "reset" }, dumped)
             .value("no_agent", no_agent)
             .value("failed", failed)
             .value("elapsed_ms", elapsed_ms))
+    }
+
+    fn check(&self, node: &Node, diags: &mut Vec<PlanDiag>) {
+        let span = |k: &str| node.get(k).map(|n| &n.span).or(Some(&node.span));
+        if !self.targets.is_empty() && self.selects_pods() {
+            let key = ["namespace", "selector", "name_prefixes", "port"]
+                .into_iter()
+                .find(|k| node.get(k).is_some())
+                .unwrap_or("targets");
+            diags.push(PlanDiag::new(Code::InvalidValue, MIXED, span(key)).label("here"));
+        }
+        if self.concurrency == Some(0) {
+            diags.push(
+                PlanDiag::new(
+                    Code::InvalidValue,
+                    "`concurrency` must be at least 1",
+                    span("concurrency"),
+                )
+                .label("here"),
+            );
+        }
+        if self.port == Some(0) {
+            diags.push(
+                PlanDiag::new(Code::InvalidValue, "`port` must not be 0", span("port"))
+                    .label("here"),
+            );
+        }
     }
 }
