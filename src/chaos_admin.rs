@@ -155,16 +155,16 @@ async fn ls(args: &KubeArgs, all_namespaces: bool) -> u8 {
                 eprintln!("note: {m}");
             }
             if found.is_empty() {
-                println!(
-                    "no chaos objects{}",
+                crate::out(&format!(
+                    "no chaos objects{}\n",
                     ns.map(|n| format!(" in namespace {n}")).unwrap_or_default()
-                );
+                ));
                 return exit::SUCCESS;
             }
-            println!(
-                "{:<14} {:<20} {:<40} {:<22} STATE",
+            crate::out(&format!(
+                "{:<14} {:<20} {:<40} {:<22} STATE\n",
                 "KIND", "NAMESPACE", "NAME", "CREATED"
-            );
+            ));
             for f in &found {
                 let created = f
                     .object
@@ -173,14 +173,14 @@ async fn ls(args: &KubeArgs, all_namespaces: bool) -> u8 {
                     .as_ref()
                     .map(|t| t.0.to_string())
                     .unwrap_or_default();
-                println!(
-                    "{:<14} {:<20} {:<40} {:<22} {}",
+                crate::out(&format!(
+                    "{:<14} {:<20} {:<40} {:<22} {}\n",
                     f.resource.kind,
                     f.namespace().unwrap_or_else(|| "-".into()),
                     f.name(),
                     created,
                     f.state()
-                );
+                ));
             }
             exit::SUCCESS
         }
@@ -264,8 +264,8 @@ async fn clean_all(args: &KubeArgs, force: bool, limit: Duration) -> u8 {
         )
         .await
         {
-            Ok(()) => println!("deleted {what}"),
-            Err(e) if e.is_not_found() => println!("deleted {what}"),
+            Ok(()) => crate::out(&format!("deleted {what}\n")),
+            Err(e) if e.is_not_found() => crate::out(&format!("deleted {what}\n")),
             Err(e) => {
                 failed += 1;
                 eprintln!("error: {e}");
@@ -276,7 +276,7 @@ async fn clean_all(args: &KubeArgs, force: bool, limit: Duration) -> u8 {
         exit::STEP_FAILED
     } else {
         if found.is_empty() {
-            println!("no chaos objects found");
+            crate::out("no chaos objects found\n");
         }
         exit::SUCCESS
     }
@@ -301,10 +301,10 @@ async fn clean_run(run_dir: &Path, args: &KubeArgs, force: bool, limit: Duration
         .map(|f| f.id.clone())
         .collect();
     if pending.is_empty() {
-        println!(
-            "nothing to recover: every fault in {} is recovered",
+        crate::out(&format!(
+            "nothing to recover: every fault in {} is recovered\n",
             ledger.path().display()
-        );
+        ));
         return exit::SUCCESS;
     }
     let settings = RecoverSettings {
@@ -322,7 +322,7 @@ async fn clean_run(run_dir: &Path, args: &KubeArgs, force: bool, limit: Duration
             Some(e) if f.needs_recovery() => {
                 eprintln!("error: fault `{}` NOT recovered: {e}", f.id)
             }
-            _ => println!("recovered fault `{}` ({})", f.id, f.kind),
+            _ => crate::out(&format!("recovered fault `{}` ({})\n", f.id, f.kind)),
         }
     }
     update_run_records(run_dir, &faults);

@@ -31,7 +31,7 @@ pub fn dispatch(args: Args) -> u8 {
         Command::Plan { plan, sets } => {
             match load(&plan, &sets.sets, Utc::now(), "dataset".as_ref()) {
                 Ok(p) => {
-                    print!("{}", describe_plan(&p));
+                    crate::out(&describe_plan(&p));
                     exit::SUCCESS
                 }
                 Err(code) => code,
@@ -40,14 +40,14 @@ pub fn dispatch(args: Args) -> u8 {
         Command::Graph { plan, format, sets } => {
             match load(&plan, &sets.sets, Utc::now(), "dataset".as_ref()) {
                 Ok(p) => {
-                    print!("{}", graph(&p, format));
+                    crate::out(&graph(&p, format));
                     exit::SUCCESS
                 }
                 Err(code) => code,
             }
         }
         Command::Schema => {
-            print!("{}", crate::plan::schema::plan_schema_json());
+            crate::out(&crate::plan::schema::plan_schema_json());
             exit::SUCCESS
         }
         Command::Chaos(c) => crate::chaos_admin::run(c),
@@ -161,7 +161,11 @@ fn validate(plans: &[PathBuf], sets: &[String]) -> u8 {
     let mut code = exit::SUCCESS;
     for path in plans {
         match load(path, sets, now, "dataset".as_ref()) {
-            Ok(p) => println!("ok {} ({} steps)", path.display(), p.steps.len()),
+            Ok(p) => crate::out(&format!(
+                "ok {} ({} steps)\n",
+                path.display(),
+                p.steps.len()
+            )),
             Err(c) => code = c,
         }
     }
@@ -280,8 +284,8 @@ fn run(args: RunArgs) -> u8 {
         Err(code) => return code,
     };
     if args.dry_run {
-        print!("{}", describe_plan(&plan));
-        println!("\n(dry run: nothing was executed)");
+        crate::out(&describe_plan(&plan));
+        crate::out("\n(dry run: nothing was executed)\n");
         return exit::SUCCESS;
     }
     let out_dir = std::path::absolute(&args.out).unwrap_or(args.out.clone());

@@ -29,6 +29,16 @@ pub mod exit {
     pub const INTERRUPTED: u8 = 130;
 }
 
+/// Writes command output to stdout. A closed pipe (`ttplan schema | head`) is not an error,
+/// and must not stop work in progress such as `chaos clean`, so write errors are ignored.
+pub(crate) fn out(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush());
+}
+
 /// Parses arguments, runs the command, prints errors, returns the exit code.
 pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     let args = match <cli::Args as clap::Parser>::try_parse_from(args) {
