@@ -3,6 +3,7 @@
 
 pub mod atomic_write;
 pub mod cli;
+pub mod collect;
 mod commands;
 pub mod diag;
 pub mod engine;

@@ -18,12 +18,17 @@ use crate::engine::faults::{FaultRecord, RecoverCtx};
 use crate::plan::node::Node;
 use crate::plan::node_de::{from_node, NodeError};
 
+pub mod collect_metrics;
 pub mod process;
 pub mod shell;
 pub mod sleep;
 
 /// The registry: every step kind ttplan knows.
-pub static KINDS: &[KindEntry] = &[kind::<shell::ShellConfig>(), kind::<sleep::SleepConfig>()];
+pub static KINDS: &[KindEntry] = &[
+    kind::<shell::ShellConfig>(),
+    kind::<sleep::SleepConfig>(),
+    kind::<collect_metrics::CollectMetricsConfig>(),
+];
 
 /// What a step produced: named values (readable by later steps as
 /// `steps.<name>.outputs.<key>`) and files to hash into the manifest.
