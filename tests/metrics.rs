@@ -109,18 +109,14 @@ fn secs(ms: i64) -> String {
 /// The value an instant selector sees at `t`: the latest sample at or before `t`, within the
 /// 5-minute lookback. (The dataset keeps clear of the lookback's boundary.)
 fn instant(s: &Series, t: i64) -> Option<f64> {
-    s.samples
-        .iter()
-        .rev()
-        .find(|(ts, _)| *ts <= t)
-        .filter(|(ts, _)| t - ts < 300 * S)
-        .map(|(_, v)| *v)
+    let after = s.samples.partition_point(|(ts, _)| *ts <= t);
+    let (ts, v) = *s.samples.get(after.checked_sub(1)?)?;
+    (t - ts < 300 * S).then_some(v)
 }
 
 /// Prometheus' `rate()` (extrapolatedRate) over `range` ending at `t`, for a counter without
 /// resets. Range selectors include their start in 2.x and exclude it from 3.0 on.
-fn rate(s: &Series, t: i64, range: i64) -> Option<f64> {
-    let start_inclusive = major_version() < 3;
+fn rate(s: &Series, t: i64, range: i64, start_inclusive: bool) -> Option<f64> {
     let pts: Vec<(i64, f64)> = s
         .samples
         .iter()
@@ -148,8 +144,16 @@ fn rate(s: &Series, t: i64, range: i64) -> Option<f64> {
     }
     let threshold = avg * 1.1;
     let mut interval = sampled;
-    interval += if to_start < threshold { to_start } else { avg / 2.0 };
-    interval += if to_end < threshold { to_end } else { avg / 2.0 };
+    interval += if to_start < threshold {
+        to_start
+    } else {
+        avg / 2.0
+    };
+    interval += if to_end < threshold {
+        to_end
+    } else {
+        avg / 2.0
+    };
     result *= interval / sampled;
     Some(result / (range as f64 / 1000.0))
 }
@@ -161,10 +165,7 @@ fn grid(start: i64, end: i64) -> impl Iterator<Item = i64> {
 /// A plan file with one `collect-metrics` step named `metrics`.
 fn write_plan(dir: &Path, step_yaml: &str) -> PathBuf {
     let plan = dir.join("plan.yaml");
-    let indented: String = step_yaml
-        .lines()
-        .map(|l| format!("    {l}\n"))
-        .collect();
+    let indented: String = step_yaml.lines().map(|l| format!("    {l}\n")).collect();
     std::fs::write(
         &plan,
         format!("name: metrics-test\nsteps:\n  metrics:\n    kind: collect-metrics\n{indented}"),
@@ -183,20 +184,30 @@ struct Run {
 fn run_ttplan(dir: &Path, plan: &Path, env: &[(&str, &str)]) -> Run {
     let out = dir.join("dataset");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ttplan"));
-    cmd.args(["run", "--progress", "never", "--set", "exp_name=exp1", "--out"])
-        .arg(&out)
-        .arg(plan)
-        .env("NO_COLOR", "1")
-        .env_remove("PROMETHEUS_URL");
+    cmd.args([
+        "run",
+        "--progress",
+        "never",
+        "--set",
+        "exp_name=exp1",
+        "--out",
+    ])
+    .arg(&out)
+    .arg(plan)
+    .env("NO_COLOR", "1")
+    .env_remove("PROMETHEUS_URL");
     for (k, v) in env {
         cmd.env(k, v);
     }
     let o = cmd.output().unwrap();
     let manifest = out.join("runs/exp1/experiment_manifest.json");
-    let manifest: Value = serde_json::from_slice(
-        &std::fs::read(&manifest)
-            .unwrap_or_else(|e| panic!("{}: {e}\n{}", manifest.display(), String::from_utf8_lossy(&o.stderr))),
-    )
+    let manifest: Value = serde_json::from_slice(&std::fs::read(&manifest).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}\n{}",
+            manifest.display(),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    }))
     .unwrap();
     Run {
         status: o.status,
@@ -249,9 +260,17 @@ fn expected_rows(
                 name.to_string(),
                 secs(t),
                 rfc3339(t),
-                if v.is_nan() { String::new() } else { prom_float(v) },
+                if v.is_nan() {
+                    String::new()
+                } else {
+                    prom_float(v)
+                },
             ];
-            row.extend(header[4..].iter().map(|h| l.get(h).cloned().unwrap_or_default()));
+            row.extend(
+                header[4..]
+                    .iter()
+                    .map(|h| l.get(h).cloned().unwrap_or_default()),
+            );
             rows.push(row);
         }
     }
@@ -271,7 +290,10 @@ fn collects_a_chunked_range_sample_by_sample() {
     let dir = tempfile::tempdir().unwrap();
     let (start, end) = (data.t0 + 60 * S, data.t0 + 48 * 3600 * S);
     let rate_end = data.t0 + 3 * 3600 * S + 10 * 60 * S;
-    assert!((end - start) / STEP > 11_000, "the range must need chunking");
+    assert!(
+        (end - start) / STEP > 11_000,
+        "the range must need chunking"
+    );
     let plan = write_plan(
         dir.path(),
         &format!(
@@ -304,7 +326,16 @@ fn collects_a_chunked_range_sample_by_sample() {
     let (header, rows) = read_csv(&run.out.join(csv_rel));
     assert_eq!(
         header,
-        ["metric_name", "timestamp", "datetime", "value", "__name__", "container", "namespace", "pod"]
+        [
+            "metric_name",
+            "timestamp",
+            "datetime",
+            "value",
+            "__name__",
+            "container",
+            "namespace",
+            "pod"
+        ]
     );
     let fam = &data.families[0];
     let gauge_series: Vec<_> = fam.series.iter().map(with_name).collect();
@@ -334,7 +365,10 @@ fn collects_a_chunked_range_sample_by_sample() {
     // NaN became empty cells, infinities kept their spelling, the stitched chunks are whole.
     assert!(rows.iter().any(|r| r[0] == "gauge" && r[3].is_empty()));
     assert!(rows.iter().any(|r| r[3] == "+Inf") && rows.iter().any(|r| r[3] == "-Inf"));
-    let a_rows = rows.iter().filter(|r| r[7] == "ts-a" && r[0] == "gauge").count();
+    let a_rows = rows
+        .iter()
+        .filter(|r| r[7] == "ts-a" && r[0] == "gauge")
+        .count();
     assert_eq!(a_rows as i64, (end - start) / STEP + 1);
 
     let queries = outputs["queries"].as_array().unwrap();
@@ -343,7 +377,10 @@ fn collects_a_chunked_range_sample_by_sample() {
     assert_eq!(by_name("gauge")["series"], 2);
     assert_eq!(by_name("nothing")["status"], "empty");
     assert_eq!(by_name("nothing")["samples"], 0);
-    assert_eq!(by_name("nothing")["error"], "no series matched in the window");
+    assert_eq!(
+        by_name("nothing")["error"],
+        "no series matched in the window"
+    );
     assert_eq!(outputs["samples"], rows.len() as u64);
 
     // rate() of the counter, against the rate computed here.
@@ -361,10 +398,14 @@ fn collects_a_chunked_range_sample_by_sample() {
     let run = run_ttplan(dir2.path(), &plan, &[]);
     assert!(run.status.success(), "{}", run.stderr);
     let (header, rows) = read_csv(&run.out.join(run.step["outputs"]["csv"].as_str().unwrap()));
-    assert_eq!(header, ["metric_name", "timestamp", "datetime", "value", "pod"]);
+    assert_eq!(
+        header,
+        ["metric_name", "timestamp", "datetime", "value", "pod"]
+    );
     let counter = &data.families[1].series[0];
+    let inclusive = major_version() < 3;
     let want: Vec<(i64, f64)> = grid(rs, re)
-        .filter_map(|t| rate(counter, t, 60 * S).map(|v| (t, v)))
+        .filter_map(|t| rate(counter, t, 60 * S, inclusive).map(|v| (t, v)))
         .collect();
     assert_eq!(rows.len(), want.len());
     for (row, (t, v)) in rows.iter().zip(&want) {
@@ -372,7 +413,11 @@ fn collects_a_chunked_range_sample_by_sample() {
         assert_eq!(row[1], secs(*t));
         assert_eq!(row[4], "ts-a");
         let got: f64 = row[3].parse().unwrap();
-        assert!((got - v).abs() <= 1e-9 * v.abs(), "at {}: got {got}, want {v}", row[1]);
+        assert!(
+            (got - v).abs() <= 1e-9 * v.abs(),
+            "at {}: got {got}, want {v}",
+            row[1]
+        );
     }
 }
 
@@ -398,11 +443,21 @@ fn bad_promql_fails_the_step_naming_the_query() {
         error.starts_with("query `broken` failed: Prometheus rejected it (HTTP 400 bad_data): "),
         "{error}"
     );
-    assert!(error.contains("parse error"), "Prometheus' message is quoted: {error}");
+    assert!(
+        error.contains("parse error"),
+        "Prometheus' message is quoted: {error}"
+    );
     assert!(error.contains("query: sum(rate(tt_cpu[1m])"), "{error}");
-    assert!(run.stderr.contains("query `broken` failed"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("query `broken` failed"),
+        "{}",
+        run.stderr
+    );
     // No CSV, and no leftovers.
-    assert_eq!(listing(&run.out.join("metric_data/exp1")), Vec::<String>::new());
+    assert_eq!(
+        listing(&run.out.join("metric_data/exp1")),
+        Vec::<String>::new()
+    );
 }
 
 #[test]
@@ -426,11 +481,17 @@ fn failed_queries_are_recorded_when_asked_and_split_writes_one_file_per_query() 
     let outputs = &run.step["outputs"];
     assert_eq!(outputs["endpoint_source"], "env PROMETHEUS_URL");
     let queries = outputs["queries"].as_array().unwrap();
-    let names: Vec<&str> = queries.iter().map(|q| q["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = queries
+        .iter()
+        .map(|q| q["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["broken", "nothing", "gauge"]);
     assert_eq!(queries[0]["status"], "error");
     let err = queries[0]["error"].as_str().unwrap();
-    assert!(err.starts_with("Prometheus rejected it (HTTP 400 bad_data): "), "{err}");
+    assert!(
+        err.starts_with("Prometheus rejected it (HTTP 400 bad_data): "),
+        "{err}"
+    );
     assert_eq!(queries[0]["file"], Value::Null);
     assert_eq!(queries[1]["status"], "empty");
     assert_eq!(queries[2]["status"], "ok");
@@ -442,13 +503,30 @@ fn failed_queries_are_recorded_when_asked_and_split_writes_one_file_per_query() 
         .map(|f| f.as_str().unwrap().to_string())
         .collect();
     assert_eq!(files.len(), 2, "{files:?}");
-    assert!(files[0].ends_with("_nothing.csv") && files[1].ends_with("_gauge.csv"), "{files:?}");
+    assert!(
+        files[0].ends_with("_nothing.csv") && files[1].ends_with("_gauge.csv"),
+        "{files:?}"
+    );
     let (header, rows) = read_csv(&run.out.join(&files[1]));
-    assert_eq!(header, ["metric_name", "timestamp", "datetime", "value", "__name__", "namespace", "pod"]);
+    assert_eq!(
+        header,
+        [
+            "metric_name",
+            "timestamp",
+            "datetime",
+            "value",
+            "__name__",
+            "namespace",
+            "pod"
+        ]
+    );
     let a = &data.families[0].series[0];
     let mut l = a.labels.clone();
     l.insert("__name__".into(), "tt_cpu".into());
-    assert_eq!(rows, expected_rows("gauge", &header, &[(l, a)], start, end, instant));
+    assert_eq!(
+        rows,
+        expected_rows("gauge", &header, &[(l, a)], start, end, instant)
+    );
     let (header, rows) = read_csv(&run.out.join(&files[0]));
     assert_eq!(header, ["metric_name", "timestamp", "datetime", "value"]);
     assert!(rows.is_empty());
@@ -471,5 +549,92 @@ fn an_unreachable_server_fails_after_the_retries() {
     let error = run.step["error"].as_str().unwrap();
     assert!(error.starts_with("query `up` failed: "), "{error}");
     assert!(error.contains("(after 3 attempts)"), "{error}");
-    assert!(error.contains(&format!("Prometheus at http://127.0.0.1:{port}")), "{error}");
+    assert!(
+        error.contains(&format!("Prometheus at http://127.0.0.1:{port}")),
+        "{error}"
+    );
+}
+
+fn validate(dir: &Path, name: &str, text: &str) -> (Option<i32>, String) {
+    let plan = dir.join(name);
+    std::fs::write(&plan, text).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_ttplan"))
+        .arg("validate")
+        .arg(&plan)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+    // miette wraps long messages; compare with the wrapping undone.
+    let flat = text
+        .replace('│', " ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    (o.status.code(), flat)
+}
+
+#[test]
+fn the_example_plan_validates() {
+    let plan = Path::new(env!("CARGO_MANIFEST_DIR")).join("plans/examples/metrics.yaml");
+    let o = Command::new(env!("CARGO_BIN_EXE_ttplan"))
+        .arg("validate")
+        .arg(&plan)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn yaml_and_toml_spell_the_same_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out) = validate(
+        dir.path(),
+        "p.yaml",
+        "steps:\n  m:\n    kind: collect-metrics\n    endpoint: http://127.0.0.1:9090\n    queries: {up: up}\n    step: 30s\n",
+    );
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = validate(
+        dir.path(),
+        "p.toml",
+        "[steps.m]\nkind = \"collect-metrics\"\nendpoint = \"http://127.0.0.1:9090\"\nstep = \"30s\"\n[steps.m.queries]\nup = \"up\"\n",
+    );
+    assert_eq!(code, Some(0), "{out}");
+}
+
+#[test]
+fn plan_mistakes_are_reported_with_their_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out) = validate(
+        dir.path(),
+        "p.yaml",
+        "steps:\n  m:\n    kind: collect-metrics\n    metric_sets: {performance: {up: up}}\n    sets: [perfomance]\n    start: yesterday\n    querys: {}\n",
+    );
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains("p.yaml:7:5"),
+        "unknown field points at the key: {out}"
+    );
+    assert!(out.contains("`querys`"), "{out}");
+    let (code, out) = validate(
+        dir.path(),
+        "q.yaml",
+        "steps:\n  m:\n    kind: collect-metrics\n    metric_sets: {performance: {up: up}}\n    sets: [perfomance]\n    start: yesterday\n    endpoint: prometheus:9090\n",
+    );
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains("q.yaml:5:12: `sets` names `perfomance`, which is not in `metric_sets`"),
+        "{out}"
+    );
+    assert!(out.contains("help: did you mean `performance`?"), "{out}");
+    assert!(
+        out.contains("`start`: `yesterday` is not an RFC 3339 time"),
+        "{out}"
+    );
+    assert!(out.contains("q.yaml:6:"), "{out}");
+    assert!(
+        out.contains("`endpoint` `prometheus:9090` is not a usable URL"),
+        "{out}"
+    );
 }

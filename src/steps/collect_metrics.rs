@@ -145,8 +145,7 @@ impl StepConfig for CollectMetricsConfig {
 /// A query name is also a file name with `split`, and a CSV cell everywhere.
 fn valid_query_name(n: &str) -> bool {
     !n.is_empty()
-        && n
-            .bytes()
+        && n.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'))
 }
 
@@ -282,12 +281,11 @@ fn iso(t: DateTime<Utc>) -> String {
 impl Step for CollectMetricsConfig {
     async fn run(&self, ctx: &StepCtx) -> Result<StepOutputs, StepError> {
         let step_started = Utc::now();
-        let (endpoint, endpoint_source) = resolve_endpoint(
-            self.endpoint.as_deref(),
-            ctx.env(),
-            |k| std::env::var(k).ok(),
-        )
-        .map_err(StepError::Failed)?;
+        let (endpoint, endpoint_source) =
+            resolve_endpoint(self.endpoint.as_deref(), ctx.env(), |k| {
+                std::env::var(k).ok()
+            })
+            .map_err(StepError::Failed)?;
         let queries = self.resolved_queries().map_err(StepError::Failed)?;
         let step_ms = self.step_ms().map_err(StepError::Failed)?;
         let end = match &self.end {
@@ -387,7 +385,10 @@ impl Step for CollectMetricsConfig {
             .value("step", self.step.to_string())
             .value("chunks_per_query", report.chunks_per_query)
             .value("requests", report.requests)
-            .value("series", report.queries.iter().map(|q| q.series).sum::<u64>())
+            .value(
+                "series",
+                report.queries.iter().map(|q| q.series).sum::<u64>(),
+            )
             .value("samples", report.rows)
             .value("bytes", report.bytes)
             .value("csv", files.first().cloned())
@@ -405,22 +406,57 @@ impl Step for CollectMetricsConfig {
             Queries::Map(m) => m.iter().any(|(k, v)| templated(k) || templated(v)),
             Queries::List(l) => l.iter().any(|e| templated(&e.name) || templated(&e.query)),
         };
-        if !any_template {
+        let mut sets_ok = true;
+        if let Some(sets) = &self.sets {
+            let items = node.get("sets").and_then(|n| match &n.value {
+                crate::plan::node::Value::Seq(items) => Some(items),
+                _ => None,
+            });
+            for (i, set) in sets.iter().enumerate() {
+                if templated(set) || self.metric_sets.contains_key(set) {
+                    continue;
+                }
+                sets_ok = false;
+                let span = items.and_then(|it| it.get(i)).map(|n| &n.span);
+                diags.push(
+                    PlanDiag::new(
+                        Code::InvalidValue,
+                        format!("`sets` names `{set}`, which is not in `metric_sets`"),
+                        span.or(span_of("sets")),
+                    )
+                    .label("no such metric set")
+                    .help(
+                        did_you_mean(set, self.metric_sets.keys().map(String::as_str))
+                            .unwrap_or_else(|| {
+                                format!(
+                                    "metric sets: {}",
+                                    self.metric_sets
+                                        .keys()
+                                        .map(String::as_str)
+                                        .collect::<Vec<_>>()
+                                        .join(", ")
+                                )
+                            }),
+                    ),
+                );
+            }
+        }
+        if !any_template && sets_ok {
             if let Err(e) = self.resolved_queries() {
-                let key = if e.contains("`sets`") {
-                    "sets"
-                } else if self.metric_sets.is_empty() {
+                let key = if self.metric_sets.is_empty() || node.get("queries").is_some() {
                     "queries"
                 } else {
                     "metric_sets"
                 };
-                diags.push(
-                    PlanDiag::new(Code::InvalidValue, e, span_of(key)).label("here"),
-                );
+                diags.push(PlanDiag::new(Code::InvalidValue, e, span_of(key)).label("here"));
             }
         }
         for field in ["start", "end"] {
-            let v = if field == "start" { &self.start } else { &self.end };
+            let v = if field == "start" {
+                &self.start
+            } else {
+                &self.end
+            };
             if let Some(s) = v.as_deref().filter(|s| !templated(s)) {
                 if let Err(e) = parse_time(field, s) {
                     diags.push(
@@ -486,11 +522,9 @@ mod tests {
 
     #[test]
     fn queries_come_in_plan_order_then_sets() {
-        let c = cfg(
-            "queries: {b: up, a: 'rate(x[1m])'}\n\
+        let c = cfg("queries: {b: up, a: 'rate(x[1m])'}\n\
              metric_sets: {perf: {cpu: c, mem: m}, db: {qps: q}}\n\
-             sets: [db, perf]\n",
-        );
+             sets: [db, perf]\n");
         let names: Vec<String> = c
             .resolved_queries()
             .unwrap()
@@ -543,7 +577,10 @@ mod tests {
             "step env PROMETHEUS_URL"
         );
         let e = resolve_endpoint(None, &IndexMap::new(), none).unwrap_err();
-        assert!(e.contains("`endpoint:`") && e.contains("PROMETHEUS_URL"), "{e}");
+        assert!(
+            e.contains("`endpoint:`") && e.contains("PROMETHEUS_URL"),
+            "{e}"
+        );
         let e = resolve_endpoint(Some("prometheus:9090"), &IndexMap::new(), none).unwrap_err();
         assert!(e.contains("is not http or https"), "{e}");
     }

@@ -38,8 +38,8 @@ pub fn major_version() -> u32 {
         .arg("--version")
         .output()
         .expect("prometheus --version");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned()
-        + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     text.split("version ")
         .nth(1)
         .and_then(|v| v.split('.').next())

@@ -151,7 +151,9 @@ mod tests {
     use super::*;
 
     fn grid(start: i64, end: i64, step: i64) -> Vec<i64> {
-        (0..points(start, end, step)).map(|k| start + k * step).collect()
+        (0..points(start, end, step))
+            .map(|k| start + k * step)
+            .collect()
     }
 
     #[test]
@@ -176,7 +178,13 @@ mod tests {
                 // What Prometheus checks: (end - start) / step must not exceed the limit.
                 assert!((c.end_ms - c.start_ms) / step < max);
                 if i > 0 {
-                    assert_eq!(c.start_ms, grid(cs[i - 1].start_ms, cs[i - 1].end_ms, step).last().unwrap() + step);
+                    assert_eq!(
+                        c.start_ms,
+                        grid(cs[i - 1].start_ms, cs[i - 1].end_ms, step)
+                            .last()
+                            .unwrap()
+                            + step
+                    );
                 }
                 got.extend(grid(c.start_ms, c.end_ms, step));
             }
@@ -191,7 +199,13 @@ mod tests {
         assert_eq!(chunks(0, 22_000 * 15 - 1, 15, 11_000).len(), 2);
         assert_eq!(chunks(0, 22_000 * 15, 15, 11_000).len(), 3);
         assert!(chunks(10, 9, 1, 5).is_empty());
-        assert_eq!(chunks(10, 10, 1, 5), vec![Chunk { start_ms: 10, end_ms: 10 }]);
+        assert_eq!(
+            chunks(10, 10, 1, 5),
+            vec![Chunk {
+                start_ms: 10,
+                end_ms: 10
+            }]
+        );
     }
 
     #[test]

@@ -170,8 +170,8 @@ impl PromClient {
             });
         }
 
-        let spool = std::fs::File::create(spool)
-            .map_err(|e| fatal_io("creating spool file", spool, &e))?;
+        let spool =
+            std::fs::File::create(spool).map_err(|e| fatal_io("creating spool file", spool, &e))?;
         // The parser is synchronous (serde) and CPU-bound: it runs on a blocking thread and
         // reads the body through a small bounded channel, so memory stays at a few chunks.
         let (tx, rx) = mpsc::channel::<Bytes>(16);
@@ -212,13 +212,11 @@ impl PromClient {
             return Err(Attempt::Retry(format!("reading the response: {e}")));
         }
         let parsed = parsed.map_err(|e| match e {
-            ParseError::Prometheus { error_type, error } => {
-                Attempt::Fatal(FetchError::Rejected {
-                    status: status.as_u16(),
-                    error_type,
-                    error,
-                })
-            }
+            ParseError::Prometheus { error_type, error } => Attempt::Fatal(FetchError::Rejected {
+                status: status.as_u16(),
+                error_type,
+                error,
+            }),
             ParseError::Malformed(m) => {
                 Attempt::Fatal(FetchError::Broken(format!("unreadable response: {m}")))
             }

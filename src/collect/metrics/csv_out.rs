@@ -6,8 +6,8 @@
 //! assembled from bytes without a per-field quoting pass.
 
 use std::collections::BTreeSet;
-use std::io::{self, BufWriter, Write};
 use std::fs::File;
+use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use tokio_util::sync::CancellationToken;
@@ -152,7 +152,9 @@ fn encode_cell(text: &str, out: &mut Vec<u8>) -> io::Result<()> {
         .terminator(csv::Terminator::Any(b'\n'))
         .from_writer(Vec::with_capacity(text.len() + 3));
     w.write_record([text]).map_err(io::Error::other)?;
-    let mut bytes = w.into_inner().map_err(|e| io::Error::other(e.to_string()))?;
+    let mut bytes = w
+        .into_inner()
+        .map_err(|e| io::Error::other(e.to_string()))?;
     // A one-field record: the cell plus its terminator.
     bytes.pop();
     out.extend_from_slice(&bytes);
@@ -197,9 +199,9 @@ pub fn write_csv(
             }
             let mut row = RowFormat::new(&q.name, &s.labels, &label_names)?;
             for part in &s.parts {
-                let reader = spools.get_mut(part.spool).ok_or_else(|| {
-                    io::Error::other(format!("no spool file #{}", part.spool))
-                })?;
+                let reader = spools
+                    .get_mut(part.spool)
+                    .ok_or_else(|| io::Error::other(format!("no spool file #{}", part.spool)))?;
                 reader.for_each(part.offset, part.samples, |ms, v| {
                     row.write_row(ms, v, &mut buf);
                     if buf.len() >= 1 << 16 {
@@ -242,7 +244,13 @@ mod tests {
     #[test]
     fn rows_are_formatted() {
         assert_eq!(
-            row("cpu", &[("pod", "ts-a"), ("zone", "x")], &["node", "pod", "zone"], 1_700_000_000_000, "0.25"),
+            row(
+                "cpu",
+                &[("pod", "ts-a"), ("zone", "x")],
+                &["node", "pod", "zone"],
+                1_700_000_000_000,
+                "0.25"
+            ),
             "cpu,1700000000,2023-11-14T22:13:20.000Z,0.25,,ts-a,x\n"
         );
         assert_eq!(

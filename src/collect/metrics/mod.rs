@@ -145,7 +145,10 @@ pub async fn collect(
     let spool_dir = tempfile::Builder::new()
         .prefix(".ttplan-metrics-spool-")
         .tempdir_in(&out_dir)
-        .map_err(io_err(format!("creating a spool folder in {}", out_dir.display())))?;
+        .map_err(io_err(format!(
+            "creating a spool folder in {}",
+            out_dir.display()
+        )))?;
 
     let total = job.queries.len() * windows.len();
     let done = AtomicUsize::new(0);
@@ -160,8 +163,7 @@ pub async fn collect(
         .collect();
     let mut errors: Vec<Option<FetchError>> = job.queries.iter().map(|_| None).collect();
     {
-        let jobs = (0..job.queries.len())
-            .flat_map(|qi| (0..windows.len()).map(move |ci| (qi, ci)));
+        let jobs = (0..job.queries.len()).flat_map(|qi| (0..windows.len()).map(move |ci| (qi, ci)));
         let mut fetches = stream::iter(jobs)
             .map(|(qi, ci)| {
                 let (client, failed, done) = (&client, &failed, &done);
@@ -320,7 +322,10 @@ pub async fn collect(
 
 /// Stitches one query's chunk results: series keyed by labels (sorted), parts in chunk order.
 /// Returns the series and how many series carried only native histograms.
-fn merge(chunks: Vec<Option<parse::Parsed>>, warnings: &mut Vec<String>) -> (Vec<MergedSeries>, u64) {
+fn merge(
+    chunks: Vec<Option<parse::Parsed>>,
+    warnings: &mut Vec<String>,
+) -> (Vec<MergedSeries>, u64) {
     let mut by_labels: BTreeMap<Vec<(String, String)>, Vec<Part>> = BTreeMap::new();
     let mut histograms = 0;
     for (ci, parsed) in chunks.into_iter().enumerate() {

@@ -387,10 +387,11 @@ mod tests {
     fn error_bodies_and_wrong_shapes_are_reported() {
         let (r, _) = parse(r#"{"status":"error","errorType":"bad_data","error":"parse error"}"#);
         assert_eq!(r.unwrap_err().to_string(), "bad_data: parse error");
-        let (r, _) =
-            parse(r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#);
+        let (r, _) = parse(r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#);
         assert!(r.unwrap_err().to_string().contains("expected \"matrix\""));
-        let (r, _) = parse(r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[[1,"2"]"#);
+        let (r, _) = parse(
+            r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[[1,"2"]"#,
+        );
         assert!(matches!(r, Err(ParseError::Malformed(_))));
         let (r, _) = parse(r#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#);
         assert!(r.unwrap().series.is_empty());

@@ -131,8 +131,7 @@ mod tests {
         collect(0, 2);
         assert_eq!(
             got,
-            [(-3, "+Inf"), (4, ""), (1, "0.5"), (2, "NaN")]
-                .map(|(a, b)| (a, b.to_string()))
+            [(-3, "+Inf"), (4, ""), (1, "0.5"), (2, "NaN")].map(|(a, b)| (a, b.to_string()))
         );
     }
 }
