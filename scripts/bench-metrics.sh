@@ -4,8 +4,9 @@
 #   ttplan  = wall time of `ttplan run` (release build) collecting N samples to CSV
 #   floor   = curl downloading the very same query_range URLs to /dev/null (same concurrency)
 #             + dd writing a file of the CSV's size (with fdatasync, as ttplan syncs its CSV)
-# Reports ttplan/floor (target <= 1.5) and peak RSS (/usr/bin/time -v) for 250k and 1M samples
-# (memory should be flat), and gzip on vs off. Each figure is the median of RUNS runs.
+# Reports ttplan/floor (target <= 1.5) and peak RSS (/usr/bin/time -v) for 250k, 1M and 2M
+# samples (memory should be flat), and gzip on vs off at 1M. Each figure is the median of RUNS
+# runs.
 #
 #   bash scripts/bench-metrics.sh            (SERIES=50 RUNS=3 CONCURRENCY=4 to change)
 set -euo pipefail
@@ -16,8 +17,9 @@ RUNS=${RUNS:-3}
 CONCURRENCY=${CONCURRENCY:-4}
 QUERIES=4
 STEP=15
-SMALL_POINTS=5000   # x 50 series = 250k samples
+SMALL_POINTS=5000   # x 50 series = 250k samples (1 request per query)
 LARGE_POINTS=20000  # x 50 series = 1M samples (2 chunks per query: 11,000 points max)
+HUGE_POINTS=40000   # x 50 series = 2M samples (4 chunks per query)
 MAX_POINTS=11000
 
 bash scripts/deps/metrics.sh
@@ -38,8 +40,8 @@ trap cleanup EXIT
 
 # --- dataset: SERIES gauges, one sample every STEP s, 30 days ago (clear of the head block) ---
 t0=$(( ($(date +%s) / 86400 - 30) * 86400 ))
-echo "== generating $SERIES series x $LARGE_POINTS samples"
-awk -v series="$SERIES" -v points="$LARGE_POINTS" -v t0="$t0" -v step="$STEP" -v groups="$QUERIES" 'BEGIN {
+echo "== generating $SERIES series x $HUGE_POINTS samples"
+awk -v series="$SERIES" -v points="$HUGE_POINTS" -v t0="$t0" -v step="$STEP" -v groups="$QUERIES" 'BEGIN {
   print "# TYPE bench_metric gauge"
   for (s = 0; s < series; s++) {
     labels = sprintf("container=\"ts-svc-%d\",group=\"%d\",instance=\"10.0.%d.%d:8080\",job=\"kubernetes-pods\",namespace=\"train-ticket\",pod=\"ts-svc-%d-7d9f8b6c4-x%02d\"", s, s % groups, s % 7, s, s, s)
@@ -131,7 +133,7 @@ floor_once() { # points csv_bytes -> "curl_s dd_s"
 }
 
 printf '\n%-10s %-5s %10s %9s %9s %9s %7s %9s %10s\n' samples gzip ttplan_s curl_s dd_s floor_s ratio rss_MiB csv_MiB
-for case in "$SMALL_POINTS false" "$LARGE_POINTS false" "$LARGE_POINTS true"; do
+for case in "$SMALL_POINTS false" "$LARGE_POINTS false" "$HUGE_POINTS false" "$LARGE_POINTS true"; do
   set -- $case
   points=$1 compression=$2
   write_plan "$points" "$compression"

@@ -277,6 +277,54 @@ fn iso(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
+/// What the step log keeps of a collection: the window and each query's outcome.
+fn summary(
+    endpoint: &str,
+    source: &str,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    queries: &[QueryReport],
+    files: &[String],
+) -> String {
+    let mut s = format!(
+        "--- {} collect-metrics from {endpoint} ({source}), window {} .. {}\n",
+        iso(Utc::now()),
+        iso(start),
+        iso(end)
+    );
+    for q in queries {
+        s.push_str(&format!(
+            "{}: {} ({} series, {} samples){}\n",
+            q.name,
+            q.status.as_str(),
+            q.series,
+            q.samples,
+            q.error
+                .as_deref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
+        ));
+    }
+    for f in files {
+        s.push_str(&format!("wrote {f}\n"));
+    }
+    s
+}
+
+fn append_log(path: &std::path::Path, text: &str) -> Result<(), StepError> {
+    use std::io::Write;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(StepError::io(format!("creating {}", dir.display())))?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .map_err(StepError::io(format!("writing {}", path.display())))
+}
+
 #[async_trait::async_trait]
 impl Step for CollectMetricsConfig {
     async fn run(&self, ctx: &StepCtx) -> Result<StepOutputs, StepError> {
@@ -377,6 +425,10 @@ impl Step for CollectMetricsConfig {
             ctx.progress(format!("no data from: {}", failed.join(", ")));
         }
         let files: Vec<String> = report.files.iter().map(rel).collect();
+        append_log(
+            &ctx.log_path(),
+            &summary(&endpoint, &endpoint_source, start, end, &report.queries, &files),
+        )?;
         let mut out = StepOutputs::default()
             .value("endpoint", endpoint)
             .value("endpoint_source", endpoint_source)
