@@ -5,15 +5,16 @@
 #   floor   = curl downloading the very same query_range URLs to /dev/null (same concurrency)
 #             + dd writing a file of the CSV's size (with fdatasync, as ttplan syncs its CSV)
 # Reports ttplan/floor (target <= 1.5) and peak RSS (/usr/bin/time -v) for 250k, 1M and 2M
-# samples (memory should be flat), and gzip on vs off at 1M. Each figure is the median of RUNS
-# runs.
+# samples (memory should be flat), and gzip on vs off at 1M. ttplan and floor runs alternate;
+# each figure is the median of RUNS runs, and the ratio is the median of the per-pair ratios
+# (a pair runs back to back, so it sees the same load on a shared machine).
 #
 #   bash scripts/bench-metrics.sh            (SERIES=50 RUNS=3 CONCURRENCY=4 to change)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SERIES=${SERIES:-50}
-RUNS=${RUNS:-3}
+RUNS=${RUNS:-5}
 CONCURRENCY=${CONCURRENCY:-4}
 QUERIES=4
 STEP=15
@@ -132,23 +133,24 @@ floor_once() { # points csv_bytes -> "curl_s dd_s"
   echo "$(echo "$t2 - $t1" | bc -l) $(echo "$t3 - $t2" | bc -l)"
 }
 
-printf '\n%-10s %-5s %10s %9s %9s %9s %7s %9s %10s\n' samples gzip ttplan_s curl_s dd_s floor_s ratio rss_MiB csv_MiB
+printf '\n%-10s %-5s %10s %9s %9s %9s %7s %9s %10s\n' samples gzip ttplan_s curl_s dd_s floor_s ratio maxRSS_MiB csv_MiB
 for case in "$SMALL_POINTS false" "$LARGE_POINTS false" "$HUGE_POINTS false" "$LARGE_POINTS true"; do
   set -- $case
   points=$1 compression=$2
   write_plan "$points" "$compression"
   ttplan_once "$points" "$compression" >/dev/null # warm Prometheus' caches like every later run
-  : >"$work/t"; : >"$work/r"; : >"$work/c"; : >"$work/d"
+  : >"$work/t"; : >"$work/r"; : >"$work/c"; : >"$work/d"; : >"$work/q"
   for _ in $(seq "$RUNS"); do
     read -r secs rss bytes rows < <(ttplan_once "$points" "$compression")
     echo "$secs" >>"$work/t"; echo "$rss" >>"$work/r"
     read -r c d < <(floor_once "$points" "$bytes")
     echo "$c" >>"$work/c"; echo "$d" >>"$work/d"
+    echo "$secs / ($c + $d)" | bc -l >>"$work/q"
   done
-  t=$(median <"$work/t"); r=$(median <"$work/r"); c=$(median <"$work/c"); d=$(median <"$work/d")
-  floor=$(echo "$c + $d" | bc -l)
-  printf '%-10s %-5s %10.3f %9.3f %9.3f %9.3f %7.2f %9.1f %10.1f\n' "$rows" "$compression" "$t" "$c" "$d" "$floor" \
-    "$(echo "$t / $floor" | bc -l)" "$(echo "$r / 1024" | bc -l)" "$(echo "$bytes / 1048576" | bc -l)"
+  t=$(median <"$work/t"); r=$(sort -g "$work/r" | tail -1); c=$(median <"$work/c"); d=$(median <"$work/d")
+  printf '%-10s %-5s %10.3f %9.3f %9.3f %9.3f %7.2f %9.1f %10.1f\n' "$rows" "$compression" "$t" "$c" "$d" \
+    "$(echo "$c + $d" | bc -l)" "$(median <"$work/q")" "$(echo "$r / 1024" | bc -l)" "$(echo "$bytes / 1048576" | bc -l)"
 done
 echo
-echo "ratio = ttplan_s / floor_s (floor = curl of the same query_range URLs with $CONCURRENCY in flight + dd of the CSV's size); medians of $RUNS runs; $(nproc) cores shared with other work."
+echo "ratio = median over $RUNS back-to-back pairs of ttplan_s / (curl_s + dd_s); curl fetches the same query_range URLs, $CONCURRENCY in flight;"
+echo "dd writes the CSV's size with fdatasync; times are medians, maxRSS the largest of the runs; $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)."

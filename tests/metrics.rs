@@ -496,8 +496,14 @@ fn failed_queries_are_recorded_when_asked_and_split_writes_one_file_per_query() 
     assert_eq!(queries[1]["status"], "empty");
     assert_eq!(queries[2]["status"], "ok");
     let log = std::fs::read_to_string(run.out.join("runs/exp1/steps/metrics.log")).unwrap();
-    assert!(log.contains("broken: error (0 series, 0 samples): Prometheus rejected it"), "{log}");
-    assert!(log.contains("nothing: empty (0 series, 0 samples): no series matched"), "{log}");
+    assert!(
+        log.contains("broken: error (0 series, 0 samples): Prometheus rejected it"),
+        "{log}"
+    );
+    assert!(
+        log.contains("nothing: empty (0 series, 0 samples): no series matched"),
+        "{log}"
+    );
 
     let files: Vec<String> = outputs["files"]
         .as_array()

@@ -427,7 +427,14 @@ impl Step for CollectMetricsConfig {
         let files: Vec<String> = report.files.iter().map(rel).collect();
         append_log(
             &ctx.log_path(),
-            &summary(&endpoint, &endpoint_source, start, end, &report.queries, &files),
+            &summary(
+                &endpoint,
+                &endpoint_source,
+                start,
+                end,
+                &report.queries,
+                &files,
+            ),
         )?;
         let mut out = StepOutputs::default()
             .value("endpoint", endpoint)

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeSet;
 use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use tokio_util::sync::CancellationToken;
@@ -161,7 +161,14 @@ fn encode_cell(text: &str, out: &mut Vec<u8>) -> io::Result<()> {
     Ok(())
 }
 
+/// Rows are formatted into buffers of this size and handed to the writer thread.
+const BUF: usize = 256 * 1024;
+
 /// Writes `queries` (in order, series in order) to `path` atomically.
+///
+/// Formatting and writing overlap: this thread formats rows into buffers while a scoped thread
+/// writes the previous ones (a write into the page cache costs about as much as formatting).
+/// At most four buffers exist at once.
 ///
 /// # Errors
 /// On I/O failure (the final file then does not appear), or [`io::ErrorKind::Interrupted`]
@@ -170,21 +177,63 @@ pub fn write_csv(
     path: &Path,
     queries: &[&QueryData],
     cancel: &CancellationToken,
-    mut on_series: impl FnMut(),
+    on_series: impl FnMut(),
 ) -> io::Result<Written> {
     let label_names = label_union(queries.iter().copied());
-    let file = AtomicFile::create(path)?;
-    let mut out = BufWriter::with_capacity(1 << 20, file);
+    let mut file = AtomicFile::create(path)?;
+    let mut head = Vec::with_capacity(BUF + 4096);
     {
         let mut w = csv::WriterBuilder::new()
             .terminator(csv::Terminator::Any(b'\n'))
-            .from_writer(&mut out);
+            .from_writer(&mut head);
         w.write_record(header(&label_names))
             .map_err(io::Error::other)?;
         w.flush()?;
     }
-    let mut written = Written::default();
-    let mut buf = Vec::with_capacity(1 << 16);
+    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
+    let (empty_tx, empty_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    let (file, rows) = std::thread::scope(|scope| {
+        let writer = scope.spawn(move || -> io::Result<AtomicFile> {
+            for mut buf in full_rx {
+                file.write_all(&buf)?;
+                buf.clear();
+                let _ = empty_tx.send(buf);
+            }
+            Ok(file)
+        });
+        let rows = format_rows(queries, &label_names, cancel, on_series, head, |buf| {
+            full_tx
+                .send(buf)
+                .map_err(|_| io::Error::other("the CSV writer stopped"))?;
+            Ok(empty_rx
+                .try_recv()
+                .unwrap_or_else(|_| Vec::with_capacity(BUF + 4096)))
+        });
+        drop(full_tx);
+        // The writer's own error explains a failed send; it comes first.
+        let file = writer
+            .join()
+            .map_err(|_| io::Error::other("the CSV writer panicked"))??;
+        Ok::<_, io::Error>((file, rows?))
+    })?;
+    let path = file.commit()?;
+    Ok(Written {
+        rows,
+        bytes: std::fs::metadata(&path)?.len(),
+    })
+}
+
+/// Formats every row into buffers starting with `buf`; `flush` takes a full buffer and returns
+/// an empty one. Returns the number of rows.
+fn format_rows(
+    queries: &[&QueryData],
+    label_names: &[String],
+    cancel: &CancellationToken,
+    mut on_series: impl FnMut(),
+    mut buf: Vec<u8>,
+    mut flush: impl FnMut(Vec<u8>) -> io::Result<Vec<u8>>,
+) -> io::Result<u64> {
+    let mut rows = 0;
     for q in queries {
         // Readers are opened per query, so open files are bounded by one query's chunks.
         let mut spools = Vec::with_capacity(q.spools.len());
@@ -197,29 +246,27 @@ pub fn write_csv(
             if cancel.is_cancelled() {
                 return Err(io::Error::new(io::ErrorKind::Interrupted, "cancelled"));
             }
-            let mut row = RowFormat::new(&q.name, &s.labels, &label_names)?;
+            let mut row = RowFormat::new(&q.name, &s.labels, label_names)?;
             for part in &s.parts {
                 let reader = spools
                     .get_mut(part.spool)
                     .ok_or_else(|| io::Error::other(format!("no spool file #{}", part.spool)))?;
                 reader.for_each(part.offset, part.samples, |ms, v| {
                     row.write_row(ms, v, &mut buf);
-                    if buf.len() >= 1 << 16 {
-                        out.write_all(&buf)?;
-                        buf.clear();
+                    if buf.len() >= BUF {
+                        buf = flush(std::mem::take(&mut buf))?;
                     }
                     Ok(())
                 })?;
-                written.rows += part.samples;
+                rows += part.samples;
             }
             on_series();
         }
     }
-    out.write_all(&buf)?;
-    let file = out.into_inner().map_err(|e| e.into_error())?;
-    let path = file.commit()?;
-    written.bytes = std::fs::metadata(&path)?.len();
-    Ok(written)
+    if !buf.is_empty() {
+        flush(buf)?;
+    }
+    Ok(rows)
 }
 
 #[cfg(test)]
