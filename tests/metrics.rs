@@ -277,6 +277,11 @@ fn expected_rows(
     rows
 }
 
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    format!("{:x}", sha2::Sha256::digest(bytes))
+}
+
 fn with_name(s: &Series) -> (BTreeMap<String, String>, &Series) {
     let mut l = s.labels.clone();
     l.insert("__name__".into(), s.name.clone());
@@ -322,6 +327,11 @@ fn collects_a_chunked_range_sample_by_sample() {
     );
     let artifacts = run.step["artifacts"].as_array().unwrap();
     assert_eq!(artifacts.len(), 1, "{artifacts:?}");
+    // The digest computed while writing is the file's.
+    let bytes = std::fs::read(run.out.join(csv_rel)).unwrap();
+    assert_eq!(artifacts[0]["path"], csv_rel);
+    assert_eq!(artifacts[0]["bytes"], bytes.len() as u64);
+    assert_eq!(artifacts[0]["sha256"], sha256_hex(&bytes));
 
     let (header, rows) = read_csv(&run.out.join(csv_rel));
     assert_eq!(

@@ -453,6 +453,12 @@ impl Step for CollectMetricsConfig {
             .value("csv", files.first().cloned())
             .value("files", files)
             .value("queries", queries);
+        out.digests = report
+            .files
+            .iter()
+            .cloned()
+            .zip(report.digests.iter().cloned())
+            .collect();
         out.artifacts = report.files;
         Ok(out)
     }

@@ -37,6 +37,9 @@ pub struct StepOutputs {
     pub values: BTreeMap<String, serde_json::Value>,
     /// Files written by the step: absolute, or relative to the output root.
     pub artifacts: Vec<PathBuf>,
+    /// `(bytes, sha256 hex)` of artifacts the step hashed while writing them, keyed like
+    /// `artifacts`; the engine uses these instead of reading the files again.
+    pub digests: BTreeMap<PathBuf, (u64, String)>,
 }
 
 impl StepOutputs {

@@ -10,6 +10,7 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use super::chunk::{write_secs, DatetimeFormatter};
@@ -45,10 +46,12 @@ pub struct Part {
 }
 
 /// What a written file holds.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Written {
     pub rows: u64,
     pub bytes: u64,
+    /// SHA-256 of the file, computed while writing it (hex).
+    pub sha256: String,
 }
 
 /// The sorted union of label names over `queries`.
@@ -167,8 +170,9 @@ const BUF: usize = 256 * 1024;
 /// Writes `queries` (in order, series in order) to `path` atomically.
 ///
 /// Formatting and writing overlap: this thread formats rows into buffers while a scoped thread
-/// writes the previous ones (a write into the page cache costs about as much as formatting).
-/// At most four buffers exist at once.
+/// writes and hashes the previous ones (a write into the page cache costs about as much as
+/// formatting; hashing here spares the manifest a second read of the file). At most four
+/// buffers exist at once.
 ///
 /// # Errors
 /// On I/O failure (the final file then does not appear), or [`io::ErrorKind::Interrupted`]
@@ -192,14 +196,16 @@ pub fn write_csv(
     }
     let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
     let (empty_tx, empty_rx) = std::sync::mpsc::channel::<Vec<u8>>();
-    let (file, rows) = std::thread::scope(|scope| {
-        let writer = scope.spawn(move || -> io::Result<AtomicFile> {
+    let ((file, sha256), rows) = std::thread::scope(|scope| {
+        let writer = scope.spawn(move || -> io::Result<(AtomicFile, String)> {
+            let mut hash = Sha256::new();
             for mut buf in full_rx {
                 file.write_all(&buf)?;
+                hash.update(&buf);
                 buf.clear();
                 let _ = empty_tx.send(buf);
             }
-            Ok(file)
+            Ok((file, format!("{:x}", hash.finalize())))
         });
         let rows = format_rows(queries, &label_names, cancel, on_series, head, |buf| {
             full_tx
@@ -220,6 +226,7 @@ pub fn write_csv(
     Ok(Written {
         rows,
         bytes: std::fs::metadata(&path)?.len(),
+        sha256,
     })
 }
 

@@ -92,6 +92,8 @@ pub struct QueryReport {
 pub struct MetricsReport {
     pub queries: Vec<QueryReport>,
     pub files: Vec<PathBuf>,
+    /// `(bytes, sha256)` of each of `files`, computed while writing.
+    pub digests: Vec<(u64, String)>,
     pub rows: u64,
     pub bytes: u64,
     pub chunks_per_query: usize,
@@ -310,6 +312,7 @@ pub async fn collect(
     for (name, path, w) in outputs {
         report.rows += w.rows;
         report.bytes += w.bytes;
+        report.digests.push((w.bytes, w.sha256));
         for q in &mut report.queries {
             if q.status != QueryStatus::Error && name.as_ref().is_none_or(|n| *n == q.name) {
                 q.file = Some(path.clone());
