@@ -26,7 +26,7 @@ pub struct SpoolWriter {
 impl SpoolWriter {
     pub fn new(file: File) -> Self {
         Self {
-            w: BufWriter::with_capacity(256 * 1024, file),
+            w: BufWriter::with_capacity(64 * 1024, file),
             pos: 0,
         }
     }
@@ -69,7 +69,7 @@ pub struct SpoolReader {
 impl SpoolReader {
     pub fn new(file: File) -> Self {
         Self {
-            r: BufReader::with_capacity(256 * 1024, file),
+            r: BufReader::with_capacity(64 * 1024, file),
             pos: u64::MAX,
             value: Vec::new(),
         }
