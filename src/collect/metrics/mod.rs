@@ -262,7 +262,7 @@ pub async fn collect(
     let progress_fn = |n: usize| progress(format!("writing CSV: {n}/{series_total} series"));
     // Progress must be reported from the async side; the writer sends counts over a channel.
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<usize>();
-    let writer = tokio::task::spawn_blocking(move || {
+    let mut writer = tokio::task::spawn_blocking(move || {
         let mut n = 0usize;
         let mut tick = || {
             n += 1;
@@ -286,7 +286,6 @@ pub async fn collect(
         }
         Ok::<_, MetricsError>(outputs)
     });
-    let mut writer = writer;
     let outputs = loop {
         tokio::select! {
             Some(n) = rx.recv() => progress_fn(n),
