@@ -330,6 +330,167 @@ impl Read for ChannelReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write as _;
+    use std::net::TcpListener;
+    use std::sync::{Arc, Mutex};
+
+    /// A one-thread HTTP server answering connection `i` with `responses[i]` (raw bytes,
+    /// connection closed after each); records each request line.
+    fn fake(responses: Vec<Vec<u8>>) -> (String, Arc<Mutex<Vec<String>>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for resp in responses {
+                let (mut conn, _) = listener.accept().unwrap();
+                let mut req = Vec::new();
+                let mut byte = [0u8; 1];
+                while !req.ends_with(b"\r\n\r\n") {
+                    if conn.read(&mut byte).unwrap() == 0 {
+                        break;
+                    }
+                    req.push(byte[0]);
+                }
+                let line = String::from_utf8_lossy(&req)
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_string();
+                log.lock().unwrap().push(line);
+                let _ = conn.write_all(&resp);
+            }
+        });
+        (url, seen)
+    }
+
+    fn response(status: &str, body: &str, declared_len: usize) -> Vec<u8> {
+        format!(
+            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {declared_len}\r\nConnection: close\r\n\r\n{body}"
+        )
+        .into_bytes()
+    }
+
+    const OK_BODY: &str = r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"a":"b"},"values":[[1,"1"],[16,"2"]]}]}}"#;
+
+    fn client(url: &str, retries: u32) -> PromClient {
+        PromClient::new(
+            url,
+            ClientOptions {
+                request_timeout: Duration::from_secs(5),
+                retries,
+                backoff: Duration::from_millis(10),
+                compression: false,
+            },
+        )
+        .unwrap()
+    }
+
+    const CHUNK: Chunk = Chunk {
+        start_ms: 1_000,
+        end_ms: 16_000,
+    };
+
+    #[tokio::test]
+    async fn server_errors_and_cut_bodies_are_retried() {
+        let busy = r#"{"status":"error","errorType":"unavailable","error":"busy"}"#;
+        let (url, seen) = fake(vec![
+            response("503 Service Unavailable", busy, busy.len()),
+            // Cut short: the server promised more bytes than it sent.
+            response("200 OK", &OK_BODY[..40], OK_BODY.len()),
+            response("200 OK", OK_BODY, OK_BODY.len()),
+        ]);
+        let dir = tempfile::tempdir().unwrap();
+        let spool = dir.path().join("s");
+        let parsed = client(&url, 3)
+            .fetch("up", CHUNK, 15_000, &spool, &CancellationToken::new())
+            .await
+            .unwrap();
+        assert_eq!(parsed.series.len(), 1);
+        assert_eq!(parsed.series[0].samples, 2);
+        // The retried attempt rewrote the spool from the start.
+        assert_eq!(parsed.series[0].offset, 0);
+        assert_eq!(std::fs::metadata(&spool).unwrap().len(), 2 * (10 + 1));
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 3);
+        assert!(seen[0].starts_with("GET /api/v1/query_range?query=up&start=1&end=16&step=15 "));
+    }
+
+    #[tokio::test]
+    async fn bad_queries_are_not_retried() {
+        let bad = r#"{"status":"error","errorType":"bad_data","error":"1:4: parse error: unexpected end of input"}"#;
+        let (url, seen) = fake(vec![response("400 Bad Request", bad, bad.len())]);
+        let dir = tempfile::tempdir().unwrap();
+        let err = client(&url, 3)
+            .fetch(
+                "up(",
+                CHUNK,
+                15_000,
+                &dir.path().join("s"),
+                &CancellationToken::new(),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Prometheus rejected it (HTTP 400 bad_data): 1:4: parse error: unexpected end of input"
+        );
+        assert_eq!(seen.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn retries_give_up_with_the_last_error() {
+        let busy = r#"{"status":"error","errorType":"timeout","error":"query timed out"}"#;
+        let (url, _) = fake(vec![
+            response("503 Service Unavailable", busy, busy.len()),
+            response("503 Service Unavailable", busy, busy.len()),
+        ]);
+        let dir = tempfile::tempdir().unwrap();
+        let err = client(&url, 1)
+            .fetch(
+                "up",
+                CHUNK,
+                15_000,
+                &dir.path().join("s"),
+                &CancellationToken::new(),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "HTTP 503 Service Unavailable timeout: query timed out (after 2 attempts)"
+        );
+    }
+
+    #[tokio::test]
+    async fn cancellation_stops_the_backoff() {
+        let busy = r#"{"status":"error","errorType":"unavailable","error":"busy"}"#;
+        let (url, _) = fake(vec![response("503 Service Unavailable", busy, busy.len())]);
+        let dir = tempfile::tempdir().unwrap();
+        let c = PromClient::new(
+            &url,
+            ClientOptions {
+                request_timeout: Duration::from_secs(5),
+                retries: 5,
+                backoff: Duration::from_secs(60),
+                compression: false,
+            },
+        )
+        .unwrap();
+        let cancel = CancellationToken::new();
+        let trigger = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            trigger.cancel();
+        });
+        let started = std::time::Instant::now();
+        let err = c
+            .fetch("up", CHUNK, 15_000, &dir.path().join("s"), &cancel)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, FetchError::Cancelled), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
 
     #[test]
     fn urls_are_escaped() {
