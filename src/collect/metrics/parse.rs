@@ -1,8 +1,9 @@
 //! Streaming parser for `query_range` responses.
 //!
-//! The body is read through serde's visitor API: each sample goes to the spool as soon as it is
-//! parsed and label sets are the only values kept in memory, so a response of any size costs
-//! the same memory. No `serde_json::Value` of the body is ever built.
+//! The body is never held whole and no `serde_json::Value` of it is built: a byte-level splitter
+//! cuts out one series at a time, serde's visitor API parses it from a borrowed slice, and each
+//! sample goes to the spool as soon as it is parsed. Memory holds one series of one chunk (at
+//! most 11,000 points) and the label sets.
 
 use std::fmt;
 use std::io::{self, Read};
@@ -36,9 +37,15 @@ pub enum ParseError {
 
 /// Parses a `query_range` body from `reader`, appending samples to `spool`.
 ///
+/// A byte-level [`Splitter`] cuts each series object (`{"metric":…,"values":[…]}`) out of the
+/// stream and parses it with serde_json's borrowing slice parser, which is several times faster
+/// than its reader parser; one series holds at most 11,000 points per chunk, so that buffer is
+/// bounded. The rest of the body (status, errors, warnings) is kept as a small envelope, with
+/// `{}` in place of each series, and parsed at the end.
+///
 /// # Errors
 /// A body that is not a successful matrix result, or a spool write failure.
-pub fn parse_matrix<R: Read>(reader: R, spool: &mut SpoolWriter) -> Result<Parsed, ParseError> {
+pub fn parse_matrix<R: Read>(mut reader: R, spool: &mut SpoolWriter) -> Result<Parsed, ParseError> {
     let mut state = State {
         spool,
         io_error: None,
@@ -49,10 +56,32 @@ pub fn parse_matrix<R: Read>(reader: R, spool: &mut SpoolWriter) -> Result<Parse
         result_type: None,
         saw_result: false,
     };
-    let mut de = serde_json::Deserializer::from_reader(reader);
-    let outcome = TopSeed(&mut state)
-        .deserialize(&mut de)
-        .and_then(|()| de.end());
+    let mut splitter = Splitter::default();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut outcome = Ok(());
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(ParseError::Malformed(format!("reading the body: {e}"))),
+        };
+        if let Err(e) = splitter.feed(&buf[..n], &mut |series: &[u8]| {
+            let mut de = serde_json::Deserializer::from_slice(series);
+            SeriesSeed(&mut state)
+                .deserialize(&mut de)
+                .and_then(|()| de.end())
+        }) {
+            outcome = Err(e);
+            break;
+        }
+    }
+    if outcome.is_ok() {
+        let mut de = serde_json::Deserializer::from_slice(&splitter.envelope);
+        outcome = TopSeed(&mut state)
+            .deserialize(&mut de)
+            .and_then(|()| de.end());
+    }
     if let Some(e) = state.io_error.take() {
         return Err(ParseError::Spool(e));
     }
@@ -78,6 +107,129 @@ pub fn parse_matrix<R: Read>(reader: R, spool: &mut SpoolWriter) -> Result<Parse
             "`resultType` is \"{t}\", expected \"matrix\""
         ))),
         None => Err(ParseError::Malformed("no `data.resultType`".into())),
+    }
+}
+
+/// Tracks JSON structure byte by byte (strings, escapes, nesting, the keys on the way to
+/// `data.result`) to cut each element of `data.result` out of the stream.
+#[derive(Default)]
+struct Splitter {
+    depth: usize,
+    in_str: bool,
+    esc: bool,
+    /// The key whose value is being read, for the top-level and the `data` object.
+    keys: [Vec<u8>; 3],
+    /// The string being read at depth <= 2 (only keys matter; capped).
+    text: Vec<u8>,
+    in_data: bool,
+    in_result: bool,
+    capturing: bool,
+    series: Vec<u8>,
+    envelope: Vec<u8>,
+}
+
+impl Splitter {
+    fn feed<E>(
+        &mut self,
+        bytes: &[u8],
+        on_series: &mut impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut i = 0;
+        while i < bytes.len() {
+            if self.capturing {
+                // Inside a series: copy runs of bytes that cannot change the structure.
+                let rest = &bytes[i..];
+                let run = rest
+                    .iter()
+                    .position(|b| matches!(b, b'"' | b'\\' | b'{' | b'}' | b'[' | b']'))
+                    .unwrap_or(rest.len());
+                if run > 0 && !self.esc {
+                    self.series.extend_from_slice(&rest[..run]);
+                    i += run;
+                    continue;
+                }
+                let b = bytes[i];
+                i += 1;
+                self.series.push(b);
+                if self.in_str {
+                    if self.esc {
+                        self.esc = false;
+                    } else if b == b'\\' {
+                        self.esc = true;
+                    } else if b == b'"' {
+                        self.in_str = false;
+                    }
+                    continue;
+                }
+                match b {
+                    b'"' => self.in_str = true,
+                    b'{' | b'[' => self.depth += 1,
+                    b'}' | b']' => {
+                        self.depth -= 1;
+                        if self.depth == 3 {
+                            self.capturing = false;
+                            on_series(&self.series)?;
+                            self.series.clear();
+                            self.envelope.extend_from_slice(b"{}");
+                        }
+                    }
+                    _ => {}
+                }
+                continue;
+            }
+            let b = bytes[i];
+            i += 1;
+            if self.in_str {
+                self.envelope.push(b);
+                if self.esc {
+                    self.esc = false;
+                } else if b == b'\\' {
+                    self.esc = true;
+                } else if b == b'"' {
+                    self.in_str = false;
+                    continue;
+                }
+                if self.depth <= 2 && self.text.len() < 32 {
+                    self.text.push(b);
+                }
+                continue;
+            }
+            match b {
+                b'"' => {
+                    self.in_str = true;
+                    self.text.clear();
+                }
+                b':' if self.depth <= 2 => self.keys[self.depth] = std::mem::take(&mut self.text),
+                b',' if self.depth <= 2 => self.keys[self.depth].clear(),
+                b'{' if self.depth == 3 && self.in_result => {
+                    self.capturing = true;
+                    self.depth += 1;
+                    self.series.clear();
+                    self.series.push(b);
+                    continue;
+                }
+                b'{' | b'[' => {
+                    if b == b'{' && self.depth == 1 && self.keys[1] == b"data" {
+                        self.in_data = true;
+                    }
+                    if b == b'[' && self.depth == 2 && self.in_data && self.keys[2] == b"result" {
+                        self.in_result = true;
+                    }
+                    self.depth += 1;
+                }
+                b'}' | b']' => {
+                    self.depth = self.depth.saturating_sub(1);
+                    match self.depth {
+                        2 => self.in_result = false,
+                        1 => self.in_data = false,
+                        _ => {}
+                    }
+                }
+                _ => {}
+            }
+            self.envelope.push(b);
+        }
+        Ok(())
     }
 }
 
@@ -243,6 +395,10 @@ impl<'de> Visitor<'de> for SeriesSeed<'_, '_> {
                 }
             }
         }
+        if labels.is_none() && samples == 0 && !histograms {
+            // `{}`: where the splitter took a series out of the envelope.
+            return Ok(());
+        }
         if samples == 0 && histograms {
             self.0.parsed.histogram_series += 1;
             return Ok(());
@@ -381,6 +537,59 @@ mod tests {
             ]
             .map(|(a, b)| (a, b.to_string()))
         );
+    }
+
+    /// Feeds `body` in pieces of every size from 1 byte, so the splitter sees every cut.
+    fn parse_in_pieces(body: &str, piece: usize) -> (Parsed, Vec<(i64, String)>) {
+        struct Pieces<'a>(&'a [u8], usize);
+        impl Read for Pieces<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                let n = self.0.len().min(self.1).min(buf.len());
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let mut w = SpoolWriter::new(tempfile::tempfile().unwrap());
+        let p = parse_matrix(Pieces(body.as_bytes(), piece), &mut w).unwrap();
+        let mut rd = SpoolReader::new(w.finish().unwrap());
+        let mut all = Vec::new();
+        for s in &p.series {
+            rd.for_each(s.offset, s.samples, |ms, v| {
+                all.push((ms, String::from_utf8(v.to_vec()).unwrap()));
+                Ok(())
+            })
+            .unwrap();
+        }
+        (p, all)
+    }
+
+    #[test]
+    fn the_splitter_survives_tricky_json() {
+        // Braces, brackets, quotes and the word "result" inside label values; whitespace; keys
+        // in another order; `data` after `warnings`.
+        let body = r#" { "warnings" : ["a \"result\": [ {"] , "status" : "success",
+            "data" : { "result" : [
+              { "values" : [ [ 1 , "1" ] ] , "metric" : { "path" : "/x{\"a\":[1]}\\" } } ,
+              {"metric":{"result":"]}{["},"values":[[2,"NaN"],[3.5,"+Inf"]]}
+            ] , "resultType" : "matrix" } } "#;
+        for piece in [1, 2, 3, 7, 64, 1 << 16] {
+            let (p, samples) = parse_in_pieces(body, piece);
+            assert_eq!(p.warnings, ["a \"result\": [ {"]);
+            assert_eq!(p.series.len(), 2, "piece {piece}");
+            assert_eq!(
+                p.series[0].labels,
+                vec![("path".to_string(), "/x{\"a\":[1]}\\".to_string())]
+            );
+            assert_eq!(
+                p.series[1].labels,
+                vec![("result".to_string(), "]}{[".to_string())]
+            );
+            assert_eq!(
+                samples,
+                [(1000, "1"), (2000, "NaN"), (3500, "+Inf")].map(|(a, b)| (a, b.to_string()))
+            );
+        }
     }
 
     #[test]
