@@ -179,13 +179,11 @@ impl PromClient {
         let (tx, rx) = mpsc::channel::<Bytes>(1);
         let parser = tokio::task::spawn_blocking(move || {
             let mut w = SpoolWriter::new(spool);
-            let reader = io::BufReader::with_capacity(
-                64 * 1024,
-                ChannelReader {
-                    rx,
-                    cur: Bytes::new(),
-                },
-            );
+            // parse_matrix reads in 64 KB blocks itself: no BufReader.
+            let reader = ChannelReader {
+                rx,
+                cur: Bytes::new(),
+            };
             let parsed = parse_matrix(reader, &mut w);
             let file = w.finish();
             (parsed, file)
