@@ -4,6 +4,8 @@
 
 #[path = "support/kube_fake/mod.rs"]
 mod kube_fake;
+#[path = "support/prometheus.rs"]
+mod prometheus;
 #[path = "support/skywalking.rs"]
 mod skywalking;
 mod support;
@@ -75,6 +77,10 @@ fn every_campaign_plan_injects_its_fault_and_recovers_it() {
     plans.sort();
     assert!(plans.len() >= 13, "campaign plans: {plans:?}");
     let oap = skywalking::FakeSkyWalking::start(skywalking::Options::default());
+    let five_hours_ago = chrono::Utc::now().timestamp() - 5 * 3600;
+    let prom = prometheus::Prometheus::start(&format!(
+        "# TYPE up gauge\nup{{job=\"x\"}} 1 {five_hours_ago}\n# EOF\n"
+    ));
     for plan in plans {
         let kube = FakeKube::builder()
             .train_ticket("default")
@@ -98,6 +104,7 @@ fn every_campaign_plan_injects_its_fault_and_recovers_it() {
             .env("TRAIN_TICKET_DIR", &dir.display().to_string())
             .env("EVOMASTER_TEST", &dir.join("noop.py").display().to_string())
             .env("SKYWALKING_URL", &oap.url())
+            .env("PROMETHEUS_URL", &prom.url)
             .args([
                 "run",
                 &plan.display().to_string(),
@@ -127,6 +134,12 @@ fn every_campaign_plan_injects_its_fault_and_recovers_it() {
             "{name}"
         );
         assert_eq!(m["endpoints"]["skywalking"]["step"], "traces", "{name}");
+        assert_eq!(
+            m["endpoints"]["prometheus"]["url"],
+            prom.url.as_str(),
+            "{name}"
+        );
+        assert_eq!(m["steps"]["metrics"]["status"], "succeeded", "{name}");
         let traces = m["steps"]["traces"]["artifacts"].as_array().unwrap();
         assert!(
             traces[0]["path"]

@@ -4,4 +4,5 @@
 //! engine.
 
 pub mod endpoint;
+pub mod metrics;
 pub mod traces;

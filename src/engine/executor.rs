@@ -476,11 +476,13 @@ impl StepJob {
         let out_dir = self.run.out_dir.clone();
         let patterns = step.common.artifacts.clone();
         let reported = outputs.artifacts.clone();
+        let known = outputs.digests.clone();
         let started = Instant::now();
-        let r =
-            tokio::task::spawn_blocking(move || collect_artifacts(&out_dir, &patterns, &reported))
-                .await
-                .map_err(|e| e.to_string())?;
+        let r = tokio::task::spawn_blocking(move || {
+            collect_artifacts(&out_dir, &patterns, &reported, &known)
+        })
+        .await
+        .map_err(|e| e.to_string())?;
         if started.elapsed() > Duration::from_secs(2) {
             self.progress.note(&format!(
                 "{}: hashed artifacts in {}",
@@ -496,7 +498,21 @@ fn collect_artifacts(
     out_dir: &Path,
     patterns: &[String],
     reported: &[PathBuf],
+    known: &std::collections::BTreeMap<PathBuf, (u64, String)>,
 ) -> Result<Vec<Artifact>, String> {
+    let known: std::collections::BTreeMap<PathBuf, &(u64, String)> = known
+        .iter()
+        .map(|(p, d)| {
+            (
+                if p.is_absolute() {
+                    p.clone()
+                } else {
+                    out_dir.join(p)
+                },
+                d,
+            )
+        })
+        .collect();
     let mut paths: Vec<PathBuf> = Vec::new();
     for pattern in patterns {
         let full = if Path::new(pattern).is_absolute() {
@@ -529,8 +545,13 @@ fn collect_artifacts(
     paths
         .into_iter()
         .map(|p| {
-            let (bytes, sha256) =
-                sha256_file(&p).map_err(|e| format!("hashing artifact {}: {e}", p.display()))?;
+            // A digest the step computed while writing the file spares reading it again.
+            let (bytes, sha256) = match known.get(&p) {
+                Some((bytes, sha256)) => (*bytes, sha256.clone()),
+                None => {
+                    sha256_file(&p).map_err(|e| format!("hashing artifact {}: {e}", p.display()))?
+                }
+            };
             let path = p.strip_prefix(out_dir).map(Path::to_path_buf).unwrap_or(p);
             Ok(Artifact {
                 path,

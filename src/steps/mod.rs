@@ -22,6 +22,7 @@ pub mod api_driver;
 pub mod chaos_mesh;
 pub mod chaosblade;
 pub mod collect_coverage;
+pub mod collect_metrics;
 pub mod collect_traces;
 pub mod coverage_report;
 pub mod instrument;
@@ -46,6 +47,7 @@ pub static KINDS: &[KindEntry] = &[
     kind::<collect_coverage::CollectCoverageConfig>(),
     kind::<coverage_report::CoverageReportConfig>(),
     kind::<collect_traces::CollectTracesConfig>(),
+    kind::<collect_metrics::CollectMetricsConfig>(),
 ];
 
 /// What a step produced: named values (readable by later steps as
@@ -59,6 +61,9 @@ pub struct StepOutputs {
     pub endpoints: BTreeMap<String, serde_json::Value>,
     /// Set by steps that instrument manifests, for the manifest's `instrumented`.
     pub instrumented: Option<serde_json::Value>,
+    /// `(bytes, sha256 hex)` of artifacts the step hashed while writing them, keyed like
+    /// `artifacts`; the engine uses these instead of reading the files again.
+    pub digests: BTreeMap<PathBuf, (u64, String)>,
 }
 
 impl StepOutputs {

@@ -1,0 +1,592 @@
+//! `collect-metrics`: Prometheus range queries over the run window → a long CSV under
+//! `metric_data/<EXP_NAME>/`. This module is the plan-facing shell (config, checks, outputs);
+//! the collector itself is [`crate::collect::metrics`].
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use indexmap::IndexMap;
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use super::{Step, StepConfig, StepCtx, StepError, StepOutputs};
+use crate::collect::endpoint::{check_http_url, resolve_endpoint};
+use crate::collect::metrics::client::ClientOptions;
+use crate::collect::metrics::{
+    collect, MetricsError, MetricsJob, NamedQuery, OnQueryError, QueryReport,
+};
+use crate::diag::{did_you_mean, Code, PlanDiag};
+use crate::kube::discovery;
+use crate::plan::node::Node;
+use crate::plan::Duration;
+
+/// The environment variable read when the plan names no endpoint.
+pub const ENDPOINT_ENV: &str = "PROMETHEUS_URL";
+
+/// Collects Prometheus metrics over the run window into a CSV.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CollectMetricsConfig {
+    /// Prometheus base URL (`http://prometheus.monitoring:9090`, a path prefix is kept). Empty or
+    /// absent: the `PROMETHEUS_URL` environment variable (the step's `env:` first, then
+    /// ttplan's own).
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Named PromQL queries: a mapping `name: query`, or a list of `{name, query}`. The name is
+    /// the CSV's `metric_name`.
+    #[serde(default)]
+    pub queries: Queries,
+    /// Groups of named queries, `set: {name: query}` — normally the `metric_sets` var of
+    /// `plans/base/metrics.yaml`, passed as `metric_sets: "{{ metric_sets }}"`.
+    #[serde(default)]
+    pub metric_sets: IndexMap<String, IndexMap<String, String>>,
+    /// Which of `metric_sets` to run, in this order (default: all, in their order).
+    #[serde(default)]
+    pub sets: Option<Vec<String>>,
+    /// Window start, RFC 3339 (`2025-11-15T09:00:00Z`, or a runtime template such as
+    /// `{{ steps.inject.started_at }}`). Default: the run's start minus `padding`.
+    #[serde(default)]
+    pub start: Option<String>,
+    /// Window end, RFC 3339. Default: when this step starts.
+    #[serde(default)]
+    pub end: Option<String>,
+    /// How far before the run's start the default window begins.
+    #[serde(default = "default_padding")]
+    pub padding: Duration,
+    /// Resolution of the range queries (Prometheus' `step`).
+    #[serde(default = "default_step")]
+    pub step: Duration,
+    /// Requests in flight at once.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Ask Prometheus for gzip-compressed responses (worth it over a slow link; on loopback
+    /// uncompressed is faster).
+    #[serde(default)]
+    pub compression: bool,
+    /// Timeout of one HTTP request.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout: Duration,
+    /// Extra attempts for a request that failed with a 5xx, 429, timeout or connection error
+    /// (waits 500ms, doubling). A 4xx (bad PromQL) is never retried.
+    #[serde(default = "default_request_retries")]
+    pub request_retries: u32,
+    /// A query that still fails: `fail` (default) fails the step, naming the query and quoting
+    /// Prometheus' error, and writes no CSV; `record` writes the other queries' data and lists
+    /// the failure in the step outputs.
+    #[serde(default)]
+    pub on_query_error: OnQueryErrorConfig,
+    /// CSV path, relative to the output root. Default:
+    /// `metric_data/<EXP_NAME>/<EXP_NAME>_metrics_<UTC %Y%m%dT%H%M%SZ of the step start>.csv`.
+    #[serde(default)]
+    pub output: Option<PathBuf>,
+    /// One CSV per query, `<output stem>_<query name>.csv`, instead of one file.
+    #[serde(default)]
+    pub split: bool,
+}
+
+/// Named queries, as a mapping or a list.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Queries {
+    /// `name: query`, in order.
+    Map(IndexMap<String, String>),
+    /// `[{name, query}]`.
+    List(Vec<QueryEntry>),
+}
+
+impl Default for Queries {
+    fn default() -> Self {
+        Queries::Map(IndexMap::new())
+    }
+}
+
+/// One named query.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QueryEntry {
+    /// The CSV's `metric_name` for this query's rows.
+    pub name: String,
+    /// PromQL.
+    pub query: String,
+}
+
+/// What to do with a query that fails.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnQueryErrorConfig {
+    /// Fail the step (no CSV).
+    #[default]
+    Fail,
+    /// Keep going; the failure is listed in the outputs.
+    Record,
+}
+
+fn default_padding() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_step() -> Duration {
+    Duration::from_secs(15)
+}
+fn default_concurrency() -> usize {
+    4
+}
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(120)
+}
+fn default_request_retries() -> u32 {
+    4
+}
+
+impl StepConfig for CollectMetricsConfig {
+    const KIND: &'static str = "collect-metrics";
+    const ABOUT: &'static str =
+        "Prometheus range queries over the run window → metric_data/<EXP_NAME>/…_metrics_<ts>.csv";
+}
+
+/// A query name is also a file name with `split`, and a CSV cell everywhere.
+fn valid_query_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'))
+}
+
+fn is_template(s: &str) -> bool {
+    s.contains("{{") || s.contains("{%")
+}
+
+impl CollectMetricsConfig {
+    /// The queries in output order: `queries`, then each selected set's queries.
+    ///
+    /// # Errors
+    /// An unknown set, a duplicate or invalid name, or no query at all.
+    pub fn resolved_queries(&self) -> Result<Vec<NamedQuery>, String> {
+        let mut out: Vec<NamedQuery> = match &self.queries {
+            Queries::Map(m) => m
+                .iter()
+                .map(|(name, query)| NamedQuery {
+                    name: name.clone(),
+                    query: query.clone(),
+                })
+                .collect(),
+            Queries::List(l) => l
+                .iter()
+                .map(|e| NamedQuery {
+                    name: e.name.clone(),
+                    query: e.query.clone(),
+                })
+                .collect(),
+        };
+        let selected: Vec<&String> = match &self.sets {
+            Some(s) => s.iter().collect(),
+            None => self.metric_sets.keys().collect(),
+        };
+        for set in selected {
+            let Some(queries) = self.metric_sets.get(set) else {
+                return Err(format!(
+                    "`sets` names `{set}`, which is not in `metric_sets`{}",
+                    did_you_mean(set, self.metric_sets.keys().map(String::as_str))
+                        .map(|h| format!(" ({h})"))
+                        .unwrap_or_default()
+                ));
+            };
+            out.extend(queries.iter().map(|(name, query)| NamedQuery {
+                name: name.clone(),
+                query: query.clone(),
+            }));
+        }
+        let mut seen = BTreeSet::new();
+        for q in &out {
+            if !valid_query_name(&q.name) {
+                return Err(format!(
+                    "query name `{}` must be letters, digits, `_`, `-`, `.` or `:`",
+                    q.name
+                ));
+            }
+            if !seen.insert(q.name.as_str()) {
+                return Err(format!(
+                    "two queries are named `{}`: names become `metric_name` and must be unique",
+                    q.name
+                ));
+            }
+            if q.query.trim().is_empty() {
+                return Err(format!("query `{}` is empty", q.name));
+            }
+        }
+        if out.is_empty() {
+            return Err("no queries: give `queries` or `metric_sets`".into());
+        }
+        Ok(out)
+    }
+
+    fn step_ms(&self) -> Result<i64, String> {
+        let ms = i64::try_from(self.step.get().as_millis()).unwrap_or(i64::MAX);
+        if ms < 1 {
+            return Err(format!("`step` must be at least 1ms, got {}", self.step));
+        }
+        Ok(ms)
+    }
+}
+
+fn parse_time(field: &str, s: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(s.trim())
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| {
+            format!("`{field}`: `{s}` is not an RFC 3339 time ({e}; e.g. 2025-11-15T09:00:00Z)")
+        })
+}
+
+fn iso(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// What the step log keeps of a collection: the window and each query's outcome.
+fn summary(
+    endpoint: &str,
+    source: &str,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    queries: &[QueryReport],
+    files: &[String],
+) -> String {
+    let mut s = format!(
+        "--- {} collect-metrics from {endpoint} ({source}), window {} .. {}\n",
+        iso(Utc::now()),
+        iso(start),
+        iso(end)
+    );
+    for q in queries {
+        s.push_str(&format!(
+            "{}: {} ({} series, {} samples){}\n",
+            q.name,
+            q.status.as_str(),
+            q.series,
+            q.samples,
+            q.error
+                .as_deref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
+        ));
+    }
+    for f in files {
+        s.push_str(&format!("wrote {f}\n"));
+    }
+    s
+}
+
+fn append_log(path: &std::path::Path, text: &str) -> Result<(), StepError> {
+    use std::io::Write;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(StepError::io(format!("creating {}", dir.display())))?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .map_err(StepError::io(format!("writing {}", path.display())))
+}
+
+#[async_trait::async_trait]
+impl Step for CollectMetricsConfig {
+    async fn run(&self, ctx: &StepCtx) -> Result<StepOutputs, StepError> {
+        let step_started = Utc::now();
+        let (endpoint, endpoint_source) = resolve_endpoint(
+            ctx,
+            self.endpoint.as_deref(),
+            ENDPOINT_ENV,
+            &discovery::PROMETHEUS,
+            "Prometheus",
+        )
+        .await?;
+        let queries = self.resolved_queries().map_err(StepError::Failed)?;
+        let step_ms = self.step_ms().map_err(StepError::Failed)?;
+        let end = match &self.end {
+            Some(s) => parse_time("end", s).map_err(StepError::Failed)?,
+            None => step_started,
+        };
+        let start = match &self.start {
+            Some(s) => parse_time("start", s).map_err(StepError::Failed)?,
+            None => {
+                let pad = chrono::Duration::from_std(self.padding.get())
+                    .map_err(|e| StepError::failed(format!("`padding`: {e}")))?;
+                ctx.run_started_at() - pad
+            }
+        };
+        if start > end {
+            return Err(StepError::failed(format!(
+                "the window is empty: start {} is after end {}",
+                iso(start),
+                iso(end)
+            )));
+        }
+        let output = match &self.output {
+            Some(p) if p.is_absolute() => p.clone(),
+            Some(p) => ctx.out_dir().join(p),
+            None => {
+                let exp = ctx.exp_name();
+                ctx.out_dir().join("metric_data").join(exp).join(format!(
+                    "{exp}_metrics_{}.csv",
+                    step_started.format("%Y%m%dT%H%M%SZ")
+                ))
+            }
+        };
+        let job = MetricsJob {
+            endpoint: endpoint.clone(),
+            queries,
+            start_ms: start.timestamp_millis(),
+            end_ms: end.timestamp_millis(),
+            step_ms,
+            concurrency: self.concurrency.max(1),
+            client: ClientOptions {
+                request_timeout: self.request_timeout.get(),
+                retries: self.request_retries,
+                backoff: std::time::Duration::from_millis(500),
+                compression: self.compression,
+            },
+            on_error: match self.on_query_error {
+                OnQueryErrorConfig::Fail => OnQueryError::Fail,
+                OnQueryErrorConfig::Record => OnQueryError::Record,
+            },
+            output,
+            split: self.split,
+        };
+        let progress = |m: String| ctx.progress(m);
+        let report = collect(&job, ctx.cancel_token(), &progress)
+            .await
+            .map_err(|e| match e {
+                MetricsError::Cancelled => StepError::Cancelled,
+                e => StepError::Failed(format!("{e} (Prometheus at {endpoint})")),
+            })?;
+
+        let rel = |p: &PathBuf| {
+            p.strip_prefix(ctx.out_dir())
+                .unwrap_or(p)
+                .display()
+                .to_string()
+        };
+        let queries: Vec<serde_json::Value> = report
+            .queries
+            .iter()
+            .map(|q: &QueryReport| {
+                serde_json::json!({
+                    "name": q.name,
+                    "series": q.series,
+                    "samples": q.samples,
+                    "status": q.status.as_str(),
+                    "error": q.error,
+                    "warnings": q.warnings,
+                    "file": q.file.as_ref().map(rel),
+                })
+            })
+            .collect();
+        let failed: Vec<&str> = report
+            .queries
+            .iter()
+            .filter(|q| q.error.is_some())
+            .map(|q| q.name.as_str())
+            .collect();
+        if !failed.is_empty() {
+            ctx.progress(format!("no data from: {}", failed.join(", ")));
+        }
+        let files: Vec<String> = report.files.iter().map(rel).collect();
+        append_log(
+            &ctx.log_path(),
+            &summary(
+                &endpoint,
+                &endpoint_source,
+                start,
+                end,
+                &report.queries,
+                &files,
+            ),
+        )?;
+        let mut out = StepOutputs::default()
+            .endpoint("prometheus", &endpoint, &endpoint_source)
+            .value("endpoint", endpoint)
+            .value("endpoint_source", endpoint_source)
+            .value("start", iso(start))
+            .value("end", iso(end))
+            .value("step", self.step.to_string())
+            .value("chunks_per_query", report.chunks_per_query)
+            .value("requests", report.requests)
+            .value(
+                "series",
+                report.queries.iter().map(|q| q.series).sum::<u64>(),
+            )
+            .value("samples", report.rows)
+            .value("bytes", report.bytes)
+            .value("csv", files.first().cloned())
+            .value("files", files)
+            .value("queries", queries);
+        out.digests = report
+            .files
+            .iter()
+            .cloned()
+            .zip(report.digests.iter().cloned())
+            .collect();
+        out.artifacts = report.files;
+        Ok(out)
+    }
+
+    fn check(&self, node: &Node, diags: &mut Vec<PlanDiag>) {
+        let span_of = |key: &str| node.get(key).map(|n| &n.span).or(Some(&node.span));
+        // Templated fields render when the step starts; they are checked then.
+        let templated = |s: &str| is_template(s);
+        let any_template = match &self.queries {
+            Queries::Map(m) => m.iter().any(|(k, v)| templated(k) || templated(v)),
+            Queries::List(l) => l.iter().any(|e| templated(&e.name) || templated(&e.query)),
+        };
+        let mut sets_ok = true;
+        if let Some(sets) = &self.sets {
+            let items = node.get("sets").and_then(|n| match &n.value {
+                crate::plan::node::Value::Seq(items) => Some(items),
+                _ => None,
+            });
+            for (i, set) in sets.iter().enumerate() {
+                if templated(set) || self.metric_sets.contains_key(set) {
+                    continue;
+                }
+                sets_ok = false;
+                let span = items.and_then(|it| it.get(i)).map(|n| &n.span);
+                diags.push(
+                    PlanDiag::new(
+                        Code::InvalidValue,
+                        format!("`sets` names `{set}`, which is not in `metric_sets`"),
+                        span.or(span_of("sets")),
+                    )
+                    .label("no such metric set")
+                    .help(
+                        did_you_mean(set, self.metric_sets.keys().map(String::as_str))
+                            .unwrap_or_else(|| {
+                                format!(
+                                    "metric sets: {}",
+                                    self.metric_sets
+                                        .keys()
+                                        .map(String::as_str)
+                                        .collect::<Vec<_>>()
+                                        .join(", ")
+                                )
+                            }),
+                    ),
+                );
+            }
+        }
+        if !any_template && sets_ok {
+            if let Err(e) = self.resolved_queries() {
+                let key = if self.metric_sets.is_empty() || node.get("queries").is_some() {
+                    "queries"
+                } else {
+                    "metric_sets"
+                };
+                diags.push(PlanDiag::new(Code::InvalidValue, e, span_of(key)).label("here"));
+            }
+        }
+        for field in ["start", "end"] {
+            let v = if field == "start" {
+                &self.start
+            } else {
+                &self.end
+            };
+            if let Some(s) = v.as_deref().filter(|s| !templated(s)) {
+                if let Err(e) = parse_time(field, s) {
+                    diags.push(
+                        PlanDiag::new(Code::InvalidValue, e, span_of(field))
+                            .label("not an RFC 3339 time"),
+                    );
+                }
+            }
+        }
+        if let (Some(s), Some(e)) = (&self.start, &self.end) {
+            if let (Ok(s), Ok(e)) = (parse_time("start", s), parse_time("end", e)) {
+                if s > e {
+                    diags.push(
+                        PlanDiag::new(
+                            Code::InvalidValue,
+                            "`start` is after `end`: the window is empty",
+                            span_of("start"),
+                        )
+                        .label("after `end`"),
+                    );
+                }
+            }
+        }
+        if let Err(e) = self.step_ms() {
+            diags.push(PlanDiag::new(Code::InvalidValue, e, span_of("step")).label("too small"));
+        }
+        if self.concurrency == 0 {
+            diags.push(
+                PlanDiag::new(
+                    Code::InvalidValue,
+                    "`concurrency` must be at least 1",
+                    span_of("concurrency"),
+                )
+                .label("zero"),
+            );
+        }
+        if let Some(url) = self
+            .endpoint
+            .as_deref()
+            .filter(|u| !u.trim().is_empty() && !templated(u))
+        {
+            if let Err(e) = check_http_url(url.trim()) {
+                diags.push(
+                    PlanDiag::new(
+                        Code::InvalidValue,
+                        format!("`endpoint` `{url}` is not a usable URL: {e}"),
+                        span_of("endpoint"),
+                    )
+                    .label("not an http(s) URL"),
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(yaml: &str) -> CollectMetricsConfig {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn queries_come_in_plan_order_then_sets() {
+        let c = cfg("queries: {b: up, a: 'rate(x[1m])'}\n\
+             metric_sets: {perf: {cpu: c, mem: m}, db: {qps: q}}\n\
+             sets: [db, perf]\n");
+        let names: Vec<String> = c
+            .resolved_queries()
+            .unwrap()
+            .into_iter()
+            .map(|q| q.name)
+            .collect();
+        assert_eq!(names, ["b", "a", "qps", "cpu", "mem"]);
+        let c = cfg("queries: [{name: x, query: up}]\nmetric_sets: {s: {y: up}}\n");
+        assert_eq!(c.resolved_queries().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn bad_query_lists_are_explained() {
+        let e = cfg("queries: {a: up}\nmetric_sets: {perf: {a: up}}\n")
+            .resolved_queries()
+            .unwrap_err();
+        assert_eq!(
+            e,
+            "two queries are named `a`: names become `metric_name` and must be unique"
+        );
+        let e = cfg("metric_sets: {performance: {a: up}}\nsets: [perfomance]\n")
+            .resolved_queries()
+            .unwrap_err();
+        assert_eq!(
+            e,
+            "`sets` names `perfomance`, which is not in `metric_sets` (did you mean `performance`?)"
+        );
+        let e = cfg("queries: {'a b': up}").resolved_queries().unwrap_err();
+        assert!(e.starts_with("query name `a b` must be"), "{e}");
+        let e = cfg("{}").resolved_queries().unwrap_err();
+        assert_eq!(e, "no queries: give `queries` or `metric_sets`");
+    }
+}
