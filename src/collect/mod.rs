@@ -3,4 +3,5 @@
 //! collector's settings; everything protocol-specific lives here so it can be tested without the
 //! engine.
 
+pub mod logs;
 pub mod traces;
