@@ -414,6 +414,8 @@ steps:
 }
 
 /// Peak resident memory of a finished child, from `wait4` (no external tool needed).
+// The child is reaped by `wait4` itself, which clippy cannot see.
+#[allow(clippy::zombie_processes)]
 fn run_measuring_rss(cmd: &mut std::process::Command) -> (i32, u64) {
     let child = cmd.spawn().expect("spawn ttplan");
     let pid = child.id() as nix::libc::pid_t;

@@ -213,10 +213,7 @@ impl Step for CollectLogsConfig {
             .value("skipped", t.skipped)
             .value("vanished_pods", vanished)
             .value("errors", errors)
-            .value(
-                "report",
-                collection.report_path.to_string_lossy().into_owned(),
-            )
+            .value("report", collection.report_rel.clone())
             .value("elapsed_ms", report.elapsed_ms);
         out.artifacts = collection.artifacts();
         Ok(out)

@@ -176,7 +176,10 @@ pub struct ErrorReport {
 #[derive(Debug)]
 pub struct Collection {
     pub report: Report,
+    /// Absolute.
     pub report_path: PathBuf,
+    /// Relative to the output root.
+    pub report_rel: String,
 }
 
 impl Collection {
@@ -303,7 +306,9 @@ pub async fn collect(
         skipped,
         errors,
     };
-    let report_path = dir_abs.join(naming::report_file_name(&ts));
+    let report_name = naming::report_file_name(&ts);
+    let report_path = dir_abs.join(&report_name);
+    let report_rel = rel_string(&settings.dir.join(&report_name));
     let to_write = report.clone();
     let target = report_path.clone();
     tokio::task::spawn_blocking(move || write_json_atomic(&target, &to_write))
@@ -317,6 +322,7 @@ pub async fn collect(
     Ok(Collection {
         report,
         report_path,
+        report_rel,
     })
 }
 
@@ -580,10 +586,8 @@ fn current_log_skip(status: Option<&ContainerStatus>, fetching_previous: bool) -
     let Some(status) = status else {
         return Some("no container status yet (not started)".into());
     };
-    let waiting = status.state.as_ref().and_then(|s| s.waiting.as_ref());
-    let Some(waiting) = waiting else {
-        return None;
-    };
+    // Running or terminated: the API serves that instance.
+    let waiting = status.state.as_ref().and_then(|s| s.waiting.as_ref())?;
     let reason = waiting.reason.clone().unwrap_or_else(|| "waiting".into());
     let last_terminated = status
         .last_state
