@@ -508,3 +508,46 @@ fn assert_lines_at_ends(path: &Path, width: usize, count: u64) {
         format!("{}\n", LogSource::generated_line(count - 1, width))
     );
 }
+
+#[test]
+fn the_kind_parses_from_toml_and_bad_fields_are_all_reported() {
+    let out = Test::new()
+        .file(
+            "plan.toml",
+            "name = \"logs_toml\"\n[steps.logs]\nkind = \"collect-logs\"\nnamespace = \"tt\"\n\
+             selector = \"app in (a, b)\"\nname_prefixes = [\"ts-\", \"nacos\"]\n\
+             since = \"2026-03-01T10:00:00.5Z\"\ntail = 100\nconcurrency = 8\nrequire = \"all\"\n\
+             timestamps = true\nlimit_bytes = 1048576\nprevious = false\nevents = false\ndir = \"logs\"\n",
+        )
+        .args(["validate", "plan.toml"])
+        .run();
+    assert!(out.stdout.contains("ok plan.toml"), "{out}");
+
+    let out = Test::new()
+        .plan(
+            "name: logs\nsteps:\n  logs:\n    kind: collect-logs\n    concurrency: 0\n    \
+             since: yesterday\n",
+        )
+        .args(["validate", "plan.yaml"])
+        .status(2)
+        .run();
+    assert!(
+        out.stderr.contains("`concurrency` must be at least 1")
+            && out
+                .stderr
+                .contains("`since`: `yesterday` is not an RFC 3339 time"),
+        "{out}"
+    );
+    let out = Test::new()
+        .plan("name: logs\nsteps:\n  logs:\n    kind: collect-logs\n    lines: 2000\n")
+        .args(["validate", "plan.yaml"])
+        .status(2)
+        .run();
+    assert!(
+        out.stderr.contains("lines") && out.stderr.contains("plan.yaml:5"),
+        "{out}"
+    );
+
+    let out = Test::new().args(["schema"]).run();
+    assert!(out.stdout.contains("collect-logs") && out.stdout.contains("name_prefixes"));
+}
