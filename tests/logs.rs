@@ -551,3 +551,47 @@ fn the_kind_parses_from_toml_and_bad_fields_are_all_reported() {
     let out = Test::new().args(["schema"]).run();
     assert!(out.stdout.contains("collect-logs") && out.stdout.contains("name_prefixes"));
 }
+
+#[test]
+fn a_timed_out_collection_leaves_no_partial_file() {
+    // 400 MB: far more than a debug build streams in the 300 ms the step gets.
+    let kube = FakeKube::builder()
+        .pod(
+            PodSeed::new("huge-1", "default").container(
+                ContainerSeed::new("app").log(
+                    LogSource::generated(2_000_000, 199)
+                        .starting_at(Utc::now(), std::time::Duration::from_micros(1)),
+                ),
+            ),
+        )
+        .start();
+    let t = Test::new().plan(
+        "name: logs\nsteps:\n  logs:\n    kind: collect-logs\n    timeout: 300ms\n    \
+         since: \"2000-01-01T00:00:00Z\"\n",
+    );
+    let kubeconfig = kube.write_kubeconfig(t.path());
+    let out = t
+        .args(["--progress", "never", "--kubeconfig"])
+        .args([kubeconfig.display().to_string()])
+        .status(1)
+        .run_plan();
+    let m = out.manifest();
+    let step = &m["steps"]["logs"];
+    assert_eq!(step["status"], "failed", "{out}");
+    let error = step["error"].as_str().unwrap_or_default();
+    assert!(error.contains("timed out"), "{error}");
+    // The log was being streamed when the timeout fired.
+    assert!(kube
+        .requests()
+        .iter()
+        .any(|r| r.path.ends_with("/pods/huge-1/log")));
+    let dir = out.path().join(format!("out/log_data/{EXP}/huge-1"));
+    let left: Vec<String> = std::fs::read_dir(&dir)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
