@@ -4,5 +4,6 @@
 //! engine.
 
 pub mod endpoint;
+pub mod logs;
 pub mod metrics;
 pub mod traces;

@@ -22,6 +22,7 @@ pub mod api_driver;
 pub mod chaos_mesh;
 pub mod chaosblade;
 pub mod collect_coverage;
+pub mod collect_logs;
 pub mod collect_metrics;
 pub mod collect_traces;
 pub mod coverage_report;
@@ -48,6 +49,7 @@ pub static KINDS: &[KindEntry] = &[
     kind::<coverage_report::CoverageReportConfig>(),
     kind::<collect_traces::CollectTracesConfig>(),
     kind::<collect_metrics::CollectMetricsConfig>(),
+    kind::<collect_logs::CollectLogsConfig>(),
 ];
 
 /// What a step produced: named values (readable by later steps as

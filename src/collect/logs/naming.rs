@@ -1,0 +1,189 @@
+//! File names of the log dataset and the arithmetic of the collection window — pure functions,
+//! so the layout the published dataset depends on is pinned by unit tests.
+//!
+//! Layout under the log folder (`log_data/<EXP_NAME>` by default):
+//! ```text
+//! <pod>/<pod>_<ts>.log                      one container: current instance
+//! <pod>/<pod>_previous_<ts>.log             one container: previous instance (after a restart)
+//! <pod>/<pod>_<container>_<ts>.log          several containers: one file per container…
+//! <pod>/<pod>_<container>_previous_<ts>.log …and per previous instance
+//! kubernetes_events_<ts>.json
+//! log_collection_report_<ts>.json
+//! ```
+//! Pod and container names are DNS labels/subdomains (no `_`), so `_` separates the parts
+//! unambiguously.
+
+use chrono::{DateTime, Utc};
+
+/// Which instance of a container a log belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Instance {
+    /// The running (or last) instance.
+    Current,
+    /// The instance before the last restart (`previous=true`).
+    Previous,
+}
+
+/// `%Y%m%dT%H%M%SZ` of the collection, shared by every file of one collection.
+pub fn collection_ts(at: DateTime<Utc>) -> String {
+    at.format("%Y%m%dT%H%M%SZ").to_string()
+}
+
+/// The file name of one container log. `container` is named only when the pod has several
+/// containers, so single-container pods keep the dataset's `<pod>_<ts>.log`.
+pub fn log_file_name(
+    pod: &str,
+    container: &str,
+    several_containers: bool,
+    instance: Instance,
+    ts: &str,
+) -> String {
+    let mut name = String::with_capacity(pod.len() + container.len() + ts.len() + 16);
+    name.push_str(pod);
+    if several_containers {
+        name.push('_');
+        name.push_str(container);
+    }
+    if instance == Instance::Previous {
+        name.push_str("_previous");
+    }
+    name.push('_');
+    name.push_str(ts);
+    name.push_str(".log");
+    name
+}
+
+pub fn events_file_name(ts: &str) -> String {
+    format!("kubernetes_events_{ts}.json")
+}
+
+pub fn report_file_name(ts: &str) -> String {
+    format!("log_collection_report_{ts}.json")
+}
+
+/// A name the API server returned, checked before it becomes a path component. Kubernetes
+/// validates names, but a path must never be steered outside the log folder by one.
+pub fn safe_component(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && !name.contains(['/', '\\', '\0'])
+        && !name.starts_with('.')
+}
+
+/// Floors to a whole second. The API takes `sinceTime` with whole seconds only and kube rounds
+/// half up, which could start the window after a line that belongs in it; flooring keeps
+/// every line of the window (at most one second more).
+pub fn floor_to_second(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t)
+}
+
+/// The start of the log window: the explicit `since`, else — unless only the last lines are
+/// wanted (`tail` without `since`) — the run start minus `padding`; floored to whole seconds.
+pub fn window_start(
+    run_started_at: DateTime<Utc>,
+    padding: std::time::Duration,
+    since: Option<DateTime<Utc>>,
+    tail_only: bool,
+) -> Option<DateTime<Utc>> {
+    let start = match since {
+        Some(t) => t,
+        None if tail_only => return None,
+        None => {
+            run_started_at - chrono::Duration::from_std(padding).unwrap_or(chrono::Duration::zero())
+        }
+    };
+    Some(floor_to_second(start))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn single_container_files_keep_the_dataset_names() {
+        let ts = collection_ts(t("2026-03-01T10:05:09.987Z"));
+        assert_eq!(ts, "20260301T100509Z");
+        assert_eq!(
+            log_file_name(
+                "ts-order-service-7d9f-abcde",
+                "ts-order-service",
+                false,
+                Instance::Current,
+                &ts
+            ),
+            "ts-order-service-7d9f-abcde_20260301T100509Z.log"
+        );
+        assert_eq!(
+            log_file_name("nacos-0", "nacos", false, Instance::Previous, &ts),
+            "nacos-0_previous_20260301T100509Z.log"
+        );
+    }
+
+    #[test]
+    fn several_containers_are_named_by_container() {
+        let ts = "20260301T100509Z";
+        assert_eq!(
+            log_file_name("web-0", "istio-proxy", true, Instance::Current, ts),
+            "web-0_istio-proxy_20260301T100509Z.log"
+        );
+        assert_eq!(
+            log_file_name("web-0", "app", true, Instance::Previous, ts),
+            "web-0_app_previous_20260301T100509Z.log"
+        );
+        assert_eq!(
+            events_file_name(ts),
+            "kubernetes_events_20260301T100509Z.json"
+        );
+        assert_eq!(
+            report_file_name(ts),
+            "log_collection_report_20260301T100509Z.json"
+        );
+    }
+
+    #[test]
+    fn unsafe_names_are_refused() {
+        assert!(safe_component("ts-order-service-1"));
+        for bad in ["", ".", "..", "../x", "a/b", ".hidden"] {
+            assert!(!safe_component(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_window_start_is_floored_never_rounded_up() {
+        assert_eq!(
+            floor_to_second(t("2026-03-01T10:00:00.999Z")),
+            t("2026-03-01T10:00:00Z")
+        );
+        assert_eq!(
+            floor_to_second(t("2026-03-01T10:00:00Z")),
+            t("2026-03-01T10:00:00Z")
+        );
+        let run = t("2026-03-01T10:01:30.600Z");
+        let pad = std::time::Duration::from_secs(60);
+        // Default: run start − padding, floored.
+        assert_eq!(
+            window_start(run, pad, None, false),
+            Some(t("2026-03-01T10:00:30Z"))
+        );
+        // A sub-second padding still floors.
+        let pad = std::time::Duration::from_millis(700);
+        assert_eq!(
+            window_start(run, pad, None, false),
+            Some(t("2026-03-01T10:01:29Z"))
+        );
+        // An explicit `since` wins, also floored.
+        let since = t("2026-03-01T09:59:59.5+01:00");
+        assert_eq!(
+            window_start(run, pad, Some(since), true),
+            Some(t("2026-03-01T08:59:59Z"))
+        );
+        // `tail` alone means "the last lines", with no time bound.
+        assert_eq!(window_start(run, pad, None, true), None);
+    }
+}
