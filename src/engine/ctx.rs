@@ -103,6 +103,25 @@ impl StepCtx {
             .join(format!("{}.log", self.step))
     }
 
+    /// Appends to the step log (creating it and its folder when needed).
+    ///
+    /// # Errors
+    /// When the log cannot be written.
+    pub fn append_log(&self, text: &str) -> Result<(), StepError> {
+        use std::io::Write;
+        let path = self.log_path();
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(StepError::io(format!("creating {}", dir.display())))?;
+        }
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(text.as_bytes()))
+            .map_err(StepError::io(format!("writing {}", path.display())))
+    }
+
     /// A one-line status ("41/46 ready") for the progress display.
     pub fn progress(&self, message: impl Into<String>) {
         self.progress.message(&self.step, message.into());

@@ -11,7 +11,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::process::{run_logged, tail_lines, Command, Spawn};
-use super::shell::{append_log, now, resolve_workdir, run_env};
+use super::shell::{now, resolve_workdir, run_env};
 use super::{Step, StepConfig, StepCtx, StepError, StepOutputs};
 use crate::diag::{Code, PlanDiag};
 use crate::plan::node::Node;
@@ -351,14 +351,11 @@ impl ApiDriverConfig {
                 if let Some(p) = phase {
                     p.set(i, s);
                 }
-                append_log(
-                    &log,
-                    &format!(
-                        "--- {} attempt {} {which}: {command}\n",
-                        now(),
-                        ctx.attempt()
-                    ),
-                )?;
+                ctx.append_log(&format!(
+                    "--- {} attempt {} {which}: {command}\n",
+                    now(),
+                    ctx.attempt()
+                ))?;
                 let mut run_env = env.clone();
                 run_env.push(("TTPLAN_ITERATION".into(), i.to_string()));
                 run_env.push(("TTPLAN_SUITE".into(), s.to_string()));
@@ -371,15 +368,12 @@ impl ApiDriverConfig {
                     cancel: ctx.cancel_token(),
                 })
                 .await?;
-                append_log(
-                    &log,
-                    &format!(
-                        "--- {} {} after {:.3}s\n",
-                        now(),
-                        done.describe(),
-                        done.elapsed.as_secs_f64()
-                    ),
-                )?;
+                ctx.append_log(&format!(
+                    "--- {} {} after {:.3}s\n",
+                    now(),
+                    done.describe(),
+                    done.elapsed.as_secs_f64()
+                ))?;
                 runs.push(DriverRun {
                     iteration: i,
                     suite: s,

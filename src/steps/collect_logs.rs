@@ -3,12 +3,13 @@
 //! turns plan fields into [`crate::collect::logs::Settings`] and applies `require`; the
 //! collector is there.
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::{Step, StepConfig, StepCtx, StepError, StepOutputs};
 use crate::collect::logs::{self, naming, LogsError, Settings};
+use crate::collect::parse_time;
 use crate::diag::{Code, PlanDiag};
 use crate::plan::node::Node;
 use crate::plan::Duration;
@@ -95,12 +96,6 @@ fn is_template(s: &str) -> bool {
     s.contains("{{") || s.contains("{%")
 }
 
-fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
-    DateTime::parse_from_rfc3339(s.trim())
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| format!("`since`: `{s}` is not an RFC 3339 time ({e})"))
-}
-
 /// How many errors the failure message names before "and N more".
 const ERRORS_IN_MESSAGE: usize = 10;
 
@@ -115,7 +110,7 @@ impl Step for CollectLogsConfig {
             .filter(|n| !n.trim().is_empty())
             .unwrap_or_else(|| kube.namespace.clone());
         let since = match &self.since {
-            Some(s) => Some(parse_time(s).map_err(StepError::failed)?),
+            Some(s) => Some(parse_time("since", s).map_err(StepError::failed)?),
             None => None,
         };
         let since = naming::window_start(
@@ -234,7 +229,7 @@ impl Step for CollectLogsConfig {
             bad("limit_bytes", "`limit_bytes` must be at least 1".into());
         }
         if let Some(v) = self.since.as_deref().filter(|v| !is_template(v)) {
-            if let Err(e) = parse_time(v) {
+            if let Err(e) = parse_time("since", v) {
                 bad("since", e);
             }
         }

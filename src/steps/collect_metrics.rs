@@ -16,6 +16,7 @@ use crate::collect::metrics::client::ClientOptions;
 use crate::collect::metrics::{
     collect, MetricsError, MetricsJob, NamedQuery, OnQueryError, QueryReport,
 };
+use crate::collect::parse_time;
 use crate::diag::{did_you_mean, Code, PlanDiag};
 use crate::kube::discovery;
 use crate::plan::node::Node;
@@ -228,14 +229,6 @@ impl CollectMetricsConfig {
     }
 }
 
-fn parse_time(field: &str, s: &str) -> Result<DateTime<Utc>, String> {
-    DateTime::parse_from_rfc3339(s.trim())
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| {
-            format!("`{field}`: `{s}` is not an RFC 3339 time ({e}; e.g. 2025-11-15T09:00:00Z)")
-        })
-}
-
 fn iso(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
@@ -272,20 +265,6 @@ fn summary(
         s.push_str(&format!("wrote {f}\n"));
     }
     s
-}
-
-fn append_log(path: &std::path::Path, text: &str) -> Result<(), StepError> {
-    use std::io::Write;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(StepError::io(format!("creating {}", dir.display())))?;
-    }
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .and_then(|mut f| f.write_all(text.as_bytes()))
-        .map_err(StepError::io(format!("writing {}", path.display())))
 }
 
 #[async_trait::async_trait]
@@ -391,17 +370,14 @@ impl Step for CollectMetricsConfig {
             ctx.progress(format!("no data from: {}", failed.join(", ")));
         }
         let files: Vec<String> = report.files.iter().map(rel).collect();
-        append_log(
-            &ctx.log_path(),
-            &summary(
-                &endpoint,
-                &endpoint_source,
-                start,
-                end,
-                &report.queries,
-                &files,
-            ),
-        )?;
+        ctx.append_log(&summary(
+            &endpoint,
+            &endpoint_source,
+            start,
+            end,
+            &report.queries,
+            &files,
+        ))?;
         let mut out = StepOutputs::default()
             .endpoint("prometheus", &endpoint, &endpoint_source)
             .value("endpoint", endpoint)

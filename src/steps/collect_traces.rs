@@ -4,12 +4,13 @@
 
 use std::time::Duration as StdDuration;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::{Step, StepConfig, StepCtx, StepError, StepOutputs};
 use crate::collect::endpoint::resolve_endpoint;
+use crate::collect::parse_time;
 use crate::collect::traces::client::RetryPolicy;
 use crate::collect::traces::query::{self, QueryStep};
 use crate::collect::traces::writer::Format;
@@ -145,12 +146,6 @@ impl CollectTracesConfig {
             query::parse_offset(&self.timezone).map(Timezone::Fixed)
         }
     }
-}
-
-fn parse_time(field: &str, s: &str) -> Result<DateTime<Utc>, String> {
-    DateTime::parse_from_rfc3339(s.trim())
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| format!("`{field}`: `{s}` is not an RFC 3339 time ({e})"))
 }
 
 #[async_trait::async_trait]

@@ -124,15 +124,12 @@ impl Step for ShellConfig {
             if total > 1 {
                 ctx.progress(format!("iteration {i}/{total}"));
             }
-            append_log(
-                &log,
-                &format!(
-                    "--- {} attempt {} iteration {i}/{total}: {}\n",
-                    now(),
-                    ctx.attempt(),
-                    self.run
-                ),
-            )?;
+            ctx.append_log(&format!(
+                "--- {} attempt {} iteration {i}/{total}: {}\n",
+                now(),
+                ctx.attempt(),
+                self.run
+            ))?;
             let mut iter_env = env.clone();
             iter_env.push(("TTPLAN_ITERATION".into(), i.to_string()));
             let done = run_logged(Spawn {
@@ -144,15 +141,12 @@ impl Step for ShellConfig {
                 cancel: ctx.cancel_token(),
             })
             .await?;
-            append_log(
-                &log,
-                &format!(
-                    "--- {} {} after {:.3}s\n",
-                    now(),
-                    done.describe(),
-                    done.elapsed.as_secs_f64()
-                ),
-            )?;
+            ctx.append_log(&format!(
+                "--- {} {} after {:.3}s\n",
+                now(),
+                done.describe(),
+                done.elapsed.as_secs_f64()
+            ))?;
             last_code = done.code();
             runs.push(serde_json::json!({
                 "iteration": i,
@@ -225,16 +219,6 @@ pub(super) fn now() -> String {
     chrono::Utc::now()
         .format("%Y-%m-%dT%H:%M:%S%.3fZ")
         .to_string()
-}
-
-pub(super) fn append_log(path: &Path, text: &str) -> Result<(), StepError> {
-    use std::io::Write;
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .and_then(|mut f| f.write_all(text.as_bytes()))
-        .map_err(StepError::io(format!("writing {}", path.display())))
 }
 
 /// `key=value` lines a command wrote to `$TTPLAN_OUTPUTS`; later lines win.
