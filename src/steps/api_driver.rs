@@ -15,6 +15,7 @@ use super::shell::{now, resolve_workdir, run_env};
 use super::{Step, StepConfig, StepCtx, StepError, StepOutputs};
 use crate::diag::{Code, PlanDiag};
 use crate::plan::node::Node;
+use crate::plan::template::Templates;
 use crate::plan::Duration;
 use crate::traffic::login::{fetch_token, Login};
 use crate::traffic::proxy::upstream_base;
@@ -149,7 +150,7 @@ fn diag(node: &Node, field: &str, msg: String) -> PlanDiag {
 
 fn check_url(url: &str) -> Result<(), String> {
     // Runtime references are rendered at step start; they are checked then.
-    if url.contains("{{") {
+    if Templates::is_template(url) {
         return Ok(());
     }
     let uri: http::Uri = url

@@ -20,6 +20,7 @@ use crate::kube::chaos::{
 };
 use crate::kube::{poll_interval, qualified, Kube, KubeSettings};
 use crate::plan::node::Node;
+use crate::plan::template::Templates;
 use crate::plan::Duration;
 
 /// Injects a Chaos Mesh fault.
@@ -284,7 +285,7 @@ impl Step for ChaosMeshConfig {
                 let at = node.get("manifest").map(|n| &n.span).unwrap_or(&node.span);
                 let api = m.get("apiVersion").and_then(Value::as_str).unwrap_or("");
                 let kind = m.get("kind").and_then(Value::as_str).unwrap_or("");
-                if api != CHAOS_MESH_API && !api.contains("{{") {
+                if api != CHAOS_MESH_API && !Templates::is_template(api) {
                     diags.push(
                         PlanDiag::new(
                             Code::InvalidValue,
@@ -294,7 +295,7 @@ impl Step for ChaosMeshConfig {
                         .label("this manifest"),
                     );
                 }
-                if !kind.contains("{{") && chaos_mesh_resource(kind).is_none() {
+                if !Templates::is_template(kind) && chaos_mesh_resource(kind).is_none() {
                     let kinds = CHAOS_MESH_KINDS.iter().map(|(k, _)| *k);
                     diags.push(
                         PlanDiag::new(

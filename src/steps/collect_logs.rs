@@ -12,6 +12,7 @@ use crate::collect::logs::{self, naming, LogsError, Settings};
 use crate::collect::parse_time;
 use crate::diag::{Code, PlanDiag};
 use crate::plan::node::Node;
+use crate::plan::template::Templates;
 use crate::plan::Duration;
 
 /// When the step counts as failed.
@@ -90,10 +91,6 @@ impl StepConfig for CollectLogsConfig {
     const KIND: &'static str = "collect-logs";
     const ABOUT: &'static str =
         "current and previous container logs of selected pods since the run window, events, a report";
-}
-
-fn is_template(s: &str) -> bool {
-    s.contains("{{") || s.contains("{%")
 }
 
 /// How many errors the failure message names before "and N more".
@@ -228,7 +225,7 @@ impl Step for CollectLogsConfig {
         if self.limit_bytes == Some(0) {
             bad("limit_bytes", "`limit_bytes` must be at least 1".into());
         }
-        if let Some(v) = self.since.as_deref().filter(|v| !is_template(v)) {
+        if let Some(v) = self.since.as_deref().filter(|v| !Templates::is_template(v)) {
             if let Err(e) = parse_time("since", v) {
                 bad("since", e);
             }

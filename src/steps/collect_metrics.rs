@@ -20,6 +20,7 @@ use crate::collect::parse_time;
 use crate::diag::{did_you_mean, Code, PlanDiag};
 use crate::kube::discovery;
 use crate::plan::node::Node;
+use crate::plan::template::Templates;
 use crate::plan::Duration;
 
 /// The environment variable read when the plan names no endpoint.
@@ -150,10 +151,6 @@ fn valid_query_name(n: &str) -> bool {
     !n.is_empty()
         && n.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'))
-}
-
-fn is_template(s: &str) -> bool {
-    s.contains("{{") || s.contains("{%")
 }
 
 impl CollectMetricsConfig {
@@ -409,7 +406,7 @@ impl Step for CollectMetricsConfig {
     fn check(&self, node: &Node, diags: &mut Vec<PlanDiag>) {
         let span_of = |key: &str| node.get(key).map(|n| &n.span).or(Some(&node.span));
         // Templated fields render when the step starts; they are checked then.
-        let templated = |s: &str| is_template(s);
+        let templated = Templates::is_template;
         let any_template = match &self.queries {
             Queries::Map(m) => m.iter().any(|(k, v)| templated(k) || templated(v)),
             Queries::List(l) => l.iter().any(|e| templated(&e.name) || templated(&e.query)),

@@ -20,6 +20,7 @@ use crate::collect::traces::{
 use crate::diag::{Code, PlanDiag};
 use crate::kube::discovery;
 use crate::plan::node::Node;
+use crate::plan::template::Templates;
 use crate::plan::Duration;
 
 /// The environment variable read when the plan names no `endpoint`.
@@ -129,10 +130,6 @@ impl StepConfig for CollectTracesConfig {
     const KIND: &'static str = "collect-traces";
     const ABOUT: &'static str =
         "SkyWalking traces of the run window: paged list, concurrent span fetch, span-tree enrichment";
-}
-
-fn is_template(s: &str) -> bool {
-    s.contains("{{") || s.contains("{%")
 }
 
 /// How many failed ids the error message names before "and N more".
@@ -288,13 +285,13 @@ impl Step for CollectTracesConfig {
                 "`max_failed_fraction` must be between 0.0 and 1.0".into(),
             );
         }
-        if !is_template(&self.timezone) {
+        if !Templates::is_template(&self.timezone) {
             if let Err(e) = self.timezone() {
                 bad("timezone", e);
             }
         }
         for (k, v) in [("start", &self.start), ("end", &self.end)] {
-            if let Some(v) = v.as_deref().filter(|v| !is_template(v)) {
+            if let Some(v) = v.as_deref().filter(|v| !Templates::is_template(v)) {
                 if let Err(e) = parse_time(k, v) {
                     bad(k, e);
                 }
