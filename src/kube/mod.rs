@@ -238,6 +238,19 @@ impl Kube {
     }
 }
 
+/// A pod's `Ready` condition is `True`.
+pub fn pod_is_ready(pod: &k8s_openapi::api::core::v1::Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// Whether a pod name is selected by `name_prefixes` (an empty list selects every name).
+pub fn name_selected(name: &str, prefixes: &[String]) -> bool {
+    prefixes.is_empty() || prefixes.iter().any(|p| name.starts_with(p.as_str()))
+}
+
 /// Polling cadence for waits: fast for short limits (tests), gentle for long ones.
 pub fn poll_interval(limit: Duration) -> Duration {
     (limit / 50).clamp(Duration::from_millis(100), Duration::from_secs(2))

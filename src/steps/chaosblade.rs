@@ -153,12 +153,7 @@ async fn ready_pod(kube: &Kube, ns: &str, label: &str, service: &str) -> Result<
         .items
         .iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .filter(|p| {
-            p.status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-        })
+        .filter(|p| crate::kube::pod_is_ready(p))
         .filter_map(|p| p.metadata.name.clone())
         .collect();
     ready.sort();

@@ -132,12 +132,7 @@ fn pod_unready_reason(pod: &Pod) -> Option<String> {
     if phase != "Running" {
         return Some(phase.to_string());
     }
-    let ready = status
-        .conditions
-        .iter()
-        .flatten()
-        .any(|c| c.type_ == "Ready" && c.status == "True");
-    if ready {
+    if crate::kube::pod_is_ready(pod) {
         None
     } else {
         Some("Running, not Ready".into())
@@ -186,9 +181,7 @@ impl CollectCoverageConfig {
             let Some(name) = pod.metadata.name.as_deref() else {
                 continue;
             };
-            if !name_prefixes.is_empty()
-                && !name_prefixes.iter().any(|p| name.starts_with(p.as_str()))
-            {
+            if !crate::kube::name_selected(name, &name_prefixes) {
                 continue;
             }
             if let Some(why) = pod_unready_reason(pod) {

@@ -79,12 +79,7 @@ fn pod_state(pod: &Pod) -> PodState {
     let Some(status) = &pod.status else {
         return PodState::Other("no status".into());
     };
-    let ready = status
-        .conditions
-        .iter()
-        .flatten()
-        .any(|c| c.type_ == "Ready" && c.status == "True");
-    if ready {
+    if crate::kube::pod_is_ready(pod) {
         return PodState::Ready;
     }
     for cs in status.container_statuses.iter().flatten() {
@@ -140,12 +135,10 @@ impl Step for WaitReadyConfig {
                 .filter(|p| p.metadata.deletion_timestamp.is_none())
                 .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Succeeded"))
                 .filter(|p| {
-                    let name = p.metadata.name.as_deref().unwrap_or("");
-                    self.name_prefixes.is_empty()
-                        || self
-                            .name_prefixes
-                            .iter()
-                            .any(|pre| name.starts_with(pre.as_str()))
+                    crate::kube::name_selected(
+                        p.metadata.name.as_deref().unwrap_or(""),
+                        &self.name_prefixes,
+                    )
                 })
                 .collect();
             let mut laggards = Vec::new();

@@ -373,12 +373,10 @@ async fn collect_logs(
         }
     };
     pods.retain(|p| {
-        let name = p.metadata.name.as_deref().unwrap_or("");
-        settings.name_prefixes.is_empty()
-            || settings
-                .name_prefixes
-                .iter()
-                .any(|pre| name.starts_with(pre.as_str()))
+        crate::kube::name_selected(
+            p.metadata.name.as_deref().unwrap_or(""),
+            &settings.name_prefixes,
+        )
     });
     pods.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
 
