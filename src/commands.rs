@@ -392,6 +392,7 @@ fn initial_manifest(plan: &Plan, run: &RunInfo, args: &RunArgs) -> Manifest {
         resolved_plan: plan.resolved_json(),
         steps: pending_records(plan),
         faults: Vec::new(),
+        steady_state: None,
     }
 }
 
@@ -485,8 +486,14 @@ async fn run_async(plan: Arc<Plan>, run: Arc<RunInfo>, args: &RunArgs) -> u8 {
         RunStatus::Failed => "FAILED",
         _ => "INTERRUPTED",
     };
+    let notes = manifest
+        .read(crate::engine::hypothesis::summary_notes)
+        .await
+        .iter()
+        .map(|n| format!("; {n}"))
+        .collect::<String>();
     progress.note(&format!(
-        "run {word} after {}; manifest: {}",
+        "run {word} after {}{notes}; manifest: {}",
         format_elapsed(elapsed),
         manifest.path().display()
     ));

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use indexmap::IndexMap;
 use tokio_util::sync::CancellationToken;
 
+use super::events::StepEvents;
 use super::faults::{FaultLedger, FaultRecord, RecoverSettings};
 use super::progress::Progress;
 use crate::kube::{Kube, KubeAccess};
@@ -42,6 +43,7 @@ pub struct StepCtx {
     pub(crate) faults: Arc<FaultLedger>,
     pub(crate) attempt: u32,
     pub(crate) children: Arc<ChildGroups>,
+    pub(crate) events: Arc<StepEvents>,
 }
 
 impl StepCtx {
@@ -92,6 +94,12 @@ impl StepCtx {
     /// Process groups of running children, so an abort can kill them (see `steps::process`).
     pub fn child_groups(&self) -> &ChildGroups {
         &self.children
+    }
+
+    /// Resolves when step `name` has started (or finished, per `event`); skipped and
+    /// cancelled steps count as finished.
+    pub async fn wait_for_step(&self, name: &str, event: crate::probe::UntilEvent) {
+        self.events.wait(name, event).await;
     }
 
     /// `runs/<exp>/steps/<step>.log` — the step's own log; append to it, never truncate

@@ -15,8 +15,10 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::ctx::{RunInfo, StepCtx};
+use super::events::StepEvents;
 use super::faults::{FaultLedger, RecoverSettings};
-use super::labels::write_fault_labels;
+use super::hypothesis::{self, HypothesisRunner, Outcome};
+use super::labels::write_fault_labels_with_effects;
 use super::manifest::{sha256_file, Artifact, ManifestWriter, RunStatus, StepRecord, StepStatus};
 use super::progress::{format_elapsed, Progress};
 use crate::plan::validate::render_at_start;
@@ -80,6 +82,21 @@ impl Executor {
         let mut runtime: BTreeMap<String, serde_json::Value> = BTreeMap::new();
         let mut tasks: JoinSet<Finished> = JoinSet::new();
         let mut running = 0usize;
+        let events = Arc::new(StepEvents::default());
+        let steady = HypothesisRunner {
+            plan: Arc::clone(&self.plan),
+            run: Arc::clone(&self.run),
+            faults: Arc::clone(&self.faults),
+            progress: self.progress.clone(),
+            children: Arc::clone(&self.children),
+            events: Arc::clone(&events),
+        };
+        let fault_steps = hypothesis::fault_steps(&self.plan);
+        let mut settled: Vec<String> = hypothesis::recovery_steps(&self.plan)
+            .into_iter()
+            .chain(fault_steps.iter().cloned())
+            .collect();
+        let (mut before, mut after): (Option<Outcome>, Option<Outcome>) = (None, None);
 
         loop {
             // Decide what can start, what is skipped and what is cancelled.
@@ -119,6 +136,7 @@ impl Executor {
                         (StepStatus::Skipped, why)
                     };
                     states[name] = State::Done(status);
+                    events.finished(name);
                     self.progress
                         .note(&format!("- {name}: {} ({reason})", status_word(status)));
                     let _ = self
@@ -135,7 +153,34 @@ impl Executor {
                 if running >= self.max_parallel {
                     continue;
                 }
+                if fault_steps.contains(name) && !self.plan.hypothesis.is_empty() {
+                    if before.is_none() {
+                        let o = self
+                            .check_hypothesis(&steady, "before", &runtime, signals, &interrupt, &mut interrupted)
+                            .await;
+                        before = Some(o);
+                        self.record_steady_state(before.as_ref(), after.as_ref()).await;
+                    }
+                    if before.as_ref().is_some_and(|o| o.broken) {
+                        let reason = "the steady-state hypothesis failed before the first fault".to_string();
+                        failed = true;
+                        states[name] = State::Done(StepStatus::Skipped);
+                        events.finished(name);
+                        self.progress.note(&format!("- {name}: skipped ({reason})"));
+                        let _ = self
+                            .manifest
+                            .update(|m| {
+                                if let Some(r) = m.steps.get_mut(name) {
+                                    r.status = StepStatus::Skipped;
+                                    r.reason = Some(reason);
+                                }
+                            })
+                            .await;
+                        continue;
+                    }
+                }
                 running += 1;
+                events.started(name);
                 states[name] = State::Running;
                 let token = if step.common.always {
                     CancellationToken::new()
@@ -167,6 +212,7 @@ impl Executor {
                     name: name.clone(),
                     runtime: self.runtime_context(&runtime),
                     cancel: token,
+                    events: Arc::clone(&events),
                 };
                 tasks.spawn(job.run(started_at));
             }
@@ -199,7 +245,16 @@ impl Executor {
                         "finished_at": f.finished_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
                         "outputs": f.outputs.values,
                     }));
+                    events.finished(&f.name);
                     self.record_finished(f).await;
+                    // After the last recovery: every fault and `recover` step done, nothing injected.
+                    settled.retain(|s| !matches!(states[s], State::Done(_)));
+                    if before.is_some() && after.is_none() && settled.is_empty() && !interrupted
+                        && !self.faults.snapshot().await.iter().any(|f| f.needs_recovery() && !f.teardown)
+                    {
+                        after = Some(self.check_hypothesis(&steady, "after", &runtime, signals, &interrupt, &mut interrupted).await);
+                        self.record_steady_state(before.as_ref(), after.as_ref()).await;
+                    }
                 }
                 Some(Interrupt::Stop) = signals.recv(), if !interrupted => {
                     interrupted = true;
@@ -243,12 +298,24 @@ impl Executor {
                 recovery_errors.push(format!("fault `{id}` was not recovered: {e}"));
             }
         }
+        // No recover step reached: the engine's recovery above was the last one.
+        if before.is_some() && after.is_none() && !interrupted {
+            after = Some(
+                self.check_hypothesis(&steady, "after", &runtime, signals, &interrupt, &mut interrupted)
+                    .await,
+            );
+            self.record_steady_state(before.as_ref(), after.as_ref()).await;
+        }
+        if after.as_ref().is_some_and(|o| o.broken) {
+            recovery_errors.push("the steady-state hypothesis failed after recovery".into());
+        }
         let faults = self.faults.snapshot().await;
-        if let Err(e) = write_fault_labels(
+        if let Err(e) = write_fault_labels_with_effects(
             &self.run.run_dir,
             &self.run.exp_name,
             &self.run.run_id,
             &faults,
+            &hypothesis::verifying_probes(&self.plan, &runtime),
         ) {
             recovery_errors.push(format!("cannot write fault_labels.json: {e}"));
         }
@@ -267,6 +334,41 @@ impl Executor {
         } else {
             RunStatus::Succeeded
         }
+    }
+
+    /// Runs the hypothesis; a first signal meanwhile cancels it and marks the run interrupted.
+    #[allow(clippy::too_many_arguments)]
+    async fn check_hypothesis(
+        &self,
+        runner: &HypothesisRunner,
+        phase: &str,
+        runtime: &BTreeMap<String, serde_json::Value>,
+        signals: &mut mpsc::UnboundedReceiver<Interrupt>,
+        interrupt: &CancellationToken,
+        interrupted: &mut bool,
+    ) -> Outcome {
+        let ctx = self.runtime_context(runtime);
+        let fut = runner.check(phase, &ctx, interrupt.child_token());
+        tokio::pin!(fut);
+        loop {
+            tokio::select! {
+                o = &mut fut => return o,
+                Some(Interrupt::Stop) = signals.recv(), if !*interrupted => {
+                    *interrupted = true;
+                    self.progress.note("interrupted: cancelling the steady-state check");
+                    interrupt.cancel();
+                }
+            }
+        }
+    }
+
+    async fn record_steady_state(&self, before: Option<&Outcome>, after: Option<&Outcome>) {
+        let none = || serde_json::json!({ "verdict": "not checked" });
+        let value = serde_json::json!({
+            "before": before.map_or_else(none, |o| o.record.clone()),
+            "after": after.map_or_else(none, |o| o.record.clone()),
+        });
+        let _ = self.manifest.update(|m| m.steady_state = Some(value)).await;
     }
 
     fn runtime_context(
@@ -360,6 +462,7 @@ struct StepJob {
     name: String,
     runtime: BTreeMap<String, serde_json::Value>,
     cancel: CancellationToken,
+    events: Arc<StepEvents>,
 }
 
 impl StepJob {
@@ -450,6 +553,7 @@ impl StepJob {
             faults: Arc::clone(&self.faults),
             attempt,
             children: Arc::clone(&self.children),
+            events: Arc::clone(&self.events),
         };
         let Some(limit) = step.common.timeout else {
             return imp.run(&ctx).await;

@@ -2,6 +2,7 @@
 //! what was injected where, and when the chaos controller itself says it was injected and
 //! recovered. A run without faults writes an empty list.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde_json::{json, Value};
@@ -48,6 +49,68 @@ pub fn fault_labels(exp_name: &str, run_id: &str, faults: &[FaultRecord]) -> Val
         })
         .collect();
     Value::Array(labels)
+}
+
+/// Adds to each label an `effect`: whether the probes that `verify` its step saw the fault
+/// bite — `verified` true (every probe passed), false (one failed), null (no probe, or none
+/// could tell) — with each probe's verdict and evaluations. `probes`: fault step → (probe
+/// step, its runtime record with `status` and `outputs`).
+pub fn add_effects(labels: &mut Value, probes: &BTreeMap<String, Vec<(String, Value)>>) {
+    let Some(items) = labels.as_array_mut() else {
+        return;
+    };
+    for label in items {
+        let step = label["step"].as_str().unwrap_or_default();
+        let mine = probes.get(step).map(Vec::as_slice).unwrap_or_default();
+        let entries: Vec<Value> = mine
+            .iter()
+            .map(|(name, r)| {
+                let o = &r["outputs"];
+                // A probe with `on_failure: fail` that failed has no outputs, only its status.
+                let verdict = match (r["status"].as_str(), o["verdict"].as_str()) {
+                    (_, Some(v)) => v,
+                    (Some("failed"), None) => "failed",
+                    _ => "unknown",
+                };
+                json!({
+                    "probe": name,
+                    "status": r["status"],
+                    "verdict": verdict,
+                    "type": o["type"],
+                    "value": o["value"],
+                    "evaluations": o["evaluations"],
+                })
+            })
+            .collect();
+        let verdicts: Vec<&str> = entries
+            .iter()
+            .map(|e| e["verdict"].as_str().unwrap_or("unknown"))
+            .collect();
+        let verified = if verdicts.contains(&"failed") {
+            json!(false)
+        } else if !verdicts.is_empty() && verdicts.iter().all(|v| *v == "passed") {
+            json!(true)
+        } else {
+            Value::Null
+        };
+        label["effect"] = json!({ "verified": verified, "probes": entries });
+    }
+}
+
+/// [`write_fault_labels`] with each fault's `effect` (see [`add_effects`]).
+///
+/// # Errors
+/// When the file cannot be written.
+pub fn write_fault_labels_with_effects(
+    run_dir: &Path,
+    exp_name: &str,
+    run_id: &str,
+    faults: &[FaultRecord],
+    probes: &BTreeMap<String, Vec<(String, Value)>>,
+) -> std::io::Result<()> {
+    let mut labels = fault_labels(exp_name, run_id, faults);
+    add_effects(&mut labels, probes);
+    write_json_atomic(&run_dir.join(LABELS_FILE), &labels)
 }
 
 /// # Errors

@@ -63,6 +63,9 @@ pub struct Manifest {
     pub resolved_plan: serde_json::Value,
     pub steps: IndexMap<String, StepRecord>,
     pub faults: Vec<FaultRecord>,
+    /// The plan's steady-state hypothesis: `{before, after}` (absent without `hypothesis:`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steady_state: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -2,8 +2,10 @@
 //! progress reporting.
 
 pub mod ctx;
+pub mod events;
 pub mod executor;
 pub mod faults;
+pub mod hypothesis;
 pub mod labels;
 pub mod manifest;
 pub mod progress;

@@ -56,6 +56,9 @@ pub struct Plan {
     /// Source trees whose git commit the manifest records (`sources:`).
     pub sources: IndexMap<String, PathBuf>,
     pub steps: IndexMap<String, PlanStep>,
+    /// The steady-state hypothesis: probes (kind `probe`) checked before the first fault and
+    /// after the last recovery.
+    pub hypothesis: IndexMap<String, PlanStep>,
     pub dag: Dag,
     pub templates: Templates,
     /// Load-time template context (vars + built-ins), reused at step start.
@@ -91,6 +94,11 @@ impl Plan {
             "vars": self.vars_json(),
             "sources": self.sources,
             "steps": steps,
+            "hypothesis": self
+                .hypothesis
+                .iter()
+                .map(|(n, s)| (n.clone(), s.resolved_json()))
+                .collect::<serde_json::Map<String, serde_json::Value>>(),
         })
     }
 

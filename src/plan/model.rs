@@ -8,8 +8,15 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Top-level fields of a plan file.
-pub const TOP_LEVEL_FIELDS: &[&str] =
-    &["name", "description", "extends", "vars", "sources", "steps"];
+pub const TOP_LEVEL_FIELDS: &[&str] = &[
+    "name",
+    "description",
+    "extends",
+    "vars",
+    "sources",
+    "steps",
+    "hypothesis",
+];
 
 /// Fields every step accepts, whatever its kind.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

@@ -101,6 +101,8 @@ pub fn load_plan(path: &Path, opts: &LoadOptions) -> Result<Plan, PlanErrors> {
     check_cycles(top.get("steps"), &dag, &mut errs);
     check_runtime_refs(top.get("steps"), &dag, &templates, &mut errs);
     check_step_refs(&steps, &dag, &mut errs);
+    check_watched_steps(&steps, &dag, &mut errs);
+    let hypothesis = read_hypothesis(top.get("hypothesis"), &templates, &ctx, &mut errs);
 
     errs.into_result(Plan {
         path: path.to_path_buf(),
@@ -112,6 +114,7 @@ pub fn load_plan(path: &Path, opts: &LoadOptions) -> Result<Plan, PlanErrors> {
         vars,
         sources,
         steps,
+        hypothesis,
         dag,
         templates,
         context: ctx,
@@ -751,8 +754,15 @@ fn check_step_refs(steps: &IndexMap<String, PlanStep>, dag: &Dag, errs: &mut Pla
             continue;
         };
         let ancestors = dag.ancestors(&step.name);
-        let items: Vec<&Node> = match step.fields.get(field).map(|n| &n.value) {
-            Some(Value::Seq(items)) => items.iter().collect(),
+        let items: Vec<&Node> = match step.fields.get(field) {
+            Some(Node {
+                value: Value::Seq(items),
+                ..
+            }) => items.iter().collect(),
+            Some(n @ Node {
+                value: Value::Str(_),
+                ..
+            }) => vec![n],
             _ => Vec::new(),
         };
         for (i, name) in names.iter().enumerate() {
@@ -789,6 +799,107 @@ fn check_step_refs(steps: &IndexMap<String, PlanStep>, dag: &Dag, errs: &mut Pla
             }
         }
     }
+}
+
+/// A step a running step waits for (a continuous probe's `until`) exists and does not run
+/// after it — else the probe would wait forever.
+fn check_watched_steps(steps: &IndexMap<String, PlanStep>, dag: &Dag, errs: &mut PlanErrors) {
+    for step in steps.values() {
+        let Some((field, name)) = step.step.watched_step() else {
+            continue;
+        };
+        let span = step.fields.get(field).map_or(&step.span, |n| &n.span);
+        if !dag.names().any(|n| n == name) {
+            errs.push(
+                PlanDiag::new(
+                    Code::UnknownStep,
+                    format!("step `{}` names `{name}` in `{field}`, which is not a step", step.name),
+                    Some(span),
+                )
+                .label("no such step")
+                .help_opt(did_you_mean(name, dag.names())),
+            );
+        } else if name == step.name || dag.ancestors(name).contains(&step.name) {
+            errs.push(
+                PlanDiag::new(
+                    Code::Cycle,
+                    format!(
+                        "step `{}` waits in `{field}` for `{name}`, which runs after it: it would wait forever",
+                        step.name
+                    ),
+                    Some(span),
+                )
+                .label("runs after this step")
+                .help(format!("name a step that does not depend on `{}`", step.name)),
+            );
+        }
+    }
+}
+
+/// `hypothesis:` — named probes, each a `probe` step without `kind`, checked at fixed points
+/// (so no `after`, `mode: continuous`, `until` or `verifies`).
+fn read_hypothesis(
+    node: Option<&Entry>,
+    t: &Templates,
+    ctx: &BTreeMap<String, serde_json::Value>,
+    errs: &mut PlanErrors,
+) -> IndexMap<String, PlanStep> {
+    let mut out = IndexMap::new();
+    let Some(entry) = node else { return out };
+    let Value::Map(map) = &entry.value.value else {
+        errs.push(
+            PlanDiag::new(
+                Code::InvalidValue,
+                format!(
+                    "`hypothesis` must be a mapping of probe name to probe, found {}",
+                    entry.value.type_name()
+                ),
+                Some(&entry.value.span),
+            )
+            .help("e.g. `hypothesis: { pods_ready: { type: kubernetes, ready: all } }`"),
+        );
+        return out;
+    };
+    let jctx = minijinja::Value::from_serialize(ctx);
+    for (name, e) in map {
+        let Value::Map(fields) = &e.value.value else {
+            errs.push(PlanDiag::new(
+                Code::InvalidValue,
+                format!("hypothesis probe `{name}` must be a mapping with a `type`"),
+                Some(&e.value.span),
+            ));
+            continue;
+        };
+        let mut fields = fields.clone();
+        for (k, f) in &fields {
+            if ["kind", "after", "mode", "until", "until_event", "require", "verifies"]
+                .contains(&k.as_str())
+            {
+                errs.push(
+                    PlanDiag::new(
+                        Code::UnknownField,
+                        format!("hypothesis probe `{name}`: `{k}` does not apply"),
+                        Some(&f.key_span),
+                    )
+                    .label("not for hypothesis probes")
+                    .help("hypothesis probes run once, before the first fault and after the last recovery"),
+                );
+            }
+        }
+        fields.retain(|k, _| k != "kind");
+        fields.insert(
+            "kind".into(),
+            Entry {
+                key_span: e.key_span.clone(),
+                value: Node::new(e.key_span.clone(), Value::Str("probe".into())),
+            },
+        );
+        let node = Node::new(e.value.span.clone(), Value::Map(fields));
+        if let Some(step) = read_step(name, &e.key_span, &node, t, &jctx, errs) {
+            out.insert(name.clone(), step);
+        }
+    }
+    out
 }
 
 /// A field may read `steps.X.*` only when X finishes before the step starts.

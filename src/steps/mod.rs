@@ -28,6 +28,7 @@ pub mod collect_traces;
 pub mod coverage_report;
 pub mod instrument;
 pub mod kube_apply;
+pub mod probe;
 pub mod process;
 pub mod recover;
 pub mod shell;
@@ -50,6 +51,7 @@ pub static KINDS: &[KindEntry] = &[
     kind::<collect_traces::CollectTracesConfig>(),
     kind::<collect_metrics::CollectMetricsConfig>(),
     kind::<collect_logs::CollectLogsConfig>(),
+    kind::<probe::ProbeConfig>(),
 ];
 
 /// What a step produced: named values (readable by later steps as
@@ -124,6 +126,12 @@ pub trait Step: Send + Sync + fmt::Debug {
     /// Other steps this one names in a field (`recover.faults`), as (field, names): each must
     /// exist and run before this one.
     fn referenced_steps(&self) -> Option<(&'static str, &[String])> {
+        None
+    }
+
+    /// A step this one runs alongside and watches (a probe's `until`), as (field, name): it
+    /// must exist and must not run after this one.
+    fn watched_step(&self) -> Option<(&'static str, &str)> {
         None
     }
 }
