@@ -870,11 +870,10 @@ fn read_hypothesis(
             ));
             continue;
         };
+        const NOT_HERE: &[&str] = &["kind", "after", "mode", "until", "until_event", "require", "verifies"];
         let mut fields = fields.clone();
         for (k, f) in &fields {
-            if ["kind", "after", "mode", "until", "until_event", "require", "verifies"]
-                .contains(&k.as_str())
-            {
+            if NOT_HERE.contains(&k.as_str()) {
                 errs.push(
                     PlanDiag::new(
                         Code::UnknownField,
@@ -886,7 +885,8 @@ fn read_hypothesis(
                 );
             }
         }
-        fields.retain(|k, _| k != "kind");
+        // Reported above; parsing them again would only repeat the problem.
+        fields.retain(|k, _| !NOT_HERE.contains(&k.as_str()));
         fields.insert(
             "kind".into(),
             Entry {
