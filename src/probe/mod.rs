@@ -477,7 +477,12 @@ pub async fn run_probe(spec: &ProbeSpec, ctx: &StepCtx) -> Result<ProbeReport, S
             let ended = ctx.wait_for_step(&until, spec.until_event);
             tokio::pin!(ended);
             loop {
-                let e = evaluate_logged(spec, ctx).await?;
+                // An evaluation still running when the watched step starts would observe the
+                // recovery, not the fault: it is dropped.
+                let e = tokio::select! {
+                    e = evaluate_logged(spec, ctx) => e?,
+                    () = &mut ended => break,
+                };
                 ctx.progress(format!(
                     "{} evaluations, last {}",
                     evaluations.len() + 1,

@@ -192,7 +192,8 @@ impl Prom {
             .map_err(|e| format!("Prometheus answered HTTP {status} without JSON: {e}"))?;
         if body["status"] != "success" {
             return Err(format!(
-                "Prometheus rejected the query (HTTP {status} {}): {}",
+                "Prometheus rejected the query (HTTP {} {}): {}",
+                status.as_u16(),
                 body["errorType"].as_str().unwrap_or(""),
                 body["error"].as_str().unwrap_or("")
             ));
