@@ -155,7 +155,9 @@ steps:
     let fix = log.iter().position(|(_, r, _)| r == "POST /fix").unwrap();
     assert!(log[..brk].iter().all(|(_, r, s)| r == "GET /health" && *s == 200), "{log:?}");
     assert!(log[brk + 1..fix].iter().all(|(_, _, s)| *s == 503), "{log:?}");
-    assert_eq!(log[brk + 1..fix].len(), evals.len(), "{log:?}");
+    // Each evaluation is one request; one still in flight when `recover` started is dropped.
+    let during_fault = log[brk + 1..fix].len();
+    assert!(during_fault == evals.len() || during_fault == evals.len() + 1, "{log:?}");
     assert!(log[fix + 1..].iter().all(|(_, _, s)| *s == 200), "{log:?}");
     assert!(!log[fix + 1..].is_empty(), "the hypothesis was not checked after recovery");
 

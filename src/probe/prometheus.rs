@@ -16,16 +16,22 @@ use crate::steps::{StepCtx, StepError};
 const DEFAULT_RESOLUTION: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// # Errors
-/// No Prometheus endpoint can be found; a window bound is not a time.
+/// A window bound is not a time; cancellation.
 pub async fn evaluate(spec: &ProbeSpec, ctx: &StepCtx) -> Result<Evaluation, StepError> {
-    let (endpoint, _) = resolve_endpoint(
+    // No Prometheus means nothing could be measured: an unknown verdict, not a failed step.
+    let endpoint = match resolve_endpoint(
         ctx,
         spec.endpoint.as_deref(),
         "PROMETHEUS_URL",
         &discovery::PROMETHEUS,
         "Prometheus",
     )
-    .await?;
+    .await
+    {
+        Ok((url, _)) => url,
+        Err(StepError::Cancelled) => return Err(StepError::Cancelled),
+        Err(e) => return Ok(Evaluation::unknown(e.to_string())),
+    };
     let query = spec.query.as_deref().unwrap_or_default();
     let now = Utc::now();
     let window = match (&spec.start, spec.window) {
