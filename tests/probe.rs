@@ -20,11 +20,14 @@ use prometheus::{openmetrics, Family, Prometheus, Series};
 use serde_json::Value;
 use support::Test;
 
+/// When a request was served, what it was (`GET /health`), the status answered.
+type Served = (DateTime<Utc>, String, u16);
+
 /// A service with one health endpoint: `POST /break` makes `GET /health` answer 503,
 /// `POST /fix` 200 again. Every request is logged with the status served and when.
 struct Stub {
     url: String,
-    log: Arc<Mutex<Vec<(DateTime<Utc>, String, u16)>>>,
+    log: Arc<Mutex<Vec<Served>>>,
 }
 
 impl Stub {
@@ -64,7 +67,11 @@ impl Stub {
                 log2.lock()
                     .unwrap()
                     .push((Utc::now(), format!("{method} {path}"), status));
-                let body = if status == 200 { "{\"status\":\"UP\"}" } else { "" };
+                let body = if status == 200 {
+                    "{\"status\":\"UP\"}"
+                } else {
+                    ""
+                };
                 let _ = write!(
                     conn,
                     "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
@@ -75,7 +82,7 @@ impl Stub {
         Stub { url, log }
     }
 
-    fn log(&self) -> Vec<(DateTime<Utc>, String, u16)> {
+    fn log(&self) -> Vec<Served> {
         self.log.lock().unwrap().clone()
     }
 }
@@ -147,19 +154,36 @@ steps:
         assert_eq!(e["verdict"], "passed", "{e}");
         assert_eq!(e["value"]["status"], 503, "{e}");
         let at = time(&e["at"]);
-        assert!(injected <= at && at <= recover_started, "{e} outside the fault window");
+        assert!(
+            injected <= at && at <= recover_started,
+            "{e} outside the fault window"
+        );
     }
     // The stub saw: healthy checks, the break, only 503s while broken, the fix, healthy again.
     let log = stub.log();
     let brk = log.iter().position(|(_, r, _)| r == "POST /break").unwrap();
     let fix = log.iter().position(|(_, r, _)| r == "POST /fix").unwrap();
-    assert!(log[..brk].iter().all(|(_, r, s)| r == "GET /health" && *s == 200), "{log:?}");
-    assert!(log[brk + 1..fix].iter().all(|(_, _, s)| *s == 503), "{log:?}");
+    assert!(
+        log[..brk]
+            .iter()
+            .all(|(_, r, s)| r == "GET /health" && *s == 200),
+        "{log:?}"
+    );
+    assert!(
+        log[brk + 1..fix].iter().all(|(_, _, s)| *s == 503),
+        "{log:?}"
+    );
     // Each evaluation is one request; one still in flight when `recover` started is dropped.
     let during_fault = log[brk + 1..fix].len();
-    assert!(during_fault == evals.len() || during_fault == evals.len() + 1, "{log:?}");
+    assert!(
+        during_fault == evals.len() || during_fault == evals.len() + 1,
+        "{log:?}"
+    );
     assert!(log[fix + 1..].iter().all(|(_, _, s)| *s == 200), "{log:?}");
-    assert!(!log[fix + 1..].is_empty(), "the hypothesis was not checked after recovery");
+    assert!(
+        !log[fix + 1..].is_empty(),
+        "the hypothesis was not checked after recovery"
+    );
 
     // The label says the fault bit, with the probe's evidence.
     let labels = labels(&out);
@@ -167,7 +191,10 @@ steps:
     let effect = &labels[0]["effect"];
     assert_eq!(effect["verified"], true, "{effect:#}");
     assert_eq!(effect["probes"][0]["probe"], "during");
-    assert_eq!(effect["probes"][0]["evaluations"].as_array().unwrap().len(), evals.len());
+    assert_eq!(
+        effect["probes"][0]["evaluations"].as_array().unwrap().len(),
+        evals.len()
+    );
 
     // Steady state: checked before the fault and after the recovery, and it held both times.
     let ss = &m["steady_state"];
@@ -228,10 +255,24 @@ steps:
         "{ss:#}"
     );
     let errors = m["run"]["errors"].to_string();
-    assert!(errors.contains("steady-state hypothesis failed after recovery"), "{errors}");
-    let summary = out.stderr.lines().rev().find(|l| l.contains("run FAILED")).unwrap();
-    assert!(summary.contains("fault `inject` did NOT take effect (probe effect)"), "{summary}");
-    assert!(summary.contains("steady state did NOT hold after recovery"), "{summary}");
+    assert!(
+        errors.contains("steady-state hypothesis failed after recovery"),
+        "{errors}"
+    );
+    let summary = out
+        .stderr
+        .lines()
+        .rev()
+        .find(|l| l.contains("run FAILED"))
+        .unwrap();
+    assert!(
+        summary.contains("fault `inject` did NOT take effect (probe effect)"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("steady state did NOT hold after recovery"),
+        "{summary}"
+    );
 }
 
 /// A hypothesis probe with `on_failure: fail` that fails before the first fault keeps the
@@ -273,7 +314,9 @@ fn prometheus_probes_judge_windows_against_a_real_server() {
     let series = Series {
         name: "tt_cpu".into(),
         labels: BTreeMap::from([("pod".to_string(), "ts-a".to_string())]),
-        samples: (0..80).map(|i| (at(i), if i < 40 { 1.0 } else { 3.0 })).collect(),
+        samples: (0..80)
+            .map(|i| (at(i), if i < 40 { 1.0 } else { 3.0 }))
+            .collect(),
     };
     let prom = Prometheus::start(&openmetrics(&[Family {
         name: "tt_cpu".into(),
@@ -364,7 +407,10 @@ steps:
     let rejected = &o("rejected")["evaluations"][0];
     assert_eq!(rejected["verdict"], "unknown");
     assert!(
-        rejected["detail"].as_str().unwrap().contains("rejected the query (HTTP 400 bad_data)"),
+        rejected["detail"]
+            .as_str()
+            .unwrap()
+            .contains("rejected the query (HTTP 400 bad_data)"),
         "{rejected}"
     );
 }
@@ -374,9 +420,10 @@ steps:
 fn kubernetes_probes_count_ready_objects_fields_and_absence() {
     let kube = FakeKube::builder()
         .train_ticket("tt")
-        .pod(PodSeed::deployment("ts-broken-service", "tt").container(
-            ContainerSeed::new("ts-broken-service").not_ready(),
-        ))
+        .pod(
+            PodSeed::deployment("ts-broken-service", "tt")
+                .container(ContainerSeed::new("ts-broken-service").not_ready()),
+        )
         .start();
     let t = Test::new();
     let kubeconfig = kube.write_kubeconfig(t.path());
@@ -421,7 +468,12 @@ steps:
         .run_plan();
     let m = out.manifest();
     let o = |s: &str| m["steps"][s]["outputs"].clone();
-    assert_eq!(o("services_ready")["verdict"], "passed", "{:#}", o("services_ready"));
+    assert_eq!(
+        o("services_ready")["verdict"],
+        "passed",
+        "{:#}",
+        o("services_ready")
+    );
     assert!(o("services_ready")["value"]["ready"].as_u64().unwrap() >= 2);
     // One ts- pod is not ready: `ready: all` fails and says how many are.
     let all = o("all_ready");
@@ -472,5 +524,7 @@ steps:
     assert_eq!(m["steps"]["strict"]["status"], "failed");
     let err = m["steps"]["strict"]["error"].as_str().unwrap();
     assert!(err.contains("does not match /^ok$/"), "{err}");
-    assert!(out.read("out/runs/t/steps/version.log").contains("build-42"));
+    assert!(out
+        .read("out/runs/t/steps/version.log")
+        .contains("build-42"));
 }

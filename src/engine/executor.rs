@@ -156,13 +156,22 @@ impl Executor {
                 if fault_steps.contains(name) && !self.plan.hypothesis.is_empty() {
                     if before.is_none() {
                         let o = self
-                            .check_hypothesis(&steady, "before", &runtime, signals, &interrupt, &mut interrupted)
+                            .check_hypothesis(
+                                &steady,
+                                "before",
+                                &runtime,
+                                signals,
+                                &interrupt,
+                                &mut interrupted,
+                            )
                             .await;
                         before = Some(o);
-                        self.record_steady_state(before.as_ref(), after.as_ref()).await;
+                        self.record_steady_state(before.as_ref(), after.as_ref())
+                            .await;
                     }
                     if before.as_ref().is_some_and(|o| o.broken) {
-                        let reason = "the steady-state hypothesis failed before the first fault".to_string();
+                        let reason =
+                            "the steady-state hypothesis failed before the first fault".to_string();
                         failed = true;
                         states[name] = State::Done(StepStatus::Skipped);
                         events.finished(name);
@@ -301,10 +310,18 @@ impl Executor {
         // No recover step reached: the engine's recovery above was the last one.
         if before.is_some() && after.is_none() && !interrupted {
             after = Some(
-                self.check_hypothesis(&steady, "after", &runtime, signals, &interrupt, &mut interrupted)
-                    .await,
+                self.check_hypothesis(
+                    &steady,
+                    "after",
+                    &runtime,
+                    signals,
+                    &interrupt,
+                    &mut interrupted,
+                )
+                .await,
             );
-            self.record_steady_state(before.as_ref(), after.as_ref()).await;
+            self.record_steady_state(before.as_ref(), after.as_ref())
+                .await;
         }
         if after.as_ref().is_some_and(|o| o.broken) {
             recovery_errors.push("the steady-state hypothesis failed after recovery".into());

@@ -33,7 +33,12 @@ pub fn fault_steps(plan: &Plan) -> BTreeSet<String> {
         .collect();
     for s in plan.steps.values() {
         if let Some(("faults" | "verifies", names)) = s.step.referenced_steps() {
-            out.extend(names.iter().filter(|n| plan.steps.contains_key(*n)).cloned());
+            out.extend(
+                names
+                    .iter()
+                    .filter(|n| plan.steps.contains_key(*n))
+                    .cloned(),
+            );
         }
     }
     out
@@ -118,8 +123,10 @@ impl HypothesisRunner {
                     )
                 }
             };
-            self.progress
-                .note(&format!("  hypothesis `{name}` ({phase}): {}", verdict.as_str().unwrap_or("unknown")));
+            self.progress.note(&format!(
+                "  hypothesis `{name}` ({phase}): {}",
+                verdict.as_str().unwrap_or("unknown")
+            ));
             verdicts.push(verdict);
             probes.insert(name.clone(), record);
         }
@@ -208,7 +215,10 @@ pub fn summary_notes(m: &Manifest) -> Vec<String> {
         let verdict = if r.status == StepStatus::Failed {
             "failed"
         } else {
-            r.outputs.get("verdict").and_then(Value::as_str).unwrap_or("unknown")
+            r.outputs
+                .get("verdict")
+                .and_then(Value::as_str)
+                .unwrap_or("unknown")
         };
         by_fault.entry(fault).or_default().push((name, verdict));
     }
@@ -228,7 +238,10 @@ pub fn summary_notes(m: &Manifest) -> Vec<String> {
         }
     }
     if let Some(ss) = &m.steady_state {
-        for (phase, when) in [("before", "before the first fault"), ("after", "after recovery")] {
+        for (phase, when) in [
+            ("before", "before the first fault"),
+            ("after", "after recovery"),
+        ] {
             if ss[phase]["verdict"] == "failed" {
                 notes.push(format!("steady state did NOT hold {when}"));
             }

@@ -50,6 +50,7 @@ pub fn plan_schema() -> Value {
             "additionalProperties": false,
         }));
     }
+    let hypothesis_probe = hypothesis_probe_schema(&one_of);
     let mut defs = Map::new();
     for (name, schema) in g.definitions() {
         defs.insert(name.clone(), schema.clone());
@@ -86,10 +87,40 @@ pub fn plan_schema() -> Value {
                 "description": "Step name → step. Names use letters, digits, `_` and `-`.",
                 "propertyNames": { "pattern": "^[A-Za-z0-9_-]+$" },
                 "additionalProperties": { "oneOf": one_of }
+            },
+            "hypothesis": {
+                "type": "object",
+                "description": "Steady-state hypothesis: probe name → probe, checked before the first fault and after the last recovery (docs/probes.md).",
+                "additionalProperties": hypothesis_probe
             }
         },
         "$defs": defs,
     })
+}
+
+/// A `probe` step's schema without the fields a hypothesis probe cannot have.
+fn hypothesis_probe_schema(kinds: &[Value]) -> Value {
+    let Some(mut probe) = kinds.iter().find(|k| k["title"] == "probe").cloned() else {
+        return json!({ "type": "object" });
+    };
+    if let Some(Value::Object(props)) = probe.get_mut("properties") {
+        for f in [
+            "kind",
+            "after",
+            "mode",
+            "until",
+            "until_event",
+            "require",
+            "verifies",
+        ] {
+            props.remove(f);
+        }
+    }
+    if let Some(Value::Array(req)) = probe.get_mut("required") {
+        req.retain(|r| r != "kind");
+    }
+    probe["title"] = json!("hypothesis probe");
+    probe
 }
 
 #[cfg(test)]

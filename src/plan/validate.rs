@@ -759,10 +759,12 @@ fn check_step_refs(steps: &IndexMap<String, PlanStep>, dag: &Dag, errs: &mut Pla
                 value: Value::Seq(items),
                 ..
             }) => items.iter().collect(),
-            Some(n @ Node {
-                value: Value::Str(_),
-                ..
-            }) => vec![n],
+            Some(
+                n @ Node {
+                    value: Value::Str(_),
+                    ..
+                },
+            ) => vec![n],
             _ => Vec::new(),
         };
         for (i, name) in names.iter().enumerate() {
@@ -813,7 +815,10 @@ fn check_watched_steps(steps: &IndexMap<String, PlanStep>, dag: &Dag, errs: &mut
             errs.push(
                 PlanDiag::new(
                     Code::UnknownStep,
-                    format!("step `{}` names `{name}` in `{field}`, which is not a step", step.name),
+                    format!(
+                        "step `{}` names `{name}` in `{field}`, which is not a step",
+                        step.name
+                    ),
                     Some(span),
                 )
                 .label("no such step")
@@ -870,7 +875,15 @@ fn read_hypothesis(
             ));
             continue;
         };
-        const NOT_HERE: &[&str] = &["kind", "after", "mode", "until", "until_event", "require", "verifies"];
+        const NOT_HERE: &[&str] = &[
+            "kind",
+            "after",
+            "mode",
+            "until",
+            "until_event",
+            "require",
+            "verifies",
+        ];
         let mut fields = fields.clone();
         for (k, f) in &fields {
             if NOT_HERE.contains(&k.as_str()) {

@@ -9,14 +9,34 @@ use crate::plan::template::Templates;
 use super::{Aggregate, Mode, ProbeSpec, ProbeType};
 
 const PROMETHEUS: &[&str] = &[
-    "query", "endpoint", "aggregate", "window", "start", "end", "resolution", "baseline",
+    "query",
+    "endpoint",
+    "aggregate",
+    "window",
+    "start",
+    "end",
+    "resolution",
+    "baseline",
     "compare",
 ];
 const HTTP: &[&str] = &[
-    "url", "method", "headers", "body", "status", "body_regex", "json_pointer", "latency_under",
+    "url",
+    "method",
+    "headers",
+    "body",
+    "status",
+    "body_regex",
+    "json_pointer",
+    "latency_under",
 ];
 const KUBERNETES: &[&str] = &[
-    "resource", "api_version", "namespace", "selector", "name_prefixes", "ready", "absent",
+    "resource",
+    "api_version",
+    "namespace",
+    "selector",
+    "name_prefixes",
+    "ready",
+    "absent",
     "field",
 ];
 const COMMAND: &[&str] = &["run", "exit_code", "output_regex", "workdir"];
@@ -65,7 +85,11 @@ pub fn check(spec: &ProbeSpec, node: &Node, diags: &mut Vec<PlanDiag>) {
                         Some(key_at(key)),
                     )
                     .label("not for this probe type")
-                    .help(format!("{} probes take: {}", t.as_str(), own_fields(t).join(", "))),
+                    .help(format!(
+                        "{} probes take: {}",
+                        t.as_str(),
+                        own_fields(t).join(", ")
+                    )),
                 );
             }
         }
@@ -82,9 +106,16 @@ pub fn check(spec: &ProbeSpec, node: &Node, diags: &mut Vec<PlanDiag>) {
     match t {
         ProbeType::Prometheus => {
             if missing("query") {
-                err(Code::MissingField, "type", "a prometheus probe needs a `query`".into(), "in this probe");
+                err(
+                    Code::MissingField,
+                    "type",
+                    "a prometheus probe needs a `query`".into(),
+                    "in this probe",
+                );
             } else if !templated("query") {
-                if let Err((offset, why)) = super::promql::check(spec.query.as_deref().unwrap_or_default()) {
+                if let Err((offset, why)) =
+                    super::promql::check(spec.query.as_deref().unwrap_or_default())
+                {
                     err(
                         Code::InvalidValue,
                         "query",
@@ -94,10 +125,14 @@ pub fn check(spec: &ProbeSpec, node: &Node, diags: &mut Vec<PlanDiag>) {
                 }
             }
             if spec.expect.is_none() {
-                err(Code::MissingField, "type", "a prometheus probe needs `expect` (e.g. `expect: { lt: 0.05 }`)".into(), "in this probe");
+                err(
+                    Code::MissingField,
+                    "type",
+                    "a prometheus probe needs `expect` (e.g. `expect: { lt: 0.05 }`)".into(),
+                    "in this probe",
+                );
             }
-            if spec.baseline.is_some()
-                && matches!(spec.aggregate, Aggregate::All | Aggregate::Any)
+            if spec.baseline.is_some() && matches!(spec.aggregate, Aggregate::All | Aggregate::Any)
             {
                 err(
                     Code::InvalidValue,
@@ -107,10 +142,20 @@ pub fn check(spec: &ProbeSpec, node: &Node, diags: &mut Vec<PlanDiag>) {
                 );
             }
             if spec.window.is_some() && spec.start.is_some() {
-                err(Code::InvalidValue, "window", "give `window` (a lookback) or `start`, not both".into(), "and `start`");
+                err(
+                    Code::InvalidValue,
+                    "window",
+                    "give `window` (a lookback) or `start`, not both".into(),
+                    "and `start`",
+                );
             }
             if spec.end.is_some() && spec.start.is_none() && spec.window.is_none() {
-                err(Code::MissingField, "end", "`end` needs `start` or `window`".into(), "no window start");
+                err(
+                    Code::MissingField,
+                    "end",
+                    "`end` needs `start` or `window`".into(),
+                    "no window start",
+                );
             }
             for f in ["start", "end"] {
                 if let (Some(s), false) = (node.get(f).and_then(Node::as_str), templated(f)) {
@@ -122,15 +167,27 @@ pub fn check(spec: &ProbeSpec, node: &Node, diags: &mut Vec<PlanDiag>) {
         }
         ProbeType::Http => {
             if missing("url") {
-                err(Code::MissingField, "type", "an http probe needs a `url`".into(), "in this probe");
+                err(
+                    Code::MissingField,
+                    "type",
+                    "an http probe needs a `url`".into(),
+                    "in this probe",
+                );
             } else if !templated("url") {
-                if let Err(e) = crate::collect::endpoint::check_http_url(spec.url.as_deref().unwrap_or_default()) {
+                if let Err(e) = crate::collect::endpoint::check_http_url(
+                    spec.url.as_deref().unwrap_or_default(),
+                ) {
                     err(Code::InvalidValue, "url", format!("`url`: {e}"), "this URL");
                 }
             }
             if let Some(m) = spec.method.as_deref().filter(|_| !templated("method")) {
                 if reqwest::Method::from_bytes(m.to_ascii_uppercase().as_bytes()).is_err() {
-                    err(Code::InvalidValue, "method", format!("`{m}` is not an HTTP method"), "method");
+                    err(
+                        Code::InvalidValue,
+                        "method",
+                        format!("`{m}` is not an HTTP method"),
+                        "method",
+                    );
                 }
             }
             if spec.expect.is_some() {
@@ -138,11 +195,21 @@ pub fn check(spec: &ProbeSpec, node: &Node, diags: &mut Vec<PlanDiag>) {
             }
             for s in &spec.status {
                 if !(100..=599).contains(s) {
-                    err(Code::InvalidValue, "status", format!("{s} is not an HTTP status"), "status");
+                    err(
+                        Code::InvalidValue,
+                        "status",
+                        format!("{s} is not an HTTP status"),
+                        "status",
+                    );
                 }
             }
             if spec.equals.is_some() && spec.json_pointer.is_none() {
-                err(Code::MissingField, "equals", "`equals` needs `json_pointer`".into(), "compared with nothing");
+                err(
+                    Code::MissingField,
+                    "equals",
+                    "`equals` needs `json_pointer`".into(),
+                    "compared with nothing",
+                );
             }
         }
         ProbeType::Kubernetes => {
@@ -158,23 +225,50 @@ pub fn check(spec: &ProbeSpec, node: &Node, diags: &mut Vec<PlanDiag>) {
                 _ => err(Code::InvalidValue, "type", "a kubernetes probe takes one condition: `ready`, `absent`, `field` + `equals`, or `expect`".into(), "several conditions"),
             }
             if spec.field.is_some() != spec.equals.is_some() {
-                let f = if spec.field.is_some() { "field" } else { "equals" };
-                err(Code::MissingField, f, "`field` and `equals` go together".into(), "alone");
+                let f = if spec.field.is_some() {
+                    "field"
+                } else {
+                    "equals"
+                };
+                err(
+                    Code::MissingField,
+                    f,
+                    "`field` and `equals` go together".into(),
+                    "alone",
+                );
             }
         }
         ProbeType::Command => {
             if missing("run") {
-                err(Code::MissingField, "type", "a command probe needs `run`".into(), "in this probe");
+                err(
+                    Code::MissingField,
+                    "type",
+                    "a command probe needs `run`".into(),
+                    "in this probe",
+                );
             }
             if spec.expect.is_some() && spec.exit_code.is_some() {
-                err(Code::InvalidValue, "expect", "give `exit_code` or `expect` (on the exit code), not both".into(), "and `exit_code`");
+                err(
+                    Code::InvalidValue,
+                    "expect",
+                    "give `exit_code` or `expect` (on the exit code), not both".into(),
+                    "and `exit_code`",
+                );
             }
         }
     }
     for f in ["json_pointer", "field"] {
         if let (Some(p), false) = (node.get(f).and_then(Node::as_str), templated(f)) {
             if !p.is_empty() && !p.starts_with('/') {
-                err(Code::InvalidValue, f, format!("`{p}` is not a JSON pointer: write `/{}`", p.replace('.', "/")), "starts with `/`");
+                err(
+                    Code::InvalidValue,
+                    f,
+                    format!(
+                        "`{p}` is not a JSON pointer: write `/{}`",
+                        p.replace('.', "/")
+                    ),
+                    "starts with `/`",
+                );
             }
         }
     }
@@ -193,16 +287,32 @@ pub fn check(spec: &ProbeSpec, node: &Node, diags: &mut Vec<PlanDiag>) {
     match spec.mode {
         Mode::Continuous => {
             if spec.until.is_none() {
-                err(Code::MissingField, "mode", "a continuous probe needs `until: <step>` (the step whose start ends it)".into(), "continuous");
+                err(
+                    Code::MissingField,
+                    "mode",
+                    "a continuous probe needs `until: <step>` (the step whose start ends it)"
+                        .into(),
+                    "continuous",
+                );
             }
             if spec.within.is_some() {
-                err(Code::InvalidValue, "within", "`within` is for `mode: once`".into(), "continuous probe");
+                err(
+                    Code::InvalidValue,
+                    "within",
+                    "`within` is for `mode: once`".into(),
+                    "continuous probe",
+                );
             }
         }
         Mode::Once => {
             for f in ["until", "until_event", "require"] {
                 if !missing(f) {
-                    err(Code::InvalidValue, f, format!("`{f}` is for `mode: continuous`"), "this probe runs once");
+                    err(
+                        Code::InvalidValue,
+                        f,
+                        format!("`{f}` is for `mode: continuous`"),
+                        "this probe runs once",
+                    );
                 }
             }
         }

@@ -22,7 +22,11 @@ pub async fn evaluate(spec: &ProbeSpec, ctx: &StepCtx) -> Result<Evaluation, Ste
     let finished = run_logged(Spawn {
         command,
         workdir: &workdir,
-        env: ctx.env().iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        env: ctx
+            .env()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
         log: capture.path(),
         groups: ctx.child_groups(),
         cancel: ctx.cancel_token(),

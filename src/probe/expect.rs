@@ -53,7 +53,9 @@ impl Expect {
         for (name, r) in [("between", self.between), ("outside", self.outside)] {
             if let Some([a, b]) = r {
                 if a > b {
-                    out.push(format!("`{name}: [{a}, {b}]`: the lower bound is above the upper"));
+                    out.push(format!(
+                        "`{name}: [{a}, {b}]`: the lower bound is above the upper"
+                    ));
                 }
             }
         }
@@ -101,12 +103,30 @@ impl Expect {
             return Some("the value is NaN".into());
         }
         let checks: [(bool, Option<String>); 8] = [
-            (self.gt.is_none_or(|b| value > b), self.gt.map(|b| format!("not > {b}"))),
-            (self.ge.is_none_or(|b| value >= b), self.ge.map(|b| format!("not ≥ {b}"))),
-            (self.lt.is_none_or(|b| value < b), self.lt.map(|b| format!("not < {b}"))),
-            (self.le.is_none_or(|b| value <= b), self.le.map(|b| format!("not ≤ {b}"))),
-            (self.eq.is_none_or(|b| value == b), self.eq.map(|b| format!("not = {b}"))),
-            (self.ne.is_none_or(|b| value != b), self.ne.map(|b| format!("= {b}"))),
+            (
+                self.gt.is_none_or(|b| value > b),
+                self.gt.map(|b| format!("not > {b}")),
+            ),
+            (
+                self.ge.is_none_or(|b| value >= b),
+                self.ge.map(|b| format!("not ≥ {b}")),
+            ),
+            (
+                self.lt.is_none_or(|b| value < b),
+                self.lt.map(|b| format!("not < {b}")),
+            ),
+            (
+                self.le.is_none_or(|b| value <= b),
+                self.le.map(|b| format!("not ≤ {b}")),
+            ),
+            (
+                self.eq.is_none_or(|b| value == b),
+                self.eq.map(|b| format!("not = {b}")),
+            ),
+            (
+                self.ne.is_none_or(|b| value != b),
+                self.ne.map(|b| format!("= {b}")),
+            ),
             (
                 self.between.is_none_or(|[a, b]| (a..=b).contains(&value)),
                 self.between.map(|[a, b]| format!("not in [{a}, {b}]")),

@@ -44,7 +44,10 @@ pub async fn evaluate(spec: &ProbeSpec, _ctx: &StepCtx) -> Evaluation {
     let body = match resp.text().await {
         Ok(b) => b,
         Err(e) => {
-            return Evaluation::failed(json!({ "status": status }), format!("reading the body: {e}"))
+            return Evaluation::failed(
+                json!({ "status": status }),
+                format!("reading the body: {e}"),
+            )
         }
     };
     let latency = started.elapsed();
@@ -54,7 +57,12 @@ pub async fn evaluate(spec: &ProbeSpec, _ctx: &StepCtx) -> Evaluation {
 }
 
 /// The first unmet expectation.
-fn judge(spec: &ProbeSpec, status: u16, body: &str, latency: std::time::Duration) -> Option<String> {
+fn judge(
+    spec: &ProbeSpec,
+    status: u16,
+    body: &str,
+    latency: std::time::Duration,
+) -> Option<String> {
     let status_ok = if spec.status.is_empty() {
         (200..300).contains(&status)
     } else {
@@ -72,7 +80,9 @@ fn judge(spec: &ProbeSpec, status: u16, body: &str, latency: std::time::Duration
         if latency >= limit.get() {
             return Some(format!(
                 "answered in {}, not under {limit}",
-                humantime::format_duration(std::time::Duration::from_millis(latency.as_millis() as u64))
+                humantime::format_duration(std::time::Duration::from_millis(
+                    latency.as_millis() as u64
+                ))
             ));
         }
     }
@@ -102,7 +112,9 @@ fn judge(spec: &ProbeSpec, status: u16, body: &str, latency: std::time::Duration
 pub fn same(actual: &Value, want: &Value) -> bool {
     actual == want
         || match (actual, want) {
-            (Value::String(a), b) | (b, Value::String(a)) => b.to_string() == *a,
+            (Value::String(a), b) | (b, Value::String(a)) => {
+                serde_json::from_str::<Value>(a).is_ok_and(|v| v == *b)
+            }
             _ => false,
         }
 }

@@ -41,7 +41,10 @@ pub async fn evaluate(spec: &ProbeSpec, ctx: &StepCtx) -> Evaluation {
         Err(e) => return Evaluation::unknown(e.to_string()),
     };
     let ar = api_resource(spec);
-    let ns = spec.namespace.clone().unwrap_or_else(|| kube.namespace.clone());
+    let ns = spec
+        .namespace
+        .clone()
+        .unwrap_or_else(|| kube.namespace.clone());
     let mut params = ListParams::default();
     if let Some(sel) = spec.selector.as_deref().filter(|s| !s.trim().is_empty()) {
         params = params.labels(sel);
@@ -60,7 +63,12 @@ pub async fn evaluate(spec: &ProbeSpec, ctx: &StepCtx) -> Evaluation {
     let objects: Vec<&DynamicObject> = list
         .items
         .iter()
-        .filter(|o| name_selected(o.metadata.name.as_deref().unwrap_or(""), &spec.name_prefixes))
+        .filter(|o| {
+            name_selected(
+                o.metadata.name.as_deref().unwrap_or(""),
+                &spec.name_prefixes,
+            )
+        })
         .collect();
     judge(spec, &objects)
 }
@@ -108,7 +116,11 @@ fn judge(spec: &ProbeSpec, objects: &[&DynamicObject]) -> Evaluation {
     }
     let expect = spec.expect.clone().unwrap_or_default();
     let miss = expect.miss(total as f64);
-    Evaluation::new(value, Some(miss.is_none()), miss.map(|m| format!("object count {m}")))
+    Evaluation::new(
+        value,
+        Some(miss.is_none()),
+        miss.map(|m| format!("object count {m}")),
+    )
 }
 
 /// Ready: a `Ready` (pods) or `Available` (deployments) condition that is `True`, else all
@@ -124,7 +136,10 @@ fn is_ready(o: &DynamicObject) -> bool {
                 .iter()
                 .any(|c| c["type"] == t && c["status"] == "True")
         };
-        if conds.iter().any(|c| c["type"] == "Ready" || c["type"] == "Available") {
+        if conds
+            .iter()
+            .any(|c| c["type"] == "Ready" || c["type"] == "Available")
+        {
             return true_of("Ready") || true_of("Available");
         }
     }
@@ -148,9 +163,13 @@ mod tests {
             {"type": "PodScheduled", "status": "True"}, {"type": "Ready", "status": "True"}]}}));
         let unready_pod = obj(json!({"metadata": {"name": "b"}, "status": {"conditions": [
             {"type": "Ready", "status": "False"}]}}));
-        let terminating = obj(json!({"metadata": {"name": "c", "deletionTimestamp": "2025-01-01T00:00:00Z"},
-            "status": {"conditions": [{"type": "Ready", "status": "True"}]}}));
-        let sts = obj(json!({"metadata": {"name": "d"}, "spec": {"replicas": 2}, "status": {"readyReplicas": 2}}));
+        let terminating = obj(
+            json!({"metadata": {"name": "c", "deletionTimestamp": "2025-01-01T00:00:00Z"},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}]}}),
+        );
+        let sts = obj(
+            json!({"metadata": {"name": "d"}, "spec": {"replicas": 2}, "status": {"readyReplicas": 2}}),
+        );
         assert!(is_ready(&ready_pod) && is_ready(&sts));
         assert!(!is_ready(&unready_pod) && !is_ready(&terminating));
     }

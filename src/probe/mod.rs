@@ -141,7 +141,9 @@ impl<'de> Deserialize<'de> for ReadyCount {
                 match s.trim() {
                     "all" => Ok(ReadyCount::All),
                     n => n.parse().map(ReadyCount::AtLeast).map_err(|_| {
-                        E::custom(format!("`{s}`: expected `all` or a number of ready objects"))
+                        E::custom(format!(
+                            "`{s}`: expected `all` or a number of ready objects"
+                        ))
                     }),
                 }
             }
@@ -421,7 +423,10 @@ impl ProbeReport {
                 format!(
                     "last value {}{}",
                     e.value,
-                    e.detail.as_ref().map(|d| format!(" ({d})")).unwrap_or_default()
+                    e.detail
+                        .as_ref()
+                        .map(|d| format!(" ({d})"))
+                        .unwrap_or_default()
                 )
             })
             .unwrap_or_else(|| "no evaluation".into());

@@ -67,17 +67,17 @@ pub async fn evaluate(spec: &ProbeSpec, ctx: &StepCtx) -> Result<Evaluation, Ste
             "min": finite(samples.iter().copied().fold(f64::INFINITY, f64::min)),
             "max": finite(samples.iter().copied().fold(f64::NEG_INFINITY, f64::max)),
         });
-        let detail = (!passed).then(|| {
-            format!(
-                "{passing} of {} samples meet {expect}",
-                samples.len()
-            )
-        });
+        let detail =
+            (!passed).then(|| format!("{passing} of {} samples meet {expect}", samples.len()));
         return Ok(Evaluation::new(value, Some(passed), detail));
     };
     let Some(baseline) = &spec.baseline else {
         let miss = expect.miss(value);
-        return Ok(Evaluation::new(json!(finite(value)), Some(miss.is_none()), miss));
+        return Ok(Evaluation::new(
+            json!(finite(value)),
+            Some(miss.is_none()),
+            miss,
+        ));
     };
     let b_start = parse_time("baseline.start", &baseline.start).map_err(StepError::Failed)?;
     let b_end = parse_time("baseline.end", &baseline.end).map_err(StepError::Failed)?;
@@ -93,7 +93,10 @@ pub async fn evaluate(spec: &ProbeSpec, ctx: &StepCtx) -> Result<Evaluation, Ste
             return Ok(Evaluation::new(
                 json!({ "value": finite(value), "baseline": 0.0 }),
                 None,
-                Some("the baseline is 0, so the ratio is undefined (use `compare: difference`)".into()),
+                Some(
+                    "the baseline is 0, so the ratio is undefined (use `compare: difference`)"
+                        .into(),
+                ),
             ))
         }
         Compare::Ratio => value / base,
@@ -167,7 +170,9 @@ impl Prom {
         end: DateTime<Utc>,
     ) -> Result<Vec<f64>, String> {
         if end < start {
-            return Err(format!("the window ends ({end}) before it starts ({start})"));
+            return Err(format!(
+                "the window ends ({end}) before it starts ({start})"
+            ));
         }
         let secs = |t: DateTime<Utc>| format!("{:.3}", t.timestamp_millis() as f64 / 1000.0);
         self.get(

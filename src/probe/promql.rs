@@ -47,10 +47,7 @@ pub fn check(q: &str) -> Result<(), (usize, String)> {
                 match open.pop() {
                     Some((_, o)) if o == want => {}
                     Some((at, o)) => {
-                        return Err((
-                            i,
-                            format!("`{c}` closes the `{o}` opened at offset {at}"),
-                        ))
+                        return Err((i, format!("`{c}` closes the `{o}` opened at offset {at}")))
                     }
                     None => return Err((i, format!("`{c}` closes nothing"))),
                 }
@@ -85,7 +82,10 @@ mod tests {
         assert_eq!(check("rate(up[5m]").unwrap_err().0, 4);
         assert_eq!(check("up{job=\"a}").unwrap_err().0, 7);
         assert!(check("sum(up))").unwrap_err().1.contains("closes nothing"));
-        assert!(check("sum(up{a=\"b\")}").unwrap_err().1.contains("closes the `{`"));
+        assert!(check("sum(up{a=\"b\")}")
+            .unwrap_err()
+            .1
+            .contains("closes the `{`"));
         assert!(check("  ").is_err());
     }
 }

@@ -25,9 +25,10 @@ impl Step for ProbeSpec {
         if self.on_failure == OnFailure::Fail && report.verdict == Some(false) {
             return Err(StepError::failed(summary));
         }
-        let mut out = StepOutputs::default();
-        out.values = report.to_outputs();
-        Ok(out)
+        Ok(StepOutputs {
+            values: report.to_outputs(),
+            ..StepOutputs::default()
+        })
     }
 
     fn check(&self, node: &Node, diags: &mut Vec<PlanDiag>) {
