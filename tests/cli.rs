@@ -1729,3 +1729,43 @@ fn a_closed_stdout_is_not_a_panic() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(out.status.code(), Some(0), "{stderr}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// engine: declaration order, final statuses, duplicate signals, recover precedence
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn declaration_order_does_not_matter_after_a_failure() {
+    // `c` and `z` are written above the steps they run after; `a` fails.
+    let out = Test::new()
+        .plan(
+            r#"
+name: t
+steps:
+  c: { kind: shell, after: [b], run: 'echo c > c.txt' }
+  z: { kind: shell, after: [c], always: true, run: 'echo z > z.marker' }
+  a: { kind: shell, run: 'exit 1' }
+  b: { kind: shell, after: [a], run: 'echo b > b.txt' }
+"#,
+        )
+        .status(1)
+        .run_plan();
+    let m = out.manifest();
+    assert_eq!(status(&m, "a"), "failed");
+    assert_eq!(status(&m, "b"), "skipped");
+    assert_eq!(status(&m, "c"), "skipped", "{m:#}");
+    assert!(step(&m, "c")["reason"]
+        .as_str()
+        .is_some_and(|r| r.contains("`b`")));
+    assert_eq!(status(&m, "z"), "succeeded", "{m:#}");
+    assert_eq!(out.read("z.marker"), "z\n");
+    for (name, s) in m["steps"].as_object().unwrap() {
+        assert!(
+            !matches!(s["status"].as_str(), Some("pending" | "running")),
+            "{name}: {s:#}"
+        );
+        if s["status"] != "succeeded" {
+            assert!(s["reason"].is_string(), "{name} has no reason: {s:#}");
+        }
+    }
+}

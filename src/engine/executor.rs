@@ -3,7 +3,7 @@
 //! dependents of failed steps, handles SIGINT/SIGTERM, and recovers every unrecovered fault
 //! before the run ends.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -81,109 +81,138 @@ impl Executor {
         let mut tasks: JoinSet<Finished> = JoinSet::new();
         let mut running = 0usize;
 
+        let mut task_names: HashMap<tokio::task::Id, String> = HashMap::new();
         loop {
-            // Decide what can start, what is skipped and what is cancelled.
+            // Decide what can start, what is skipped and what is cancelled. Repeated until nothing
+            // changes: a step declared above the steps it runs after must be decided in the same
+            // round as they are (declaration order must not matter).
             let names: Vec<String> = states.keys().cloned().collect();
-            for name in &names {
-                if !matches!(states[name], State::Pending) {
-                    continue;
-                }
-                let step = &self.plan.steps[name];
-                let deps = self.plan.dag.deps(name);
-                let dep_states: Vec<(&str, StepStatus)> = deps
-                    .iter()
-                    .filter_map(|d| match &states[*d] {
-                        State::Done(s) => Some((*d, *s)),
-                        _ => None,
-                    })
-                    .collect();
-                if dep_states.len() < deps.len() {
-                    continue;
-                }
-                let bad_dep = dep_states.iter().find(|(d, s)| {
-                    !(*s == StepStatus::Succeeded
-                        || (*s == StepStatus::Failed && self.plan.steps[*d].common.allow_failure))
-                });
-                let launch = if interrupted {
-                    step.common.always
-                } else {
-                    bad_dep.is_none() || step.common.always
-                };
-                if !launch {
-                    let (status, reason) = if interrupted {
-                        (StepStatus::Cancelled, "the run was interrupted".to_string())
+            let mut decided = true;
+            while decided {
+                decided = false;
+                for name in &names {
+                    if !matches!(states[name], State::Pending) {
+                        continue;
+                    }
+                    let step = &self.plan.steps[name];
+                    let deps = self.plan.dag.deps(name);
+                    let dep_states: Vec<(&str, StepStatus)> = deps
+                        .iter()
+                        .filter_map(|d| match &states[*d] {
+                            State::Done(s) => Some((*d, *s)),
+                            _ => None,
+                        })
+                        .collect();
+                    if dep_states.len() < deps.len() {
+                        continue;
+                    }
+                    let bad_dep = dep_states.iter().find(|(d, s)| {
+                        !(*s == StepStatus::Succeeded
+                            || (*s == StepStatus::Failed
+                                && self.plan.steps[*d].common.allow_failure))
+                    });
+                    let launch = if interrupted {
+                        step.common.always
                     } else {
-                        let why = bad_dep.map_or_else(String::new, |(d, s)| {
-                            format!("`{d}` {}", status_word(*s))
-                        });
-                        (StepStatus::Skipped, why)
+                        bad_dep.is_none() || step.common.always
                     };
-                    states[name] = State::Done(status);
-                    self.progress
-                        .note(&format!("- {name}: {} ({reason})", status_word(status)));
+                    if !launch {
+                        let (status, reason) = if interrupted {
+                            (StepStatus::Cancelled, "the run was interrupted".to_string())
+                        } else {
+                            let why = bad_dep.map_or_else(String::new, |(d, s)| {
+                                format!("`{d}` {}", status_word(*s))
+                            });
+                            (StepStatus::Skipped, why)
+                        };
+                        states[name] = State::Done(status);
+                        decided = true;
+                        self.progress
+                            .note(&format!("- {name}: {} ({reason})", status_word(status)));
+                        let _ = self
+                            .manifest
+                            .update(|m| {
+                                if let Some(r) = m.steps.get_mut(name) {
+                                    r.status = status;
+                                    r.reason = Some(reason);
+                                }
+                            })
+                            .await;
+                        continue;
+                    }
+                    if running >= self.max_parallel {
+                        continue;
+                    }
+                    running += 1;
+                    states[name] = State::Running;
+                    let token = if step.common.always {
+                        CancellationToken::new()
+                    } else {
+                        interrupt.child_token()
+                    };
+                    let started_at = Utc::now();
                     let _ = self
                         .manifest
                         .update(|m| {
                             if let Some(r) = m.steps.get_mut(name) {
-                                r.status = status;
-                                r.reason = Some(reason);
+                                r.status = StepStatus::Running;
+                                r.started_at = Some(started_at);
+                                r.log = Some(
+                                    PathBuf::from("runs")
+                                        .join(&self.run.exp_name)
+                                        .join("steps")
+                                        .join(format!("{name}.log")),
+                                );
                             }
                         })
                         .await;
-                    continue;
+                    let job = StepJob {
+                        plan: Arc::clone(&self.plan),
+                        run: Arc::clone(&self.run),
+                        faults: Arc::clone(&self.faults),
+                        progress: self.progress.clone(),
+                        children: Arc::clone(&self.children),
+                        name: name.clone(),
+                        runtime: self.runtime_context(&runtime),
+                        cancel: token,
+                    };
+                    let handle = tasks.spawn(job.run(started_at));
+                    task_names.insert(handle.id(), name.clone());
                 }
-                if running >= self.max_parallel {
-                    continue;
-                }
-                running += 1;
-                states[name] = State::Running;
-                let token = if step.common.always {
-                    CancellationToken::new()
-                } else {
-                    interrupt.child_token()
-                };
-                let started_at = Utc::now();
-                let _ = self
-                    .manifest
-                    .update(|m| {
-                        if let Some(r) = m.steps.get_mut(name) {
-                            r.status = StepStatus::Running;
-                            r.started_at = Some(started_at);
-                            r.log = Some(
-                                PathBuf::from("runs")
-                                    .join(&self.run.exp_name)
-                                    .join("steps")
-                                    .join(format!("{name}.log")),
-                            );
-                        }
-                    })
-                    .await;
-                let job = StepJob {
-                    plan: Arc::clone(&self.plan),
-                    run: Arc::clone(&self.run),
-                    faults: Arc::clone(&self.faults),
-                    progress: self.progress.clone(),
-                    children: Arc::clone(&self.children),
-                    name: name.clone(),
-                    runtime: self.runtime_context(&runtime),
-                    cancel: token,
-                };
-                tasks.spawn(job.run(started_at));
             }
 
             if tasks.is_empty() {
                 break;
             }
             tokio::select! {
-                joined = tasks.join_next() => {
+                joined = tasks.join_next_with_id() => {
                     let Some(joined) = joined else { break };
                     running -= 1;
                     let f = match joined {
-                        Ok(f) => f,
+                        Ok((id, f)) => {
+                            task_names.remove(&id);
+                            f
+                        }
                         Err(e) => {
                             // A panicking step must not take the run (and its recovery) down.
-                            self.progress.note(&format!("a step task crashed: {e}"));
+                            let name = task_names.remove(&e.id()).unwrap_or_default();
+                            self.progress.note(&format!("step `{name}` crashed: {e}"));
                             failed = true;
+                            let now = Utc::now();
+                            if states.contains_key(&name) {
+                                states[&name] = State::Done(StepStatus::Failed);
+                                self.record_finished(Finished {
+                                    name,
+                                    status: StepStatus::Failed,
+                                    attempts: 1,
+                                    error: Some(format!("the step crashed: {e}")),
+                                    outputs: StepOutputs::default(),
+                                    artifacts: Vec::new(),
+                                    started_at: now,
+                                    finished_at: now,
+                                })
+                                .await;
+                            }
                             continue;
                         }
                     };
@@ -207,6 +236,33 @@ impl Executor {
                     interrupt.cancel();
                 }
             }
+        }
+
+        // Every step ends with a final status and a reason, even one the loop above could not
+        // decide (a dependency that never finished).
+        for (name, state) in &states {
+            if matches!(state, State::Done(_)) {
+                continue;
+            }
+            let (status, reason) = if interrupted {
+                (StepStatus::Cancelled, "the run was interrupted")
+            } else {
+                (
+                    StepStatus::Skipped,
+                    "the run ended before its dependencies finished",
+                )
+            };
+            self.progress
+                .note(&format!("- {name}: {} ({reason})", status_word(status)));
+            let _ = self
+                .manifest
+                .update(|m| {
+                    if let Some(r) = m.steps.get_mut(name) {
+                        r.status = status;
+                        r.reason = Some(reason.to_string());
+                    }
+                })
+                .await;
         }
 
         // Leftover faults, whatever happened above.
@@ -318,6 +374,9 @@ impl Executor {
                     r.finished_at = Some(f.finished_at);
                     r.duration_ms = Some(elapsed.as_millis() as u64);
                     r.error = f.error.clone();
+                    if f.status != StepStatus::Succeeded {
+                        r.reason = f.error.as_deref().map(|e| first_line(e).to_string());
+                    }
                     r.outputs = f.outputs.values.clone();
                     r.artifacts = f.artifacts.clone();
                 }
