@@ -1769,3 +1769,44 @@ steps:
         }
     }
 }
+
+/// coreutils `timeout -s TERM` signals ttplan and then its process group: ttplan receives the
+/// same SIGTERM twice in a row, which is one request to stop, not an abort.
+#[test]
+fn timeout_s_term_is_one_stop_request_not_an_abort() {
+    let t = Test::new().plan(LONG_RUN);
+    let dir = t.path().to_path_buf();
+    let out = std::process::Command::new("timeout")
+        .args(["-s", "TERM", "3"])
+        .arg(env!("CARGO_BIN_EXE_ttplan"))
+        .args(["run", "plan.yaml", "--out", "out", "--set", "exp_name=t"])
+        .current_dir(&dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("coreutils timeout");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // `timeout` exits 124 when it had to signal its command.
+    assert_eq!(out.status.code(), Some(124), "{stderr}");
+    let m = support::read_manifest(&dir).unwrap();
+    assert_eq!(m["run"]["status"], "interrupted", "{stderr}\n{m:#}");
+    assert_eq!(m["run"]["exit_code"], 130);
+    assert_eq!(m["faults"][0]["status"], "recovered", "{m:#}");
+    assert!(dir.join("cleanup.marker").exists(), "{stderr}");
+    assert!(!dir.join("fault.active").exists());
+}
+
+#[test]
+fn the_same_signal_twice_at_once_is_one_request() {
+    let mut run = Test::new().plan(LONG_RUN).spawn_run();
+    run.wait_for_manifest("step `long` running", LIMIT, |m| {
+        m["steps"]["long"]["status"] == "running"
+    });
+    run.signal(Signal::SIGTERM);
+    run.signal(Signal::SIGTERM);
+    let out = run.wait(LIMIT);
+    assert_eq!(out.status.code(), Some(130), "{out}");
+    let m = out.manifest();
+    assert_eq!(m["run"]["status"], "interrupted", "{m:#}");
+    assert_eq!(status(&m, "cleanup"), "succeeded");
+    assert_eq!(m["faults"][0]["status"], "recovered", "{m:#}");
+}
