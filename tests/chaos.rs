@@ -726,3 +726,150 @@ fn collectors_discover_their_backend_as_a_labelled_service() {
         "discovered: Service labelled component=skywalking (skywalking/oap)"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Cluster client limits, ledger paths and ChaosBlade recovery paths (engine helper)
+// ---------------------------------------------------------------------------------------------
+
+/// A TCP listener that accepts connections and never answers: an API server that hangs.
+/// The accepted sockets stay open for as long as the returned guard lives.
+struct BlackHole {
+    addr: std::net::SocketAddr,
+    _held: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl BlackHole {
+    fn start() -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let keep = held.clone();
+        std::thread::spawn(move || {
+            for s in listener.incoming().flatten() {
+                keep.lock().unwrap().push(s);
+            }
+        });
+        BlackHole { addr, _held: held }
+    }
+
+    fn write_kubeconfig(&self, dir: &Path) -> PathBuf {
+        let path = dir.join("hung-kubeconfig");
+        std::fs::write(
+            &path,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: hung\n  cluster:\n    server: http://{}\ncontexts:\n- name: hung\n  context: {{cluster: hung, user: hung, namespace: default}}\ncurrent-context: hung\nusers:\n- name: hung\n  user: {{token: t}}\n",
+                self.addr
+            ),
+        )
+        .unwrap();
+        path
+    }
+}
+
+#[test]
+fn chaos_ls_against_a_server_that_never_answers_gives_up() {
+    let hole = BlackHole::start();
+    let t = Test::new();
+    let kc = hole.write_kubeconfig(t.path());
+    let out = t
+        .args([
+            "chaos",
+            "ls",
+            "--kubeconfig",
+            &kc.display().to_string(),
+            "--request-timeout",
+            "1s",
+        ])
+        .status(1)
+        .run();
+    assert!(
+        out.stderr.contains(&hole.addr.to_string()) && out.stderr.contains("timed out"),
+        "{out}"
+    );
+}
+
+/// The first SIGTERM cancels a step stuck in an API call: it is not left to its request timeout.
+#[test]
+fn sigterm_interrupts_a_step_stuck_on_a_server_that_never_answers() {
+    let hole = BlackHole::start();
+    let t = Test::new().plan(&stress_plan(""));
+    let kc = hole.write_kubeconfig(t.path());
+    let mut run = t
+        .args([
+            "--kubeconfig",
+            &kc.display().to_string(),
+            // Longer than the engine's grace period for a cancelled step.
+            "--request-timeout",
+            "25s",
+        ])
+        .spawn_run();
+    run.wait_for_manifest("inject running", LIMIT, |m| {
+        m["steps"]["inject"]["status"] == "running"
+    });
+    run.signal(Signal::SIGTERM);
+    let out = run.wait(Duration::from_secs(90));
+    assert_eq!(out.status.code(), Some(130), "{out}");
+    let m = out.manifest();
+    assert_eq!(m["steps"]["inject"]["status"], "cancelled", "{m:#}");
+    assert_eq!(m["run"]["status"], "interrupted", "{m:#}");
+}
+
+/// A relative `--kubeconfig` is stored absolute in the ledger, so `chaos clean --run` works
+/// from any directory after kill -9.
+#[test]
+fn chaos_clean_after_kill_9_works_from_another_directory_with_a_relative_kubeconfig() {
+    let kube = FakeKube::builder().train_ticket("default").start();
+    let t = Test::new().plan(&stress_plan(
+        "  long: { kind: shell, after: [inject], run: 'sleep 60' }\n",
+    ));
+    kube.write_kubeconfig(t.path());
+    let mut run = t.args(["--kubeconfig", "kubeconfig"]).spawn_run();
+    run.wait_for_manifest("long running", LIMIT, |m| {
+        m["steps"]["long"]["status"] == "running"
+    });
+    run.signal(Signal::SIGKILL);
+    let dir = run.path().to_path_buf();
+    // Keeps the run's temp dir alive.
+    let _killed = run.wait(LIMIT);
+    assert!(stress_exists(&kube));
+    let ledger: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("out/runs/t/faults.json")).unwrap())
+            .unwrap();
+    let recorded = ledger["faults"][0]["recovery"]["kube"]["kubeconfig"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(Path::new(&recorded).is_absolute(), "{ledger:#}");
+    // Another directory (its own temp dir), no flags.
+    Test::new()
+        .args([
+            "chaos",
+            "clean",
+            "--run",
+            &dir.join("out/runs/t").display().to_string(),
+        ])
+        .run();
+    assert!(!stress_exists(&kube));
+}
+
+/// A `recover` step without `recover_timeout` waits as long as the fault's own
+/// `recover_timeout` (5s here), not a default of its own.
+#[test]
+fn the_faults_own_recover_timeout_wins_over_the_recover_steps_default() {
+    let kube = FakeKube::builder()
+        .train_ticket("default")
+        .recovery_hangs(true)
+        .start();
+    let t = Test::new().plan(&stress_plan(
+        "  recover: { kind: recover, faults: [inject], after: [inject] }\n",
+    ));
+    let kc = kube.write_kubeconfig(t.path());
+    let out = t
+        .args(["--kubeconfig", &kc.display().to_string()])
+        .status(1)
+        .run_plan();
+    let m = out.manifest();
+    assert_eq!(m["steps"]["recover"]["status"], "failed", "{m:#}");
+    let error = m["steps"]["recover"]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("after 5s"), "{error}");
+}

@@ -316,9 +316,18 @@ impl Executor {
             })
             .await;
 
-        if interrupted {
+        if !recovery_errors.is_empty() {
+            // A fault left in the cluster is the worse news: exit 1 even after a signal.
+            if interrupted {
+                let _ = self
+                    .manifest
+                    .update(|m| m.run.errors.push("the run was interrupted".into()))
+                    .await;
+            }
+            RunStatus::Failed
+        } else if interrupted {
             RunStatus::Interrupted
-        } else if failed || !recovery_errors.is_empty() {
+        } else if failed {
             RunStatus::Failed
         } else {
             RunStatus::Succeeded
@@ -510,18 +519,33 @@ impl StepJob {
             attempt,
             children: Arc::clone(&self.children),
         };
-        let Some(limit) = step.common.timeout else {
-            return imp.run(&ctx).await;
+        let limit = step.common.timeout;
+        let expiry = async {
+            match limit {
+                Some(l) => tokio::time::sleep(l.get()).await,
+                None => std::future::pending().await,
+            }
         };
         let fut = imp.run(&ctx);
         tokio::pin!(fut);
         tokio::select! {
             r = &mut fut => r,
-            () = tokio::time::sleep(limit.get()) => {
+            () = expiry => {
                 token.cancel();
                 // Let the step stop what it started; past the grace period it is dropped.
                 let _ = tokio::time::timeout(CANCEL_GRACE, &mut fut).await;
-                Err(StepError::Failed(format!("timed out after {limit}")))
+                Err(StepError::Failed(format!(
+                    "timed out after {}",
+                    limit.map(|l| l.to_string()).unwrap_or_default()
+                )))
+            }
+            () = self.cancel.cancelled() => {
+                // The step sees the cancellation through its token; one stuck in a call that
+                // does not watch it (an API request to a server that never answers) is dropped
+                // after the grace period, which aborts the call.
+                tokio::time::timeout(CANCEL_GRACE, &mut fut)
+                    .await
+                    .unwrap_or(Err(StepError::Cancelled))
             }
         }
     }

@@ -162,11 +162,14 @@ async fn ready_pod(kube: &Kube, ns: &str, label: &str, service: &str) -> Result<
     })
 }
 
+/// The kubeconfig `blade` is given, absolute: recovery may run from another directory.
 fn kubeconfig_path(settings: &KubeSettings) -> Option<PathBuf> {
-    settings
-        .kubeconfig
-        .clone()
-        .or_else(|| std::env::var_os("KUBECONFIG").map(PathBuf::from))
+    let path = settings.kubeconfig.clone().or_else(|| {
+        // `blade --kubeconfig` takes one file: the first of a KUBECONFIG list.
+        std::env::var_os("KUBECONFIG")
+            .and_then(|v| std::env::split_paths(&v).find(|p| !p.as_os_str().is_empty()))
+    })?;
+    Some(std::path::absolute(&path).unwrap_or(path))
 }
 
 #[async_trait::async_trait]
