@@ -24,19 +24,9 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A `blade` stand-in that answers like the real CLI and logs its arguments.
-const FAKE_BLADE: &str = r#"#!/usr/bin/env python3
-import json, os, sys
-with open(os.environ["BLADE_LOG"], "a") as f:
-    f.write(json.dumps(sys.argv[1:]) + "\n")
-if sys.argv[1] == "create":
-    print(json.dumps({"code": 200, "success": True, "result": "7c1f7afc281482c8"}))
-elif sys.argv[1] == "destroy":
-    print(json.dumps({"code": 200, "success": True, "result": {"target": "jvm", "action": "return"}}))
-else:
-    sys.stderr.write(json.dumps({"code": 52000, "success": False, "error": "unknown command"}))
-    sys.exit(1)
-"#;
+/// A `blade` stand-in that behaves like the real CLI for k8s experiments (it creates the
+/// ChaosBlade object and polls the operator) and logs its arguments.
+const FAKE_BLADE: &str = include_str!("support/fake_blade.py");
 
 fn write_fake_blade(dir: &Path) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
@@ -221,7 +211,13 @@ fn every_campaign_plan_injects_its_fault_and_recovers_it() {
                     "{name}: {log}"
                 );
                 assert!(calls[0].contains(&"--names".to_string()), "{name}: {log}");
-                assert_eq!(calls[1], vec!["destroy", "7c1f7afc281482c8"], "{name}");
+                let uid = l["object"]["name"].as_str().unwrap();
+                assert_eq!(calls[1][..4], ["destroy", uid, "--target", "k8s"], "{name}");
+                assert!(kube
+                    .get("chaosblade.io", "chaosblades", None, uid)
+                    .is_none());
+                assert_eq!(l["injected_at_source"], "controller", "{name}: {l:#}");
+                assert_eq!(l["recovered_at_source"], "controller", "{name}: {l:#}");
             }
             other => panic!("{name}: unexpected mechanism {other:?}"),
         }
