@@ -869,3 +869,169 @@ fn the_faults_own_recover_timeout_wins_over_the_recover_steps_default() {
     let error = m["steps"]["recover"]["error"].as_str().unwrap_or_default();
     assert!(error.contains("after 5s"), "{error}");
 }
+
+fn blade_plan(mode: &str, extra_steps: &str) -> String {
+    format!(
+        r#"
+name: t
+steps:
+  inject:
+    kind: chaosblade
+    mode: {mode}
+    namespace: default
+    service: ts-order-service
+    action: throwCustomException
+    inject_timeout: 20s
+    recover_timeout: 3s
+    flags: {{ classname: order.service.OrderServiceImpl, methodname: create, exception: java.lang.RuntimeException }}
+{extra_steps}"#
+    )
+}
+
+fn blade_env(t: Test, dir: &Path) -> Test {
+    let bin = write_fake_blade(dir);
+    t.env(
+        "PATH",
+        &format!(
+            "{}:{}",
+            bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        ),
+    )
+    .env("BLADE_LOG", &dir.join("blade.log").display().to_string())
+}
+
+/// The labels carry the operator's own Running / Destroyed times (its status writes), in
+/// both modes, and name the pod the operator reports.
+#[test]
+fn chaosblade_labels_carry_the_operators_transition_times() {
+    for mode in ["operator", "cli"] {
+        let kube = FakeKube::builder()
+            .train_ticket("default")
+            .chaosblade(true)
+            .start();
+        let t = Test::new().plan(&blade_plan(
+            mode,
+            "  check: { kind: shell, after: [inject], run: 'true' }\n",
+        ));
+        let dir = t.path().to_path_buf();
+        let kc = kube.write_kubeconfig(&dir);
+        let out = blade_env(t, &dir)
+            .args(["--kubeconfig", &kc.display().to_string()])
+            .run_plan();
+        let l = &labels(&out, "t")[0];
+        let name = l["object"]["name"].as_str().unwrap();
+        let timeline: Vec<_> = kube
+            .chaos_timeline()
+            .into_iter()
+            .filter(|t| t.kind == "ChaosBlade" && t.name == name)
+            .collect();
+        let at = |op: &str| timeline.iter().find(|t| t.operation == op).unwrap().at;
+        assert_eq!(l["injected_at_source"], "controller", "{mode}: {l:#}");
+        assert_eq!(l["recovered_at_source"], "controller", "{mode}: {l:#}");
+        assert_eq!(parse_time(&l["injected_at"]), at("Apply"), "{mode}");
+        assert_eq!(parse_time(&l["recovered_at"]), at("Recover"), "{mode}");
+        let pod = out.manifest()["steps"]["inject"]["outputs"]["pod"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            l["target"]["pods"],
+            serde_json::json!([format!("default/{pod}")])
+        );
+        assert!(
+            kube.list("chaosblade.io", "chaosblades").is_empty(),
+            "{mode}"
+        );
+    }
+}
+
+/// SIGINT while `blade create` still polls the operator: the experiment it created is found by
+/// the uid ttplan gave it and destroyed; the run exits 130 with nothing left behind.
+#[test]
+fn sigint_during_a_slow_blade_create_destroys_the_experiment() {
+    let kube = FakeKube::builder()
+        .train_ticket("default")
+        .chaosblade(true)
+        // The operator takes long to attach to the JVM: `blade create` keeps polling.
+        .delays(kube_fake::Delays {
+            blade: Duration::from_secs(60),
+            ..Default::default()
+        })
+        .start();
+    let t = Test::new().plan(&blade_plan("cli", ""));
+    let dir = t.path().to_path_buf();
+    let kc = kube.write_kubeconfig(&dir);
+    let mut run = blade_env(t, &dir)
+        .args(["--kubeconfig", &kc.display().to_string()])
+        .spawn_run();
+    run.wait_until("blade create made its ChaosBlade", LIMIT, || {
+        !kube.list("chaosblade.io", "chaosblades").is_empty()
+    });
+    let name = kube.list("chaosblade.io", "chaosblades")[0]["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    run.signal(Signal::SIGINT);
+    let out = run.wait(LIMIT);
+    assert_eq!(out.status.code(), Some(130), "{out}");
+    let m = out.manifest();
+    assert_eq!(m["faults"][0]["status"], "recovered", "{m:#}");
+    assert_eq!(m["faults"][0]["recovery"]["name"], name.as_str(), "{m:#}");
+    assert!(kube.list("chaosblade.io", "chaosblades").is_empty());
+    let log = out.read("blade.log");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("\"destroy\"") && l.contains(&name)),
+        "{log}"
+    );
+}
+
+/// An operator that cannot destroy the experiment keeps `finalizer.chaosblade.io`: the run
+/// fails naming the remedy, and `chaos clean --run … --force` removes the finalizer.
+#[test]
+fn a_stuck_chaosblade_finalizer_names_the_remedy_and_force_removes_it() {
+    for mode in ["operator", "cli"] {
+        let kube = FakeKube::builder()
+            .train_ticket("default")
+            .chaosblade(true)
+            .recovery_hangs(true)
+            .start();
+        let t = Test::new().plan(&blade_plan(mode, ""));
+        let dir = t.path().to_path_buf();
+        let kc = kube.write_kubeconfig(&dir);
+        let out = blade_env(t, &dir)
+            .args(["--kubeconfig", &kc.display().to_string()])
+            .status(1)
+            .run_plan();
+        let blades = kube.list("chaosblade.io", "chaosblades");
+        assert_eq!(blades.len(), 1, "{mode}");
+        assert_eq!(blades[0]["status"]["phase"], "Destroying", "{mode}");
+        let run_dir = dir.join("out/runs/t");
+        let remedy = format!("ttplan chaos clean --run {} --force", run_dir.display());
+        assert!(out.stderr.contains(&remedy), "{mode}: {out}");
+        assert!(
+            out.stderr.contains("finalizer.chaosblade.io"),
+            "{mode}: {out}"
+        );
+        let clean = blade_env(Test::new(), &dir)
+            .args([
+                "chaos",
+                "clean",
+                "--run",
+                &run_dir.display().to_string(),
+                "--force",
+                "--timeout",
+                "3s",
+            ])
+            .run();
+        assert!(
+            clean.stdout.contains("recovered fault `inject`"),
+            "{mode}: {clean}"
+        );
+        assert!(
+            kube.list("chaosblade.io", "chaosblades").is_empty(),
+            "{mode}"
+        );
+    }
+}
