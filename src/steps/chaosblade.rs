@@ -629,6 +629,37 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_operators_status_write_time_and_pods_are_read_from_the_object() {
+        let obj: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": CHAOSBLADE_API, "kind": "ChaosBlade",
+            "metadata": {"name": "0123456789abcdef", "managedFields": [
+                {"manager": "blade", "operation": "Update", "apiVersion": CHAOSBLADE_API,
+                 "time": "2026-01-02T03:04:01Z", "fieldsType": "FieldsV1", "fieldsV1": {}},
+                {"manager": "chaosblade-operator", "operation": "Update", "apiVersion": CHAOSBLADE_API,
+                 "time": "2026-01-02T03:04:07Z", "fieldsType": "FieldsV1", "fieldsV1": {},
+                 "subresource": "status"},
+                {"manager": "chaosblade-operator", "operation": "Update", "apiVersion": CHAOSBLADE_API,
+                 "time": "2026-01-02T03:04:09Z", "fieldsType": "FieldsV1", "fieldsV1": {}},
+            ]},
+            "status": {"phase": "Running", "expStatuses": [{"state": "Success", "success": true,
+                "resStatuses": [
+                    {"id": "a", "kind": "container", "state": "Success", "success": true,
+                     "identifier": "default/node-1/ts-order-service-1/ts-order-service"},
+                    {"id": "b", "kind": "container", "state": "Error", "success": false,
+                     "identifier": "default/node-1/ts-order-service-2/ts-order-service"},
+                ]}]},
+        }))
+        .unwrap();
+        // The status subresource's entry, not the later finalizer update nor the creator's.
+        assert_eq!(
+            status_written_at(&obj).as_deref(),
+            Some("2026-01-02T03:04:07Z")
+        );
+        assert_eq!(blade_pods(&obj), vec!["default/ts-order-service-1"]);
+        assert_eq!(blade_phase(&obj), "Running");
+    }
+
+    #[test]
     fn blade_answers_are_parsed() {
         assert_eq!(
             parse_blade_answer(
