@@ -83,102 +83,101 @@ impl Executor {
 
         let mut task_names: HashMap<tokio::task::Id, String> = HashMap::new();
         loop {
-            // Decide what can start, what is skipped and what is cancelled. Repeated until nothing
-            // changes: a step declared above the steps it runs after must be decided in the same
-            // round as they are (declaration order must not matter).
+            // Decide what can start, what is skipped and what is cancelled. Repeated (`decided`)
+            // until nothing changes: a step declared above the steps it runs after must be
+            // decided too (declaration order must not matter).
             let names: Vec<String> = states.keys().cloned().collect();
-            let mut decided = true;
-            while decided {
-                decided = false;
-                for name in &names {
-                    if !matches!(states[name], State::Pending) {
-                        continue;
-                    }
-                    let step = &self.plan.steps[name];
-                    let deps = self.plan.dag.deps(name);
-                    let dep_states: Vec<(&str, StepStatus)> = deps
-                        .iter()
-                        .filter_map(|d| match &states[*d] {
-                            State::Done(s) => Some((*d, *s)),
-                            _ => None,
-                        })
-                        .collect();
-                    if dep_states.len() < deps.len() {
-                        continue;
-                    }
-                    let bad_dep = dep_states.iter().find(|(d, s)| {
-                        !(*s == StepStatus::Succeeded
-                            || (*s == StepStatus::Failed
-                                && self.plan.steps[*d].common.allow_failure))
-                    });
-                    let launch = if interrupted {
-                        step.common.always
+            let mut decided = false;
+            for name in &names {
+                if !matches!(states[name], State::Pending) {
+                    continue;
+                }
+                let step = &self.plan.steps[name];
+                let deps = self.plan.dag.deps(name);
+                let dep_states: Vec<(&str, StepStatus)> = deps
+                    .iter()
+                    .filter_map(|d| match &states[*d] {
+                        State::Done(s) => Some((*d, *s)),
+                        _ => None,
+                    })
+                    .collect();
+                if dep_states.len() < deps.len() {
+                    continue;
+                }
+                let bad_dep = dep_states.iter().find(|(d, s)| {
+                    !(*s == StepStatus::Succeeded
+                        || (*s == StepStatus::Failed && self.plan.steps[*d].common.allow_failure))
+                });
+                let launch = if interrupted {
+                    step.common.always
+                } else {
+                    bad_dep.is_none() || step.common.always
+                };
+                if !launch {
+                    let (status, reason) = if interrupted {
+                        (StepStatus::Cancelled, "the run was interrupted".to_string())
                     } else {
-                        bad_dep.is_none() || step.common.always
+                        let why = bad_dep.map_or_else(String::new, |(d, s)| {
+                            format!("`{d}` {}", status_word(*s))
+                        });
+                        (StepStatus::Skipped, why)
                     };
-                    if !launch {
-                        let (status, reason) = if interrupted {
-                            (StepStatus::Cancelled, "the run was interrupted".to_string())
-                        } else {
-                            let why = bad_dep.map_or_else(String::new, |(d, s)| {
-                                format!("`{d}` {}", status_word(*s))
-                            });
-                            (StepStatus::Skipped, why)
-                        };
-                        states[name] = State::Done(status);
-                        decided = true;
-                        self.progress
-                            .note(&format!("- {name}: {} ({reason})", status_word(status)));
-                        let _ = self
-                            .manifest
-                            .update(|m| {
-                                if let Some(r) = m.steps.get_mut(name) {
-                                    r.status = status;
-                                    r.reason = Some(reason);
-                                }
-                            })
-                            .await;
-                        continue;
-                    }
-                    if running >= self.max_parallel {
-                        continue;
-                    }
-                    running += 1;
-                    states[name] = State::Running;
-                    let token = if step.common.always {
-                        CancellationToken::new()
-                    } else {
-                        interrupt.child_token()
-                    };
-                    let started_at = Utc::now();
+                    states[name] = State::Done(status);
+                    decided = true;
+                    self.progress
+                        .note(&format!("- {name}: {} ({reason})", status_word(status)));
                     let _ = self
                         .manifest
                         .update(|m| {
                             if let Some(r) = m.steps.get_mut(name) {
-                                r.status = StepStatus::Running;
-                                r.started_at = Some(started_at);
-                                r.log = Some(
-                                    PathBuf::from("runs")
-                                        .join(&self.run.exp_name)
-                                        .join("steps")
-                                        .join(format!("{name}.log")),
-                                );
+                                r.status = status;
+                                r.reason = Some(reason);
                             }
                         })
                         .await;
-                    let job = StepJob {
-                        plan: Arc::clone(&self.plan),
-                        run: Arc::clone(&self.run),
-                        faults: Arc::clone(&self.faults),
-                        progress: self.progress.clone(),
-                        children: Arc::clone(&self.children),
-                        name: name.clone(),
-                        runtime: self.runtime_context(&runtime),
-                        cancel: token,
-                    };
-                    let handle = tasks.spawn(job.run(started_at));
-                    task_names.insert(handle.id(), name.clone());
+                    continue;
                 }
+                if running >= self.max_parallel {
+                    continue;
+                }
+                running += 1;
+                states[name] = State::Running;
+                let token = if step.common.always {
+                    CancellationToken::new()
+                } else {
+                    interrupt.child_token()
+                };
+                let started_at = Utc::now();
+                let _ = self
+                    .manifest
+                    .update(|m| {
+                        if let Some(r) = m.steps.get_mut(name) {
+                            r.status = StepStatus::Running;
+                            r.started_at = Some(started_at);
+                            r.log = Some(
+                                PathBuf::from("runs")
+                                    .join(&self.run.exp_name)
+                                    .join("steps")
+                                    .join(format!("{name}.log")),
+                            );
+                        }
+                    })
+                    .await;
+                let job = StepJob {
+                    plan: Arc::clone(&self.plan),
+                    run: Arc::clone(&self.run),
+                    faults: Arc::clone(&self.faults),
+                    progress: self.progress.clone(),
+                    children: Arc::clone(&self.children),
+                    name: name.clone(),
+                    runtime: self.runtime_context(&runtime),
+                    cancel: token,
+                };
+                let handle = tasks.spawn(job.run(started_at));
+                task_names.insert(handle.id(), name.clone());
+            }
+            if decided {
+                continue;
             }
 
             if tasks.is_empty() {
