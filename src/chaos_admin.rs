@@ -15,7 +15,8 @@ use crate::engine::manifest::MANIFEST_FILE;
 use crate::exit;
 use crate::kube::chaos::{
     chaos_mesh_injection, chaos_mesh_resource, chaosblade_injection, chaosblade_resource,
-    Injection, CHAOSBLADE_API, CHAOS_MESH_API, CHAOS_MESH_KINDS, FORCE_CLEAN_ANNOTATION,
+    Injection, CHAOSBLADE_API, CHAOSBLADE_FINALIZER, CHAOS_MESH_API, CHAOS_MESH_KINDS,
+    FORCE_CLEAN_ANNOTATION,
 };
 use crate::kube::{qualified, Kube, KubeAccess, KubeError};
 
@@ -217,6 +218,22 @@ pub async fn delete_chaos(
                 .await
                 .map_err(|e| KubeError::Other(format!("{msg}; even after forced cleanup: {e}")))
         }
+        // ChaosBlade: the operator strips its finalizer itself only from blades `Destroying`
+        // for longer than `--remove-blade-interval` (72h by default; chaosblade-operator
+        // `periodicallyCleanUpBlade`); `--force` does the same now, with the same merge patch.
+        Err(KubeError::Other(msg)) if force && ar.group == "chaosblade.io" => {
+            let patch = serde_json::json!({"metadata": {"finalizers": []}});
+            kube.dynamic(ar, namespace)
+                .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .map_err(kube.err(format!("removing the finalizers of {} {}", ar.kind, qualified(namespace, name))))?;
+            kube.delete_and_wait(ar, namespace, name, limit, observe)
+                .await
+                .map_err(|e| KubeError::Other(format!("{msg}; even after removing its finalizers: {e}")))
+        }
+        Err(KubeError::Other(msg)) if ar.group == "chaosblade.io" => Err(KubeError::Other(format!(
+            "{msg}; the ChaosBlade operator could not destroy the experiment (see its status) — `ttplan chaos clean --all --force` (or `--run RUN_DIR --force`) removes {CHAOSBLADE_FINALIZER}"
+        ))),
         Err(KubeError::Other(msg)) if ar.group == "chaos-mesh.org" => Err(KubeError::Other(format!(
             "{msg}; Chaos Mesh may be unable to recover the pods — `ttplan chaos clean --force` sets {FORCE_CLEAN_ANNOTATION}=forced"
         ))),

@@ -95,6 +95,10 @@ pub struct KubeArgs {
     /// Default namespace for steps that name none.
     #[arg(short = 'n', long)]
     pub namespace: Option<String>,
+    /// How long one API request may wait for the server's answer (default 60s; connecting
+    /// gives up after 10s).
+    #[arg(long, value_name = "DURATION")]
+    pub request_timeout: Option<humantime::Duration>,
 }
 
 impl KubeArgs {
@@ -103,6 +107,7 @@ impl KubeArgs {
             kubeconfig: self.kubeconfig.clone(),
             context: self.context.clone(),
             namespace: self.namespace.clone(),
+            request_timeout: self.request_timeout.map(Into::into),
         }
     }
 }

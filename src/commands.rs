@@ -500,6 +500,11 @@ async fn run_async(plan: Arc<Plan>, run: Arc<RunInfo>, args: &RunArgs) -> u8 {
     code
 }
 
+/// A SIGTERM again within this window is the same request delivered twice (coreutils `timeout`,
+/// like many supervisors, signals ttplan and then its whole process group): it is ignored.
+/// SIGINT comes from a person at a keyboard, where a quick second Ctrl-C does mean "abort now".
+pub const DUPLICATE_SIGNAL_WINDOW: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// First SIGINT/SIGTERM: graceful stop through the executor. Second: kill every child group,
 /// mark the manifest aborted and exit at once.
 async fn watch_signals(
@@ -519,11 +524,20 @@ async fn watch_signals(
         return;
     };
     let mut seen = 0;
+    let mut last: Option<(SignalKind, std::time::Instant)> = None;
     loop {
-        tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
+        let kind = tokio::select! {
+            _ = int.recv() => SignalKind::interrupt(),
+            _ = term.recv() => SignalKind::terminate(),
+        };
+        let now = std::time::Instant::now();
+        if kind == SignalKind::terminate()
+            && last.is_some_and(|(k, at)| k == kind && now - at < DUPLICATE_SIGNAL_WINDOW)
+        {
+            // `timeout -s TERM` signals ttplan and then its process group: one request, twice.
+            continue;
         }
+        last = Some((kind, now));
         seen += 1;
         if seen == 1 {
             let _ = tx.send(Interrupt::Stop);

@@ -24,19 +24,9 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A `blade` stand-in that answers like the real CLI and logs its arguments.
-const FAKE_BLADE: &str = r#"#!/usr/bin/env python3
-import json, os, sys
-with open(os.environ["BLADE_LOG"], "a") as f:
-    f.write(json.dumps(sys.argv[1:]) + "\n")
-if sys.argv[1] == "create":
-    print(json.dumps({"code": 200, "success": True, "result": "7c1f7afc281482c8"}))
-elif sys.argv[1] == "destroy":
-    print(json.dumps({"code": 200, "success": True, "result": {"target": "jvm", "action": "return"}}))
-else:
-    sys.stderr.write(json.dumps({"code": 52000, "success": False, "error": "unknown command"}))
-    sys.exit(1)
-"#;
+/// A `blade` stand-in that behaves like the real CLI for k8s experiments (it creates the
+/// ChaosBlade object and polls the operator) and logs its arguments.
+const FAKE_BLADE: &str = include_str!("support/fake_blade.py");
 
 fn write_fake_blade(dir: &Path) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
@@ -221,7 +211,13 @@ fn every_campaign_plan_injects_its_fault_and_recovers_it() {
                     "{name}: {log}"
                 );
                 assert!(calls[0].contains(&"--names".to_string()), "{name}: {log}");
-                assert_eq!(calls[1], vec!["destroy", "7c1f7afc281482c8"], "{name}");
+                let uid = l["object"]["name"].as_str().unwrap();
+                assert_eq!(calls[1][..4], ["destroy", uid, "--target", "k8s"], "{name}");
+                assert!(kube
+                    .get("chaosblade.io", "chaosblades", None, uid)
+                    .is_none());
+                assert_eq!(l["injected_at_source"], "controller", "{name}: {l:#}");
+                assert_eq!(l["recovered_at_source"], "controller", "{name}: {l:#}");
             }
             other => panic!("{name}: unexpected mechanism {other:?}"),
         }
@@ -725,4 +721,317 @@ fn collectors_discover_their_backend_as_a_labelled_service() {
         m["endpoints"]["skywalking"]["source"],
         "discovered: Service labelled component=skywalking (skywalking/oap)"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cluster client limits, ledger paths and ChaosBlade recovery paths (engine helper)
+// ---------------------------------------------------------------------------------------------
+
+/// A TCP listener that accepts connections and never answers: an API server that hangs.
+/// The accepted sockets stay open for as long as the returned guard lives.
+struct BlackHole {
+    addr: std::net::SocketAddr,
+    _held: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl BlackHole {
+    fn start() -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let keep = held.clone();
+        std::thread::spawn(move || {
+            for s in listener.incoming().flatten() {
+                keep.lock().unwrap().push(s);
+            }
+        });
+        BlackHole { addr, _held: held }
+    }
+
+    fn write_kubeconfig(&self, dir: &Path) -> PathBuf {
+        let path = dir.join("hung-kubeconfig");
+        std::fs::write(
+            &path,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: hung\n  cluster:\n    server: http://{}\ncontexts:\n- name: hung\n  context: {{cluster: hung, user: hung, namespace: default}}\ncurrent-context: hung\nusers:\n- name: hung\n  user: {{token: t}}\n",
+                self.addr
+            ),
+        )
+        .unwrap();
+        path
+    }
+}
+
+#[test]
+fn chaos_ls_against_a_server_that_never_answers_gives_up() {
+    let hole = BlackHole::start();
+    let t = Test::new();
+    let kc = hole.write_kubeconfig(t.path());
+    let out = t
+        .args([
+            "chaos",
+            "ls",
+            "--kubeconfig",
+            &kc.display().to_string(),
+            "--request-timeout",
+            "1s",
+        ])
+        .status(1)
+        .run();
+    assert!(
+        out.stderr.contains(&hole.addr.to_string()) && out.stderr.contains("timed out"),
+        "{out}"
+    );
+}
+
+/// The first SIGTERM cancels a step stuck in an API call: it is not left to its request timeout.
+#[test]
+fn sigterm_interrupts_a_step_stuck_on_a_server_that_never_answers() {
+    let hole = BlackHole::start();
+    let t = Test::new().plan(&stress_plan(""));
+    let kc = hole.write_kubeconfig(t.path());
+    let mut run = t
+        .args([
+            "--kubeconfig",
+            &kc.display().to_string(),
+            // Longer than the engine's grace period for a cancelled step.
+            "--request-timeout",
+            "25s",
+        ])
+        .spawn_run();
+    run.wait_for_manifest("inject running", LIMIT, |m| {
+        m["steps"]["inject"]["status"] == "running"
+    });
+    run.signal(Signal::SIGTERM);
+    let out = run.wait(Duration::from_secs(90));
+    assert_eq!(out.status.code(), Some(130), "{out}");
+    let m = out.manifest();
+    assert_eq!(m["steps"]["inject"]["status"], "cancelled", "{m:#}");
+    assert_eq!(m["run"]["status"], "interrupted", "{m:#}");
+}
+
+/// A relative `--kubeconfig` is stored absolute in the ledger, so `chaos clean --run` works
+/// from any directory after kill -9.
+#[test]
+fn chaos_clean_after_kill_9_works_from_another_directory_with_a_relative_kubeconfig() {
+    let kube = FakeKube::builder().train_ticket("default").start();
+    let t = Test::new().plan(&stress_plan(
+        "  long: { kind: shell, after: [inject], run: 'sleep 60' }\n",
+    ));
+    kube.write_kubeconfig(t.path());
+    let mut run = t.args(["--kubeconfig", "kubeconfig"]).spawn_run();
+    run.wait_for_manifest("long running", LIMIT, |m| {
+        m["steps"]["long"]["status"] == "running"
+    });
+    run.signal(Signal::SIGKILL);
+    let dir = run.path().to_path_buf();
+    // Keeps the run's temp dir alive.
+    let _killed = run.wait(LIMIT);
+    assert!(stress_exists(&kube));
+    let ledger: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("out/runs/t/faults.json")).unwrap())
+            .unwrap();
+    let recorded = ledger["faults"][0]["recovery"]["kube"]["kubeconfig"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(Path::new(&recorded).is_absolute(), "{ledger:#}");
+    // Another directory (its own temp dir), no flags.
+    Test::new()
+        .args([
+            "chaos",
+            "clean",
+            "--run",
+            &dir.join("out/runs/t").display().to_string(),
+        ])
+        .run();
+    assert!(!stress_exists(&kube));
+}
+
+/// A `recover` step without `recover_timeout` waits as long as the fault's own
+/// `recover_timeout` (5s here), not a default of its own.
+#[test]
+fn the_faults_own_recover_timeout_wins_over_the_recover_steps_default() {
+    let kube = FakeKube::builder()
+        .train_ticket("default")
+        .recovery_hangs(true)
+        .start();
+    let t = Test::new().plan(&stress_plan(
+        "  recover: { kind: recover, faults: [inject], after: [inject] }\n",
+    ));
+    let kc = kube.write_kubeconfig(t.path());
+    let out = t
+        .args(["--kubeconfig", &kc.display().to_string()])
+        .status(1)
+        .run_plan();
+    let m = out.manifest();
+    assert_eq!(m["steps"]["recover"]["status"], "failed", "{m:#}");
+    let error = m["steps"]["recover"]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("after 5s"), "{error}");
+}
+
+fn blade_plan(mode: &str, extra_steps: &str) -> String {
+    format!(
+        r#"
+name: t
+steps:
+  inject:
+    kind: chaosblade
+    mode: {mode}
+    namespace: default
+    service: ts-order-service
+    action: throwCustomException
+    inject_timeout: 20s
+    recover_timeout: 3s
+    flags: {{ classname: order.service.OrderServiceImpl, methodname: create, exception: java.lang.RuntimeException }}
+{extra_steps}"#
+    )
+}
+
+fn blade_env(t: Test, dir: &Path) -> Test {
+    let bin = write_fake_blade(dir);
+    t.env(
+        "PATH",
+        &format!(
+            "{}:{}",
+            bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        ),
+    )
+    .env("BLADE_LOG", &dir.join("blade.log").display().to_string())
+}
+
+/// The labels carry the operator's own Running / Destroyed times (its status writes), in
+/// both modes, and name the pod the operator reports.
+#[test]
+fn chaosblade_labels_carry_the_operators_transition_times() {
+    for mode in ["operator", "cli"] {
+        let kube = FakeKube::builder()
+            .train_ticket("default")
+            .chaosblade(true)
+            .start();
+        let t = Test::new().plan(&blade_plan(
+            mode,
+            "  check: { kind: shell, after: [inject], run: 'true' }\n",
+        ));
+        let dir = t.path().to_path_buf();
+        let kc = kube.write_kubeconfig(&dir);
+        let out = blade_env(t, &dir)
+            .args(["--kubeconfig", &kc.display().to_string()])
+            .run_plan();
+        let l = &labels(&out, "t")[0];
+        let name = l["object"]["name"].as_str().unwrap();
+        let timeline: Vec<_> = kube
+            .chaos_timeline()
+            .into_iter()
+            .filter(|t| t.kind == "ChaosBlade" && t.name == name)
+            .collect();
+        let at = |op: &str| timeline.iter().find(|t| t.operation == op).unwrap().at;
+        assert_eq!(l["injected_at_source"], "controller", "{mode}: {l:#}");
+        assert_eq!(l["recovered_at_source"], "controller", "{mode}: {l:#}");
+        assert_eq!(parse_time(&l["injected_at"]), at("Apply"), "{mode}");
+        assert_eq!(parse_time(&l["recovered_at"]), at("Recover"), "{mode}");
+        let pod = out.manifest()["steps"]["inject"]["outputs"]["pod"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            l["target"]["pods"],
+            serde_json::json!([format!("default/{pod}")])
+        );
+        assert!(
+            kube.list("chaosblade.io", "chaosblades").is_empty(),
+            "{mode}"
+        );
+    }
+}
+
+/// SIGINT while `blade create` still polls the operator: the experiment it created is found by
+/// the uid ttplan gave it and destroyed; the run exits 130 with nothing left behind.
+#[test]
+fn sigint_during_a_slow_blade_create_destroys_the_experiment() {
+    let kube = FakeKube::builder()
+        .train_ticket("default")
+        .chaosblade(true)
+        // The operator takes long to attach to the JVM: `blade create` keeps polling.
+        .delays(kube_fake::Delays {
+            blade: Duration::from_secs(60),
+            ..Default::default()
+        })
+        .start();
+    let t = Test::new().plan(&blade_plan("cli", ""));
+    let dir = t.path().to_path_buf();
+    let kc = kube.write_kubeconfig(&dir);
+    let mut run = blade_env(t, &dir)
+        .args(["--kubeconfig", &kc.display().to_string()])
+        .spawn_run();
+    run.wait_until("blade create made its ChaosBlade", LIMIT, || {
+        !kube.list("chaosblade.io", "chaosblades").is_empty()
+    });
+    let name = kube.list("chaosblade.io", "chaosblades")[0]["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    run.signal(Signal::SIGINT);
+    let out = run.wait(LIMIT);
+    assert_eq!(out.status.code(), Some(130), "{out}");
+    let m = out.manifest();
+    assert_eq!(m["faults"][0]["status"], "recovered", "{m:#}");
+    assert_eq!(m["faults"][0]["recovery"]["name"], name.as_str(), "{m:#}");
+    assert!(kube.list("chaosblade.io", "chaosblades").is_empty());
+    let log = out.read("blade.log");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("\"destroy\"") && l.contains(&name)),
+        "{log}"
+    );
+}
+
+/// An operator that cannot destroy the experiment keeps `finalizer.chaosblade.io`: the run
+/// fails naming the remedy, and `chaos clean --run … --force` removes the finalizer.
+#[test]
+fn a_stuck_chaosblade_finalizer_names_the_remedy_and_force_removes_it() {
+    for mode in ["operator", "cli"] {
+        let kube = FakeKube::builder()
+            .train_ticket("default")
+            .chaosblade(true)
+            .recovery_hangs(true)
+            .start();
+        let t = Test::new().plan(&blade_plan(mode, ""));
+        let dir = t.path().to_path_buf();
+        let kc = kube.write_kubeconfig(&dir);
+        let out = blade_env(t, &dir)
+            .args(["--kubeconfig", &kc.display().to_string()])
+            .status(1)
+            .run_plan();
+        let blades = kube.list("chaosblade.io", "chaosblades");
+        assert_eq!(blades.len(), 1, "{mode}");
+        assert_eq!(blades[0]["status"]["phase"], "Destroying", "{mode}");
+        let run_dir = dir.join("out/runs/t");
+        let remedy = format!("ttplan chaos clean --run {} --force", run_dir.display());
+        assert!(out.stderr.contains(&remedy), "{mode}: {out}");
+        assert!(
+            out.stderr.contains("finalizer.chaosblade.io"),
+            "{mode}: {out}"
+        );
+        let clean = blade_env(Test::new(), &dir)
+            .args([
+                "chaos",
+                "clean",
+                "--run",
+                &run_dir.display().to_string(),
+                "--force",
+                "--timeout",
+                "3s",
+            ])
+            .run();
+        assert!(
+            clean.stdout.contains("recovered fault `inject`"),
+            "{mode}: {clean}"
+        );
+        assert!(
+            kube.list("chaosblade.io", "chaosblades").is_empty(),
+            "{mode}"
+        );
+    }
 }

@@ -1729,3 +1729,84 @@ fn a_closed_stdout_is_not_a_panic() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(out.status.code(), Some(0), "{stderr}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// engine: declaration order, final statuses, duplicate signals, recover precedence
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn declaration_order_does_not_matter_after_a_failure() {
+    // `c` and `z` are written above the steps they run after; `a` fails.
+    let out = Test::new()
+        .plan(
+            r#"
+name: t
+steps:
+  c: { kind: shell, after: [b], run: 'echo c > c.txt' }
+  z: { kind: shell, after: [c], always: true, run: 'echo z > z.marker' }
+  a: { kind: shell, run: 'exit 1' }
+  b: { kind: shell, after: [a], run: 'echo b > b.txt' }
+"#,
+        )
+        .status(1)
+        .run_plan();
+    let m = out.manifest();
+    assert_eq!(status(&m, "a"), "failed");
+    assert_eq!(status(&m, "b"), "skipped");
+    assert_eq!(status(&m, "c"), "skipped", "{m:#}");
+    assert!(step(&m, "c")["reason"]
+        .as_str()
+        .is_some_and(|r| r.contains("`b`")));
+    assert_eq!(status(&m, "z"), "succeeded", "{m:#}");
+    assert_eq!(out.read("z.marker"), "z\n");
+    for (name, s) in m["steps"].as_object().unwrap() {
+        assert!(
+            !matches!(s["status"].as_str(), Some("pending" | "running")),
+            "{name}: {s:#}"
+        );
+        if s["status"] != "succeeded" {
+            assert!(s["reason"].is_string(), "{name} has no reason: {s:#}");
+        }
+    }
+}
+
+/// coreutils `timeout -s TERM` signals ttplan and then its process group: ttplan receives the
+/// same SIGTERM twice in a row, which is one request to stop, not an abort.
+#[test]
+fn timeout_s_term_is_one_stop_request_not_an_abort() {
+    let t = Test::new().plan(LONG_RUN);
+    let dir = t.path().to_path_buf();
+    let out = std::process::Command::new("timeout")
+        .args(["-s", "TERM", "3"])
+        .arg(env!("CARGO_BIN_EXE_ttplan"))
+        .args(["run", "plan.yaml", "--out", "out", "--set", "exp_name=t"])
+        .current_dir(&dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("coreutils timeout");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // `timeout` exits 124 when it had to signal its command.
+    assert_eq!(out.status.code(), Some(124), "{stderr}");
+    let m = support::read_manifest(&dir).unwrap();
+    assert_eq!(m["run"]["status"], "interrupted", "{stderr}\n{m:#}");
+    assert_eq!(m["run"]["exit_code"], 130);
+    assert_eq!(m["faults"][0]["status"], "recovered", "{m:#}");
+    assert!(dir.join("cleanup.marker").exists(), "{stderr}");
+    assert!(!dir.join("fault.active").exists());
+}
+
+#[test]
+fn the_same_signal_twice_at_once_is_one_request() {
+    let mut run = Test::new().plan(LONG_RUN).spawn_run();
+    run.wait_for_manifest("step `long` running", LIMIT, |m| {
+        m["steps"]["long"]["status"] == "running"
+    });
+    run.signal(Signal::SIGTERM);
+    run.signal(Signal::SIGTERM);
+    let out = run.wait(LIMIT);
+    assert_eq!(out.status.code(), Some(130), "{out}");
+    let m = out.manifest();
+    assert_eq!(m["run"]["status"], "interrupted", "{m:#}");
+    assert_eq!(status(&m, "cleanup"), "succeeded");
+    assert_eq!(m["faults"][0]["status"], "recovered", "{m:#}");
+}

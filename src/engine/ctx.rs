@@ -174,15 +174,16 @@ impl StepCtx {
             .map_err(StepError::io("writing the fault ledger"))
     }
 
-    /// Recovers the unrecovered faults injected by `steps` now (the `recover` kind).
-    /// Returns the ids that could not be recovered, with why.
+    /// Recovers the unrecovered faults injected by `steps` now (the `recover` kind), each within
+    /// `timeout` when given, else within the fault's own limit. Returns the ids that could not
+    /// be recovered, with why.
     pub async fn recover_faults(
         &self,
         steps: &[String],
-        timeout: std::time::Duration,
+        timeout: Option<std::time::Duration>,
     ) -> Vec<(String, String)> {
         let settings = RecoverSettings {
-            timeout: Some(timeout),
+            timeout,
             kube: Arc::clone(&self.run.kube),
             force: false,
             children: Arc::clone(&self.children),

@@ -3,7 +3,7 @@
 //! dependents of failed steps, handles SIGINT/SIGTERM, and recovers every unrecovered fault
 //! before the run ends.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -98,9 +98,13 @@ impl Executor {
             .collect();
         let (mut before, mut after): (Option<Outcome>, Option<Outcome>) = (None, None);
 
+        let mut task_names: HashMap<tokio::task::Id, String> = HashMap::new();
         loop {
-            // Decide what can start, what is skipped and what is cancelled.
+            // Decide what can start, what is skipped and what is cancelled. Repeated (`decided`)
+            // until nothing changes: a step declared above the steps it runs after must be
+            // decided too (declaration order must not matter).
             let names: Vec<String> = states.keys().cloned().collect();
+            let mut decided = false;
             for name in &names {
                 if !matches!(states[name], State::Pending) {
                     continue;
@@ -137,6 +141,7 @@ impl Executor {
                     };
                     states[name] = State::Done(status);
                     events.finished(name);
+                    decided = true;
                     self.progress
                         .note(&format!("- {name}: {} ({reason})", status_word(status)));
                     let _ = self
@@ -175,6 +180,7 @@ impl Executor {
                         failed = true;
                         states[name] = State::Done(StepStatus::Skipped);
                         events.finished(name);
+                        decided = true;
                         self.progress.note(&format!("- {name}: skipped ({reason})"));
                         let _ = self
                             .manifest
@@ -223,22 +229,45 @@ impl Executor {
                     cancel: token,
                     events: Arc::clone(&events),
                 };
-                tasks.spawn(job.run(started_at));
+                let handle = tasks.spawn(job.run(started_at));
+                task_names.insert(handle.id(), name.clone());
+            }
+            if decided {
+                continue;
             }
 
             if tasks.is_empty() {
                 break;
             }
             tokio::select! {
-                joined = tasks.join_next() => {
+                joined = tasks.join_next_with_id() => {
                     let Some(joined) = joined else { break };
                     running -= 1;
                     let f = match joined {
-                        Ok(f) => f,
+                        Ok((id, f)) => {
+                            task_names.remove(&id);
+                            f
+                        }
                         Err(e) => {
                             // A panicking step must not take the run (and its recovery) down.
-                            self.progress.note(&format!("a step task crashed: {e}"));
+                            let name = task_names.remove(&e.id()).unwrap_or_default();
+                            self.progress.note(&format!("step `{name}` crashed: {e}"));
                             failed = true;
+                            let now = Utc::now();
+                            if states.contains_key(&name) {
+                                states[&name] = State::Done(StepStatus::Failed);
+                                self.record_finished(Finished {
+                                    name,
+                                    status: StepStatus::Failed,
+                                    attempts: 1,
+                                    error: Some(format!("the step crashed: {e}")),
+                                    outputs: StepOutputs::default(),
+                                    artifacts: Vec::new(),
+                                    started_at: now,
+                                    finished_at: now,
+                                })
+                                .await;
+                            }
                             continue;
                         }
                     };
@@ -271,6 +300,33 @@ impl Executor {
                     interrupt.cancel();
                 }
             }
+        }
+
+        // Every step ends with a final status and a reason, even one the loop above could not
+        // decide (a dependency that never finished).
+        for (name, state) in &states {
+            if matches!(state, State::Done(_)) {
+                continue;
+            }
+            let (status, reason) = if interrupted {
+                (StepStatus::Cancelled, "the run was interrupted")
+            } else {
+                (
+                    StepStatus::Skipped,
+                    "the run ended before its dependencies finished",
+                )
+            };
+            self.progress
+                .note(&format!("- {name}: {} ({reason})", status_word(status)));
+            let _ = self
+                .manifest
+                .update(|m| {
+                    if let Some(r) = m.steps.get_mut(name) {
+                        r.status = status;
+                        r.reason = Some(reason.to_string());
+                    }
+                })
+                .await;
         }
 
         // Leftover faults, whatever happened above.
@@ -344,9 +400,18 @@ impl Executor {
             })
             .await;
 
-        if interrupted {
+        if !recovery_errors.is_empty() {
+            // A fault left in the cluster is the worse news: exit 1 even after a signal.
+            if interrupted {
+                let _ = self
+                    .manifest
+                    .update(|m| m.run.errors.push("the run was interrupted".into()))
+                    .await;
+            }
+            RunStatus::Failed
+        } else if interrupted {
             RunStatus::Interrupted
-        } else if failed || !recovery_errors.is_empty() {
+        } else if failed {
             RunStatus::Failed
         } else {
             RunStatus::Succeeded
@@ -437,6 +502,9 @@ impl Executor {
                     r.finished_at = Some(f.finished_at);
                     r.duration_ms = Some(elapsed.as_millis() as u64);
                     r.error = f.error.clone();
+                    if f.status != StepStatus::Succeeded {
+                        r.reason = f.error.as_deref().map(|e| first_line(e).to_string());
+                    }
                     r.outputs = f.outputs.values.clone();
                     r.artifacts = f.artifacts.clone();
                 }
@@ -572,18 +640,33 @@ impl StepJob {
             children: Arc::clone(&self.children),
             events: Arc::clone(&self.events),
         };
-        let Some(limit) = step.common.timeout else {
-            return imp.run(&ctx).await;
+        let limit = step.common.timeout;
+        let expiry = async {
+            match limit {
+                Some(l) => tokio::time::sleep(l.get()).await,
+                None => std::future::pending().await,
+            }
         };
         let fut = imp.run(&ctx);
         tokio::pin!(fut);
         tokio::select! {
             r = &mut fut => r,
-            () = tokio::time::sleep(limit.get()) => {
+            () = expiry => {
                 token.cancel();
                 // Let the step stop what it started; past the grace period it is dropped.
                 let _ = tokio::time::timeout(CANCEL_GRACE, &mut fut).await;
-                Err(StepError::Failed(format!("timed out after {limit}")))
+                Err(StepError::Failed(format!(
+                    "timed out after {}",
+                    limit.map(|l| l.to_string()).unwrap_or_default()
+                )))
+            }
+            () = self.cancel.cancelled() => {
+                // The step sees the cancellation through its token; one stuck in a call that
+                // does not watch it (an API request to a server that never answers) is dropped
+                // after the grace period, which aborts the call.
+                tokio::time::timeout(CANCEL_GRACE, &mut fut)
+                    .await
+                    .unwrap_or(Err(StepError::Cancelled))
             }
         }
     }

@@ -99,9 +99,13 @@ impl RecoverCtx {
     /// # Errors
     /// A configuration that cannot be loaded.
     pub async fn kube(&self, recorded: &KubeSettings) -> Result<Kube, String> {
-        if *self.kube.settings() == KubeSettings::default() && *recorded != KubeSettings::default()
-        {
-            let own = KubeAccess::new(recorded.clone());
+        let caller = self.kube.settings();
+        if !caller.names_cluster() && recorded.names_cluster() {
+            let mut settings = recorded.clone();
+            if caller.request_timeout.is_some() {
+                settings.request_timeout = caller.request_timeout;
+            }
+            let own = KubeAccess::new(settings);
             return own.get().await.cloned().map_err(|e| e.to_string());
         }
         self.kube.get().await.cloned().map_err(|e| e.to_string())

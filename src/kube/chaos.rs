@@ -11,6 +11,8 @@ pub const CHAOS_MESH_GROUP: &str = "chaos-mesh.org";
 pub const CHAOS_MESH_VERSION: &str = "v1alpha1";
 pub const CHAOS_MESH_API: &str = "chaos-mesh.org/v1alpha1";
 pub const CHAOSBLADE_API: &str = "chaosblade.io/v1alpha1";
+/// The operator's finalizer (chaosblade-operator `pkg/controller/chaosblade/controller.go`).
+pub const CHAOSBLADE_FINALIZER: &str = "finalizer.chaosblade.io";
 
 /// Every Chaos Mesh kind ttplan creates, with its CRD plural.
 pub const CHAOS_MESH_KINDS: &[(&str, &str)] = &[

@@ -28,7 +28,18 @@ pub struct KubeSettings {
     pub context: Option<String>,
     /// `-n/--namespace`: default namespace for steps that name none.
     pub namespace: Option<String>,
+    /// `--request-timeout`: how long one request may wait for an answer
+    /// ([`DEFAULT_REQUEST_TIMEOUT`] when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_timeout: Option<Duration>,
 }
+
+/// An API server that accepts connections and never answers must not hang a run: every request
+/// gives up after this long without an answer (`--request-timeout` changes it). Long enough for
+/// a slow list of a big namespace; port-forward sessions see only short pauses.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Connecting (TCP + TLS) gives up after this long.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum KubeError {
@@ -270,10 +281,29 @@ pub struct KubeAccess {
     cell: OnceCell<Result<Kube, KubeError>>,
 }
 
+impl KubeSettings {
+    /// Whether a cluster is named (kubeconfig or context); the request timeout does not count.
+    pub fn names_cluster(&self) -> bool {
+        self.kubeconfig.is_some() || self.context.is_some() || self.namespace.is_some()
+    }
+
+    /// The same selection with `kubeconfig` made absolute against the current directory, so a
+    /// fault ledger that records it can be used from anywhere (`chaos clean --run` after kill -9).
+    #[must_use]
+    pub fn absolute(mut self) -> Self {
+        if let Some(p) = &self.kubeconfig {
+            if let Ok(abs) = std::path::absolute(p) {
+                self.kubeconfig = Some(abs);
+            }
+        }
+        self
+    }
+}
+
 impl KubeAccess {
     pub fn new(settings: KubeSettings) -> Self {
         Self {
-            settings,
+            settings: settings.absolute(),
             cell: OnceCell::new(),
         }
     }
@@ -313,6 +343,14 @@ async fn connect(s: &KubeSettings) -> Result<Kube, KubeError> {
             .await
             .map_err(|e| KubeError::Config(format!("{e} (set KUBECONFIG or pass --kubeconfig)")))?,
     };
+    let mut config = config;
+    let timeout = s.request_timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT);
+    config.connect_timeout = Some(CONNECT_TIMEOUT.min(timeout));
+    config.read_timeout = Some(timeout);
+    config.write_timeout = Some(timeout);
+    // Count the read timeout from when a request is sent, not from when a pooled connection
+    // went idle.
+    config.reset_reader_on_write = true;
     let server = config.cluster_url.to_string();
     let namespace = s
         .namespace

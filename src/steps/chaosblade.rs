@@ -92,8 +92,11 @@ struct Recovery {
     mode: BladeMode,
     blade: String,
     kubeconfig: Option<PathBuf>,
-    /// Operator mode: the object's name (known before creation). CLI mode: the uid, known only
-    /// once `blade create` answered (then kept in the record's details).
+    /// The ChaosBlade object's name, known before creation in both modes: operator mode names
+    /// it; CLI mode hands `blade create --uid` a uid and the CLI names the object after it
+    /// (chaosblade `exec/kubernetes/executor.go`, `convertExpModelToChaosBladeObject`), so an
+    /// interrupted `blade create` leaves an experiment recovery can still find. Ledgers written
+    /// before that have no name in CLI mode: the uid is then in the record's details.
     name: Option<String>,
     timeout: Duration,
     kube: KubeSettings,
@@ -162,11 +165,14 @@ async fn ready_pod(kube: &Kube, ns: &str, label: &str, service: &str) -> Result<
     })
 }
 
+/// The kubeconfig `blade` is given, absolute: recovery may run from another directory.
 fn kubeconfig_path(settings: &KubeSettings) -> Option<PathBuf> {
-    settings
-        .kubeconfig
-        .clone()
-        .or_else(|| std::env::var_os("KUBECONFIG").map(PathBuf::from))
+    let path = settings.kubeconfig.clone().or_else(|| {
+        // `blade --kubeconfig` takes one file: the first of a KUBECONFIG list.
+        std::env::var_os("KUBECONFIG")
+            .and_then(|v| std::env::split_paths(&v).find(|p| !p.as_os_str().is_empty()))
+    })?;
+    Some(std::path::absolute(&path).unwrap_or(path))
 }
 
 #[async_trait::async_trait]
@@ -182,12 +188,16 @@ impl Step for ChaosBladeConfig {
             .clone()
             .unwrap_or_else(|| self.service.clone());
         let pod = ready_pod(kube, &ns, &self.service_label, &self.service).await?;
-        let object_name = dns_name(&format!("{}-{}", ctx.exp_name(), ctx.step_name()));
+        let object_name = match self.mode {
+            BladeMode::Operator => dns_name(&format!("{}-{}", ctx.exp_name(), ctx.step_name())),
+            // What `blade` generates itself: 16 hex digits (chaosblade `util.GenerateUid`).
+            BladeMode::Cli => random_uid(),
+        };
         let recovery = Recovery {
             mode: self.mode,
             blade: self.blade.clone(),
             kubeconfig: kubeconfig_path(ctx.kube_settings()),
-            name: (self.mode == BladeMode::Operator).then(|| object_name.clone()),
+            name: Some(object_name.clone()),
             timeout: self.recover_timeout,
             kube: ctx.kube_settings().clone(),
         };
@@ -208,27 +218,53 @@ impl Step for ChaosBladeConfig {
             "injecting {} {} into {ns}/{pod}",
             self.target, self.action
         ));
-        let (uid, object) = match self.mode {
-            BladeMode::Cli => (
-                self.create_cli(ctx, &ns, &pod, &container, recovery.kubeconfig.as_deref())
-                    .await?,
-                None,
-            ),
+        let (uid, name, seen) = match self.mode {
+            BladeMode::Cli => {
+                let uid = self
+                    .create_cli(
+                        ctx,
+                        &object_name,
+                        &ns,
+                        &pod,
+                        &container,
+                        recovery.kubeconfig.as_deref(),
+                    )
+                    .await?;
+                // The operator's own view of what `blade` created, for the labels.
+                let seen = kube
+                    .get_opt(&chaosblade_resource(), None, &uid)
+                    .await
+                    .ok()
+                    .flatten();
+                (uid.clone(), uid, seen)
+            }
             BladeMode::Operator => {
                 let obj = self
                     .create_operator(ctx, kube, &object_name, &ns, &pod, &container)
                     .await?;
                 (
                     obj.metadata.uid.clone().unwrap_or_default(),
-                    Some(object_name.clone()),
+                    object_name.clone(),
+                    Some(obj),
                 )
             }
         };
-        let details = json!({
-            "object": {"apiVersion": CHAOSBLADE_API, "kind": "ChaosBlade", "name": object.clone().unwrap_or_else(|| uid.clone()), "uid": uid},
+        let mut target = target;
+        let mut details = json!({
+            "object": {"apiVersion": CHAOSBLADE_API, "kind": "ChaosBlade", "name": name, "uid": uid},
             "blade_uid": uid,
-            "target": target,
         });
+        if let Some(obj) = seen.as_ref().filter(|o| blade_phase(o) == "Running") {
+            let pods = blade_pods(obj);
+            if !pods.is_empty() {
+                target["pods"] = json!(pods);
+            }
+            if let Some(at) = status_written_at(obj) {
+                details["controller_injected_at"] = json!(at);
+            }
+            details["controller_status"] = obj.data.get("status").cloned().unwrap_or(Value::Null);
+        }
+        details["target"] = target;
         ctx.fault_injected(&id, details).await?;
         Ok(StepOutputs::default()
             .value("uid", uid)
@@ -241,6 +277,7 @@ impl ChaosBladeConfig {
     async fn create_cli(
         &self,
         ctx: &StepCtx,
+        uid: &str,
         ns: &str,
         pod: &str,
         container: &str,
@@ -265,6 +302,12 @@ impl ChaosBladeConfig {
             self.process.clone(),
             "--namespace".into(),
             ns.into(),
+            // Named in advance so that an interrupted create can still be destroyed.
+            "--uid".into(),
+            uid.into(),
+            // The CLI polls the operator this long (its default is 20s).
+            "--waiting-time".into(),
+            format!("{}s", self.inject_timeout.get().as_secs().max(1)),
         ]);
         if let Some(k) = kubeconfig {
             args.push("--kubeconfig".into());
@@ -375,70 +418,246 @@ fn recover<'a>(
         let r: Recovery = serde_json::from_value(record.recovery.clone())
             .map_err(|e| format!("fault `{}`: unreadable recovery data: {e}", record.id))?;
         let limit = ctx.timeout.unwrap_or(r.timeout.get());
-        match r.mode {
-            BladeMode::Cli => {
-                let Some(uid) = record.details.get("blade_uid").and_then(Value::as_str) else {
-                    return Err(format!(
-                        "fault `{}`: `blade create` never answered with a uid; find the experiment with `ttplan chaos ls` or `blade status`",
-                        record.id
-                    ));
-                };
-                let mut cmd = tokio::process::Command::new(&r.blade);
-                cmd.args(["destroy", uid])
-                    .kill_on_drop(true)
-                    .stdin(std::process::Stdio::null());
-                if let Some(k) = &r.kubeconfig {
-                    cmd.env("KUBECONFIG", k);
-                }
-                let out = tokio::time::timeout(limit, cmd.output())
-                    .await
-                    .map_err(|_| {
-                        format!(
-                            "`{} destroy {uid}` did not answer within {}",
-                            r.blade,
-                            humantime::format_duration(limit)
-                        )
-                    })?
-                    .map_err(|e| format!("cannot run `{}`: {e}", r.blade))?;
-                parse_blade_answer(
-                    &String::from_utf8_lossy(&out.stdout),
-                    &String::from_utf8_lossy(&out.stderr),
+        let name = r
+            .name
+            .clone()
+            .or_else(|| {
+                record
+                    .details
+                    .get("blade_uid")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
+            .ok_or_else(|| {
+                format!(
+                    "fault `{}`: no ChaosBlade name or uid was recorded; find the experiment with `ttplan chaos ls` or `blade status --type create`",
+                    record.id
                 )
-                .map(|_| None)
-                .or_else(|e| {
-                    if e.contains("not found") {
-                        Ok(None)
-                    } else {
-                        Err(e)
-                    }
-                })
-            }
-            BladeMode::Operator => {
-                let name = r
-                    .name
-                    .clone()
-                    .ok_or("operator fault without an object name")?;
-                let kube = &ctx.kube(&r.kube).await?;
-                delete_chaos(
-                    kube,
-                    &chaosblade_resource(),
-                    None,
-                    &name,
-                    limit,
-                    ctx.force,
-                    &mut |_| {},
-                )
-                .await
-                .map_err(|e| e.to_string())?;
-                Ok(None)
+            })?;
+        // CLI mode can do without the API (blade reaches the cluster itself); operator mode cannot.
+        let kube = match (ctx.kube(&r.kube).await, r.mode) {
+            (Ok(k), _) => Some(k),
+            (Err(e), BladeMode::Operator) => return Err(e),
+            (Err(_), BladeMode::Cli) => None,
+        };
+        // Watch from before the delete: the operator's `Destroyed` write is followed at once by
+        // the finalizer's removal, too quickly for polling to see it.
+        let watch = kube
+            .clone()
+            .map(|k| tokio::spawn(destroyed_at(k, name.clone(), limit)));
+        let mut blade_error = None;
+        if r.mode == BladeMode::Cli {
+            if let Err(e) = blade_destroy(&r, &name, limit, ctx.force).await {
+                blade_error = Some(e);
             }
         }
+        let gone = match &kube {
+            // Whatever `blade destroy` said, the object must be gone (and in operator mode this
+            // is the recovery itself).
+            Some(k) => delete_chaos(
+                k,
+                &chaosblade_resource(),
+                None,
+                &name,
+                limit,
+                ctx.force,
+                &mut |_| {},
+            )
+            .await
+            .map_err(|e| {
+                let run_dir = ctx
+                    .log_path
+                    .parent()
+                    .and_then(std::path::Path::parent)
+                    .map(|d| d.display().to_string())
+                    .unwrap_or_else(|| "RUN_DIR".into());
+                let mut msg = e.to_string();
+                if let Some(b) = &blade_error {
+                    msg = format!("{b}; {msg}");
+                }
+                if !ctx.force && msg.contains(crate::kube::chaos::CHAOSBLADE_FINALIZER) {
+                    msg.push_str(&format!(
+                        " — remedy: `ttplan chaos clean --run {run_dir} --force`"
+                    ));
+                }
+                msg
+            }),
+            None => blade_error.map_or(Ok(()), Err),
+        };
+        gone?;
+        let at = match watch {
+            Some(w) => tokio::time::timeout(std::time::Duration::from_secs(5), w)
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .flatten(),
+            None => None,
+        };
+        Ok(at.map(|t| json!({"controller_recovered_at": t})))
     })
+}
+
+/// `blade destroy UID --target k8s --kubeconfig K [--force-remove]`: without `--target k8s`
+/// the CLI needs its local record, which a different machine (or a wiped `~/.blade`) lacks
+/// (chaosblade `cli/cmd/destroy.go`, `runDestroyWithUid`).
+async fn blade_destroy(
+    r: &Recovery,
+    uid: &str,
+    limit: std::time::Duration,
+    force: bool,
+) -> Result<(), String> {
+    let mut cmd = tokio::process::Command::new(&r.blade);
+    cmd.args(["destroy", uid, "--target", "k8s"])
+        .kill_on_drop(true)
+        .stdin(std::process::Stdio::null());
+    if let Some(k) = &r.kubeconfig {
+        cmd.arg("--kubeconfig").arg(k).env("KUBECONFIG", k);
+    }
+    if force {
+        cmd.arg("--force-remove");
+    }
+    let out = tokio::time::timeout(limit, cmd.output())
+        .await
+        .map_err(|_| {
+            format!(
+                "`{} destroy {uid}` did not answer within {}",
+                r.blade,
+                humantime::format_duration(limit)
+            )
+        })?
+        .map_err(|e| format!("cannot run `{}`: {e}", r.blade))?;
+    match parse_blade_answer(
+        &String::from_utf8_lossy(&out.stdout),
+        &String::from_utf8_lossy(&out.stderr),
+    ) {
+        Ok(_) => Ok(()),
+        // The create never reached the cluster, or the object is gone already.
+        Err(e) if e.contains("not found") => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The operator's `Destroyed` time for `name`, watched until the object is gone or `limit`.
+async fn destroyed_at(kube: Kube, name: String, limit: std::time::Duration) -> Option<String> {
+    use futures_util::StreamExt;
+    let api = kube.dynamic(&chaosblade_resource(), None);
+    let params = ::kube::api::WatchParams::default()
+        .fields(&format!("metadata.name={name}"))
+        .timeout(u32::try_from(limit.as_secs().clamp(1, 290)).unwrap_or(290));
+    let stream = api.watch(&params, "0").await.ok()?;
+    tokio::pin!(stream);
+    let mut at = None;
+    while let Some(ev) = stream.next().await {
+        let (obj, gone) = match ev {
+            Ok(::kube::api::WatchEvent::Added(o) | ::kube::api::WatchEvent::Modified(o)) => {
+                (o, false)
+            }
+            Ok(::kube::api::WatchEvent::Deleted(o)) => (o, true),
+            _ => break,
+        };
+        if blade_phase(&obj) == "Destroyed" {
+            at = status_written_at(&obj).or(at);
+        }
+        if gone {
+            break;
+        }
+    }
+    at
+}
+
+/// 16 hex digits, the shape of the uids `blade` generates itself.
+fn random_uid() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    format!("{:016x}", h.finish())
+}
+
+fn blade_phase(obj: &DynamicObject) -> &str {
+    obj.data
+        .pointer("/status/phase")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+/// When the controller last wrote the object's status: the ChaosBlade status has no times of
+/// its own, but the API server stamps every writer's `managedFields` entry (whole seconds), and
+/// only the operator writes the `status` subresource — so, read when the phase has just become
+/// `Running` or `Destroyed`, it is the controller's time of that transition.
+pub fn status_written_at(obj: &DynamicObject) -> Option<String> {
+    obj.metadata
+        .managed_fields
+        .as_ref()?
+        .iter()
+        .filter(|f| f.subresource.as_deref() == Some("status"))
+        .filter_map(|f| f.time.as_ref())
+        .max_by_key(|t| t.0)
+        .and_then(|t| chrono::DateTime::from_timestamp(t.0.as_second(), 0))
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+}
+
+/// `namespace/pod` of every container the operator reports injected (`resStatuses[].identifier`
+/// is `Namespace/NodeName/PodName/ContainerName`).
+fn blade_pods(obj: &DynamicObject) -> Vec<String> {
+    let mut pods: Vec<String> = obj
+        .data
+        .pointer("/status/expStatuses")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.get("resStatuses").and_then(Value::as_array))
+        .flatten()
+        .filter(|r| r.get("success").and_then(Value::as_bool) != Some(false))
+        .filter_map(|r| r.get("identifier").and_then(Value::as_str))
+        .filter_map(|id| {
+            let parts: Vec<&str> = id.split('/').collect();
+            (parts.len() >= 3).then(|| format!("{}/{}", parts[0], parts[2]))
+        })
+        .collect();
+    pods.sort();
+    pods.dedup();
+    pods
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_operators_status_write_time_and_pods_are_read_from_the_object() {
+        let obj: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": CHAOSBLADE_API, "kind": "ChaosBlade",
+            "metadata": {"name": "0123456789abcdef", "managedFields": [
+                {"manager": "blade", "operation": "Update", "apiVersion": CHAOSBLADE_API,
+                 "time": "2026-01-02T03:04:01Z", "fieldsType": "FieldsV1", "fieldsV1": {}},
+                {"manager": "chaosblade-operator", "operation": "Update", "apiVersion": CHAOSBLADE_API,
+                 "time": "2026-01-02T03:04:07Z", "fieldsType": "FieldsV1", "fieldsV1": {},
+                 "subresource": "status"},
+                {"manager": "chaosblade-operator", "operation": "Update", "apiVersion": CHAOSBLADE_API,
+                 "time": "2026-01-02T03:04:09Z", "fieldsType": "FieldsV1", "fieldsV1": {}},
+            ]},
+            "status": {"phase": "Running", "expStatuses": [{"state": "Success", "success": true,
+                "resStatuses": [
+                    {"id": "a", "kind": "container", "state": "Success", "success": true,
+                     "identifier": "default/node-1/ts-order-service-1/ts-order-service"},
+                    {"id": "b", "kind": "container", "state": "Error", "success": false,
+                     "identifier": "default/node-1/ts-order-service-2/ts-order-service"},
+                ]}]},
+        }))
+        .unwrap();
+        // The status subresource's entry, not the later finalizer update nor the creator's.
+        assert_eq!(
+            status_written_at(&obj).as_deref(),
+            Some("2026-01-02T03:04:07Z")
+        );
+        assert_eq!(blade_pods(&obj), vec!["default/ts-order-service-1"]);
+        assert_eq!(blade_phase(&obj), "Running");
+    }
 
     #[test]
     fn blade_answers_are_parsed() {

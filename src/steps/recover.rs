@@ -15,13 +15,10 @@ use crate::plan::Duration;
 pub struct RecoverConfig {
     /// Steps whose faults to recover (list them in `after` too).
     pub faults: Vec<String>,
-    /// How long each fault's recovery may take.
-    #[serde(default = "default_timeout")]
-    pub recover_timeout: Duration,
-}
-
-fn default_timeout() -> Duration {
-    Duration::from_secs(120)
+    /// How long each fault's recovery may take. Unset: each fault's own `recover_timeout` (set
+    /// on the step that injected it; 2 min by default). Set: it overrides them all.
+    #[serde(default)]
+    pub recover_timeout: Option<Duration>,
 }
 
 impl StepConfig for RecoverConfig {
@@ -34,7 +31,7 @@ impl Step for RecoverConfig {
     async fn run(&self, ctx: &StepCtx) -> Result<StepOutputs, StepError> {
         ctx.progress(format!("recovering faults of {}", self.faults.join(", ")));
         let failures = ctx
-            .recover_faults(&self.faults, self.recover_timeout.get())
+            .recover_faults(&self.faults, self.recover_timeout.map(Duration::get))
             .await;
         let faults = ctx.faults().await;
         let recovered: Vec<&str> = faults

@@ -73,8 +73,10 @@ pub struct Delays {
     pub pod_recreate: Duration,
     /// Replacement pod created → Running and Ready.
     pub pod_ready: Duration,
-    /// ChaosBlade created → Running/Error; deleted → Destroyed.
+    /// ChaosBlade Initialized → Running/Error (the operator's `Executor.Create`).
     pub blade: Duration,
+    /// ChaosBlade deleted → Destroyed (the operator's `Executor.Destroy`).
+    pub blade_destroy: Duration,
 }
 
 impl Default for Delays {
@@ -85,6 +87,7 @@ impl Default for Delays {
             pod_recreate: Duration::from_millis(100),
             pod_ready: Duration::from_millis(200),
             blade: Duration::from_millis(150),
+            blade_destroy: Duration::from_millis(150),
         }
     }
 }
