@@ -43,6 +43,20 @@ pub fn record_event(
     type_: &str,
     component: &str,
 ) {
+    record_event_annotated(store, involved, reason, message, type_, component, json!({}));
+}
+
+/// [`record_event`] with annotations (Chaos Mesh's recorder puts the event's fields there:
+/// controllers/utils/recorder/annotations.go `generateAnnotations`).
+pub fn record_event_annotated(
+    store: &mut Store,
+    involved: &Value,
+    reason: &str,
+    message: &str,
+    type_: &str,
+    component: &str,
+    annotations: Value,
+) {
     let meta = &involved["metadata"];
     let ns = meta["namespace"].as_str().unwrap_or("default").to_string();
     let name = meta["name"].as_str().unwrap_or("");
@@ -50,7 +64,7 @@ pub fn record_event(
     let event = json!({
         "apiVersion": "v1",
         "kind": "Event",
-        "metadata": {"name": format!("{name}.{}", random_hex(16)), "namespace": ns},
+        "metadata": {"name": format!("{name}.{}", random_hex(16)), "namespace": ns, "annotations": annotations},
         "involvedObject": {
             "apiVersion": involved["apiVersion"], "kind": involved["kind"],
             "name": name, "namespace": ns, "uid": meta["uid"],
