@@ -191,6 +191,16 @@ async fn ls(args: &KubeArgs, all_namespaces: bool) -> u8 {
     }
 }
 
+/// The command that releases a Chaos Mesh object stuck on its finalizer: for a run's faults
+/// `chaos clean --run <dir> --force`, else `chaos clean --all --force -n <ns>`.
+pub fn force_remedy(run_dir: Option<&Path>, namespace: Option<&str>) -> String {
+    match (run_dir, namespace) {
+        (Some(d), _) => format!("ttplan chaos clean --run {} --force", d.display()),
+        (None, Some(ns)) => format!("ttplan chaos clean --all --force -n {ns}"),
+        (None, None) => "ttplan chaos clean --all --force".into(),
+    }
+}
+
 /// Deletes one object and waits; with `force`, a Chaos Mesh object stuck on its finalizer gets
 /// the forced-cleanup annotation and a second wait.
 ///
@@ -205,6 +215,25 @@ pub async fn delete_chaos(
     force: bool,
     observe: &mut (dyn FnMut(&DynamicObject) + Send),
 ) -> Result<(), KubeError> {
+    let remedy = force_remedy(None, namespace);
+    delete_chaos_with_remedy(kube, ar, namespace, name, limit, force, observe, &remedy).await
+}
+
+/// [`delete_chaos`] naming `remedy` (a command that works) when the finalizer is stuck.
+///
+/// # Errors
+/// The object is still there, or the API failed.
+#[allow(clippy::too_many_arguments)]
+pub async fn delete_chaos_with_remedy(
+    kube: &Kube,
+    ar: &ApiResource,
+    namespace: Option<&str>,
+    name: &str,
+    limit: Duration,
+    force: bool,
+    observe: &mut (dyn FnMut(&DynamicObject) + Send),
+    remedy: &str,
+) -> Result<(), KubeError> {
     match kube.delete_and_wait(ar, namespace, name, limit, &mut *observe).await {
         Ok(()) => Ok(()),
         Err(KubeError::Other(msg)) if force && ar.group == "chaos-mesh.org" => {
@@ -218,7 +247,7 @@ pub async fn delete_chaos(
                 .map_err(|e| KubeError::Other(format!("{msg}; even after forced cleanup: {e}")))
         }
         Err(KubeError::Other(msg)) if ar.group == "chaos-mesh.org" => Err(KubeError::Other(format!(
-            "{msg}; Chaos Mesh may be unable to recover the pods — `ttplan chaos clean --force` sets {FORCE_CLEAN_ANNOTATION}=forced"
+            "{msg}; Chaos Mesh may be unable to recover the pods — `{remedy}` sets {FORCE_CLEAN_ANNOTATION}=forced"
         ))),
         Err(e) => Err(e),
     }
