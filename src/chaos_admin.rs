@@ -234,22 +234,55 @@ pub async fn delete_chaos_with_remedy(
     observe: &mut (dyn FnMut(&DynamicObject) + Send),
     remedy: &str,
 ) -> Result<(), KubeError> {
+    let chaos_mesh = ar.group == "chaos-mesh.org";
+    if force && chaos_mesh {
+        // Already being deleted (an earlier recovery timed out on it): force at once rather
+        // than wait the whole limit again.
+        let stuck = kube
+            .get_opt(ar, namespace, name)
+            .await?
+            .is_some_and(|o| o.metadata.deletion_timestamp.is_some());
+        if stuck {
+            annotate_forced(kube, ar, namespace, name).await?;
+        }
+    }
     match kube.delete_and_wait(ar, namespace, name, limit, &mut *observe).await {
         Ok(()) => Ok(()),
-        Err(KubeError::Other(msg)) if force && ar.group == "chaos-mesh.org" => {
-            let patch = serde_json::json!({"metadata": {"annotations": {FORCE_CLEAN_ANNOTATION: "forced"}}});
-            kube.dynamic(ar, namespace)
-                .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-                .map_err(kube.err(format!("annotating {} {} for forced cleanup", ar.kind, qualified(namespace, name))))?;
+        Err(KubeError::Other(msg)) if force && chaos_mesh => {
+            annotate_forced(kube, ar, namespace, name).await?;
             kube.delete_and_wait(ar, namespace, name, limit, observe)
                 .await
                 .map_err(|e| KubeError::Other(format!("{msg}; even after forced cleanup: {e}")))
         }
-        Err(KubeError::Other(msg)) if ar.group == "chaos-mesh.org" => Err(KubeError::Other(format!(
+        Err(KubeError::Other(msg)) if chaos_mesh => Err(KubeError::Other(format!(
             "{msg}; Chaos Mesh may be unable to recover the pods — `{remedy}` sets {FORCE_CLEAN_ANNOTATION}=forced"
         ))),
         Err(e) => Err(e),
+    }
+}
+
+/// controllers/common/finalizers `CleanReconciler`: this annotation releases the finalizer
+/// without recovering.
+async fn annotate_forced(
+    kube: &Kube,
+    ar: &ApiResource,
+    namespace: Option<&str>,
+    name: &str,
+) -> Result<(), KubeError> {
+    let patch =
+        serde_json::json!({"metadata": {"annotations": {FORCE_CLEAN_ANNOTATION: "forced"}}});
+    match kube
+        .dynamic(ar, namespace)
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(::kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(kube.err(format!(
+            "annotating {} {} for forced cleanup",
+            ar.kind,
+            qualified(namespace, name)
+        ))(e)),
     }
 }
 

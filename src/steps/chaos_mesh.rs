@@ -239,7 +239,7 @@ impl Step for ChaosMeshConfig {
                     StepError::failed(format!("{what} disappeared before it was injected"))
                 })?;
             let waiting_on = if composite {
-                let kids = list_children(kube, &kind, &cur, &namespace, &name, Some(&uid))
+                let kids = list_children(kube, &kind, cur.data.pointer("/spec/type").and_then(Value::as_str), &namespace, &name, Some(&uid))
                     .await
                     .map_err(StepError::failed)?;
                 if let Some((k, c)) = kids.iter().find(|(k, c)| {
@@ -479,7 +479,7 @@ fn own_failure(events: &[Event], name: &str, uid: &str) -> Option<String> {
 async fn list_children(
     kube: &Kube,
     kind: &str,
-    parent: &DynamicObject,
+    child_type: Option<&str>,
     namespace: &str,
     name: &str,
     uid: Option<&str>,
@@ -487,7 +487,6 @@ async fn list_children(
     let Some(selector) = children_selector(kind, name) else {
         return Ok(Vec::new());
     };
-    let child_type = parent.data.pointer("/spec/type").and_then(Value::as_str);
     let mut out = Vec::new();
     for (k, _) in CHAOS_MESH_KINDS
         .iter()
@@ -616,14 +615,18 @@ fn recover<'a>(
             .and_then(Value::as_str)
             .filter(|u| !u.is_empty())
             .map(str::to_string);
+        // A schedule's child kind, from the plan's object (the schedule may be gone already).
+        let child_type = record
+            .params
+            .pointer("/spec/type")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let composite = children_selector(&r.kind, &r.name).is_some();
         // The children as they are before the parent goes (their records are exact).
         let mut seen: Vec<(String, String, Vec<Value>)> = Vec::new();
-        let parent = kube
-            .get_opt(&ar, Some(&r.namespace), &r.name)
-            .await
-            .map_err(|e| e.to_string())?;
-        if let Some(p) = &parent {
-            for (k, c) in list_children(kube, &r.kind, p, &r.namespace, &r.name, uid.as_deref()).await? {
+        if composite {
+            let kids = list_children(kube, &r.kind, child_type.as_deref(), &r.namespace, &r.name, uid.as_deref()).await?;
+            for (k, c) in kids {
                 seen.push((k, c.metadata.name.clone().unwrap_or_default(), container_records(&c)));
             }
         }
@@ -646,7 +649,7 @@ fn recover<'a>(
         )
         .await
         .map_err(|e| e.to_string())?;
-        let Some(parent) = parent.filter(|_| children_selector(&r.kind, &r.name).is_some()) else {
+        if !composite {
             // The controller drops its finalizer as soon as the records are recovered, so the
             // object is often gone before a read sees them; its `Recovered` events stay.
             let mut records = last_records;
@@ -659,14 +662,13 @@ fn recover<'a>(
             return Ok(Some(
                 json!({ "controller_recovered_at": recovered_at, "records": records }),
             ));
-        };
+        }
         let deleted_at = chrono::Utc::now();
         // The garbage collector deletes the children after their parent; ttplan deletes them
         // too and waits until none is left, each through its own finalizer (recovery).
         let deadline = tokio::time::Instant::now() + limit;
         loop {
-            let kids =
-                list_children(kube, &r.kind, &parent, &r.namespace, &r.name, uid.as_deref()).await?;
+            let kids = list_children(kube, &r.kind, child_type.as_deref(), &r.namespace, &r.name, uid.as_deref()).await?;
             if kids.is_empty() {
                 break;
             }
@@ -708,12 +710,7 @@ fn recover<'a>(
         }
         // Children the history limit collected long ago live on in the Events.
         let events = namespace_events(kube, &r.namespace).await;
-        let child_kind = parent
-            .data
-            .pointer("/spec/type")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
+        let child_kind = child_type.clone().unwrap_or_default();
         for n in spawned_children(&events, &r.name, uid.as_deref()) {
             if !seen.iter().any(|(_, s, _)| *s == n) {
                 seen.push((child_kind.clone(), n, Vec::new()));
