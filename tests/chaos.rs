@@ -167,7 +167,38 @@ fn every_campaign_plan_injects_its_fault_and_recovers_it() {
                         .is_none(),
                     "{name}: {kind} {obj_name} still in the cluster"
                 );
-                if kind != "Schedule" {
+                // Zero chaos objects left behind, of any kind.
+                for plural in [
+                    "stresschaos", "networkchaos", "podchaos", "iochaos", "httpchaos",
+                    "dnschaos", "schedules", "workflows",
+                ] {
+                    assert!(
+                        kube.list("chaos-mesh.org", plural).is_empty(),
+                        "{name}: {plural} left"
+                    );
+                }
+                if kind == "Schedule" {
+                    // Every child the schedule spawned, with the pod it killed and when.
+                    let applied: Vec<_> = kube
+                        .chaos_timeline()
+                        .into_iter()
+                        .filter(|t| t.kind == "PodChaos" && t.operation == "Apply")
+                        .collect();
+                    let kids = l["children"].as_array().unwrap();
+                    assert!(!applied.is_empty(), "{name}");
+                    assert_eq!(kids.len(), applied.len(), "{name}: {l:#}");
+                    for a in &applied {
+                        let kid = kids.iter().find(|k| k["name"] == a.name.as_str()).unwrap();
+                        assert_eq!(kid["pods"], serde_json::json!([a.target]), "{name}");
+                        assert_eq!(
+                            parse_time(&kid["injected_at"]).timestamp(),
+                            a.at.timestamp(),
+                            "{name}"
+                        );
+                    }
+                    assert_eq!(l["injected_at_source"], "controller", "{name}");
+                    assert!(!l["target"]["pods"].as_array().unwrap().is_empty(), "{name}");
+                } else {
                     // The labels carry the controller's own times, to the second.
                     let timeline: Vec<_> = kube
                         .chaos_timeline()
@@ -556,6 +587,103 @@ fn a_schedule_is_labelled_with_every_pod_it_killed() {
     // Nothing of the schedule is left.
     assert!(kube.list("chaos-mesh.org", "schedules").is_empty());
     assert!(kube.list("chaos-mesh.org", "podchaos").is_empty());
+}
+
+/// After kill -9 during a Schedule, `chaos clean --run` returns only once the schedule's
+/// children (each recovered through its finalizer) are gone too.
+#[test]
+fn kill_9_then_chaos_clean_waits_for_a_schedules_children() {
+    let kube = FakeKube::builder().train_ticket("default").start();
+    let t = Test::new().plan(&schedule_plan("").replace("duration: 4s", "duration: 60s"));
+    let kc = kube.write_kubeconfig(t.path());
+    let mut run = t
+        .args(["--kubeconfig", &kc.display().to_string()])
+        .spawn_run();
+    run.wait_for_manifest("hold running", LIMIT, |m| {
+        m["steps"]["hold"]["status"] == "running"
+    });
+    run.signal(Signal::SIGKILL);
+    let dir = run.path().to_path_buf();
+    run.wait(LIMIT);
+    assert!(!kube.list("chaos-mesh.org", "podchaos").is_empty());
+    let clean = Test::new()
+        .args([
+            "chaos",
+            "clean",
+            "--run",
+            &dir.join("out/runs/t").display().to_string(),
+        ])
+        .run();
+    assert!(clean.stdout.contains("recovered fault `inject`"), "{clean}");
+    // Checked right as the command returns: nothing of the schedule is left.
+    assert!(kube.list("chaos-mesh.org", "podchaos").is_empty());
+    assert!(kube.list("chaos-mesh.org", "schedules").is_empty());
+    let labels: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("out/runs/t/fault_labels.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        !labels[0]["children"].as_array().unwrap().is_empty(),
+        "{labels:#}"
+    );
+}
+
+/// A Workflow injects through the chaos objects its nodes create: the labels list each with
+/// the pods it hit and the controller's times.
+#[test]
+fn a_workflow_is_labelled_with_each_nodes_chaos() {
+    let kube = FakeKube::builder().train_ticket("default").start();
+    let t = Test::new().plan(
+        r#"
+name: w
+steps:
+  inject:
+    kind: chaos-mesh
+    inject_timeout: 20s
+    recover_timeout: 10s
+    manifest:
+      apiVersion: chaos-mesh.org/v1alpha1
+      kind: Workflow
+      metadata: { name: both, namespace: default }
+      spec:
+        entry: entry
+        templates:
+          - { name: entry, templateType: Parallel, children: [kill-order, delay-travel] }
+          - name: kill-order
+            templateType: PodChaos
+            podChaos: { action: pod-kill, mode: one, selector: { labelSelectors: { app: ts-order-service } } }
+          - name: delay-travel
+            templateType: NetworkChaos
+            networkChaos: { action: delay, mode: all, selector: { labelSelectors: { app: ts-travel-service } }, delay: { latency: 100ms } }
+  hold: { kind: sleep, after: [inject], duration: 1s }
+"#,
+    );
+    let kc = kube.write_kubeconfig(t.path());
+    let out = t
+        .args(["--kubeconfig", &kc.display().to_string()])
+        .run_plan();
+    let l = &labels(&out, "t")[0];
+    assert_eq!(l["status"], "recovered", "{l:#}");
+    let kids = l["children"].as_array().unwrap();
+    assert_eq!(kids.len(), 2, "{l:#}");
+    for a in kube
+        .chaos_timeline()
+        .into_iter()
+        .filter(|t| t.operation == "Apply")
+    {
+        let kid = kids
+            .iter()
+            .find(|k| k["name"] == a.name.as_str())
+            .unwrap_or_else(|| panic!("{} missing: {l:#}", a.name));
+        assert_eq!(kid["kind"], a.kind.as_str());
+        assert_eq!(kid["pods"], serde_json::json!([a.target]));
+        assert_eq!(parse_time(&kid["injected_at"]).timestamp(), a.at.timestamp());
+        assert!(kid["recovered_at"].is_string(), "{kid}");
+    }
+    assert_eq!(l["target"]["pods"].as_array().unwrap().len(), 2, "{l:#}");
+    assert!(kube.list("chaos-mesh.org", "workflows").is_empty());
+    assert!(kube.list("chaos-mesh.org", "podchaos").is_empty());
+    assert!(kube.list("chaos-mesh.org", "networkchaos").is_empty());
 }
 
 /// A stuck finalizer on a schedule's child: the printed remedy is a command that works, and

@@ -785,3 +785,100 @@ fn schedule_active_and_gc(shared: &Arc<Shared>, ns: &str, name: &str) {
         });
     });
 }
+
+/// api/v1alpha1/workflownode_types.go `LabelWorkflow` / `LabelControlledBy`.
+pub const WORKFLOW_LABEL: &str = "chaos-mesh.org/workflow";
+pub const CONTROLLED_BY: &str = "chaos-mesh.org/controlled-by";
+
+/// A small Workflow controller (pkg/workflow/controllers): the entry reconciler sets
+/// `status.entryNode` (workflow_entry_reconciler.go), and every chaos template reachable from
+/// the entry through Serial/Parallel children becomes a chaos object named
+/// `<node>-<5 chars>` for a node `<template>-<5 chars>`, labelled `chaos-mesh.org/workflow`
+/// and `chaos-mesh.org/controlled-by` (chaos_node_reconciler.go `createChaos`).
+/// Approximations: WorkflowNode objects are not stored, Serial runs its children at once like
+/// Parallel, deadlines are not enforced; deleting the workflow deletes its chaos objects (the
+/// garbage collector through the nodes).
+pub fn on_workflow_change(shared: &Arc<Shared>, def: &ResourceDef, change: &Change) {
+    match change {
+        Change::Created(obj) => {
+            let (shared2, def) = (shared.clone(), def.clone());
+            let obj = obj.clone();
+            shared.rt.spawn(async move {
+                tokio::time::sleep(shared2.delays.chaos_reconcile).await;
+                start_workflow(&shared2, &def, &obj);
+            });
+        }
+        Change::Deleted(obj) => {
+            let ns = meta_str(obj, "namespace").to_string();
+            let name = meta_str(obj, "name").to_string();
+            let shared2 = shared.clone();
+            shared.rt.spawn(async move {
+                tokio::time::sleep(shared2.delays.chaos_reconcile).await;
+                for (d, child) in children(&shared2, &ns, |c| c["metadata"]["labels"][WORKFLOW_LABEL] == name.as_str()) {
+                    shared2.mutate(|st| {
+                        let _ = st.store.delete(&d, Some(&ns), meta_str(&child, "name"));
+                    });
+                }
+            });
+        }
+        _ => {}
+    }
+}
+
+fn start_workflow(shared: &Arc<Shared>, def: &ResourceDef, wf: &Value) {
+    let ns = meta_str(wf, "namespace").to_string();
+    let name = meta_str(wf, "name").to_string();
+    let templates: Vec<Value> = wf["spec"]["templates"].as_array().cloned().unwrap_or_default();
+    let find = |t: &str| templates.iter().find(|x| x["name"] == t).cloned();
+    let entry = wf["spec"]["entry"].as_str().unwrap_or("").to_string();
+    let mut todo = vec![entry.clone()];
+    let mut chaos = Vec::new();
+    let mut guard = 0;
+    while let Some(t) = todo.pop() {
+        guard += 1;
+        if guard > 100 {
+            break;
+        }
+        let Some(tpl) = find(&t) else { continue };
+        match tpl["templateType"].as_str().unwrap_or("") {
+            "Serial" | "Parallel" => {
+                for c in tpl["children"].as_array().into_iter().flatten().rev() {
+                    if let Some(c) = c.as_str() {
+                        todo.push(c.to_string());
+                    }
+                }
+            }
+            kind => {
+                if let Some((plural, field)) = schedule_type(kind) {
+                    chaos.push((t.clone(), plural, tpl[field].clone()));
+                }
+            }
+        }
+    }
+    shared.mutate(|st| {
+        let entry_node = format!("{entry}-{}", super::util::random_suffix());
+        let _ = st.store.update_with(def, Some(&ns), &name, |o| {
+            o["status"]["entryNode"] = json!(entry_node);
+            o["status"]["startTime"] = json!(rfc3339(Utc::now()));
+            Ok(())
+        });
+        for (template, plural, spec) in chaos {
+            let Some(cdef) = shared.def(CHAOS_MESH_GROUP, plural).cloned() else { continue };
+            let node = format!("{template}-{}", super::util::random_suffix());
+            let obj = json!({
+                "apiVersion": cdef.api_version(),
+                "kind": cdef.kind,
+                "metadata": {
+                    "name": format!("{node}-{}", super::util::random_suffix()),
+                    "labels": {CONTROLLED_BY: node, WORKFLOW_LABEL: name},
+                    "ownerReferences": [{"apiVersion": def.api_version(), "kind": "WorkflowNode", "name": node,
+                        "uid": super::util::random_uid(), "controller": true, "blockOwnerDeletion": true}],
+                },
+                "spec": spec,
+            });
+            if let Err(e) = st.store.create(&cdef, Some(&ns), obj) {
+                emit(st, wf, "workflow", ChaosEvent::failed("create chaos", &e.message));
+            }
+        }
+    });
+}

@@ -19,7 +19,7 @@ pub fn dispatch(shared: &Arc<Shared>, def: &ResourceDef, change: &Change) {
             }
         }
         (CHAOS_MESH_GROUP, "schedules") => chaosmesh::on_schedule_change(shared, def, change),
-        (CHAOS_MESH_GROUP, "workflows") => {}
+        (CHAOS_MESH_GROUP, "workflows") => chaosmesh::on_workflow_change(shared, def, change),
         (CHAOS_MESH_GROUP, _) => chaosmesh::on_chaos_change(shared, def, change),
         (CHAOSBLADE_GROUP, "chaosblades") => chaosblade::on_change(shared, def, change),
         _ => {}

@@ -20,7 +20,7 @@
 //! (kubelet rules: container choice, previous instance, tailLines, sinceTime/sinceSeconds,
 //! timestamps, limitBytes; chunked), core and events.k8s.io/v1 events, Services; controllers:
 //! ReplicaSet/StatefulSet recreation, Chaos Mesh (the upstream reconcile pipeline, see
-//! chaosmesh.rs; Schedule `@every`; Workflow stored only), ChaosBlade; port-forward over WebSocket (`v4.channel.k8s.io`).
+//! chaosmesh.rs; Schedule `@every`; Workflow chaos nodes), ChaosBlade; port-forward over WebSocket (`v4.channel.k8s.io`).
 //!
 //! Approximations, on purpose: server-side apply merges the applied configuration into the
 //! live object (no field ownership, so never a conflict, and fields dropped from a later
