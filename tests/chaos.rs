@@ -514,7 +514,7 @@ fn selection_that_never_happens_times_out_naming_the_pods_that_exist() {
 fn schedule_plan(extra: &str) -> String {
     format!(
         r#"
-name: s
+name: t
 steps:
   inject:
     kind: chaos-mesh
@@ -604,7 +604,8 @@ fn kill_9_then_chaos_clean_waits_for_a_schedules_children() {
     });
     run.signal(Signal::SIGKILL);
     let dir = run.path().to_path_buf();
-    run.wait(LIMIT);
+    // Keeps the run's folder alive.
+    let _killed = run.wait(LIMIT);
     assert!(!kube.list("chaos-mesh.org", "podchaos").is_empty());
     let clean = Test::new()
         .args([
