@@ -169,8 +169,14 @@ fn every_campaign_plan_injects_its_fault_and_recovers_it() {
                 );
                 // Zero chaos objects left behind, of any kind.
                 for plural in [
-                    "stresschaos", "networkchaos", "podchaos", "iochaos", "httpchaos",
-                    "dnschaos", "schedules", "workflows",
+                    "stresschaos",
+                    "networkchaos",
+                    "podchaos",
+                    "iochaos",
+                    "httpchaos",
+                    "dnschaos",
+                    "schedules",
+                    "workflows",
                 ] {
                     assert!(
                         kube.list("chaos-mesh.org", plural).is_empty(),
@@ -197,7 +203,10 @@ fn every_campaign_plan_injects_its_fault_and_recovers_it() {
                         );
                     }
                     assert_eq!(l["injected_at_source"], "controller", "{name}");
-                    assert!(!l["target"]["pods"].as_array().unwrap().is_empty(), "{name}");
+                    assert!(
+                        !l["target"]["pods"].as_array().unwrap().is_empty(),
+                        "{name}"
+                    );
                 } else {
                     // The labels carry the controller's own times, to the second.
                     let timeline: Vec<_> = kube
@@ -407,7 +416,10 @@ fn empty_selector_fails_with_the_controllers_reason(kube: FakeKube, reason: &str
     let t = Test::new().plan(
         &stress_plan("")
             .replace("app: ts-preserve-service", "app: no-such-service")
-            .replace("inject_timeout: 10s", "inject_timeout: 5m\n    select_timeout: 5m"),
+            .replace(
+                "inject_timeout: 10s",
+                "inject_timeout: 5m\n    select_timeout: 5m",
+            ),
     );
     let kc = kube.write_kubeconfig(t.path());
     let out = t
@@ -417,11 +429,23 @@ fn empty_selector_fails_with_the_controllers_reason(kube: FakeKube, reason: &str
     let m = out.manifest();
     let err = m["steps"]["inject"]["error"].as_str().unwrap();
     // The controller's own words, then what ttplan looked for and found.
-    assert!(err.contains(&format!("Failed to select targets: {reason}")), "{err}");
-    assert!(err.contains("no-such-service") && err.contains("namespace default"), "{err}");
-    assert!(err.contains("no pod in default has the labels app=no-such-service"), "{err}");
+    assert!(
+        err.contains(&format!("Failed to select targets: {reason}")),
+        "{err}"
+    );
+    assert!(
+        err.contains("no-such-service") && err.contains("namespace default"),
+        "{err}"
+    );
+    assert!(
+        err.contains("no pod in default has the labels app=no-such-service"),
+        "{err}"
+    );
     // Failed on the Event, not on either timeout.
-    assert!(!err.contains("select_timeout") && !err.contains("within"), "{err}");
+    assert!(
+        !err.contains("select_timeout") && !err.contains("within"),
+        "{err}"
+    );
     assert!(!stress_exists(&kube), "the failed object is deleted too");
 }
 
@@ -488,10 +512,10 @@ fn selection_that_never_happens_times_out_naming_the_pods_that_exist() {
             ..Default::default()
         })
         .start();
-    let t = Test::new().plan(
-        &stress_plan("")
-            .replace("inject_timeout: 10s", "inject_timeout: 5m\n    select_timeout: 1s"),
-    );
+    let t = Test::new().plan(&stress_plan("").replace(
+        "inject_timeout: 10s",
+        "inject_timeout: 5m\n    select_timeout: 1s",
+    ));
     let kc = kube.write_kubeconfig(t.path());
     let out = t
         .args(["--kubeconfig", &kc.display().to_string()])
@@ -502,7 +526,10 @@ fn selection_that_never_happens_times_out_naming_the_pods_that_exist() {
         .unwrap()
         .to_string();
     let pod = kube.pod_names("default", "ts-preserve-service").remove(0);
-    assert!(err.contains("selected no target within 1s (select_timeout)"), "{err}");
+    assert!(
+        err.contains("selected no target within 1s (select_timeout)"),
+        "{err}"
+    );
     assert!(
         err.contains(&format!(
             "pods with labels app=ts-preserve-service: default/{pod} (Running)"
@@ -569,7 +596,10 @@ fn a_schedule_is_labelled_with_every_pod_it_killed() {
             .unwrap_or_else(|| panic!("child {} missing: {l:#}", a.name));
         assert_eq!(kid["kind"], "PodChaos");
         assert_eq!(kid["pods"], serde_json::json!([a.target]), "{kid}");
-        assert_eq!(parse_time(&kid["injected_at"]).timestamp(), a.at.timestamp());
+        assert_eq!(
+            parse_time(&kid["injected_at"]).timestamp(),
+            a.at.timestamp()
+        );
         assert!(kid["recovered_at"].is_string(), "{kid}");
         assert!(a.name.starts_with("kills-") && a.name.len() == "kills-".len() + 5);
     }
@@ -678,7 +708,10 @@ steps:
             .unwrap_or_else(|| panic!("{} missing: {l:#}", a.name));
         assert_eq!(kid["kind"], a.kind.as_str());
         assert_eq!(kid["pods"], serde_json::json!([a.target]));
-        assert_eq!(parse_time(&kid["injected_at"]).timestamp(), a.at.timestamp());
+        assert_eq!(
+            parse_time(&kid["injected_at"]).timestamp(),
+            a.at.timestamp()
+        );
         assert!(kid["recovered_at"].is_string(), "{kid}");
     }
     assert_eq!(l["target"]["pods"].as_array().unwrap().len(), 2, "{l:#}");
@@ -695,9 +728,8 @@ fn a_schedules_stuck_children_are_force_cleaned_by_the_printed_remedy() {
         .train_ticket("default")
         .recovery_hangs(true)
         .start();
-    let t = Test::new().plan(
-        &schedule_plan("").replace("recover_timeout: 10s", "recover_timeout: 1s"),
-    );
+    let t =
+        Test::new().plan(&schedule_plan("").replace("recover_timeout: 10s", "recover_timeout: 1s"));
     let kc = kube.write_kubeconfig(t.path());
     let kc_arg = kc.display().to_string();
     let out = t.args(["--kubeconfig", &kc_arg]).status(1).run_plan();

@@ -397,9 +397,13 @@ async fn new_objects_pass_through_the_all_false_transient() {
     let client = client(&kube, dir.path()).await;
     let api = chaos_api(&client, "StressChaos", "stresschaos");
     let obj = stress("slow", json!({"app": "ts-order-service"}));
-    api.patch("slow", &PatchParams::apply("ttplan").force(), &Patch::Apply(&obj))
-        .await
-        .unwrap();
+    api.patch(
+        "slow",
+        &PatchParams::apply("ttplan").force(),
+        &Patch::Apply(&obj),
+    )
+    .await
+    .unwrap();
     let transient = poll("conditions", async || {
         let o = api.get("slow").await.unwrap();
         condition(&o, "Selected").is_some().then_some(o)
@@ -409,7 +413,10 @@ async fn new_objects_pass_through_the_all_false_transient() {
         assert_eq!(condition(&transient, c).as_deref(), Some("False"), "{c}");
     }
     assert!(transient.data["status"]["experiment"]["containerRecords"].is_null());
-    assert_eq!(transient.data["status"]["experiment"]["desiredPhase"], "Run");
+    assert_eq!(
+        transient.data["status"]["experiment"]["desiredPhase"],
+        "Run"
+    );
     let done = poll("injected", async || {
         let o = api.get("slow").await.unwrap();
         (condition(&o, "AllInjected").as_deref() == Some("True")).then_some(o)
@@ -443,9 +450,13 @@ async fn older_controllers_word_an_empty_selection_differently() {
     let client = client(&kube, dir.path()).await;
     let api = chaos_api(&client, "StressChaos", "stresschaos");
     let obj = stress("nobody", json!({"app": "no-such-service"}));
-    api.patch("nobody", &PatchParams::apply("ttplan").force(), &Patch::Apply(&obj))
-        .await
-        .unwrap();
+    api.patch(
+        "nobody",
+        &PatchParams::apply("ttplan").force(),
+        &Patch::Apply(&obj),
+    )
+    .await
+    .unwrap();
     let events: Api<Event> = Api::namespaced(client.clone(), NS);
     let ev = poll("Failed event", async || {
         events
@@ -477,9 +488,13 @@ async fn a_schedule_spawns_labelled_children_and_collects_old_ones() {
         "spec": {"schedule": "@every 400ms", "type": "PodChaos", "historyLimit": 2,
                  "podChaos": {"action": "pod-kill", "mode": "one", "selector": {"labelSelectors": {"app": "ts-order-service"}}}}
     }));
-    api.patch("kills", &PatchParams::apply("ttplan").force(), &Patch::Apply(&obj))
-        .await
-        .unwrap();
+    api.patch(
+        "kills",
+        &PatchParams::apply("ttplan").force(),
+        &Patch::Apply(&obj),
+    )
+    .await
+    .unwrap();
     let events: Api<Event> = Api::namespaced(client.clone(), NS);
     let spawned = poll("four children", async || {
         let evs: Vec<Event> = events
@@ -511,7 +526,9 @@ async fn a_schedule_spawns_labelled_children_and_collects_old_ones() {
     .await;
     api.delete("kills", &DeleteParams::default()).await.unwrap();
     poll("children gone", async || {
-        kube.list("chaos-mesh.org", "podchaos").is_empty().then_some(())
+        kube.list("chaos-mesh.org", "podchaos")
+            .is_empty()
+            .then_some(())
     })
     .await;
 }

@@ -102,14 +102,22 @@ fn has_event(record: &Value, type_: &str, operation: &str) -> bool {
 pub fn chaos_mesh_injection(kind: &str, obj: &DynamicObject) -> Injection {
     match kind {
         "Schedule" => {
-            return if obj.data.pointer("/status/time").is_some_and(Value::is_string) {
+            return if obj
+                .data
+                .pointer("/status/time")
+                .is_some_and(Value::is_string)
+            {
                 Injection::Injected
             } else {
                 Injection::Pending
             }
         }
         "Workflow" => {
-            return if obj.data.pointer("/status/entryNode").is_some_and(Value::is_string) {
+            return if obj
+                .data
+                .pointer("/status/entryNode")
+                .is_some_and(Value::is_string)
+            {
                 Injection::Injected
             } else {
                 Injection::Pending
@@ -125,7 +133,12 @@ pub fn chaos_mesh_injection(kind: &str, obj: &DynamicObject) -> Injection {
     else {
         return Injection::Pending;
     };
-    let phase = |r: &Value| r.get("phase").and_then(Value::as_str).unwrap_or("").to_string();
+    let phase = |r: &Value| {
+        r.get("phase")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
     for r in records {
         // A failed Apply is retried by the controller; it is a failure while it is the
         // record's latest word.
@@ -170,7 +183,9 @@ fn event_time(e: &Event) -> Option<chrono::DateTime<chrono::Utc>> {
         .or(e.first_timestamp.as_ref())
         .map(|t| t.0)
         .or_else(|| e.event_time.as_ref().map(|t| t.0))
-        .and_then(|t| chrono::DateTime::from_timestamp(t.as_second(), t.subsec_nanosecond().max(0) as u32))
+        .and_then(|t| {
+            chrono::DateTime::from_timestamp(t.as_second(), t.subsec_nanosecond().max(0) as u32)
+        })
 }
 
 fn about(e: &Event, name: &str, uid: Option<&str>) -> bool {
@@ -410,15 +425,23 @@ mod tests {
               "experiment": {"desiredPhase": "Run", "containerRecords": [{"id": "d/p", "phase": "Injected",
                 "events": [{"type": "Succeeded", "operation": "Apply", "timestamp": "2026-11-28T10:00:01Z"}]}]}}}),
         );
-        assert_eq!(chaos_mesh_injection("NetworkChaos", &o), Injection::Injected);
+        assert_eq!(
+            chaos_mesh_injection("NetworkChaos", &o),
+            Injection::Injected
+        );
     }
 
     #[test]
     fn a_failed_apply_fails_until_a_retry_succeeds() {
         let failed = json!({"type": "Failed", "operation": "Apply", "message": "rpc error", "timestamp": "2026-11-28T10:00:01Z"});
-        let ok = json!({"type": "Succeeded", "operation": "Apply", "timestamp": "2026-11-28T10:00:02Z"});
-        let with = |events: Value, phase: &str| obj(json!({"apiVersion": "chaos-mesh.org/v1alpha1", "kind": "IOChaos", "metadata": {"name": "x"},
-            "status": {"experiment": {"containerRecords": [{"id": "d/p/c", "phase": phase, "events": events}]}}}));
+        let ok =
+            json!({"type": "Succeeded", "operation": "Apply", "timestamp": "2026-11-28T10:00:02Z"});
+        let with = |events: Value, phase: &str| {
+            obj(
+                json!({"apiVersion": "chaos-mesh.org/v1alpha1", "kind": "IOChaos", "metadata": {"name": "x"},
+            "status": {"experiment": {"containerRecords": [{"id": "d/p/c", "phase": phase, "events": events}]}}}),
+            )
+        };
         assert_eq!(
             chaos_mesh_injection("IOChaos", &with(json!([failed]), "Not Injected")),
             Injection::Failed("d/p/c: rpc error".into())
@@ -430,21 +453,49 @@ mod tests {
     }
 
     fn event(name: &str, uid: &str, reason: &str, message: &str, ann: Value) -> Event {
-        serde_json::from_value(json!({"metadata": {"name": format!("{name}.1"), "annotations": ann},
+        serde_json::from_value(
+            json!({"metadata": {"name": format!("{name}.1"), "annotations": ann},
             "involvedObject": {"name": name, "uid": uid}, "reason": reason, "message": message,
-            "lastTimestamp": "2026-11-28T10:00:01Z"}))
+            "lastTimestamp": "2026-11-28T10:00:01Z"}),
+        )
         .unwrap()
     }
 
     #[test]
     fn selection_failures_are_known_by_activity_not_wording() {
         let evs = vec![
-            event("a", "u1", "Failed", "Failed to select targets: no pod is selected", json!({})),
-            event("b", "u2", "Failed", "Failed to select targets: no target has been selected", json!({})),
-            event("c", "u3", "Failed", "something reworded", json!({"chaos-mesh.org/activity": "select targets"})),
-            event("d", "u4", "Failed", "Failed to apply chaos: rpc error", json!({"chaos-mesh.org/activity": "apply chaos"})),
+            event(
+                "a",
+                "u1",
+                "Failed",
+                "Failed to select targets: no pod is selected",
+                json!({}),
+            ),
+            event(
+                "b",
+                "u2",
+                "Failed",
+                "Failed to select targets: no target has been selected",
+                json!({}),
+            ),
+            event(
+                "c",
+                "u3",
+                "Failed",
+                "something reworded",
+                json!({"chaos-mesh.org/activity": "select targets"}),
+            ),
+            event(
+                "d",
+                "u4",
+                "Failed",
+                "Failed to apply chaos: rpc error",
+                json!({"chaos-mesh.org/activity": "apply chaos"}),
+            ),
         ];
-        assert!(selection_failure(&evs, "a", Some("u1")).unwrap().contains("no pod is selected"));
+        assert!(selection_failure(&evs, "a", Some("u1"))
+            .unwrap()
+            .contains("no pod is selected"));
         assert!(selection_failure(&evs, "b", Some("u2")).is_some());
         assert!(selection_failure(&evs, "c", None).is_some());
         assert_eq!(selection_failure(&evs, "d", None), None);
@@ -455,18 +506,48 @@ mod tests {
     #[test]
     fn children_and_their_kills_are_rebuilt_from_events() {
         let evs = vec![
-            event("s", "us", "Spawned", "Create new object: s-abcde", json!({"chaos-mesh.org/name": "s-abcde"})),
-            event("s", "us", "Spawned", "Create new object: s-fghjk", json!({})),
-            event("s-abcde", "c1", "Applied", "Successfully apply chaos for ns/p-1", json!({})),
-            event("s-abcde", "c1", "Recovered", "Successfully recover chaos for ns/p-1", json!({"chaos-mesh.org/id": "ns/p-1"})),
+            event(
+                "s",
+                "us",
+                "Spawned",
+                "Create new object: s-abcde",
+                json!({"chaos-mesh.org/name": "s-abcde"}),
+            ),
+            event(
+                "s",
+                "us",
+                "Spawned",
+                "Create new object: s-fghjk",
+                json!({}),
+            ),
+            event(
+                "s-abcde",
+                "c1",
+                "Applied",
+                "Successfully apply chaos for ns/p-1",
+                json!({}),
+            ),
+            event(
+                "s-abcde",
+                "c1",
+                "Recovered",
+                "Successfully recover chaos for ns/p-1",
+                json!({"chaos-mesh.org/id": "ns/p-1"}),
+            ),
         ];
-        assert_eq!(spawned_children(&evs, "s", Some("us")), vec!["s-abcde", "s-fghjk"]);
+        assert_eq!(
+            spawned_children(&evs, "s", Some("us")),
+            vec!["s-abcde", "s-fghjk"]
+        );
         let recs = records_from_events(&evs, "s-abcde");
         assert_eq!(affected_pods(&recs), vec!["ns/p-1"]);
         let (a, r) = controller_times(&recs);
         assert_eq!(a.as_deref(), Some("2026-11-28T10:00:01Z"));
         assert_eq!(r.as_deref(), Some("2026-11-28T10:00:01Z"));
-        assert_eq!(children_selector("Schedule", "s").as_deref(), Some("managed-by=s"));
+        assert_eq!(
+            children_selector("Schedule", "s").as_deref(),
+            Some("managed-by=s")
+        );
     }
 
     #[test]

@@ -5,8 +5,8 @@
 use std::path::PathBuf;
 
 use ::kube::api::{DynamicObject, ListParams};
-use k8s_openapi::api::core::v1::{Event, Pod};
 use futures_util::future::BoxFuture;
+use k8s_openapi::api::core::v1::{Event, Pod};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -16,9 +16,9 @@ use crate::chaos_admin::{delete_chaos_with_remedy, force_remedy};
 use crate::diag::{did_you_mean, Code, PlanDiag};
 use crate::engine::faults::{FaultRecord, RecoverCtx};
 use crate::kube::chaos::{
-    affected_pods, chaos_mesh_injection, chaos_mesh_resource, children_selector,
-    container_records, controller_times, records_from_events, selection_failure,
-    spawned_children, Injection, CHAOS_MESH_API, CHAOS_MESH_KINDS,
+    affected_pods, chaos_mesh_injection, chaos_mesh_resource, children_selector, container_records,
+    controller_times, records_from_events, selection_failure, spawned_children, Injection,
+    CHAOS_MESH_API, CHAOS_MESH_KINDS,
 };
 use crate::kube::{poll_interval, qualified, Kube, KubeSettings};
 use crate::plan::node::Node;
@@ -239,12 +239,20 @@ impl Step for ChaosMeshConfig {
                     StepError::failed(format!("{what} disappeared before it was injected"))
                 })?;
             let waiting_on = if composite {
-                let kids = list_children(kube, &kind, cur.data.pointer("/spec/type").and_then(Value::as_str), &namespace, &name, Some(&uid))
-                    .await
-                    .map_err(StepError::failed)?;
-                if let Some((k, c)) = kids.iter().find(|(k, c)| {
-                    chaos_mesh_injection(k, c) == Injection::Injected
-                }) {
+                let kids = list_children(
+                    kube,
+                    &kind,
+                    cur.data.pointer("/spec/type").and_then(Value::as_str),
+                    &namespace,
+                    &name,
+                    Some(&uid),
+                )
+                .await
+                .map_err(StepError::failed)?;
+                if let Some((k, c)) = kids
+                    .iter()
+                    .find(|(k, c)| chaos_mesh_injection(k, c) == Injection::Injected)
+                {
                     break (c.clone(), Some(k.clone()));
                 }
                 let events = object_events(kube, &namespace, &name).await;
@@ -253,7 +261,9 @@ impl Step for ChaosMeshConfig {
                 }
                 // A child can be collected (history limit) before a poll sees it; its
                 // `Applied` events remain.
-                if let Some(c) = collected_child(kube, &kind, &cur, &namespace, &events, &name, &uid).await {
+                if let Some(c) =
+                    collected_child(kube, &kind, &cur, &namespace, &events, &name, &uid).await
+                {
                     break c;
                 }
                 kids.into_iter().next()
@@ -280,7 +290,9 @@ impl Step for ChaosMeshConfig {
                 }
                 // Counted from when ttplan first saw the object unselected (a schedule's
                 // child exists only from its first tick).
-                let since = *first_seen.entry(oname.clone()).or_insert_with(tokio::time::Instant::now);
+                let since = *first_seen
+                    .entry(oname.clone())
+                    .or_insert_with(tokio::time::Instant::now);
                 if tokio::time::Instant::now() >= since + self.select_timeout.get() {
                     let context = selection_context(kube, &obj, &namespace).await;
                     return Err(StepError::failed(format!(
@@ -493,7 +505,9 @@ async fn list_children(
         .filter(|(k, _)| !matches!(*k, "Schedule" | "Workflow"))
         .filter(|(k, _)| kind != "Schedule" || child_type.is_none_or(|t| t == *k))
     {
-        let Some(ar) = chaos_mesh_resource(k) else { continue };
+        let Some(ar) = chaos_mesh_resource(k) else {
+            continue;
+        };
         let list = kube
             .dynamic(&ar, Some(namespace))
             .list(&ListParams::default().labels(&selector))
@@ -528,7 +542,12 @@ async fn selection_context(kube: &Kube, obj: &DynamicObject, namespace: &str) ->
     let namespaces: Vec<String> = sel
         .get("namespaces")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
         .filter(|v: &Vec<String>| !v.is_empty())
         .unwrap_or_else(|| vec![namespace.to_string()]);
     let labels: Vec<String> = sel
@@ -556,7 +575,10 @@ async fn selection_context(kube: &Kube, obj: &DynamicObject, namespace: &str) ->
                 } else {
                     ""
                 };
-                format!("{ns}/{} ({phase}{deleting})", p.metadata.name.unwrap_or_default())
+                format!(
+                    "{ns}/{} ({phase}{deleting})",
+                    p.metadata.name.unwrap_or_default()
+                )
             })),
             Err(e) => found.push(format!("(cannot list pods in {ns}: {e})")),
         }
@@ -565,14 +587,25 @@ async fn selection_context(kube: &Kube, obj: &DynamicObject, namespace: &str) ->
         format!(
             "no pod in {} has the labels {}",
             namespaces.join(", "),
-            if labels.is_empty() { "(none given)".to_string() } else { labels.join(",") }
+            if labels.is_empty() {
+                "(none given)".to_string()
+            } else {
+                labels.join(",")
+            }
         )
     } else {
-        format!("pods with labels {}: {}", labels.join(","), found.join(", "))
+        format!(
+            "pods with labels {}: {}",
+            labels.join(","),
+            found.join(", ")
+        )
     };
     format!(
         "selector {sel} (mode {}) in namespace {}; {pods}",
-        obj.data.pointer("/spec/mode").map(Value::to_string).unwrap_or_else(|| "?".into()),
+        obj.data
+            .pointer("/spec/mode")
+            .map(Value::to_string)
+            .unwrap_or_else(|| "?".into()),
         namespaces.join(", ")
     )
 }
@@ -593,7 +626,10 @@ fn child_label(kind: &str, name: &str, records: &[Value], source: &str) -> Value
 
 /// The run folder of a recovery (`runs/<exp>/steps/<step>.recover.log` → `runs/<exp>`).
 fn run_dir(ctx: &RecoverCtx) -> Option<std::path::PathBuf> {
-    ctx.log_path.parent()?.parent().map(std::path::Path::to_path_buf)
+    ctx.log_path
+        .parent()?
+        .parent()
+        .map(std::path::Path::to_path_buf)
 }
 
 fn recover<'a>(
@@ -625,9 +661,21 @@ fn recover<'a>(
         // The children as they are before the parent goes (their records are exact).
         let mut seen: Vec<(String, String, Vec<Value>)> = Vec::new();
         if composite {
-            let kids = list_children(kube, &r.kind, child_type.as_deref(), &r.namespace, &r.name, uid.as_deref()).await?;
+            let kids = list_children(
+                kube,
+                &r.kind,
+                child_type.as_deref(),
+                &r.namespace,
+                &r.name,
+                uid.as_deref(),
+            )
+            .await?;
             for (k, c) in kids {
-                seen.push((k, c.metadata.name.clone().unwrap_or_default(), container_records(&c)));
+                seen.push((
+                    k,
+                    c.metadata.name.clone().unwrap_or_default(),
+                    container_records(&c),
+                ));
             }
         }
         let mut last_records: Vec<Value> = Vec::new();
@@ -668,13 +716,23 @@ fn recover<'a>(
         // too and waits until none is left, each through its own finalizer (recovery).
         let deadline = tokio::time::Instant::now() + limit;
         loop {
-            let kids = list_children(kube, &r.kind, child_type.as_deref(), &r.namespace, &r.name, uid.as_deref()).await?;
+            let kids = list_children(
+                kube,
+                &r.kind,
+                child_type.as_deref(),
+                &r.namespace,
+                &r.name,
+                uid.as_deref(),
+            )
+            .await?;
             if kids.is_empty() {
                 break;
             }
             for (k, c) in kids {
                 let cname = c.metadata.name.clone().unwrap_or_default();
-                let Some(car) = chaos_mesh_resource(&k) else { continue };
+                let Some(car) = chaos_mesh_resource(&k) else {
+                    continue;
+                };
                 let mut recs = container_records(&c);
                 let left = deadline
                     .saturating_duration_since(tokio::time::Instant::now())
@@ -686,7 +744,14 @@ fn recover<'a>(
                     }
                 };
                 let res = delete_chaos_with_remedy(
-                    kube, &car, Some(&r.namespace), &cname, left, ctx.force, &mut observe, &remedy,
+                    kube,
+                    &car,
+                    Some(&r.namespace),
+                    &cname,
+                    left,
+                    ctx.force,
+                    &mut observe,
+                    &remedy,
                 )
                 .await;
                 match seen.iter_mut().find(|(_, n, _)| *n == cname) {
@@ -754,7 +819,11 @@ fn merge_records(mut seen: Vec<Value>, from_events: Vec<Value>) -> Vec<Value> {
                     .into_iter()
                     .flatten()
                     .filter(|e| e.get("type").and_then(Value::as_str) == Some("Succeeded"))
-                    .filter_map(|e| e.get("operation").and_then(Value::as_str).map(str::to_string))
+                    .filter_map(|e| {
+                        e.get("operation")
+                            .and_then(Value::as_str)
+                            .map(str::to_string)
+                    })
                     .collect();
                 let extra: Vec<Value> = ev_rec
                     .get("events")

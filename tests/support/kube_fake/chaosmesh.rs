@@ -133,7 +133,13 @@ struct ChaosEvent {
 
 impl ChaosEvent {
     fn new(type_: &'static str, reason: &'static str, name: &'static str, message: String) -> Self {
-        ChaosEvent { type_, reason, message, name, fields: Vec::new() }
+        ChaosEvent {
+            type_,
+            reason,
+            message,
+            name,
+            fields: Vec::new(),
+        }
     }
 
     fn field(mut self, k: &'static str, v: impl Into<String>) -> Self {
@@ -143,9 +149,14 @@ impl ChaosEvent {
 
     /// recorder/error.go `Failed`.
     fn failed(activity: &str, err: &str) -> Self {
-        ChaosEvent::new("Warning", "Failed", "failed", format!("Failed to {activity}: {err}"))
-            .field("activity", activity)
-            .field("err", err)
+        ChaosEvent::new(
+            "Warning",
+            "Failed",
+            "failed",
+            format!("Failed to {activity}: {err}"),
+        )
+        .field("activity", activity)
+        .field("err", err)
     }
 }
 
@@ -155,7 +166,15 @@ fn emit(st: &mut State, about: &Value, component: &str, ev: ChaosEvent) {
         ann.insert(format!("chaos-mesh.org/{k}"), json!(v));
     }
     ann.insert("chaos-mesh.org/type".into(), json!(ev.name));
-    record_event_annotated(&mut st.store, about, ev.reason, &ev.message, ev.type_, component, Value::Object(ann));
+    record_event_annotated(
+        &mut st.store,
+        about,
+        ev.reason,
+        &ev.message,
+        ev.type_,
+        component,
+        Value::Object(ann),
+    );
 }
 
 pub fn on_chaos_change(shared: &Arc<Shared>, def: &ResourceDef, change: &Change) {
@@ -167,7 +186,13 @@ pub fn on_chaos_change(shared: &Arc<Shared>, def: &ResourceDef, change: &Change)
             return;
         }
     };
-    enqueue(shared, def, meta_str(obj, "namespace"), meta_str(obj, "name"), shared.delays.chaos_reconcile);
+    enqueue(
+        shared,
+        def,
+        meta_str(obj, "namespace"),
+        meta_str(obj, "name"),
+        shared.delays.chaos_reconcile,
+    );
     schedule_owner_changed(shared, obj);
 }
 
@@ -192,7 +217,12 @@ fn schedule_owner_changed(shared: &Arc<Shared>, child: &Value) {
 /// controller-runtime's work queue: one reconcile per object at a time; changes that arrive
 /// meanwhile make one more pass.
 fn enqueue(shared: &Arc<Shared>, def: &ResourceDef, ns: &str, name: &str, after: Duration) {
-    let (shared, def, ns, name) = (shared.clone(), def.clone(), ns.to_string(), name.to_string());
+    let (shared, def, ns, name) = (
+        shared.clone(),
+        def.clone(),
+        ns.to_string(),
+        name.to_string(),
+    );
     let rt = shared.rt.clone();
     rt.spawn(async move {
         tokio::time::sleep(after).await;
@@ -228,13 +258,23 @@ fn peek(shared: &Arc<Shared>, def: &ResourceDef, ns: &str, name: &str) -> Option
 
 /// desiredphase/controller.go `CalcDesiredPhase`: the phase, the event of a change, and when
 /// to look again (the duration's end).
-fn desired_phase(def: &ResourceDef, obj: &Value, now: DateTime<Utc>) -> (&'static str, Option<ChaosEvent>, Option<Duration>) {
-    let current = obj["status"]["experiment"]["desiredPhase"].as_str().unwrap_or("");
+fn desired_phase(
+    def: &ResourceDef,
+    obj: &Value,
+    now: DateTime<Utc>,
+) -> (&'static str, Option<ChaosEvent>, Option<Duration>) {
+    let current = obj["status"]["experiment"]["desiredPhase"]
+        .as_str()
+        .unwrap_or("");
     let ev = |phase: &str, reason: &'static str, name: &'static str, msg: &str| {
         (current != phase).then(|| ChaosEvent::new("Normal", reason, name, msg.to_string()))
     };
     if is_deleting(obj) {
-        return ("Stop", ev("Stop", "Deleted", "deleted", "Experiment has been deleted"), None);
+        return (
+            "Stop",
+            ev("Stop", "Deleted", "deleted", "Experiment has been deleted"),
+            None,
+        );
     }
     if is_one_shot(def, obj) {
         return ("Run", None, None);
@@ -245,14 +285,31 @@ fn desired_phase(def: &ResourceDef, obj: &Value, now: DateTime<Utc>) -> (&'stati
     if let (Some(d), Some(c)) = (duration, created) {
         let end = c + chrono::Duration::from_std(d).unwrap_or_default();
         if now >= end {
-            return ("Stop", ev("Stop", "TimeUp", "time-up", "Time up according to the duration"), None);
+            return (
+                "Stop",
+                ev(
+                    "Stop",
+                    "TimeUp",
+                    "time-up",
+                    "Time up according to the duration",
+                ),
+                None,
+            );
         }
         until_stop = (end - now).to_std().ok();
     }
     if is_paused(obj) {
-        return ("Stop", ev("Stop", "Paused", "paused", "Experiment has been paused"), until_stop);
+        return (
+            "Stop",
+            ev("Stop", "Paused", "paused", "Experiment has been paused"),
+            until_stop,
+        );
     }
-    ("Run", ev("Run", "Started", "started", "Experiment has started"), until_stop)
+    (
+        "Run",
+        ev("Run", "Started", "started", "Experiment has started"),
+        until_stop,
+    )
 }
 
 /// condition/controller.go `diffConditions`.
@@ -270,13 +327,27 @@ fn conditions(records: Option<&[Value]>, paused: bool) -> Value {
 /// The operation records/controller.go `Reconcile` picks for a record.
 fn operation(desired: &str, phase: &str) -> Option<&'static str> {
     match (desired, phase) {
-        ("Run", p) if p != "Injected" => Some(if p.starts_with("Not Injected") { "Apply" } else { "Recover" }),
-        ("Stop", p) if p != "Not Injected" => Some(if p.starts_with("Not Injected") { "Apply" } else { "Recover" }),
+        ("Run", p) if p != "Injected" => Some(if p.starts_with("Not Injected") {
+            "Apply"
+        } else {
+            "Recover"
+        }),
+        ("Stop", p) if p != "Not Injected" => Some(if p.starts_with("Not Injected") {
+            "Apply"
+        } else {
+            "Recover"
+        }),
         _ => None,
     }
 }
 
-fn push_record_event(record: &mut Value, type_: &str, operation: &str, message: Option<&str>, at: DateTime<Utc>) {
+fn push_record_event(
+    record: &mut Value,
+    type_: &str,
+    operation: &str,
+    message: Option<&str>,
+    at: DateTime<Utc>,
+) {
     let mut events = record["events"].as_array().cloned().unwrap_or_default();
     if events.len() >= MAX_RECORD_EVENTS {
         events.remove(0);
@@ -290,7 +361,12 @@ fn push_record_event(record: &mut Value, type_: &str, operation: &str, message: 
 }
 
 /// One pass of controllers/common/step.go `AllSteps`; returns when to requeue.
-async fn pipeline(shared: &Arc<Shared>, def: &ResourceDef, ns: &str, name: &str) -> Option<Duration> {
+async fn pipeline(
+    shared: &Arc<Shared>,
+    def: &ResourceDef,
+    ns: &str,
+    name: &str,
+) -> Option<Duration> {
     let obj = peek(shared, def, ns, name)?;
     let uid = meta_str(&obj, "uid").to_string();
     // 1. finalizers.InitReconciler
@@ -300,7 +376,17 @@ async fn pipeline(shared: &Arc<Shared>, def: &ResourceDef, ns: &str, name: &str)
                 add_finalizer(o, FINALIZER);
                 Ok(())
             }) {
-                emit(st, &o, "finalizers", ChaosEvent::new("Normal", "FinalizerInited", "finalizer-inited", "Finalizer has been inited".into()));
+                emit(
+                    st,
+                    &o,
+                    "finalizers",
+                    ChaosEvent::new(
+                        "Normal",
+                        "FinalizerInited",
+                        "finalizer-inited",
+                        "Finalizer has been inited".into(),
+                    ),
+                );
             }
         });
     }
@@ -323,16 +409,26 @@ async fn pipeline(shared: &Arc<Shared>, def: &ResourceDef, ns: &str, name: &str)
     write_conditions(shared, def, ns, name);
     // 4. records.Reconciler
     let obj = peek(shared, def, ns, name)?;
-    let desired = obj["status"]["experiment"]["desiredPhase"].as_str().unwrap_or("").to_string();
+    let desired = obj["status"]["experiment"]["desiredPhase"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
     let records = records_of(&obj);
     let work = match &records {
         None => true,
-        Some(r) => r.iter().any(|r| operation(&desired, r["phase"].as_str().unwrap_or("")).is_some()),
+        Some(r) => r
+            .iter()
+            .any(|r| operation(&desired, r["phase"].as_str().unwrap_or("")).is_some()),
     };
     let mut retry = None;
     if work {
         let recovering = desired == "Stop";
-        tokio::time::sleep(if recovering { shared.delays.chaos_recover } else { shared.delays.chaos_inject }).await;
+        tokio::time::sleep(if recovering {
+            shared.delays.chaos_recover
+        } else {
+            shared.delays.chaos_inject
+        })
+        .await;
         match records_pass(shared, def, ns, name, &uid) {
             Pass::Done => {}
             Pass::Retry => retry = Some(Duration::from_secs(1)),
@@ -345,7 +441,10 @@ async fn pipeline(shared: &Arc<Shared>, def: &ResourceDef, ns: &str, name: &str)
     // 5. finalizers.CleanReconciler
     let obj = peek(shared, def, ns, name)?;
     if is_deleting(&obj) && meta_str(&obj, "uid") == uid {
-        let resumed = records_of(&obj).unwrap_or_default().iter().all(|r| r["phase"] == "Not Injected");
+        let resumed = records_of(&obj)
+            .unwrap_or_default()
+            .iter()
+            .all(|r| r["phase"] == "Not Injected");
         let forced = annotation(&obj, CLEAN_FINALIZER_ANNOTATION) == Some("forced");
         if forced || (resumed && has_finalizer(&obj)) {
             shared.mutate(|st| {
@@ -354,7 +453,17 @@ async fn pipeline(shared: &Arc<Shared>, def: &ResourceDef, ns: &str, name: &str)
                     o["metadata"]["finalizers"] = json!([]);
                     Ok(())
                 });
-                emit(st, &about, "finalizers", ChaosEvent::new("Normal", "FinalizerInited", "finalizer-removed", "Finalizer has been removed".into()));
+                emit(
+                    st,
+                    &about,
+                    "finalizers",
+                    ChaosEvent::new(
+                        "Normal",
+                        "FinalizerInited",
+                        "finalizer-removed",
+                        "Finalizer has been removed".into(),
+                    ),
+                );
             });
         }
     }
@@ -362,7 +471,9 @@ async fn pipeline(shared: &Arc<Shared>, def: &ResourceDef, ns: &str, name: &str)
 }
 
 fn has_finalizer(obj: &Value) -> bool {
-    obj["metadata"]["finalizers"].as_array().is_some_and(|f| f.iter().any(|x| x == FINALIZER))
+    obj["metadata"]["finalizers"]
+        .as_array()
+        .is_some_and(|f| f.iter().any(|x| x == FINALIZER))
 }
 
 fn write_conditions(shared: &Arc<Shared>, def: &ResourceDef, ns: &str, name: &str) {
@@ -482,7 +593,11 @@ fn records_pass(shared: &Arc<Shared>, def: &ResourceDef, ns: &str, name: &str, u
         }
         if retry { Pass::Retry } else { Pass::Done }
     });
-    shared.chaos_timeline.lock().unwrap_or_else(|e| e.into_inner()).extend(timeline);
+    shared
+        .chaos_timeline
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .extend(timeline);
     if let Some(pods_def) = pods_def {
         for (pns, pod) in kills {
             // podkill/impl.go `Apply`: delete the pod (grace period 0); its workload replaces it.
@@ -498,7 +613,11 @@ fn records_pass(shared: &Arc<Shared>, def: &ResourceDef, ns: &str, name: &str, u
 /// (`Err(ErrNoPodSelected)` when none), then `spec.mode` picks among them; as
 /// (namespace, name, containers).
 #[allow(clippy::type_complexity)]
-fn select(shared: &Shared, st: &State, obj: &Value) -> Result<Vec<(String, String, Vec<String>)>, &'static str> {
+fn select(
+    shared: &Shared,
+    st: &State,
+    obj: &Value,
+) -> Result<Vec<(String, String, Vec<String>)>, &'static str> {
     let pods_def = shared.def("", "pods").expect("pods").clone();
     let sel = &obj["spec"]["selector"];
     let own_ns = meta_str(obj, "namespace");
@@ -641,7 +760,11 @@ fn owned_by(obj: &Value, uid: &str) -> bool {
 }
 
 /// Chaos objects in `ns` (every chaos kind) that satisfy `f`.
-fn children(shared: &Arc<Shared>, ns: &str, f: impl Fn(&Value) -> bool) -> Vec<(ResourceDef, Value)> {
+fn children(
+    shared: &Arc<Shared>,
+    ns: &str,
+    f: impl Fn(&Value) -> bool,
+) -> Vec<(ResourceDef, Value)> {
     let st = shared.lock();
     shared
         .defs
@@ -682,7 +805,15 @@ fn start_schedule(shared: &Arc<Shared>, def: &ResourceDef, obj: &Value) {
         .and_then(parse_go_duration);
     let Some(every) = every.filter(|d| !d.is_zero()) else {
         shared.mutate(|st| {
-            emit(st, obj, "schedule-cron", ChaosEvent::failed("get run time", "the fake Chaos Mesh supports only `@every <duration>` schedules"));
+            emit(
+                st,
+                obj,
+                "schedule-cron",
+                ChaosEvent::failed(
+                    "get run time",
+                    "the fake Chaos Mesh supports only `@every <duration>` schedules",
+                ),
+            );
         });
         return;
     };
@@ -757,10 +888,16 @@ fn tick(shared: &Arc<Shared>, def: &ResourceDef, ns: &str, name: &str, uid: &str
 /// schedule/active/controller.go (status.active, sorted by name) and schedule/gc/controller.go
 /// (the oldest finished children beyond `historyLimit` are deleted).
 fn schedule_active_and_gc(shared: &Arc<Shared>, ns: &str, name: &str) {
-    let Some(def) = shared.def(CHAOS_MESH_GROUP, "schedules").cloned() else { return };
-    let Some(sched) = peek(shared, &def, ns, name) else { return };
+    let Some(def) = shared.def(CHAOS_MESH_GROUP, "schedules").cloned() else {
+        return;
+    };
+    let Some(sched) = peek(shared, &def, ns, name) else {
+        return;
+    };
     let mut kids = children(shared, ns, |c| c["metadata"]["labels"][MANAGED_BY] == name);
-    kids.sort_by(|a, b| meta_str(&a.1, "creationTimestamp").cmp(meta_str(&b.1, "creationTimestamp")));
+    kids.sort_by(|a, b| {
+        meta_str(&a.1, "creationTimestamp").cmp(meta_str(&b.1, "creationTimestamp"))
+    });
     let limit = sched["spec"]["historyLimit"].as_u64().unwrap_or(0) as usize;
     let now = Utc::now();
     let exceeded = kids.len().saturating_sub(limit);
@@ -814,7 +951,9 @@ pub fn on_workflow_change(shared: &Arc<Shared>, def: &ResourceDef, change: &Chan
             let shared2 = shared.clone();
             shared.rt.spawn(async move {
                 tokio::time::sleep(shared2.delays.chaos_reconcile).await;
-                for (d, child) in children(&shared2, &ns, |c| c["metadata"]["labels"][WORKFLOW_LABEL] == name.as_str()) {
+                for (d, child) in children(&shared2, &ns, |c| {
+                    c["metadata"]["labels"][WORKFLOW_LABEL] == name.as_str()
+                }) {
                     shared2.mutate(|st| {
                         let _ = st.store.delete(&d, Some(&ns), meta_str(&child, "name"));
                     });
@@ -828,7 +967,10 @@ pub fn on_workflow_change(shared: &Arc<Shared>, def: &ResourceDef, change: &Chan
 fn start_workflow(shared: &Arc<Shared>, def: &ResourceDef, wf: &Value) {
     let ns = meta_str(wf, "namespace").to_string();
     let name = meta_str(wf, "name").to_string();
-    let templates: Vec<Value> = wf["spec"]["templates"].as_array().cloned().unwrap_or_default();
+    let templates: Vec<Value> = wf["spec"]["templates"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let find = |t: &str| templates.iter().find(|x| x["name"] == t).cloned();
     let entry = wf["spec"]["entry"].as_str().unwrap_or("").to_string();
     let mut todo = vec![entry.clone()];

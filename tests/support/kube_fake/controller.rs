@@ -43,7 +43,15 @@ pub fn record_event(
     type_: &str,
     component: &str,
 ) {
-    record_event_annotated(store, involved, reason, message, type_, component, json!({}));
+    record_event_annotated(
+        store,
+        involved,
+        reason,
+        message,
+        type_,
+        component,
+        json!({}),
+    );
 }
 
 /// [`record_event`] with annotations (Chaos Mesh's recorder puts the event's fields there:

@@ -139,6 +139,9 @@ pub(crate) struct State {
     pub workloads: HashMap<(String, String), pods::Workload>,
 }
 
+/// (plural, namespace, name) of a chaos object.
+pub(crate) type ChaosKey = (String, String, String);
+
 pub(crate) struct Shared {
     pub state: Mutex<State>,
     pub defs: Vec<ResourceDef>,
@@ -148,7 +151,7 @@ pub(crate) struct Shared {
     /// selected" rather than "no pod is selected".
     pub legacy_selection_message: bool,
     /// The chaos work queue: (plural, namespace, name) → (reconciling, changed meanwhile).
-    pub chaos_queue: Mutex<HashMap<(String, String, String), (bool, bool)>>,
+    pub chaos_queue: Mutex<HashMap<ChaosKey, (bool, bool)>>,
     pub token: String,
     pub requests: Mutex<Vec<RecordedRequest>>,
     pub chaos_timeline: Mutex<Vec<ChaosTimestamp>>,
