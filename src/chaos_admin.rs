@@ -192,6 +192,16 @@ async fn ls(args: &KubeArgs, all_namespaces: bool) -> u8 {
     }
 }
 
+/// The command that releases a Chaos Mesh object stuck on its finalizer: for a run's faults
+/// `chaos clean --run <dir> --force`, else `chaos clean --all --force -n <ns>`.
+pub fn force_remedy(run_dir: Option<&Path>, namespace: Option<&str>) -> String {
+    match (run_dir, namespace) {
+        (Some(d), _) => format!("ttplan chaos clean --run {} --force", d.display()),
+        (None, Some(ns)) => format!("ttplan chaos clean --all --force -n {ns}"),
+        (None, None) => "ttplan chaos clean --all --force".into(),
+    }
+}
+
 /// Deletes one object and waits; with `force`, a Chaos Mesh object stuck on its finalizer gets
 /// the forced-cleanup annotation and a second wait.
 ///
@@ -206,14 +216,41 @@ pub async fn delete_chaos(
     force: bool,
     observe: &mut (dyn FnMut(&DynamicObject) + Send),
 ) -> Result<(), KubeError> {
+    let remedy = force_remedy(None, namespace);
+    delete_chaos_with_remedy(kube, ar, namespace, name, limit, force, observe, &remedy).await
+}
+
+/// [`delete_chaos`] naming `remedy` (a command that works) when the finalizer is stuck.
+///
+/// # Errors
+/// The object is still there, or the API failed.
+#[allow(clippy::too_many_arguments)]
+pub async fn delete_chaos_with_remedy(
+    kube: &Kube,
+    ar: &ApiResource,
+    namespace: Option<&str>,
+    name: &str,
+    limit: Duration,
+    force: bool,
+    observe: &mut (dyn FnMut(&DynamicObject) + Send),
+    remedy: &str,
+) -> Result<(), KubeError> {
+    let chaos_mesh = ar.group == "chaos-mesh.org";
+    if force && chaos_mesh {
+        // Already being deleted (an earlier recovery timed out on it): force at once rather
+        // than wait the whole limit again.
+        let stuck = kube
+            .get_opt(ar, namespace, name)
+            .await?
+            .is_some_and(|o| o.metadata.deletion_timestamp.is_some());
+        if stuck {
+            annotate_forced(kube, ar, namespace, name).await?;
+        }
+    }
     match kube.delete_and_wait(ar, namespace, name, limit, &mut *observe).await {
         Ok(()) => Ok(()),
-        Err(KubeError::Other(msg)) if force && ar.group == "chaos-mesh.org" => {
-            let patch = serde_json::json!({"metadata": {"annotations": {FORCE_CLEAN_ANNOTATION: "forced"}}});
-            kube.dynamic(ar, namespace)
-                .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-                .map_err(kube.err(format!("annotating {} {} for forced cleanup", ar.kind, qualified(namespace, name))))?;
+        Err(KubeError::Other(msg)) if force && chaos_mesh => {
+            annotate_forced(kube, ar, namespace, name).await?;
             kube.delete_and_wait(ar, namespace, name, limit, observe)
                 .await
                 .map_err(|e| KubeError::Other(format!("{msg}; even after forced cleanup: {e}")))
@@ -234,10 +271,35 @@ pub async fn delete_chaos(
         Err(KubeError::Other(msg)) if ar.group == "chaosblade.io" => Err(KubeError::Other(format!(
             "{msg}; the ChaosBlade operator could not destroy the experiment (see its status) — `ttplan chaos clean --all --force` (or `--run RUN_DIR --force`) removes {CHAOSBLADE_FINALIZER}"
         ))),
-        Err(KubeError::Other(msg)) if ar.group == "chaos-mesh.org" => Err(KubeError::Other(format!(
-            "{msg}; Chaos Mesh may be unable to recover the pods — `ttplan chaos clean --force` sets {FORCE_CLEAN_ANNOTATION}=forced"
+        Err(KubeError::Other(msg)) if chaos_mesh => Err(KubeError::Other(format!(
+            "{msg}; Chaos Mesh may be unable to recover the pods — `{remedy}` sets {FORCE_CLEAN_ANNOTATION}=forced"
         ))),
         Err(e) => Err(e),
+    }
+}
+
+/// controllers/common/finalizers `CleanReconciler`: this annotation releases the finalizer
+/// without recovering.
+async fn annotate_forced(
+    kube: &Kube,
+    ar: &ApiResource,
+    namespace: Option<&str>,
+    name: &str,
+) -> Result<(), KubeError> {
+    let patch =
+        serde_json::json!({"metadata": {"annotations": {FORCE_CLEAN_ANNOTATION: "forced"}}});
+    match kube
+        .dynamic(ar, namespace)
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(::kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(kube.err(format!(
+            "annotating {} {} for forced cleanup",
+            ar.kind,
+            qualified(namespace, name)
+        ))(e)),
     }
 }
 

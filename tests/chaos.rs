@@ -157,7 +157,47 @@ fn every_campaign_plan_injects_its_fault_and_recovers_it() {
                         .is_none(),
                     "{name}: {kind} {obj_name} still in the cluster"
                 );
-                if kind != "Schedule" {
+                // Zero chaos objects left behind, of any kind.
+                for plural in [
+                    "stresschaos",
+                    "networkchaos",
+                    "podchaos",
+                    "iochaos",
+                    "httpchaos",
+                    "dnschaos",
+                    "schedules",
+                    "workflows",
+                ] {
+                    assert!(
+                        kube.list("chaos-mesh.org", plural).is_empty(),
+                        "{name}: {plural} left"
+                    );
+                }
+                if kind == "Schedule" {
+                    // Every child the schedule spawned, with the pod it killed and when.
+                    let applied: Vec<_> = kube
+                        .chaos_timeline()
+                        .into_iter()
+                        .filter(|t| t.kind == "PodChaos" && t.operation == "Apply")
+                        .collect();
+                    let kids = l["children"].as_array().unwrap();
+                    assert!(!applied.is_empty(), "{name}");
+                    assert_eq!(kids.len(), applied.len(), "{name}: {l:#}");
+                    for a in &applied {
+                        let kid = kids.iter().find(|k| k["name"] == a.name.as_str()).unwrap();
+                        assert_eq!(kid["pods"], serde_json::json!([a.target]), "{name}");
+                        assert_eq!(
+                            parse_time(&kid["injected_at"]).timestamp(),
+                            a.at.timestamp(),
+                            "{name}"
+                        );
+                    }
+                    assert_eq!(l["injected_at_source"], "controller", "{name}");
+                    assert!(
+                        !l["target"]["pods"].as_array().unwrap().is_empty(),
+                        "{name}"
+                    );
+                } else {
                     // The labels carry the controller's own times, to the second.
                     let timeline: Vec<_> = kube
                         .chaos_timeline()
@@ -368,13 +408,14 @@ fn kill_9_then_chaos_clean_recovers_from_the_ledger() {
     assert!(again.stdout.contains("nothing to recover"), "{again}");
 }
 
-#[test]
-fn a_selector_that_matches_nothing_fails_at_once() {
-    let kube = FakeKube::builder().train_ticket("default").start();
+fn empty_selector_fails_with_the_controllers_reason(kube: FakeKube, reason: &str) {
     let t = Test::new().plan(
         &stress_plan("")
             .replace("app: ts-preserve-service", "app: no-such-service")
-            .replace("inject_timeout: 10s", "inject_timeout: 5m"),
+            .replace(
+                "inject_timeout: 10s",
+                "inject_timeout: 5m\n    select_timeout: 5m",
+            ),
     );
     let kc = kube.write_kubeconfig(t.path());
     let out = t
@@ -383,10 +424,324 @@ fn a_selector_that_matches_nothing_fails_at_once() {
         .run_plan();
     let m = out.manifest();
     let err = m["steps"]["inject"]["error"].as_str().unwrap();
-    assert!(err.contains("no target"), "{err}");
-    // Well before the 5 minute inject_timeout.
-    assert!(m["steps"]["inject"]["duration_ms"].as_u64().unwrap() < 60_000);
+    // The controller's own words, then what ttplan looked for and found.
+    assert!(
+        err.contains(&format!("Failed to select targets: {reason}")),
+        "{err}"
+    );
+    assert!(
+        err.contains("no-such-service") && err.contains("namespace default"),
+        "{err}"
+    );
+    assert!(
+        err.contains("no pod in default has the labels app=no-such-service"),
+        "{err}"
+    );
+    // Failed on the Event, not on either timeout.
+    assert!(
+        !err.contains("select_timeout") && !err.contains("within"),
+        "{err}"
+    );
     assert!(!stress_exists(&kube), "the failed object is deleted too");
+}
+
+#[test]
+fn a_selector_that_matches_nothing_fails_with_the_controllers_reason() {
+    let kube = FakeKube::builder().train_ticket("default").start();
+    empty_selector_fails_with_the_controllers_reason(kube, "no pod is selected");
+}
+
+#[test]
+fn an_older_controllers_wording_of_an_empty_selection_is_recognised_too() {
+    let kube = FakeKube::builder()
+        .train_ticket("default")
+        .legacy_selection_message(true)
+        .start();
+    empty_selector_fails_with_the_controllers_reason(kube, "no target has been selected");
+}
+
+/// Every new object shows `Selected=False, AllInjected=False` until the records controller
+/// has selected and applied (here for 2 s): that is a wait, not "no target".
+#[test]
+fn the_all_false_transient_is_waited_out() {
+    let kube = FakeKube::builder()
+        .train_ticket("default")
+        .delays(kube_fake::Delays {
+            chaos_inject: Duration::from_secs(2),
+            ..Default::default()
+        })
+        .start();
+    let t = Test::new().plan(&stress_plan(""));
+    let kc = kube.write_kubeconfig(t.path());
+    let out = t
+        .args(["--kubeconfig", &kc.display().to_string()])
+        .run_plan();
+    let m = out.manifest();
+    assert_eq!(m["steps"]["inject"]["status"], "succeeded", "{out}");
+    // ttplan read the object while it was in the transient state (several GETs).
+    let gets = kube
+        .requests()
+        .iter()
+        .filter(|r| {
+            r.method == "GET"
+                && r.path == "/apis/chaos-mesh.org/v1alpha1/namespaces/default/stresschaos/cpu"
+        })
+        .count();
+    assert!(gets >= 3, "{gets} reads");
+    let l = &labels(&out, "t")[0];
+    let pod = kube.pod_names("default", "ts-preserve-service").remove(0);
+    assert_eq!(
+        l["target"]["pods"],
+        serde_json::json!([format!("default/{pod}")])
+    );
+    assert_eq!(l["injected_at_source"], "controller");
+}
+
+/// A controller that never selects (not running, or stuck): after `select_timeout` the step
+/// fails naming the selector, the namespace and the pods that do carry the labels.
+#[test]
+fn selection_that_never_happens_times_out_naming_the_pods_that_exist() {
+    let kube = FakeKube::builder()
+        .train_ticket("default")
+        .delays(kube_fake::Delays {
+            chaos_inject: Duration::from_secs(3600),
+            ..Default::default()
+        })
+        .start();
+    let t = Test::new().plan(&stress_plan("").replace(
+        "inject_timeout: 10s",
+        "inject_timeout: 5m\n    select_timeout: 1s",
+    ));
+    let kc = kube.write_kubeconfig(t.path());
+    let out = t
+        .args(["--kubeconfig", &kc.display().to_string()])
+        .status(1)
+        .run_plan();
+    let err = out.manifest()["steps"]["inject"]["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let pod = kube.pod_names("default", "ts-preserve-service").remove(0);
+    assert!(
+        err.contains("selected no target within 1s (select_timeout)"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "pods with labels app=ts-preserve-service: default/{pod} (Running)"
+        )),
+        "{err}"
+    );
+}
+
+fn schedule_plan(extra: &str) -> String {
+    format!(
+        r#"
+name: t
+steps:
+  inject:
+    kind: chaos-mesh
+    inject_timeout: 20s
+    recover_timeout: 10s
+    manifest:
+      apiVersion: chaos-mesh.org/v1alpha1
+      kind: Schedule
+      metadata: {{ name: kills, namespace: default }}
+      spec:
+        schedule: "@every 1s"
+        type: PodChaos
+        historyLimit: 1
+        concurrencyPolicy: Forbid
+        podChaos:
+          action: pod-kill
+          mode: one
+          selector: {{ namespaces: [default], labelSelectors: {{ app: ts-order-service }} }}
+  hold: {{ kind: sleep, after: [inject], duration: 4s }}
+{extra}"#
+    )
+}
+
+/// A Schedule kills one pod per tick through a child PodChaos; the history limit collects old
+/// children long before the run ends. The labels still name every child, the pod it killed
+/// and the controller's time, and the schedule's start and end.
+#[test]
+fn a_schedule_is_labelled_with_every_pod_it_killed() {
+    let kube = FakeKube::builder().train_ticket("default").start();
+    let t = Test::new().plan(&schedule_plan(
+        "  recover: { kind: recover, after: [hold], faults: [inject] }\n",
+    ));
+    let kc = kube.write_kubeconfig(t.path());
+    let out = t
+        .args(["--kubeconfig", &kc.display().to_string()])
+        .run_plan();
+    let l = &labels(&out, "t")[0];
+    assert_eq!(l["status"], "recovered", "{l:#}");
+    let kids = l["children"].as_array().unwrap();
+    // The controller's own account: every Apply of every child.
+    let applied: Vec<_> = kube
+        .chaos_timeline()
+        .into_iter()
+        .filter(|t| t.kind == "PodChaos" && t.operation == "Apply")
+        .collect();
+    assert!(applied.len() >= 3, "{applied:?}");
+    assert_eq!(kids.len(), applied.len(), "{l:#}");
+    for a in &applied {
+        let kid = kids
+            .iter()
+            .find(|k| k["name"] == a.name.as_str())
+            .unwrap_or_else(|| panic!("child {} missing: {l:#}", a.name));
+        assert_eq!(kid["kind"], "PodChaos");
+        assert_eq!(kid["pods"], serde_json::json!([a.target]), "{kid}");
+        assert_eq!(
+            parse_time(&kid["injected_at"]).timestamp(),
+            a.at.timestamp()
+        );
+        assert!(kid["recovered_at"].is_string(), "{kid}");
+        assert!(a.name.starts_with("kills-") && a.name.len() == "kills-".len() + 5);
+    }
+    // Most children were collected by the history limit before recovery: known from Events.
+    assert!(kids.iter().any(|k| k["source"] == "events"), "{l:#}");
+    let mut pods: Vec<&str> = applied.iter().map(|a| a.target.as_str()).collect();
+    pods.sort_unstable();
+    pods.dedup();
+    assert_eq!(l["target"]["pods"], serde_json::json!(pods));
+    let first = applied.iter().map(|a| a.at).min().unwrap();
+    assert_eq!(parse_time(&l["injected_at"]).timestamp(), first.timestamp());
+    assert_eq!(l["injected_at_source"], "controller");
+    assert!(parse_time(&l["parent"]["created_at"]) <= first, "{l:#}");
+    assert!(parse_time(&l["parent"]["deleted_at"]) >= first, "{l:#}");
+    // Nothing of the schedule is left.
+    assert!(kube.list("chaos-mesh.org", "schedules").is_empty());
+    assert!(kube.list("chaos-mesh.org", "podchaos").is_empty());
+}
+
+/// After kill -9 during a Schedule, `chaos clean --run` returns only once the schedule's
+/// children (each recovered through its finalizer) are gone too.
+#[test]
+fn kill_9_then_chaos_clean_waits_for_a_schedules_children() {
+    let kube = FakeKube::builder().train_ticket("default").start();
+    let t = Test::new().plan(&schedule_plan("").replace("duration: 4s", "duration: 60s"));
+    let kc = kube.write_kubeconfig(t.path());
+    let mut run = t
+        .args(["--kubeconfig", &kc.display().to_string()])
+        .spawn_run();
+    run.wait_for_manifest("hold running", LIMIT, |m| {
+        m["steps"]["hold"]["status"] == "running"
+    });
+    run.signal(Signal::SIGKILL);
+    let dir = run.path().to_path_buf();
+    // Keeps the run's folder alive.
+    let _killed = run.wait(LIMIT);
+    assert!(!kube.list("chaos-mesh.org", "podchaos").is_empty());
+    let clean = Test::new()
+        .args([
+            "chaos",
+            "clean",
+            "--run",
+            &dir.join("out/runs/t").display().to_string(),
+        ])
+        .run();
+    assert!(clean.stdout.contains("recovered fault `inject`"), "{clean}");
+    // Checked right as the command returns: nothing of the schedule is left.
+    assert!(kube.list("chaos-mesh.org", "podchaos").is_empty());
+    assert!(kube.list("chaos-mesh.org", "schedules").is_empty());
+    let labels: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("out/runs/t/fault_labels.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        !labels[0]["children"].as_array().unwrap().is_empty(),
+        "{labels:#}"
+    );
+}
+
+/// A Workflow injects through the chaos objects its nodes create: the labels list each with
+/// the pods it hit and the controller's times.
+#[test]
+fn a_workflow_is_labelled_with_each_nodes_chaos() {
+    let kube = FakeKube::builder().train_ticket("default").start();
+    let t = Test::new().plan(
+        r#"
+name: w
+steps:
+  inject:
+    kind: chaos-mesh
+    inject_timeout: 20s
+    recover_timeout: 10s
+    manifest:
+      apiVersion: chaos-mesh.org/v1alpha1
+      kind: Workflow
+      metadata: { name: both, namespace: default }
+      spec:
+        entry: entry
+        templates:
+          - { name: entry, templateType: Parallel, children: [kill-order, delay-travel] }
+          - name: kill-order
+            templateType: PodChaos
+            podChaos: { action: pod-kill, mode: one, selector: { labelSelectors: { app: ts-order-service } } }
+          - name: delay-travel
+            templateType: NetworkChaos
+            networkChaos: { action: delay, mode: all, selector: { labelSelectors: { app: ts-travel-service } }, delay: { latency: 100ms } }
+  hold: { kind: sleep, after: [inject], duration: 1s }
+"#,
+    );
+    let kc = kube.write_kubeconfig(t.path());
+    let out = t
+        .args(["--kubeconfig", &kc.display().to_string()])
+        .run_plan();
+    let l = &labels(&out, "t")[0];
+    assert_eq!(l["status"], "recovered", "{l:#}");
+    let kids = l["children"].as_array().unwrap();
+    assert_eq!(kids.len(), 2, "{l:#}");
+    for a in kube
+        .chaos_timeline()
+        .into_iter()
+        .filter(|t| t.operation == "Apply")
+    {
+        let kid = kids
+            .iter()
+            .find(|k| k["name"] == a.name.as_str())
+            .unwrap_or_else(|| panic!("{} missing: {l:#}", a.name));
+        assert_eq!(kid["kind"], a.kind.as_str());
+        assert_eq!(kid["pods"], serde_json::json!([a.target]));
+        assert_eq!(
+            parse_time(&kid["injected_at"]).timestamp(),
+            a.at.timestamp()
+        );
+        assert!(kid["recovered_at"].is_string(), "{kid}");
+    }
+    assert_eq!(l["target"]["pods"].as_array().unwrap().len(), 2, "{l:#}");
+    assert!(kube.list("chaos-mesh.org", "workflows").is_empty());
+    assert!(kube.list("chaos-mesh.org", "podchaos").is_empty());
+    assert!(kube.list("chaos-mesh.org", "networkchaos").is_empty());
+}
+
+/// A stuck finalizer on a schedule's child: the printed remedy is a command that works, and
+/// it removes the children too (and returns only once they are gone).
+#[test]
+fn a_schedules_stuck_children_are_force_cleaned_by_the_printed_remedy() {
+    let kube = FakeKube::builder()
+        .train_ticket("default")
+        .recovery_hangs(true)
+        .start();
+    let t =
+        Test::new().plan(&schedule_plan("").replace("recover_timeout: 10s", "recover_timeout: 1s"));
+    let kc = kube.write_kubeconfig(t.path());
+    let kc_arg = kc.display().to_string();
+    let out = t.args(["--kubeconfig", &kc_arg]).status(1).run_plan();
+    let m = out.manifest();
+    assert_eq!(m["faults"][0]["status"], "recovery_failed", "{m:#}");
+    assert!(!kube.list("chaos-mesh.org", "podchaos").is_empty());
+    let err = m["faults"][0]["error"].as_str().unwrap();
+    let run_dir = out.path().join("out/runs/t");
+    let remedy = format!("ttplan chaos clean --run {} --force", run_dir.display());
+    assert!(err.contains(&format!("`{remedy}`")), "{err}");
+    // Run exactly what was printed.
+    let args: Vec<&str> = remedy.split(' ').skip(1).collect();
+    let clean = Test::new().args(args).run();
+    assert!(clean.stdout.contains("recovered fault `inject`"), "{clean}");
+    assert!(kube.list("chaos-mesh.org", "podchaos").is_empty());
+    assert!(kube.list("chaos-mesh.org", "schedules").is_empty());
 }
 
 #[test]

@@ -19,7 +19,7 @@ pub fn dispatch(shared: &Arc<Shared>, def: &ResourceDef, change: &Change) {
             }
         }
         (CHAOS_MESH_GROUP, "schedules") => chaosmesh::on_schedule_change(shared, def, change),
-        (CHAOS_MESH_GROUP, "workflows") => {}
+        (CHAOS_MESH_GROUP, "workflows") => chaosmesh::on_workflow_change(shared, def, change),
         (CHAOS_MESH_GROUP, _) => chaosmesh::on_chaos_change(shared, def, change),
         (CHAOSBLADE_GROUP, "chaosblades") => chaosblade::on_change(shared, def, change),
         _ => {}
@@ -43,6 +43,28 @@ pub fn record_event(
     type_: &str,
     component: &str,
 ) {
+    record_event_annotated(
+        store,
+        involved,
+        reason,
+        message,
+        type_,
+        component,
+        json!({}),
+    );
+}
+
+/// [`record_event`] with annotations (Chaos Mesh's recorder puts the event's fields there:
+/// controllers/utils/recorder/annotations.go `generateAnnotations`).
+pub fn record_event_annotated(
+    store: &mut Store,
+    involved: &Value,
+    reason: &str,
+    message: &str,
+    type_: &str,
+    component: &str,
+    annotations: Value,
+) {
     let meta = &involved["metadata"];
     let ns = meta["namespace"].as_str().unwrap_or("default").to_string();
     let name = meta["name"].as_str().unwrap_or("");
@@ -50,7 +72,7 @@ pub fn record_event(
     let event = json!({
         "apiVersion": "v1",
         "kind": "Event",
-        "metadata": {"name": format!("{name}.{}", random_hex(16)), "namespace": ns},
+        "metadata": {"name": format!("{name}.{}", random_hex(16)), "namespace": ns, "annotations": annotations},
         "involvedObject": {
             "apiVersion": involved["apiVersion"], "kind": involved["kind"],
             "name": name, "namespace": ns, "uid": meta["uid"],

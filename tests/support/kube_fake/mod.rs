@@ -19,8 +19,8 @@
 //! `/status` for resources that have that subresource); pods with realistic status, logs
 //! (kubelet rules: container choice, previous instance, tailLines, sinceTime/sinceSeconds,
 //! timestamps, limitBytes; chunked), core and events.k8s.io/v1 events, Services; controllers:
-//! ReplicaSet/StatefulSet recreation, Chaos Mesh (chaos kinds, Schedule `@every`, Workflow stored
-//! only), ChaosBlade; port-forward over WebSocket (`v4.channel.k8s.io`).
+//! ReplicaSet/StatefulSet recreation, Chaos Mesh (the upstream reconcile pipeline, see
+//! chaosmesh.rs; Schedule `@every`; Workflow chaos nodes), ChaosBlade; port-forward over WebSocket (`v4.channel.k8s.io`).
 //!
 //! Approximations, on purpose: server-side apply merges the applied configuration into the
 //! live object (no field ownership, so never a conflict, and fields dropped from a later
@@ -65,7 +65,10 @@ pub use services::ServiceSeed;
 /// of these (no other sleeps are used for synchronization).
 #[derive(Clone, Debug)]
 pub struct Delays {
-    /// Chaos object applied → status says injected (or nothing selected).
+    /// Controller-runtime's latency from a change to the next reconcile of the object.
+    pub chaos_reconcile: Duration,
+    /// The records step's Apply (selection and the chaos-daemon round trip): records absent
+    /// (conditions all False) until it ends.
     pub chaos_inject: Duration,
     /// Chaos object deleted (or paused) → records recovered, finalizer removed.
     pub chaos_recover: Duration,
@@ -82,6 +85,7 @@ pub struct Delays {
 impl Default for Delays {
     fn default() -> Self {
         Delays {
+            chaos_reconcile: Duration::from_millis(10),
             chaos_inject: Duration::from_millis(150),
             chaos_recover: Duration::from_millis(150),
             pod_recreate: Duration::from_millis(100),
@@ -138,11 +142,19 @@ pub(crate) struct State {
     pub workloads: HashMap<(String, String), pods::Workload>,
 }
 
+/// (plural, namespace, name) of a chaos object.
+pub(crate) type ChaosKey = (String, String, String);
+
 pub(crate) struct Shared {
     pub state: Mutex<State>,
     pub defs: Vec<ResourceDef>,
     pub delays: Delays,
     pub recovery_hangs: bool,
+    /// Chaos Mesh versions whose selector reports an empty selection as "no target has been
+    /// selected" rather than "no pod is selected".
+    pub legacy_selection_message: bool,
+    /// The chaos work queue: (plural, namespace, name) → (reconciling, changed meanwhile).
+    pub chaos_queue: Mutex<HashMap<ChaosKey, (bool, bool)>>,
     pub token: String,
     pub requests: Mutex<Vec<RecordedRequest>>,
     pub chaos_timeline: Mutex<Vec<ChaosTimestamp>>,
@@ -191,6 +203,7 @@ pub struct FakeKubeBuilder {
     chaosblade: bool,
     delays: Delays,
     recovery_hangs: bool,
+    legacy_selection_message: bool,
     seeds: Vec<PodSeed>,
     services: Vec<ServiceSeed>,
     namespaces: Vec<String>,
@@ -220,6 +233,14 @@ impl FakeKubeBuilder {
     /// annotation `chaos-mesh.chaos-mesh.org/cleanFinalizer: forced`.
     pub fn recovery_hangs(mut self, hangs: bool) -> Self {
         self.recovery_hangs = hangs;
+        self
+    }
+
+    /// The controller words an empty selection "Failed to select targets: no target has been
+    /// selected" (as some Chaos Mesh versions do) instead of "…: no pod is selected"
+    /// (pkg/selector/pod/selector.go `ErrNoPodSelected`).
+    pub fn legacy_selection_message(mut self, legacy: bool) -> Self {
+        self.legacy_selection_message = legacy;
         self
     }
 
@@ -324,6 +345,8 @@ impl FakeKubeBuilder {
                         defs: discovery::catalogue(self.chaos_mesh, self.chaosblade),
                         delays: self.delays,
                         recovery_hangs: self.recovery_hangs,
+                        legacy_selection_message: self.legacy_selection_message,
+                        chaos_queue: Mutex::new(HashMap::new()),
                         token: self.token,
                         requests: Mutex::new(Vec::new()),
                         watch_tx: tokio::sync::broadcast::channel(4096).0,
@@ -367,6 +390,7 @@ impl FakeKube {
             chaosblade: false,
             delays: Delays::default(),
             recovery_hangs: false,
+            legacy_selection_message: false,
             seeds: Vec::new(),
             services: Vec::new(),
             namespaces: vec!["default".into(), "kube-system".into()],
