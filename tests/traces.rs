@@ -152,7 +152,11 @@ fn raw_spans(spans: &[Value], from_fake: bool) -> BTreeMap<String, Value> {
     spans
         .iter()
         .map(|s| {
-            let s = if from_fake { dataset_span(s) } else { s.clone() };
+            let s = if from_fake {
+                dataset_span(s)
+            } else {
+                s.clone()
+            };
             let want = dataset_span_keys();
             let mut m: serde_json::Map<String, Value> = s
                 .as_object()
@@ -174,9 +178,23 @@ fn raw_spans(spans: &[Value], from_fake: bool) -> BTreeMap<String, Value> {
 
 fn dataset_span_keys() -> Vec<&'static str> {
     vec![
-        "trace_id", "segment_id", "span_id", "parent_span_id", "refs", "service_code",
-        "service_instance", "start_timestamp_ms", "end_timestamp_ms", "endpoint_name", "type",
-        "peer", "component", "is_error", "layer", "tags", "logs",
+        "trace_id",
+        "segment_id",
+        "span_id",
+        "parent_span_id",
+        "refs",
+        "service_code",
+        "service_instance",
+        "start_timestamp_ms",
+        "end_timestamp_ms",
+        "endpoint_name",
+        "type",
+        "peer",
+        "component",
+        "is_error",
+        "layer",
+        "tags",
+        "logs",
     ]
 }
 
@@ -271,7 +289,10 @@ fn v1_collects_every_trace_with_an_exact_span_tree() {
     assert!(asked.contains(&1000), "{asked:?}");
     assert!((1..=needed).all(|n| asked.contains(&n)), "{asked:?}");
     // Pages past the short one may already be in flight (up to 3), never more.
-    assert!(asked.iter().all(|n| *n <= needed + 3 || *n == 1000), "{asked:?}");
+    assert!(
+        asked.iter().all(|n| *n <= needed + 3 || *n == 1000),
+        "{asked:?}"
+    );
     for c in &conds {
         assert_eq!(c["paging"]["pageSize"], 10);
         assert_eq!(
@@ -304,8 +325,7 @@ fn v1_collects_every_trace_with_an_exact_span_tree() {
     );
     let path = out["path"].as_str().unwrap();
     assert!(
-        path.starts_with("trace_data/tt_exp/tt_exp_skywalking_traces_")
-            && path.ends_with(".json"),
+        path.starts_with("trace_data/tt_exp/tt_exp_skywalking_traces_") && path.ends_with(".json"),
         "{path}"
     );
     // `_%Y%m%d_%H%M%S`, as the published dataset names its files.
@@ -476,7 +496,10 @@ fn v2_json_format_in_the_oap_timezone() {
     // v2 derives the summary from the spans.
     let traces = run.traces();
     let t = &traces[&sw::trace_id(3)];
-    assert_eq!(t["summary"]["root_segment_id"], fake.spans(3)[0]["segmentId"]);
+    assert_eq!(
+        t["summary"]["root_segment_id"],
+        fake.spans(3)[0]["segmentId"]
+    );
 }
 
 #[test]
@@ -535,17 +558,25 @@ fn by_duration_with_the_default_page_lists_every_trace() {
     let fake = FakeSkyWalking::start(Options {
         traces: 1024,
         fan_out_every: 256,
+        // One span per segment: these cases are about listing, not span trees.
+        spans_per_segment: 1,
         fan_out_segments: 60,
         schema_dir: sw::fixtures_dir(),
         ..Options::default()
     });
     // The scenario is real: ordered by duration, the fan-out traces' segments fill whole
     // pages after the first.
-    assert!(has_full_page_without_new_traces(&listed_rows(&fake, true), 100));
+    assert!(has_full_page_without_new_traces(
+        &listed_rows(&fake, true),
+        100
+    ));
     let run = run_plan(
-        &format!("endpoint: {}
+        &format!(
+            "endpoint: {}
 {WINDOW}
-query_order: BY_DURATION", fake.url()),
+query_order: BY_DURATION",
+            fake.url()
+        ),
         &[],
     );
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -564,6 +595,8 @@ fn small_pages_list_every_trace_in_both_formats() {
         let fake = FakeSkyWalking::start(Options {
             traces: 1000,
             fan_out_every: 100,
+            // One span per segment: these cases are about listing, not span trees.
+            spans_per_segment: 1,
             fan_out_segments: 12,
             ..Options::default()
         });
@@ -595,6 +628,8 @@ fn a_window_past_the_result_window_is_listed_in_slices() {
     let fake = FakeSkyWalking::start(Options {
         traces: 5000,
         fan_out_every: 500,
+        // One span per segment: these cases are about listing, not span trees.
+        spans_per_segment: 1,
         fan_out_segments: 120,
         result_window: Some(10_000),
         ..Options::default()
@@ -602,9 +637,12 @@ fn a_window_past_the_result_window_is_listed_in_slices() {
     let rows = listed_rows(&fake, false).len();
     assert!((18_000..19_500).contains(&rows), "{rows} rows");
     let run = run_plan(
-        &format!("endpoint: {}
+        &format!(
+            "endpoint: {}
 {WINDOW}
-workers: 32", fake.url()),
+workers: 32",
+            fake.url()
+        ),
         &[],
     );
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -625,9 +663,7 @@ workers: 32", fake.url()),
         let p = &c["paging"];
         assert!(p["pageNum"].as_u64().unwrap() * p["pageSize"].as_u64().unwrap() <= 10_000);
     }
-    assert!(conds
-        .iter()
-        .any(|c| c["queryDuration"]["step"] == "SECOND"));
+    assert!(conds.iter().any(|c| c["queryDuration"]["step"] == "SECOND"));
 }
 
 #[test]
@@ -638,6 +674,8 @@ fn a_smaller_result_window_than_configured_is_learnt_from_the_oap_error() {
         let fake = FakeSkyWalking::start(Options {
             traces: 1200,
             fan_out_every: 300,
+            // One span per segment: these cases are about listing, not span trees.
+            spans_per_segment: 1,
             fan_out_segments: 30,
             result_window: Some(1000),
             schema_dir: sw::fixtures_dir(),
@@ -693,7 +731,10 @@ max_failed_fraction: 0.1",
         let want: BTreeSet<String> = lost.iter().map(|i| sw::trace_id(*i)).collect();
         // The error abbreviates …
         let err = run.step()["error"].as_str().unwrap();
-        assert!(err.contains("15 of 60 traces could not be fetched"), "{err}");
+        assert!(
+            err.contains("15 of 60 traces could not be fetched"),
+            "{err}"
+        );
         assert!(err.contains("and 5 more"), "{err}");
         // … the outputs do not.
         let out = run.outputs();
@@ -744,10 +785,13 @@ fn the_trace_file_is_the_published_document() {
         ..Options::default()
     });
     let run = run_plan(
-        &format!("endpoint: {}
+        &format!(
+            "endpoint: {}
 {WINDOW}
 size: 500
-min_trace_duration: 1", fake.url()),
+min_trace_duration: 1",
+            fake.url()
+        ),
         &[],
     );
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -773,7 +817,10 @@ min_trace_duration: 1", fake.url()),
     assert_eq!(meta["min_trace_duration_ms"], 1);
     assert_eq!(meta["collected_traces"], 12);
     assert_eq!(meta["experiment_name"], "tt_exp");
-    assert_eq!(meta["skywalking_graphql"], format!("{}/graphql", fake.url()));
+    assert_eq!(
+        meta["skywalking_graphql"],
+        format!("{}/graphql", fake.url())
+    );
     let services: Vec<&str> = meta["services_discovered"]
         .as_array()
         .unwrap()

@@ -43,9 +43,7 @@ impl CallError {
         match self {
             CallError::Status { status, .. } => *status >= 500 || *status == 408 || *status == 429,
             // The schema will not grow a field, nor the result window widen, between attempts.
-            CallError::GraphQl(_) => {
-                !self.is_undefined_field() && self.result_window().is_none()
-            }
+            CallError::GraphQl(_) => !self.is_undefined_field() && self.result_window().is_none(),
             CallError::Timeout(_) | CallError::Connect(_) | CallError::Body(_) => true,
             CallError::Cancelled => false,
         }

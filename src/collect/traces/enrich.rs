@@ -236,7 +236,11 @@ pub fn enrich(trace_id: &str, summary: Option<&Value>, mut spans: Vec<Span>) -> 
         .and_then(|m| m.get("isError"))
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    let (first, last) = if out.is_empty() { (0, 0) } else { (first, last) };
+    let (first, last) = if out.is_empty() {
+        (0, 0)
+    } else {
+        (first, last)
+    };
     let mut summary = Map::new();
     summary.insert("trace_id".into(), json!(trace_id));
     summary.insert("duration_ms".into(), json!((last - first).max(0)));
@@ -248,7 +252,9 @@ pub fn enrich(trace_id: &str, summary: Option<&Value>, mut spans: Vec<Span>) -> 
     summary.insert("end_timestamp_ms".into(), json!(last));
     summary.insert(
         "root_segment_id".into(),
-        json!(root.and_then(|r| out.iter().find(|s| s.node_id == r)).map(|s| s.segment_id)),
+        json!(root
+            .and_then(|r| out.iter().find(|s| s.node_id == r))
+            .map(|s| s.segment_id)),
     );
     summary.insert("segment_count".into(), json!(segments.len()));
     summary.insert("error_span_count".into(), json!(errors));
@@ -622,14 +628,21 @@ mod tests {
     fn durations_are_never_negative_and_names_are_snake_case() {
         let mut s = span("A", 0, -1, &[], "a", 50);
         s["endTime"] = json!(40);
-        let t = enrich("t1", Some(&json!({"endpointNames": ["/x"], "isError": true})), vec![s]);
+        let t = enrich(
+            "t1",
+            Some(&json!({"endpointNames": ["/x"], "isError": true})),
+            vec![s],
+        );
         let a0 = by_id(&t, "A:0");
         assert_eq!(a0["duration_ms"], 0);
         assert_eq!(t["summary"]["duration_ms"], 0);
         assert_eq!(t["summary"]["endpoint_names"], json!(["/x"]));
         assert_eq!(t["summary"]["is_error"], true);
         for k in a0.as_object().unwrap().keys() {
-            assert!(!k.chars().any(|c| c.is_ascii_uppercase()), "camelCase key {k}");
+            assert!(
+                !k.chars().any(|c| c.is_ascii_uppercase()),
+                "camelCase key {k}"
+            );
         }
     }
 

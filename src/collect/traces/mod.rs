@@ -22,10 +22,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, FixedOffset, SecondsFormat, Utc};
+use futures_util::stream::{self, StreamExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use futures_util::stream::{self, StreamExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -522,7 +522,7 @@ impl Ctx<'_> {
                         drop(pages);
                         // Rows already listed are listed again and de-duplicated by id.
                         self.split(&slice, None, tz, &mut stack)?;
-                                continue 'slices;
+                        continue 'slices;
                     }
                     Err(f) => return Err(self.call_error(&what(&slice, n), f)),
                 };
