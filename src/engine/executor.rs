@@ -600,6 +600,9 @@ impl StepJob {
                 StepOutputs::default(),
                 Vec::new(),
             ),
+            Err(StepError::FailedWithOutputs { message, outputs }) => {
+                (StepStatus::Failed, Some(message), *outputs, Vec::new())
+            }
             Err(e) => (
                 StepStatus::Failed,
                 Some(e.to_string()),

@@ -1,5 +1,5 @@
 //! `collect-traces`: SkyWalking traces of the run window to
-//! `trace_data/<EXP_NAME>/<EXP_NAME>_skywalking_traces_<ts>.{jsonl|json}`. This module only
+//! `trace_data/<EXP_NAME>/<EXP_NAME>_skywalking_traces_<ts>.{json|jsonl}`. This module only
 //! turns plan fields into [`crate::collect::traces::Settings`]; the collector is there.
 
 use std::time::Duration as StdDuration;
@@ -65,9 +65,14 @@ pub struct CollectTracesConfig {
     /// Only traces at most this long, in milliseconds.
     #[serde(default)]
     pub max_trace_duration: Option<u32>,
-    /// Traces per list page.
+    /// Rows per list page (the OAP lists one row per segment).
     #[serde(default = "default_page_size")]
     pub page_size: u32,
+    /// The most rows the OAP pages through for one query (`from + size`; Elasticsearch's
+    /// `index.max_result_window`). Windows with more rows are listed in time (then latency)
+    /// slices that each fit.
+    #[serde(default = "default_result_window")]
+    pub result_window: u32,
     /// Stop after this many distinct traces. Default: every trace in the window.
     #[serde(default)]
     pub size: Option<u64>,
@@ -87,16 +92,18 @@ pub struct CollectTracesConfig {
     /// Query protocol: `auto` (default, asks `hasQueryTracesV2Support`), `v1` or `v2`.
     #[serde(default)]
     pub protocol: Protocol,
-    /// `jsonl` (default, one trace per line) or `json` (`{traces, metadata}`).
+    /// `json` (default: the published dataset's `{metadata, traces}` document, streamed) or
+    /// `jsonl` (the same trace records, one per line).
     #[serde(default)]
     pub format: Format,
     /// Output file, relative to the output root. Default:
-    /// `trace_data/<EXP_NAME>/<EXP_NAME>_skywalking_traces_<UTC %Y%m%dT%H%M%SZ>.<format>`.
+    /// `trace_data/<EXP_NAME>/<EXP_NAME>_skywalking_traces_<UTC %Y%m%d_%H%M%S>.<format>`.
     #[serde(default)]
     pub path: Option<String>,
     /// The step fails when more than this fraction of listed traces could not be fetched
-    /// after retries (0.0 fails on any loss, 1.0 never). Failed traces are always listed in
-    /// the outputs (`failed_traces`) with their reason.
+    /// after retries (0.0 fails on any loss, 1.0 never). Failed traces are always listed with
+    /// their reason, in the outputs (`failed_traces`, also when the step fails) and in
+    /// `<EXP_NAME>_skywalking_failed_traces_<ts>.jsonl` beside the data.
     #[serde(default = "default_max_failed_fraction")]
     pub max_failed_fraction: f64,
 }
@@ -109,6 +116,9 @@ fn default_timezone() -> String {
 }
 const fn default_page_size() -> u32 {
     100
+}
+const fn default_result_window() -> u32 {
+    10_000
 }
 const fn default_workers() -> usize {
     24
@@ -179,7 +189,7 @@ impl Step for CollectTracesConfig {
             format!(
                 "trace_data/{exp}/{exp}_skywalking_traces_{ts}.{ext}",
                 exp = ctx.exp_name(),
-                ts = step_start.format("%Y%m%dT%H%M%SZ"),
+                ts = step_start.format("%Y%m%d_%H%M%S"),
             )
         });
         let path = ctx.out_dir().join(&rel);
@@ -194,6 +204,8 @@ impl Step for CollectTracesConfig {
             min_trace_duration: self.min_trace_duration,
             max_trace_duration: self.max_trace_duration,
             page_size: self.page_size.max(1),
+            result_window: self.result_window.max(self.page_size).max(1),
+            experiment_name: ctx.exp_name().to_string(),
             size: self.size,
             workers: self.workers.max(1),
             request_timeout: self.request_timeout.get(),
@@ -223,6 +235,24 @@ impl Step for CollectTracesConfig {
         } else {
             failed as f64 / report.listed as f64
         };
+        let meta = report.metadata(&settings);
+        let mut out = StepOutputs::default()
+            .endpoint("skywalking", &endpoint, &endpoint_source)
+            .value("endpoint", endpoint)
+            .value("endpoint_source", endpoint_source)
+            .value("path", rel)
+            .value("format", ext)
+            .value("traces", report.written)
+            .value("failed", failed);
+        if let Some(p) = &report.failed_path {
+            let rel = p.strip_prefix(ctx.out_dir()).unwrap_or(p);
+            out = out.value("failed_traces_path", rel.display().to_string());
+        }
+        if let serde_json::Value::Object(m) = meta {
+            for (k, v) in m {
+                out.values.entry(k).or_insert(v);
+            }
+        }
         if fraction > self.max_failed_fraction {
             let mut names: Vec<String> = report
                 .failed
@@ -236,35 +266,31 @@ impl Step for CollectTracesConfig {
                     report.failed.len() - FAILED_IN_MESSAGE
                 ));
             }
+            let listing = report
+                .failed_path
+                .as_ref()
+                .map(|p| format!(" (all listed in {})", p.display()))
+                .unwrap_or_default();
             // The file is complete for what it holds; it stays, but is not an artifact of a
-            // successful step.
-            return Err(StepError::failed(format!(
-                "{failed} of {} traces could not be fetched ({:.1}% > max_failed_fraction {}); \
-                 {} written to {}: {}",
-                report.listed,
-                fraction * 100.0,
-                self.max_failed_fraction,
-                report.written,
-                report.path.display(),
-                names.join(", ")
-            )));
-        }
-
-        let meta = report.metadata(&settings);
-        let mut out = StepOutputs::default()
-            .endpoint("skywalking", &endpoint, &endpoint_source)
-            .value("endpoint", endpoint)
-            .value("endpoint_source", endpoint_source)
-            .value("path", rel)
-            .value("format", ext)
-            .value("traces", report.written)
-            .value("failed", failed);
-        if let serde_json::Value::Object(m) = meta {
-            for (k, v) in m {
-                out.values.entry(k).or_insert(v);
-            }
+            // successful step. The outputs keep every lost id.
+            return Err(StepError::FailedWithOutputs {
+                message: format!(
+                    "{failed} of {} traces could not be fetched ({:.1}% > max_failed_fraction {}); \
+                     {} written to {}: {}{listing}",
+                    report.listed,
+                    fraction * 100.0,
+                    self.max_failed_fraction,
+                    report.written,
+                    report.path.display(),
+                    names.join(", ")
+                ),
+                outputs: Box::new(out),
+            });
         }
         out.artifacts.push(report.path);
+        if let Some(p) = report.failed_path {
+            out.artifacts.push(p);
+        }
         Ok(out)
     }
 
@@ -278,6 +304,15 @@ impl Step for CollectTracesConfig {
         }
         if self.page_size == 0 {
             bad("page_size", "`page_size` must be at least 1".into());
+        }
+        if self.result_window < self.page_size {
+            bad(
+                "result_window",
+                format!(
+                    "`result_window` {} is below `page_size` {}: not even one page fits",
+                    self.result_window, self.page_size
+                ),
+            );
         }
         if !(0.0..=1.0).contains(&self.max_failed_fraction) {
             bad(

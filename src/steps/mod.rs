@@ -99,6 +99,12 @@ pub enum StepError {
     },
     #[error("cancelled")]
     Cancelled,
+    /// A failure whose outputs still belong in the manifest (e.g. which traces were lost).
+    #[error("{message}")]
+    FailedWithOutputs {
+        message: String,
+        outputs: Box<StepOutputs>,
+    },
 }
 
 impl StepError {

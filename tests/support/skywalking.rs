@@ -10,6 +10,16 @@
 //! Traces are generated deterministically from their index: several segments per trace
 //! linked by CROSS_PROCESS refs, several services, error spans with logs, tags (some with
 //! `x-evomaster-run-id`). Faults are injected per trace index and attempt.
+//!
+//! The v1 list is what an Elasticsearch-backed OAP answers (upstream
+//! `TraceQueryEsDAO.queryBasicTraces`): one row per *segment* (a cross-service trace has
+//! several), filtered by the segment's start and latency (`minTraceDuration` /
+//! `maxTraceDuration`, 0 = no bound), sorted by start or latency descending, paged by
+//! `from = (pageNum − 1) · pageSize`, `size = pageSize` (`PaginationUtils.exchange`). With
+//! [`Options::result_window`] a page past `from + size ≤ window` fails the way the OAP passes
+//! on Elasticsearch's `index.max_result_window` refusal (`SearchClient.search` throws the
+//! response body, graphql-java reports it in `errors` with HTTP 200). The v2 list (BanyanDB,
+//! `BanyanDBTraceQueryDAO.queryTraces`) pages whole traces by `offset`/`limit`.
 #![allow(dead_code)]
 
 use std::collections::{BTreeSet, HashMap};
@@ -160,6 +170,14 @@ pub struct Options {
     pub list_fault: bool,
     /// Validate documents against the schema (needs the fixtures).
     pub schema_dir: Option<PathBuf>,
+    /// Every nth trace fans out to [`Options::fan_out_segments`] segments whose latencies top
+    /// every other trace's (a batch endpoint calling many services): listed by duration, or
+    /// by start time with small pages, whole pages hold only segments of already-seen traces.
+    /// 0 = none.
+    pub fan_out_every: usize,
+    pub fan_out_segments: usize,
+    /// Elasticsearch's `index.max_result_window` (10,000 by default there); `None` = no limit.
+    pub result_window: Option<usize>,
     /// Render every `queryTrace` answer at start-up, so that serving one costs the fake almost
     /// no CPU (the benchmark measures ttplan, which shares the machine with the fake).
     pub pregenerate: bool,
@@ -184,6 +202,9 @@ impl Default for Options {
             list_fault: false,
             schema_dir: None,
             pregenerate: false,
+            fan_out_every: 0,
+            fan_out_segments: 40,
+            result_window: None,
         }
     }
 }
@@ -199,6 +220,20 @@ pub struct Stats {
     pub rejected: Mutex<Vec<(String, Vec<String>)>>,
     /// `condition` of every list request.
     pub list_conditions: Mutex<Vec<Value>>,
+    /// List requests refused for passing the result window.
+    pub window_refusals: AtomicU64,
+    /// Most list requests in flight at once.
+    pub max_concurrent_lists: AtomicU64,
+    lists_in_flight: AtomicU64,
+}
+
+/// One v1 list row: a segment.
+#[derive(Debug, Clone, Copy)]
+pub struct Row {
+    pub trace: usize,
+    pub segment: usize,
+    pub start: i64,
+    pub latency: i64,
 }
 
 struct Inner {
@@ -210,6 +245,9 @@ struct Inner {
     stats: Stats,
     /// Pre-rendered `queryTrace` bodies by trace index (see [`Options::pregenerate`]).
     bodies: Vec<axum::body::Bytes>,
+    /// Every segment row, newest first / longest first.
+    by_start: Vec<Row>,
+    by_latency: Vec<Row>,
 }
 
 pub struct FakeSkyWalking {
@@ -233,7 +271,26 @@ impl FakeSkyWalking {
             attempts: Mutex::default(),
             stats: Stats::default(),
             bodies: Vec::new(),
+            by_start: Vec::new(),
+            by_latency: Vec::new(),
         };
+        let rows: Vec<Row> = inner
+            .all()
+            .flat_map(|(i, _)| (0..inner.segments(i)).map(move |s| (i, s)))
+            .map(|(i, s)| Row {
+                trace: i,
+                segment: s,
+                start: inner.segment_start(i, s),
+                latency: inner.segment_latency(i, s),
+            })
+            .collect();
+        // Ties keep one fixed order, as a search over an unchanged index does.
+        let mut by_start = rows.clone();
+        by_start.sort_by_key(|r| (std::cmp::Reverse(r.start), r.trace, r.segment));
+        let mut by_latency = rows;
+        by_latency.sort_by_key(|r| (std::cmp::Reverse(r.latency), r.trace, r.segment));
+        inner.by_start = by_start;
+        inner.by_latency = by_latency;
         if inner.opts.pregenerate {
             inner.bodies = (0..inner.opts.traces)
                 .map(|i| detail_body(&inner, i).into())
@@ -287,6 +344,16 @@ impl FakeSkyWalking {
     /// Ids of the traces inside the generated window.
     pub fn window_ids(&self) -> BTreeSet<String> {
         (0..self.inner.opts.traces).map(trace_id).collect()
+    }
+
+    /// Every segment row the v1 list holds, in the order `BY_DURATION` (or `BY_START_TIME`)
+    /// lists it.
+    pub fn rows(&self, by_duration: bool) -> &[Row] {
+        if by_duration {
+            &self.inner.by_latency
+        } else {
+            &self.inner.by_start
+        }
     }
 
     /// The spans `queryTrace` answers for trace `i`.
@@ -343,12 +410,40 @@ impl Inner {
         })
     }
 
+    fn fans_out(&self, i: usize) -> bool {
+        self.opts.fan_out_every > 0 && i % self.opts.fan_out_every == 0 && i < self.opts.traces
+    }
+
     fn segments(&self, i: usize) -> usize {
+        if self.fans_out(i) {
+            return self.opts.fan_out_segments.max(1);
+        }
         self.opts.segments.unwrap_or(2 + i % 4)
     }
 
+    /// When segment `s`'s entry span starts.
+    fn segment_start(&self, i: usize, s: usize) -> i64 {
+        self.start_of(i) + (s * self.opts.spans_per_segment.max(1)) as i64 * 2
+    }
+
+    /// The segment's latency (its entry span's duration): callees are shorter than their
+    /// callers; fan-out traces are the longest of all.
+    fn segment_latency(&self, i: usize, s: usize) -> i64 {
+        if self.fans_out(i) {
+            return 20_000 - s as i64;
+        }
+        let root = 100 + ((i as i64).wrapping_mul(7919)).rem_euclid(1000);
+        (root - 7 * s as i64).max(1)
+    }
+
     fn start_of(&self, i: usize) -> i64 {
-        self.all().nth(i).map_or(0, |(_, s)| s)
+        let o = &self.opts;
+        let base = o.base.timestamp_millis();
+        if i < o.traces {
+            base + i as i64 * o.spacing_ms
+        } else {
+            base - 7_200_000 - (i - o.traces) as i64 * 1000
+        }
     }
 
     /// Segment `s` is called from segment `(s-1)/2`'s exit span; inside a segment span `j`
@@ -406,7 +501,7 @@ impl Inner {
                     "serviceCode": svc,
                     "serviceInstanceName": format!("{}-{:x}@10.0.{s}.{}", svc, i % 16, j),
                     "startTime": t0,
-                    "endTime": t0 + 20 - j as i64,
+                    "endTime": if is_entry { t0 + self.segment_latency(i, s) } else { t0 + 20 - j as i64 },
                     "endpointName": format!("/api/v1/{svc}/op{j}"),
                     "type": if is_entry { "Entry" } else if is_exit { "Exit" } else { "Local" },
                     "peer": if is_exit { json!(format!("{}:8080", SERVICES[(i + 2 * s + 1) % SERVICES.len()])) } else { json!("") },
@@ -422,41 +517,44 @@ impl Inner {
         out
     }
 
-    /// List entries in window order: one per trace, plus a second (non-root) segment for every
-    /// fifth trace, as a real segment list has.
-    fn basic_entries(&self, from: i64, until: i64) -> Vec<Value> {
-        let mut out = Vec::new();
-        let mut traces: Vec<(usize, i64)> = self
-            .all()
-            .filter(|(_, s)| *s >= from && *s < until)
-            .collect();
-        traces.sort_by_key(|(i, s)| (std::cmp::Reverse(*s), *i));
-        for (i, start) in traces {
-            let entry = |s: usize| {
+    /// One page of segment rows: start in `[from, until)`, latency within the bounds.
+    fn basic_page(&self, q: &ListQuery, skip: usize, take: usize) -> Vec<Value> {
+        let rows = if q.by_duration {
+            &self.by_latency
+        } else {
+            &self.by_start
+        };
+        rows.iter()
+            .filter(|r| q.keeps(r.start, r.latency))
+            .skip(skip)
+            .take(take)
+            .map(|r| {
+                let svc = SERVICES[(r.trace + r.segment) % SERVICES.len()];
                 json!({
-                    "segmentId": segment_id(i, s),
-                    "endpointNames": [format!("/api/v1/{}/op0", SERVICES[(i + s) % SERVICES.len()])],
-                    "duration": 40,
-                    "start": (start + s as i64).to_string(),
-                    "isError": i % 7 == 0,
-                    "traceIds": [trace_id(i)],
+                    "segmentId": segment_id(r.trace, r.segment),
+                    "endpointNames": [format!("/api/v1/{svc}/op0")],
+                    "duration": r.latency,
+                    "start": r.start.to_string(),
+                    "isError": r.trace % 7 == 0 && r.segment == self.segments(r.trace) - 1,
+                    "traceIds": [trace_id(r.trace)],
                 })
-            };
-            out.push(entry(0));
-            if i % 5 == 0 {
-                out.push(entry(1));
-            }
-        }
-        out
+            })
+            .collect()
     }
 
-    fn in_window(&self, from: i64, until: i64) -> Vec<usize> {
-        let mut traces: Vec<(usize, i64)> = self
+    /// Whole traces for v2: by the trace's start and duration (its root segment's latency).
+    fn in_window(&self, q: &ListQuery) -> Vec<usize> {
+        let mut traces: Vec<(usize, i64, i64)> = self
             .all()
-            .filter(|(_, s)| *s >= from && *s < until)
+            .map(|(i, s)| (i, s, self.segment_latency(i, 0)))
+            .filter(|(_, s, l)| q.keeps(*s, *l))
             .collect();
-        traces.sort_by_key(|(i, s)| (std::cmp::Reverse(*s), *i));
-        traces.into_iter().map(|(i, _)| i).collect()
+        if q.by_duration {
+            traces.sort_by_key(|(i, _, l)| (std::cmp::Reverse(*l), *i));
+        } else {
+            traces.sort_by_key(|(i, s, _)| (std::cmp::Reverse(*s), *i));
+        }
+        traces.into_iter().map(|(i, _, _)| i).collect()
     }
 
     fn attempt(&self, key: &str) -> u32 {
@@ -495,6 +593,68 @@ fn window(d: &Value, tz: FixedOffset) -> Result<(i64, i64), String> {
             .timestamp_millis())
     };
     Ok((parse(start)?, parse(end)? + unit_ms))
+}
+
+/// What a list request selects, read from its `condition`.
+struct ListQuery {
+    from: i64,
+    until: i64,
+    min: i64,
+    max: i64,
+    by_duration: bool,
+}
+
+impl ListQuery {
+    fn parse(cond: &Value, tz: FixedOffset) -> Result<Self, String> {
+        let d = cond
+            .get("queryDuration")
+            .ok_or("queryDuration or traceId is required")?;
+        let (from, until) = window(d, tz)?;
+        let int = |k: &str| cond.get(k).and_then(Value::as_i64).unwrap_or(0);
+        Ok(Self {
+            from,
+            until,
+            min: int("minTraceDuration"),
+            max: int("maxTraceDuration"),
+            by_duration: cond.get("queryOrder").and_then(Value::as_str) == Some("BY_DURATION"),
+        })
+    }
+
+    /// `TraceQueryEsDAO`: a bound of 0 is no bound.
+    fn keeps(&self, start: i64, latency: i64) -> bool {
+        start >= self.from
+            && start < self.until
+            && (self.min == 0 || latency >= self.min)
+            && (self.max == 0 || latency <= self.max)
+    }
+}
+
+/// Elasticsearch's refusal of `from + size` past `index.max_result_window`, as the OAP passes
+/// it on: `SearchClient.search` throws `RuntimeException(response body)` from a future, and
+/// graphql-java reports "Exception while fetching data (/path) : " + the exception's message.
+pub fn result_window_error(window: usize, asked: usize) -> Value {
+    let reason = format!(
+        "Result window is too large, from + size must be less than or equal to: [{window}] but was [{asked}]. \
+         See the scroll api for a more efficient way to request large data sets. This limit can be set by \
+         changing the [index.max_result_window] index level setting."
+    );
+    let body = json!({"error": {
+        "root_cause": [{"type": "illegal_argument_exception", "reason": reason}],
+        "type": "search_phase_execution_exception", "reason": "all shards failed", "phase": "query",
+        "grouped": true,
+        "failed_shards": [{"shard": 0, "index": "sw_segment-20260301", "node": "n1",
+            "reason": {"type": "illegal_argument_exception", "reason": reason}}],
+        "caused_by": {"type": "illegal_argument_exception", "reason": reason}
+    }, "status": 400});
+    json!({
+        "errors": [{
+            "message": format!("Exception while fetching data (/queryBasicTraces) : java.util.concurrent.ExecutionException: java.lang.RuntimeException: {body}"),
+            "locations": [{"line": 2, "column": 3}],
+            "path": ["queryBasicTraces"],
+            "extensions": {"classification": "DataFetchingException"}
+        }],
+        "data": {"queryBasicTraces": null}
+    })
 }
 
 fn gql_error(msg: impl Into<String>) -> Response {
@@ -564,7 +724,7 @@ async fn handle(State(st): State<Arc<Inner>>, body: String) -> Response {
         }}}))
         .into_response(),
         "queryBasicTraces" => list_v1(&st, &vars).await,
-        "queryTraces" => list_v2(&st, &vars),
+        "queryTraces" => list_v2(&st, &vars).await,
         "queryTrace" => detail(&st, &vars).await,
         other => gql_error(format!("fake OAP does not serve `{other}`")),
     }
@@ -620,23 +780,29 @@ async fn list_v1(st: &Inner, vars: &Value) -> Response {
         st.stats.faults_injected.fetch_add(1, Ordering::Relaxed);
         return (StatusCode::SERVICE_UNAVAILABLE, "upstream storage busy").into_response();
     }
-    let Some(d) = cond.get("queryDuration") else {
-        return gql_error("queryDuration or traceId is required");
-    };
-    let (from, until) = match window(d, st.opts.tz) {
-        Ok(w) => w,
+    let q = match ListQuery::parse(&cond, st.opts.tz) {
+        Ok(q) => q,
         Err(e) => return gql_error(e),
     };
-    let entries = st.basic_entries(from, until);
-    let page: Vec<Value> = entries
-        .into_iter()
-        .skip((num - 1) * size)
-        .take(size)
-        .collect();
+    let from = (num - 1) * size;
+    if let Some(window) = st.opts.result_window {
+        if from + size > window {
+            st.stats.window_refusals.fetch_add(1, Ordering::Relaxed);
+            return Json(result_window_error(window, from + size)).into_response();
+        }
+    }
+    let in_flight = st.stats.lists_in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    st.stats
+        .max_concurrent_lists
+        .fetch_max(in_flight, Ordering::SeqCst);
+    // A search takes a moment; concurrent pages overlap in it.
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    let page = st.basic_page(&q, from, size);
+    st.stats.lists_in_flight.fetch_sub(1, Ordering::SeqCst);
     Json(json!({"data": {"queryBasicTraces": {"traces": page}}})).into_response()
 }
 
-fn list_v2(st: &Inner, vars: &Value) -> Response {
+async fn list_v2(st: &Inner, vars: &Value) -> Response {
     st.stats.list_requests.fetch_add(1, Ordering::Relaxed);
     let cond = vars.get("condition").cloned().unwrap_or(Value::Null);
     st.stats.list_conditions.lock().unwrap().push(cond.clone());
@@ -644,23 +810,29 @@ fn list_v2(st: &Inner, vars: &Value) -> Response {
         Ok(p) => p,
         Err(e) => return gql_error(e),
     };
-    let Some(d) = cond.get("queryDuration") else {
-        return gql_error("queryTraces requires queryDuration");
-    };
-    let (from, until) = match window(d, st.opts.tz) {
-        Ok(w) => w,
+    let q = match ListQuery::parse(&cond, st.opts.tz) {
+        Ok(q) => q,
+        Err(_) if cond.get("queryDuration").is_none() => {
+            return gql_error("queryTraces requires queryDuration")
+        }
         Err(e) => return gql_error(e),
     };
+    let in_flight = st.stats.lists_in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    st.stats
+        .max_concurrent_lists
+        .fetch_max(in_flight, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(2)).await;
     let traces: Vec<Value> = st
-        .in_window(from, until)
+        .in_window(&q)
         .into_iter()
         .skip((num - 1) * size)
         .take(size)
         .map(|i| json!({"spans": st.spans(i)}))
         .collect();
+    st.stats.lists_in_flight.fetch_sub(1, Ordering::SeqCst);
     Json(json!({"data": {"queryTraces": {
         "traces": traces,
-        "retrievedTimeRange": {"startTime": from, "endTime": until}
+        "retrievedTimeRange": {"startTime": q.from, "endTime": q.until}
     }}}))
     .into_response()
 }

@@ -42,11 +42,29 @@ impl CallError {
     fn retryable(&self) -> bool {
         match self {
             CallError::Status { status, .. } => *status >= 500 || *status == 408 || *status == 429,
-            // The schema will not grow a field between two attempts.
-            CallError::GraphQl(_) => !self.is_undefined_field(),
+            // The schema will not grow a field, nor the result window widen, between attempts.
+            CallError::GraphQl(_) => !self.is_undefined_field() && self.result_window().is_none(),
             CallError::Timeout(_) | CallError::Connect(_) | CallError::Body(_) => true,
             CallError::Cancelled => false,
         }
+    }
+
+    /// Elasticsearch's "Result window is too large, from + size must be less than or equal to:
+    /// [10000] but was [10100]" as the OAP passes it on in GraphQL `errors`
+    /// (`SearchClient.search` throws the response body; graphql-java reports the exception):
+    /// `Some(limit)` when the error is that one, the limit when it could be read.
+    pub fn result_window(&self) -> Option<Option<u32>> {
+        let CallError::GraphQl(m) = self else {
+            return None;
+        };
+        let at = m.find("Result window is too large")?;
+        let rest = &m[at..];
+        let limit = rest
+            .find("equal to: [")
+            .map(|i| &rest[i + "equal to: [".len()..])
+            .and_then(|r| r.split(']').next())
+            .and_then(|n| n.trim().parse().ok());
+        Some(limit)
     }
 
     /// A GraphQL error saying the schema has no such field: the OAP is older than the query.
@@ -287,6 +305,20 @@ mod tests {
         );
         assert!(e.is_undefined_field());
         assert!(!CallError::GraphQl("storage timeout".into()).is_undefined_field());
+    }
+
+    #[test]
+    fn result_window_errors_are_recognised_and_not_retried() {
+        let e = CallError::GraphQl(
+            "Exception while fetching data (/queryBasicTraces) : java.lang.RuntimeException: {\"error\":{\"root_cause\":[{\"type\":\"illegal_argument_exception\",\"reason\":\"Result window is too large, from + size must be less than or equal to: [10000] but was [10100]. See the scroll api\"}]}}".into(),
+        );
+        assert_eq!(e.result_window(), Some(Some(10_000)));
+        assert!(!e.retryable());
+        assert_eq!(
+            CallError::GraphQl("Result window is too large".into()).result_window(),
+            Some(None)
+        );
+        assert_eq!(CallError::GraphQl("timeout".into()).result_window(), None);
     }
 
     #[test]

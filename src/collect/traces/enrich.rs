@@ -2,10 +2,10 @@
 //! node id, its parent and children, its depth in the span tree, timings in ms and ISO UTC, a
 //! tag map and the EvoMaster run id that links it to the API-response modality.
 //!
-//! Spans are kept as the OAP sent them (camelCase fields) with snake_case fields added, so
-//! readers of the published dataset find both. They are parsed into typed structs, not a JSON
-//! tree: the collector selects exactly these fields, so nothing is lost, and a trace then costs
-//! a fraction of the allocations. Real traces are not always trees: segments go missing
+//! Spans are written under the published dataset's snake_case names (`service_code`,
+//! `start_timestamp_ms`, …; `refs` as the OAP sends them), which its loaders index by. They are
+//! parsed into typed structs, not a JSON tree: the collector selects exactly these fields, so
+//! nothing is lost, and a trace then costs a fraction of the allocations. Real traces are not always trees: segments go missing
 //! (Elasticsearch caps `queryTrace` at 200 segments, agents drop data) and a buggy agent can
 //! produce a cycle, so the tree is built defensively and such spans are flagged, not lost.
 
@@ -188,35 +188,74 @@ pub fn enrich(trace_id: &str, summary: Option<&Value>, mut spans: Vec<Span>) -> 
             }
         }
         out.push(OutSpan {
-            raw: span,
             node_id: &ids[i],
+            trace_id: &span.trace_id,
+            segment_id: &span.segment_id,
+            span_id: span.span_id,
+            parent_span_id: span.parent_span_id,
             parent_node_id: parent_ids[i].as_deref(),
-            parent_missing: parent_ids[i].is_some() && parent[i].is_none() && !cycle_cut[i],
-            parent_cycle: cycle_cut[i],
             depth: depth[i],
             children_node_ids: kids,
-            start_time_ms: span.start_time,
-            end_time_ms: span.end_time,
-            duration_ms: span.end_time - span.start_time,
-            start_time: iso(span.start_time),
-            end_time: iso(span.end_time),
+            service_code: span.service_code.as_deref(),
+            service_instance: span.service_instance_name.as_deref(),
+            start_time_utc: iso(span.start_time),
+            end_time_utc: iso(span.end_time),
+            start_timestamp_ms: span.start_time,
+            end_timestamp_ms: span.end_time,
+            // Clock skew between hosts can put an end before its start; a negative duration
+            // would break consumers that bucket or log-scale it.
+            duration_ms: (span.end_time - span.start_time).max(0),
+            endpoint_name: span.endpoint_name.as_deref(),
+            kind: span.kind.as_deref(),
+            peer: span.peer.as_deref(),
+            component: span.component.as_deref(),
+            layer: span.layer.as_deref(),
+            is_error: span.is_error == Some(true),
+            tags: &span.tags,
             tags_map: TagMap(&span.tags),
+            logs: Logs(&span.logs),
+            refs: &span.refs,
+            attached_events: &span.attached_events,
+            parent_missing: parent_ids[i].is_some() && parent[i].is_none() && !cycle_cut[i],
+            parent_cycle: cycle_cut[i],
             evomaster_run_id: run_id,
         });
     }
 
-    let mut summary = match summary {
-        Some(Value::Object(m)) => m.clone(),
-        _ => derived_summary(&out, roots.first().copied()),
+    let root = roots.first().copied();
+    let listed = summary.and_then(Value::as_object);
+    let endpoint_names: Vec<&str> = match listed.and_then(|m| m.get("endpointNames")) {
+        Some(Value::Array(names)) => names.iter().filter_map(Value::as_str).collect(),
+        _ => out
+            .iter()
+            .filter(|s| s.parent_node_id.is_none() || s.parent_missing || s.parent_cycle)
+            .filter_map(|s| s.endpoint_name)
+            .collect(),
     };
+    let listed_error = listed
+        .and_then(|m| m.get("isError"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let (first, last) = if out.is_empty() {
+        (0, 0)
+    } else {
+        (first, last)
+    };
+    let mut summary = Map::new();
     summary.insert("trace_id".into(), json!(trace_id));
-    if !out.is_empty() {
-        summary.insert("start_time_ms".into(), json!(first));
-        summary.insert("end_time_ms".into(), json!(last));
-        summary.insert("duration_ms".into(), json!(last - first));
-        summary.insert("start_time".into(), json!(iso(first)));
-        summary.insert("end_time".into(), json!(iso(last)));
-    }
+    summary.insert("duration_ms".into(), json!((last - first).max(0)));
+    summary.insert("start_time_utc".into(), json!(iso(first)));
+    summary.insert("start_timestamp_ms".into(), json!(first));
+    summary.insert("is_error".into(), json!(listed_error || errors > 0));
+    summary.insert("endpoint_names".into(), json!(endpoint_names));
+    summary.insert("end_time_utc".into(), json!(iso(last)));
+    summary.insert("end_timestamp_ms".into(), json!(last));
+    summary.insert(
+        "root_segment_id".into(),
+        json!(root
+            .and_then(|r| out.iter().find(|s| s.node_id == r))
+            .map(|s| s.segment_id)),
+    );
     summary.insert("segment_count".into(), json!(segments.len()));
     summary.insert("error_span_count".into(), json!(errors));
     if duplicates > 0 {
@@ -256,26 +295,62 @@ struct OutTrace<'a> {
     spans: &'a [OutSpan<'a>],
 }
 
+/// A span under the dataset's snake_case names (`refs` stay as SkyWalking sends them).
 #[derive(Serialize)]
 struct OutSpan<'a> {
-    #[serde(flatten)]
-    raw: &'a Span,
     node_id: &'a str,
+    trace_id: &'a str,
+    segment_id: &'a str,
+    span_id: i64,
+    parent_span_id: i64,
     parent_node_id: Option<&'a str>,
+    depth: usize,
+    children_node_ids: Vec<&'a str>,
+    service_code: Option<&'a str>,
+    service_instance: Option<&'a str>,
+    start_time_utc: Option<String>,
+    end_time_utc: Option<String>,
+    start_timestamp_ms: i64,
+    end_timestamp_ms: i64,
+    duration_ms: i64,
+    endpoint_name: Option<&'a str>,
+    #[serde(rename = "type")]
+    kind: Option<&'a str>,
+    peer: Option<&'a str>,
+    component: Option<&'a str>,
+    layer: Option<&'a str>,
+    is_error: bool,
+    tags: &'a [KeyValue],
+    tags_map: TagMap<'a>,
+    logs: Logs<'a>,
+    refs: &'a [Ref],
+    #[serde(skip_serializing_if = "<[Value]>::is_empty")]
+    attached_events: &'a [Value],
     #[serde(skip_serializing_if = "is_false")]
     parent_missing: bool,
     #[serde(skip_serializing_if = "is_false")]
     parent_cycle: bool,
-    depth: usize,
-    children_node_ids: Vec<&'a str>,
-    start_time_ms: i64,
-    end_time_ms: i64,
-    duration_ms: i64,
-    start_time: Option<String>,
-    end_time: Option<String>,
-    tags_map: TagMap<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     evomaster_run_id: Option<&'a str>,
+}
+
+/// Span logs as `{time_utc, time_ms, data: {key: value}}`.
+struct Logs<'a>(&'a [LogEntity]);
+
+impl Serialize for Logs<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Log<'a> {
+            time_utc: Option<String>,
+            time_ms: i64,
+            data: TagMap<'a>,
+        }
+        s.collect_seq(self.0.iter().map(|l| Log {
+            time_utc: iso(l.time),
+            time_ms: l.time,
+            data: TagMap(&l.data),
+        }))
+    }
 }
 
 fn is_false(b: &bool) -> bool {
@@ -394,37 +469,6 @@ fn evomaster_run_id(span: &Span) -> Option<&str> {
         })
 }
 
-/// v2 lists carry no `BasicTrace`: build the same fields from the spans.
-fn derived_summary(spans: &[OutSpan<'_>], root: Option<&str>) -> Map<String, Value> {
-    let root_span = spans.iter().find(|s| Some(s.node_id) == root);
-    let endpoints: Vec<&str> = spans
-        .iter()
-        .filter(|s| s.parent_node_id.is_none() || s.parent_missing || s.parent_cycle)
-        .filter_map(|s| s.raw.endpoint_name.as_deref())
-        .collect();
-    let start = spans.iter().map(|s| s.raw.start_time).min();
-    let end = spans.iter().map(|s| s.raw.end_time).max();
-    let mut m = Map::new();
-    m.insert(
-        "segmentId".into(),
-        json!(root_span.map(|r| r.raw.segment_id.as_str())),
-    );
-    m.insert("endpointNames".into(), json!(endpoints));
-    m.insert(
-        "duration".into(),
-        json!(match (start, end) {
-            (Some(s), Some(e)) => e - s,
-            _ => 0,
-        }),
-    );
-    m.insert("start".into(), json!(start.map(|s| s.to_string())));
-    m.insert(
-        "isError".into(),
-        json!(spans.iter().any(|s| s.raw.is_error == Some(true))),
-    );
-    m
-}
-
 pub fn iso(ms: i64) -> Option<String> {
     DateTime::<Utc>::from_timestamp_millis(ms)
         .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
@@ -485,7 +529,12 @@ mod tests {
         assert_eq!(by_id(&t, "B:0")["depth"], 2);
         assert_eq!(by_id(&t, "B:1")["parent_node_id"], "B:0");
         assert_eq!(by_id(&t, "C:0")["depth"], 4);
-        assert_eq!(by_id(&t, "C:0")["start_time"], "1970-01-01T00:00:00.125Z");
+        assert_eq!(
+            by_id(&t, "C:0")["start_time_utc"],
+            "1970-01-01T00:00:00.125Z"
+        );
+        assert_eq!(by_id(&t, "C:0")["service_code"], "svc-c");
+        assert_eq!(by_id(&t, "C:0")["refs"][0]["parentSegmentId"], "B");
         assert_eq!(by_id(&t, "C:0")["duration_ms"], 10);
         assert_eq!(t["summary"]["trace_id"], "t1");
         assert_eq!(t["summary"]["duration_ms"], 35);
@@ -514,7 +563,7 @@ mod tests {
         assert_eq!(b0["parent_missing"], true);
         assert_eq!(b0["depth"], 0);
         assert_eq!(by_id(&t, "B:1")["depth"], 1);
-        assert_eq!(t["summary"]["segmentId"], "A");
+        assert_eq!(t["summary"]["root_segment_id"], "A");
     }
 
     #[test]
@@ -564,10 +613,37 @@ mod tests {
         );
         assert_eq!(a0["tags"].as_array().unwrap().len(), 3);
         assert_eq!(a0["evomaster_run_id"], "em-7");
+        let a1 = by_id(&t, "A:1");
+        assert_eq!(
+            a1["logs"],
+            json!([{"time_utc": "1970-01-01T00:00:00.006Z", "time_ms": 6, "data": {"TT_EM_RUN_ID": "em-8"}}])
+        );
         assert_eq!(t["evomaster_run_id"], "em-7");
         assert_eq!(t["evomaster_run_ids"], json!(["em-7", "em-8"]));
         assert_eq!(t["span_count"], 2);
         assert_eq!(t["summary"]["duplicate_spans_dropped"], 1);
+    }
+
+    #[test]
+    fn durations_are_never_negative_and_names_are_snake_case() {
+        let mut s = span("A", 0, -1, &[], "a", 50);
+        s["endTime"] = json!(40);
+        let t = enrich(
+            "t1",
+            Some(&json!({"endpointNames": ["/x"], "isError": true})),
+            vec![s],
+        );
+        let a0 = by_id(&t, "A:0");
+        assert_eq!(a0["duration_ms"], 0);
+        assert_eq!(t["summary"]["duration_ms"], 0);
+        assert_eq!(t["summary"]["endpoint_names"], json!(["/x"]));
+        assert_eq!(t["summary"]["is_error"], true);
+        for k in a0.as_object().unwrap().keys() {
+            assert!(
+                !k.chars().any(|c| c.is_ascii_uppercase()),
+                "camelCase key {k}"
+            );
+        }
     }
 
     #[test]

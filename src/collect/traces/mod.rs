@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, FixedOffset, SecondsFormat, Utc};
+use futures_util::stream::{self, StreamExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -88,6 +89,11 @@ pub struct Settings {
     pub min_trace_duration: Option<u32>,
     pub max_trace_duration: Option<u32>,
     pub page_size: u32,
+    /// The most rows the OAP pages through for one query (`from + size`): Elasticsearch's
+    /// `index.max_result_window`, 10,000 by default. Larger slices are split.
+    pub result_window: u32,
+    /// Recorded in the file's metadata (`experiment_name`).
+    pub experiment_name: String,
     /// Stop after this many distinct traces.
     pub size: Option<u64>,
     pub workers: usize,
@@ -125,12 +131,27 @@ pub struct Report {
     pub failed: Vec<FailedTrace>,
     /// Why paging stopped.
     pub stop_reason: &'static str,
+    /// Time / latency slices the window was listed in (1 when it fit the result window).
+    pub slices: u32,
+    /// The `failed_traces` file beside the data, when a trace was lost.
+    pub failed_path: Option<PathBuf>,
     pub elapsed: Duration,
 }
 
 impl Report {
+    /// The published dataset's metadata keys first (DATASET.md, "Trace file"), then ttplan's.
     pub fn metadata(&self, s: &Settings) -> Value {
         json!({
+            "generated_at": Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
+            "lookback_hours": (s.until - s.from).num_milliseconds() as f64 / 3_600_000.0,
+            "requested_trace_limit": s.size,
+            "min_trace_duration_ms": s.min_trace_duration.unwrap_or(0),
+            "collected_traces": self.written,
+            "available_total": self.listed,
+            "services_discovered": self.services,
+            "experiment_name": s.experiment_name,
+            "skywalking_base_url": s.endpoint,
+            "skywalking_graphql": client::graphql_url(&s.endpoint),
             "collector": "skywalking",
             "tool": concat!("ttplan ", env!("CARGO_PKG_VERSION")),
             "endpoint": s.endpoint,
@@ -153,6 +174,8 @@ impl Report {
             "workers": s.workers,
             "pages": self.pages,
             "stop_reason": self.stop_reason,
+            "result_window": s.result_window,
+            "slices": self.slices,
             "traces_listed": self.listed,
             "traces_written": self.written,
             "traces_failed": self.failed.len(),
@@ -160,6 +183,7 @@ impl Report {
             "span_count": self.spans,
             "services": self.services,
             "failed_traces": self.failed,
+            "failed_traces_path": self.failed_path,
             "elapsed_ms": self.elapsed.as_millis() as u64,
         })
     }
@@ -247,9 +271,9 @@ pub async fn collect(
     });
 
     let stats = if protocol == "v2" {
-        ctx.run_v2(&duration, wtx, progress).await
+        ctx.run_v2(&duration, timezone, wtx, progress).await
     } else {
-        ctx.run_v1(&duration, wtx, progress).await
+        ctx.run_v1(&duration, timezone, wtx, progress).await
     };
     let writer = writer_thread
         .await
@@ -275,8 +299,23 @@ pub async fn collect(
         services: stats.services,
         failed: stats.failed,
         stop_reason: stats.stop_reason,
+        slices: stats.slices,
+        failed_path: None,
         elapsed: Duration::ZERO,
     };
+    if !report.failed.is_empty() {
+        let failed_path = writer::failed_traces_path(&s.path);
+        let failed = report.failed.clone();
+        let target = failed_path.clone();
+        tokio::task::spawn_blocking(move || writer::write_failed(&target, &failed))
+            .await
+            .map_err(|e| TraceError::Config(format!("writer thread failed: {e}")))?
+            .map_err(|source| TraceError::Io {
+                path: failed_path.clone(),
+                source,
+            })?;
+        report.failed_path = Some(failed_path);
+    }
     report.elapsed = started.elapsed();
     let meta = report.metadata(s);
     let path = tokio::task::spawn_blocking(move || writer.finish(&meta))
@@ -306,6 +345,7 @@ struct Stats {
     services: BTreeSet<String>,
     failed: Vec<FailedTrace>,
     stop_reason: &'static str,
+    slices: u32,
 }
 
 /// One enriched trace, serialized, with what the report needs from it.
@@ -361,17 +401,18 @@ impl Ctx<'_> {
         })
     }
 
-    fn condition(&self, duration: &QueryDuration, page: u32) -> Value {
+    fn condition(&self, slice: &Slice, page: u32) -> Value {
         let mut c = json!({
-            "queryDuration": duration.to_json(),
+            "queryDuration": slice.duration.to_json(),
             "traceState": self.s.trace_state,
             "queryOrder": self.s.query_order,
             "paging": { "pageNum": page, "pageSize": self.s.page_size },
         });
-        if let Some(m) = self.s.min_trace_duration {
-            c["minTraceDuration"] = json!(m);
+        // The OAP reads 0 as "no bound" for both (TraceQueryEsDAO.queryBasicTraces).
+        if slice.min_latency > 0 {
+            c["minTraceDuration"] = json!(slice.min_latency);
         }
-        if let Some(m) = self.s.max_trace_duration {
+        if let Some(m) = slice.max_latency {
             c["maxTraceDuration"] = json!(m);
         }
         json!({ "condition": c })
@@ -381,15 +422,170 @@ impl Ctx<'_> {
         self.s.size.is_some_and(|n| seen >= n)
     }
 
-    /// v1: a pager task feeds ids to the worker pool while it keeps paging.
+    async fn page<P: ListPage>(&self, slice: &Slice, n: u32) -> Result<P, Failure> {
+        self.client
+            .call(P::DOCUMENT, self.condition(slice, n), self.cancel)
+            .await
+    }
+
+    /// Lists every row of the window into `tx`, slice by slice, pages of a slice in order.
+    ///
+    /// Only an empty or short page ends a slice: with segment rows (one per segment of a
+    /// cross-service trace) a full page of already-seen traces is normal. A slice whose rows
+    /// would pass the OAP's result window (`from + size` ≤ `result_window` on Elasticsearch) is
+    /// bisected — by time down to one second (the finest `Duration` step), then by latency —
+    /// before it is paged; see docs/collect-traces.md.
+    async fn list<P: ListPage>(
+        &self,
+        top: &QueryDuration,
+        tz: FixedOffset,
+        tx: mpsc::Sender<P>,
+    ) -> Result<ListOutcome, TraceError> {
+        let size = self.s.page_size as usize;
+        let mut max_pages = (self.s.result_window / self.s.page_size).max(1);
+        let mut out = ListOutcome::default();
+        let mut stack = vec![Slice {
+            duration: top.clone(),
+            min_latency: self.s.min_trace_duration.unwrap_or(0),
+            max_latency: self.s.max_trace_duration,
+        }];
+        let what = |slice: &Slice, n: u32| {
+            format!(
+                "{} page {n} of [{} .. {}]",
+                P::ROOT,
+                slice.duration.start,
+                slice.duration.end
+            )
+        };
+        // A page answered with the OAP's "Result window is too large": the slice is split, and
+        // a window smaller than configured is adopted for the remaining slices.
+        let shrink = |f: &Failure, max_pages: &mut u32| -> bool {
+            let Some(limit) = f.error.result_window() else {
+                return false;
+            };
+            let fits = limit.map_or(*max_pages / 2, |l| l / self.s.page_size);
+            *max_pages = fits.clamp(1, (*max_pages).max(1));
+            true
+        };
+        'slices: while let Some(slice) = stack.pop() {
+            out.slices += 1;
+            let first: P = match self.page(&slice, 1).await {
+                Ok(p) => p,
+                Err(f) if shrink(&f, &mut max_pages) => {
+                    self.split(&slice, None, tz, &mut stack)?;
+                    continue;
+                }
+                Err(f) => return Err(self.call_error(&what(&slice, 1), f)),
+            };
+            out.pages += 1;
+            if first.rows() < size {
+                if tx.send(first).await.is_err() {
+                    return Ok(out);
+                }
+                continue;
+            }
+            // A full first page: ask for the last page the result window allows. If that one
+            // is full too, the slice may hold more rows than the OAP will page through.
+            let probe: Option<P> = if max_pages > 1 {
+                match self.page(&slice, max_pages).await {
+                    Ok(p) => {
+                        out.pages += 1;
+                        Some(p).filter(|p: &P| p.rows() < size)
+                    }
+                    Err(f) if shrink(&f, &mut max_pages) => None,
+                    Err(f) => return Err(self.call_error(&what(&slice, max_pages), f)),
+                }
+            } else {
+                None
+            };
+            let Some(probe) = probe else {
+                let longest = (self.s.query_order == QueryOrder::ByDuration)
+                    .then(|| first.max_latency())
+                    .flatten();
+                self.split(&slice, longest, tz, &mut stack)?;
+                continue;
+            };
+            if tx.send(first).await.is_err() {
+                return Ok(out);
+            }
+            // Offset paging is stateless on the OAP, so the pages in between are requested
+            // concurrently and consumed in order.
+            let last = max_pages;
+            let current = &slice;
+            let mut pages = stream::iter(2..last)
+                .map(|n| async move { (n, self.page::<P>(current, n).await) })
+                .buffered(LIST_CONCURRENCY);
+            while let Some((n, r)) = pages.next().await {
+                let p = match r {
+                    Ok(p) => p,
+                    Err(f) if shrink(&f, &mut max_pages) => {
+                        drop(pages);
+                        // Rows already listed are listed again and de-duplicated by id.
+                        self.split(&slice, None, tz, &mut stack)?;
+                        continue 'slices;
+                    }
+                    Err(f) => return Err(self.call_error(&what(&slice, n), f)),
+                };
+                out.pages += 1;
+                let short = p.rows() < size;
+                if tx.send(p).await.is_err() {
+                    return Ok(out);
+                }
+                if short {
+                    continue 'slices;
+                }
+            }
+            if tx.send(probe).await.is_err() {
+                return Ok(out);
+            }
+        }
+        out.exhausted = true;
+        Ok(out)
+    }
+
+    /// Replaces an overflowing slice by two halves, the half to list first on top: the later
+    /// half for BY_START_TIME (newest first, as the OAP orders), the longer half for
+    /// BY_DURATION, so `size` keeps the same traces it would without slicing.
+    fn split(
+        &self,
+        slice: &Slice,
+        longest: Option<u32>,
+        tz: FixedOffset,
+        stack: &mut Vec<Slice>,
+    ) -> Result<(), TraceError> {
+        let by_duration = self.s.query_order == QueryOrder::ByDuration;
+        let halves = if by_duration {
+            slice
+                .split_latency(longest)
+                .or_else(|| slice.split_time(tz))
+        } else {
+            slice.split_time(tz).or_else(|| slice.split_latency(None))
+        };
+        let Some((first, second)) = halves else {
+            return Err(TraceError::Config(format!(
+                "more segment rows than the OAP's result window ({} rows) within one second \
+                 ({} .. {}) and one trace duration: raise the storage's result window \
+                 (Elasticsearch `index.max_result_window`) and `result_window` to match",
+                self.s.result_window, slice.duration.start, slice.duration.end
+            )));
+        };
+        stack.push(second);
+        stack.push(first);
+        Ok(())
+    }
+
+    /// v1: the pager lists segment rows, the lister turns them into new trace ids for the
+    /// worker pool, which fetches spans while listing goes on.
     async fn run_v1(
         &self,
         duration: &QueryDuration,
+        tz: FixedOffset,
         wtx: mpsc::Sender<Vec<u8>>,
         progress: &(dyn Fn(String) + Send + Sync),
     ) -> Result<Stats, TraceError> {
         let workers = self.s.workers.max(1);
         let (tx, mut rx) = mpsc::channel::<(String, Value)>(workers * 2);
+        let (ptx, mut prx) = mpsc::channel::<BasicPage>(LIST_CONCURRENCY);
         let mut stats = Stats::default();
         // Shared with the progress line: how many ids the pager has handed out so far, and
         // whether that number is final.
@@ -397,66 +593,39 @@ impl Ctx<'_> {
         let listing_done = AtomicBool::new(false);
         let (listed_ref, done_ref) = (&listed_so_far, &listing_done);
 
-        let pager = async move {
+        let pager = self.list::<BasicPage>(duration, tz, ptx);
+        let ids = async move {
             let mut seen: HashSet<String> = HashSet::new();
-            let mut pages = 0u32;
             let mut duplicates = 0u64;
-            let reason = loop {
-                pages += 1;
-                let data: Value = self
-                    .client
-                    .call(
-                        query::BASIC_TRACES,
-                        self.condition(duration, pages),
-                        self.cancel,
-                    )
-                    .await
-                    .map_err(|f| self.call_error(&format!("queryBasicTraces page {pages}"), f))?;
-                let list = data
-                    .pointer("/queryBasicTraces/traces")
-                    .and_then(Value::as_array)
-                    .ok_or_else(|| TraceError::Shape {
-                        what: format!("queryBasicTraces page {pages}"),
-                        detail: "no `traces` list".into(),
-                    })?;
-                let mut new = 0usize;
-                for basic in list {
+            'pages: while let Some(page) = prx.recv().await {
+                for basic in page.query_basic_traces.traces {
                     // A segment may belong to several traces; each id is fetched once.
-                    for id in basic
+                    let ids: Vec<String> = basic
                         .get("traceIds")
                         .and_then(Value::as_array)
                         .into_iter()
                         .flatten()
                         .filter_map(Value::as_str)
-                    {
+                        .map(str::to_string)
+                        .collect();
+                    for id in ids {
                         if self.full(seen.len() as u64) {
-                            break;
+                            break 'pages;
                         }
-                        if !seen.insert(id.to_string()) {
+                        if seen.contains(&id) {
                             duplicates += 1;
                             continue;
                         }
-                        new += 1;
+                        seen.insert(id.clone());
                         listed_ref.store(seen.len() as u64, Ordering::Relaxed);
-                        if tx.send((id.to_string(), basic.clone())).await.is_err() {
-                            return Ok((seen.len() as u64, pages, duplicates, "consumer stopped"));
+                        if tx.send((id, basic.clone())).await.is_err() {
+                            break 'pages;
                         }
                     }
                 }
-                if self.full(seen.len() as u64) {
-                    break "size reached";
-                }
-                if list.len() < self.s.page_size as usize {
-                    break "short page";
-                }
-                if new == 0 {
-                    // A full page of ids we already have: the OAP is ignoring `pageNum` or
-                    // the list keeps shifting; paging on would never end.
-                    break "full page without new traces";
-                }
-            };
+            }
             done_ref.store(true, Ordering::Relaxed);
-            Ok::<_, TraceError>((seen.len() as u64, pages, duplicates, reason))
+            (seen.len() as u64, duplicates)
         };
 
         let fetcher = {
@@ -518,94 +687,208 @@ impl Ctx<'_> {
             }
         };
 
-        let (listed, fetched) = tokio::join!(pager, fetcher);
+        let (listing, (listed, duplicates), fetched) = tokio::join!(pager, ids, fetcher);
         if self.cancel.is_cancelled() {
             return Err(TraceError::Cancelled);
         }
-        let (listed, pages, duplicates, reason) = listed?;
+        let listing = listing?;
         let done = fetched?;
         progress(format!(
             "{done}/{listed} traces, {} failed",
             stats.failed.len()
         ));
         stats.listed = listed;
-        stats.pages = pages;
         stats.duplicates = duplicates;
-        stats.stop_reason = reason;
+        stats.set_listing(&listing, self.full(listed));
         Ok(stats)
     }
 
-    /// v2: pages carry whole traces, so there is nothing for a worker pool to do.
+    /// v2: pages carry whole traces, so there is nothing for a worker pool to fetch; pages are
+    /// requested concurrently (see [`Ctx::list`]) and enriched as they arrive, in order.
     async fn run_v2(
         &self,
         duration: &QueryDuration,
+        tz: FixedOffset,
         wtx: mpsc::Sender<Vec<u8>>,
         progress: &(dyn Fn(String) + Send + Sync),
     ) -> Result<Stats, TraceError> {
-        let mut stats = Stats::default();
-        let mut seen: HashSet<String> = HashSet::new();
-        let mut page = 0u32;
-        stats.stop_reason = loop {
-            page += 1;
-            let data: TracesV2 = self
-                .client
-                .call(
-                    query::TRACES_V2,
-                    self.condition(duration, page),
-                    self.cancel,
-                )
-                .await
-                .map_err(|f| self.call_error(&format!("queryTraces page {page}"), f))?;
-            let Some(list) = data.query_traces.and_then(|l| l.traces) else {
-                return Err(TraceError::Shape {
-                    what: format!("queryTraces page {page}"),
-                    detail: "no `traces` list".into(),
-                });
-            };
-            let listed = list.len();
-            let mut new = 0usize;
-            for t in list {
-                if self.full(seen.len() as u64) {
-                    break;
+        let (ptx, mut prx) = mpsc::channel::<TracesV2>(LIST_CONCURRENCY);
+        let pager = self.list::<TracesV2>(duration, tz, ptx);
+        let consumer = async move {
+            let mut stats = Stats::default();
+            let mut seen: HashSet<String> = HashSet::new();
+            let mut pages = 0u32;
+            'pages: while let Some(page) = prx.recv().await {
+                pages += 1;
+                for t in page.query_traces.traces {
+                    if self.full(seen.len() as u64) {
+                        break 'pages;
+                    }
+                    let spans = t.spans.unwrap_or_default();
+                    let Some(id) = spans
+                        .iter()
+                        .map(|s| s.trace_id.as_str())
+                        .find(|id| !id.is_empty())
+                        .map(str::to_string)
+                    else {
+                        return Err(TraceError::Shape {
+                            what: format!("queryTraces page {pages}"),
+                            detail: "a trace without spans (no trace id to record it by)".into(),
+                        });
+                    };
+                    if !seen.insert(id.clone()) {
+                        stats.duplicates += 1;
+                        continue;
+                    }
+                    let d = finish_trace(&id, None, spans);
+                    stats.spans += d.spans;
+                    stats.services.extend(d.services);
+                    if wtx.send(d.json).await.is_err() {
+                        return Err(writer_gone(&self.s.path));
+                    }
                 }
-                let spans = t.spans.unwrap_or_default();
-                let Some(id) = spans
-                    .iter()
-                    .map(|s| s.trace_id.as_str())
-                    .find(|id| !id.is_empty())
-                    .map(str::to_string)
-                else {
-                    return Err(TraceError::Shape {
-                        what: format!("queryTraces page {page}"),
-                        detail: "a trace without spans (no trace id to record it by)".into(),
-                    });
-                };
-                if !seen.insert(id.clone()) {
-                    stats.duplicates += 1;
-                    continue;
-                }
-                new += 1;
-                let d = finish_trace(&id, None, spans);
-                stats.spans += d.spans;
-                stats.services.extend(d.services);
-                if wtx.send(d.json).await.is_err() {
-                    return Err(writer_gone(&self.s.path));
-                }
+                progress(format!("{} traces ({pages} pages)", seen.len()));
             }
-            progress(format!("{} traces (page {page})", seen.len()));
-            if self.full(seen.len() as u64) {
-                break "size reached";
-            }
-            if listed < self.s.page_size as usize {
-                break "short page";
-            }
-            if new == 0 {
-                break "full page without new traces";
-            }
+            stats.listed = seen.len() as u64;
+            Ok(stats)
         };
-        stats.listed = seen.len() as u64;
-        stats.pages = page;
+        let (listing, stats) = tokio::join!(pager, consumer);
+        if self.cancel.is_cancelled() {
+            return Err(TraceError::Cancelled);
+        }
+        // A writer failure explains a listing that stopped early, so it is reported first.
+        let mut stats = stats?;
+        let listing = listing?;
+        stats.set_listing(&listing, self.full(stats.listed));
         Ok(stats)
+    }
+}
+
+/// Page requests of one slice in flight at once.
+const LIST_CONCURRENCY: usize = 4;
+
+/// One part of the window, listed on its own so that its rows stay within the OAP's result
+/// window. Latency bounds use the protocol's convention: 0 / `None` is no bound.
+#[derive(Debug, Clone)]
+struct Slice {
+    duration: QueryDuration,
+    min_latency: u32,
+    max_latency: Option<u32>,
+}
+
+impl Slice {
+    /// Halves at a whole second, in SECOND steps: the finest the `Duration` type has, and the
+    /// granularity of the segment `time_bucket` the OAP filters on. Later half first.
+    fn split_time(&self, tz: FixedOffset) -> Option<(Slice, Slice)> {
+        let (a, b) = (self.duration.covers_from, self.duration.covers_until);
+        let span_s = (b - a).num_seconds();
+        if span_s < 2 {
+            return None;
+        }
+        let mid = a + chrono::Duration::seconds(span_s / 2);
+        let half = |from, until| Slice {
+            duration: QueryDuration::bucket(from, until, QueryStep::Second, tz),
+            ..self.clone()
+        };
+        Some((half(mid, b), half(a, mid)))
+    }
+
+    /// Halves the latency range `[min, max]` (`longest` bounds an open `max`); longer half
+    /// first. `[0, 0]` cannot be expressed (0 means "no bound"), so a lower half must end ≥ 1.
+    fn split_latency(&self, longest: Option<u32>) -> Option<(Slice, Slice)> {
+        let lo = self.min_latency;
+        let hi = self
+            .max_latency
+            .or(longest)
+            .unwrap_or(i32::MAX as u32)
+            .min(i32::MAX as u32);
+        if lo >= hi {
+            return None;
+        }
+        let mid = lo + (hi - lo) / 2;
+        if mid == 0 {
+            return None;
+        }
+        let upper = Slice {
+            min_latency: mid + 1,
+            max_latency: Some(hi),
+            ..self.clone()
+        };
+        let lower = Slice {
+            min_latency: lo,
+            max_latency: Some(mid),
+            ..self.clone()
+        };
+        Some((upper, lower))
+    }
+}
+
+#[derive(Debug, Default)]
+struct ListOutcome {
+    pages: u32,
+    slices: u32,
+    /// Every slice was paged to its end (not stopped by `size` or the consumer).
+    exhausted: bool,
+}
+
+impl Stats {
+    fn set_listing(&mut self, l: &ListOutcome, size_reached: bool) {
+        self.pages = l.pages;
+        self.slices = l.slices;
+        self.stop_reason = if size_reached {
+            "size reached"
+        } else if l.exhausted {
+            "every slice listed to a short page"
+        } else {
+            "consumer stopped"
+        };
+    }
+}
+
+/// A list page, as the pager needs to see it.
+trait ListPage: serde::de::DeserializeOwned + Send + 'static {
+    const DOCUMENT: &'static str;
+    const ROOT: &'static str;
+    fn rows(&self) -> usize;
+    /// The first row's latency: the slice's longest under BY_DURATION.
+    fn max_latency(&self) -> Option<u32>;
+}
+
+/// `data` of `BASIC_TRACES`: one row per segment.
+#[derive(Deserialize)]
+struct BasicPage {
+    #[serde(rename = "queryBasicTraces")]
+    query_basic_traces: BasicList,
+}
+
+#[derive(Deserialize)]
+struct BasicList {
+    traces: Vec<Value>,
+}
+
+impl ListPage for BasicPage {
+    const DOCUMENT: &'static str = query::BASIC_TRACES;
+    const ROOT: &'static str = "queryBasicTraces";
+    fn rows(&self) -> usize {
+        self.query_basic_traces.traces.len()
+    }
+    fn max_latency(&self) -> Option<u32> {
+        let d = self.query_basic_traces.traces.first()?.get("duration")?;
+        d.as_u64().and_then(|d| u32::try_from(d).ok())
+    }
+}
+
+impl ListPage for TracesV2 {
+    const DOCUMENT: &'static str = query::TRACES_V2;
+    const ROOT: &'static str = "queryTraces";
+    fn rows(&self) -> usize {
+        self.query_traces.traces.len()
+    }
+    fn max_latency(&self) -> Option<u32> {
+        let spans = self.query_traces.traces.first()?.spans.as_ref()?;
+        let start = spans.iter().map(|s| s.start_time).min()?;
+        let end = spans.iter().map(|s| s.end_time).max()?;
+        u32::try_from((end - start).max(0)).ok()
     }
 }
 
@@ -630,12 +913,12 @@ struct TraceDetail {
 #[derive(Deserialize)]
 struct TracesV2 {
     #[serde(rename = "queryTraces")]
-    query_traces: Option<TraceSpansList>,
+    query_traces: TraceSpansList,
 }
 
 #[derive(Deserialize)]
 struct TraceSpansList {
-    traces: Option<Vec<TraceSpans>>,
+    traces: Vec<TraceSpans>,
 }
 
 #[derive(Deserialize)]

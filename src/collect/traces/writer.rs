@@ -14,10 +14,11 @@ use crate::atomic_write::AtomicFile;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
-    /// One trace object per line.
-    #[default]
+    /// One trace object per line (the same trace records as `json`, no metadata).
     Jsonl,
-    /// `{"traces": [...], "metadata": {...}}`; metadata comes last because it holds the counts.
+    /// The published dataset's document `{"metadata": {...}, "traces": [...]}`, streamed:
+    /// metadata is written after the traces because it holds the counts.
+    #[default]
     Json,
 }
 
@@ -93,8 +94,49 @@ impl TraceWriter {
     }
 }
 
+/// `<EXP>_skywalking_failed_traces_<ts>.jsonl` beside `<EXP>_skywalking_traces_<ts>.<ext>`;
+/// for another file name, `<stem>_failed_traces.jsonl`.
+pub fn failed_traces_path(data: &Path) -> PathBuf {
+    let stem = data
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = if stem.contains("_skywalking_traces_") {
+        stem.replacen("_skywalking_traces_", "_skywalking_failed_traces_", 1)
+    } else {
+        format!("{stem}_failed_traces")
+    };
+    data.with_file_name(format!("{name}.jsonl"))
+}
+
+/// One `{trace_id, reason, attempts}` line per lost trace.
+///
+/// # Errors
+/// On write or rename failure.
+pub fn write_failed<T: Serialize>(path: &Path, failed: &[T]) -> io::Result<()> {
+    let mut out = BufWriter::new(AtomicFile::create(path)?);
+    for f in failed {
+        serde_json::to_writer(&mut out, f).map_err(io::Error::other)?;
+        out.write_all(b"\n")?;
+    }
+    let file = out.into_inner().map_err(|e| e.into_error())?;
+    file.commit().map(|_| ())
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn failed_traces_sit_beside_the_data() {
+        assert_eq!(
+            failed_traces_path(Path::new("d/E_skywalking_traces_20260301_100000.json")),
+            Path::new("d/E_skywalking_failed_traces_20260301_100000.jsonl")
+        );
+        assert_eq!(
+            failed_traces_path(Path::new("d/out.jsonl")),
+            Path::new("d/out_failed_traces.jsonl")
+        );
+    }
+
     use super::*;
 
     #[test]
