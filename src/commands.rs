@@ -98,6 +98,7 @@ fn instrument(a: &InstrumentArgs) -> u8 {
         excludes: a.excludes.clone(),
         containers: a.containers.clone(),
         skip: a.skip.clone(),
+        train_ticket_defaults: !a.no_train_ticket_defaults,
     };
     let (out, report) = match instrument(&text, &opts) {
         Ok(r) => r,

@@ -221,10 +221,22 @@ fn one_and_several_containers_restarts_events_and_report() {
     assert_eq!(report["errors"], serde_json::json!([]));
     assert_eq!(report["events"]["count"], items.len());
     // The published report's keys, first.
-    let keys: Vec<&str> = report.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+    let keys: Vec<&str> = report
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str())
+        .collect();
     assert_eq!(
         keys[..6],
-        ["timestamp", "collection_time", "output_dir", "total_files", "collected_files", "summary"]
+        [
+            "timestamp",
+            "collection_time",
+            "output_dir",
+            "total_files",
+            "collected_files",
+            "summary"
+        ]
     );
     assert_eq!(report["timestamp"], ts.as_str());
     assert_eq!(report["output_dir"], dir.as_str());
@@ -233,7 +245,10 @@ fn one_and_several_containers_restarts_events_and_report() {
     assert_eq!(collected.len(), 8);
     assert!(collected.contains(&Value::from(format!("{dir}/kubernetes_events_{ts}.json"))));
     assert!(collected.contains(&Value::from(solo.clone())));
-    assert_eq!(report["summary"], serde_json::json!({"pod_logs": 7, "events": 1}));
+    assert_eq!(
+        report["summary"],
+        serde_json::json!({"pod_logs": 7, "events": 1})
+    );
     assert_eq!(report["collected_at"].as_str().unwrap().len(), 24);
     assert_eq!(report["window"]["tail_lines"], Value::Null);
 
@@ -266,7 +281,12 @@ fn crash_loops_default_containers_and_whole_previous_logs() {
         LogSource::lines(
             text.lines()
                 .enumerate()
-                .map(|(i, l)| (long_ago + chrono::Duration::seconds(i as i64), l.to_string()))
+                .map(|(i, l)| {
+                    (
+                        long_ago + chrono::Duration::seconds(i as i64),
+                        l.to_string(),
+                    )
+                })
                 .collect(),
         )
     };
@@ -337,7 +357,10 @@ fn crash_loops_default_containers_and_whole_previous_logs() {
         read(p, &format!("{p}_xenon_previous_{ts}.log")),
         "xenon first run\n"
     );
-    assert!(!exists(p, &format!("{p}_previous_{ts}.log")), "mysql never restarted");
+    assert!(
+        !exists(p, &format!("{p}_previous_{ts}.log")),
+        "mysql never restarted"
+    );
     // With the annotation: the annotated container.
     let p = "nacosdb-mysql-1";
     assert_eq!(read(p, &format!("{p}_{ts}.log")), "x1\n");
@@ -346,7 +369,10 @@ fn crash_loops_default_containers_and_whole_previous_logs() {
 
     // An empty current log is still a file; an empty previous log is none.
     assert_eq!(read("ts-quiet-1", &format!("ts-quiet-1_{ts}.log")), "");
-    assert!(!exists("ts-quiet-1", &format!("ts-quiet-1_previous_{ts}.log")));
+    assert!(!exists(
+        "ts-quiet-1",
+        &format!("ts-quiet-1_previous_{ts}.log")
+    ));
     // A container that never started has no log to read (the API answers 400).
     assert!(!out.exists(&format!("out/{dir}/ts-pending-1")));
 

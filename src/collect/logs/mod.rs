@@ -749,10 +749,7 @@ async fn fetch(
     if written.is_some() {
         for (copy, _) in &job.copies {
             copy_file(&job.abs, copy).await.map_err(|e| Failure {
-                message: format!(
-                    "copying the {what} of {target} to {}: {e}",
-                    copy.display()
-                ),
+                message: format!("copying the {what} of {target} to {}: {e}", copy.display()),
                 not_found: false,
             })?;
         }

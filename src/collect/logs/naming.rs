@@ -38,7 +38,10 @@ pub const DEFAULT_CONTAINER_ANNOTATION: &str = "kubectl.kubernetes.io/default-co
 /// The container `kubectl logs POD` reads: the one the default-container annotation names when
 /// the pod has it, else the first (kubectl's `podcmd.FindOrDefaultContainerByName`; an
 /// annotation naming no container of the pod falls back to the first, as current kubectl does).
-pub fn default_container<'a>(annotation: Option<&str>, containers: &'a [String]) -> Option<&'a str> {
+pub fn default_container<'a>(
+    annotation: Option<&str>,
+    containers: &'a [String],
+) -> Option<&'a str> {
     annotation
         .and_then(|a| containers.iter().find(|c| c.as_str() == a))
         .or_else(|| containers.first())
