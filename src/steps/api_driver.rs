@@ -19,6 +19,7 @@ use crate::plan::template::Templates;
 use crate::plan::Duration;
 use crate::traffic::login::{fetch_token, Login};
 use crate::traffic::proxy::upstream_base;
+use crate::traffic::record::is_secret_name;
 use crate::traffic::record::RecordTags;
 use crate::traffic::{Phase, Proxy, ProxyOptions, RecordOptions, RecordWriter, Recorded};
 
@@ -141,6 +142,22 @@ impl ApiDriverConfig {
             .as_deref()
             .or_else(|| self.record.as_ref().and_then(|r| r.upstream.as_deref()))
     }
+}
+
+/// Values the driver may send that must not reach the records: the step's `env:` entries and
+/// ttplan's own environment variables with secret-like names (`TT_AUTH_TOKEN`, …), whatever
+/// header, parameter or body field carries them.
+fn secret_values(ctx: &StepCtx) -> Vec<(String, String)> {
+    ctx.env()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        // `vars()` would panic on a variable that is not UTF-8.
+        .chain(
+            std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
+        )
+        .filter(|(k, _)| is_secret_name(k))
+        .collect()
 }
 
 fn diag(node: &Node, field: &str, msg: String) -> PlanDiag {
@@ -434,7 +451,8 @@ impl Recording {
             .map_err(StepError::io(format!("creating {}", path.display())))?;
         let opts = ProxyOptions {
             upstream: uri,
-            record: RecordOptions::new(rec.max_body_bytes, &rec.redact_headers, &rec.redact_fields),
+            record: RecordOptions::new(rec.max_body_bytes, &rec.redact_headers, &rec.redact_fields)
+                .with_secret_values(secret_values(ctx)),
             tags: RecordTags {
                 run_id: ctx.run_id().to_string(),
                 exp_name: ctx.exp_name().to_string(),
