@@ -758,7 +758,7 @@ r = requests.post(f"{base}/echo", data=body,
                   headers={"content-type": "application/json", "x-client-token": token,
                            "x-db": pw})
 assert r.status_code == 200, r.text
-print("posted", len(body), "bytes")
+print("posted", len(body), "bytes with", token, "and", pw)
 "#;
 
 /// Issue 11, item 4: JSON bodies are recorded byte for byte (numbers are never re-printed),
@@ -831,4 +831,13 @@ steps:
     assert_eq!(m["env"]["TTPLAN_TEST_DB_PASSWORD"], "<redacted>");
     let env = &m["resolved_plan"]["steps"]["traffic"]["env"];
     assert_eq!(env["TT_AUTH_TOKEN"], "<redacted:TT_AUTH_TOKEN>", "{env}");
+    // What the driver printed, in the step log.
+    let log = run.step_log("traffic");
+    assert!(
+        log.contains("with <redacted:TT_AUTH_TOKEN> and <redacted:DB_PASSWORD>"),
+        "{log}"
+    );
+    for secret in ["literal-token-abcdef", "env-pass-7890"] {
+        assert!(!log.contains(secret), "`{secret}` leaked into the step log");
+    }
 }

@@ -105,6 +105,36 @@ impl RecordOptions {
         self
     }
 
+    /// `bytes` with every secret value replaced by `<redacted:NAME>`; `None` when there is
+    /// none (bytes that are not UTF-8 are kept as they are).
+    pub fn scrub_bytes(&self, bytes: &[u8]) -> Option<Vec<u8>> {
+        let mut out = bytes.to_vec();
+        let mut changed = false;
+        for (name, value) in &self.secret_values {
+            let needle = value.as_bytes();
+            let Some(first) = out.windows(needle.len()).position(|w| w == needle) else {
+                continue;
+            };
+            changed = true;
+            let with = format!("<redacted:{name}>").into_bytes();
+            let mut next = Vec::with_capacity(out.len());
+            let (mut i, mut from) = (first, 0);
+            while i + needle.len() <= out.len() {
+                if &out[i..i + needle.len()] == needle {
+                    next.extend_from_slice(&out[from..i]);
+                    next.extend_from_slice(&with);
+                    i += needle.len();
+                    from = i;
+                } else {
+                    i += 1;
+                }
+            }
+            next.extend_from_slice(&out[from..]);
+            out = next;
+        }
+        changed.then_some(out)
+    }
+
     /// `text` with every secret value replaced by `<redacted:NAME>`.
     pub fn scrub(&self, text: &str) -> String {
         let mut out = text.to_string();
@@ -901,6 +931,12 @@ mod tests {
             o.redact_query("q=eyJhbGciOi.s3cr3t&ab=1"),
             "q=<redacted:TT_AUTH_TOKEN>&ab=1"
         );
+        assert_eq!(
+            o.scrub_bytes(b"\xff x eyJhbGciOi.s3cr3t\neyJhbGciOi.s3cr3t")
+                .unwrap(),
+            b"\xff x <redacted:TT_AUTH_TOKEN>\n<redacted:TT_AUTH_TOKEN>"
+        );
+        assert_eq!(o.scrub_bytes(b"nothing here"), None);
         let b = o.body(b"plain eyJhbGciOi.s3cr3t", 23, &ct("text/plain"));
         assert_eq!(v(&b), json!("plain <redacted:TT_AUTH_TOKEN>"));
     }
