@@ -159,6 +159,28 @@ mod tests {
     }
 
     #[test]
+    fn one_value_under_several_names_is_one_secret() {
+        let s = Secrets::from_named(
+            [
+                ("TT_AUTH_TOKEN", "tok-123456"),
+                ("EXPECTED_TOKEN", "tok-123456"),
+                ("api_key", "longer-key-value"),
+                ("PLAIN", "not-a-secret"),
+                ("SHORT_KEY", "abc"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+        assert_eq!(
+            s.values(),
+            [
+                ("api_key".to_string(), "longer-key-value".to_string()),
+                ("EXPECTED_TOKEN".to_string(), "tok-123456".to_string()),
+            ]
+        );
+    }
+
+    #[test]
     fn references_round_trip_through_the_environment() {
         let mut v = json!("token=s3cr3t");
         secrets().to_references(&mut v);
