@@ -152,6 +152,10 @@ pub struct InstrumentArgs {
     /// Leave this workload alone (repeatable).
     #[arg(long = "skip", value_name = "NAME")]
     pub skip: Vec<String>,
+    /// No Train-Ticket defaults (known services' own packages as `includes`, non-Java services
+    /// skipped): `--default-includes` everywhere.
+    #[arg(long)]
+    pub no_train_ticket_defaults: bool,
 }
 
 #[derive(Debug, clap::Args)]

@@ -98,6 +98,7 @@ fn instrument(a: &InstrumentArgs) -> u8 {
         excludes: a.excludes.clone(),
         containers: a.containers.clone(),
         skip: a.skip.clone(),
+        train_ticket_defaults: !a.no_train_ticket_defaults,
     };
     let (out, report) = match instrument(&text, &opts) {
         Ok(r) => r,
@@ -398,7 +399,7 @@ fn initial_manifest(plan: &Plan, run: &RunInfo, args: &RunArgs) -> Manifest {
 
 async fn run_async(plan: Arc<Plan>, run: Arc<RunInfo>, args: &RunArgs) -> u8 {
     let progress = Progress::new(args.progress);
-    let secrets = Secrets::from_env_reads(&plan.templates.env_reads());
+    let secrets = Secrets::from_plan(&plan);
     let manifest = Arc::new(ManifestWriter::new(
         &run.run_dir,
         initial_manifest(&plan, &run, args),

@@ -83,6 +83,7 @@ fn check_fixture(name: &str, skywalking_deployments: usize) {
     let after = docs(&once_text);
     assert_eq!(before.len(), after.len(), "document count changed");
     let mut deployments = 0;
+    let mut instrumented = 0;
     let mut with_skywalking = 0;
     for (b, a) in before.iter().zip(&after) {
         assert_eq!(b["kind"], a["kind"], "document order changed");
@@ -93,6 +94,12 @@ fn check_fixture(name: &str, skywalking_deployments: usize) {
         }
         deployments += 1;
         let name = a["metadata"]["name"].as_str().unwrap();
+        if ttplan::coverage::instrument::TRAIN_TICKET_NON_JAVA.contains(&name) {
+            // No JVM: left exactly as it was.
+            assert_eq!(a, b, "{name}");
+            continue;
+        }
+        instrumented += 1;
         let pod = &a["spec"]["template"]["spec"];
         let has = |list: &Value, n: &str| {
             list.as_sequence()
@@ -146,12 +153,17 @@ fn check_fixture(name: &str, skywalking_deployments: usize) {
         );
         assert!(jacoco.ends_with(",sessionid=$(POD_NAME)"), "{jacoco}");
         assert!(!jacoco.contains("HOSTNAME"));
-        let includes = if name == "ts-order-service" {
-            "includes=order.*,"
-        } else {
-            "includes=*,"
-        };
-        assert!(jacoco.contains(includes), "{name}: {jacoco}");
+        // The service's own packages, from the Train-Ticket table (`--includes` set the same
+        // pattern for ts-order-service).
+        let package = ttplan::coverage::instrument::TRAIN_TICKET_PACKAGES
+            .iter()
+            .find(|(s, _)| *s == name)
+            .map(|(_, p)| *p)
+            .unwrap_or_else(|| panic!("{name}: not a known Java service"));
+        assert!(
+            jacoco.contains(&format!("includes={package}.*,")),
+            "{name}: {jacoco}"
+        );
         assert!(
             c["ports"]
                 .as_sequence()
@@ -177,13 +189,16 @@ fn check_fixture(name: &str, skywalking_deployments: usize) {
         assert_eq!(kept, want, "{name}: env order");
     }
     assert_eq!(deployments, 46);
+    // The published dataset's 41 Java services.
+    assert_eq!(instrumented, 41);
     assert_eq!(with_skywalking, skywalking_deployments);
 }
 
 #[test]
 fn instrument_sw_deploy_fixture() {
-    // Two of its 46 Deployments run without the SkyWalking agent.
-    check_fixture("sw_deploy.yaml", 44);
+    // Two of its 46 Deployments run without the SkyWalking agent, both non-Java; every Java
+    // service has it.
+    check_fixture("sw_deploy.yaml", 41);
 }
 
 #[test]
@@ -462,11 +477,18 @@ steps:
     run_plan(dir, &merge_plan, "merged");
     let report = dir.join("out/coverage_report/merged/demo");
     let xml = std::fs::read_to_string(report.join("coverage.xml")).unwrap();
+    assert!(
+        xml.contains(r#"<report name="JaCoCo Coverage Report">"#),
+        "{}",
+        &xml[..300.min(xml.len())]
+    );
     let (covered, missed) = lines_of(&xml, "Work.java");
     assert_eq!(covered, BTreeSet::from([3, 4, 5, 7, 10]));
     // 14: the `return` of the void `never()` sits on its closing brace.
     assert_eq!(missed, BTreeSet::from([1, 13, 14]));
-    let merged = read_exec(&report.join("jacoco.exec"));
+    // The published names: `merged.exec`, and JaCoCo CLI's default report name.
+    assert!(!report.join("jacoco.exec").exists());
+    let merged = read_exec(&report.join("merged.exec"));
     assert_eq!(merged.sessions.len(), 2);
     assert!(merged.sessions[0].dump_ms <= merged.sessions[1].dump_ms);
     assert!(report.join("html/index.html").is_file());
@@ -476,8 +498,24 @@ steps:
     let line = counters["LINE"];
     let pct = ttplan::coverage::report::percent_half_even(line.covered, line.total()).unwrap();
     let txt = std::fs::read_to_string(report.join("coverage-summary.txt")).unwrap();
+    let rule = |c: &str| c.repeat(66);
     assert_eq!(
         txt,
+        format!(
+            "{}\n  Simple Code Coverage Report\n{}\nService: demo\n{}\nTOTAL               Lines {:>6}  Cover {pct:>3}%\n{}\n",
+            rule("="),
+            rule("-"),
+            rule("-"),
+            line.total(),
+            rule("-")
+        )
+    );
+    // The all-services table is beside the service folders, under another name.
+    let table =
+        std::fs::read_to_string(dir.join("out/coverage_report/merged/coverage-summary.tsv"))
+            .unwrap();
+    assert_eq!(
+        table,
         format!(
             "service\ttotal_lines\tline_coverage\ndemo\t{}\t{pct}%\n",
             line.total()

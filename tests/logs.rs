@@ -44,9 +44,10 @@ fn one_file(out: &Output, dir: &str, prefix: &str) -> String {
     format!("{dir}/{}", found.remove(0))
 }
 
+/// The `%Y%m%d_%H%M%S` part of a file name.
 fn ts_of(name: &str) -> &str {
     let stem = name.rsplit_once('.').unwrap().0;
-    stem.rsplit_once('_').unwrap().1
+    &stem[stem.len() - "20260301_100000".len()..]
 }
 
 fn lines(text: &str) -> Vec<(DateTime<Utc>, String)> {
@@ -113,7 +114,10 @@ fn one_and_several_containers_restarts_events_and_report() {
     let solo = one_file(&out, &format!("{dir}/solo-1"), "solo-1_");
     assert_eq!(out.read(&format!("out/{solo}")), "s1\ns2\ns3\n");
     let ts = ts_of(&solo).to_string();
-    assert_eq!(ts.len(), "20260301T100000Z".len(), "{solo}");
+    assert!(
+        chrono::NaiveDateTime::parse_from_str(&ts, "%Y%m%d_%H%M%S").is_ok(),
+        "{solo}"
+    );
     let pod = format!("{dir}/solo-restarted");
     assert_eq!(
         out.read(&format!("out/{pod}/solo-restarted_{ts}.log")),
@@ -123,8 +127,10 @@ fn one_and_several_containers_restarts_events_and_report() {
         out.read(&format!("out/{pod}/solo-restarted_previous_{ts}.log")),
         "first life\nOOM\n"
     );
-    // Several containers: named by container too.
+    // Several containers: the pod-level file is the default (first) container's, as
+    // `kubectl logs duo-1` shows it; per-container files are extras.
     let pod = format!("{dir}/duo-1");
+    assert_eq!(out.read(&format!("out/{pod}/duo-1_{ts}.log")), "a1\na2\n");
     assert_eq!(
         out.read(&format!("out/{pod}/duo-1_app_{ts}.log")),
         "a1\na2\n"
@@ -141,7 +147,7 @@ fn one_and_several_containers_restarts_events_and_report() {
         .unwrap()
         .count();
     assert_eq!(
-        files, 3,
+        files, 4,
         "no previous log for a container that never restarted"
     );
     assert!(!out.exists(&format!("out/{dir}/other")));
@@ -179,7 +185,7 @@ fn one_and_several_containers_restarts_events_and_report() {
     assert_eq!(report["name_prefixes"], serde_json::json!(["solo", "duo"]));
     assert_eq!(
         report["totals"],
-        serde_json::json!({"pods": 3, "containers": 4, "files": 6, "bytes": 9 + 6 + 9 + 18 + 12 + 15,
+        serde_json::json!({"pods": 3, "containers": 4, "files": 7, "bytes": 9 + 6 + 6 + 9 + 18 + 12 + 15,
             "events": items.len(), "skipped": 0, "errors": 0}),
         "{report:#}"
     );
@@ -205,14 +211,50 @@ fn one_and_several_containers_restarts_events_and_report() {
         &serde_json::json!({"path": format!("{pod}/duo-1_sidecar_previous_{ts}.log"),
             "pod": "duo-1", "container": "sidecar", "instance": "previous", "bytes": 18})
     );
+    let copy = report["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == format!("{pod}/duo-1_app_{ts}.log"))
+        .unwrap();
+    assert_eq!(copy["copy_of"], format!("{pod}/duo-1_{ts}.log"));
     assert_eq!(report["errors"], serde_json::json!([]));
     assert_eq!(report["events"]["count"], items.len());
+    // The published report's keys, first.
+    let keys: Vec<&str> = report
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str())
+        .collect();
+    assert_eq!(
+        keys[..6],
+        [
+            "timestamp",
+            "collection_time",
+            "output_dir",
+            "total_files",
+            "collected_files",
+            "summary"
+        ]
+    );
+    assert_eq!(report["timestamp"], ts.as_str());
+    assert_eq!(report["output_dir"], dir.as_str());
+    assert_eq!(report["total_files"], 8);
+    let collected = report["collected_files"].as_array().unwrap();
+    assert_eq!(collected.len(), 8);
+    assert!(collected.contains(&Value::from(format!("{dir}/kubernetes_events_{ts}.json"))));
+    assert!(collected.contains(&Value::from(solo.clone())));
+    assert_eq!(
+        report["summary"],
+        serde_json::json!({"pod_logs": 7, "events": 1})
+    );
     assert_eq!(report["collected_at"].as_str().unwrap().len(), 24);
     assert_eq!(report["window"]["tail_lines"], Value::Null);
 
     // Step outputs and artifacts: every file, hashed.
     let step = &m["steps"]["logs"];
-    assert_eq!(step["outputs"]["files"], 6);
+    assert_eq!(step["outputs"]["files"], 7);
     assert_eq!(step["outputs"]["pods"], 3);
     assert_eq!(step["outputs"]["errors"], serde_json::json!([]));
     let mut artifacts: Vec<String> = step["artifacts"]
@@ -222,10 +264,142 @@ fn one_and_several_containers_restarts_events_and_report() {
         .map(|a| a["path"].as_str().unwrap().to_string())
         .collect();
     artifacts.sort();
-    assert_eq!(artifacts.len(), 8, "{artifacts:?}");
+    assert_eq!(artifacts.len(), 9, "{artifacts:?}");
     assert!(artifacts.contains(&format!("{dir}/kubernetes_events_{ts}.json")));
     assert!(artifacts.contains(&format!("{dir}/log_collection_report_{ts}.json")));
     assert!(artifacts.contains(&solo));
+}
+
+/// Rows of issue 11: a crash-looping pod still has `<pod>_<ts>.log` (the API serves the crashed
+/// instance for a waiting container); a pod with several containers has the default container's
+/// log as `<pod>_<ts>.log` (annotation, else first); the previous log is the whole previous run
+/// even when it ended before the window, and absent when empty.
+#[test]
+fn crash_loops_default_containers_and_whole_previous_logs() {
+    let long_ago = Utc::now() - chrono::Duration::hours(2);
+    let before_window = |text: &str| {
+        LogSource::lines(
+            text.lines()
+                .enumerate()
+                .map(|(i, l)| {
+                    (
+                        long_ago + chrono::Duration::seconds(i as i64),
+                        l.to_string(),
+                    )
+                })
+                .collect(),
+        )
+    };
+    let kube = FakeKube::builder()
+        .pod(
+            PodSeed::new("ts-crash-1", "default").container(
+                ContainerSeed::new("app")
+                    .crash_loop()
+                    .previous_log(LogSource::lines(lines("boot\nException in thread main"))),
+            ),
+        )
+        .pod(
+            PodSeed::new("nacosdb-mysql-0", "default")
+                .container(ContainerSeed::new("mysql").log(LogSource::lines(lines("mysqld ready"))))
+                .container(
+                    ContainerSeed::new("xenon")
+                        .log(LogSource::lines(lines("xenon up")))
+                        .restarts(1)
+                        .previous_log(before_window("xenon first run")),
+                ),
+        )
+        .pod(
+            PodSeed::new("nacosdb-mysql-1", "default")
+                .annotation("kubectl.kubernetes.io/default-container", "xenon")
+                .container(ContainerSeed::new("mysql").log(LogSource::lines(lines("m1"))))
+                .container(ContainerSeed::new("xenon").log(LogSource::lines(lines("x1")))),
+        )
+        .pod(
+            PodSeed::new("ts-quiet-1", "default").container(
+                ContainerSeed::new("app")
+                    .log(LogSource::empty())
+                    .restarts(1)
+                    .previous_log(LogSource::empty()),
+            ),
+        )
+        .pod(
+            PodSeed::new("ts-pending-1", "default")
+                .container(ContainerSeed::new("app").waiting("ImagePullBackOff")),
+        )
+        .start();
+    let out = run(
+        &kube,
+        "name: logs\nsteps:\n  logs:\n    kind: collect-logs\n    name_prefixes: [ts-, nacos]\n",
+    );
+    let m = out.manifest();
+    assert_eq!(m["run"]["status"], "succeeded", "{out}");
+    let dir = format!("log_data/{EXP}");
+    let solo = one_file(&out, &format!("{dir}/ts-crash-1"), "ts-crash-1_2");
+    let ts = ts_of(&solo).to_string();
+    let read = |pod: &str, file: &str| out.read(&format!("out/{dir}/{pod}/{file}"));
+    let exists = |pod: &str, file: &str| out.exists(&format!("out/{dir}/{pod}/{file}"));
+
+    // Crash loop: the plain log is what the API serves for a waiting container, the crashed
+    // run (within the window, as the plain log always is).
+    let crashed = "boot\nException in thread main\n";
+    assert_eq!(read("ts-crash-1", &format!("ts-crash-1_{ts}.log")), crashed);
+    assert_eq!(
+        read("ts-crash-1", &format!("ts-crash-1_previous_{ts}.log")),
+        crashed
+    );
+
+    // Several containers, no annotation: the first container is the pod-level file.
+    let p = "nacosdb-mysql-0";
+    assert_eq!(read(p, &format!("{p}_{ts}.log")), "mysqld ready\n");
+    assert_eq!(read(p, &format!("{p}_mysql_{ts}.log")), "mysqld ready\n");
+    assert_eq!(read(p, &format!("{p}_xenon_{ts}.log")), "xenon up\n");
+    assert_eq!(
+        read(p, &format!("{p}_xenon_previous_{ts}.log")),
+        "xenon first run\n"
+    );
+    assert!(
+        !exists(p, &format!("{p}_previous_{ts}.log")),
+        "mysql never restarted"
+    );
+    // With the annotation: the annotated container.
+    let p = "nacosdb-mysql-1";
+    assert_eq!(read(p, &format!("{p}_{ts}.log")), "x1\n");
+    assert_eq!(read(p, &format!("{p}_xenon_{ts}.log")), "x1\n");
+    assert_eq!(read(p, &format!("{p}_mysql_{ts}.log")), "m1\n");
+
+    // An empty current log is still a file; an empty previous log is none.
+    assert_eq!(read("ts-quiet-1", &format!("ts-quiet-1_{ts}.log")), "");
+    assert!(!exists(
+        "ts-quiet-1",
+        &format!("ts-quiet-1_previous_{ts}.log")
+    ));
+    // A container that never started has no log to read (the API answers 400).
+    assert!(!out.exists(&format!("out/{dir}/ts-pending-1")));
+
+    let report = json(&out, &format!("out/{dir}/log_collection_report_{ts}.json"));
+    assert_eq!(report["errors"], serde_json::json!([]), "{report:#}");
+    let skipped: Vec<(&str, &str)> = report["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["pod"].as_str().unwrap(), s["reason"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        skipped,
+        [
+            ("ts-pending-1", "waiting to start (ImagePullBackOff)"),
+            ("ts-quiet-1", "the previous log is empty: no file"),
+        ],
+        "{report:#}"
+    );
+    // The previous logs were asked for without a window.
+    let previous_with_since = kube
+        .requests()
+        .iter()
+        .filter(|r| r.query_param("previous").as_deref() == Some("true"))
+        .filter(|r| r.query_param("sinceTime").is_some())
+        .count();
+    assert_eq!(previous_with_since, 0);
 }
 
 #[test]
@@ -251,7 +425,6 @@ fn a_pod_that_vanishes_mid_collection_is_reported_and_the_run_succeeds() {
     assert_eq!(m["run"]["status"], "succeeded", "{out}");
     let step = &m["steps"]["logs"];
     assert_eq!(step["status"], "succeeded");
-    assert_eq!(step["outputs"]["files"], 2, "{step:#}");
     assert_eq!(
         step["outputs"]["vanished_pods"],
         serde_json::json!(["gone-1"])
@@ -271,6 +444,10 @@ fn a_pod_that_vanishes_mid_collection_is_reported_and_the_run_succeeds() {
     assert_eq!(err["not_found"], true);
     assert_eq!(err["instance"], "current");
     assert!(err["container"] == "a" || err["container"] == "b", "{err}");
+    // `stay-1`, and the log of the container read before the pod vanished: `a`, the default
+    // container, is the pod-level file plus its per-container copy.
+    let files = if err["container"] == "b" { 3 } else { 2 };
+    assert_eq!(step["outputs"]["files"], files, "{step:#}");
     let gone = &report["pods"][0];
     assert_eq!(gone["name"], "gone-1");
     assert_eq!(gone["vanished"], true);

@@ -747,3 +747,97 @@ steps:
     assert!(cut["response"]["body_bytes"].as_u64().unwrap() < 150);
     assert!(lines.iter().any(|l| l["path"] == "/after"));
 }
+
+const EXACT_DRIVER: &str = r#"
+import os, requests
+base = os.environ["TT_BASE_URL"]
+token, key, pw = os.environ["TT_AUTH_TOKEN"], os.environ["API_KEY_FROM_SET"], os.environ["DB_PASSWORD"]
+body = ('{"price": 0.22593391350628578, "big": 123456789012345678901234567890, '
+        '"small": 1.0E-7, "one": 1.0, "note": "sent ' + token + '", "k": "' + key + '"}')
+r = requests.post(f"{base}/echo", data=body,
+                  headers={"content-type": "application/json", "x-client-token": token,
+                           "x-db": pw})
+assert r.status_code == 200, r.text
+print("posted", len(body), "bytes with", token, "and", pw)
+"#;
+
+/// Issue 11, item 4: JSON bodies are recorded byte for byte (numbers are never re-printed),
+/// and secrets are redacted in the records and the manifest whatever their source: a literal
+/// in the step's `env:`, a `--set` var, an `env()` read.
+#[test]
+fn bodies_are_recorded_exactly_and_secrets_from_any_source_are_redacted() {
+    require_python_requests();
+    let up = Upstream::start();
+    let p = Project::new();
+    p.file("driver.py", EXACT_DRIVER);
+    let plan = format!(
+        r#"
+name: exact
+vars:
+  api_key: default-key-value
+steps:
+  traffic:
+    kind: api-driver
+    run: [python3, driver.py]
+    fail_on_driver_error: true
+    env:
+      TT_AUTH_TOKEN: literal-token-abcdef
+      API_KEY_FROM_SET: "{{{{ api_key }}}}"
+      DB_PASSWORD: "{{{{ env('TTPLAN_TEST_DB_PASSWORD') }}}}"
+    record:
+      upstream: "{}"
+"#,
+        up.url()
+    );
+    let output = p
+        .command(&plan, "exact")
+        .args(["--set", "api_key=set-key-123456"])
+        .env("TTPLAN_TEST_DB_PASSWORD", "env-pass-7890")
+        .output()
+        .unwrap();
+    let run = Run {
+        output,
+        out: p.path().join("out"),
+        exp: "exact".into(),
+    };
+    assert_success(&run);
+    let (text, lines) = jsonl(&run);
+    assert_eq!(lines.len(), 1, "{text}");
+    // The request body, as sent but for the secret values.
+    let want = r#"{"price": 0.22593391350628578, "big": 123456789012345678901234567890, "small": 1.0E-7, "one": 1.0, "note": "sent <redacted:TT_AUTH_TOKEN>", "k": "<redacted:API_KEY_FROM_SET>"}"#;
+    assert!(
+        text.contains(&format!(r#""body":{want}"#)),
+        "request body not recorded exactly:\n{text}"
+    );
+    let l = &lines[0];
+    assert_eq!(l["request"]["body_encoding"], "json");
+    assert_eq!(
+        l["request"]["headers"]["x-client-token"],
+        "<redacted:TT_AUTH_TOKEN>"
+    );
+    assert_eq!(l["request"]["headers"]["x-db"], "<redacted:DB_PASSWORD>");
+
+    let manifest =
+        std::fs::read_to_string(run.out.join("runs/exact/experiment_manifest.json")).unwrap();
+    for secret in ["literal-token-abcdef", "set-key-123456", "env-pass-7890"] {
+        assert!(!text.contains(secret), "`{secret}` leaked into the JSONL");
+        assert!(
+            !manifest.contains(secret),
+            "`{secret}` leaked into the manifest"
+        );
+    }
+    let m = run.manifest();
+    assert_eq!(m["vars"]["api_key"], "<redacted:API_KEY_FROM_SET>");
+    assert_eq!(m["env"]["TTPLAN_TEST_DB_PASSWORD"], "<redacted>");
+    let env = &m["resolved_plan"]["steps"]["traffic"]["env"];
+    assert_eq!(env["TT_AUTH_TOKEN"], "<redacted:TT_AUTH_TOKEN>", "{env}");
+    // What the driver printed, in the step log.
+    let log = run.step_log("traffic");
+    assert!(
+        log.contains("with <redacted:TT_AUTH_TOKEN> and <redacted:DB_PASSWORD>"),
+        "{log}"
+    );
+    for secret in ["literal-token-abcdef", "env-pass-7890"] {
+        assert!(!log.contains(secret), "`{secret}` leaked into the step log");
+    }
+}

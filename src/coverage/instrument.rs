@@ -53,6 +53,10 @@ pub struct InstrumentOptions {
     pub containers: Vec<String>,
     /// Workloads (by name) to leave alone, e.g. non-Java services.
     pub skip: Vec<String>,
+    /// Apply [`TRAIN_TICKET_PACKAGES`] (a known service's own packages when neither `includes`
+    /// nor the source tree says) and skip [`TRAIN_TICKET_NON_JAVA`] (unless `includes` names
+    /// one).
+    pub train_ticket_defaults: bool,
 }
 
 impl InstrumentOptions {
@@ -69,9 +73,76 @@ impl InstrumentOptions {
             excludes: None,
             containers: Vec::new(),
             skip: Vec::new(),
+            train_ticket_defaults: true,
         }
     }
+
+    /// Whether workload `name` is left alone: listed in `skip`, or a non-Java Train-Ticket
+    /// service (with the defaults on and no `includes` of its own).
+    pub fn skips(&self, name: &str) -> bool {
+        self.skip.iter().any(|s| s == name)
+            || (self.train_ticket_defaults
+                && TRAIN_TICKET_NON_JAVA.contains(&name)
+                && !self.includes.contains_key(name))
+    }
 }
+
+/// The packages of Train-Ticket's Java services (FudanSELab/train-ticket, the package of
+/// `<service>/src/main/java/<package>/…Application.java`): each service's own code, so the
+/// agent neither instruments nor reports Spring, drivers or the shared `edu.fudan.common`.
+/// Two services share `fdse.microservice`; an agent only sees its own JVM, so that is harmless.
+pub const TRAIN_TICKET_PACKAGES: &[(&str, &str)] = &[
+    ("ts-admin-basic-info-service", "adminbasic"),
+    ("ts-admin-order-service", "adminorder"),
+    ("ts-admin-route-service", "adminroute"),
+    ("ts-admin-travel-service", "admintravel"),
+    ("ts-admin-user-service", "adminuser"),
+    ("ts-assurance-service", "assurance"),
+    ("ts-auth-service", "auth"),
+    ("ts-basic-service", "fdse.microservice"),
+    ("ts-cancel-service", "cancel"),
+    ("ts-config-service", "config"),
+    ("ts-consign-price-service", "consignprice"),
+    ("ts-consign-service", "consign"),
+    ("ts-contacts-service", "contacts"),
+    ("ts-delivery-service", "delivery"),
+    ("ts-execute-service", "execute"),
+    ("ts-food-delivery-service", "food_delivery"),
+    ("ts-food-service", "foodsearch"),
+    ("ts-gateway-service", "gateway"),
+    ("ts-inside-payment-service", "inside_payment"),
+    ("ts-notification-service", "notification"),
+    ("ts-order-other-service", "other"),
+    ("ts-order-service", "order"),
+    ("ts-payment-service", "com.trainticket"),
+    ("ts-preserve-other-service", "preserveOther"),
+    ("ts-preserve-service", "preserve"),
+    ("ts-price-service", "price"),
+    ("ts-rebook-service", "rebook"),
+    ("ts-route-plan-service", "plan"),
+    ("ts-route-service", "route"),
+    ("ts-seat-service", "seat"),
+    ("ts-security-service", "security"),
+    ("ts-station-food-service", "food"),
+    ("ts-station-service", "fdse.microservice"),
+    ("ts-train-food-service", "trainFood"),
+    ("ts-train-service", "train"),
+    ("ts-travel-plan-service", "travelplan"),
+    ("ts-travel-service", "travel"),
+    ("ts-travel2-service", "travel2"),
+    ("ts-user-service", "user"),
+    ("ts-verification-code-service", "verifycode"),
+    ("ts-wait-order-service", "waitorder"),
+];
+
+/// Train-Ticket workloads that run no JVM (Python, Go, Node.js, nginx): nothing to instrument.
+pub const TRAIN_TICKET_NON_JAVA: &[&str] = &[
+    "ts-avatar-service",
+    "ts-news-service",
+    "ts-ticket-office-service",
+    "ts-ui-dashboard",
+    "ts-voucher-service",
+];
 
 pub const DEFAULT_PORT: u16 = 6300;
 pub const DEFAULT_AGENT_PATH: &str = "/jacoco/jacocoagent.jar";
@@ -133,7 +204,7 @@ pub fn instrument(
             continue;
         };
         let label = format!("{kind}/{name}");
-        if opts.skip.iter().any(|s| s == &name) {
+        if opts.skips(&name) {
             report.skipped.push(label);
             out.push_str(body);
             continue;
@@ -223,13 +294,19 @@ fn workload(doc: &Value) -> Option<(String, String)> {
     Some((kind.to_string(), name.to_string()))
 }
 
-/// `includes` for one service: the config map, else the source tree, else the default.
+/// `includes` for one service: the config map, else the source tree, else the Train-Ticket
+/// table (when on), else the default.
 pub fn includes_for(service: &str, opts: &InstrumentOptions) -> String {
     if let Some(i) = opts.includes.get(service) {
         return i.clone();
     }
     if let Some(root) = &opts.source_root {
         if let Some(pkg) = dominant_package(&root.join(service).join("src/main/java")) {
+            return format!("{pkg}.*");
+        }
+    }
+    if opts.train_ticket_defaults {
+        if let Some((_, pkg)) = TRAIN_TICKET_PACKAGES.iter().find(|(s, _)| *s == service) {
             return format!("{pkg}.*");
         }
     }
@@ -648,5 +725,28 @@ spec:
         assert_eq!(includes_for("ts-a-service", &o), "fdse.microservice.*");
         assert_eq!(includes_for("ts-b-service", &o), "train.*");
         assert_eq!(includes_for("ts-missing", &o), "*");
+    }
+
+    #[test]
+    fn train_ticket_defaults_give_own_packages_and_skip_non_java_services() {
+        let mut o = InstrumentOptions::new("img");
+        assert_eq!(TRAIN_TICKET_PACKAGES.len(), 41);
+        assert_eq!(includes_for("ts-order-service", &o), "order.*");
+        assert_eq!(includes_for("ts-basic-service", &o), "fdse.microservice.*");
+        assert_eq!(includes_for("ts-payment-service", &o), "com.trainticket.*");
+        assert_eq!(includes_for("my-own-service", &o), "*");
+        assert!(o.skips("ts-ui-dashboard") && o.skips("ts-voucher-service"));
+        assert!(!o.skips("ts-order-service"));
+        // The plan's word wins: an explicit `includes` instruments and sets the pattern.
+        o.includes
+            .insert("ts-order-service".into(), "order.service.*".into());
+        o.includes.insert("ts-news-service".into(), "news.*".into());
+        assert_eq!(includes_for("ts-order-service", &o), "order.service.*");
+        assert!(!o.skips("ts-news-service"));
+        // Off: JaCoCo's `*` (or `default_includes`) everywhere, nothing skipped by name.
+        o.train_ticket_defaults = false;
+        o.default_includes = "com.acme.*".into();
+        assert_eq!(includes_for("ts-user-service", &o), "com.acme.*");
+        assert!(!o.skips("ts-ui-dashboard"));
     }
 }

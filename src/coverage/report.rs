@@ -318,22 +318,56 @@ pub fn report_counters(xml: &str) -> Result<BTreeMap<String, Counter>, CoverageE
     Ok(out)
 }
 
-/// Percentage rounded half to even, as Python's `round(covered / total * 100)` does in the
-/// dataset's original scripts (74.5 → 74, 82.5 → 82; `f64::round` would give 75 and 83).
+/// `100 × covered / total` rounded half to even, as the dataset's script computes it
+/// (`round(100 * covered / lines)`: an exact product, one correctly rounded division, Python's
+/// banker's rounding: 74.5 → 74, 82.5 → 82). Integer arithmetic gives the same result: a true
+/// half is exact in both, and no other quotient of such integers lies close enough to a half
+/// for a float division to land on one.
 pub fn percent_half_even(covered: u64, total: u64) -> Option<i64> {
     if total == 0 {
         return None;
     }
-    Some(round_half_even(covered as f64 / total as f64 * 100.0))
+    let scaled = u128::from(covered) * 100;
+    let total = u128::from(total);
+    let (q, r) = (scaled / total, scaled % total);
+    let up = match (2 * r).cmp(&total) {
+        std::cmp::Ordering::Greater => true,
+        std::cmp::Ordering::Equal => q % 2 == 1,
+        std::cmp::Ordering::Less => false,
+    };
+    Some((q + u128::from(up)) as i64)
 }
 
 pub fn round_half_even(x: f64) -> i64 {
     x.round_ties_even() as i64
 }
 
-/// `coverage-summary.txt`: a header, then `service, total lines, line coverage %` per row,
-/// tab-separated. A service without lines shows `n/a`.
-pub fn summary_txt(rows: &[(String, Option<Counter>)]) -> String {
+/// The report name JaCoCo's CLI gives without `--name`, which the published `coverage.xml`
+/// files carry.
+pub const REPORT_NAME: &str = "JaCoCo Coverage Report";
+
+/// A service's `coverage-summary.txt`, byte for byte the published dataset's "Simple Code
+/// Coverage Report": lines = missed + covered of the report-level LINE counter, the percentage
+/// rounded half to even ([`percent_half_even`]), 0 without lines (or without a LINE counter).
+pub fn summary_txt(service: &str, line: Option<Counter>) -> String {
+    let lines = line.map_or(0, Counter::total);
+    let percent = line
+        .and_then(|c| percent_half_even(c.covered, c.total()))
+        .unwrap_or(0);
+    let rule = |c: char| c.to_string().repeat(66);
+    format!(
+        "{}\n  Simple Code Coverage Report\n{}\nService: {service}\n{}\n{:<20}Lines {lines:>6}  Cover {percent:>3}%\n{}\n",
+        rule('='),
+        rule('-'),
+        rule('-'),
+        "TOTAL",
+        rule('-'),
+    )
+}
+
+/// `coverage-summary.tsv` beside the service folders: a header, then `service, total lines,
+/// line coverage %` per row, tab-separated. A service without lines shows `n/a`.
+pub fn summary_table(rows: &[(String, Option<Counter>)]) -> String {
     let mut s = String::from("service\ttotal_lines\tline_coverage\n");
     for (service, line) in rows {
         match line.and_then(|c| percent_half_even(c.covered, c.total()).map(|p| (c, p))) {
@@ -377,6 +411,66 @@ mod tests {
         assert_eq!(percent_half_even(165, 200), Some(82));
         assert_eq!(percent_half_even(1, 3), Some(33));
         assert_eq!(percent_half_even(0, 0), None);
+        // Exact halves, where a float `covered / total * 100` is off by one ulp either way.
+        assert_eq!(percent_half_even(29, 200), Some(14));
+        assert_eq!(percent_half_even(31, 200), Some(16));
+        assert_eq!(percent_half_even(1, 8), Some(12));
+        assert_eq!(percent_half_even(3, 8), Some(38));
+        assert_eq!(percent_half_even(u64::MAX, u64::MAX), Some(100));
+    }
+
+    #[test]
+    fn the_summary_is_the_published_text() {
+        let published = "\
+==================================================================
+  Simple Code Coverage Report
+------------------------------------------------------------------
+Service: ts-admin-order-service
+------------------------------------------------------------------
+TOTAL               Lines    107  Cover  29%
+------------------------------------------------------------------
+";
+        // 31 of 107 = 28.97 %.
+        let c = Counter {
+            missed: 76,
+            covered: 31,
+        };
+        assert_eq!(summary_txt("ts-admin-order-service", Some(c)), published);
+        // A half rounds to even: 1 of 8 = 12.5 % → 12.
+        let half = summary_txt(
+            "s",
+            Some(Counter {
+                missed: 7,
+                covered: 1,
+            }),
+        );
+        assert!(
+            half.contains("TOTAL               Lines      8  Cover  12%\n"),
+            "{half}"
+        );
+        // No lines: 0 %, as published.
+        for none in [
+            None,
+            Some(Counter {
+                missed: 0,
+                covered: 0,
+            }),
+        ] {
+            let t = summary_txt("s", none);
+            assert!(
+                t.contains("TOTAL               Lines      0  Cover   0%\n"),
+                "{t}"
+            );
+        }
+        let full = summary_txt(
+            "s",
+            Some(Counter {
+                missed: 0,
+                covered: 123_456,
+            }),
+        );
+        assert!(full.contains("Lines 123456  Cover 100%\n"), "{full}");
+        assert!(published.lines().all(|l| l.len() <= 66));
     }
 
     const XML: &str = r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?><!DOCTYPE report PUBLIC "-//JACOCO//DTD Report 1.1//EN" "report.dtd"><report name="svc"><sessioninfo id="p" start="1" dump="2"/><package name="a"><class name="a/B" sourcefilename="B.java"><method name="m" desc="()V" line="3"><counter type="LINE" missed="9" covered="9"/></method><counter type="LINE" missed="9" covered="9"/></class><counter type="LINE" missed="9" covered="9"/></package><counter type="INSTRUCTION" missed="10" covered="30"/><counter type="BRANCH" missed="1" covered="1"/><counter type="LINE" missed="51" covered="149"/><counter type="COMPLEXITY" missed="2" covered="3"/><counter type="METHOD" missed="1" covered="4"/><counter type="CLASS" missed="0" covered="1"/></report>"#;
@@ -393,7 +487,7 @@ mod tests {
             }
         );
         assert_eq!(
-            summary_txt(&[("svc".into(), c.get("LINE").copied())]),
+            summary_table(&[("svc".into(), c.get("LINE").copied())]),
             "service\ttotal_lines\tline_coverage\nsvc\t200\t74%\n"
         );
         let j = summary_json("svc", &c);

@@ -190,23 +190,9 @@ pub fn sha256_bytes(bytes: &[u8]) -> String {
     format!("{:x}", Sha256::digest(bytes))
 }
 
-/// Whether an environment variable's value must not be written to disk.
-pub fn is_secret_name(name: &str) -> bool {
-    let n = name.to_ascii_uppercase();
-    [
-        "TOKEN",
-        "SECRET",
-        "PASSWORD",
-        "PASSWD",
-        "KEY",
-        "CREDENTIAL",
-        "AUTH",
-        "COOKIE",
-        "SESSION",
-    ]
-    .iter()
-    .any(|s| n.contains(s))
-}
+/// Whether a variable's value must not be written to disk (defined beside the record
+/// redaction, which the engine depends on).
+pub use crate::traffic::record::is_secret_name;
 
 pub fn redact_env(reads: BTreeMap<String, Option<String>>) -> BTreeMap<String, Option<String>> {
     reads

@@ -1,13 +1,17 @@
-//! Secret values never reach disk. Values a plan read from secret-named environment variables
-//! (`*TOKEN*`, `*PASSWORD*`…) are replaced wherever they appear in the manifest, and in the
-//! fault ledger by a `${env:NAME}` reference that recovery resolves again from its own
-//! environment — so `ttplan chaos clean --run` after a crash still works when NAME is set.
+//! Secret values never reach disk. Values a plan holds under a secret-like name (`*TOKEN*`,
+//! `*PASSWORD*`…) — read from the environment (`env()`), given as a var (in the plan or with
+//! `--set`), or written as a literal in a step's `env:` map — are replaced wherever they appear
+//! in the manifest, and in the fault ledger by a `${env:NAME}` reference that recovery resolves
+//! again from its own environment — so `ttplan chaos clean --run` after a crash still works
+//! when NAME is set.
 
 use std::collections::BTreeMap;
 
 use serde_json::Value;
 
 use super::manifest::is_secret_name;
+use crate::plan::template::Templates;
+use crate::plan::Plan;
 
 /// Secrets shorter than this are not searched for: they would match unrelated text.
 const MIN_SECRET_LEN: usize = 4;
@@ -21,14 +25,50 @@ pub struct Secrets {
 impl Secrets {
     /// From the environment variables the plan read.
     pub fn from_env_reads(reads: &BTreeMap<String, Option<String>>) -> Self {
-        let mut values: Vec<(String, String)> = reads
+        Self::from_named(
+            reads
+                .iter()
+                .filter_map(|(k, v)| v.as_ref().map(|v| (k.clone(), v.clone()))),
+        )
+    }
+
+    /// Everything the plan holds under a secret-like name: the environment variables it read,
+    /// its vars (a `--set` value included) and the literals of its steps' `env:` maps. A step's
+    /// env value that renders only at step start (a template) is not known yet and not listed.
+    pub fn from_plan(plan: &Plan) -> Self {
+        let reads = plan.templates.env_reads();
+        let env_reads = reads
             .iter()
+            .filter_map(|(k, v)| v.as_ref().map(|v| (k.clone(), v.clone())));
+        let vars = plan.vars.iter().filter_map(|(k, v)| match v.to_json() {
+            Value::String(s) => Some((k.clone(), s)),
+            Value::Number(n) => Some((k.clone(), n.to_string())),
+            _ => None,
+        });
+        let step_env = plan.steps.values().flat_map(|s| {
+            s.common
+                .env
+                .iter()
+                .filter(|(_, v)| !Templates::is_template(v))
+                .map(|(k, v)| (k.clone(), v.clone()))
+        });
+        Self::from_named(env_reads.chain(vars).chain(step_env))
+    }
+
+    /// The values of secret-like names, longest first, each value once.
+    fn from_named(named: impl Iterator<Item = (String, String)>) -> Self {
+        let mut values: Vec<(String, String)> = named
             .filter(|(k, _)| is_secret_name(k))
-            .filter_map(|(k, v)| v.as_ref().map(|v| (k.clone(), v.clone())))
             .filter(|(_, v)| v.len() >= MIN_SECRET_LEN)
             .collect();
-        values.sort_by_key(|(_, v)| std::cmp::Reverse(v.len()));
+        values.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then_with(|| a.cmp(b)));
+        values.dedup_by(|a, b| a.1 == b.1);
         Self { values }
+    }
+
+    /// (variable name, value) of every secret, longest value first.
+    pub fn values(&self) -> &[(String, String)] {
+        &self.values
     }
 
     pub fn is_empty(&self) -> bool {
@@ -115,6 +155,28 @@ mod tests {
         assert_eq!(
             v,
             json!({"vars": {"t": "Bearer <redacted:API_TOKEN>"}, "list": ["<redacted:API_TOKEN>", "http://p:9090"], "n": 1})
+        );
+    }
+
+    #[test]
+    fn one_value_under_several_names_is_one_secret() {
+        let s = Secrets::from_named(
+            [
+                ("TT_AUTH_TOKEN", "tok-123456"),
+                ("EXPECTED_TOKEN", "tok-123456"),
+                ("api_key", "longer-key-value"),
+                ("PLAIN", "not-a-secret"),
+                ("SHORT_KEY", "abc"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+        assert_eq!(
+            s.values(),
+            [
+                ("api_key".to_string(), "longer-key-value".to_string()),
+                ("EXPECTED_TOKEN".to_string(), "tok-123456".to_string()),
+            ]
         );
     }
 

@@ -19,6 +19,7 @@ use crate::plan::template::Templates;
 use crate::plan::Duration;
 use crate::traffic::login::{fetch_token, Login};
 use crate::traffic::proxy::upstream_base;
+use crate::traffic::record::is_secret_name;
 use crate::traffic::record::RecordTags;
 use crate::traffic::{Phase, Proxy, ProxyOptions, RecordOptions, RecordWriter, Recorded};
 
@@ -143,6 +144,36 @@ impl ApiDriverConfig {
     }
 }
 
+/// Values the driver may send that must not reach the records: the step's `env:` entries and
+/// ttplan's own environment variables with secret-like names (`TT_AUTH_TOKEN`, …), whatever
+/// header, parameter or body field carries them.
+fn secret_values(ctx: &StepCtx, login_token: Option<&str>) -> Vec<(String, String)> {
+    ctx.env()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .chain(login_token.map(|t| ("TT_AUTH_TOKEN".to_string(), t.to_string())))
+        // `vars()` would panic on a variable that is not UTF-8.
+        .chain(
+            std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
+        )
+        .filter(|(k, _)| is_secret_name(k))
+        .collect()
+}
+
+/// The driver writes its output straight into the step log (a file descriptor), so secret
+/// values it prints are replaced once it has exited, before the next run appends.
+fn scrub_log(log: &std::path::Path, secrets: &RecordOptions) -> Result<(), StepError> {
+    let Ok(bytes) = std::fs::read(log) else {
+        return Ok(());
+    };
+    if let Some(scrubbed) = secrets.scrub_bytes(&bytes) {
+        crate::atomic_write::write_atomic(log, &scrubbed)
+            .map_err(StepError::io(format!("writing {}", log.display())))?;
+    }
+    Ok(())
+}
+
 fn diag(node: &Node, field: &str, msg: String) -> PlanDiag {
     let span = node.get(field).map_or(&node.span, |n| &n.span);
     PlanDiag::new(Code::InvalidValue, msg, Some(span))
@@ -241,11 +272,15 @@ impl Step for ApiDriverConfig {
         };
 
         let recording = match &self.record {
-            Some(rec) => Some(Recording::start(ctx, rec, system.as_deref()).await?),
+            Some(rec) => {
+                Some(Recording::start(ctx, rec, system.as_deref(), token.as_deref()).await?)
+            }
             None => None,
         };
         let base_url = recording.as_ref().map(|r| r.proxy.url()).or(system.clone());
 
+        let secrets = RecordOptions::new(0, &[], &[])
+            .with_secret_values(secret_values(ctx, token.as_deref()));
         let mut env = run_env(ctx);
         env.push(("TT_EM_RUN_ID".into(), ctx.run_id().to_string()));
         if let Some(url) = &base_url {
@@ -256,7 +291,7 @@ impl Step for ApiDriverConfig {
         }
         let phase = recording.as_ref().map(|r| Arc::clone(&r.phase));
 
-        let driven = self.drive(ctx, env, phase.as_deref()).await;
+        let driven = self.drive(ctx, env, phase.as_deref(), &secrets).await;
         // The JSONL is completed on every path, cancellation included.
         let recorded = match recording {
             Some(r) => Some(r.stop().await),
@@ -325,6 +360,7 @@ impl ApiDriverConfig {
         ctx: &StepCtx,
         env: Vec<(String, String)>,
         phase: Option<&Phase>,
+        secrets: &RecordOptions,
     ) -> Result<Vec<DriverRun>, StepError> {
         let workdir = resolve_workdir(ctx.plan_dir(), self.workdir.as_deref());
         let log = ctx.log_path();
@@ -369,6 +405,7 @@ impl ApiDriverConfig {
                     cancel: ctx.cancel_token(),
                 })
                 .await?;
+                scrub_log(&log, secrets)?;
                 ctx.append_log(&format!(
                     "--- {} {} after {:.3}s\n",
                     now(),
@@ -416,6 +453,7 @@ impl Recording {
         ctx: &StepCtx,
         rec: &RecordConfig,
         system: Option<&str>,
+        login_token: Option<&str>,
     ) -> Result<Recording, StepError> {
         let upstream = system.ok_or_else(|| {
             StepError::failed("`record` needs the system's URL: set `record.upstream`")
@@ -434,7 +472,8 @@ impl Recording {
             .map_err(StepError::io(format!("creating {}", path.display())))?;
         let opts = ProxyOptions {
             upstream: uri,
-            record: RecordOptions::new(rec.max_body_bytes, &rec.redact_headers, &rec.redact_fields),
+            record: RecordOptions::new(rec.max_body_bytes, &rec.redact_headers, &rec.redact_fields)
+                .with_secret_values(secret_values(ctx, login_token)),
             tags: RecordTags {
                 run_id: ctx.run_id().to_string(),
                 exp_name: ctx.exp_name().to_string(),

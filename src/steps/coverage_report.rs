@@ -1,6 +1,6 @@
 //! `coverage-report`: merges the exec files of each service (the pods of one Deployment) and
 //! renders `<out>/coverage_report/<EXP_NAME>/<service>/{coverage.xml, html/,
-//! coverage-summary.txt, coverage-summary.json}` with JaCoCo's own report engine.
+//! merged.exec, coverage-summary.txt, coverage-summary.json}` with JaCoCo's own report engine.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,8 +14,8 @@ use crate::atomic_write::{write_atomic, write_json_atomic};
 use crate::coverage::collect::write_exec;
 use crate::coverage::merge::{exec_files_by_service, merge_files, ServiceMap};
 use crate::coverage::report::{
-    extract_classes, render, report_counters, summary_json, summary_txt, Counter, ReportEngine,
-    ReportJob,
+    extract_classes, render, report_counters, summary_json, summary_table, summary_txt, Counter,
+    ReportEngine, ReportJob, REPORT_NAME,
 };
 
 /// Merges coverage per service and renders XML/HTML reports and summaries.
@@ -193,7 +193,7 @@ impl Step for CoverageReportConfig {
                 () = ctx.cancel_token().cancelled() => return Err(StepError::Cancelled),
             };
             for f in [
-                "jacoco.exec",
+                "merged.exec",
                 "coverage.xml",
                 "coverage-summary.txt",
                 "coverage-summary.json",
@@ -203,8 +203,9 @@ impl Step for CoverageReportConfig {
             rows.push((service.clone(), counters.get("LINE").copied()));
         }
         if !rows.is_empty() {
-            let all = report_root.join("coverage-summary.txt");
-            write_atomic(&all, summary_txt(&rows).as_bytes())
+            // Not `coverage-summary.txt`: that name is the per-service text loaders look for.
+            let all = report_root.join("coverage-summary.tsv");
+            write_atomic(&all, summary_table(&rows).as_bytes())
                 .map_err(StepError::io(format!("writing {}", all.display())))?;
             out.artifacts.push(all);
         } else {
@@ -240,7 +241,8 @@ async fn report_service(
     let xml_tmp = prepared.scratch.path().join("coverage.xml");
     let html_tmp = prepared.scratch.path().join("html");
     let job = ReportJob {
-        name: service,
+        // The published XML files carry JaCoCo CLI's default name, not the service's.
+        name: REPORT_NAME,
         exec_files: std::slice::from_ref(&prepared.merged),
         classes_dir: &prepared.classes_dir,
         source_dirs: sources,
@@ -275,7 +277,7 @@ fn prepare(files: &[PathBuf], classes: Classes, dir: &Path) -> Result<Prepared, 
             "creating a scratch folder in {}",
             dir.display()
         )))?;
-    let merged = dir.join("jacoco.exec");
+    let merged = dir.join("merged.exec");
     write_exec(&merged, &merge_files(files)?)?;
     let classes_dir = match classes {
         Classes::Dir(d) => d,
@@ -313,7 +315,7 @@ fn publish(
     let txt = dir.join("coverage-summary.txt");
     write_atomic(
         &txt,
-        summary_txt(&[(service.to_string(), counters.get("LINE").copied())]).as_bytes(),
+        summary_txt(service, counters.get("LINE").copied()).as_bytes(),
     )
     .map_err(StepError::io(format!("writing {}", txt.display())))?;
     let json = dir.join("coverage-summary.json");

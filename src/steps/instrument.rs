@@ -57,6 +57,16 @@ pub struct InstrumentConfig {
     /// Workloads to leave alone (e.g. non-Java services).
     #[serde(default)]
     pub skip: Vec<String>,
+    /// Train-Ticket defaults: a known Java service's own packages as `includes` when neither
+    /// `includes` nor `source_root` says (`ts-order-service` → `order.*`), and the non-Java
+    /// services (ts-avatar, ts-news, ts-ticket-office, ts-ui-dashboard, ts-voucher) skipped
+    /// unless `includes` names them. `false`: `default_includes` everywhere.
+    #[serde(default = "yes")]
+    pub train_ticket_defaults: bool,
+}
+
+const fn yes() -> bool {
+    true
 }
 
 fn default_agent_path() -> String {
@@ -108,6 +118,7 @@ impl Step for InstrumentConfig {
             excludes: self.excludes.clone(),
             containers: self.containers.clone(),
             skip: self.skip.clone(),
+            train_ticket_defaults: self.train_ticket_defaults,
         };
         let (inp, outp) = (input.clone(), output.clone());
         // Reading source trees (includes inference) and writing are blocking file work.

@@ -1,6 +1,10 @@
 //! Container logs: lists the selected pods of a namespace, streams the current log of every
-//! container (and the previous instance's log after a restart) of the collection window to the
-//! dataset, alongside the namespace's events and a report of what was and was not collected.
+//! container (from the collection window on) and the whole log of the previous instance after a
+//! restart to the dataset, alongside the namespace's events and a report of what was and was not
+//! collected. Each pod gets the default container's log as `<pod>_<ts>.log`, as the published
+//! dataset (`kubectl logs POD`) has it; pods with several containers also get one file per
+//! container. A crash-looping container's current log is what the API serves for it: the
+//! crashed instance's log (see [`current_log_skip`]).
 //!
 //! Logs are fetched by a bounded pool of tasks; each streams its HTTP body chunk by chunk into
 //! a temporary file renamed into place when the body ended cleanly ([`stream::copy_to_file`]),
@@ -73,9 +77,21 @@ pub enum LogsError {
     Cancelled,
 }
 
-/// `log_collection_report_<ts>.json`.
+/// `log_collection_report_<ts>.json`. The first six keys are the published dataset's report;
+/// the rest are ttplan's additions.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    /// The `<ts>` of the collection's file names.
+    pub timestamp: String,
+    /// The collection time, RFC 3339 UTC.
+    pub collection_time: String,
+    /// The log folder, relative to the output root.
+    pub output_dir: String,
+    /// `collected_files.len()`.
+    pub total_files: usize,
+    /// Every log file and the events file, relative to the output root (not the report).
+    pub collected_files: Vec<String>,
+    pub summary: Summary,
     pub namespace: String,
     pub selector: Option<String>,
     pub name_prefixes: Vec<String>,
@@ -92,6 +108,15 @@ pub struct Report {
     /// Containers whose logs were not requested, with why (never started, …).
     pub skipped: Vec<Skipped>,
     pub errors: Vec<ErrorReport>,
+}
+
+/// The published report's `summary`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    /// Log files written (pod-level and per-container, current and previous).
+    pub pod_logs: usize,
+    /// Events files written (0 or 1).
+    pub events: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -141,6 +166,10 @@ pub struct FileReport {
     pub container: String,
     pub instance: Instance,
     pub bytes: u64,
+    /// A per-container file of the default container is a copy of the pod-level file (same
+    /// bytes, fetched once): the path of that file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub copy_of: Option<String>,
     #[serde(skip)]
     pub abs: PathBuf,
 }
@@ -200,6 +229,8 @@ struct Job {
     instance: Instance,
     abs: PathBuf,
     rel: String,
+    /// Files that get the same bytes (the per-container file of a default container).
+    copies: Vec<(PathBuf, String)>,
 }
 
 struct Failure {
@@ -285,7 +316,18 @@ pub async fn collect(
         skipped: skipped.len(),
         errors: errors.len(),
     };
+    let mut collected_files: Vec<String> = files.iter().map(|f| f.path.clone()).collect();
+    collected_files.extend(events.iter().map(|e| e.path.clone()));
     let report = Report {
+        timestamp: ts.clone(),
+        collection_time: rfc3339(settings.collected_at),
+        output_dir: rel_string(&settings.dir),
+        total_files: collected_files.len(),
+        collected_files,
+        summary: Summary {
+            pod_logs: files.len(),
+            events: usize::from(events.is_some()),
+        },
         namespace: settings.namespace.clone(),
         selector: settings.selector.clone(),
         name_prefixes: settings.name_prefixes.clone(),
@@ -408,6 +450,10 @@ async fn collect_logs(
         let mut lp = params.clone();
         lp.container = Some(job.container.clone());
         lp.previous = job.instance == Instance::Previous;
+        if lp.previous {
+            // The whole previous run: a restart before the window must not leave it empty.
+            lp.since_time = None;
+        }
         let ns = ns.clone();
         let server = kube.server.clone();
         set.spawn(async move {
@@ -447,7 +493,7 @@ async fn collect_logs(
             }
         };
         match result {
-            Ok(n) => {
+            Ok(Some(n)) => {
                 bytes += n;
                 part.files.push(FileReport {
                     path: job.rel.clone(),
@@ -455,9 +501,27 @@ async fn collect_logs(
                     container: job.container.clone(),
                     instance: job.instance,
                     bytes: n,
+                    copy_of: None,
                     abs: job.abs.clone(),
                 });
+                for (abs, rel) in &job.copies {
+                    part.files.push(FileReport {
+                        path: rel.clone(),
+                        pod: job.pod.clone(),
+                        container: job.container.clone(),
+                        instance: job.instance,
+                        bytes: n,
+                        copy_of: Some(job.rel.clone()),
+                        abs: abs.clone(),
+                    });
+                }
             }
+            Ok(None) => part.skipped.push(Skipped {
+                pod: job.pod.clone(),
+                container: job.container.clone(),
+                instance: job.instance,
+                reason: "the previous log is empty: no file".into(),
+            }),
             Err(f) => {
                 if f.not_found && !vanished.contains(&job.pod) {
                     vanished.push(job.pod.clone());
@@ -521,6 +585,13 @@ fn plan_jobs(
             .flat_map(|s| s.containers.iter().map(|c| c.name.clone()))
             .collect();
         let several = spec_containers.len() > 1;
+        let annotation = pod
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(naming::DEFAULT_CONTAINER_ANNOTATION))
+            .map(String::as_str);
+        let default = naming::default_container(annotation, &spec_containers).map(str::to_string);
         let statuses: Vec<&ContainerStatus> = pod
             .status
             .iter()
@@ -540,20 +611,35 @@ fn plan_jobs(
                 });
                 continue;
             }
+            let is_default = default.as_deref() == Some(c.as_str());
             let mut job = |instance: Instance| {
-                let file = naming::log_file_name(&name, c, several, instance, ts);
-                let rel = settings.dir.join(&name).join(&file);
+                let path = |per_container: bool| {
+                    let file = naming::log_file_name(&name, c, per_container, instance, ts);
+                    (
+                        dir_abs.join(&name).join(&file),
+                        rel_string(&settings.dir.join(&name).join(&file)),
+                    )
+                };
+                // The default container's log is the pod-level file; with several containers
+                // its per-container file is a copy, so both hold the same bytes.
+                let (abs, rel) = path(several && !is_default);
+                let copies = if several && is_default {
+                    vec![path(true)]
+                } else {
+                    Vec::new()
+                };
                 jobs.push(Job {
                     pod: name.clone(),
                     container: c.clone(),
                     instance,
-                    abs: dir_abs.join(&name).join(&file),
-                    rel: rel_string(&rel),
+                    abs,
+                    rel,
+                    copies,
                 });
             };
             let restarts = status.map_or(0, |s| s.restart_count);
             let wants_previous = settings.previous && restarts > 0;
-            match current_log_skip(status, wants_previous) {
+            match current_log_skip(status) {
                 None => job(Instance::Current),
                 Some(reason) => part.skipped.push(Skipped {
                     pod: name.clone(),
@@ -578,9 +664,11 @@ fn plan_jobs(
 }
 
 /// Why the current log of a container is not requested, if it is not: a container that never
-/// started has none (the API answers 400), and for one waiting to restart the API serves the
-/// last terminated instance — the same bytes as the previous log fetched anyway.
-fn current_log_skip(status: Option<&ContainerStatus>, fetching_previous: bool) -> Option<String> {
+/// started has none (the API answers 400 "is waiting to start"). A container waiting to restart
+/// (CrashLoopBackOff) is requested: the kubelet serves its last terminated instance
+/// (`validateContainerLogStatus`), which is what `kubectl logs POD` shows and what the dataset's
+/// `<pod>_<ts>.log` holds for a crash-looping pod.
+fn current_log_skip(status: Option<&ContainerStatus>) -> Option<String> {
     let Some(status) = status else {
         return Some("no container status yet (not started)".into());
     };
@@ -592,15 +680,7 @@ fn current_log_skip(status: Option<&ContainerStatus>, fetching_previous: bool) -
         .as_ref()
         .and_then(|s| s.terminated.as_ref())
         .is_some();
-    if !last_terminated {
-        Some(format!("waiting to start ({reason})"))
-    } else if fetching_previous {
-        Some(format!(
-            "waiting to restart ({reason}); its last instance is the previous log"
-        ))
-    } else {
-        None
-    }
+    (!last_terminated).then(|| format!("waiting to start ({reason})"))
 }
 
 fn container_report(name: &str, status: Option<&ContainerStatus>) -> ContainerReport {
@@ -626,14 +706,14 @@ fn container_report(name: &str, status: Option<&ContainerStatus>) -> ContainerRe
     }
 }
 
-/// Fetches one log into its file.
+/// Fetches one log into its file and its copies; `None`: an empty previous log, no file.
 async fn fetch(
     api: &Api<Pod>,
     ns: &str,
     server: &str,
     job: &Job,
     lp: &LogParams,
-) -> Result<u64, Failure> {
+) -> Result<Option<u64>, Failure> {
     let what = match job.instance {
         Instance::Current => "log",
         Instance::Previous => "previous log",
@@ -658,10 +738,33 @@ async fn fetch(
             });
         }
     };
-    stream::copy_to_file(body, &job.abs)
+    // The dataset has a previous log only when there is one to read.
+    let keep_empty = job.instance == Instance::Current;
+    let written = stream::copy_to_file(body, &job.abs, keep_empty)
         .await
         .map_err(|e| Failure {
             message: format!("streaming the {what} of {target}: {e}"),
             not_found: false,
-        })
+        })?;
+    if written.is_some() {
+        for (copy, _) in &job.copies {
+            copy_file(&job.abs, copy).await.map_err(|e| Failure {
+                message: format!("copying the {what} of {target} to {}: {e}", copy.display()),
+                not_found: false,
+            })?;
+        }
+    }
+    Ok(written)
+}
+
+/// Copies a finished log to another dataset file, atomically.
+async fn copy_file(from: &Path, to: &Path) -> std::io::Result<()> {
+    let (from, to) = (from.to_path_buf(), to.to_path_buf());
+    tokio::task::spawn_blocking(move || {
+        let mut out = crate::atomic_write::AtomicFile::create(&to)?;
+        std::io::copy(&mut std::fs::File::open(&from)?, out.file())?;
+        out.commit().map(drop)
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }

@@ -3,15 +3,17 @@
 //!
 //! Layout under the log folder (`log_data/<EXP_NAME>` by default):
 //! ```text
-//! <pod>/<pod>_<ts>.log                      one container: current instance
-//! <pod>/<pod>_previous_<ts>.log             one container: previous instance (after a restart)
-//! <pod>/<pod>_<container>_<ts>.log          several containers: one file per container…
-//! <pod>/<pod>_<container>_previous_<ts>.log …and per previous instance
+//! <pod>/<pod>_<ts>.log                      the default container (`kubectl logs POD`): every
+//!                                           pod whose container ever started has it
+//! <pod>/<pod>_previous_<ts>.log             its previous instance, only when not empty
+//! <pod>/<pod>_<container>_<ts>.log          several containers: also one file per container…
+//! <pod>/<pod>_<container>_previous_<ts>.log …and per previous instance (extras)
 //! kubernetes_events_<ts>.json
 //! log_collection_report_<ts>.json
 //! ```
-//! Pod and container names are DNS labels/subdomains (no `_`), so `_` separates the parts
-//! unambiguously.
+//! `<ts>` is `%Y%m%d_%H%M%S` in UTC, the shape of the published dataset. Pod and container
+//! names are DNS labels/subdomains (no `_`), so a loader splitting on `_<ts>.log` or
+//! `_previous_` reads the pod name of the pod-level files.
 
 use chrono::{DateTime, Utc};
 
@@ -25,23 +27,40 @@ pub enum Instance {
     Previous,
 }
 
-/// `%Y%m%dT%H%M%SZ` of the collection, shared by every file of one collection.
+/// `%Y%m%d_%H%M%S` (UTC) of the collection, shared by every file of one collection.
 pub fn collection_ts(at: DateTime<Utc>) -> String {
-    at.format("%Y%m%dT%H%M%SZ").to_string()
+    at.format("%Y%m%d_%H%M%S").to_string()
 }
 
-/// The file name of one container log. `container` is named only when the pod has several
-/// containers, so single-container pods keep the dataset's `<pod>_<ts>.log`.
+/// The annotation kubectl reads for the container of `kubectl logs POD`.
+pub const DEFAULT_CONTAINER_ANNOTATION: &str = "kubectl.kubernetes.io/default-container";
+
+/// The container `kubectl logs POD` reads: the one the default-container annotation names when
+/// the pod has it, else the first (kubectl's `podcmd.FindOrDefaultContainerByName`; an
+/// annotation naming no container of the pod falls back to the first, as current kubectl does).
+pub fn default_container<'a>(
+    annotation: Option<&str>,
+    containers: &'a [String],
+) -> Option<&'a str> {
+    annotation
+        .and_then(|a| containers.iter().find(|c| c.as_str() == a))
+        .or_else(|| containers.first())
+        .map(String::as_str)
+}
+
+/// The file name of one container log. `container` is named only for `per_container` files,
+/// the extras of pods with several containers; the pod-level `<pod>_<ts>.log` is the default
+/// container's.
 pub fn log_file_name(
     pod: &str,
     container: &str,
-    several_containers: bool,
+    per_container: bool,
     instance: Instance,
     ts: &str,
 ) -> String {
     let mut name = String::with_capacity(pod.len() + container.len() + ts.len() + 16);
     name.push_str(pod);
-    if several_containers {
+    if per_container {
         name.push('_');
         name.push_str(container);
     }
@@ -108,7 +127,7 @@ mod tests {
     #[test]
     fn single_container_files_keep_the_dataset_names() {
         let ts = collection_ts(t("2026-03-01T10:05:09.987Z"));
-        assert_eq!(ts, "20260301T100509Z");
+        assert_eq!(ts, "20260301_100509");
         assert_eq!(
             log_file_name(
                 "ts-order-service-7d9f-abcde",
@@ -117,33 +136,42 @@ mod tests {
                 Instance::Current,
                 &ts
             ),
-            "ts-order-service-7d9f-abcde_20260301T100509Z.log"
+            "ts-order-service-7d9f-abcde_20260301_100509.log"
         );
         assert_eq!(
             log_file_name("nacos-0", "nacos", false, Instance::Previous, &ts),
-            "nacos-0_previous_20260301T100509Z.log"
+            "nacos-0_previous_20260301_100509.log"
         );
     }
 
     #[test]
     fn several_containers_are_named_by_container() {
-        let ts = "20260301T100509Z";
+        let ts = "20260301_100509";
         assert_eq!(
             log_file_name("web-0", "istio-proxy", true, Instance::Current, ts),
-            "web-0_istio-proxy_20260301T100509Z.log"
+            "web-0_istio-proxy_20260301_100509.log"
         );
         assert_eq!(
             log_file_name("web-0", "app", true, Instance::Previous, ts),
-            "web-0_app_previous_20260301T100509Z.log"
+            "web-0_app_previous_20260301_100509.log"
         );
         assert_eq!(
             events_file_name(ts),
-            "kubernetes_events_20260301T100509Z.json"
+            "kubernetes_events_20260301_100509.json"
         );
         assert_eq!(
             report_file_name(ts),
-            "log_collection_report_20260301T100509Z.json"
+            "log_collection_report_20260301_100509.json"
         );
+    }
+
+    #[test]
+    fn the_default_container_is_the_annotated_one_else_the_first() {
+        let cs = vec!["mysql".to_string(), "xenon".to_string()];
+        assert_eq!(default_container(None, &cs), Some("mysql"));
+        assert_eq!(default_container(Some("xenon"), &cs), Some("xenon"));
+        assert_eq!(default_container(Some("gone"), &cs), Some("mysql"));
+        assert_eq!(default_container(Some("x"), &[]), None);
     }
 
     #[test]

@@ -23,7 +23,8 @@ pub enum CopyError {
     },
 }
 
-/// Streams `body` to `path` (created with its parent folders) and returns the bytes written.
+/// Streams `body` to `path` (created with its parent folders) and returns the bytes written;
+/// an empty body with `keep_empty` false leaves no file and returns `None`.
 ///
 /// File creation and the final sync + rename run on the blocking pool; chunk writes go
 /// through `tokio::fs::File`, which hands each one to the blocking pool too, so no runtime
@@ -32,7 +33,11 @@ pub enum CopyError {
 /// # Errors
 /// [`CopyError::Read`] when the body breaks off, [`CopyError::Write`] when the disk fails; the
 /// temporary file is removed in both cases.
-pub async fn copy_to_file<R>(body: R, path: &Path) -> Result<u64, CopyError>
+pub async fn copy_to_file<R>(
+    body: R,
+    path: &Path,
+    keep_empty: bool,
+) -> Result<Option<u64>, CopyError>
 where
     R: AsyncBufRead,
 {
@@ -61,10 +66,20 @@ where
     // Waits for the last chunk handed to the blocking pool before the rename.
     out.flush().await.map_err(write_err)?;
     drop(out);
+    if bytes == 0 && !keep_empty {
+        // Dropping the uncommitted file removes it.
+        blocking(move || {
+            drop(file);
+            Ok(())
+        })
+        .await
+        .map_err(write_err)?;
+        return Ok(None);
+    }
     blocking(move || file.commit().map(drop))
         .await
         .map_err(write_err)?;
-    Ok(bytes)
+    Ok(Some(bytes))
 }
 
 async fn blocking<T: Send + 'static>(
@@ -89,10 +104,10 @@ mod tests {
             Ok(bytes::Bytes::from_static(b"line 2\nli")),
             Ok(bytes::Bytes::from_static(b"ne 3\n")),
         ];
-        let n = copy_to_file(stream::iter(chunks).into_async_read(), &path)
+        let n = copy_to_file(stream::iter(chunks).into_async_read(), &path, false)
             .await
             .unwrap();
-        assert_eq!(n, 21);
+        assert_eq!(n, Some(21));
         assert_eq!(
             std::fs::read_to_string(&path).unwrap(),
             "line 1\nline 2\nline 3\n"
@@ -103,7 +118,7 @@ mod tests {
             Ok(bytes::Bytes::from_static(b"line 1\n")),
             Err(io::Error::new(io::ErrorKind::ConnectionReset, "reset")),
         ];
-        let err = copy_to_file(stream::iter(chunks).into_async_read(), &broken)
+        let err = copy_to_file(stream::iter(chunks).into_async_read(), &broken, true)
             .await
             .unwrap_err();
         assert!(matches!(err, CopyError::Read(_)), "{err}");
@@ -112,6 +127,19 @@ mod tests {
         assert_eq!(
             std::fs::read_dir(dir.path().join("pod")).unwrap().count(),
             1
+        );
+
+        // An empty body: a file only when asked for.
+        let empty = || stream::iter(Vec::<io::Result<bytes::Bytes>>::new()).into_async_read();
+        let kept = dir.path().join("pod/kept.log");
+        assert_eq!(copy_to_file(empty(), &kept, true).await.unwrap(), Some(0));
+        assert_eq!(std::fs::read(&kept).unwrap(), b"");
+        let dropped = dir.path().join("pod/dropped.log");
+        assert_eq!(copy_to_file(empty(), &dropped, false).await.unwrap(), None);
+        assert!(!dropped.exists());
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("pod")).unwrap().count(),
+            2
         );
     }
 }

@@ -142,6 +142,8 @@ pub struct PodSeed {
     pub name: String,
     pub namespace: String,
     pub labels: BTreeMap<String, String>,
+    /// `metadata.annotations`, e.g. `kubectl.kubernetes.io/default-container`.
+    pub annotations: BTreeMap<String, String>,
     pub containers: Vec<ContainerSeed>,
     pub phase: String,
     pub owner: Owner,
@@ -158,6 +160,7 @@ impl PodSeed {
             name: name.to_string(),
             namespace: ns.to_string(),
             labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
             containers: Vec::new(),
             phase: "Running".into(),
             owner,
@@ -184,6 +187,11 @@ impl PodSeed {
         let mut s = Self::base(name, ns, Owner::StatefulSet).label("app", name);
         s.containers.push(ContainerSeed::new(name));
         s
+    }
+
+    pub fn annotation(mut self, k: &str, v: &str) -> Self {
+        self.annotations.insert(k.to_string(), v.to_string());
+        self
     }
 
     pub fn label(mut self, k: &str, v: &str) -> Self {
@@ -360,6 +368,9 @@ fn pod_json(
             "containerStatuses": statuses,
         },
     });
+    if !seed.annotations.is_empty() {
+        pod["metadata"]["annotations"] = json!(seed.annotations);
+    }
     if let Some(o) = owner {
         pod["metadata"]["ownerReferences"] = json!([o]);
         pod["metadata"]["generateName"] = json!(format!("{}-", o["name"].as_str().unwrap_or("")));
@@ -632,8 +643,13 @@ pub fn on_pod_deleted(shared: &Arc<Shared>, pod: &Value) {
 }
 
 /// Which container instance a log request reads, following the kubelet
-/// (`validateContainerLogStatus`): running → current; waiting after a restart → the last
-/// terminated instance; `previous` → the last terminated instance or a 400.
+/// (`pkg/kubelet/kubelet_pods.go`, `validateContainerLogStatus`): running → current; waiting
+/// after a restart (CrashLoopBackOff) → the last terminated instance, so a crash-looping
+/// container's plain log is the crashed run's log; waiting without one → 400 "is waiting to
+/// start"; `previous` → the last terminated instance or a 400. Without `container`, the API
+/// server answers 400 for a pod with several containers: the default container
+/// (`kubectl.kubernetes.io/default-container`, else the first) is chosen by kubectl, client side
+/// (`staging/src/k8s.io/kubectl/pkg/cmd/util/podcmd/podcmd.go`, `FindOrDefaultContainerByName`).
 /// Returns the log and whether the pod must now disappear (configured request budget spent).
 pub fn resolve_log(
     st: &mut State,
