@@ -12,6 +12,7 @@ pub mod engine;
 pub mod git;
 pub mod kube;
 pub mod plan;
+pub mod report;
 pub mod steps;
 pub mod traffic;
 
