@@ -221,12 +221,12 @@ mod tests {
         s.push_str("not json\n\n");
         std::fs::write(&p, s).unwrap();
         let t0 = 1_735_689_600_000;
-        let tl = Timeline::new(t0, t0 + 1_800_000, 60_000, vec![Window { start: t0 + 600_000, end: t0 + 1_200_000 }]);
+        let tl = Timeline::new(t0, t0 + 1_800_000, vec![Window { start: t0 + 600_000, end: t0 + 1_200_000 }]);
         let a = ApiAgg::from_files(&[p], &tl);
         assert_eq!((a.requests, a.bad_lines), (31, 1));
         assert!(a.problems[0].contains(":32:"), "{:?}", a.problems);
         assert_eq!(a.per_bin.iter().map(|b| b[3]).sum::<u64>(), 10);
-        assert_eq!(a.per_bin[5][4], 1);
+        assert_eq!(a.per_bin[tl.bin(t0 + 300_000)][4], 1);
         assert_eq!(a.failure_rate(Phase::Fault), Some(1.0));
         assert_eq!(a.endpoints[0].endpoint, "POST /api/v1/preserveservice/preserve");
         assert_eq!((a.endpoints[0].failures, a.endpoints[0].fault_failures), (10, 10));

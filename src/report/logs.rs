@@ -207,13 +207,13 @@ mod tests {
             std::fs::write(pd.join(format!("{pod}_20250101_000000.log")), s).unwrap();
         }
         let t0 = 1_735_689_600_000;
-        let tl = Timeline::new(t0, t0 + 1_800_000, 60_000, vec![Window { start: t0 + 600_000, end: t0 + 1_200_000 }]);
+        let tl = Timeline::new(t0, t0 + 1_800_000, vec![Window { start: t0 + 600_000, end: t0 + 1_200_000 }]);
         let a = LogAgg::from_dir(d.path(), &tl);
         assert_eq!(a.pods[0].pod, "ts-preserve-service-1");
         assert_eq!(a.pods[0].errors, 31);
         assert_eq!(a.pods[0].untimed_errors, 1);
         assert_eq!(a.pods[0].phase_errors, [0, 30, 0]);
-        assert_eq!(a.pods[0].per_bin[10..20].iter().sum::<u64>(), 30);
+        assert_eq!(a.pods[0].per_bin[tl.bin(t0 + 600_000)..tl.bin(t0 + 1_200_000)].iter().sum::<u64>(), 30);
         assert_eq!(a.phase_errors(Phase::Fault), 40);
     }
 }

@@ -486,7 +486,7 @@ mod tests {
     fn the_target_counter_that_jumps_ranks_first_and_feeds_the_cpu_panel() {
         let d = tempfile::tempdir().unwrap();
         let f = write_csv(d.path());
-        let tl = Timeline::new(0, 1_800_000, 60_000, vec![Window { start: 600_000, end: 1_200_000 }]);
+        let tl = Timeline::new(0, 1_800_000, vec![Window { start: 600_000, end: 1_200_000 }]);
         let m = MetricsAgg::from_files(&[f], &tl, &["ts-preserve-service-1".to_string()]);
         assert_eq!(m.rows, 120 * 4 + 1);
         assert_eq!(m.bad_rows, 1);

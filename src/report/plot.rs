@@ -286,7 +286,7 @@ mod tests {
 
     #[test]
     fn a_time_chart_is_svg_with_the_fault_shaded_and_text_labels() {
-        let tl = Timeline::new(0, 3_600_000, 60_000, vec![Window { start: 600_000, end: 1_200_000 }]);
+        let tl = Timeline::new(0, 3_600_000, vec![Window { start: 600_000, end: 1_200_000 }]);
         let pts: Vec<(Ms, f64)> = (0..60).map(|i| (i * 60_000, f64::from(i as i32))).collect();
         let svg = time_chart("CPU", "cores", &tl, &[Series { label: "pod-a", points: &pts }], 240);
         assert!(svg.starts_with("<svg"), "{}", &svg[..80]);
@@ -296,7 +296,7 @@ mod tests {
 
     #[test]
     fn gantt_rows_are_labelled_and_coloured_by_status() {
-        let tl = Timeline::new(0, 600_000, 60_000, vec![]);
+        let tl = Timeline::new(0, 600_000, vec![]);
         let bars = [
             Bar { label: "inject ×2".into(), start: Some(0), end: Some(60_000), status: "succeeded" },
             Bar { label: "skipped".into(), start: None, end: None, status: "skipped" },

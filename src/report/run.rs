@@ -302,7 +302,7 @@ impl RunReport {
                 })
             })
             .collect();
-        let timeline = Timeline::new(start, end, 60_000, windows);
+        let timeline = Timeline::new(start, end, windows);
         let inputs = Inputs::find(&meta);
         let target_pods: Vec<String> = faults
             .iter()

@@ -32,13 +32,20 @@ pub struct Timeline {
 }
 
 impl Timeline {
-    /// Bins of a whole number of `unit_ms` (≥ one unit) covering `[start, end]`.
-    pub fn new(start: Ms, end: Ms, unit_ms: Ms, mut faults: Vec<Window>) -> Self {
+    /// At most [`MAX_BINS`] bins of a round width (1 s, 15 s, 1 min, …) covering `[start, end]`.
+    pub fn new(start: Ms, end: Ms, mut faults: Vec<Window>) -> Self {
+        const STEPS: [Ms; 17] = [
+            100, 250, 500, 1_000, 2_000, 5_000, 10_000, 15_000, 30_000, 60_000, 120_000, 300_000,
+            600_000, 900_000, 1_800_000, 3_600_000, 7_200_000,
+        ];
         let end = end.max(start + 1);
         let span = end - start;
-        let unit = unit_ms.max(1);
-        let per_bin_units = (span / unit / MAX_BINS as Ms + 1).max(1);
-        let bin_ms = per_bin_units * unit;
+        let need = (span + MAX_BINS as Ms - 1) / MAX_BINS as Ms;
+        let bin_ms = STEPS
+            .iter()
+            .copied()
+            .find(|s| *s >= need)
+            .unwrap_or_else(|| (need + 3_599_999) / 3_600_000 * 3_600_000);
         let bins = usize::try_from((span + bin_ms - 1) / bin_ms)
             .unwrap_or(1)
             .max(1);
@@ -120,9 +127,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bins_are_whole_units_and_cover_the_window() {
-        let t = Timeline::new(0, 3 * 3_600_000, 60_000, vec![]);
-        assert_eq!(t.bin_ms % 60_000, 0);
+    fn bins_are_round_and_cover_the_window() {
+        let t = Timeline::new(0, 3 * 3_600_000, vec![]);
+        assert_eq!(t.bin_ms, 120_000);
         assert!(t.bins <= MAX_BINS);
         assert!(t.bin_start(t.bins) >= t.end);
         assert_eq!(t.bin(-5), 0);
@@ -130,10 +137,12 @@ mod tests {
     }
 
     #[test]
-    fn short_windows_get_one_unit_bins() {
-        let t = Timeline::new(1_000, 1_000 + 10 * 60_000, 60_000, vec![]);
-        assert_eq!((t.bin_ms, t.bins), (60_000, 10));
-        assert_eq!(t.bin(1_000 + 60_000), 1);
+    fn short_windows_get_short_bins() {
+        let t = Timeline::new(1_000, 1_000 + 10 * 60_000, vec![]);
+        assert_eq!((t.bin_ms, t.bins), (5_000, 120));
+        assert_eq!(t.bin(1_000 + 60_000), 12);
+        let secs = Timeline::new(0, 6_000, vec![]);
+        assert_eq!((secs.bin_ms, secs.bins), (100, 60));
     }
 
     #[test]
@@ -142,12 +151,12 @@ mod tests {
             start: 100,
             end: 200,
         };
-        let t = Timeline::new(0, 300, 1, vec![w]);
+        let t = Timeline::new(0, 300, vec![w]);
         assert_eq!(t.phase(99), Phase::WarmUp);
         assert_eq!(t.phase(100), Phase::Fault);
         assert_eq!(t.phase(200), Phase::Fault);
         assert_eq!(t.phase(201), Phase::After);
-        let none = Timeline::new(0, 300, 1, vec![]);
+        let none = Timeline::new(0, 300, vec![]);
         assert_eq!(none.phase(250), Phase::WarmUp);
     }
 

@@ -386,7 +386,7 @@ mod tests {
     }
 
     fn timeline() -> Timeline {
-        Timeline::new(0, 1_800_000, 60_000, vec![Window { start: 600_000, end: 1_199_999 }])
+        Timeline::new(0, 1_800_000, vec![Window { start: 600_000, end: 1_199_999 }])
     }
 
     #[test]
