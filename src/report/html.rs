@@ -298,7 +298,7 @@ fn metrics(o: &mut String, r: &RunReport, tl: &Timeline) {
     if !tl.has_fault() {
         o.push_str("<p class=\"absent\">No fault window: nothing to compare.</p>");
     } else if m.changed.is_empty() {
-        o.push_str("<p class=\"absent\">No series has samples in both the warm-up and the fault window.</p>");
+        o.push_str("<p class=\"absent\">No series moved by a warm-up standard deviation (or 5 % of its level) between the warm-up and the fault.</p>");
     } else {
         o.push_str("<table><tr><th>#</th><th>series</th><th>warm-up mean</th><th>fault mean</th><th>change (warm-up σ)</th></tr>");
         for (i, c) in m.changed.iter().enumerate() {

@@ -396,6 +396,8 @@ impl Builder<'_> {
                     let (w, f) = (s.phases.mean(Phase::WarmUp)?, s.phases.mean(Phase::Fault)?);
                     Some((change_score(w, s.warm.sd(), f), i))
                 })
+                // Less than one warm-up σ (or 5 % of the level) is not a change worth a plot.
+                .filter(|(score, _)| *score >= 1.0)
                 .collect();
             scored.sort_by(|a, b| b.0.total_cmp(&a.0));
             for (score, i) in scored.into_iter().take(TOP_CHANGED) {
