@@ -71,7 +71,9 @@ fn fault_run() -> FaultRun {
     let kube = FakeKube::builder().train_ticket("default").start();
     let t = Test::new().plan(PLAN);
     let kc = kube.write_kubeconfig(t.path());
-    let out = t.args(["--kubeconfig", &kc.display().to_string()]).run_plan();
+    let out = t
+        .args(["--kubeconfig", &kc.display().to_string()])
+        .run_plan();
     assert!(
         out.exists("out/runs/t/report.html"),
         "the run writes its report: {out}"
@@ -89,7 +91,13 @@ fn fault_run() -> FaultRun {
     let (start, end) = (ms(&m["run"]["started_at"]), ms(&m["run"]["finished_at"]));
     let (inj, rec) = (ms(&label["injected_at"]), ms(&label["recovered_at"]));
     assert!(start < inj && inj < rec && rec < end, "{label:#}");
-    synthesise(&out.path().join("out"), "t", (start, end), (inj, rec), &target);
+    synthesise(
+        &out.path().join("out"),
+        "t",
+        (start, end),
+        (inj, rec),
+        &target,
+    );
     FaultRun {
         out,
         _kube: kube,
@@ -98,7 +106,13 @@ fn fault_run() -> FaultRun {
 }
 
 /// Writes every modality in the dataset layout over `[start, end]`.
-fn synthesise(out: &Path, exp: &str, (start, end): (i64, i64), (inj, rec): (i64, i64), target: &str) {
+fn synthesise(
+    out: &Path,
+    exp: &str,
+    (start, end): (i64, i64),
+    (inj, rec): (i64, i64),
+    target: &str,
+) {
     let in_fault = |t: i64| t >= inj && t <= rec;
     let mk = |p: PathBuf| {
         std::fs::create_dir_all(&p).unwrap();
@@ -107,25 +121,47 @@ fn synthesise(out: &Path, exp: &str, (start, end): (i64, i64), (inj, rec): (i64,
     // Metrics: 100 ms samples (the run lasts seconds); the target's CPU counter grows 8× faster
     // during the fault; an unrelated pod and node load stay flat.
     let dir = mk(out.join("metric_data").join(exp));
-    let mut csv = String::from("metric_name,timestamp,datetime,value,container,instance,namespace,pod\n");
+    let mut csv =
+        String::from("metric_name,timestamp,datetime,value,container,instance,namespace,pod\n");
     for (pod, fault_rate) in [(target, 0.8), ("ts-order-service-0", 0.1)] {
         let mut cpu = 0.0;
         let mut t = start;
         while t <= end {
             cpu += if in_fault(t) { fault_rate } else { 0.1 } * 0.1;
-            let _ = writeln!(csv, "container_cpu_usage_seconds_total,{},{},{cpu},app,,default,{pod}", t as f64 / 1000.0, iso(t));
+            let _ = writeln!(
+                csv,
+                "container_cpu_usage_seconds_total,{},{},{cpu},app,,default,{pod}",
+                t as f64 / 1000.0,
+                iso(t)
+            );
             t += 100;
         }
         let mut t = start;
         while t <= end {
-            let mib = if in_fault(t) && pod == target { 380.0 } else { 300.0 };
-            let _ = writeln!(csv, "container_memory_working_set_bytes,{},{},{},app,,default,{pod}", t as f64 / 1000.0, iso(t), mib * 1048576.0);
+            let mib = if in_fault(t) && pod == target {
+                380.0
+            } else {
+                300.0
+            };
+            let _ = writeln!(
+                csv,
+                "container_memory_working_set_bytes,{},{},{},app,,default,{pod}",
+                t as f64 / 1000.0,
+                iso(t),
+                mib * 1048576.0
+            );
             t += 100;
         }
     }
     let mut t = start;
     while t <= end {
-        let _ = writeln!(csv, "node_load5,{},{},{},,node-1,,", t as f64 / 1000.0, iso(t), 1.0 + (t % 700) as f64 / 7000.0);
+        let _ = writeln!(
+            csv,
+            "node_load5,{},{},{},,node-1,,",
+            t as f64 / 1000.0,
+            iso(t),
+            1.0 + (t % 700) as f64 / 7000.0
+        );
         t += 100;
     }
     std::fs::write(dir.join(format!("{exp}_metrics_20250101_000000.csv")), csv).unwrap();
@@ -160,7 +196,11 @@ fn synthesise(out: &Path, exp: &str, (start, end): (i64, i64), (inj, rec): (i64,
     }
     let doc = json!({"metadata": {"generated_at": iso(end), "collected_traces": traces.len(), "experiment_name": exp}, "traces": traces});
     let dir = mk(out.join("trace_data").join(exp));
-    std::fs::write(dir.join(format!("{exp}_skywalking_traces_20250101_000000.json")), doc.to_string()).unwrap();
+    std::fs::write(
+        dir.join(format!("{exp}_skywalking_traces_20250101_000000.json")),
+        doc.to_string(),
+    )
+    .unwrap();
 
     // API: a request every 40 ms; the preserve endpoint answers 503 during the fault.
     let mut api = String::new();
@@ -168,14 +208,24 @@ fn synthesise(out: &Path, exp: &str, (start, end): (i64, i64), (inj, rec): (i64,
     let mut i = 0;
     while t <= end {
         let (path, status) = if i % 2 == 0 {
-            ("/api/v1/preserveservice/preserve", if in_fault(t) { 503 } else { 200 })
+            (
+                "/api/v1/preserveservice/preserve",
+                if in_fault(t) { 503 } else { 200 },
+            )
         } else {
-            ("/api/v1/orderservice/order/5ad7750b-a68b-49c0-a8c0-32776b067703", 200)
+            (
+                "/api/v1/orderservice/order/5ad7750b-a68b-49c0-a8c0-32776b067703",
+                200,
+            )
         };
-        let _ = writeln!(api, "{}", json!({"time": iso(t), "run_id": "r", "exp_name": exp, "step": "traffic", "attempt": 1,
+        let _ = writeln!(
+            api,
+            "{}",
+            json!({"time": iso(t), "run_id": "r", "exp_name": exp, "step": "traffic", "attempt": 1,
             "iteration": 1, "suite": 1, "method": "POST", "url": format!("http://gw{path}"), "path": path, "query": null,
             "request": {"headers": {}, "body": {"a": 1}, "body_encoding": "json", "body_bytes": 7, "body_truncated": false, "body_content_encoding": null},
-            "status": status, "response": null, "duration_ms": 12.5, "ttfb_ms": 10.0, "upstream_error": null}));
+            "status": status, "response": null, "duration_ms": 12.5, "ttfb_ms": 10.0, "upstream_error": null})
+        );
         t += 40;
         i += 1;
     }
@@ -187,7 +237,10 @@ fn synthesise(out: &Path, exp: &str, (start, end): (i64, i64), (inj, rec): (i64,
         let mut log = String::new();
         let mut t = start;
         while t <= end {
-            let ts = Utc.timestamp_millis_opt(t).unwrap().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+            let ts = Utc
+                .timestamp_millis_opt(t)
+                .unwrap()
+                .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
             let _ = writeln!(log, "{ts} INFO handled request");
             if pod == target && in_fault(t) {
                 let _ = writeln!(log, "{ts} ERROR c.p.PreserveServiceImpl : java.util.concurrent.TimeoutException: stress\n\tat a.B.c(B.java:1)");
@@ -198,7 +251,10 @@ fn synthesise(out: &Path, exp: &str, (start, end): (i64, i64), (inj, rec): (i64,
         std::fs::write(dir.join(format!("{pod}_20250101_000000.log")), log).unwrap();
     }
 
-    for (svc, lines, pct) in [("ts-preserve-service", 812, 41), ("ts-order-service", 1204, 63)] {
+    for (svc, lines, pct) in [
+        ("ts-preserve-service", 812, 41),
+        ("ts-order-service", 1204, 63),
+    ] {
         let dir = mk(out.join("coverage_report").join(exp).join(svc));
         let rule_eq = "=".repeat(66);
         let rule = "-".repeat(66);
@@ -242,13 +298,19 @@ fn a_fault_run_report_shows_the_fault() {
     report(&run.run_dir(), &[]);
     let html = std::fs::read_to_string(run.run_dir().join("report.html")).unwrap();
     assert!(html.len() < 3_000_000, "{} bytes", html.len());
-    assert!(!html.contains("<script") && !html.contains("http://gw"), "no script, no raw data");
+    assert!(
+        !html.contains("<script") && !html.contains("http://gw"),
+        "no script, no raw data"
+    );
 
     let steps = section(&html, "timeline");
     for s in ["warm-up", "inject", "hold", "recover", "cool-down"] {
         assert!(steps.contains(&format!("<td>{s}</td>")), "{s}");
     }
-    assert!(steps.contains("fill=\"#FF8C00\""), "fault window shaded in the Gantt chart");
+    assert!(
+        steps.contains("fill=\"#FF8C00\""),
+        "fault window shaded in the Gantt chart"
+    );
 
     let faults = section(&html, "faults");
     assert!(faults.contains("StressChaos") && faults.contains(&format!("default/{}", run.target)));
@@ -263,25 +325,55 @@ fn a_fault_run_report_shows_the_fault() {
         first_row.contains("container_cpu_usage_seconds_total") && first_row.contains(&run.target),
         "{first_row}"
     );
-    assert!(first_row.contains(">0.100<") && first_row.contains(">0.800<"), "{first_row}");
-    assert!(metrics.contains("data-chart=\"target-Cpu\"") && metrics.contains("data-chart=\"target-Memory\""));
+    assert!(
+        first_row.contains(">0.100<") && first_row.contains(">0.800<"),
+        "{first_row}"
+    );
+    assert!(
+        metrics.contains("data-chart=\"target-Cpu\"")
+            && metrics.contains("data-chart=\"target-Memory\"")
+    );
 
     let traces = section(&html, "traces");
     let err_row = &traces[traces.find("<th>error rate</th>").unwrap()..];
-    let cells: Vec<&str> = err_row.split("<td class=\"num\">").skip(1).take(2).collect();
-    assert!(cells[0].starts_with("0.0 %"), "no errors in the warm-up: {cells:?}");
-    assert!(cells[1].starts_with("4") || cells[1].starts_with("5"), "about half fail in the fault: {cells:?}");
-    assert!(traces.contains("data-chart=\"latency-p95\"") && traces.contains("ts-preserve-service"));
+    let cells: Vec<&str> = err_row
+        .split("<td class=\"num\">")
+        .skip(1)
+        .take(2)
+        .collect();
+    assert!(
+        cells[0].starts_with("0.0 %"),
+        "no errors in the warm-up: {cells:?}"
+    );
+    assert!(
+        cells[1].starts_with("4") || cells[1].starts_with("5"),
+        "about half fail in the fault: {cells:?}"
+    );
+    assert!(
+        traces.contains("data-chart=\"latency-p95\"") && traces.contains("ts-preserve-service")
+    );
 
     let api = section(&html, "api");
     let top = &api[api.find("Top failing endpoints").unwrap()..];
-    assert!(top.contains("POST /api/v1/preserveservice/preserve"), "{top}");
-    assert!(!top.contains("orderservice"), "the order endpoint never failed");
+    assert!(
+        top.contains("POST /api/v1/preserveservice/preserve"),
+        "{top}"
+    );
+    assert!(
+        !top.contains("orderservice"),
+        "the order endpoint never failed"
+    );
 
     let logs = section(&html, "logs");
     let rows = &logs[logs.find("<th>without time</th>").unwrap()..];
-    assert!(rows.contains(&format!("<tr><td>{}</td>", run.target)), "{rows}");
-    assert!(!rows.contains("ts-order-service-0"), "the other pod logged no error");
+    assert!(
+        rows.contains(&format!("<tr><td>{}</td>", run.target)),
+        "{rows}"
+    );
+    assert!(
+        !rows.contains("ts-order-service-0"),
+        "the other pod logged no error"
+    );
 
     let cov = section(&html, "coverage");
     assert!(cov.contains("ts-preserve-service") && cov.contains("41 %"));
@@ -291,7 +383,10 @@ fn a_fault_run_report_shows_the_fault() {
     let index_path = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let index = std::fs::read_to_string(&index_path).unwrap();
     assert!(index.contains("href=\"runs/t/report.html\""), "{index}");
-    assert!(index.contains("yes (1)"), "fault verified by the controller's records");
+    assert!(
+        index.contains("yes (1)"),
+        "fault verified by the controller's records"
+    );
 }
 
 #[test]
@@ -310,7 +405,9 @@ fn a_run_without_data_says_what_is_absent_and_report_writes_where_told() {
     let dest = run_dir.path().join("elsewhere.html");
     report(&rd, &["-o", dest.to_str().unwrap()]);
     let html = std::fs::read_to_string(&dest).unwrap();
-    for id in ["timeline", "faults", "metrics", "traces", "api", "logs", "coverage"] {
+    for id in [
+        "timeline", "faults", "metrics", "traces", "api", "logs", "coverage",
+    ] {
         assert!(
             html.contains(&format!("<section id=\"{id}\" data-state=\"absent\">")),
             "{id} absent"
@@ -376,7 +473,10 @@ impl Chromium {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             use std::io::BufRead;
-            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
                 if let Some(url) = line.strip_prefix("DevTools listening on ") {
                     let _ = tx.send(url.trim().to_string());
                 }
@@ -431,7 +531,9 @@ impl Cdp {
             msg["sessionId"] = json!(s);
         }
         self.ws
-            .send(tokio_tungstenite::tungstenite::Message::Text(msg.to_string().into()))
+            .send(tokio_tungstenite::tungstenite::Message::Text(
+                msg.to_string().into(),
+            ))
             .await
             .unwrap();
         loop {
@@ -525,7 +627,12 @@ async fn the_page_renders_in_chromium_without_errors_or_network() {
         .await;
     let s = attached["sessionId"].as_str().unwrap().to_string();
     let s = Some(s.as_str());
-    for domain in ["Page.enable", "Runtime.enable", "Log.enable", "Network.enable"] {
+    for domain in [
+        "Page.enable",
+        "Runtime.enable",
+        "Log.enable",
+        "Network.enable",
+    ] {
         cdp.call(s, domain, json!({})).await;
     }
     cdp.events.clear();
@@ -533,10 +640,18 @@ async fn the_page_renders_in_chromium_without_errors_or_network() {
     cdp.call(s, "Page.navigate", json!({"url": url})).await;
     cdp.wait_event("Page.loadEventFired").await;
     let dom = cdp
-        .call(s, "Runtime.evaluate", json!({"expression": DOM_JS, "returnByValue": true}))
+        .call(
+            s,
+            "Runtime.evaluate",
+            json!({"expression": DOM_JS, "returnByValue": true}),
+        )
         .await;
     let shot = cdp
-        .call(s, "Page.captureScreenshot", json!({"format": "png", "captureBeyondViewport": true}))
+        .call(
+            s,
+            "Page.captureScreenshot",
+            json!({"format": "png", "captureBeyondViewport": true}),
+        )
         .await;
     // Everything the page itself did is in: judge it before the pixel check runs its script.
     let page_events = std::mem::take(&mut cdp.events);
@@ -556,26 +671,45 @@ async fn the_page_renders_in_chromium_without_errors_or_network() {
         .filter_map(|e| e["params"]["request"]["url"].as_str())
         .filter(|u| *u != url)
         .collect();
-    assert!(requests.is_empty(), "the page loaded more than itself: {requests:?}");
+    assert!(
+        requests.is_empty(),
+        "the page loaded more than itself: {requests:?}"
+    );
 
     let dom: Value = serde_json::from_str(dom["result"]["value"].as_str().unwrap()).unwrap();
     assert_eq!(dom["scripts"], 0);
     assert_eq!(dom["links"], 0, "no external resources");
     let sections = dom["sections"].as_array().unwrap();
-    for id in ["header", "timeline", "faults", "metrics", "traces", "api", "logs", "coverage"] {
+    for id in [
+        "header", "timeline", "faults", "metrics", "traces", "api", "logs", "coverage",
+    ] {
         let sec = sections
             .iter()
             .find(|x| x["id"] == id)
             .unwrap_or_else(|| panic!("no #{id}: {dom:#}"));
         assert_eq!(sec["state"], "data", "#{id}: {sec}");
-        assert!(sec["height"].as_f64().unwrap() > 20.0, "#{id} is laid out: {sec}");
+        assert!(
+            sec["height"].as_f64().unwrap() > 20.0,
+            "#{id} is laid out: {sec}"
+        );
         if !matches!(id, "header" | "faults") {
-            assert!(sec["svgs"].as_u64().unwrap() >= 1, "#{id} has a chart: {sec}");
+            assert!(
+                sec["svgs"].as_u64().unwrap() >= 1,
+                "#{id} has a chart: {sec}"
+            );
         }
     }
-    let shaded: Vec<&str> = dom["shaded"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    let shaded: Vec<&str> = dom["shaded"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
     for id in ["timeline", "metrics", "traces", "api", "logs"] {
-        assert!(shaded.contains(&id), "#{id} shades the fault window: {shaded:?}");
+        assert!(
+            shaded.contains(&id),
+            "#{id} shades the fault window: {shaded:?}"
+        );
     }
 
     let png = shot["data"].as_str().unwrap();
@@ -587,10 +721,24 @@ async fn the_page_renders_in_chromium_without_errors_or_network() {
             json!({"expression": js, "awaitPromise": true, "returnByValue": true}),
         )
         .await;
-    let px: Value = serde_json::from_str(px["result"]["value"].as_str().unwrap_or_else(|| panic!("{px}"))).unwrap();
+    let px: Value = serde_json::from_str(
+        px["result"]["value"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{px}")),
+    )
+    .unwrap();
     let total = px["w"].as_f64().unwrap() * px["h"].as_f64().unwrap();
-    assert!(px["h"].as_f64().unwrap() > 900.0, "the whole page was captured: {px}");
-    assert!(px["nonWhite"].as_f64().unwrap() / total > 0.02, "the screenshot is not blank: {px}");
-    assert!(px["colours"].as_u64().unwrap() > 20, "charts and badges are in colour: {px}");
+    assert!(
+        px["h"].as_f64().unwrap() > 900.0,
+        "the whole page was captured: {px}"
+    );
+    assert!(
+        px["nonWhite"].as_f64().unwrap() / total > 0.02,
+        "the screenshot is not blank: {px}"
+    );
+    assert!(
+        px["colours"].as_u64().unwrap() > 20,
+        "charts and badges are in colour: {px}"
+    );
     let _ = cdp.call(None, "Browser.close", json!({})).await;
 }

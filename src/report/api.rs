@@ -59,7 +59,9 @@ pub fn endpoint_of(method: &str, path: &str) -> String {
         .map(|s| {
             let digits = s.chars().filter(char::is_ascii_digit).count();
             let hexish = s.len() >= 16 && s.chars().all(|c| c.is_ascii_hexdigit() || c == '-');
-            if !s.is_empty() && (digits == s.len() || hexish || (s.len() >= 8 && digits * 2 >= s.len())) {
+            if !s.is_empty()
+                && (digits == s.len() || hexish || (s.len() >= 8 && digits * 2 >= s.len()))
+            {
                 "{id}"
             } else {
                 s
@@ -115,7 +117,8 @@ impl ApiAgg {
                     Ok(0) => break,
                     Ok(_) => {}
                     Err(e) => {
-                        agg.problems.push(format!("{}:{}: {e}", path.display(), n + 1));
+                        agg.problems
+                            .push(format!("{}:{}: {e}", path.display(), n + 1));
                         break;
                     }
                 }
@@ -137,7 +140,8 @@ impl ApiAgg {
                 let Some(t) = parse_time(x.time.as_ref()) else {
                     agg.bad_lines += 1;
                     if agg.problems.len() < 5 {
-                        agg.problems.push(format!("{}:{n}: no `time`", path.display()));
+                        agg.problems
+                            .push(format!("{}:{n}: no `time`", path.display()));
                     }
                     continue;
                 };
@@ -171,7 +175,11 @@ impl ApiAgg {
             })
             .filter(|e| e.failures > 0)
             .collect();
-        rows.sort_by(|a, b| b.failures.cmp(&a.failures).then(a.endpoint.cmp(&b.endpoint)));
+        rows.sort_by(|a, b| {
+            b.failures
+                .cmp(&a.failures)
+                .then(a.endpoint.cmp(&b.endpoint))
+        });
         rows.truncate(TOP_ENDPOINTS);
         agg.endpoints = rows;
         agg
@@ -179,7 +187,8 @@ impl ApiAgg {
 
     pub fn failure_rate(&self, phase: Phase) -> Option<f64> {
         let i = phase as usize;
-        (self.phase_requests[i] > 0).then(|| self.phase_failures[i] as f64 / self.phase_requests[i] as f64)
+        (self.phase_requests[i] > 0)
+            .then(|| self.phase_failures[i] as f64 / self.phase_requests[i] as f64)
     }
 }
 
@@ -196,11 +205,20 @@ mod tests {
     #[test]
     fn ids_in_paths_collapse() {
         assert_eq!(
-            endpoint_of("GET", "/api/v1/orderservice/order/5ad7750b-a68b-49c0-a8c0-32776b067703?x=1"),
+            endpoint_of(
+                "GET",
+                "/api/v1/orderservice/order/5ad7750b-a68b-49c0-a8c0-32776b067703?x=1"
+            ),
             "GET /api/v1/orderservice/order/{id}"
         );
-        assert_eq!(endpoint_of("GET", "/api/v1/users/42"), "GET /api/v1/users/{id}");
-        assert_eq!(endpoint_of("POST", "/api/v1/preserveservice/preserve"), "POST /api/v1/preserveservice/preserve");
+        assert_eq!(
+            endpoint_of("GET", "/api/v1/users/42"),
+            "GET /api/v1/users/{id}"
+        );
+        assert_eq!(
+            endpoint_of("POST", "/api/v1/preserveservice/preserve"),
+            "POST /api/v1/preserveservice/preserve"
+        );
         assert_eq!(url_path("http://h:8080/a/b?c"), "/a/b?c");
     }
 
@@ -221,15 +239,28 @@ mod tests {
         s.push_str("not json\n\n");
         std::fs::write(&p, s).unwrap();
         let t0 = 1_735_689_600_000;
-        let tl = Timeline::new(t0, t0 + 1_800_000, vec![Window { start: t0 + 600_000, end: t0 + 1_200_000 }]);
+        let tl = Timeline::new(
+            t0,
+            t0 + 1_800_000,
+            vec![Window {
+                start: t0 + 600_000,
+                end: t0 + 1_200_000,
+            }],
+        );
         let a = ApiAgg::from_files(&[p], &tl);
         assert_eq!((a.requests, a.bad_lines), (31, 1));
         assert!(a.problems[0].contains(":32:"), "{:?}", a.problems);
         assert_eq!(a.per_bin.iter().map(|b| b[3]).sum::<u64>(), 10);
         assert_eq!(a.per_bin[tl.bin(t0 + 300_000)][4], 1);
         assert_eq!(a.failure_rate(Phase::Fault), Some(1.0));
-        assert_eq!(a.endpoints[0].endpoint, "POST /api/v1/preserveservice/preserve");
-        assert_eq!((a.endpoints[0].failures, a.endpoints[0].fault_failures), (10, 10));
+        assert_eq!(
+            a.endpoints[0].endpoint,
+            "POST /api/v1/preserveservice/preserve"
+        );
+        assert_eq!(
+            (a.endpoints[0].failures, a.endpoints[0].fault_failures),
+            (10, 10)
+        );
         assert_eq!(a.endpoints[1].endpoint, "GET /api/v1/a/{id}");
     }
 }

@@ -22,7 +22,12 @@ pub fn parse_summary_txt(text: &str, service: &str) -> Option<CoverageRow> {
         if t.starts_with("TOTAL") {
             // `TOTAL               Lines    107  Cover  29%`
             let words: Vec<&str> = t.split_whitespace().collect();
-            let after = |k: &str| words.iter().position(|w| *w == k).and_then(|i| words.get(i + 1));
+            let after = |k: &str| {
+                words
+                    .iter()
+                    .position(|w| *w == k)
+                    .and_then(|i| words.get(i + 1))
+            };
             let lines = after("Lines")?.parse().ok()?;
             let pct = after("Cover")?.trim_end_matches('%').parse().ok();
             return Some(CoverageRow {
@@ -72,10 +77,11 @@ pub fn read_dir(dir: &Path) -> Vec<CoverageRow> {
         .filter_map(|p| {
             let service = p.file_name()?.to_string_lossy().into_owned();
             let txt = std::fs::read_to_string(p.join("coverage-summary.txt")).ok();
-            txt.and_then(|t| parse_summary_txt(&t, &service)).or_else(|| {
-                let j = std::fs::read_to_string(p.join("coverage-summary.json")).ok()?;
-                parse_summary_json(&j, &service)
-            })
+            txt.and_then(|t| parse_summary_txt(&t, &service))
+                .or_else(|| {
+                    let j = std::fs::read_to_string(p.join("coverage-summary.json")).ok()?;
+                    parse_summary_json(&j, &service)
+                })
         })
         .collect();
     rows.sort_by(|a, b| a.service.cmp(&b.service));
@@ -91,7 +97,11 @@ mod tests {
         let t = "==================================================================\n  Simple Code Coverage Report\n------------------------------------------------------------------\nService: ts-admin-order-service\n------------------------------------------------------------------\nTOTAL               Lines    107  Cover  29%\n------------------------------------------------------------------\n";
         assert_eq!(
             parse_summary_txt(t, "dir"),
-            Some(CoverageRow { service: "ts-admin-order-service".into(), lines: 107, percent: Some(29.0) })
+            Some(CoverageRow {
+                service: "ts-admin-order-service".into(),
+                lines: 107,
+                percent: Some(29.0)
+            })
         );
     }
 

@@ -44,11 +44,17 @@ pub fn esc(s: &str) -> String {
 
 pub fn fmt_time(t: Option<Ms>) -> String {
     t.and_then(|t| Utc.timestamp_millis_opt(t).single())
-        .map_or_else(|| "—".into(), |d| d.format("%Y-%m-%d %H:%M:%SZ").to_string())
+        .map_or_else(
+            || "—".into(),
+            |d| d.format("%Y-%m-%d %H:%M:%SZ").to_string(),
+        )
 }
 
 pub fn fmt_ms(ms: Option<u64>) -> String {
-    ms.map_or_else(|| "—".into(), |m| format_elapsed(std::time::Duration::from_millis(m)))
+    ms.map_or_else(
+        || "—".into(),
+        |m| format_elapsed(std::time::Duration::from_millis(m)),
+    )
 }
 
 fn pct(v: Option<f64>) -> String {
@@ -88,12 +94,19 @@ fn problems(out: &mut String, list: &[String]) {
 }
 
 fn section_open(out: &mut String, id: &str, title: &str, state: &str) {
-    let _ = write!(out, "<section id=\"{id}\" data-state=\"{state}\"><h2>{title}</h2>");
+    let _ = write!(
+        out,
+        "<section id=\"{id}\" data-state=\"{state}\"><h2>{title}</h2>"
+    );
 }
 
 fn absent(out: &mut String, id: &str, title: &str, why: &str) {
     section_open(out, id, title, "absent");
-    let _ = write!(out, "<p class=\"absent\">No data: {}.</p></section>", esc(why));
+    let _ = write!(
+        out,
+        "<p class=\"absent\">No data: {}.</p></section>",
+        esc(why)
+    );
 }
 
 /// A row of "warm-up / fault / after" values.
@@ -108,7 +121,8 @@ fn phase_row(out: &mut String, what: &str, vals: [String; 3]) {
     );
 }
 
-const PHASE_HEAD: &str = "<table class=\"phases\"><tr><th></th><th>warm-up</th><th>fault</th><th>after</th></tr>";
+const PHASE_HEAD: &str =
+    "<table class=\"phases\"><tr><th></th><th>warm-up</th><th>fault</th><th>after</th></tr>";
 
 pub fn run_page(r: &RunReport) -> String {
     let m = &r.meta;
@@ -139,15 +153,29 @@ pub fn run_page(r: &RunReport) -> String {
 
 fn header(o: &mut String, r: &RunReport) {
     let m = &r.meta;
-    let _ = write!(o, "<header id=\"header\" data-state=\"data\"><h1>{}</h1><dl>", esc(&m.exp_name));
+    let _ = write!(
+        o,
+        "<header id=\"header\" data-state=\"data\"><h1>{}</h1><dl>",
+        esc(&m.exp_name)
+    );
     let mut row = |k: &str, v: String| {
         let _ = write!(o, "<dt>{}</dt><dd>{v}</dd>", esc(k));
     };
-    row("Plan", format!("{} <code>{}</code>", esc(&m.plan_name), esc(&m.plan_path)));
+    row(
+        "Plan",
+        format!("{} <code>{}</code>", esc(&m.plan_name), esc(&m.plan_path)),
+    );
     if let Some(d) = &m.description {
         row("Description", esc(d));
     }
-    row("Status", status_badge(if m.status.is_empty() { "unknown" } else { &m.status }));
+    row(
+        "Status",
+        status_badge(if m.status.is_empty() {
+            "unknown"
+        } else {
+            &m.status
+        }),
+    );
     row("Started", fmt_time(m.started));
     row("Finished", fmt_time(m.finished));
     row("Duration", fmt_ms(m.duration_ms));
@@ -162,7 +190,14 @@ fn header(o: &mut String, r: &RunReport) {
         row(k, format!("<code>{}</code>", esc(v)));
     }
     if !m.errors.is_empty() {
-        row("Errors", m.errors.iter().map(|e| esc(e)).collect::<Vec<_>>().join("<br>"));
+        row(
+            "Errors",
+            m.errors
+                .iter()
+                .map(|e| esc(e))
+                .collect::<Vec<_>>()
+                .join("<br>"),
+        );
     }
     o.push_str("</dl></header>");
 }
@@ -170,13 +205,22 @@ fn header(o: &mut String, r: &RunReport) {
 fn steps(o: &mut String, r: &RunReport) {
     let m = &r.meta;
     if m.steps.is_empty() {
-        return absent(o, "timeline", "Step timeline", "the manifest lists no steps");
+        return absent(
+            o,
+            "timeline",
+            "Step timeline",
+            "the manifest lists no steps",
+        );
     }
     section_open(o, "timeline", "Step timeline", "data");
     o.push_str("<p class=\"legend\">");
     for s in ["succeeded", "failed", "running", "skipped", "cancelled"] {
         let c = plot::status_color(s);
-        let _ = write!(o, "<span><i style=\"background:rgb({},{},{})\"></i>{s}</span>", c.0, c.1, c.2);
+        let _ = write!(
+            o,
+            "<span><i style=\"background:rgb({},{},{})\"></i>{s}</span>",
+            c.0, c.1, c.2
+        );
     }
     o.push_str(&fault_legend());
     o.push_str("</p>");
@@ -194,7 +238,11 @@ fn steps(o: &mut String, r: &RunReport) {
             status: &s.status,
         })
         .collect();
-    let _ = write!(o, "<figure class=\"chart\" data-chart=\"gantt\">{}</figure>", plot::gantt(&r.timeline, &bars));
+    let _ = write!(
+        o,
+        "<figure class=\"chart\" data-chart=\"gantt\">{}</figure>",
+        plot::gantt(&r.timeline, &bars)
+    );
     o.push_str("<table><tr><th>step</th><th>kind</th><th>status</th><th>attempts</th><th>started</th><th>duration</th><th>error</th></tr>");
     for s in &m.steps {
         let dur = match (s.start, s.end) {
@@ -217,10 +265,20 @@ fn steps(o: &mut String, r: &RunReport) {
 
 fn faults(o: &mut String, r: &RunReport) {
     let Some(faults) = &r.faults else {
-        return absent(o, "faults", "Faults", "no fault_labels.json in the run folder");
+        return absent(
+            o,
+            "faults",
+            "Faults",
+            "no fault_labels.json in the run folder",
+        );
     };
     if faults.is_empty() {
-        return absent(o, "faults", "Faults", "fault_labels.json lists no faults (a normal run)");
+        return absent(
+            o,
+            "faults",
+            "Faults",
+            "fault_labels.json lists no faults (a normal run)",
+        );
     }
     section_open(o, "faults", "Faults", "data");
     o.push_str("<table><tr><th>step</th><th>kind</th><th>target pods</th><th>injected</th><th>recovered</th><th>active</th><th>status</th><th>verdicts</th></tr>");
@@ -232,8 +290,16 @@ fn faults(o: &mut String, r: &RunReport) {
         let pods = if f.pods.is_empty() {
             "—".to_string()
         } else {
-            let ns = f.namespace.as_deref().map(|n| format!("{n}/")).unwrap_or_default();
-            f.pods.iter().map(|p| esc(&format!("{ns}{p}"))).collect::<Vec<_>>().join("<br>")
+            let ns = f
+                .namespace
+                .as_deref()
+                .map(|n| format!("{n}/"))
+                .unwrap_or_default();
+            f.pods
+                .iter()
+                .map(|p| esc(&format!("{ns}{p}")))
+                .collect::<Vec<_>>()
+                .join("<br>")
         };
         let mut verdicts: Vec<String> = f.verdicts.iter().map(|v| esc(v)).collect();
         if let Some(e) = &f.error {
@@ -257,7 +323,11 @@ fn faults(o: &mut String, r: &RunReport) {
 }
 
 fn chart(o: &mut String, name: &str, svg: String) {
-    let _ = write!(o, "<figure class=\"chart\" data-chart=\"{}\">{svg}</figure>", esc(name));
+    let _ = write!(
+        o,
+        "<figure class=\"chart\" data-chart=\"{}\">{svg}</figure>",
+        esc(name)
+    );
 }
 
 fn metrics(o: &mut String, r: &RunReport, tl: &Timeline) {
@@ -277,7 +347,11 @@ fn metrics(o: &mut String, r: &RunReport, tl: &Timeline) {
     );
     problems(o, &m.problems);
     if m.bad_rows > m.problems.len() as u64 {
-        let _ = write!(o, "<p class=\"problems\">{} unreadable rows in all.</p>", m.bad_rows);
+        let _ = write!(
+            o,
+            "<p class=\"problems\">{} unreadable rows in all.</p>",
+            m.bad_rows
+        );
     }
     o.push_str("<h3>Fault target pods</h3>");
     if m.target_pods.is_empty() {
@@ -290,8 +364,19 @@ fn metrics(o: &mut String, r: &RunReport, tl: &Timeline) {
         );
     } else {
         for p in &m.panels {
-            let lines: Vec<Series<'_>> = p.lines.iter().map(|l| Series { label: &l.label, points: &l.points }).collect();
-            chart(o, &format!("target-{:?}", p.kind), plot::time_chart(p.kind.title(), "", tl, &lines, 230));
+            let lines: Vec<Series<'_>> = p
+                .lines
+                .iter()
+                .map(|l| Series {
+                    label: &l.label,
+                    points: &l.points,
+                })
+                .collect();
+            chart(
+                o,
+                &format!("target-{:?}", p.kind),
+                plot::time_chart(p.kind.title(), "", tl, &lines, 230),
+            );
         }
     }
     o.push_str("<h3>Series that changed most between warm-up and fault</h3>");
@@ -316,7 +401,20 @@ fn metrics(o: &mut String, r: &RunReport, tl: &Timeline) {
         o.push_str("</table>");
         for (i, c) in m.changed.iter().enumerate() {
             let title = format!("#{} {}", i + 1, truncate(&c.series, 110));
-            chart(o, &format!("changed-{}", i + 1), plot::time_chart(&title, "", tl, &[Series { label: "", points: &c.points }], 190));
+            chart(
+                o,
+                &format!("changed-{}", i + 1),
+                plot::time_chart(
+                    &title,
+                    "",
+                    tl,
+                    &[Series {
+                        label: "",
+                        points: &c.points,
+                    }],
+                    190,
+                ),
+            );
         }
     }
     o.push_str("</section>");
@@ -336,14 +434,34 @@ fn traces(o: &mut String, r: &RunReport, tl: &Timeline) {
         Section::Data(t) => t,
     };
     section_open(o, "traces", "Traces", "data");
-    let _ = write!(o, "<p>{} traces ({} spans) in {} file(s), {} with errors.</p>", t.traces, t.spans, t.files.len(), t.errors);
+    let _ = write!(
+        o,
+        "<p>{} traces ({} spans) in {} file(s), {} with errors.</p>",
+        t.traces,
+        t.spans,
+        t.files.len(),
+        t.errors
+    );
     problems(o, &t.problems);
     o.push_str(PHASE_HEAD);
-    phase_row(o, "traces", [0, 1, 2].map(|i| t.phase_traces[i].to_string()));
-    phase_row(o, "error rate", [Phase::WarmUp, Phase::Fault, Phase::After].map(|p| pct(t.error_rate(p))));
+    phase_row(
+        o,
+        "traces",
+        [0, 1, 2].map(|i| t.phase_traces[i].to_string()),
+    );
+    phase_row(
+        o,
+        "error rate",
+        [Phase::WarmUp, Phase::Fault, Phase::After].map(|p| pct(t.error_rate(p))),
+    );
     o.push_str("</table>");
     let per_min = 60_000.0 / tl.bin_ms as f64;
-    let rate: Vec<(Ms, f64)> = t.per_bin.iter().enumerate().map(|(i, b)| (tl.bin_mid(i), b.0 as f64 * per_min)).collect();
+    let rate: Vec<(Ms, f64)> = t
+        .per_bin
+        .iter()
+        .enumerate()
+        .map(|(i, b)| (tl.bin_mid(i), b.0 as f64 * per_min))
+        .collect();
     let err: Vec<(Ms, f64)> = t
         .per_bin
         .iter()
@@ -351,8 +469,34 @@ fn traces(o: &mut String, r: &RunReport, tl: &Timeline) {
         .filter(|(_, b)| b.0 > 0)
         .map(|(i, b)| (tl.bin_mid(i), b.1 as f64 * 100.0 / b.0 as f64))
         .collect();
-    chart(o, "traces-per-minute", plot::time_chart("Traces per minute", "traces/min", tl, &[Series { label: "", points: &rate }], 220));
-    chart(o, "trace-error-rate", plot::time_chart("Error rate (% of traces)", "%", tl, &[Series { label: "", points: &err }], 220));
+    chart(
+        o,
+        "traces-per-minute",
+        plot::time_chart(
+            "Traces per minute",
+            "traces/min",
+            tl,
+            &[Series {
+                label: "",
+                points: &rate,
+            }],
+            220,
+        ),
+    );
+    chart(
+        o,
+        "trace-error-rate",
+        plot::time_chart(
+            "Error rate (% of traces)",
+            "%",
+            tl,
+            &[Series {
+                label: "",
+                points: &err,
+            }],
+            220,
+        ),
+    );
     let top = &t.services[..t.services.len().min(TOP_SERVICES)];
     if top.is_empty() {
         o.push_str("<p class=\"absent\">No spans with a service and a duration.</p>");
@@ -360,10 +504,32 @@ fn traces(o: &mut String, r: &RunReport, tl: &Timeline) {
         for (q, name) in [(0usize, "p50"), (1, "p95")] {
             let pts: Vec<Vec<(Ms, f64)>> = top
                 .iter()
-                .map(|s| s.series.iter().map(|&(t, p50, p95)| (t, if q == 0 { p50 } else { p95 })).collect())
+                .map(|s| {
+                    s.series
+                        .iter()
+                        .map(|&(t, p50, p95)| (t, if q == 0 { p50 } else { p95 }))
+                        .collect()
+                })
                 .collect();
-            let lines: Vec<Series<'_>> = top.iter().zip(&pts).map(|(s, p)| Series { label: &s.service, points: p }).collect();
-            chart(o, &format!("latency-{name}"), plot::time_chart(&format!("{name} entry-span duration by service (ms)"), "ms", tl, &lines, 260));
+            let lines: Vec<Series<'_>> = top
+                .iter()
+                .zip(&pts)
+                .map(|(s, p)| Series {
+                    label: &s.service,
+                    points: p,
+                })
+                .collect();
+            chart(
+                o,
+                &format!("latency-{name}"),
+                plot::time_chart(
+                    &format!("{name} entry-span duration by service (ms)"),
+                    "ms",
+                    tl,
+                    &lines,
+                    260,
+                ),
+            );
         }
         o.push_str("<table><tr><th>service</th><th>entry spans</th><th>errors</th><th>p50 warm-up → fault (ms)</th><th>p95 warm-up → fault (ms)</th><th>error rate warm-up → fault</th></tr>");
         for s in top {
@@ -375,7 +541,9 @@ fn traces(o: &mut String, r: &RunReport, tl: &Timeline) {
                 pct(s.error_rate[0]), pct(s.error_rate[1])
             );
         }
-        o.push_str("</table><p class=\"absent\">Quantiles from log-scale histograms (within 6 %).</p>");
+        o.push_str(
+            "</table><p class=\"absent\">Quantiles from log-scale histograms (within 6 %).</p>",
+        );
     }
     o.push_str("</section>");
 }
@@ -386,26 +554,62 @@ fn api(o: &mut String, r: &RunReport, tl: &Timeline) {
         Section::Data(a) => a,
     };
     section_open(o, "api", "API responses", "data");
-    let _ = write!(o, "<p>{} requests in {} file(s).</p>", a.requests, a.files.len());
+    let _ = write!(
+        o,
+        "<p>{} requests in {} file(s).</p>",
+        a.requests,
+        a.files.len()
+    );
     problems(o, &a.problems);
     if a.bad_lines > a.problems.len() as u64 {
-        let _ = write!(o, "<p class=\"problems\">{} unreadable lines in all.</p>", a.bad_lines);
+        let _ = write!(
+            o,
+            "<p class=\"problems\">{} unreadable lines in all.</p>",
+            a.bad_lines
+        );
     }
     o.push_str(PHASE_HEAD);
-    phase_row(o, "requests", [0, 1, 2].map(|i| a.phase_requests[i].to_string()));
-    phase_row(o, "4xx/5xx/no answer", [Phase::WarmUp, Phase::Fault, Phase::After].map(|p| pct(a.failure_rate(p))));
+    phase_row(
+        o,
+        "requests",
+        [0, 1, 2].map(|i| a.phase_requests[i].to_string()),
+    );
+    phase_row(
+        o,
+        "4xx/5xx/no answer",
+        [Phase::WarmUp, Phase::Fault, Phase::After].map(|p| pct(a.failure_rate(p))),
+    );
     o.push_str("</table>");
     let per_min = 60_000.0 / tl.bin_ms as f64;
     let pts: Vec<Vec<(Ms, f64)>> = (0..CLASSES.len())
-        .map(|c| a.per_bin.iter().enumerate().map(|(i, b)| (tl.bin_mid(i), b[c] as f64 * per_min)).collect())
+        .map(|c| {
+            a.per_bin
+                .iter()
+                .enumerate()
+                .map(|(i, b)| (tl.bin_mid(i), b[c] as f64 * per_min))
+                .collect()
+        })
         .collect();
     let lines: Vec<Series<'_>> = CLASSES
         .iter()
         .zip(&pts)
         .filter(|(_, p)| p.iter().any(|x| x.1 > 0.0))
-        .map(|(c, p)| Series { label: c, points: p })
+        .map(|(c, p)| Series {
+            label: c,
+            points: p,
+        })
         .collect();
-    chart(o, "api-status-classes", plot::time_chart("Requests per minute by status class", "req/min", tl, &lines, 240));
+    chart(
+        o,
+        "api-status-classes",
+        plot::time_chart(
+            "Requests per minute by status class",
+            "req/min",
+            tl,
+            &lines,
+            240,
+        ),
+    );
     o.push_str("<h3>Top failing endpoints</h3>");
     if a.endpoints.is_empty() {
         o.push_str("<p class=\"absent\">No request failed.</p>");
@@ -429,22 +633,58 @@ fn logs(o: &mut String, r: &RunReport, tl: &Timeline) {
         Section::Data(l) => l,
     };
     section_open(o, "logs", "Logs", "data");
-    let _ = write!(o, "<p>{} lines from {} pods in <code>{}</code>, {} error/exception lines.</p>", l.lines, l.pods.len(), esc(&l.dir.display().to_string()), l.errors);
+    let _ = write!(
+        o,
+        "<p>{} lines from {} pods in <code>{}</code>, {} error/exception lines.</p>",
+        l.lines,
+        l.pods.len(),
+        esc(&l.dir.display().to_string()),
+        l.errors
+    );
     problems(o, &l.problems);
     o.push_str(PHASE_HEAD);
-    phase_row(o, "error lines", [Phase::WarmUp, Phase::Fault, Phase::After].map(|p| l.phase_errors(p).to_string()));
+    phase_row(
+        o,
+        "error lines",
+        [Phase::WarmUp, Phase::Fault, Phase::After].map(|p| l.phase_errors(p).to_string()),
+    );
     o.push_str("</table>");
-    let top: Vec<_> = l.pods.iter().filter(|p| p.errors > 0).take(TOP_PODS).collect();
+    let top: Vec<_> = l
+        .pods
+        .iter()
+        .filter(|p| p.errors > 0)
+        .take(TOP_PODS)
+        .collect();
     if top.is_empty() {
         o.push_str("<p class=\"absent\">No error or exception lines.</p>");
     } else {
         let pts: Vec<Vec<(Ms, f64)>> = top
             .iter()
-            .map(|p| p.per_bin.iter().enumerate().map(|(i, n)| (tl.bin_mid(i), *n as f64)).collect())
+            .map(|p| {
+                p.per_bin
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| (tl.bin_mid(i), *n as f64))
+                    .collect()
+            })
             .collect();
-        let lines: Vec<Series<'_>> = top.iter().zip(&pts).map(|(p, pts)| Series { label: &p.pod, points: pts }).collect();
-        let title = format!("Error/exception lines per {} by pod", fmt_ms(u64::try_from(tl.bin_ms).ok()));
-        chart(o, "log-errors", plot::time_chart(&title, "lines", tl, &lines, 260));
+        let lines: Vec<Series<'_>> = top
+            .iter()
+            .zip(&pts)
+            .map(|(p, pts)| Series {
+                label: &p.pod,
+                points: pts,
+            })
+            .collect();
+        let title = format!(
+            "Error/exception lines per {} by pod",
+            fmt_ms(u64::try_from(tl.bin_ms).ok())
+        );
+        chart(
+            o,
+            "log-errors",
+            plot::time_chart(&title, "lines", tl, &lines, 260),
+        );
         o.push_str("<table><tr><th>pod</th><th>files</th><th>lines</th><th>error lines</th><th>warm-up</th><th>fault</th><th>after</th><th>without time</th></tr>");
         for p in &top {
             let _ = write!(
@@ -464,7 +704,10 @@ fn coverage(o: &mut String, r: &RunReport) {
         Section::Data(c) => c,
     };
     section_open(o, "coverage", "Coverage", "data");
-    let bars: Vec<(String, f64)> = rows.iter().map(|c| (c.service.clone(), c.percent.unwrap_or(0.0))).collect();
+    let bars: Vec<(String, f64)> = rows
+        .iter()
+        .map(|c| (c.service.clone(), c.percent.unwrap_or(0.0)))
+        .collect();
     chart(o, "coverage", plot::percent_bars(&bars));
     o.push_str("<table><tr><th>service</th><th>lines</th><th>line coverage</th></tr>");
     for c in rows {
@@ -473,7 +716,8 @@ fn coverage(o: &mut String, r: &RunReport) {
             "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
             esc(&c.service),
             c.lines,
-            c.percent.map_or_else(|| "n/a".into(), |p| format!("{p:.0} %"))
+            c.percent
+                .map_or_else(|| "n/a".into(), |p| format!("{p:.0} %"))
         );
     }
     o.push_str("</table></section>");
@@ -485,6 +729,9 @@ mod tests {
 
     #[test]
     fn escaping() {
-        assert_eq!(esc("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+        assert_eq!(
+            esc("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
     }
 }

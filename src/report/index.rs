@@ -14,9 +14,18 @@ pub const INDEX_FILE: &str = "index.html";
 
 /// The run folders below `dir`: `dir/runs/*` (an output root), else `dir/*`, sorted.
 pub fn find_runs(dir: &Path) -> Vec<PathBuf> {
-    let base = if dir.join("runs").is_dir() { dir.join("runs") } else { dir.to_path_buf() };
+    let base = if dir.join("runs").is_dir() {
+        dir.join("runs")
+    } else {
+        dir.to_path_buf()
+    };
     let mut runs: Vec<PathBuf> = std::fs::read_dir(&base)
-        .map(|e| e.flatten().map(|e| e.path()).filter(|p| is_run_dir(p)).collect())
+        .map(|e| {
+            e.flatten()
+                .map(|e| e.path())
+                .filter(|p| is_run_dir(p))
+                .collect()
+        })
         .unwrap_or_default();
     runs.sort();
     runs
@@ -25,7 +34,9 @@ pub fn find_runs(dir: &Path) -> Vec<PathBuf> {
 /// Whether the faults were confirmed: a `verified` flag when the label has one, else whether
 /// the chaos controller itself recorded the injection.
 pub fn fault_verified(faults: Option<&[FaultRow]>, labels: Option<&Value>) -> String {
-    let Some(faults) = faults else { return "—".into() };
+    let Some(faults) = faults else {
+        return "—".into();
+    };
     if faults.is_empty() {
         return "no fault".into();
     }
@@ -52,10 +63,19 @@ fn rel_link(from_dir: &Path, to: &Path) -> String {
     let to_c: Vec<_> = to.components().collect();
     let common = from.iter().zip(&to_c).take_while(|(a, b)| a == b).count();
     let mut parts: Vec<String> = vec!["..".into(); from.len() - common];
-    parts.extend(to_c[common..].iter().map(|c| c.as_os_str().to_string_lossy().into_owned()));
+    parts.extend(
+        to_c[common..]
+            .iter()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned()),
+    );
     parts
         .iter()
-        .map(|p| p.replace('%', "%25").replace(' ', "%20").replace('#', "%23").replace('?', "%3F"))
+        .map(|p| {
+            p.replace('%', "%25")
+                .replace(' ', "%20")
+                .replace('#', "%23")
+                .replace('?', "%3F")
+        })
         .collect::<Vec<_>>()
         .join("/")
 }
@@ -96,12 +116,18 @@ pub fn write_index(dir: &Path, out: Option<&Path>) -> Result<PathBuf, ReportErro
             v => v.to_string(),
         };
         let name = if meta.exp_name.is_empty() {
-            run.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+            run.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
         } else {
             meta.exp_name.clone()
         };
         let link = if page.exists() {
-            format!("<a href=\"{}\">{}</a>", esc(&rel_link(&out_dir, &page)), esc(&name))
+            format!(
+                "<a href=\"{}\">{}</a>",
+                esc(&rel_link(&out_dir, &page)),
+                esc(&name)
+            )
         } else {
             esc(&name)
         };
@@ -123,9 +149,11 @@ pub fn write_index(dir: &Path, out: Option<&Path>) -> Result<PathBuf, ReportErro
         esc(&dir.display().to_string()),
         runs.len()
     );
-    crate::atomic_write::write_atomic(&out, page.as_bytes()).map_err(|source| ReportError::Write {
-        path: out.clone(),
-        source,
+    crate::atomic_write::write_atomic(&out, page.as_bytes()).map_err(|source| {
+        ReportError::Write {
+            path: out.clone(),
+            source,
+        }
     })?;
     Ok(out)
 }
@@ -136,14 +164,28 @@ mod tests {
 
     #[test]
     fn links_are_relative_to_the_index() {
-        assert_eq!(rel_link(Path::new("/d"), Path::new("/d/runs/E x/report.html")), "runs/E%20x/report.html");
-        assert_eq!(rel_link(Path::new("/d/site"), Path::new("/d/runs/E/report.html")), "../runs/E/report.html");
+        assert_eq!(
+            rel_link(Path::new("/d"), Path::new("/d/runs/E x/report.html")),
+            "runs/E%20x/report.html"
+        );
+        assert_eq!(
+            rel_link(Path::new("/d/site"), Path::new("/d/runs/E/report.html")),
+            "../runs/E/report.html"
+        );
     }
 
     #[test]
     fn verified_needs_controller_records_or_a_flag() {
-        let ctrl = FaultRow { injected: Some(1), injected_source: "controller".into(), ..Default::default() };
-        let own = FaultRow { injected: Some(1), injected_source: "ttplan".into(), ..Default::default() };
+        let ctrl = FaultRow {
+            injected: Some(1),
+            injected_source: "controller".into(),
+            ..Default::default()
+        };
+        let own = FaultRow {
+            injected: Some(1),
+            injected_source: "ttplan".into(),
+            ..Default::default()
+        };
         assert_eq!(fault_verified(Some(&[ctrl.clone()]), None), "yes (1)");
         assert_eq!(fault_verified(Some(&[ctrl, own.clone()]), None), "no");
         let flagged = serde_json::json!([{"verified": true}]);

@@ -103,7 +103,10 @@ impl Inputs {
             }
         }
         if i.api.is_empty() {
-            i.api = glob_files(&out.join("api_responses").join(exp), "*/api_responses.jsonl");
+            i.api = glob_files(
+                &out.join("api_responses").join(exp),
+                "*/api_responses.jsonl",
+            );
         }
         let dir_if = |d: PathBuf| d.is_dir().then_some(d);
         if i.logs.is_none() {
@@ -123,8 +126,12 @@ mod tests {
     #[test]
     fn file_kinds_follow_the_dataset_names() {
         assert!(is_metrics("metric_data/E/E_metrics_20251103_192141.csv"));
-        assert!(is_traces("trace_data/E/E_skywalking_traces_20251103_192141.json"));
-        assert!(is_traces("trace_data/E/E_skywalking_traces_20251103_192141.jsonl"));
+        assert!(is_traces(
+            "trace_data/E/E_skywalking_traces_20251103_192141.json"
+        ));
+        assert!(is_traces(
+            "trace_data/E/E_skywalking_traces_20251103_192141.jsonl"
+        ));
         assert!(is_api("api_responses/E/20251103/api_responses.jsonl"));
         assert!(!is_metrics("coverage_report/E/svc/coverage.xml"));
     }

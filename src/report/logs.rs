@@ -101,17 +101,29 @@ impl LogAgg {
                 return agg;
             }
         };
-        let mut pod_dirs: Vec<PathBuf> = entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect();
+        let mut pod_dirs: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_dir())
+            .collect();
         pod_dirs.sort();
         let mut line = Vec::new();
         for pd in pod_dirs {
             let mut row = PodRow {
-                pod: pd.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+                pod: pd
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
                 per_bin: vec![0; tl.bins],
                 ..Default::default()
             };
             let mut files: Vec<PathBuf> = std::fs::read_dir(&pd)
-                .map(|e| e.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "log")).collect())
+                .map(|e| {
+                    e.flatten()
+                        .map(|e| e.path())
+                        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+                        .collect()
+                })
                 .unwrap_or_default();
             files.sort();
             for f in files {
@@ -156,12 +168,16 @@ impl LogAgg {
             agg.errors += row.errors;
             agg.pods.push(row);
         }
-        agg.pods.sort_by(|a, b| b.errors.cmp(&a.errors).then(a.pod.cmp(&b.pod)));
+        agg.pods
+            .sort_by(|a, b| b.errors.cmp(&a.errors).then(a.pod.cmp(&b.pod)));
         agg
     }
 
     pub fn phase_errors(&self, phase: Phase) -> u64 {
-        self.pods.iter().map(|p| p.phase_errors[phase as usize]).sum()
+        self.pods
+            .iter()
+            .map(|p| p.phase_errors[phase as usize])
+            .sum()
     }
 }
 
@@ -174,7 +190,10 @@ mod tests {
     fn timestamps_of_common_log_shapes() {
         let t = 1_762_197_701_123; // 2025-11-03T19:21:41.123Z
         assert_eq!(line_time(b"2025-11-03T19:21:41.123456789Z INFO x"), Some(t));
-        assert_eq!(line_time(b"2025-11-03 19:21:41.123  INFO 1 --- [main]"), Some(t));
+        assert_eq!(
+            line_time(b"2025-11-03 19:21:41.123  INFO 1 --- [main]"),
+            Some(t)
+        );
         assert_eq!(line_time(b"[2025-11-03 19:21:41,123] ERROR"), Some(t));
         assert_eq!(line_time(b"2025-11-03T20:21:41.123+01:00 x"), Some(t));
         assert_eq!(line_time(b"\tat com.x.Y(Y.java:1)"), None);
@@ -185,7 +204,9 @@ mod tests {
     fn error_lines_but_not_stack_frames() {
         assert!(is_error_line(b"2025-11-03 19:21:41 ERROR boom"));
         assert!(is_error_line(b"java.lang.IllegalStateException: x"));
-        assert!(!is_error_line(b"\tat com.x.ExceptionHandler.handle(X.java:1)"));
+        assert!(!is_error_line(
+            b"\tat com.x.ExceptionHandler.handle(X.java:1)"
+        ));
         assert!(!is_error_line(b"2025-11-03 19:21:41 INFO fine"));
     }
 
@@ -207,13 +228,25 @@ mod tests {
             std::fs::write(pd.join(format!("{pod}_20250101_000000.log")), s).unwrap();
         }
         let t0 = 1_735_689_600_000;
-        let tl = Timeline::new(t0, t0 + 1_800_000, vec![Window { start: t0 + 600_000, end: t0 + 1_200_000 }]);
+        let tl = Timeline::new(
+            t0,
+            t0 + 1_800_000,
+            vec![Window {
+                start: t0 + 600_000,
+                end: t0 + 1_200_000,
+            }],
+        );
         let a = LogAgg::from_dir(d.path(), &tl);
         assert_eq!(a.pods[0].pod, "ts-preserve-service-1");
         assert_eq!(a.pods[0].errors, 31);
         assert_eq!(a.pods[0].untimed_errors, 1);
         assert_eq!(a.pods[0].phase_errors, [0, 30, 0]);
-        assert_eq!(a.pods[0].per_bin[tl.bin(t0 + 600_000)..tl.bin(t0 + 1_200_000)].iter().sum::<u64>(), 30);
+        assert_eq!(
+            a.pods[0].per_bin[tl.bin(t0 + 600_000)..tl.bin(t0 + 1_200_000)]
+                .iter()
+                .sum::<u64>(),
+            30
+        );
         assert_eq!(a.phase_errors(Phase::Fault), 40);
     }
 }

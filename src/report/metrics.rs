@@ -244,7 +244,9 @@ impl Builder<'_> {
             .filter(|(i, _)| !field(rec, *i).is_empty())
             .map(|(i, h)| format!("{h}=\"{}\"", String::from_utf8_lossy(field(rec, *i))))
             .collect();
-        let pod = cols.pod.map(|i| String::from_utf8_lossy(field(rec, i)).into_owned());
+        let pod = cols
+            .pod
+            .map(|i| String::from_utf8_lossy(field(rec, i)).into_owned());
         let container = cols
             .container
             .map(|i| String::from_utf8_lossy(field(rec, i)).into_owned())
@@ -252,7 +254,11 @@ impl Builder<'_> {
         let panel = match (PanelKind::of(&query), pod) {
             // cAdvisor's pause-container series says nothing about the workload.
             (Some((k, pref)), Some(p)) if container != "POD" && self.targets.contains(&p) => {
-                let what = if container.is_empty() { p } else { format!("{p}/{container}") };
+                let what = if container.is_empty() {
+                    p
+                } else {
+                    format!("{p}/{container}")
+                };
                 let what = if k == PanelKind::Network {
                     let short = query
                         .split("container_network_")
@@ -322,12 +328,17 @@ impl Builder<'_> {
             }
             self.agg.rows += 1;
             let Some(t) = parse_f64(field(&rec, cols.ts)) else {
-                self.problem(format!("{}:{line}: timestamp is not a number", path.display()));
+                self.problem(format!(
+                    "{}:{line}: timestamp is not a number",
+                    path.display()
+                ));
                 continue;
             };
             let raw = field(&rec, cols.value);
             // NaN is an empty cell.
-            let Some(v) = (if raw.is_empty() { None } else { parse_f64(raw) }).filter(|v| v.is_finite()) else {
+            let Some(v) =
+                (if raw.is_empty() { None } else { parse_f64(raw) }).filter(|v| v.is_finite())
+            else {
                 continue;
             };
             key.clear();
@@ -391,7 +402,9 @@ impl Builder<'_> {
                 .series
                 .iter()
                 .enumerate()
-                .filter(|(_, s)| s.phases.count(Phase::WarmUp) >= 2 && s.phases.count(Phase::Fault) >= 2)
+                .filter(|(_, s)| {
+                    s.phases.count(Phase::WarmUp) >= 2 && s.phases.count(Phase::Fault) >= 2
+                })
                 .filter_map(|(i, s)| {
                     let (w, f) = (s.phases.mean(Phase::WarmUp)?, s.phases.mean(Phase::Fault)?);
                     Some((change_score(w, s.warm.sd(), f), i))
@@ -465,18 +478,35 @@ mod tests {
         for i in 0..120 {
             let t = i * 15;
             // The target burns 0.1 core, 0.9 during the fault: a counter in seconds.
-            cpu += if (600..1200).contains(&t) { 0.9 * 15.0 } else { 0.1 * 15.0 };
-            s.push_str(&format!("container_cpu_usage_seconds_total,{t},x,{cpu},app,ns,ts-preserve-service-1\n"));
+            cpu += if (600..1200).contains(&t) {
+                0.9 * 15.0
+            } else {
+                0.1 * 15.0
+            };
+            s.push_str(&format!(
+                "container_cpu_usage_seconds_total,{t},x,{cpu},app,ns,ts-preserve-service-1\n"
+            ));
         }
         for i in 0..120 {
             let t = i * 15;
-            s.push_str(&format!("container_cpu_usage_seconds_total,{t},x,{},app,ns,ts-other-1\n", f64::from(i) * 1.5));
+            s.push_str(&format!(
+                "container_cpu_usage_seconds_total,{t},x,{},app,ns,ts-other-1\n",
+                f64::from(i) * 1.5
+            ));
         }
         for i in 0..120 {
             let t = i * 15;
-            let v = if i % 7 == 0 { String::new() } else { format!("{}", 100 * 1024 * 1024 + i) };
-            s.push_str(&format!("container_memory_working_set_bytes,{t},x,{v},app,ns,ts-preserve-service-1\n"));
-            s.push_str(&format!("container_memory_working_set_bytes,{t},x,{v},POD,ns,ts-preserve-service-1\n"));
+            let v = if i % 7 == 0 {
+                String::new()
+            } else {
+                format!("{}", 100 * 1024 * 1024 + i)
+            };
+            s.push_str(&format!(
+                "container_memory_working_set_bytes,{t},x,{v},app,ns,ts-preserve-service-1\n"
+            ));
+            s.push_str(&format!(
+                "container_memory_working_set_bytes,{t},x,{v},POD,ns,ts-preserve-service-1\n"
+            ));
         }
         s.push_str("up,notanumber,x,1,,,\n");
         let p = dir.join("E_metrics_20250101_000000.csv");
@@ -488,20 +518,41 @@ mod tests {
     fn the_target_counter_that_jumps_ranks_first_and_feeds_the_cpu_panel() {
         let d = tempfile::tempdir().unwrap();
         let f = write_csv(d.path());
-        let tl = Timeline::new(0, 1_800_000, vec![Window { start: 600_000, end: 1_200_000 }]);
+        let tl = Timeline::new(
+            0,
+            1_800_000,
+            vec![Window {
+                start: 600_000,
+                end: 1_200_000,
+            }],
+        );
         let m = MetricsAgg::from_files(&[f], &tl, &["ts-preserve-service-1".to_string()]);
         assert_eq!(m.rows, 120 * 4 + 1);
         assert_eq!(m.bad_rows, 1);
-        assert!(m.problems[0].contains(":482: timestamp"), "{:?}", m.problems);
+        assert!(
+            m.problems[0].contains(":482: timestamp"),
+            "{:?}",
+            m.problems
+        );
         assert_eq!(m.series, 4);
         let top = &m.changed[0];
-        assert!(top.series.contains("ts-preserve-service-1") && top.rate, "{top:?}");
-        assert!((top.warm_up - 0.1).abs() < 0.02 && (top.fault - 0.9).abs() < 0.05, "{top:?}");
+        assert!(
+            top.series.contains("ts-preserve-service-1") && top.rate,
+            "{top:?}"
+        );
+        assert!(
+            (top.warm_up - 0.1).abs() < 0.02 && (top.fault - 0.9).abs() < 0.05,
+            "{top:?}"
+        );
         let cpu = m.panels.iter().find(|p| p.kind == PanelKind::Cpu).unwrap();
         assert_eq!(cpu.lines.len(), 1, "the other pod is not a target");
         let peak = cpu.lines[0].points.iter().map(|p| p.1).fold(0.0, f64::max);
         assert!((peak - 0.9).abs() < 0.05, "{peak}");
-        let mem = m.panels.iter().find(|p| p.kind == PanelKind::Memory).unwrap();
+        let mem = m
+            .panels
+            .iter()
+            .find(|p| p.kind == PanelKind::Memory)
+            .unwrap();
         assert_eq!(mem.lines.len(), 1, "the POD series is left out");
         assert!((mem.lines[0].points[0].1 - 100.0).abs() < 0.01);
     }

@@ -38,7 +38,11 @@ fn x_range(tl: &Timeline) -> std::ops::Range<f64> {
 
 /// An axis label: UTC clock time, with seconds on runs shorter than 10 minutes.
 fn clock(tl: &Timeline, m: f64) -> String {
-    let fmt = if tl.end - tl.start < 600_000 { "%H:%M:%S" } else { "%H:%M" };
+    let fmt = if tl.end - tl.start < 600_000 {
+        "%H:%M:%S"
+    } else {
+        "%H:%M"
+    };
     Utc.timestamp_millis_opt((m * 60_000.0).round() as Ms)
         .single()
         .map_or_else(String::new, |d| d.format(fmt).to_string())
@@ -75,7 +79,11 @@ fn y_range(lines: &[Series<'_>]) -> (f64, f64) {
         return (0.0, 1.0);
     }
     let lo = lo.min(0.0);
-    let hi = if hi <= lo { lo + 1.0 } else { hi + (hi - lo) * 0.08 };
+    let hi = if hi <= lo {
+        lo + 1.0
+    } else {
+        hi + (hi - lo) * 0.08
+    };
     (lo, hi)
 }
 
@@ -92,7 +100,13 @@ fn err<E: std::fmt::Debug>(e: E) -> String {
 }
 
 /// A time chart over the whole run with the fault windows shaded.
-pub fn time_chart(title: &str, y_desc: &str, tl: &Timeline, lines: &[Series<'_>], height: u32) -> String {
+pub fn time_chart(
+    title: &str,
+    y_desc: &str,
+    tl: &Timeline,
+    lines: &[Series<'_>],
+    height: u32,
+) -> String {
     let mut buf = String::new();
     let res: DrawResult = (|| {
         let root = SVGBackend::with_string(&mut buf, (WIDTH, height)).into_drawing_area();
@@ -117,16 +131,24 @@ pub fn time_chart(title: &str, y_desc: &str, tl: &Timeline, lines: &[Series<'_>]
             .map_err(err)?;
         chart
             .draw_series(tl.faults.iter().map(|w| {
-                Rectangle::new([(minutes(w.start), y0), (minutes(w.end), y1)], FAULT_FILL.mix(FAULT_OPACITY).filled())
+                Rectangle::new(
+                    [(minutes(w.start), y0), (minutes(w.end), y1)],
+                    FAULT_FILL.mix(FAULT_OPACITY).filled(),
+                )
             }))
             .map_err(err)?;
         for (i, s) in lines.iter().enumerate() {
             let color = PALETTE[i % PALETTE.len()];
             chart
-                .draw_series(LineSeries::new(s.points.iter().map(|&(t, v)| (minutes(t), v)), color.stroke_width(2)))
+                .draw_series(LineSeries::new(
+                    s.points.iter().map(|&(t, v)| (minutes(t), v)),
+                    color.stroke_width(2),
+                ))
                 .map_err(err)?
                 .label(s.label)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
+                });
         }
         if lines.len() > 1 || lines.first().is_some_and(|l| !l.label.is_empty()) {
             chart
@@ -146,7 +168,10 @@ pub fn time_chart(title: &str, y_desc: &str, tl: &Timeline, lines: &[Series<'_>]
 fn finish(buf: String, res: DrawResult) -> String {
     match res {
         Ok(()) => buf,
-        Err(e) => format!("<p class=\"absent\">chart could not be drawn: {}</p>", super::html::esc(&e)),
+        Err(e) => format!(
+            "<p class=\"absent\">chart could not be drawn: {}</p>",
+            super::html::esc(&e)
+        ),
     }
 }
 
@@ -204,7 +229,10 @@ pub fn gantt(tl: &Timeline, bars: &[Bar<'_>]) -> String {
         chart
             .draw_series(tl.faults.iter().map(|w| {
                 Rectangle::new(
-                    [(minutes(w.start), SegmentValue::Exact(0)), (minutes(w.end), SegmentValue::Last)],
+                    [
+                        (minutes(w.start), SegmentValue::Exact(0)),
+                        (minutes(w.end), SegmentValue::Last),
+                    ],
                     FAULT_FILL.mix(FAULT_OPACITY).filled(),
                 )
             }))
@@ -216,7 +244,10 @@ pub fn gantt(tl: &Timeline, bars: &[Bar<'_>]) -> String {
                 let end = b.end.unwrap_or(tl.end).max(start + tl.bin_ms / 20);
                 let row = n - 1 - i;
                 let mut r = Rectangle::new(
-                    [(minutes(start), SegmentValue::Exact(row)), (minutes(end), SegmentValue::Exact(row + 1))],
+                    [
+                        (minutes(start), SegmentValue::Exact(row)),
+                        (minutes(end), SegmentValue::Exact(row + 1)),
+                    ],
                     status_color(b.status).filled(),
                 );
                 r.set_margin(4, 4, 0, 0);
@@ -263,7 +294,10 @@ pub fn percent_bars(rows: &[(String, f64)]) -> String {
             .draw_series(rows.iter().enumerate().map(|(i, (_, pct))| {
                 let row = n - 1 - i;
                 let mut r = Rectangle::new(
-                    [(0.0, SegmentValue::Exact(row)), (pct.clamp(0.0, 100.0), SegmentValue::Exact(row + 1))],
+                    [
+                        (0.0, SegmentValue::Exact(row)),
+                        (pct.clamp(0.0, 100.0), SegmentValue::Exact(row + 1)),
+                    ],
                     PALETTE[0].filled(),
                 );
                 r.set_margin(2, 2, 0, 0);
@@ -286,23 +320,58 @@ mod tests {
 
     #[test]
     fn a_time_chart_is_svg_with_the_fault_shaded_and_text_labels() {
-        let tl = Timeline::new(0, 3_600_000, vec![Window { start: 600_000, end: 1_200_000 }]);
+        let tl = Timeline::new(
+            0,
+            3_600_000,
+            vec![Window {
+                start: 600_000,
+                end: 1_200_000,
+            }],
+        );
         let pts: Vec<(Ms, f64)> = (0..60).map(|i| (i * 60_000, f64::from(i as i32))).collect();
-        let svg = time_chart("CPU", "cores", &tl, &[Series { label: "pod-a", points: &pts }], 240);
+        let svg = time_chart(
+            "CPU",
+            "cores",
+            &tl,
+            &[Series {
+                label: "pod-a",
+                points: &pts,
+            }],
+            240,
+        );
         assert!(svg.starts_with("<svg"), "{}", &svg[..80]);
-        assert!(svg.contains(&format!("fill=\"{FAULT_FILL_HEX}\"")), "shading");
-        assert!(has_text(&svg, "pod-a") && has_text(&svg, "00:30") && !svg.contains("00:16"), "labels as text: {svg}");
+        assert!(
+            svg.contains(&format!("fill=\"{FAULT_FILL_HEX}\"")),
+            "shading"
+        );
+        assert!(
+            has_text(&svg, "pod-a") && has_text(&svg, "00:30") && !svg.contains("00:16"),
+            "labels as text: {svg}"
+        );
     }
 
     #[test]
     fn gantt_rows_are_labelled_and_coloured_by_status() {
         let tl = Timeline::new(0, 600_000, vec![]);
         let bars = [
-            Bar { label: "inject ×2".into(), start: Some(0), end: Some(60_000), status: "succeeded" },
-            Bar { label: "skipped".into(), start: None, end: None, status: "skipped" },
+            Bar {
+                label: "inject ×2".into(),
+                start: Some(0),
+                end: Some(60_000),
+                status: "succeeded",
+            },
+            Bar {
+                label: "skipped".into(),
+                start: None,
+                end: None,
+                status: "skipped",
+            },
         ];
         let svg = gantt(&tl, &bars);
-        assert!(has_text(&svg, "inject ×2") && has_text(&svg, "skipped"), "{svg}");
+        assert!(
+            has_text(&svg, "inject ×2") && has_text(&svg, "skipped"),
+            "{svg}"
+        );
         assert!(svg.contains("fill=\"#2EA043\""), "succeeded colour");
     }
 

@@ -121,7 +121,8 @@ impl RunMeta {
                         cluster.push((flag.trim_start_matches('-').to_string(), v.to_string()));
                     } else if *a == flag {
                         if let Some(v) = argv.get(i + 1) {
-                            cluster.push((flag.trim_start_matches('-').to_string(), (*v).to_string()));
+                            cluster
+                                .push((flag.trim_start_matches('-').to_string(), (*v).to_string()));
                         }
                     }
                 }
@@ -132,8 +133,13 @@ impl RunMeta {
         }
         if let Some(eps) = m["endpoints"].as_object() {
             for (name, e) in eps {
-                let url = e["url"].as_str().map_or_else(|| e.to_string(), str::to_string);
-                let how = e["source"].as_str().map(|s| format!(" ({s})")).unwrap_or_default();
+                let url = e["url"]
+                    .as_str()
+                    .map_or_else(|| e.to_string(), str::to_string);
+                let how = e["source"]
+                    .as_str()
+                    .map(|s| format!(" ({s})"))
+                    .unwrap_or_default();
                 cluster.push((name.clone(), format!("{url}{how}")));
             }
         }
@@ -142,7 +148,12 @@ impl RunMeta {
             .map(PathBuf::from)
             .filter(|p| p.is_dir())
             // The run folder is `<out>/runs/<exp>`; the recorded path may be from another machine.
-            .or_else(|| run_dir.parent().and_then(Path::parent).map(Path::to_path_buf))
+            .or_else(|| {
+                run_dir
+                    .parent()
+                    .and_then(Path::parent)
+                    .map(Path::to_path_buf)
+            })
             .unwrap_or_else(|| run_dir.to_path_buf());
         let steps = m["steps"]
             .as_object()
@@ -187,12 +198,20 @@ impl RunMeta {
             started: parse_time(run.get("started_at")),
             finished: parse_time(run.get("finished_at")),
             duration_ms: run["duration_ms"].as_u64(),
-            git_commit: plan.pointer("/git/commit").and_then(Value::as_str).map(str::to_string),
+            git_commit: plan
+                .pointer("/git/commit")
+                .and_then(Value::as_str)
+                .map(str::to_string),
             git_dirty: plan.pointer("/git/dirty").and_then(Value::as_bool),
             cluster,
             errors: run["errors"]
                 .as_array()
-                .map(|e| e.iter().filter_map(Value::as_str).map(str::to_string).collect())
+                .map(|e| {
+                    e.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect()
+                })
                 .unwrap_or_default(),
             out_dir,
             steps,
@@ -203,7 +222,10 @@ impl RunMeta {
     pub fn window(&self) -> (Ms, Ms) {
         let step_min = self.steps.iter().filter_map(|s| s.start).min();
         let step_max = self.steps.iter().filter_map(|s| s.end.or(s.start)).max();
-        let start = self.started.or(step_min).unwrap_or_else(|| Utc::now().timestamp_millis());
+        let start = self
+            .started
+            .or(step_min)
+            .unwrap_or_else(|| Utc::now().timestamp_millis());
         let end = self
             .finished
             .or(step_max)
@@ -311,10 +333,16 @@ impl RunReport {
             .collect();
         let metrics = match inputs.metrics.is_empty() {
             true => Section::Absent("no metrics CSV (metric_data/<EXP>/*_metrics_*.csv)".into()),
-            false => Section::Data(MetricsAgg::from_files(&inputs.metrics, &timeline, &target_pods)),
+            false => Section::Data(MetricsAgg::from_files(
+                &inputs.metrics,
+                &timeline,
+                &target_pods,
+            )),
         };
         let traces = match inputs.traces.is_empty() {
-            true => Section::Absent("no trace file (trace_data/<EXP>/*_skywalking_traces_*)".into()),
+            true => {
+                Section::Absent("no trace file (trace_data/<EXP>/*_skywalking_traces_*)".into())
+            }
             false => Section::Data(TraceAgg::from_files(&inputs.traces, &timeline)),
         };
         let api = match inputs.api.is_empty() {
@@ -326,7 +354,9 @@ impl RunReport {
             Some(dir) => Section::Data(LogAgg::from_dir(dir, &timeline)),
         };
         let coverage = match &inputs.coverage {
-            None => Section::Absent("no coverage reports (coverage_report/<EXP>/<service>/)".into()),
+            None => {
+                Section::Absent("no coverage reports (coverage_report/<EXP>/<service>/)".into())
+            }
             Some(dir) => {
                 let rows = super::coverage::read_dir(dir);
                 if rows.is_empty() {

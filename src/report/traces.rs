@@ -152,7 +152,12 @@ impl TraceAgg {
             .summary
             .as_ref()
             .and_then(|s| s.start_timestamp_ms)
-            .or_else(|| t.spans.iter().filter_map(|s| s.start_timestamp_ms).reduce(f64::min));
+            .or_else(|| {
+                t.spans
+                    .iter()
+                    .filter_map(|s| s.start_timestamp_ms)
+                    .reduce(f64::min)
+            });
         let Some(start) = start else {
             self.problem("a trace without a start time was skipped".into());
             return;
@@ -179,9 +184,15 @@ impl TraceAgg {
             if typed && s.kind.as_deref() != Some("Entry") {
                 continue;
             }
-            let Some(service) = &s.service_code else { continue };
-            let dur = s.duration_ms.or_else(|| Some(s.end_timestamp_ms? - s.start_timestamp_ms?));
-            let Some(dur) = dur.filter(|d| d.is_finite()) else { continue };
+            let Some(service) = &s.service_code else {
+                continue;
+            };
+            let dur = s
+                .duration_ms
+                .or_else(|| Some(s.end_timestamp_ms? - s.start_timestamp_ms?));
+            let Some(dur) = dur.filter(|d| d.is_finite()) else {
+                continue;
+            };
             let at = s.start_timestamp_ms.unwrap_or(start) as Ms;
             let (b, p) = (tl.bin(at), tl.phase(at) as usize);
             let st = self.service_index.entry(service.clone()).or_default();
@@ -189,7 +200,9 @@ impl TraceAgg {
                 st.by_bin = vec![None; tl.bins];
             }
             st.spans += 1;
-            st.by_bin[b].get_or_insert_with(LogHistogram::default).add(dur);
+            st.by_bin[b]
+                .get_or_insert_with(LogHistogram::default)
+                .add(dur);
             st.by_phase[p].add(dur);
             if s.is_error == Some(true) {
                 st.errors += 1;
@@ -233,7 +246,10 @@ impl TraceAgg {
         };
         if let Err(e) = result {
             // A killed collector leaves a cut file: what was read still counts.
-            self.problem(format!("{}: {e} (the traces before it are shown)", path.display()));
+            self.problem(format!(
+                "{}: {e} (the traces before it are shown)",
+                path.display()
+            ));
         }
     }
 
@@ -280,7 +296,8 @@ impl TraceAgg {
 
     pub fn error_rate(&self, phase: Phase) -> Option<f64> {
         let i = phase as usize;
-        (self.phase_traces[i] > 0).then(|| self.phase_errors[i] as f64 / self.phase_traces[i] as f64)
+        (self.phase_traces[i] > 0)
+            .then(|| self.phase_errors[i] as f64 / self.phase_traces[i] as f64)
     }
 }
 
@@ -386,7 +403,14 @@ mod tests {
     }
 
     fn timeline() -> Timeline {
-        Timeline::new(0, 1_800_000, vec![Window { start: 600_000, end: 1_199_999 }])
+        Timeline::new(
+            0,
+            1_800_000,
+            vec![Window {
+                start: 600_000,
+                end: 1_199_999,
+            }],
+        )
     }
 
     #[test]
@@ -409,7 +433,10 @@ mod tests {
         let s = &a.services[0];
         assert_eq!(s.spans, 180, "only entry spans");
         let (w, f) = (s.p50[0].unwrap(), s.p50[1].unwrap());
-        assert!((w / 40.0 - 1.0).abs() < 0.07 && (f / 400.0 - 1.0).abs() < 0.07, "{w} {f}");
+        assert!(
+            (w / 40.0 - 1.0).abs() < 0.07 && (f / 400.0 - 1.0).abs() < 0.07,
+            "{w} {f}"
+        );
         assert_eq!(a.per_bin.iter().map(|b| b.0).sum::<u64>(), 180);
     }
 
@@ -418,7 +445,11 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("E_skywalking_traces_1.jsonl");
         let camel = json!({"spans": [{"serviceCode": "a", "startTime": 1000, "endTime": 1100, "isError": true}]});
-        std::fs::write(&p, format!("{}\n{}\n{{\"spans\": [", trace(0, false, 5.0), camel)).unwrap();
+        std::fs::write(
+            &p,
+            format!("{}\n{}\n{{\"spans\": [", trace(0, false, 5.0), camel),
+        )
+        .unwrap();
         let a = TraceAgg::from_files(&[p], &timeline());
         assert_eq!((a.traces, a.errors), (2, 1));
         assert_eq!(a.problems.len(), 1, "{:?}", a.problems);
