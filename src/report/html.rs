@@ -142,9 +142,9 @@ pub fn run_page(r: &RunReport) -> String {
     api(&mut o, r, tl);
     logs(&mut o, r, tl);
     coverage(&mut o, r);
-    let _ = write!(
+    let _ = writeln!(
         o,
-        "<footer><p class=\"absent\">Written by ttplan {} at {}.</p></footer></body></html>\n",
+        "<footer><p class=\"absent\">Written by ttplan {} at {}.</p></footer></body></html>",
         env!("CARGO_PKG_VERSION"),
         fmt_time(Some(Utc::now().timestamp_millis()))
     );
