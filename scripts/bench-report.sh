@@ -9,11 +9,15 @@
 # peaks are about the same while the input grows 4×.
 #   scripts/bench-report.sh          (builds the release binary; set CARGO_TARGET_DIR to share)
 #   R=5 scripts/bench-report.sh
+# Needs about 600 MB of free disk for the two run folders (removed at exit).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 #   GENERATE=DIR:MINUTES scripts/bench-report.sh   (only writes the synthetic run folder)
+#   BIN=target/debug/ttplan SMALL=2 FULL=4 scripts/bench-report.sh   (a given binary, other run lengths)
 R=${R:-3}
+SMALL=${SMALL:-30}
+FULL=${FULL:-120}
 target=${CARGO_TARGET_DIR:-target}
 
 generate() { # DIR MINUTES
@@ -153,11 +157,14 @@ if [ -n "${GENERATE:-}" ]; then
   generate "${GENERATE%:*}" "${GENERATE##*:}"
   exit 0
 fi
-cargo build --release --locked --bin ttplan >&2
-bin=$target/release/ttplan
+bin=${BIN:-}
+if [ -z "$bin" ]; then
+  cargo build --release --locked --bin ttplan >&2
+  bin=$target/release/ttplan
+fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-echo "ttplan report, best of $R (release build, $(nproc) cores shared):"
-measure small 30
-measure full 120
+echo "ttplan report ($bin), best of $R, $(nproc) cores shared:"
+measure small "$SMALL"
+measure full "$FULL"

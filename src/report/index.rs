@@ -186,7 +186,10 @@ mod tests {
             injected_source: "ttplan".into(),
             ..Default::default()
         };
-        assert_eq!(fault_verified(Some(std::slice::from_ref(&ctrl)), None), "yes (1)");
+        assert_eq!(
+            fault_verified(Some(std::slice::from_ref(&ctrl)), None),
+            "yes (1)"
+        );
         assert_eq!(fault_verified(Some(&[ctrl, own.clone()]), None), "no");
         let flagged = serde_json::json!([{"verified": true}]);
         assert_eq!(fault_verified(Some(&[own]), Some(&flagged)), "yes (1)");
