@@ -742,3 +742,14 @@ async fn the_page_renders_in_chromium_without_errors_or_network() {
     );
     let _ = cdp.call(None, "Browser.close", json!({})).await;
 }
+
+#[test]
+fn no_report_skips_the_page_and_a_plain_run_gets_one() {
+    let plan = "name: t\nsteps:\n  nap: { kind: sleep, duration: 0s }\n";
+    let out = Test::new().plan(plan).args(["--no-report"]).run_plan();
+    assert!(!out.exists("out/runs/t/report.html"), "{out}");
+    let out = Test::new().plan(plan).run_plan();
+    let html = out.read("out/runs/t/report.html");
+    assert!(html.contains("<td>nap</td>"), "{html}");
+    assert!(out.stderr.contains("report: "), "{out}");
+}
