@@ -47,6 +47,15 @@ pub enum Command {
     /// Find and remove chaos left in a cluster.
     #[command(subcommand)]
     Chaos(ChaosCommand),
+    /// Write an HTML page for a run folder (`runs/<EXP>`), or an index page of the runs in a
+    /// campaign or output folder.
+    Report {
+        /// A run folder, or a folder holding run folders (or `runs/`).
+        dir: PathBuf,
+        /// Where to write the page (default: DIR/report.html for a run, DIR/index.html otherwise).
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -182,6 +191,9 @@ pub struct RunArgs {
     /// Progress display.
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     pub progress: ProgressMode,
+    /// Do not write runs/<EXP>/report.html at the end of the run.
+    #[arg(long)]
+    pub no_report: bool,
     #[command(flatten)]
     pub kube: KubeArgs,
 }

@@ -52,6 +52,7 @@ pub fn dispatch(args: Args) -> u8 {
         }
         Command::Chaos(c) => crate::chaos_admin::run(c),
         Command::Instrument(a) => instrument(&a),
+        Command::Report { dir, output } => report_command(&dir, output.as_deref()),
     }
 }
 
@@ -129,6 +130,29 @@ fn instrument(a: &InstrumentArgs) -> u8 {
         report.other_documents
     );
     exit::SUCCESS
+}
+
+/// `ttplan report`: a run's page, or the index of the runs below a folder.
+fn report_command(dir: &Path, output: Option<&Path>) -> u8 {
+    let written = if crate::report::is_run_dir(dir) {
+        crate::report::write_run_report(dir, output)
+    } else {
+        crate::report::write_index(dir, output)
+    };
+    match written {
+        Ok(p) => {
+            crate::out(&format!("{}\n", p.display()));
+            exit::SUCCESS
+        }
+        Err(e @ crate::report::ReportError::NotARun { .. }) => {
+            eprintln!("error: {e}");
+            exit::INVALID
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::STEP_FAILED
+        }
+    }
 }
 
 fn report(errors: PlanErrors) {
@@ -324,9 +348,13 @@ fn run(args: RunArgs) -> u8 {
         started_at: now,
         kube: Arc::new(KubeAccess::new(args.kube.settings())),
     });
+    let run_dir = run.run_dir.clone();
     let code = rt.block_on(run_async(Arc::new(plan), run, &args));
     // Steps never leave tasks behind, but a hung cleanup must not keep the process alive.
     rt.shutdown_timeout(std::time::Duration::from_secs(2));
+    if !args.no_report {
+        crate::report::after_run(&run_dir);
+    }
     code
 }
 

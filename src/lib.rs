@@ -13,6 +13,7 @@ pub mod git;
 pub mod kube;
 pub mod plan;
 pub mod probe;
+pub mod report;
 pub mod steps;
 pub mod traffic;
 
