@@ -145,6 +145,13 @@ impl FaultLedger {
         })
     }
 
+    /// Secrets to write as references from now on (a resumed run's ledger, reopened).
+    #[must_use]
+    pub fn with_secrets(mut self, secrets: Secrets) -> Self {
+        self.secrets = secrets;
+        self
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -5,6 +5,8 @@ pub mod ctx;
 pub mod executor;
 pub mod faults;
 pub mod labels;
+pub mod launch;
+pub mod rerun;
 pub mod manifest;
 pub mod progress;
 pub mod secrets;
