@@ -252,9 +252,7 @@ pub enum CampaignCommand {
     /// per slot); `--resume` continues an earlier campaign in the same --out.
     Run(CampaignRunArgs),
     /// Check a campaign file and every plan it names, without running anything.
-    Validate {
-        file: PathBuf,
-    },
+    Validate { file: PathBuf },
     /// Print the JSON schema of campaign files.
     Schema,
 }

@@ -2,10 +2,10 @@
 //! benchmarks. `main` only calls [`run`]; everything else is a library so it can be tested.
 
 pub mod atomic_write;
+pub mod campaign;
 pub mod chaos_admin;
 pub mod cli;
 pub mod collect;
-pub mod campaign;
 mod commands;
 pub mod coverage;
 pub mod diag;

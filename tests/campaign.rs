@@ -67,7 +67,15 @@ fn a_campaign_killed_mid_experiment_resumes_without_rerunning_what_succeeded() {
         );
     let kc = kube.write_kubeconfig(t.path()).display().to_string();
     let mut run = t
-        .args(["campaign", "run", "campaign.yaml", "--out", "out", "--kubeconfig", &kc])
+        .args([
+            "campaign",
+            "run",
+            "campaign.yaml",
+            "--out",
+            "out",
+            "--kubeconfig",
+            &kc,
+        ])
         .spawn();
     let dir = run.path().to_path_buf();
     let cm_path = dir.join("out/campaign_manifest.json");
@@ -82,10 +90,17 @@ fn a_campaign_killed_mid_experiment_resumes_without_rerunning_what_succeeded() {
     let killed = run.wait(LIMIT);
     assert_eq!(killed.status.code(), None, "killed by a signal");
     let before = read_json(&cm_path);
-    assert_eq!(before["experiments"][0]["status"], "succeeded", "{before:#}");
+    assert_eq!(
+        before["experiments"][0]["status"], "succeeded",
+        "{before:#}"
+    );
     assert_eq!(before["experiments"][1]["status"], "running");
     assert_eq!(before["experiments"][2]["status"], "pending");
-    assert_eq!(stress_objects(&kube), 1, "kill -9 leaves experiment 2's fault injected");
+    assert_eq!(
+        stress_objects(&kube),
+        1,
+        "kill -9 leaves experiment 2's fault injected"
+    );
     let first_a = before["experiments"][0].clone();
     let dead_run = PathBuf::from(before["experiments"][1]["run_dir"].as_str().unwrap());
 
@@ -93,7 +108,14 @@ fn a_campaign_killed_mid_experiment_resumes_without_rerunning_what_succeeded() {
     let resumed = Test::new()
         .current_dir(&dir)
         .args([
-            "campaign", "run", "campaign.yaml", "--out", "out", "--resume", "--kubeconfig", &kc,
+            "campaign",
+            "run",
+            "campaign.yaml",
+            "--out",
+            "out",
+            "--resume",
+            "--kubeconfig",
+            &kc,
         ])
         .run();
     let m = read_json(&cm_path);
@@ -106,13 +128,19 @@ fn a_campaign_killed_mid_experiment_resumes_without_rerunning_what_succeeded() {
     assert_eq!(e[1]["status"], "succeeded", "{m:#}\n{resumed}");
     assert_eq!(e[1]["attempts"].as_array().unwrap().len(), 1);
     assert_eq!(e[1]["attempts"][0]["status"], "interrupted");
-    assert_eq!(e[1]["attempts"][0]["recovered_faults"], serde_json::json!(["inject"]));
+    assert_eq!(
+        e[1]["attempts"][0]["recovered_faults"],
+        serde_json::json!(["inject"])
+    );
     assert_ne!(e[1]["exp_name"], e[1]["attempts"][0]["exp_name"]);
     assert_eq!(e[1]["fault_verified"], true);
     let dead = read_json(&dead_run.join("experiment_manifest.json"));
     assert_eq!(dead["run"]["status"], "interrupted", "{dead:#}");
     assert_eq!(dead["faults"][0]["status"], "recovered");
-    assert_eq!(dead["faults"][0]["recovered_by"], "ttplan campaign run --resume");
+    assert_eq!(
+        dead["faults"][0]["recovered_by"],
+        "ttplan campaign run --resume"
+    );
     assert_eq!(e[2]["status"], "succeeded");
     // No chaos left; the manifest is complete and summarised.
     assert_eq!(stress_objects(&kube), 0);
@@ -125,11 +153,23 @@ fn a_campaign_killed_mid_experiment_resumes_without_rerunning_what_succeeded() {
         assert_eq!(run["run"]["status"], "succeeded");
         assert_eq!(run["run"]["exp_name"], x["exp_name"]);
     }
-    assert!(resumed.stdout.contains("3 experiments: 3 succeeded"), "{resumed}");
+    assert!(
+        resumed.stdout.contains("3 experiments: 3 succeeded"),
+        "{resumed}"
+    );
     // Resuming a finished campaign runs nothing.
     let again = Test::new()
         .current_dir(&dir)
-        .args(["campaign", "run", "campaign.yaml", "--out", "out", "--resume", "--kubeconfig", &kc])
+        .args([
+            "campaign",
+            "run",
+            "campaign.yaml",
+            "--out",
+            "out",
+            "--resume",
+            "--kubeconfig",
+            &kc,
+        ])
         .run();
     assert!(again.stderr.contains("(3 already succeeded)"), "{again}");
     assert_eq!(std::fs::read_to_string(dir.join("ran-c")).unwrap(), "c\n");
@@ -148,7 +188,10 @@ fn matrix_and_repeat_expand_and_on_failure_stop_stops() {
             "plans: ['*.yaml']\nrepeat: 2\nset: { code: '0' }\nmatrix: { target: [t1, t2] }\nbefore_each: { clean_chaos: false }\n",
         );
     // `*.yaml` matches the campaign file itself too: it is not a plan, so validation fails first.
-    let bad = t.args(["campaign", "run", "c.yaml", "--out", "o"]).status(2).run();
+    let bad = t
+        .args(["campaign", "run", "c.yaml", "--out", "o"])
+        .status(2)
+        .run();
     assert!(bad.stderr.contains("nothing ran"), "{bad}");
     assert!(!bad.path().join("seen").exists());
 
@@ -173,7 +216,11 @@ fn matrix_and_repeat_expand_and_on_failure_stop_stops() {
         .iter()
         .map(|e| e["exp_name"].as_str().unwrap())
         .collect();
-    assert_eq!(names.len(), 4, "every experiment has its own run folder: {m:#}");
+    assert_eq!(
+        names.len(),
+        4,
+        "every experiment has its own run folder: {m:#}"
+    );
 
     let t = Test::new()
         .file(
@@ -184,8 +231,14 @@ fn matrix_and_repeat_expand_and_on_failure_stop_stops() {
             "c.yaml",
             "plans: [plans/p.yaml]\nmatrix: { target: [t1, t2] }\non_failure: stop\nbefore_each: { clean_chaos: false }\n",
         );
-    let stopped = t.args(["campaign", "run", "c.yaml", "--out", "o"]).status(1).run();
-    assert_eq!(std::fs::read_to_string(stopped.path().join("seen")).unwrap(), "t1\n");
+    let stopped = t
+        .args(["campaign", "run", "c.yaml", "--out", "o"])
+        .status(1)
+        .run();
+    assert_eq!(
+        std::fs::read_to_string(stopped.path().join("seen")).unwrap(),
+        "t1\n"
+    );
     let m = read_json(&stopped.path().join("o/campaign_manifest.json"));
     assert_eq!(m["campaign"]["status"], "stopped");
     assert_eq!(m["experiments"][0]["status"], "failed");
@@ -196,7 +249,10 @@ fn matrix_and_repeat_expand_and_on_failure_stop_stops() {
 fn campaign_validation_reports_every_plan_problem_at_once() {
     let out = Test::new()
         .file("one.yaml", "steps:\n  s: { kind: shel, run: 'true' }\n")
-        .file("two.yaml", "steps:\n  s: { kind: shell, run: 'true', after: [nope] }\n")
+        .file(
+            "two.yaml",
+            "steps:\n  s: { kind: shell, run: 'true', after: [nope] }\n",
+        )
         .file("c.yaml", "plans: [one.yaml, two.yaml, missing.yaml]\n")
         .args(["campaign", "validate", "c.yaml"])
         .status(2)
@@ -204,7 +260,10 @@ fn campaign_validation_reports_every_plan_problem_at_once() {
     assert!(out.stderr.contains("missing.yaml"), "{out}");
     let out = Test::new()
         .file("one.yaml", "steps:\n  s: { kind: shel, run: 'true' }\n")
-        .file("two.yaml", "steps:\n  s: { kind: shell, run: 'true', after: [nope] }\n")
+        .file(
+            "two.yaml",
+            "steps:\n  s: { kind: shell, run: 'true', after: [nope] }\n",
+        )
         .file("c.yaml", "plans: [one.yaml, two.yaml]\n")
         .args(["campaign", "validate", "c.yaml"])
         .status(2)
@@ -220,7 +279,10 @@ fn the_published_dataset_campaign_validates() {
         .current_dir(repo())
         .args(["campaign", "validate", "campaigns/train-ticket.yaml"])
         .run();
-    assert_eq!(out.stdout, "ok campaigns/train-ticket.yaml (13 experiments)\n");
+    assert_eq!(
+        out.stdout,
+        "ok campaigns/train-ticket.yaml (13 experiments)\n"
+    );
 }
 
 #[test]
@@ -252,19 +314,29 @@ fn rerun_renders_the_recorded_plan_even_after_the_plan_changed() {
             "second",
         ])
         .run();
-    assert_eq!(std::fs::read_to_string(dir.join("said-second")).unwrap(), "hello world\n", "{rerun}");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("said-second")).unwrap(),
+        "hello world\n",
+        "{rerun}"
+    );
     let a = read_json(&dir.join("out/runs/first/experiment_manifest.json"));
     let b = read_json(&dir.join("out/runs/second/experiment_manifest.json"));
     let strip = |m: &Value| {
         let mut p = m["resolved_plan"].clone();
         p["vars"].as_object_mut().unwrap().remove("exp_name");
-        let text = p.to_string().replace("said-first", "said-X").replace("said-second", "said-X");
+        let text = p
+            .to_string()
+            .replace("said-first", "said-X")
+            .replace("said-second", "said-X");
         serde_json::from_str::<Value>(&text).unwrap()
     };
     assert_eq!(strip(&a), strip(&b));
     assert_eq!(b["vars"]["greeting"], "hello");
     // The rerun's own manifest reruns as well (its document is the stored one).
-    assert_eq!(a["plan"]["document"], b["plan"]["document"].clone().tap_vars(&a));
+    assert_eq!(
+        a["plan"]["document"],
+        b["plan"]["document"].clone().tap_vars(&a)
+    );
 }
 
 trait TapVars {
@@ -284,7 +356,7 @@ fn run_resume_keeps_succeeded_steps_and_feeds_their_times_to_templates() {
     let plan = r#"
 name: r
 steps:
-  a: { kind: shell, run: 'echo a >> ../ran-a' }
+  a: { kind: shell, run: 'echo a >> ran-a' }
   b: { kind: shell, after: [a], run: 'echo b >> ran-b && test -f ok && echo "{{ steps.a.finished_at }}" > b-saw' }
   c: { kind: shell, after: [b], run: 'echo c >> ran-c' }
   d: { kind: shell, after: [a], run: 'echo d >> ran-d' }
@@ -292,7 +364,7 @@ steps:
     let first = Test::new().plan(plan).status(1).run_plan();
     let dir = first.path().to_path_buf();
     let m1 = first.manifest();
-    assert_eq!(m1["steps"]["b"]["status"], "failed");
+    assert_eq!(m1["steps"]["b"]["status"], "failed", "{first}");
     std::fs::write(dir.join("ok"), "").unwrap();
     let resumed = Test::new()
         .current_dir(&dir)
@@ -302,31 +374,80 @@ steps:
     assert_eq!(m2["run"]["status"], "succeeded", "{resumed}");
     assert_eq!(std::fs::read_to_string(dir.join("ran-a")).unwrap(), "a\n");
     assert_eq!(std::fs::read_to_string(dir.join("ran-d")).unwrap(), "d\n");
-    assert_eq!(std::fs::read_to_string(dir.join("ran-b")).unwrap(), "b\nb\n");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("ran-b")).unwrap(),
+        "b\nb\n"
+    );
     assert_eq!(std::fs::read_to_string(dir.join("ran-c")).unwrap(), "c\n");
-    assert_eq!(m2["steps"]["a"]["finished_at"], m1["steps"]["a"]["finished_at"]);
+    assert_eq!(
+        m2["steps"]["a"]["finished_at"],
+        m1["steps"]["a"]["finished_at"]
+    );
     let saw = std::fs::read_to_string(dir.join("b-saw")).unwrap();
-    let a_done: chrono::DateTime<chrono::Utc> = m1["steps"]["a"]["finished_at"].as_str().unwrap().parse().unwrap();
+    let a_done: chrono::DateTime<chrono::Utc> = m1["steps"]["a"]["finished_at"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     let seen: chrono::DateTime<chrono::Utc> = saw.trim().parse().unwrap();
     assert_eq!(seen.timestamp_millis(), a_done.timestamp_millis());
 
     // --only runs the named step (and nothing else); --from a step and what follows it.
     Test::new()
         .current_dir(&dir)
-        .args(["run", "plan.yaml", "--out", "out", "--resume", "out/runs/t", "--only", "d"])
+        .args([
+            "run",
+            "plan.yaml",
+            "--out",
+            "out",
+            "--resume",
+            "out/runs/t",
+            "--only",
+            "d",
+        ])
         .run();
-    assert_eq!(std::fs::read_to_string(dir.join("ran-d")).unwrap(), "d\nd\n");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("ran-d")).unwrap(),
+        "d\nd\n"
+    );
     assert_eq!(std::fs::read_to_string(dir.join("ran-a")).unwrap(), "a\n");
     Test::new()
         .current_dir(&dir)
-        .args(["run", "plan.yaml", "--out", "out", "--resume", "out/runs/t", "--from", "b"])
+        .args([
+            "run",
+            "plan.yaml",
+            "--out",
+            "out",
+            "--resume",
+            "out/runs/t",
+            "--from",
+            "b",
+        ])
         .run();
-    assert_eq!(std::fs::read_to_string(dir.join("ran-b")).unwrap(), "b\nb\nb\n");
-    assert_eq!(std::fs::read_to_string(dir.join("ran-c")).unwrap(), "c\nc\n");
-    assert_eq!(std::fs::read_to_string(dir.join("ran-d")).unwrap(), "d\nd\n");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("ran-b")).unwrap(),
+        "b\nb\nb\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("ran-c")).unwrap(),
+        "c\nc\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("ran-d")).unwrap(),
+        "d\nd\n"
+    );
     let bad = Test::new()
         .current_dir(&dir)
-        .args(["run", "plan.yaml", "--out", "out", "--only", "zz", "--set", "exp_name=u"])
+        .args([
+            "run",
+            "plan.yaml",
+            "--out",
+            "out",
+            "--only",
+            "zz",
+            "--set",
+            "exp_name=u",
+        ])
         .status(2)
         .run();
     assert!(bad.stderr.contains("no step named `zz`"), "{bad}");

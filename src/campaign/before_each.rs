@@ -55,10 +55,16 @@ pub async fn prepare_cluster(
                         .await
                         .map_err(|e| e.to_string())?;
                     if !report.errors.is_empty() {
-                        return Err(format!("leftover chaos could not be removed: {}", report.errors.join("; ")));
+                        return Err(format!(
+                            "leftover chaos could not be removed: {}",
+                            report.errors.join("; ")
+                        ));
                     }
                     if !report.deleted.is_empty() {
-                        notes.push(format!("removed leftover chaos: {}", report.deleted.join(", ")));
+                        notes.push(format!(
+                            "removed leftover chaos: {}",
+                            report.deleted.join(", ")
+                        ));
                     }
                     Ok(())
                 }

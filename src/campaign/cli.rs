@@ -51,10 +51,7 @@ pub fn run(cmd: CampaignCommand) -> u8 {
 }
 
 /// Loads the campaign and every plan it runs; prints every problem of every file.
-fn load_and_validate(
-    file: &std::path::Path,
-    out: &std::path::Path,
-) -> Result<super::Campaign, u8> {
+fn load_and_validate(file: &std::path::Path, out: &std::path::Path) -> Result<super::Campaign, u8> {
     let c = super::load_campaign(file).map_err(|e| {
         eprintln!("{:?}", miette::Report::new(e));
         exit::INVALID

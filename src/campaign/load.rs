@@ -88,7 +88,10 @@ pub fn load_campaign(path: &Path) -> Result<Campaign, PlanErrors> {
             errs.push(
                 PlanDiag::new(
                     Code::Io,
-                    format!("`{pattern}` names no plan file (relative to {})", dir.display()),
+                    format!(
+                        "`{pattern}` names no plan file (relative to {})",
+                        dir.display()
+                    ),
                     Some(&node.span),
                 )
                 .label("matches nothing"),
@@ -98,22 +101,34 @@ pub fn load_campaign(path: &Path) -> Result<Campaign, PlanErrors> {
     }
     if spec.plans.is_empty() {
         errs.push(
-            PlanDiag::new(Code::InvalidValue, "`plans` is empty", root.get("plans").map(|n| &n.span))
-                .label("name at least one plan"),
+            PlanDiag::new(
+                Code::InvalidValue,
+                "`plans` is empty",
+                root.get("plans").map(|n| &n.span),
+            )
+            .label("name at least one plan"),
         );
     }
     if spec.repeat == 0 {
         errs.push(
-            PlanDiag::new(Code::InvalidValue, "`repeat` must be at least 1", root.get("repeat").map(|n| &n.span))
-                .label("no experiment would run"),
+            PlanDiag::new(
+                Code::InvalidValue,
+                "`repeat` must be at least 1",
+                root.get("repeat").map(|n| &n.span),
+            )
+            .label("no experiment would run"),
         );
     }
     for (var, values) in &spec.matrix {
         if values.is_empty() {
             let span = root.get("matrix").and_then(|m| m.get(var)).map(|n| &n.span);
             errs.push(
-                PlanDiag::new(Code::InvalidValue, format!("matrix `{var}` has no values"), span)
-                    .label("no experiment would run"),
+                PlanDiag::new(
+                    Code::InvalidValue,
+                    format!("matrix `{var}` has no values"),
+                    span,
+                )
+                .label("no experiment would run"),
             );
         }
     }
@@ -122,7 +137,8 @@ pub fn load_campaign(path: &Path) -> Result<Campaign, PlanErrors> {
     for (rel, full) in &plans {
         for combo in &combos {
             for repeat in 1..=spec.repeat.max(1) {
-                let mut sets: Vec<String> = spec.set.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                let mut sets: Vec<String> =
+                    spec.set.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 sets.extend(combo.iter().cloned());
                 experiments.push(Experiment {
                     key: format!("{}|{}|#{repeat}", rel.display(), combo.join(",")),
@@ -157,7 +173,14 @@ fn expand_glob(dir: &Path, pattern: &str) -> Vec<(PathBuf, PathBuf)> {
     let mut out: Vec<(PathBuf, PathBuf)> = paths
         .filter_map(Result::ok)
         .filter(|p| p.is_file())
-        .map(|p| (p.strip_prefix(dir).map(Path::to_path_buf).unwrap_or(p.clone()), p))
+        .map(|p| {
+            (
+                p.strip_prefix(dir)
+                    .map(Path::to_path_buf)
+                    .unwrap_or(p.clone()),
+                p,
+            )
+        })
         .collect();
     out.sort();
     out
@@ -189,7 +212,10 @@ mod tests {
     fn the_matrix_is_a_cartesian_product_in_key_order() {
         let mut m = std::collections::BTreeMap::new();
         m.insert("target".to_string(), vec!["a".to_string(), "b".to_string()]);
-        m.insert("fault".to_string(), vec!["cpu".to_string(), "io".to_string(), "net".to_string()]);
+        m.insert(
+            "fault".to_string(),
+            vec!["cpu".to_string(), "io".to_string(), "net".to_string()],
+        );
         let c = cartesian(&m);
         assert_eq!(c.len(), 6);
         assert_eq!(c[0], vec!["fault=cpu", "target=a"]);

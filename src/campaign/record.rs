@@ -112,7 +112,12 @@ pub struct Summary {
 
 impl CampaignManifest {
     pub fn summarise(&mut self) {
-        let count = |s: &[ExpStatus]| self.experiments.iter().filter(|e| s.contains(&e.status)).count();
+        let count = |s: &[ExpStatus]| {
+            self.experiments
+                .iter()
+                .filter(|e| s.contains(&e.status))
+                .count()
+        };
         let mut table = vec![format!(
             "{:>3}  {:<11}  {:<9}  {:<6}  {}",
             "#", "STATUS", "DURATION", "FAULT", "EXPERIMENT"
@@ -127,7 +132,10 @@ impl CampaignManifest {
                 Some(false) => "NOT ok",
                 None => "-",
             };
-            let what = e.exp_name.clone().unwrap_or_else(|| describe(&e.plan, &e.sets, e.repeat));
+            let what = e
+                .exp_name
+                .clone()
+                .unwrap_or_else(|| describe(&e.plan, &e.sets, e.repeat));
             table.push(format!(
                 "{:>3}  {:<11}  {:<9}  {:<6}  {what}",
                 e.index,
@@ -140,7 +148,11 @@ impl CampaignManifest {
             total: self.experiments.len(),
             succeeded: count(&[ExpStatus::Succeeded]),
             failed: count(&[ExpStatus::Failed]),
-            interrupted: count(&[ExpStatus::Interrupted, ExpStatus::Aborted, ExpStatus::Running]),
+            interrupted: count(&[
+                ExpStatus::Interrupted,
+                ExpStatus::Aborted,
+                ExpStatus::Running,
+            ]),
             pending: count(&[ExpStatus::Pending]),
             table,
         };
@@ -156,7 +168,8 @@ impl CampaignManifest {
     /// Unreadable or not a campaign manifest.
     pub fn read(out: &Path) -> Result<Self, String> {
         let path = out.join(CAMPAIGN_MANIFEST);
-        let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
     }
 }

@@ -165,7 +165,8 @@ pub async fn run_campaign(c: Campaign, opts: CampaignOptions, hub: SignalHub) ->
     // Never leave a half-run experiment: recover what an unfinished try left injected, then
     // queue it again.
     for r in manifest.experiments.iter_mut() {
-        if r.status == ExpStatus::Succeeded || r.status == ExpStatus::Pending && r.run_dir.is_none() {
+        if r.status == ExpStatus::Succeeded || r.status == ExpStatus::Pending && r.run_dir.is_none()
+        {
             continue;
         }
         let mut recovered = Vec::new();
@@ -176,11 +177,16 @@ pub async fn run_campaign(c: Campaign, opts: CampaignOptions, hub: SignalHub) ->
                 force: false,
                 children: Default::default(),
             };
-            match crate::chaos_admin::recover_run(dir, &settings, "ttplan campaign run --resume").await {
+            match crate::chaos_admin::recover_run(dir, &settings, "ttplan campaign run --resume")
+                .await
+            {
                 Ok(rec) => {
                     if !rec.failures.is_empty() {
                         for (id, e) in &rec.failures {
-                            eprintln!("error: fault `{id}` of {} NOT recovered: {e}", dir.display());
+                            eprintln!(
+                                "error: fault `{id}` of {} NOT recovered: {e}",
+                                dir.display()
+                            );
                         }
                         eprintln!("error: --resume stops here: the cluster still has chaos of an earlier try (see `ttplan chaos clean --run {}`)", dir.display());
                         return exit::STEP_FAILED;
@@ -189,7 +195,10 @@ pub async fn run_campaign(c: Campaign, opts: CampaignOptions, hub: SignalHub) ->
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => {
-                    eprintln!("error: cannot read the fault ledger in {}: {e}", dir.display());
+                    eprintln!(
+                        "error: cannot read the fault ledger in {}: {e}",
+                        dir.display()
+                    );
                     return exit::STEP_FAILED;
                 }
             }
@@ -203,7 +212,11 @@ pub async fn run_campaign(c: Campaign, opts: CampaignOptions, hub: SignalHub) ->
                 r.exp_name.as_deref().unwrap_or("?")
             ));
         }
-        let status = if r.status == ExpStatus::Running { ExpStatus::Interrupted } else { r.status };
+        let status = if r.status == ExpStatus::Running {
+            ExpStatus::Interrupted
+        } else {
+            r.status
+        };
         r.attempts.push(Attempt {
             exp_name: r.exp_name.take(),
             status,
@@ -236,7 +249,11 @@ pub async fn run_campaign(c: Campaign, opts: CampaignOptions, hub: SignalHub) ->
         "campaign {}: {} experiments{} on {} slot{} → {}",
         c.name,
         manifest.experiments.len(),
-        if skipped > 0 { format!(" ({skipped} already succeeded)") } else { String::new() },
+        if skipped > 0 {
+            format!(" ({skipped} already succeeded)")
+        } else {
+            String::new()
+        },
         slots.len(),
         if slots.len() == 1 { "" } else { "s" },
         existing.display()
@@ -268,7 +285,10 @@ pub async fn run_campaign(c: Campaign, opts: CampaignOptions, hub: SignalHub) ->
     let mut code = exit::SUCCESS;
     shared
         .update(|m| {
-            let all_ok = m.experiments.iter().all(|e| e.status == ExpStatus::Succeeded);
+            let all_ok = m
+                .experiments
+                .iter()
+                .all(|e| e.status == ExpStatus::Succeeded);
             m.campaign.status = if interrupted {
                 "interrupted"
             } else if all_ok {
@@ -293,7 +313,11 @@ pub async fn run_campaign(c: Campaign, opts: CampaignOptions, hub: SignalHub) ->
     let mut table = m.summary.table.join("\n");
     table.push_str(&format!(
         "\n{} experiments: {} succeeded, {} failed, {} interrupted, {} not run\n",
-        m.summary.total, m.summary.succeeded, m.summary.failed, m.summary.interrupted, m.summary.pending
+        m.summary.total,
+        m.summary.succeeded,
+        m.summary.failed,
+        m.summary.interrupted,
+        m.summary.pending
     ));
     crate::out(&table);
     code
@@ -330,9 +354,15 @@ async fn worker(
 ) {
     let stopped = hub.stopped();
     let kube = KubeSettings {
-        kubeconfig: slot.kubeconfig.clone().or_else(|| opts.kube.kubeconfig.clone()),
+        kubeconfig: slot
+            .kubeconfig
+            .clone()
+            .or_else(|| opts.kube.kubeconfig.clone()),
         context: slot.context.clone().or_else(|| opts.kube.context.clone()),
-        namespace: slot.namespace.clone().or_else(|| opts.kube.namespace.clone()),
+        namespace: slot
+            .namespace
+            .clone()
+            .or_else(|| opts.kube.namespace.clone()),
     };
     let label = slot.label();
     let mut first = true;
@@ -344,7 +374,9 @@ async fn worker(
             return;
         };
         if !first && !c.spec.cooldown.get().is_zero() {
-            shared.progress.note(&format!("cooldown {} ({label})", c.spec.cooldown));
+            shared
+                .progress
+                .note(&format!("cooldown {} ({label})", c.spec.cooldown));
             tokio::select! {
                 () = tokio::time::sleep(c.spec.cooldown.get()) => {}
                 () = stopped.cancelled() => return,
@@ -354,9 +386,16 @@ async fn worker(
         let exp = &c.experiments[i];
         let total = c.experiments.len();
         let what = describe(&exp.plan, &exp.sets, exp.repeat);
-        shared.progress.note(&format!("[{}/{total}] {what}: starting ({label})", i + 1));
+        shared
+            .progress
+            .note(&format!("[{}/{total}] {what}: starting ({label})", i + 1));
         let started = Utc::now();
-        let ns = c.spec.before_each.namespace.as_deref().or(kube.namespace.as_deref());
+        let ns = c
+            .spec
+            .before_each
+            .namespace
+            .as_deref()
+            .or(kube.namespace.as_deref());
         let access = KubeAccess::new(kube.clone());
         let prepared = match prepare_cluster(&c.spec.before_each, &access, ns).await {
             Err(e) => Err(format!("before_each: {e}")),
@@ -376,7 +415,10 @@ async fn worker(
         let prepared = match prepared {
             Ok(p) => p,
             Err(e) => {
-                shared.progress.note(&format!("[{}/{total}] {what}: FAILED before it started: {e}", i + 1));
+                shared.progress.note(&format!(
+                    "[{}/{total}] {what}: FAILED before it started: {e}",
+                    i + 1
+                ));
                 let finished = Utc::now();
                 shared
                     .update(|m| {
@@ -441,7 +483,8 @@ async fn worker(
             } else {
                 format!(
                     " · {left} left, ETA {} (~{})",
-                    (Utc::now() + chrono::Duration::from_std(eta).unwrap_or_default()).format("%H:%M UTC"),
+                    (Utc::now() + chrono::Duration::from_std(eta).unwrap_or_default())
+                        .format("%H:%M UTC"),
                     format_elapsed(eta)
                 )
             }
@@ -456,7 +499,9 @@ async fn worker(
             ExpStatus::Succeeded => {}
             ExpStatus::Failed if c.spec.on_failure == OnFailure::Continue => {}
             ExpStatus::Failed => {
-                shared.progress.note("on_failure: stop — no further experiments start");
+                shared
+                    .progress
+                    .note("on_failure: stop — no further experiments start");
                 shared.stop.cancel();
             }
             _ => return,
@@ -486,7 +531,13 @@ fn prepare_run(
     let mut plan = launch::load(&cfg, now)?;
     let base = plan.exp_name.clone();
     let mut n = 1;
-    while opts.out.join("runs").join(&plan.exp_name).join(MANIFEST_FILE).exists() {
+    while opts
+        .out
+        .join("runs")
+        .join(&plan.exp_name)
+        .join(MANIFEST_FILE)
+        .exists()
+    {
         n += 1;
         cfg.sets = exp.sets.clone();
         cfg.sets.push(format!("exp_name={base}_{n}"));
@@ -508,11 +559,16 @@ fn read_run_result(manifest: &std::path::Path) -> (Option<bool>, Option<String>)
         .and_then(|f| f.as_array())
         .map(|a| a.iter().filter(|f| f["teardown"] != true).collect())
         .unwrap_or_default();
-    let verified = (!faults.is_empty()).then(|| faults.iter().all(|f| f["injected_at"].is_string()));
+    let verified =
+        (!faults.is_empty()).then(|| faults.iter().all(|f| f["injected_at"].is_string()));
     let errors: Vec<String> = m
         .pointer("/run/errors")
         .and_then(|e| e.as_array())
-        .map(|a| a.iter().filter_map(|e| e.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|e| e.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default();
     (verified, (!errors.is_empty()).then(|| errors.join("; ")))
 }

@@ -156,6 +156,14 @@ impl FaultLedger {
         &self.path
     }
 
+    /// The records of a ledger opened from disk (nothing else holds the lock yet).
+    pub fn records(&self) -> Vec<FaultRecord> {
+        self.faults
+            .try_lock()
+            .map(|f| f.clone())
+            .unwrap_or_default()
+    }
+
     pub async fn snapshot(&self) -> Vec<FaultRecord> {
         self.faults.lock().await.clone()
     }

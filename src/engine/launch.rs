@@ -112,6 +112,8 @@ pub fn load_fresh(
 
 /// What `--resume` keeps of an earlier run.
 struct Resumed {
+    /// Steps that injected a fault (not a teardown) in the resumed run, from its ledger.
+    injected: Vec<String>,
     run_id: String,
     exp_name: String,
     started_at: DateTime<Utc>,
@@ -120,8 +122,9 @@ struct Resumed {
 
 fn read_resumed(run_dir: &Path) -> Result<Resumed, LaunchError> {
     let path = run_dir.join(MANIFEST_FILE);
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| LaunchError::invalid(format!("--resume: cannot read {}: {e}", path.display())))?;
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        LaunchError::invalid(format!("--resume: cannot read {}: {e}", path.display()))
+    })?;
     let m: serde_json::Value = serde_json::from_str(&text)
         .map_err(|e| LaunchError::invalid(format!("--resume: {}: {e}", path.display())))?;
     let field = |p: &str| {
@@ -135,12 +138,22 @@ fn read_resumed(run_dir: &Path) -> Result<Resumed, LaunchError> {
                 ))
             })
     };
-    let started_at = field("/run/started_at")?
-        .parse()
-        .map_err(|e| LaunchError::invalid(format!("--resume: {}: run.started_at: {e}", path.display())))?;
+    let started_at = field("/run/started_at")?.parse().map_err(|e| {
+        LaunchError::invalid(format!("--resume: {}: run.started_at: {e}", path.display()))
+    })?;
     let steps = serde_json::from_value(m.get("steps").cloned().unwrap_or_default())
         .map_err(|e| LaunchError::invalid(format!("--resume: {}: steps: {e}", path.display())))?;
+    let injected = FaultLedger::open(run_dir)
+        .map(|l| {
+            l.records()
+                .iter()
+                .filter(|f| !f.teardown)
+                .map(|f| f.step.clone())
+                .collect()
+        })
+        .unwrap_or_default();
     Ok(Resumed {
+        injected,
         run_id: field("/run/id")?,
         exp_name: field("/run/exp_name")?,
         started_at,
@@ -310,35 +323,34 @@ fn select_steps(
             .and_then(|r| r.steps.get(name))
             .is_some_and(|s| s.status == StepStatus::Succeeded)
     };
-    let injects = |name: &str| plan.steps[name].kind.recover.is_some();
-    // Steps that run: selected and (explicitly asked for, or not yet succeeded).
+    let injects = |name: &str| resumed.is_some_and(|r| r.injected.iter().any(|s| s == name));
+    // Steps that run: those asked for by --only/--from, else those that did not succeed.
     let mut runs: Vec<&str> = selected
         .iter()
         .map(|s| s.as_str())
-        .filter(|n| !old_ok(n) || (explicit && resumed.is_none()) || only.iter().any(|o| o == n))
-        .filter(|n| !injects(n) || !old_ok(n))
+        .filter(|n| explicit || !old_ok(n))
         .collect();
     if resumed.is_some() {
         // Re-inject a kept fault when a step that ran under it runs again, and run the
         // `recover` steps that recover it.
         let mut again: Vec<&str> = Vec::new();
-        for (name, step) in &plan.steps {
+        for name in plan.steps.keys() {
             if !injects(name) || runs.contains(&name.as_str()) || !selected.contains(&name) {
                 continue;
             }
             let recovers_it = |r: &str| {
                 plan.steps[r].common.kind == "recover"
-                    && plan.steps[r]
-                        .fields
-                        .get("faults")
-                        .is_some_and(|f| f.to_json().as_array().is_some_and(|a| a.iter().any(|x| x == name.as_str())))
+                    && plan.steps[r].fields.get("faults").is_some_and(|f| {
+                        f.to_json()
+                            .as_array()
+                            .is_some_and(|a| a.iter().any(|x| x == name.as_str()))
+                    })
             };
             let needed = runs.iter().any(|r| {
                 let anc = plan.dag.ancestors(r);
                 anc.contains(name) && !anc.iter().any(|a| recovers_it(a)) && !recovers_it(r)
             });
             if needed {
-                let _ = step;
                 again.push(name);
                 for (r, _) in plan.steps.iter().filter(|(r, _)| recovers_it(r)) {
                     again.push(r);
@@ -352,7 +364,9 @@ fn select_steps(
         .iter()
         .filter(|(name, _)| !runs.contains(&name.as_str()))
         .map(|(name, _)| {
-            let kept = resumed.and_then(|r| r.steps.get(name)).filter(|s| s.status == StepStatus::Succeeded);
+            let kept = resumed
+                .and_then(|r| r.steps.get(name))
+                .filter(|s| s.status == StepStatus::Succeeded);
             match kept {
                 Some(old) => (
                     name.clone(),
@@ -478,11 +492,7 @@ pub async fn execute(p: Prepared, hub: &SignalHub) -> Outcome {
     } = p;
     let progress = Progress::new(progress);
     let secrets = Secrets::from_env_reads(&plan.templates.env_reads());
-    let manifest = Arc::new(ManifestWriter::new(
-        &run.run_dir,
-        manifest,
-        secrets.clone(),
-    ));
+    let manifest = Arc::new(ManifestWriter::new(&run.run_dir, manifest, secrets.clone()));
     let outcome = |status: RunStatus, code: u8| Outcome {
         status,
         code,
@@ -512,8 +522,13 @@ pub async fn execute(p: Prepared, hub: &SignalHub) -> Outcome {
                     force: false,
                     children: Arc::clone(&children),
                 };
-                for (id, e) in ledger.recover_pending(None, "resume", &settings).await {
-                    progress.note(&format!("✘ fault `{id}` of the resumed run was NOT recovered: {e}"));
+                let failures = ledger.recover_pending(None, "resume", &settings).await;
+                if !failures.is_empty() {
+                    for (id, e) in failures {
+                        progress.note(&format!(
+                            "✘ fault `{id}` of the resumed run was NOT recovered: {e}"
+                        ));
+                    }
                     return outcome(RunStatus::Failed, exit::STEP_FAILED);
                 }
                 ledger
@@ -696,11 +711,21 @@ impl SignalHub {
                 _ = term.recv() => {}
             }
             seen += 1;
-            let runs: Vec<(mpsc::UnboundedSender<Interrupt>, Arc<ManifestWriter>, Arc<ChildGroups>)> = {
+            let runs: Vec<(
+                mpsc::UnboundedSender<Interrupt>,
+                Arc<ManifestWriter>,
+                Arc<ChildGroups>,
+            )> = {
                 let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
                 s.runs
                     .iter()
-                    .map(|r| (r.tx.clone(), Arc::clone(&r.manifest), Arc::clone(&r.children)))
+                    .map(|r| {
+                        (
+                            r.tx.clone(),
+                            Arc::clone(&r.manifest),
+                            Arc::clone(&r.children),
+                        )
+                    })
                     .collect()
             };
             if seen == 1 {
@@ -710,9 +735,8 @@ impl SignalHub {
                 }
                 continue;
             }
-            progress.note(
-                "second signal: aborting now; faults may be left injected (see faults.json)",
-            );
+            progress
+                .note("second signal: aborting now; faults may be left injected (see faults.json)");
             let now = Utc::now();
             for (_, manifest, children) in &runs {
                 children.kill_all();

@@ -6,7 +6,7 @@ pub mod executor;
 pub mod faults;
 pub mod labels;
 pub mod launch;
-pub mod rerun;
 pub mod manifest;
 pub mod progress;
+pub mod rerun;
 pub mod secrets;
