@@ -452,3 +452,33 @@ steps:
         .run();
     assert!(bad.stderr.contains("no step named `zz`"), "{bad}");
 }
+
+#[test]
+fn slots_run_experiments_on_each_cluster_namespace() {
+    // Each experiment waits until both have started, so it only finishes when two slots run at
+    // once (the wait is bounded: a serial campaign would fail, not hang).
+    let plan = |n: &str| {
+        format!(
+            "name: {n}\nsteps:\n  s: {{ kind: shell, run: 'touch ../started-{n}; for i in $(seq 100); do test -f ../started-p1 && test -f ../started-p2 && exit 0; sleep 0.1; done; exit 1' }}\n"
+        )
+    };
+    let out = Test::new()
+        .file("plans/p1.yaml", &plan("p1"))
+        .file("plans/p2.yaml", &plan("p2"))
+        .file(
+            "c.yaml",
+            "plans: [plans/p1.yaml, plans/p2.yaml]\nbefore_each: { clean_chaos: false }\nslots: [{ namespace: ns-a }, { namespace: ns-b }]\n",
+        )
+        .args(["campaign", "run", "c.yaml", "--out", "o"])
+        .run();
+    let m = read_json(&out.path().join("o/campaign_manifest.json"));
+    assert_eq!(m["campaign"]["slots"], serde_json::json!(["ns ns-a", "ns ns-b"]));
+    let slots: std::collections::BTreeSet<&str> = m["experiments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["slot"].as_str().unwrap())
+        .collect();
+    assert_eq!(slots.len(), 2, "{m:#}");
+    assert_eq!(m["summary"]["succeeded"], 2);
+}
