@@ -482,3 +482,59 @@ fn slots_run_experiments_on_each_cluster_namespace() {
     assert_eq!(slots.len(), 2, "{m:#}");
     assert_eq!(m["summary"]["succeeded"], 2);
 }
+
+#[test]
+fn sigint_stops_the_campaign_after_recovering_the_current_experiment() {
+    let kube = FakeKube::builder().train_ticket("default").start();
+    let t = Test::new()
+        .file("plans/a.yaml", &chaos_plan("a", "touch ../in-a; sleep 60"))
+        .file("plans/b.yaml", &chaos_plan("b", "echo b >> ../ran-b"))
+        .file("campaign.yaml", "plans: [plans/a.yaml, plans/b.yaml]\n");
+    let kc = kube.write_kubeconfig(t.path()).display().to_string();
+    let mut run = t
+        .args(["campaign", "run", "campaign.yaml", "--out", "out", "--kubeconfig", &kc])
+        .spawn();
+    let dir = run.path().to_path_buf();
+    run.wait_until("experiment 1 running", LIMIT, || dir.join("in-a").exists());
+    assert_eq!(stress_objects(&kube), 1);
+    run.signal(Signal::SIGINT);
+    let out = run.wait(LIMIT);
+    assert_eq!(out.status.code(), Some(130), "{out}");
+    assert_eq!(stress_objects(&kube), 0, "the current experiment's fault is recovered");
+    let m = read_json(&dir.join("out/campaign_manifest.json"));
+    assert_eq!(m["campaign"]["status"], "interrupted");
+    assert_eq!(m["experiments"][0]["status"], "interrupted");
+    assert_eq!(m["experiments"][1]["status"], "pending", "nothing new starts");
+    assert!(!dir.join("ran-b").exists());
+    let run_m = read_json(Path::new(m["experiments"][0]["manifest"].as_str().unwrap()));
+    assert_eq!(run_m["faults"][0]["status"], "recovered");
+}
+
+#[test]
+fn run_resume_reinjects_a_fault_whole_when_a_step_under_it_reruns() {
+    let kube = FakeKube::builder().train_ticket("default").start();
+    let t = Test::new().plan(&chaos_plan("f", "echo w >> ran-w; test -f ok"));
+    let kc = kube.write_kubeconfig(t.path()).display().to_string();
+    let first = t.args(["--kubeconfig", &kc]).status(1).run_plan();
+    let dir = first.path().to_path_buf();
+    let m1 = first.manifest();
+    assert_eq!(m1["steps"]["inject"]["status"], "succeeded");
+    assert_eq!(m1["steps"]["work"]["status"], "failed");
+    assert_eq!(stress_objects(&kube), 0);
+    std::fs::write(dir.join("ok"), "").unwrap();
+    let resumed = Test::new()
+        .current_dir(&dir)
+        .args(["run", "plan.yaml", "--out", "out", "--resume", "out/runs/t", "--kubeconfig", &kc])
+        .run();
+    let m2 = read_json(&dir.join("out/runs/t/experiment_manifest.json"));
+    assert_eq!(m2["run"]["status"], "succeeded", "{resumed}");
+    // Injected again (a second ledger record), and the work ran under it.
+    let faults = m2["faults"].as_array().unwrap();
+    assert_eq!(faults.len(), 2, "{m2:#}");
+    assert_eq!(faults[1]["id"], "inject#2");
+    assert_eq!(faults[1]["status"], "recovered");
+    assert_eq!(faults[1]["recovered_by"], "recover");
+    assert_ne!(m2["steps"]["inject"]["started_at"], m1["steps"]["inject"]["started_at"]);
+    assert_eq!(std::fs::read_to_string(dir.join("ran-w")).unwrap(), "w\nw\n");
+    assert_eq!(stress_objects(&kube), 0);
+}
