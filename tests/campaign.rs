@@ -472,7 +472,10 @@ fn slots_run_experiments_on_each_cluster_namespace() {
         .args(["campaign", "run", "c.yaml", "--out", "o"])
         .run();
     let m = read_json(&out.path().join("o/campaign_manifest.json"));
-    assert_eq!(m["campaign"]["slots"], serde_json::json!(["ns ns-a", "ns ns-b"]));
+    assert_eq!(
+        m["campaign"]["slots"],
+        serde_json::json!(["ns ns-a", "ns ns-b"])
+    );
     let slots: std::collections::BTreeSet<&str> = m["experiments"]
         .as_array()
         .unwrap()
@@ -492,7 +495,15 @@ fn sigint_stops_the_campaign_after_recovering_the_current_experiment() {
         .file("campaign.yaml", "plans: [plans/a.yaml, plans/b.yaml]\n");
     let kc = kube.write_kubeconfig(t.path()).display().to_string();
     let mut run = t
-        .args(["campaign", "run", "campaign.yaml", "--out", "out", "--kubeconfig", &kc])
+        .args([
+            "campaign",
+            "run",
+            "campaign.yaml",
+            "--out",
+            "out",
+            "--kubeconfig",
+            &kc,
+        ])
         .spawn();
     let dir = run.path().to_path_buf();
     run.wait_until("experiment 1 running", LIMIT, || dir.join("in-a").exists());
@@ -500,11 +511,18 @@ fn sigint_stops_the_campaign_after_recovering_the_current_experiment() {
     run.signal(Signal::SIGINT);
     let out = run.wait(LIMIT);
     assert_eq!(out.status.code(), Some(130), "{out}");
-    assert_eq!(stress_objects(&kube), 0, "the current experiment's fault is recovered");
+    assert_eq!(
+        stress_objects(&kube),
+        0,
+        "the current experiment's fault is recovered"
+    );
     let m = read_json(&dir.join("out/campaign_manifest.json"));
     assert_eq!(m["campaign"]["status"], "interrupted");
     assert_eq!(m["experiments"][0]["status"], "interrupted");
-    assert_eq!(m["experiments"][1]["status"], "pending", "nothing new starts");
+    assert_eq!(
+        m["experiments"][1]["status"], "pending",
+        "nothing new starts"
+    );
     assert!(!dir.join("ran-b").exists());
     let run_m = read_json(Path::new(m["experiments"][0]["manifest"].as_str().unwrap()));
     assert_eq!(run_m["faults"][0]["status"], "recovered");
@@ -524,7 +542,16 @@ fn run_resume_reinjects_a_fault_whole_when_a_step_under_it_reruns() {
     std::fs::write(dir.join("ok"), "").unwrap();
     let resumed = Test::new()
         .current_dir(&dir)
-        .args(["run", "plan.yaml", "--out", "out", "--resume", "out/runs/t", "--kubeconfig", &kc])
+        .args([
+            "run",
+            "plan.yaml",
+            "--out",
+            "out",
+            "--resume",
+            "out/runs/t",
+            "--kubeconfig",
+            &kc,
+        ])
         .run();
     let m2 = read_json(&dir.join("out/runs/t/experiment_manifest.json"));
     assert_eq!(m2["run"]["status"], "succeeded", "{resumed}");
@@ -534,7 +561,93 @@ fn run_resume_reinjects_a_fault_whole_when_a_step_under_it_reruns() {
     assert_eq!(faults[1]["id"], "inject#2");
     assert_eq!(faults[1]["status"], "recovered");
     assert_eq!(faults[1]["recovered_by"], "recover");
-    assert_ne!(m2["steps"]["inject"]["started_at"], m1["steps"]["inject"]["started_at"]);
-    assert_eq!(std::fs::read_to_string(dir.join("ran-w")).unwrap(), "w\nw\n");
+    assert_ne!(
+        m2["steps"]["inject"]["started_at"],
+        m1["steps"]["inject"]["started_at"]
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("ran-w")).unwrap(),
+        "w\nw\n"
+    );
     assert_eq!(stress_objects(&kube), 0);
+}
+
+#[test]
+fn before_each_removes_leftover_chaos_and_waits_for_ready_pods() {
+    let kube = FakeKube::builder().train_ticket("default").start();
+    kube.put(
+        "chaos-mesh.org",
+        "stresschaos",
+        Some("default"),
+        serde_json::json!({
+            "apiVersion": "chaos-mesh.org/v1alpha1",
+            "kind": "StressChaos",
+            "metadata": { "name": "leftover", "namespace": "default" },
+            "spec": {
+                "mode": "all",
+                "selector": { "namespaces": ["default"], "labelSelectors": { "app": "ts-order-service" } },
+                "stressors": { "cpu": { "workers": 1, "load": 10 } }
+            }
+        }),
+    );
+    assert_eq!(stress_objects(&kube), 1);
+    let t = Test::new()
+        .file("plans/p.yaml", "name: p\nsteps:\n  s: { kind: shell, run: 'true' }\n")
+        .file(
+            "c.yaml",
+            "plans: [plans/p.yaml]\nbefore_each: { namespace: default, ready: { name_prefixes: [ts-, tsdb-mysql] }, timeout: 30s }\n",
+        );
+    let kc = kube.write_kubeconfig(t.path()).display().to_string();
+    let out = t
+        .args([
+            "campaign",
+            "run",
+            "c.yaml",
+            "--out",
+            "o",
+            "--kubeconfig",
+            &kc,
+        ])
+        .run();
+    assert!(
+        out.stderr
+            .contains("removed leftover chaos: StressChaos default/leftover"),
+        "{out}"
+    );
+    assert_eq!(stress_objects(&kube), 0);
+    assert!(kube
+        .requests()
+        .iter()
+        .any(|r| r.method == "GET" && r.path == "/api/v1/namespaces/default/pods"));
+
+    // Pods that never show up: the experiment fails before it starts, the next one still runs.
+    let t = Test::new()
+        .file("plans/p.yaml", "name: p\nsteps:\n  s: { kind: shell, run: 'echo ran >> ../ran' }\n")
+        .file(
+            "c.yaml",
+            "plans: [plans/p.yaml]\nrepeat: 2\nbefore_each: { clean_chaos: false, ready: { name_prefixes: [absent-] }, timeout: 1s }\n",
+        );
+    let kc = kube.write_kubeconfig(t.path()).display().to_string();
+    let out = t
+        .args([
+            "campaign",
+            "run",
+            "c.yaml",
+            "--out",
+            "o",
+            "--kubeconfig",
+            &kc,
+        ])
+        .status(1)
+        .run();
+    let m = read_json(&out.path().join("o/campaign_manifest.json"));
+    for e in m["experiments"].as_array().unwrap() {
+        assert_eq!(e["status"], "failed", "{m:#}");
+        assert!(
+            e["error"].as_str().unwrap().starts_with("before_each:"),
+            "{m:#}"
+        );
+    }
+    assert!(!out.path().join("ran").exists());
+    assert_eq!(m["campaign"]["status"], "failed");
 }
