@@ -171,9 +171,11 @@ pub async fn run_campaign(c: Campaign, opts: CampaignOptions, hub: SignalHub) ->
         }
         let mut recovered = Vec::new();
         if let Some(dir) = &r.run_dir {
+            // Default settings: each fault is recovered on the cluster its record names (the
+            // slot it ran on), not on the command line's.
             let settings = RecoverSettings {
                 timeout: None,
-                kube: Arc::new(KubeAccess::new(opts.kube.clone())),
+                kube: Arc::new(KubeAccess::new(KubeSettings::default())),
                 force: false,
                 children: Default::default(),
             };
@@ -397,7 +399,12 @@ async fn worker(
             .as_deref()
             .or(kube.namespace.as_deref());
         let access = KubeAccess::new(kube.clone());
-        let prepared = match prepare_cluster(&c.spec.before_each, &access, ns).await {
+        let checked = tokio::select! {
+            r = prepare_cluster(&c.spec.before_each, &access, ns) => r,
+            // Interrupted before the experiment started: it stays pending.
+            () = stopped.cancelled() => return,
+        };
+        let prepared = match checked {
             Err(e) => Err(format!("before_each: {e}")),
             Ok(notes) => {
                 for n in notes {
