@@ -651,3 +651,33 @@ fn before_each_removes_leftover_chaos_and_waits_for_ready_pods() {
     assert!(!out.path().join("ran").exists());
     assert_eq!(m["campaign"]["status"], "failed");
 }
+
+#[test]
+fn campaign_files_are_yaml_or_toml_with_located_errors() {
+    let out = Test::new()
+        .file("p.yaml", "name: p\nvars: { t: x }\nsteps:\n  s: { kind: shell, run: 'true' }\n")
+        .file(
+            "c.toml",
+            "plans = [\"p.yaml\"]\nrepeat = 2\ncooldown = \"0s\"\non_failure = \"stop\"\n[matrix]\nt = [\"a\", \"b\"]\n[before_each]\nclean_chaos = false\n",
+        )
+        .args(["campaign", "validate", "c.toml"])
+        .run();
+    assert_eq!(out.stdout, "ok c.toml (4 experiments)\n");
+    let bad = Test::new()
+        .file("c.yaml", "plans: [p.yaml]\non_failure: halt\n")
+        .args(["campaign", "validate", "c.yaml"])
+        .status(2)
+        .run();
+    assert!(bad.stderr.contains("c.yaml:2:13"), "{bad}");
+    assert!(bad.stderr.contains("halt"), "{bad}");
+    let bad = Test::new()
+        .file(
+            "c.yaml",
+            "plans: [p.yaml]\nbefore_each: { clean_chaoss: true }\n",
+        )
+        .args(["campaign", "validate", "c.yaml"])
+        .status(2)
+        .run();
+    assert!(bad.stderr.contains("c.yaml:2:16"), "{bad}");
+    assert!(bad.stderr.contains("did you mean `clean_chaos`?"), "{bad}");
+}
