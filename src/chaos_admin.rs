@@ -311,17 +311,60 @@ async fn clean_all(args: &KubeArgs, force: bool, limit: Duration) -> u8 {
     let Ok(kube) = access.get().await else {
         return exit::INVALID;
     };
-    let (found, missing) = match find_chaos(kube, args.namespace.as_deref()).await {
-        Ok(f) => f,
+    match remove_all_chaos(kube, args.namespace.as_deref(), force, limit).await {
+        Ok(report) => {
+            for m in &report.notes {
+                eprintln!("note: {m}");
+            }
+            for what in &report.deleted {
+                crate::out(&format!("deleted {what}\n"));
+            }
+            for e in &report.errors {
+                eprintln!("error: {e}");
+            }
+            if !report.errors.is_empty() {
+                exit::STEP_FAILED
+            } else {
+                if report.deleted.is_empty() {
+                    crate::out("no chaos objects found\n");
+                }
+                exit::SUCCESS
+            }
+        }
         Err(e) => {
             eprintln!("error: {e}");
-            return exit::STEP_FAILED;
+            exit::STEP_FAILED
         }
-    };
-    for m in &missing {
-        eprintln!("note: {m}");
     }
-    let mut failed = 0;
+}
+
+/// What [`remove_all_chaos`] did.
+#[derive(Debug, Default)]
+pub struct CleanReport {
+    /// `Kind ns/name` of every object removed.
+    pub deleted: Vec<String>,
+    /// Objects that are still there.
+    pub errors: Vec<String>,
+    /// Products not installed (missing CRDs).
+    pub notes: Vec<String>,
+}
+
+/// `chaos clean --all`: deletes every Chaos Mesh / ChaosBlade object in `namespace` (or all)
+/// and waits until each is gone — also the campaign's `before_each` cleanup.
+///
+/// # Errors
+/// The objects could not be listed.
+pub async fn remove_all_chaos(
+    kube: &Kube,
+    namespace: Option<&str>,
+    force: bool,
+    limit: Duration,
+) -> Result<CleanReport, KubeError> {
+    let (found, missing) = find_chaos(kube, namespace).await?;
+    let mut report = CleanReport {
+        notes: missing,
+        ..Default::default()
+    };
     // Schedules and workflows first: they would spawn new chaos while children are deleted.
     let mut ordered: Vec<&Found> = found.iter().collect();
     ordered.sort_by_key(|f| !matches!(f.resource.kind.as_str(), "Schedule" | "Workflow"));
@@ -343,35 +386,75 @@ async fn clean_all(args: &KubeArgs, force: bool, limit: Duration) -> u8 {
         )
         .await
         {
-            Ok(()) => crate::out(&format!("deleted {what}\n")),
-            Err(e) if e.is_not_found() => crate::out(&format!("deleted {what}\n")),
-            Err(e) => {
-                failed += 1;
-                eprintln!("error: {e}");
-            }
+            Ok(()) => report.deleted.push(what),
+            Err(e) if e.is_not_found() => report.deleted.push(what),
+            Err(e) => report.errors.push(e.to_string()),
         }
     }
-    if failed > 0 {
-        exit::STEP_FAILED
-    } else {
-        if found.is_empty() {
-            crate::out("no chaos objects found\n");
-        }
-        exit::SUCCESS
-    }
+    Ok(report)
 }
 
 async fn clean_run(run_dir: &Path, args: &KubeArgs, force: bool, limit: Duration) -> u8 {
-    let ledger = match FaultLedger::open(run_dir) {
-        Ok(l) => l,
+    let settings = RecoverSettings {
+        timeout: Some(limit),
+        kube: Arc::new(KubeAccess::new(args.settings())),
+        force,
+        children: Default::default(),
+    };
+    match recover_run(run_dir, &settings, "ttplan chaos clean").await {
         Err(e) => {
             eprintln!(
                 "error: cannot read the fault ledger in {}: {e}",
                 run_dir.display()
             );
-            return exit::INVALID;
+            exit::INVALID
         }
-    };
+        Ok(r) if r.pending.is_empty() => {
+            crate::out(&format!(
+                "nothing to recover: every fault in {} is recovered\n",
+                r.ledger.display()
+            ));
+            exit::SUCCESS
+        }
+        Ok(r) => {
+            for f in r.faults.iter().filter(|f| r.pending.contains(&f.id)) {
+                match &f.error {
+                    Some(e) if f.needs_recovery() => {
+                        eprintln!("error: fault `{}` NOT recovered: {e}", f.id)
+                    }
+                    _ => crate::out(&format!("recovered fault `{}` ({})\n", f.id, f.kind)),
+                }
+            }
+            if r.failures.is_empty() {
+                exit::SUCCESS
+            } else {
+                exit::STEP_FAILED
+            }
+        }
+    }
+}
+
+/// What [`recover_run`] did.
+pub struct RunRecovery {
+    pub ledger: std::path::PathBuf,
+    /// Ids that needed recovery.
+    pub pending: Vec<String>,
+    /// Ids that still need it, with why.
+    pub failures: Vec<(String, String)>,
+    pub faults: Vec<crate::engine::faults::FaultRecord>,
+}
+
+/// `chaos clean --run`: recovers what a run's ledger lists as unrecovered and brings its
+/// manifest and labels up to date — after a kill -9, and before a campaign reruns it.
+///
+/// # Errors
+/// The ledger cannot be read (a run that never injected has none: `NotFound`).
+pub async fn recover_run(
+    run_dir: &Path,
+    settings: &RecoverSettings,
+    by: &str,
+) -> std::io::Result<RunRecovery> {
+    let ledger = FaultLedger::open(run_dir)?;
     let pending: Vec<String> = ledger
         .snapshot()
         .await
@@ -379,37 +462,21 @@ async fn clean_run(run_dir: &Path, args: &KubeArgs, force: bool, limit: Duration
         .filter(|f| f.needs_recovery())
         .map(|f| f.id.clone())
         .collect();
-    if pending.is_empty() {
-        crate::out(&format!(
-            "nothing to recover: every fault in {} is recovered\n",
-            ledger.path().display()
-        ));
-        return exit::SUCCESS;
-    }
-    let settings = RecoverSettings {
-        timeout: Some(limit),
-        kube: Arc::new(KubeAccess::new(args.settings())),
-        force,
-        children: Default::default(),
-    };
-    let failures = ledger
-        .recover_pending(None, "ttplan chaos clean", &settings)
-        .await;
-    let faults = ledger.snapshot().await;
-    for f in faults.iter().filter(|f| pending.contains(&f.id)) {
-        match &f.error {
-            Some(e) if f.needs_recovery() => {
-                eprintln!("error: fault `{}` NOT recovered: {e}", f.id)
-            }
-            _ => crate::out(&format!("recovered fault `{}` ({})\n", f.id, f.kind)),
-        }
-    }
-    update_run_records(run_dir, &faults);
-    if failures.is_empty() {
-        exit::SUCCESS
+    let failures = if pending.is_empty() {
+        Vec::new()
     } else {
-        exit::STEP_FAILED
+        ledger.recover_pending(None, by, settings).await
+    };
+    let faults = ledger.snapshot().await;
+    if !pending.is_empty() {
+        update_run_records(run_dir, &faults);
     }
+    Ok(RunRecovery {
+        ledger: ledger.path().to_path_buf(),
+        pending,
+        failures,
+        faults,
+    })
 }
 
 /// Brings the run's manifest and labels up to date with the ledger, when they exist.

@@ -18,6 +18,11 @@ pub struct Args {
 pub enum Command {
     /// Run one experiment plan.
     Run(RunArgs),
+    /// Run the plan a manifest recorded again, with the same values, under a new exp name.
+    Rerun(RerunArgs),
+    /// Run many experiments: plans × matrix × repeat, resumable.
+    #[command(subcommand)]
+    Campaign(CampaignCommand),
     /// Check plans without running them; reports every problem with its location.
     Validate {
         /// Plan files (.yaml, .yml, .toml).
@@ -194,6 +199,101 @@ pub struct RunArgs {
     /// Do not write runs/<EXP>/report.html at the end of the run.
     #[arg(long)]
     pub no_report: bool,
+    /// Continue the run in RUN_DIR (`<out>/runs/<EXP_NAME>`): steps that succeeded there are
+    /// kept, the rest run; faults are always re-injected whole.
+    #[arg(long, value_name = "RUN_DIR")]
+    pub resume: Option<PathBuf>,
+    /// Run only these steps (and the `always` steps after them).
+    #[arg(long, value_name = "STEP", num_args = 1.., conflicts_with = "from")]
+    pub only: Vec<String>,
+    /// Run this step and every step after it.
+    #[arg(long, value_name = "STEP")]
+    pub from: Option<String>,
+    #[command(flatten)]
+    pub kube: KubeArgs,
+}
+
+impl RunArgs {
+    pub fn config(&self) -> crate::engine::launch::RunConfig {
+        crate::engine::launch::RunConfig {
+            plan: self.plan.clone(),
+            sets: self.sets.sets.clone(),
+            out: self.out.clone(),
+            max_parallel: self.max_parallel,
+            progress: self.progress,
+            kube: self.kube.settings(),
+            resume: self.resume.clone(),
+            only: self.only.clone(),
+            from: self.from.clone(),
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RerunArgs {
+    /// An `experiment_manifest.json`.
+    pub manifest: PathBuf,
+    /// The new run's exp name (default: the recorded one + `_rerun_<UTC now>`).
+    #[arg(long)]
+    pub exp_name: Option<String>,
+    /// Dataset root for the new run.
+    #[arg(long, default_value = "dataset")]
+    pub out: PathBuf,
+    /// Show the plan that would run, without running it.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// At most this many steps run at once.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_parallel: u32,
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
+    #[command(flatten)]
+    pub kube: KubeArgs,
+}
+
+impl RerunArgs {
+    pub fn config(&self) -> crate::engine::launch::RunConfig {
+        crate::engine::launch::RunConfig {
+            plan: self.manifest.clone(),
+            sets: Vec::new(),
+            out: self.out.clone(),
+            max_parallel: self.max_parallel,
+            progress: self.progress,
+            kube: self.kube.settings(),
+            resume: None,
+            only: Vec::new(),
+            from: None,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CampaignCommand {
+    /// Validate every plan of a campaign, then run its experiments one after another (or one
+    /// per slot); `--resume` continues an earlier campaign in the same --out.
+    Run(CampaignRunArgs),
+    /// Check a campaign file and every plan it names, without running anything.
+    Validate { file: PathBuf },
+    /// Print the JSON schema of campaign files.
+    Schema,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CampaignRunArgs {
+    /// Campaign file (.yaml, .yml, .toml).
+    pub file: PathBuf,
+    /// Dataset root: every experiment's folders and `campaign_manifest.json` go here.
+    #[arg(long, default_value = "dataset")]
+    pub out: PathBuf,
+    /// Skip experiments that succeeded in `<out>/campaign_manifest.json`; recover and rerun
+    /// failed or interrupted ones.
+    #[arg(long)]
+    pub resume: bool,
+    /// At most this many steps of one experiment run at once.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_parallel: u32,
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
     #[command(flatten)]
     pub kube: KubeArgs,
 }

@@ -2,31 +2,21 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::mpsc;
 
-use crate::cli::{Args, Command, GraphFormat, InstrumentArgs, RunArgs};
+use crate::cli::{Args, Command, GraphFormat, InstrumentArgs, RerunArgs, RunArgs};
 use crate::diag::PlanErrors;
-use crate::engine::ctx::RunInfo;
-use crate::engine::executor::{pending_records, Executor, Interrupt};
-use crate::engine::faults::FaultLedger;
-use crate::engine::manifest::{
-    redact_env, sha256_bytes, sha256_file, FileHash, Invocation, Manifest, ManifestWriter,
-    PlanSection, RunSection, RunStatus, SourceTree, Tool, MANIFEST_FILE, MANIFEST_VERSION,
-};
-use crate::engine::progress::{format_elapsed, Progress};
-use crate::engine::secrets::Secrets;
+use crate::engine::launch;
+use crate::engine::progress::Progress;
 use crate::exit;
-use crate::git::git_info;
-use crate::kube::KubeAccess;
-use crate::plan::{load_plan, LoadOptions, Plan};
-use crate::steps::process::ChildGroups;
+use crate::plan::Plan;
 
 pub fn dispatch(args: Args) -> u8 {
     match args.command {
         Command::Run(a) => run(a),
+        Command::Rerun(a) => rerun(&a),
+        Command::Campaign(c) => crate::campaign::cli::run(c),
         Command::Validate { plans, sets } => validate(&plans, &sets.sets),
         Command::Plan { plan, sets } => {
             match load(&plan, &sets.sets, Utc::now(), "dataset".as_ref()) {
@@ -159,23 +149,8 @@ fn report(errors: PlanErrors) {
     eprintln!("{:?}", miette::Report::new(errors));
 }
 
-fn new_run_id(now: DateTime<Utc>) -> String {
-    let seed = format!("{:?}{}", now.timestamp_nanos_opt(), std::process::id());
-    format!(
-        "{}-{}",
-        now.format("%Y%m%dT%H%M%SZ"),
-        &sha256_bytes(seed.as_bytes())[..6]
-    )
-}
-
 fn load(path: &Path, sets: &[String], now: DateTime<Utc>, out_dir: &Path) -> Result<Plan, u8> {
-    let opts = LoadOptions {
-        sets: sets.to_vec(),
-        run_id: new_run_id(now),
-        now,
-        out_dir: out_dir.to_path_buf(),
-    };
-    load_plan(path, &opts).map_err(|e| {
+    launch::load_fresh(path, sets, now, out_dir).map_err(|e| {
         report(e);
         exit::INVALID
     })
@@ -292,7 +267,7 @@ fn graph(plan: &Plan, format: GraphFormat) -> String {
 }
 
 /// The async runtime of a command; an error is already reported.
-pub fn runtime() -> Result<tokio::runtime::Runtime, u8> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, u8> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -304,287 +279,69 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, u8> {
 
 fn run(args: RunArgs) -> u8 {
     let now = Utc::now();
-    let plan = match load(&args.plan, &args.sets.sets, now, &args.out) {
+    let cfg = args.config();
+    let plan = match launch::load(&cfg, now) {
         Ok(p) => p,
-        Err(code) => return code,
+        Err(e) => {
+            e.report();
+            return e.code();
+        }
     };
     if args.dry_run {
         crate::out(&describe_plan(&plan));
         crate::out("\n(dry run: nothing was executed)\n");
         return exit::SUCCESS;
     }
-    let out_dir = std::path::absolute(&args.out).unwrap_or(args.out.clone());
-    let run_dir = out_dir.join("runs").join(&plan.exp_name);
-    if run_dir.join(MANIFEST_FILE).exists() {
-        eprintln!(
-            "error: {} already holds a run; nothing was overwritten.\n  help: give this run another name: --set exp_name=…",
-            run_dir.display()
-        );
-        return exit::INVALID;
-    }
-    if let Err(e) = std::fs::create_dir_all(run_dir.join("steps")) {
-        eprintln!(
-            "error: cannot create {}: {e}",
-            run_dir.join("steps").display()
-        );
-        return exit::STEP_FAILED;
-    }
+    run_loaded(plan, &cfg, now, !args.no_report)
+}
+
+/// Prepares and executes a loaded plan on a runtime of its own; with `report`, writes the run's
+/// page afterwards (a failed page is a warning, never the run's failure).
+fn run_loaded(plan: Plan, cfg: &launch::RunConfig, now: DateTime<Utc>, report: bool) -> u8 {
+    let prepared = match launch::prepare(plan, cfg, now) {
+        Ok(p) => p,
+        Err(e) => {
+            e.report();
+            return e.code();
+        }
+    };
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(code) => return code,
     };
-    let run = Arc::new(RunInfo {
-        run_id: plan
-            .context
-            .get("run_id")
-            .and_then(|v| v.as_str())
-            .unwrap_or_default()
-            .to_string(),
-        exp_name: plan.exp_name.clone(),
-        plan_name: plan.name.clone(),
-        out_dir,
-        run_dir,
-        plan_dir: plan.plan_dir.clone(),
-        started_at: now,
-        kube: Arc::new(KubeAccess::new(args.kube.settings())),
+    let progress = cfg.progress;
+    let outcome = rt.block_on(async move {
+        let hub = launch::SignalHub::install(Progress::new(progress));
+        launch::execute(prepared, &hub).await
     });
-    let run_dir = run.run_dir.clone();
-    let code = rt.block_on(run_async(Arc::new(plan), run, &args));
     // Steps never leave tasks behind, but a hung cleanup must not keep the process alive.
     rt.shutdown_timeout(std::time::Duration::from_secs(2));
-    if !args.no_report {
-        crate::report::after_run(&run_dir);
+    if report {
+        crate::report::after_run(&outcome.run_dir);
     }
-    code
+    outcome.code
 }
 
-fn initial_manifest(plan: &Plan, run: &RunInfo, args: &RunArgs) -> Manifest {
-    let files: Vec<FileHash> = plan
-        .files
-        .iter()
-        .map(|f| FileHash {
-            path: PathBuf::from(&f.display),
-            sha256: sha256_bytes(f.text.as_bytes()),
-        })
-        .collect();
-    let plan_sha = sha256_file(&args.plan)
-        .map(|(_, h)| h)
-        .unwrap_or_else(|_| files[0].sha256.clone());
-    Manifest {
-        manifest_version: MANIFEST_VERSION,
-        tool: Tool {
-            name: env!("CARGO_PKG_NAME"),
-            version: env!("CARGO_PKG_VERSION"),
-        },
-        run: RunSection {
-            id: run.run_id.clone(),
-            exp_name: run.exp_name.clone(),
-            status: RunStatus::Running,
-            started_at: run.started_at,
-            finished_at: None,
-            duration_ms: None,
-            exit_code: None,
-            out_dir: run.out_dir.clone(),
-            run_dir: run.run_dir.clone(),
-            errors: Vec::new(),
-        },
-        invocation: Invocation {
-            argv: std::env::args().collect(),
-            cwd: std::env::current_dir().unwrap_or_default(),
-            max_parallel: args.max_parallel,
-        },
-        plan: PlanSection {
-            path: args.plan.clone(),
-            name: plan.name.clone(),
-            description: plan.description.clone(),
-            sha256: plan_sha,
-            files,
-            git: git_info(&plan.plan_dir),
-        },
-        sources: plan
-            .sources
-            .iter()
-            .map(|(k, p)| {
-                (
-                    k.clone(),
-                    SourceTree {
-                        path: p.clone(),
-                        git: git_info(p),
-                    },
-                )
-            })
-            .collect(),
-        vars: plan.vars_json(),
-        env: redact_env(plan.templates.env_reads()),
-        endpoints: Default::default(),
-        instrumented: None,
-        resolved_plan: plan.resolved_json(),
-        steps: pending_records(plan),
-        faults: Vec::new(),
-        steady_state: None,
-    }
-}
-
-async fn run_async(plan: Arc<Plan>, run: Arc<RunInfo>, args: &RunArgs) -> u8 {
-    let progress = Progress::new(args.progress);
-    let secrets = Secrets::from_plan(&plan);
-    let manifest = Arc::new(ManifestWriter::new(
-        &run.run_dir,
-        initial_manifest(&plan, &run, args),
-        secrets.clone(),
-    ));
-    if let Err(e) = manifest.update(|_| {}).await {
-        eprintln!("error: cannot write {}: {e}", manifest.path().display());
-        return exit::STEP_FAILED;
-    }
-    progress.note(&format!(
-        "run {} of plan {} → {}",
-        run.exp_name,
-        plan.name,
-        run.run_dir.display()
-    ));
-    let faults = Arc::new(FaultLedger::new(&run.run_dir, secrets));
-    let children = Arc::new(ChildGroups::default());
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let signal_task = tokio::spawn(watch_signals(
-        tx,
-        Arc::clone(&manifest),
-        Arc::clone(&children),
-        progress.clone(),
-    ));
-
-    let executor = Executor {
-        plan: Arc::clone(&plan),
-        run: Arc::clone(&run),
-        manifest: Arc::clone(&manifest),
-        faults,
-        progress: progress.clone(),
-        children,
-        max_parallel: args.max_parallel as usize,
-    };
-    let status = executor.execute(&mut rx).await;
-    let code = match status {
-        RunStatus::Succeeded => exit::SUCCESS,
-        RunStatus::Failed => exit::STEP_FAILED,
-        RunStatus::Interrupted | RunStatus::Aborted | RunStatus::Running => exit::INTERRUPTED,
-    };
-    let finished = Utc::now();
-    let failed_steps: Vec<String> = manifest
-        .read(|m| {
-            m.steps
-                .iter()
-                .filter(|(_, r)| {
-                    r.status == crate::engine::manifest::StepStatus::Failed && !r.allow_failure
-                })
-                .map(|(n, r)| {
-                    format!(
-                        "step `{n}` failed: {}",
-                        r.error
-                            .as_deref()
-                            .unwrap_or("")
-                            .lines()
-                            .next()
-                            .unwrap_or("")
-                    )
-                })
-                .collect()
-        })
-        .await;
-    let write = manifest
-        .update(|m| {
-            m.run.status = status;
-            m.run.finished_at = Some(finished);
-            m.run.duration_ms = (finished - run.started_at)
-                .num_milliseconds()
-                .try_into()
-                .ok();
-            m.run.exit_code = Some(code);
-            m.run.errors.splice(0..0, failed_steps);
-        })
-        .await;
-    signal_task.abort();
-    if let Err(e) = write {
-        eprintln!(
-            "error: cannot write the final manifest {}: {e}",
-            manifest.path().display()
-        );
-    }
-    let elapsed = (finished - run.started_at).to_std().unwrap_or_default();
-    let word = match status {
-        RunStatus::Succeeded => "succeeded",
-        RunStatus::Failed => "FAILED",
-        _ => "INTERRUPTED",
-    };
-    let notes = manifest
-        .read(crate::engine::hypothesis::summary_notes)
-        .await
-        .iter()
-        .map(|n| format!("; {n}"))
-        .collect::<String>();
-    progress.note(&format!(
-        "run {word} after {}{notes}; manifest: {}",
-        format_elapsed(elapsed),
-        manifest.path().display()
-    ));
-    code
-}
-
-/// A SIGTERM again within this window is the same request delivered twice (coreutils `timeout`,
-/// like many supervisors, signals ttplan and then its whole process group): it is ignored.
-/// SIGINT comes from a person at a keyboard, where a quick second Ctrl-C does mean "abort now".
-pub const DUPLICATE_SIGNAL_WINDOW: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// First SIGINT/SIGTERM: graceful stop through the executor. Second: kill every child group,
-/// mark the manifest aborted and exit at once.
-async fn watch_signals(
-    tx: mpsc::UnboundedSender<Interrupt>,
-    manifest: Arc<ManifestWriter>,
-    children: Arc<ChildGroups>,
-    progress: Progress,
-) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut int), Ok(mut term)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        progress.note(
-            "warning: cannot install signal handlers; Ctrl-C will kill ttplan without cleanup",
-        );
-        return;
-    };
-    let mut seen = 0;
-    let mut last: Option<(SignalKind, std::time::Instant)> = None;
-    loop {
-        let kind = tokio::select! {
-            _ = int.recv() => SignalKind::interrupt(),
-            _ = term.recv() => SignalKind::terminate(),
-        };
-        let now = std::time::Instant::now();
-        if kind == SignalKind::terminate()
-            && last.is_some_and(|(k, at)| k == kind && now - at < DUPLICATE_SIGNAL_WINDOW)
-        {
-            // `timeout -s TERM` signals ttplan and then its process group: one request, twice.
-            continue;
+/// `ttplan rerun MANIFEST`: the stored plan document with the stored var values.
+fn rerun(args: &RerunArgs) -> u8 {
+    let now = Utc::now();
+    let cfg = args.config();
+    let plan = match crate::engine::rerun::plan_from_manifest(
+        &args.manifest,
+        args.exp_name.as_deref(),
+        &cfg.out,
+        now,
+    ) {
+        Ok(p) => p,
+        Err(e) => {
+            e.report();
+            return e.code();
         }
-        last = Some((kind, now));
-        seen += 1;
-        if seen == 1 {
-            let _ = tx.send(Interrupt::Stop);
-            continue;
-        }
-        progress.note("second signal: aborting now; faults may be left injected (see faults.json)");
-        children.kill_all();
-        let now = Utc::now();
-        let _ = tokio::time::timeout(
-            std::time::Duration::from_secs(2),
-            manifest.update(|m| {
-                m.run.status = RunStatus::Aborted;
-                m.run.finished_at = Some(now);
-                m.run.exit_code = Some(exit::INTERRUPTED);
-                m.run.errors.push("aborted by a second signal".into());
-            }),
-        )
-        .await;
-        std::process::exit(i32::from(exit::INTERRUPTED));
+    };
+    if args.dry_run {
+        crate::out(&describe_plan(&plan));
+        crate::out("\n(dry run: nothing was executed)\n");
+        return exit::SUCCESS;
     }
+    run_loaded(plan, &cfg, now, true)
 }

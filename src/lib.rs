@@ -2,7 +2,8 @@
 //! benchmarks. `main` only calls [`run`]; everything else is a library so it can be tested.
 
 pub mod atomic_write;
-mod chaos_admin;
+pub mod campaign;
+pub mod chaos_admin;
 pub mod cli;
 pub mod collect;
 mod commands;

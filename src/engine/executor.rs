@@ -46,6 +46,17 @@ pub struct Executor {
     pub progress: Progress,
     pub children: Arc<ChildGroups>,
     pub max_parallel: usize,
+    /// Steps settled before the run starts (`--resume`, `--only`, `--from`): they do not run,
+    /// count as done for their dependents, and their runtime values feed templates.
+    pub preset: IndexMap<String, PresetStep>,
+}
+
+/// A step that does not run in this execution.
+#[derive(Debug, Clone)]
+pub struct PresetStep {
+    pub status: StepStatus,
+    /// `steps.<name>` for runtime templates (status, times, outputs) — kept from the resumed run.
+    pub runtime: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone)]
@@ -77,9 +88,16 @@ impl Executor {
             .plan
             .steps
             .keys()
-            .map(|k| (k.clone(), State::Pending))
+            .map(|k| match self.preset.get(k) {
+                Some(p) => (k.clone(), State::Done(p.status)),
+                None => (k.clone(), State::Pending),
+            })
             .collect();
-        let mut runtime: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+        let mut runtime: BTreeMap<String, serde_json::Value> = self
+            .preset
+            .iter()
+            .filter_map(|(k, p)| Some((k.clone(), p.runtime.clone()?)))
+            .collect();
         let mut tasks: JoinSet<Finished> = JoinSet::new();
         let mut running = 0usize;
         let events = Arc::new(StepEvents::default());
@@ -123,6 +141,7 @@ impl Executor {
                 }
                 let bad_dep = dep_states.iter().find(|(d, s)| {
                     !(*s == StepStatus::Succeeded
+                        || self.preset.contains_key(*d)
                         || (*s == StepStatus::Failed && self.plan.steps[*d].common.allow_failure))
                 });
                 let launch = if interrupted {

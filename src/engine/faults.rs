@@ -149,8 +149,23 @@ impl FaultLedger {
         })
     }
 
+    /// Secrets to write as references from now on (a resumed run's ledger, reopened).
+    #[must_use]
+    pub fn with_secrets(mut self, secrets: Secrets) -> Self {
+        self.secrets = secrets;
+        self
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The records of a ledger opened from disk (nothing else holds the lock yet).
+    pub fn records(&self) -> Vec<FaultRecord> {
+        self.faults
+            .try_lock()
+            .map(|f| f.clone())
+            .unwrap_or_default()
     }
 
     pub async fn snapshot(&self) -> Vec<FaultRecord> {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use indexmap::IndexMap;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 
@@ -19,7 +19,7 @@ use crate::git::GitInfo;
 pub const MANIFEST_FILE: &str = "experiment_manifest.json";
 pub const MANIFEST_VERSION: u32 = 1;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
     Running,
@@ -31,7 +31,7 @@ pub enum RunStatus {
     Aborted,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StepStatus {
     Pending,
@@ -105,6 +105,10 @@ pub struct PlanSection {
     /// The plan and every base it extends.
     pub files: Vec<FileHash>,
     pub git: Option<GitInfo>,
+    /// Absolute folder of the plan file (relative paths in the plan resolve against it).
+    pub dir: PathBuf,
+    /// The merged plan before templating (`extends` applied): `ttplan rerun` renders it again.
+    pub document: serde_json::Value,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -119,7 +123,7 @@ pub struct SourceTree {
     pub git: Option<GitInfo>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StepRecord {
     pub kind: String,
     pub status: StepStatus,
@@ -158,7 +162,7 @@ impl StepRecord {
     }
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Artifact {
     /// Relative to the output root when inside it.
     pub path: PathBuf,

@@ -7,6 +7,8 @@ pub mod executor;
 pub mod faults;
 pub mod hypothesis;
 pub mod labels;
+pub mod launch;
 pub mod manifest;
 pub mod progress;
+pub mod rerun;
 pub mod secrets;

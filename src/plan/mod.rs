@@ -21,7 +21,7 @@ pub mod validate;
 
 pub use dag::Dag;
 pub use model::{Duration, StepCommon};
-pub use validate::load_plan;
+pub use validate::{load_plan, load_plan_document};
 
 use crate::diag::{SourceFile, Span};
 use crate::steps::{KindEntry, Step};
@@ -48,6 +48,8 @@ pub struct Plan {
     pub plan_dir: PathBuf,
     /// The plan file and its bases.
     pub files: Vec<Arc<SourceFile>>,
+    /// The merged document before templating (`extends` applied), as the manifest stores it.
+    pub document: serde_json::Value,
     pub name: String,
     pub description: Option<String>,
     pub exp_name: String,

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use indexmap::IndexMap;
 
 use super::dag::Dag;
-use super::load::load_files;
+use super::load::{load_files, Loaded};
 use super::model::{StepCommon, TOP_LEVEL_FIELDS};
 use super::node::{Entry, Map, Node, Value};
 use super::node_de::{from_node, NodeError};
@@ -22,9 +22,41 @@ use crate::steps;
 /// # Errors
 /// Every problem found, each with its location.
 pub fn load_plan(path: &Path, opts: &LoadOptions) -> Result<Plan, PlanErrors> {
-    let loaded = load_files(path)?;
+    build_plan(load_files(path)?, path, opts)
+}
+
+/// A plan from a merged document that was stored earlier (a manifest's `plan.document`):
+/// `plan_file` is where the plan was, so `plan_dir` and relative paths resolve as they did.
+///
+/// # Errors
+/// Every problem found, each located in the stored document.
+pub fn load_plan_document(
+    document: &serde_json::Value,
+    display: &str,
+    plan_file: &Path,
+    opts: &LoadOptions,
+) -> Result<Plan, PlanErrors> {
+    let text = serde_json::to_string_pretty(document).unwrap_or_default();
+    let file = SourceFile::new(display, Some(plan_file.to_path_buf()), text);
+    let root = Node::from_json(&Span::new(&file, 0, file.text.len()), document);
+    build_plan(
+        Loaded {
+            root,
+            files: vec![file],
+        },
+        plan_file,
+        opts,
+    )
+}
+
+fn build_plan(loaded: Loaded, path: &Path, opts: &LoadOptions) -> Result<Plan, PlanErrors> {
     let mut errs = PlanErrors::default();
     let root = loaded.root;
+    // What `ttplan rerun` renders again: the merged document, its `extends` already applied.
+    let mut document = root.to_json();
+    if let Some(m) = document.as_object_mut() {
+        m.remove("extends");
+    }
     let Value::Map(top) = &root.value else {
         return Err(PlanDiag::new(
             Code::InvalidValue,
@@ -108,6 +140,7 @@ pub fn load_plan(path: &Path, opts: &LoadOptions) -> Result<Plan, PlanErrors> {
         path: path.to_path_buf(),
         plan_dir,
         files: loaded.files,
+        document,
         name,
         description,
         exp_name,

@@ -156,6 +156,11 @@ impl Test {
     /// (stdout/stderr go to files in the test dir).
     pub fn spawn_run(mut self) -> Running {
         self.args = run_args(std::mem::take(&mut self.args));
+        self.spawn()
+    }
+
+    /// Starts `ttplan` with the given `args` in the background (output to files in the test dir).
+    pub fn spawn(self) -> Running {
         let stdout = fs::File::create(self.dir.path().join("ttplan.stdout")).unwrap();
         let stderr = fs::File::create(self.dir.path().join("ttplan.stderr")).unwrap();
         let child = self

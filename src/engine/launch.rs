@@ -1,0 +1,778 @@
+//! Running one plan as a library call: [`RunConfig`] → [`load`] → [`prepare`] → [`execute`].
+//! `ttplan run`, `ttplan rerun` and campaigns all go through here, so a run started by a
+//! campaign writes exactly what `ttplan run` writes.
+//!
+//! Signals are not handled per run: a [`SignalHub`] owns SIGINT/SIGTERM for the process and
+//! forwards them to every run attached to it (one for `ttplan run`, one per slot in a campaign).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use indexmap::IndexMap;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::ctx::RunInfo;
+use super::executor::{pending_records, Executor, Interrupt, PresetStep};
+use super::faults::{FaultLedger, RecoverSettings};
+use super::manifest::{
+    redact_env, sha256_bytes, sha256_file, FileHash, Invocation, Manifest, ManifestWriter,
+    PlanSection, RunSection, RunStatus, SourceTree, StepRecord, StepStatus, Tool, MANIFEST_FILE,
+    MANIFEST_VERSION,
+};
+use super::progress::{format_elapsed, Progress, ProgressMode};
+use super::secrets::Secrets;
+use crate::diag::PlanErrors;
+use crate::exit;
+use crate::git::git_info;
+use crate::kube::{KubeAccess, KubeSettings};
+use crate::plan::{load_plan, LoadOptions, Plan};
+use crate::steps::process::ChildGroups;
+
+/// How to run one plan.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub plan: PathBuf,
+    /// `--set key=value`, in order.
+    pub sets: Vec<String>,
+    /// Dataset root.
+    pub out: PathBuf,
+    pub max_parallel: u32,
+    pub progress: ProgressMode,
+    pub kube: KubeSettings,
+    /// `--resume RUN_DIR`: keep the steps that succeeded there.
+    pub resume: Option<PathBuf>,
+    /// `--only STEP…`: run these (and the `always` steps after them); others are not run.
+    pub only: Vec<String>,
+    /// `--from STEP`: run this step and everything after it.
+    pub from: Option<String>,
+}
+
+/// Why a run could not start; `code` is the exit code.
+#[derive(Debug)]
+pub enum LaunchError {
+    Plan(PlanErrors),
+    Other { code: u8, message: String },
+}
+
+impl LaunchError {
+    fn invalid(message: impl Into<String>) -> Self {
+        Self::Other {
+            code: exit::INVALID,
+            message: message.into(),
+        }
+    }
+
+    pub fn code(&self) -> u8 {
+        match self {
+            Self::Plan(_) => exit::INVALID,
+            Self::Other { code, .. } => *code,
+        }
+    }
+
+    /// Prints the error the way the CLI reports it.
+    pub fn report(&self) {
+        match self {
+            Self::Plan(e) => eprintln!("{:?}", miette::Report::new(e.clone())),
+            Self::Other { message, .. } => eprintln!("error: {message}"),
+        }
+    }
+}
+
+pub fn new_run_id(now: DateTime<Utc>) -> String {
+    let seed = format!("{:?}{}", now.timestamp_nanos_opt(), std::process::id());
+    format!(
+        "{}-{}",
+        now.format("%Y%m%dT%H%M%SZ"),
+        &sha256_bytes(seed.as_bytes())[..6]
+    )
+}
+
+/// Loads a plan for a fresh run.
+///
+/// # Errors
+/// Every problem of the plan.
+pub fn load_fresh(
+    path: &Path,
+    sets: &[String],
+    now: DateTime<Utc>,
+    out_dir: &Path,
+) -> Result<Plan, PlanErrors> {
+    load_plan(
+        path,
+        &LoadOptions {
+            sets: sets.to_vec(),
+            run_id: new_run_id(now),
+            now,
+            out_dir: out_dir.to_path_buf(),
+        },
+    )
+}
+
+/// What `--resume` keeps of an earlier run.
+struct Resumed {
+    /// Steps that injected a fault (not a teardown) in the resumed run, from its ledger.
+    injected: Vec<String>,
+    run_id: String,
+    exp_name: String,
+    started_at: DateTime<Utc>,
+    steps: IndexMap<String, StepRecord>,
+}
+
+fn read_resumed(run_dir: &Path) -> Result<Resumed, LaunchError> {
+    let path = run_dir.join(MANIFEST_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        LaunchError::invalid(format!("--resume: cannot read {}: {e}", path.display()))
+    })?;
+    let m: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| LaunchError::invalid(format!("--resume: {}: {e}", path.display())))?;
+    let field = |p: &str| {
+        m.pointer(p)
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+            .ok_or_else(|| {
+                LaunchError::invalid(format!(
+                    "--resume: {} has no `{p}`: not a run manifest",
+                    path.display()
+                ))
+            })
+    };
+    let started_at = field("/run/started_at")?.parse().map_err(|e| {
+        LaunchError::invalid(format!("--resume: {}: run.started_at: {e}", path.display()))
+    })?;
+    let steps = serde_json::from_value(m.get("steps").cloned().unwrap_or_default())
+        .map_err(|e| LaunchError::invalid(format!("--resume: {}: steps: {e}", path.display())))?;
+    let injected = FaultLedger::open(run_dir)
+        .map(|l| {
+            l.records()
+                .iter()
+                .filter(|f| !f.teardown)
+                .map(|f| f.step.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Resumed {
+        injected,
+        run_id: field("/run/id")?,
+        exp_name: field("/run/exp_name")?,
+        started_at,
+        steps,
+    })
+}
+
+/// Loads the plan of `cfg`: fresh, or, with `--resume`, rendered with the resumed run's id,
+/// start time and exp name so every load-time value is the one that run used.
+///
+/// # Errors
+/// Plan problems, or an unreadable resumed run.
+pub fn load(cfg: &RunConfig, now: DateTime<Utc>) -> Result<Plan, LaunchError> {
+    let Some(run_dir) = &cfg.resume else {
+        return load_fresh(&cfg.plan, &cfg.sets, now, &cfg.out).map_err(LaunchError::Plan);
+    };
+    let r = read_resumed(run_dir)?;
+    let mut sets = cfg.sets.clone();
+    sets.push(format!("exp_name={}", r.exp_name));
+    load_plan(
+        &cfg.plan,
+        &LoadOptions {
+            sets,
+            run_id: r.run_id,
+            now: r.started_at,
+            out_dir: cfg.out.clone(),
+        },
+    )
+    .map_err(LaunchError::Plan)
+}
+
+/// A run ready to execute: folders exist, nothing has run yet.
+pub struct Prepared {
+    pub plan: Arc<Plan>,
+    pub run: Arc<RunInfo>,
+    manifest: Manifest,
+    preset: IndexMap<String, PresetStep>,
+    resumed: bool,
+    max_parallel: u32,
+    progress: ProgressMode,
+}
+
+/// Checks the output folder, works out which steps run (`--resume/--only/--from`), creates
+/// the run folder.
+///
+/// # Errors
+/// An existing run in the way, a step selection naming unknown steps, an unwritable folder.
+pub fn prepare(plan: Plan, cfg: &RunConfig, now: DateTime<Utc>) -> Result<Prepared, LaunchError> {
+    let out_dir = std::path::absolute(&cfg.out).unwrap_or(cfg.out.clone());
+    let run_dir = out_dir.join("runs").join(&plan.exp_name);
+    let resumed = match &cfg.resume {
+        Some(dir) => Some(read_resumed(dir)?),
+        None => None,
+    };
+    if let (Some(dir), Some(_)) = (&cfg.resume, &resumed) {
+        let given = std::path::absolute(dir).unwrap_or(dir.clone());
+        if given != run_dir {
+            return Err(LaunchError::invalid(format!(
+                "--resume {}: with --out {} this run's folder is {}; pass the --out the run used",
+                dir.display(),
+                cfg.out.display(),
+                run_dir.display()
+            )));
+        }
+    } else if run_dir.join(MANIFEST_FILE).exists() {
+        return Err(LaunchError::invalid(format!(
+            "{} already holds a run; nothing was overwritten.\n  help: give this run another name: --set exp_name=…, or continue it with --resume {}",
+            run_dir.display(),
+            run_dir.display()
+        )));
+    }
+    let preset = select_steps(&plan, &cfg.only, cfg.from.as_deref(), resumed.as_ref())?;
+    if let Err(e) = std::fs::create_dir_all(run_dir.join("steps")) {
+        return Err(LaunchError::Other {
+            code: exit::STEP_FAILED,
+            message: format!("cannot create {}: {e}", run_dir.join("steps").display()),
+        });
+    }
+    let started_at = resumed.as_ref().map_or(now, |r| r.started_at);
+    let run = Arc::new(RunInfo {
+        run_id: plan
+            .context
+            .get("run_id")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string(),
+        exp_name: plan.exp_name.clone(),
+        plan_name: plan.name.clone(),
+        out_dir,
+        run_dir,
+        plan_dir: plan.plan_dir.clone(),
+        started_at,
+        kube: Arc::new(KubeAccess::new(cfg.kube.clone())),
+    });
+    let mut manifest = initial_manifest(&plan, &run, cfg.max_parallel);
+    for (name, p) in &preset {
+        let kept = resumed.as_ref().and_then(|r| r.steps.get(name));
+        if let (Some(r), Some(old)) = (manifest.steps.get_mut(name), kept) {
+            if p.status == StepStatus::Succeeded {
+                *r = old.clone();
+                r.reason = Some("kept from the resumed run".into());
+                continue;
+            }
+        }
+        if let Some(r) = manifest.steps.get_mut(name) {
+            r.status = p.status;
+            r.reason = Some("not selected (--only/--from)".into());
+        }
+    }
+    Ok(Prepared {
+        plan: Arc::new(plan),
+        run,
+        manifest,
+        preset,
+        resumed: resumed.is_some(),
+        max_parallel: cfg.max_parallel,
+        progress: cfg.progress,
+    })
+}
+
+/// Which steps do not run. Selected steps: `--only` names (plus the `always` steps after
+/// them), `--from` and its descendants, else all. On resume, a selected step that succeeded
+/// is kept, unless it injects a fault that a step rerunning under it needs: a fault is
+/// re-injected whole, never resumed (it was recovered when the earlier run ended).
+fn select_steps(
+    plan: &Plan,
+    only: &[String],
+    from: Option<&str>,
+    resumed: Option<&Resumed>,
+) -> Result<IndexMap<String, PresetStep>, LaunchError> {
+    let unknown: Vec<&str> = only
+        .iter()
+        .map(String::as_str)
+        .chain(from)
+        .filter(|n| !plan.steps.contains_key(*n))
+        .collect();
+    if !unknown.is_empty() {
+        let known: Vec<&str> = plan.steps.keys().map(String::as_str).collect();
+        return Err(LaunchError::invalid(format!(
+            "no step named {} in plan {} (steps: {})",
+            unknown
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            plan.name,
+            known.join(", ")
+        )));
+    }
+    let explicit = !only.is_empty() || from.is_some();
+    let selected: Vec<&String> = plan
+        .steps
+        .keys()
+        .filter(|name| {
+            if !explicit {
+                return true;
+            }
+            let ancestors = plan.dag.ancestors(name);
+            let by_only = only.contains(name)
+                || (plan.steps[*name].common.always && only.iter().any(|o| ancestors.contains(o)));
+            let by_from = from.is_some_and(|f| *name == f || ancestors.contains(f));
+            by_only || by_from
+        })
+        .collect();
+    let old_ok = |name: &str| {
+        resumed
+            .and_then(|r| r.steps.get(name))
+            .is_some_and(|s| s.status == StepStatus::Succeeded)
+    };
+    let injects = |name: &str| resumed.is_some_and(|r| r.injected.iter().any(|s| s == name));
+    // Steps that run: those asked for by --only/--from, else those that did not succeed.
+    let mut runs: Vec<&str> = selected
+        .iter()
+        .map(|s| s.as_str())
+        .filter(|n| explicit || !old_ok(n))
+        .collect();
+    if resumed.is_some() {
+        // Re-inject a kept fault when a step that ran under it runs again, and run the
+        // `recover` steps that recover it.
+        let mut again: Vec<&str> = Vec::new();
+        for name in plan.steps.keys() {
+            if !injects(name) || runs.contains(&name.as_str()) || !selected.contains(&name) {
+                continue;
+            }
+            let recovers_it = |r: &str| {
+                plan.steps[r].common.kind == "recover"
+                    && plan.steps[r].fields.get("faults").is_some_and(|f| {
+                        f.to_json()
+                            .as_array()
+                            .is_some_and(|a| a.iter().any(|x| x == name.as_str()))
+                    })
+            };
+            let needed = runs.iter().any(|r| {
+                let anc = plan.dag.ancestors(r);
+                anc.contains(name) && !anc.iter().any(|a| recovers_it(a)) && !recovers_it(r)
+            });
+            if needed {
+                again.push(name);
+                for (r, _) in plan.steps.iter().filter(|(r, _)| recovers_it(r)) {
+                    again.push(r);
+                }
+            }
+        }
+        runs.extend(again);
+    }
+    Ok(plan
+        .steps
+        .iter()
+        .filter(|(name, _)| !runs.contains(&name.as_str()))
+        .map(|(name, _)| {
+            let kept = resumed
+                .and_then(|r| r.steps.get(name))
+                .filter(|s| s.status == StepStatus::Succeeded);
+            match kept {
+                Some(old) => (
+                    name.clone(),
+                    PresetStep {
+                        status: StepStatus::Succeeded,
+                        runtime: Some(runtime_value(old)),
+                    },
+                ),
+                None => (
+                    name.clone(),
+                    PresetStep {
+                        status: StepStatus::Skipped,
+                        runtime: None,
+                    },
+                ),
+            }
+        })
+        .collect())
+}
+
+/// `steps.<name>` as the executor exposes a finished step to templates.
+fn runtime_value(r: &StepRecord) -> serde_json::Value {
+    let t = |d: &Option<DateTime<Utc>>| {
+        d.map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+    };
+    serde_json::json!({
+        "status": "succeeded",
+        "attempts": r.attempts,
+        "started_at": t(&r.started_at),
+        "finished_at": t(&r.finished_at),
+        "outputs": r.outputs,
+    })
+}
+
+fn initial_manifest(plan: &Plan, run: &RunInfo, max_parallel: u32) -> Manifest {
+    let files: Vec<FileHash> = plan
+        .files
+        .iter()
+        .map(|f| FileHash {
+            path: PathBuf::from(&f.display),
+            sha256: sha256_bytes(f.text.as_bytes()),
+        })
+        .collect();
+    let plan_sha = sha256_file(&plan.path)
+        .map(|(_, h)| h)
+        .unwrap_or_else(|_| files[0].sha256.clone());
+    Manifest {
+        manifest_version: MANIFEST_VERSION,
+        tool: Tool {
+            name: env!("CARGO_PKG_NAME"),
+            version: env!("CARGO_PKG_VERSION"),
+        },
+        run: RunSection {
+            id: run.run_id.clone(),
+            exp_name: run.exp_name.clone(),
+            status: RunStatus::Running,
+            started_at: run.started_at,
+            finished_at: None,
+            duration_ms: None,
+            exit_code: None,
+            out_dir: run.out_dir.clone(),
+            run_dir: run.run_dir.clone(),
+            errors: Vec::new(),
+        },
+        invocation: Invocation {
+            argv: std::env::args().collect(),
+            cwd: std::env::current_dir().unwrap_or_default(),
+            max_parallel,
+        },
+        plan: PlanSection {
+            path: plan.path.clone(),
+            name: plan.name.clone(),
+            description: plan.description.clone(),
+            sha256: plan_sha,
+            files,
+            git: git_info(&plan.plan_dir),
+            dir: plan.plan_dir.clone(),
+            document: plan.document.clone(),
+        },
+        sources: plan
+            .sources
+            .iter()
+            .map(|(k, p)| {
+                (
+                    k.clone(),
+                    SourceTree {
+                        path: p.clone(),
+                        git: git_info(p),
+                    },
+                )
+            })
+            .collect(),
+        vars: plan.vars_json(),
+        env: redact_env(plan.templates.env_reads()),
+        endpoints: Default::default(),
+        instrumented: None,
+        resolved_plan: plan.resolved_json(),
+        steps: pending_records(plan),
+        faults: Vec::new(),
+        steady_state: None,
+    }
+}
+
+/// A SIGTERM again within this window is the same request delivered twice (coreutils `timeout`,
+/// like many supervisors, signals ttplan and then its whole process group): it is ignored.
+/// SIGINT comes from a person at a keyboard, where a quick second Ctrl-C does mean "abort now".
+pub const DUPLICATE_SIGNAL_WINDOW: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub status: RunStatus,
+    pub code: u8,
+    pub exp_name: String,
+    pub run_dir: PathBuf,
+    pub manifest: PathBuf,
+}
+
+/// Runs a prepared plan to its end (recovery included) and finalises its manifest.
+pub async fn execute(p: Prepared, hub: &SignalHub) -> Outcome {
+    let Prepared {
+        plan,
+        run,
+        manifest,
+        preset,
+        resumed,
+        max_parallel,
+        progress,
+    } = p;
+    let progress = Progress::new(progress);
+    let secrets = Secrets::from_plan(&plan);
+    let manifest = Arc::new(ManifestWriter::new(&run.run_dir, manifest, secrets.clone()));
+    let outcome = |status: RunStatus, code: u8| Outcome {
+        status,
+        code,
+        exp_name: run.exp_name.clone(),
+        run_dir: run.run_dir.clone(),
+        manifest: run.run_dir.join(MANIFEST_FILE),
+    };
+    if let Err(e) = manifest.update(|_| {}).await {
+        eprintln!("error: cannot write {}: {e}", manifest.path().display());
+        return outcome(RunStatus::Failed, exit::STEP_FAILED);
+    }
+    progress.note(&format!(
+        "run {} of plan {} → {}",
+        run.exp_name,
+        plan.name,
+        run.run_dir.display()
+    ));
+    let children = Arc::new(ChildGroups::default());
+    let faults = if resumed {
+        // The resumed run's faults stay in its ledger; any it left injected go first.
+        match FaultLedger::open(&run.run_dir) {
+            Ok(ledger) => {
+                let ledger = Arc::new(ledger.with_secrets(secrets));
+                let settings = RecoverSettings {
+                    timeout: None,
+                    kube: Arc::clone(&run.kube),
+                    force: false,
+                    children: Arc::clone(&children),
+                };
+                let failures = ledger.recover_pending(None, "resume", &settings).await;
+                if !failures.is_empty() {
+                    for (id, e) in failures {
+                        progress.note(&format!(
+                            "✘ fault `{id}` of the resumed run was NOT recovered: {e}"
+                        ));
+                    }
+                    return outcome(RunStatus::Failed, exit::STEP_FAILED);
+                }
+                ledger
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Arc::new(FaultLedger::new(&run.run_dir, secrets))
+            }
+            Err(e) => {
+                eprintln!("error: cannot read the fault ledger of the resumed run: {e}");
+                return outcome(RunStatus::Failed, exit::STEP_FAILED);
+            }
+        }
+    } else {
+        Arc::new(FaultLedger::new(&run.run_dir, secrets))
+    };
+    let (guard, mut rx) = hub.attach(Arc::clone(&manifest), Arc::clone(&children));
+    let executor = Executor {
+        plan: Arc::clone(&plan),
+        run: Arc::clone(&run),
+        manifest: Arc::clone(&manifest),
+        faults,
+        progress: progress.clone(),
+        children,
+        max_parallel: max_parallel as usize,
+        preset,
+    };
+    let status = executor.execute(&mut rx).await;
+    let code = match status {
+        RunStatus::Succeeded => exit::SUCCESS,
+        RunStatus::Failed => exit::STEP_FAILED,
+        RunStatus::Interrupted | RunStatus::Aborted | RunStatus::Running => exit::INTERRUPTED,
+    };
+    let finished = Utc::now();
+    let failed_steps: Vec<String> = manifest
+        .read(|m| {
+            m.steps
+                .iter()
+                .filter(|(_, r)| r.status == StepStatus::Failed && !r.allow_failure)
+                .map(|(n, r)| {
+                    format!(
+                        "step `{n}` failed: {}",
+                        r.error
+                            .as_deref()
+                            .unwrap_or("")
+                            .lines()
+                            .next()
+                            .unwrap_or("")
+                    )
+                })
+                .collect()
+        })
+        .await;
+    let write = manifest
+        .update(|m| {
+            m.run.status = status;
+            m.run.finished_at = Some(finished);
+            m.run.duration_ms = (finished - run.started_at)
+                .num_milliseconds()
+                .try_into()
+                .ok();
+            m.run.exit_code = Some(code);
+            m.run.errors.splice(0..0, failed_steps);
+        })
+        .await;
+    drop(guard);
+    if let Err(e) = write {
+        eprintln!(
+            "error: cannot write the final manifest {}: {e}",
+            manifest.path().display()
+        );
+    }
+    let elapsed = (finished - run.started_at).to_std().unwrap_or_default();
+    let word = match status {
+        RunStatus::Succeeded => "succeeded",
+        RunStatus::Failed => "FAILED",
+        _ => "INTERRUPTED",
+    };
+    let notes = manifest
+        .read(super::hypothesis::summary_notes)
+        .await
+        .iter()
+        .map(|n| format!("; {n}"))
+        .collect::<String>();
+    progress.note(&format!(
+        "run {word} after {}{notes}; manifest: {}",
+        format_elapsed(elapsed),
+        manifest.path().display()
+    ));
+    outcome(status, code)
+}
+
+struct Attached {
+    id: u64,
+    tx: mpsc::UnboundedSender<Interrupt>,
+    manifest: Arc<ManifestWriter>,
+    children: Arc<ChildGroups>,
+}
+
+#[derive(Default)]
+struct HubState {
+    next: u64,
+    runs: Vec<Attached>,
+}
+
+/// SIGINT/SIGTERM for the whole process. First signal: every attached run stops gracefully
+/// (cancel, `always` steps, recovery) and [`SignalHub::stopped`] fires, so a campaign starts
+/// nothing new. Second: kill every child group, mark the attached manifests aborted, exit.
+#[derive(Clone)]
+pub struct SignalHub {
+    state: Arc<Mutex<HubState>>,
+    stop: CancellationToken,
+}
+
+/// Detaches its run from the hub when dropped.
+pub struct Attachment {
+    hub: SignalHub,
+    id: u64,
+}
+
+impl Drop for Attachment {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.hub.state.lock() {
+            s.runs.retain(|r| r.id != self.id);
+        }
+    }
+}
+
+impl SignalHub {
+    /// Installs the handlers; call inside the runtime.
+    pub fn install(progress: Progress) -> Self {
+        let hub = Self {
+            state: Arc::default(),
+            stop: CancellationToken::new(),
+        };
+        tokio::spawn(hub.clone().watch(progress));
+        hub
+    }
+
+    /// Cancelled at the first signal.
+    pub fn stopped(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+
+    fn attach(
+        &self,
+        manifest: Arc<ManifestWriter>,
+        children: Arc<ChildGroups>,
+    ) -> (Attachment, mpsc::UnboundedReceiver<Interrupt>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        if self.stop.is_cancelled() {
+            let _ = tx.send(Interrupt::Stop);
+        }
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.next += 1;
+        let id = s.next;
+        s.runs.push(Attached {
+            id,
+            tx,
+            manifest,
+            children,
+        });
+        (
+            Attachment {
+                hub: self.clone(),
+                id,
+            },
+            rx,
+        )
+    }
+
+    async fn watch(self, progress: Progress) {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            progress.note(
+                "warning: cannot install signal handlers; Ctrl-C will kill ttplan without cleanup",
+            );
+            return;
+        };
+        let mut seen = 0;
+        let mut last: Option<(SignalKind, std::time::Instant)> = None;
+        loop {
+            let kind = tokio::select! {
+                _ = int.recv() => SignalKind::interrupt(),
+                _ = term.recv() => SignalKind::terminate(),
+            };
+            let now = std::time::Instant::now();
+            if kind == SignalKind::terminate()
+                && last.is_some_and(|(k, at)| k == kind && now - at < DUPLICATE_SIGNAL_WINDOW)
+            {
+                // `timeout -s TERM` signals ttplan and then its process group: one request, twice.
+                continue;
+            }
+            last = Some((kind, now));
+            seen += 1;
+            let runs: Vec<(
+                mpsc::UnboundedSender<Interrupt>,
+                Arc<ManifestWriter>,
+                Arc<ChildGroups>,
+            )> = {
+                let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                s.runs
+                    .iter()
+                    .map(|r| {
+                        (
+                            r.tx.clone(),
+                            Arc::clone(&r.manifest),
+                            Arc::clone(&r.children),
+                        )
+                    })
+                    .collect()
+            };
+            if seen == 1 {
+                self.stop.cancel();
+                for (tx, _, _) in &runs {
+                    let _ = tx.send(Interrupt::Stop);
+                }
+                continue;
+            }
+            progress
+                .note("second signal: aborting now; faults may be left injected (see faults.json)");
+            let now = Utc::now();
+            for (_, manifest, children) in &runs {
+                children.kill_all();
+                let _ = tokio::time::timeout(
+                    std::time::Duration::from_secs(2),
+                    manifest.update(|m| {
+                        m.run.status = RunStatus::Aborted;
+                        m.run.finished_at = Some(now);
+                        m.run.exit_code = Some(exit::INTERRUPTED);
+                        m.run.errors.push("aborted by a second signal".into());
+                    }),
+                )
+                .await;
+            }
+            std::process::exit(i32::from(exit::INTERRUPTED));
+        }
+    }
+}
