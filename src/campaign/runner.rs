@@ -365,6 +365,7 @@ async fn worker(
             .namespace
             .clone()
             .or_else(|| opts.kube.namespace.clone()),
+        request_timeout: opts.kube.request_timeout,
     };
     let label = slot.label();
     let mut first = true;
