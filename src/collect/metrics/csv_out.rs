@@ -54,13 +54,17 @@ pub struct Written {
     pub sha256: String,
 }
 
-/// The sorted union of label names over `queries`.
+/// The label Prometheus uses for the metric name. The published CSVs have no such column
+/// (`metric_name` holds the query); it still keeps series apart while stitching chunks.
+pub const NAME_LABEL: &str = "__name__";
+
+/// The sorted union of label names over `queries`, without [`NAME_LABEL`].
 pub fn label_union<'a>(queries: impl IntoIterator<Item = &'a QueryData>) -> Vec<String> {
     let mut names = BTreeSet::new();
     for q in queries {
         for s in &q.series {
             for (k, _) in &s.labels {
-                if !names.contains(k.as_str()) {
+                if k != NAME_LABEL && !names.contains(k.as_str()) {
                     names.insert(k.clone());
                 }
             }
@@ -305,7 +309,7 @@ mod tests {
                 1_700_000_000_000,
                 "0.25"
             ),
-            "cpu,1700000000,2023-11-14T22:13:20.000Z,0.25,,ts-a,x\n"
+            "cpu,1700000000,2023-11-14T22:13:20Z,0.25,,ts-a,x\n"
         );
         assert_eq!(
             row("cpu", &[], &["pod"], 1_700_000_000_500, "NaN"),
@@ -313,11 +317,11 @@ mod tests {
         );
         assert_eq!(
             row("up", &[], &[], 0, "+Inf"),
-            "up,0,1970-01-01T00:00:00.000Z,+Inf\n"
+            "up,0,1970-01-01T00:00:00Z,+Inf\n"
         );
         assert_eq!(
             row("a,b", &[("path", "/x,\"y\"")], &["path"], 0, "-Inf"),
-            "\"a,b\",0,1970-01-01T00:00:00.000Z,-Inf,\"/x,\"\"y\"\"\"\n"
+            "\"a,b\",0,1970-01-01T00:00:00Z,-Inf,\"/x,\"\"y\"\"\"\n"
         );
     }
 
@@ -338,10 +342,10 @@ mod tests {
             spools: vec![],
         };
         let names = label_union([&q]);
-        assert_eq!(names, ["__name__", "instance", "pod", "value"]);
+        assert_eq!(names, ["instance", "pod", "value"]);
         assert_eq!(
             header(&names).join(","),
-            "metric_name,timestamp,datetime,value,__name__,instance,pod,label_value"
+            "metric_name,timestamp,datetime,value,instance,pod,label_value"
         );
     }
 }
