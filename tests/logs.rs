@@ -45,8 +45,9 @@ fn one_file(out: &Output, dir: &str, prefix: &str) -> String {
 }
 
 fn ts_of(name: &str) -> &str {
+    // `<ts>` is `%Y%m%d_%H%M%S`: the last 15 characters of the stem.
     let stem = name.rsplit_once('.').unwrap().0;
-    stem.rsplit_once('_').unwrap().1
+    &stem[stem.len() - "20260301_100000".len()..]
 }
 
 fn lines(text: &str) -> Vec<(DateTime<Utc>, String)> {
@@ -113,7 +114,7 @@ fn one_and_several_containers_restarts_events_and_report() {
     let solo = one_file(&out, &format!("{dir}/solo-1"), "solo-1_");
     assert_eq!(out.read(&format!("out/{solo}")), "s1\ns2\ns3\n");
     let ts = ts_of(&solo).to_string();
-    assert_eq!(ts.len(), "20260301T100000Z".len(), "{solo}");
+    assert_eq!(ts.len(), "20260301_100000".len(), "{solo}");
     let pod = format!("{dir}/solo-restarted");
     assert_eq!(
         out.read(&format!("out/{pod}/solo-restarted_{ts}.log")),

@@ -91,7 +91,7 @@ pub struct CollectTracesConfig {
     #[serde(default)]
     pub format: Format,
     /// Output file, relative to the output root. Default:
-    /// `trace_data/<EXP_NAME>/<EXP_NAME>_skywalking_traces_<UTC %Y%m%dT%H%M%SZ>.<format>`.
+    /// `trace_data/<EXP_NAME>/<EXP_NAME>_skywalking_traces_<UTC %Y%m%d_%H%M%S>.<format>`.
     #[serde(default)]
     pub path: Option<String>,
     /// The step fails when more than this fraction of listed traces could not be fetched
@@ -179,7 +179,7 @@ impl Step for CollectTracesConfig {
             format!(
                 "trace_data/{exp}/{exp}_skywalking_traces_{ts}.{ext}",
                 exp = ctx.exp_name(),
-                ts = step_start.format("%Y%m%dT%H%M%SZ"),
+                ts = crate::collect::file_ts(step_start),
             )
         });
         let path = ctx.out_dir().join(&rel);

@@ -25,9 +25,10 @@ pub enum Instance {
     Previous,
 }
 
-/// `%Y%m%dT%H%M%SZ` of the collection, shared by every file of one collection.
+/// The collection's `<ts>` ([`crate::collect::file_ts`]), shared by every file of one
+/// collection.
 pub fn collection_ts(at: DateTime<Utc>) -> String {
-    at.format("%Y%m%dT%H%M%SZ").to_string()
+    crate::collect::file_ts(at)
 }
 
 /// The file name of one container log. `container` is named only when the pod has several
@@ -108,7 +109,7 @@ mod tests {
     #[test]
     fn single_container_files_keep_the_dataset_names() {
         let ts = collection_ts(t("2026-03-01T10:05:09.987Z"));
-        assert_eq!(ts, "20260301T100509Z");
+        assert_eq!(ts, "20260301_100509");
         assert_eq!(
             log_file_name(
                 "ts-order-service-7d9f-abcde",
@@ -117,32 +118,32 @@ mod tests {
                 Instance::Current,
                 &ts
             ),
-            "ts-order-service-7d9f-abcde_20260301T100509Z.log"
+            "ts-order-service-7d9f-abcde_20260301_100509.log"
         );
         assert_eq!(
             log_file_name("nacos-0", "nacos", false, Instance::Previous, &ts),
-            "nacos-0_previous_20260301T100509Z.log"
+            "nacos-0_previous_20260301_100509.log"
         );
     }
 
     #[test]
     fn several_containers_are_named_by_container() {
-        let ts = "20260301T100509Z";
+        let ts = "20260301_100509";
         assert_eq!(
             log_file_name("web-0", "istio-proxy", true, Instance::Current, ts),
-            "web-0_istio-proxy_20260301T100509Z.log"
+            "web-0_istio-proxy_20260301_100509.log"
         );
         assert_eq!(
             log_file_name("web-0", "app", true, Instance::Previous, ts),
-            "web-0_app_previous_20260301T100509Z.log"
+            "web-0_app_previous_20260301_100509.log"
         );
         assert_eq!(
             events_file_name(ts),
-            "kubernetes_events_20260301T100509Z.json"
+            "kubernetes_events_20260301_100509.json"
         );
         assert_eq!(
             report_file_name(ts),
-            "log_collection_report_20260301T100509Z.json"
+            "log_collection_report_20260301_100509.json"
         );
     }
 

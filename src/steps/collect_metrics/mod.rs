@@ -19,11 +19,11 @@ use crate::collect::metrics::{
 };
 use crate::collect::{file_ts, parse_time};
 use crate::diag::{did_you_mean, Code, PlanDiag};
-pub use queries::{Queries, QueryEntry};
 use crate::kube::discovery;
 use crate::plan::node::Node;
 use crate::plan::template::Templates;
 use crate::plan::Duration;
+pub use queries::{Queries, QueryEntry};
 
 /// The environment variable read when the plan names no endpoint.
 pub const ENDPOINT_ENV: &str = "PROMETHEUS_URL";
@@ -466,7 +466,12 @@ mod tests {
         let c = cfg("queries: [{name: x, query: up}]\nmetric_sets: {s: {y: up}}\n");
         assert_eq!(c.resolved_queries().unwrap().len(), 2);
         let c = cfg("queries: [up, {query: 'rate(x[5m])'}]\nmetric_sets: {s: [up]}\n");
-        let names: Vec<String> = c.resolved_queries().unwrap().into_iter().map(|q| q.name).collect();
+        let names: Vec<String> = c
+            .resolved_queries()
+            .unwrap()
+            .into_iter()
+            .map(|q| q.name)
+            .collect();
         assert_eq!(names, ["up", "rate(x[5m])"]);
     }
 
@@ -475,7 +480,10 @@ mod tests {
         let e = cfg("queries: {a: up}\nmetric_sets: {perf: {a: 'up == 1'}}\n")
             .resolved_queries()
             .unwrap_err();
-        assert!(e.message.starts_with("`a` names two different queries"), "{e}");
+        assert!(
+            e.message.starts_with("`a` names two different queries"),
+            "{e}"
+        );
         let e = cfg("metric_sets: {performance: [up]}\nsets: [perfomance]\n")
             .resolved_queries()
             .unwrap_err();
@@ -485,6 +493,9 @@ mod tests {
         );
         // A query text is a name: anything PromQL allows.
         let c = cfg("queries: ['sum by (pod) (rate(x{a=\"b,c\"}[5m]))']");
-        assert_eq!(c.resolved_queries().unwrap()[0].name, "sum by (pod) (rate(x{a=\"b,c\"}[5m]))");
+        assert_eq!(
+            c.resolved_queries().unwrap()[0].name,
+            "sum by (pod) (rate(x{a=\"b,c\"}[5m]))"
+        );
     }
 }

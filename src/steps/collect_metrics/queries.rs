@@ -235,7 +235,10 @@ fn item_span(list: &Node, index: usize) -> Option<&Span> {
 /// The most precise span of `at` in the step's node, else the nearest enclosing field.
 pub fn span_of<'a>(step: &'a Node, at: Option<&QueryAt>) -> Option<&'a Span> {
     let (field, inner) = match at {
-        Some(QueryAt::Queries(i)) => ("queries", step.get("queries").and_then(|l| item_span(l, *i))),
+        Some(QueryAt::Queries(i)) => (
+            "queries",
+            step.get("queries").and_then(|l| item_span(l, *i)),
+        ),
         Some(QueryAt::Sets(i)) => ("sets", step.get("sets").and_then(|l| item_span(l, *i))),
         Some(QueryAt::Set(set, i)) => (
             "metric_sets",
@@ -270,7 +273,10 @@ mod tests {
         assert_eq!(names(&r), ["rate(node_cpu_seconds_total[5m])", "up", "fds"]);
         assert_eq!(r[2].query, "process_open_fds");
         let m = parse("cpu: rate(x[1m])\n");
-        assert_eq!(names(&resolve(&m, &IndexMap::new(), None).unwrap()), ["cpu"]);
+        assert_eq!(
+            names(&resolve(&m, &IndexMap::new(), None).unwrap()),
+            ["cpu"]
+        );
     }
 
     #[test]
@@ -283,11 +289,18 @@ mod tests {
         let r = resolve(&Queries::default(), &sets, None).unwrap();
         assert_eq!(
             names(&r),
-            ["node_load5", "node_filesystem_avail_bytes", "process_max_fds"]
+            [
+                "node_load5",
+                "node_filesystem_avail_bytes",
+                "process_max_fds"
+            ]
         );
         let only = ["database".to_string()];
         let r = resolve(&Queries::default(), &sets, Some(&only)).unwrap();
-        assert_eq!(names(&r), ["node_filesystem_avail_bytes", "process_max_fds"]);
+        assert_eq!(
+            names(&r),
+            ["node_filesystem_avail_bytes", "process_max_fds"]
+        );
     }
 
     #[test]
@@ -296,7 +309,11 @@ mod tests {
             serde_yaml::from_str("perf: [up, {name: up, query: 'up == 1'}]\n").unwrap();
         let e = resolve(&Queries::default(), &sets, None).unwrap_err();
         assert_eq!(e.at, Some(QueryAt::Set("perf".into(), 1)));
-        assert!(e.message.starts_with("`up` names two different queries"), "{}", e.message);
+        assert!(
+            e.message.starts_with("`up` names two different queries"),
+            "{}",
+            e.message
+        );
         let e = resolve(&parse("- up\n- ' '\n"), &IndexMap::new(), None).unwrap_err();
         assert_eq!(e.at, Some(QueryAt::Queries(1)));
         let e = resolve(&Queries::default(), &sets, Some(&["prf".into()])).unwrap_err();
