@@ -52,6 +52,9 @@ pub fn dispatch(args: Args) -> u8 {
         }
         Command::Chaos(c) => crate::chaos_admin::run(c),
         Command::Instrument(a) => instrument(&a),
+        Command::Dataset(crate::cli::DatasetCommand::Check { dir, exp }) => {
+            dataset_check(&dir, exp.as_deref())
+        }
     }
 }
 
@@ -128,6 +131,23 @@ fn instrument(a: &InstrumentArgs) -> u8 {
         report.other_documents
     );
     exit::SUCCESS
+}
+
+fn dataset_check(dir: &Path, exp: Option<&str>) -> u8 {
+    match crate::dataset::check(dir, exp) {
+        Ok(reports) => {
+            crate::out(&crate::dataset::render(&reports));
+            if reports.iter().any(|r| r.violations() > 0) {
+                exit::STEP_FAILED
+            } else {
+                exit::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::INVALID
+        }
+    }
 }
 
 fn report(errors: PlanErrors) {

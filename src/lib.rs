@@ -7,6 +7,7 @@ pub mod cli;
 pub mod collect;
 mod commands;
 pub mod coverage;
+pub mod dataset;
 pub mod diag;
 pub mod engine;
 pub mod git;
