@@ -156,7 +156,10 @@ impl RowFormat {
 /// which made short series (the dataset's 45-point windows) several times slower.
 fn encode_cell(text: &str, out: &mut Vec<u8>) -> io::Result<()> {
     let bytes = text.as_bytes();
-    if !bytes.iter().any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r')) {
+    if !bytes
+        .iter()
+        .any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r'))
+    {
         out.extend_from_slice(bytes);
         return Ok(());
     }
@@ -330,7 +333,15 @@ mod tests {
 
     #[test]
     fn cells_are_quoted_like_the_csv_crate() {
-        for text in ["plain", "a,b", "say \"hi\"", "two\nlines", "cr\r", " spaced ", "ünï"] {
+        for text in [
+            "plain",
+            "a,b",
+            "say \"hi\"",
+            "two\nlines",
+            "cr\r",
+            " spaced ",
+            "ünï",
+        ] {
             let mut ours = Vec::new();
             encode_cell(text, &mut ours).unwrap();
             let mut w = csv::WriterBuilder::new()
