@@ -1,8 +1,8 @@
 //! The long-format CSV: `metric_name,timestamp,datetime,value,<sorted label names>`, one row per
 //! sample.
 //!
-//! Label cells and the metric name are encoded with the `csv` crate once per series; the
-//! per-sample fields (numbers and Prometheus' value text) never need quoting, so rows are
+//! Label cells and the metric name are encoded once per series (quoted as the `csv` crate
+//! would; the header goes through the crate itself); the per-sample fields (numbers and Prometheus' value text) never need quoting, so rows are
 //! assembled from bytes without a per-field quoting pass.
 
 use std::collections::BTreeSet;
