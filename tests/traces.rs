@@ -242,7 +242,12 @@ fn v1_collects_every_trace_with_an_exact_span_tree() {
     let path = out["path"].as_str().unwrap();
     assert!(
         path.starts_with("trace_data/tt_exp/tt_exp_skywalking_traces_")
-            && path.ends_with("Z.jsonl"),
+            && path.ends_with(".jsonl")
+            && chrono::NaiveDateTime::parse_from_str(
+                &path["trace_data/tt_exp/tt_exp_skywalking_traces_".len()..path.len() - 6],
+                "%Y%m%d_%H%M%S"
+            )
+            .is_ok(),
         "{path}"
     );
     let artifacts = run.step()["artifacts"].as_array().unwrap();
