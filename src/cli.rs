@@ -61,6 +61,22 @@ pub enum Command {
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
     },
+    /// Work with dataset folders.
+    #[command(subcommand)]
+    Dataset(DatasetCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DatasetCommand {
+    /// Validate a dataset folder against the published Train-Ticket layout; exits 1 on a
+    /// violation.
+    Check {
+        /// The dataset root (the folder holding `metric_data/`, `log_data/`, …).
+        dir: PathBuf,
+        /// Check only this experiment folder name.
+        #[arg(long = "exp", value_name = "NAME")]
+        exp: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

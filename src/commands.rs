@@ -43,6 +43,9 @@ pub fn dispatch(args: Args) -> u8 {
         Command::Chaos(c) => crate::chaos_admin::run(c),
         Command::Instrument(a) => instrument(&a),
         Command::Report { dir, output } => report_command(&dir, output.as_deref()),
+        Command::Dataset(crate::cli::DatasetCommand::Check { dir, exp }) => {
+            dataset_check(&dir, exp.as_deref())
+        }
     }
 }
 
@@ -141,6 +144,23 @@ fn report_command(dir: &Path, output: Option<&Path>) -> u8 {
         Err(e) => {
             eprintln!("error: {e}");
             exit::STEP_FAILED
+        }
+    }
+}
+
+fn dataset_check(dir: &Path, exp: Option<&str>) -> u8 {
+    match crate::dataset::check(dir, exp) {
+        Ok(reports) => {
+            crate::out(&crate::dataset::render(&reports));
+            if reports.iter().any(|r| r.violations() > 0) {
+                exit::STEP_FAILED
+            } else {
+                exit::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::INVALID
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod collect;
 mod commands;
 pub mod coverage;
+pub mod dataset;
 pub mod diag;
 pub mod engine;
 pub mod git;

@@ -53,6 +53,20 @@ fn parse_time(v: &Value) -> chrono::DateTime<chrono::Utc> {
         .with_timezone(&chrono::Utc)
 }
 
+/// A Train-Ticket Deployment as `deploy.yaml` spells it, for the base's `instrument` step.
+const SERVICES_MANIFEST: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata: { name: ts-order-service }
+spec:
+  selector: { matchLabels: { app: ts-order-service } }
+  template:
+    metadata: { labels: { app: ts-order-service } }
+    spec:
+      containers:
+        - name: ts-order-service
+          image: codewisdom/ts-order-service:1.0.0
+";
+
 /// Every experiment plan of the campaign, end to end against the fake cluster, with the
 /// deploy and traffic commands replaced by no-ops.
 #[test]
@@ -76,7 +90,11 @@ fn every_campaign_plan_injects_its_fault_and_recovers_it() {
             .train_ticket("default")
             .chaosblade(true)
             .start();
-        let t = Test::new().file("noop.py", "print('traffic')\n");
+        // The services' manifest the base re-applies with the JaCoCo agent; the fake's pods
+        // have no agent, so coverage runs best effort here (`coverage_require=never`).
+        let t = Test::new()
+            .file("noop.py", "print('traffic')\n")
+            .file("deploy.yaml", SERVICES_MANIFEST);
         let dir = t.path().to_path_buf();
         let kubeconfig = kube.write_kubeconfig(&dir);
         let bin = write_fake_blade(&dir);
@@ -110,6 +128,10 @@ fn every_campaign_plan_injects_its_fault_and_recovers_it() {
                 "warmup=0s",
                 "--set",
                 "test_iterations=1",
+                "--set",
+                &format!("services_manifest={}", dir.join("deploy.yaml").display()),
+                "--set",
+                "coverage_require=never",
                 "--set",
                 &format!("exp_name={name}"),
             ])

@@ -46,6 +46,7 @@ fn one_file(out: &Output, dir: &str, prefix: &str) -> String {
 
 /// The `%Y%m%d_%H%M%S` part of a file name.
 fn ts_of(name: &str) -> &str {
+    // `<ts>` is `%Y%m%d_%H%M%S`: the last 15 characters of the stem.
     let stem = name.rsplit_once('.').unwrap().0;
     &stem[stem.len() - "20260301_100000".len()..]
 }

@@ -91,11 +91,14 @@ fn dataset() -> Dataset {
     }
 }
 
+/// The CSV's `datetime`: UTC with `Z`, a fraction only when there is one.
 fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .unwrap()
-        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-        .to_string()
+    let t = chrono::DateTime::from_timestamp_millis(ms).unwrap();
+    if ms % 1000 == 0 {
+        t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+    } else {
+        t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+    }
 }
 
 fn secs(ms: i64) -> String {
@@ -240,7 +243,8 @@ fn listing(dir: &Path) -> Vec<String> {
 }
 
 /// Rows the CSV must hold for a query whose result is `series` (labels including `__name__`
-/// where Prometheus keeps it) with `value(series, t)`.
+/// where Prometheus keeps it: it orders the series, though it is no column) with
+/// `value(series, t)`.
 fn expected_rows(
     name: &str,
     header: &[String],
@@ -317,8 +321,12 @@ fn collects_a_chunked_range_sample_by_sample() {
     assert_eq!(outputs["chunks_per_query"], 2);
     let csv_rel = outputs["csv"].as_str().unwrap();
     let re_ok = csv_rel.starts_with("metric_data/exp1/exp1_metrics_")
-        && csv_rel.ends_with("Z.csv")
-        && csv_rel.len() == "metric_data/exp1/exp1_metrics_20250101T000000Z.csv".len();
+        && csv_rel.ends_with(".csv")
+        && chrono::NaiveDateTime::parse_from_str(
+            &csv_rel["metric_data/exp1/exp1_metrics_".len()..csv_rel.len() - 4],
+            "%Y%m%d_%H%M%S",
+        )
+        .is_ok();
     assert!(re_ok, "{csv_rel}");
     assert_eq!(
         listing(&run.out.join("metric_data/exp1")),
@@ -341,7 +349,6 @@ fn collects_a_chunked_range_sample_by_sample() {
             "timestamp",
             "datetime",
             "value",
-            "__name__",
             "container",
             "namespace",
             "pod"
@@ -377,7 +384,7 @@ fn collects_a_chunked_range_sample_by_sample() {
     assert!(rows.iter().any(|r| r[3] == "+Inf") && rows.iter().any(|r| r[3] == "-Inf"));
     let a_rows = rows
         .iter()
-        .filter(|r| r[7] == "ts-a" && r[0] == "gauge")
+        .filter(|r| r[6] == "ts-a" && r[0] == "gauge")
         .count();
     assert_eq!(a_rows as i64, (end - start) / STEP + 1);
 
@@ -534,7 +541,6 @@ fn failed_queries_are_recorded_when_asked_and_split_writes_one_file_per_query() 
             "timestamp",
             "datetime",
             "value",
-            "__name__",
             "namespace",
             "pod"
         ]
@@ -655,5 +661,100 @@ fn plan_mistakes_are_reported_with_their_place() {
     assert!(
         out.contains("`endpoint` `prometheus:9090` is not a usable URL"),
         "{out}"
+    );
+}
+
+/// The published dataset's CSV: `metric_name` is the query text, nameless list items work, a
+/// query listed in two sets is collected once, and there is no `__name__` column, while two
+/// series that differ only in their metric name stay apart (in Prometheus' order).
+#[test]
+fn query_texts_are_metric_names_and_name_is_no_column() {
+    let now = chrono::Utc::now().timestamp();
+    let t0 = (now / 86_400 - 3) * 86_400 * S;
+    let series = |name: &str, pod: &str, k: f64| Series {
+        name: name.into(),
+        labels: labels(&[("pod", pod)]),
+        samples: (0..40).map(|i| (t0 + i * STEP, i as f64 * k)).collect(),
+    };
+    let families = vec![
+        Family {
+            name: "node_load5".into(),
+            kind: "gauge",
+            series: vec![series("node_load5", "x", 1.0)],
+        },
+        Family {
+            name: "node_load15".into(),
+            kind: "gauge",
+            series: vec![series("node_load15", "x", 2.0)],
+        },
+    ];
+    let prom = Prometheus::start(&openmetrics(&families));
+    let dir = tempfile::tempdir().unwrap();
+    let (start, end) = (t0, t0 + 39 * STEP);
+    let both = r#"{__name__=~"node_load5|node_load15"}"#;
+    let plan = write_plan(
+        dir.path(),
+        &format!(
+            "endpoint: {}\nstart: \"{}\"\nend: \"{}\"\n\
+             metric_sets:\n  performance:\n    - node_load5\n    - {{ query: '{both}' }}\n\
+             \x20 database: [node_load5, {{ name: load15, query: node_load15 }}]\n",
+            prom.url,
+            rfc3339(start),
+            rfc3339(end)
+        ),
+    );
+    let run = run_ttplan(dir.path(), &plan, &[]);
+    assert!(run.status.success(), "{}", run.stderr);
+    let names: Vec<&str> = run.step["outputs"]["queries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["node_load5", both, "load15"]);
+    assert_eq!(run.step["outputs"]["requests"], 3);
+    let (header, rows) = read_csv(&run.out.join(run.step["outputs"]["csv"].as_str().unwrap()));
+    assert_eq!(
+        header,
+        ["metric_name", "timestamp", "datetime", "value", "pod"]
+    );
+    let one = &families[0].series[0];
+    let fifteen = &families[1].series[0];
+    let with = |s: &Series| {
+        let mut l = s.labels.clone();
+        l.insert("__name__".into(), s.name.clone());
+        l
+    };
+    let mut want = expected_rows(
+        "node_load5",
+        &header,
+        &[(one.labels.clone(), one)],
+        start,
+        end,
+        instant,
+    );
+    // `node_load15` sorts before `node_load5`: Prometheus' order, kept.
+    want.extend(expected_rows(
+        both,
+        &header,
+        &[(with(one), one), (with(fifteen), fifteen)],
+        start,
+        end,
+        instant,
+    ));
+    want.extend(expected_rows(
+        "load15",
+        &header,
+        &[(fifteen.labels.clone(), fifteen)],
+        start,
+        end,
+        instant,
+    ));
+    assert_eq!(rows, want);
+    // Whole seconds: no fraction in `timestamp` or `datetime`.
+    assert!(
+        rows.iter()
+            .all(|r| !r[1].contains('.') && !r[2].contains('.')),
+        "{rows:?}"
     );
 }

@@ -21,3 +21,26 @@ pub fn parse_time(field: &str, s: &str) -> Result<DateTime<Utc>, String> {
             format!("`{field}`: `{s}` is not an RFC 3339 time ({e}; e.g. 2025-11-15T09:00:00Z)")
         })
 }
+
+/// The `strftime` shape of the `<ts>` in collector file names (`_metrics_<ts>.csv`,
+/// `_skywalking_traces_<ts>.json`, `<pod>_<ts>.log`…): the published dataset's
+/// `%Y%m%d_%H%M%S`, which its loaders glob and parse. Written in UTC.
+pub const FILE_TS_FORMAT: &str = "%Y%m%d_%H%M%S";
+
+/// `at` as a collector file name's `<ts>` ([`FILE_TS_FORMAT`], UTC).
+pub fn file_ts(at: DateTime<Utc>) -> String {
+    at.format(FILE_TS_FORMAT).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_ts_has_the_published_shape() {
+        let at = DateTime::parse_from_rfc3339("2025-11-03T19:21:41.900+02:00")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(file_ts(at), "20251103_172141");
+    }
+}

@@ -189,7 +189,7 @@ impl Step for CollectTracesConfig {
             format!(
                 "trace_data/{exp}/{exp}_skywalking_traces_{ts}.{ext}",
                 exp = ctx.exp_name(),
-                ts = step_start.format("%Y%m%d_%H%M%S"),
+                ts = crate::collect::file_ts(step_start),
             )
         });
         let path = ctx.out_dir().join(&rel);

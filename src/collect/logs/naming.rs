@@ -27,9 +27,10 @@ pub enum Instance {
     Previous,
 }
 
-/// `%Y%m%d_%H%M%S` (UTC) of the collection, shared by every file of one collection.
+/// The collection's `<ts>` ([`crate::collect::file_ts`]), shared by every file of one
+/// collection.
 pub fn collection_ts(at: DateTime<Utc>) -> String {
-    at.format("%Y%m%d_%H%M%S").to_string()
+    crate::collect::file_ts(at)
 }
 
 /// The annotation kubectl reads for the container of `kubectl logs POD`.

@@ -83,8 +83,9 @@ pub fn secs_to_ms(secs: f64) -> i64 {
     (secs * 1000.0).round() as i64
 }
 
-/// Formats epoch milliseconds as ISO 8601 UTC `YYYY-MM-DDTHH:MM:SS.mmmZ` without going through
-/// a general formatter: this runs once per CSV row. The last day's date part is cached.
+/// Formats epoch milliseconds as ISO 8601 UTC `YYYY-MM-DDTHH:MM:SSZ` (`.mmm` before the `Z`
+/// only when not zero) without a general formatter: this runs once per CSV row. The last
+/// day's date part is cached.
 #[derive(Debug, Default)]
 pub struct DatetimeFormatter {
     day: Option<i64>,
@@ -117,8 +118,11 @@ impl DatetimeFormatter {
         push_digits(out, (secs / 60 % 60) as u64, 2);
         out.push(b':');
         push_digits(out, (secs % 60) as u64, 2);
-        out.push(b'.');
-        push_digits(out, (in_day % 1000) as u64, 3);
+        // Like `timestamp`: a fraction only when there is one (`…T19:21:41Z`).
+        if in_day % 1000 != 0 {
+            out.push(b'.');
+            push_digits(out, (in_day % 1000) as u64, 3);
+        }
         out.push(b'Z');
     }
 }
@@ -239,10 +243,13 @@ mod tests {
         ] {
             let mut out = Vec::new();
             f.write(ms, &mut out);
-            let want = chrono::DateTime::from_timestamp_millis(ms)
-                .unwrap()
-                .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-                .to_string();
+            let t = chrono::DateTime::from_timestamp_millis(ms).unwrap();
+            let want = if ms % 1000 == 0 {
+                t.format("%Y-%m-%dT%H:%M:%SZ")
+            } else {
+                t.format("%Y-%m-%dT%H:%M:%S%.3fZ")
+            }
+            .to_string();
             assert_eq!(String::from_utf8(out).unwrap(), want);
         }
     }

@@ -272,8 +272,10 @@ pub async fn collect(
         };
         let mut outputs = Vec::new();
         if split {
-            for d in data.iter().flatten() {
-                let path = split_path(&output, &d.name);
+            let present: Vec<&QueryData> = data.iter().flatten().collect();
+            let names = file_names(present.iter().map(|d| d.name.as_str()));
+            for (d, file_name) in present.into_iter().zip(names) {
+                let path = split_path(&output, &file_name);
                 let w = write_csv(&path, &[d], &cancel_w, &mut tick)
                     .map_err(io_err(format!("writing {}", path.display())))?;
                 outputs.push((Some(d.name.clone()), path, w));
@@ -353,6 +355,37 @@ fn merge(
     (series, histograms)
 }
 
+/// A file-name part per query name (query texts hold `(`, `{`, `"`, spaces…): runs of other
+/// characters than letters, digits, `_`, `-`, `.`, `:` become one `_`, at most 100 bytes, and a
+/// clash gets `_2`, `_3`… in order.
+pub fn file_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let mut used = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    for name in names {
+        let mut base = String::with_capacity(name.len());
+        for c in name.chars() {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':') {
+                base.push(c);
+            } else if !base.ends_with('_') {
+                base.push('_');
+            }
+        }
+        let mut base = base.trim_matches('_').to_string();
+        base.truncate(100);
+        if base.is_empty() {
+            base.push_str("query");
+        }
+        let mut candidate = base.clone();
+        let mut n = 1;
+        while !used.insert(candidate.clone()) {
+            n += 1;
+            candidate = format!("{base}_{n}");
+        }
+        out.push(candidate);
+    }
+    out
+}
+
 /// `<stem>_<query>.csv` beside the configured path.
 pub fn split_path(output: &Path, query: &str) -> PathBuf {
     let stem = output
@@ -360,4 +393,29 @@ pub fn split_path(output: &Path, query: &str) -> PathBuf {
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "metrics".into());
     output.with_file_name(format!("{stem}_{query}.csv"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_texts_become_distinct_file_names() {
+        assert_eq!(
+            file_names([
+                "up",
+                "rate(node_cpu_seconds_total[5m])",
+                "rate(node_cpu_seconds_total{mode=\"idle\"}[5m])",
+                "rate(node_cpu_seconds_total[5m]) ",
+                "{}",
+            ]),
+            [
+                "up",
+                "rate_node_cpu_seconds_total_5m",
+                "rate_node_cpu_seconds_total_mode_idle_5m",
+                "rate_node_cpu_seconds_total_5m_2",
+                "query",
+            ]
+        );
+    }
 }

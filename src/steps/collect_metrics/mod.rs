@@ -2,10 +2,11 @@
 //! `metric_data/<EXP_NAME>/`. This module is the plan-facing shell (config, checks, outputs);
 //! the collector itself is [`crate::collect::metrics`].
 
-use std::collections::BTreeSet;
+mod queries;
+
 use std::path::PathBuf;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
 use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -16,12 +17,13 @@ use crate::collect::metrics::client::ClientOptions;
 use crate::collect::metrics::{
     collect, MetricsError, MetricsJob, NamedQuery, OnQueryError, QueryReport,
 };
-use crate::collect::parse_time;
+use crate::collect::{file_ts, parse_time};
 use crate::diag::{did_you_mean, Code, PlanDiag};
 use crate::kube::discovery;
 use crate::plan::node::Node;
 use crate::plan::template::Templates;
 use crate::plan::Duration;
+pub use queries::{Queries, QueryEntry};
 
 /// The environment variable read when the plan names no endpoint.
 pub const ENDPOINT_ENV: &str = "PROMETHEUS_URL";
@@ -35,14 +37,16 @@ pub struct CollectMetricsConfig {
     /// ttplan's own).
     #[serde(default)]
     pub endpoint: Option<String>,
-    /// Named PromQL queries: a mapping `name: query`, or a list of `{name, query}`. The name is
-    /// the CSV's `metric_name`.
+    /// PromQL queries: a list of query texts (the text is the CSV's `metric_name`) or
+    /// `{query, name}` items, or a mapping `name: query` (the name is an alias written as
+    /// `metric_name`).
     #[serde(default)]
     pub queries: Queries,
-    /// Groups of named queries, `set: {name: query}` — normally the `metric_sets` var of
-    /// `plans/base/metrics.yaml`, passed as `metric_sets: "{{ metric_sets }}"`.
+    /// Groups of queries, `set: [query…]` (items as in `queries`) — normally the `metric_sets`
+    /// var of `plans/base/metrics.yaml`, passed as `metric_sets: "{{ metric_sets }}"`. A query
+    /// listed in two selected sets runs once.
     #[serde(default)]
-    pub metric_sets: IndexMap<String, IndexMap<String, String>>,
+    pub metric_sets: IndexMap<String, Queries>,
     /// Which of `metric_sets` to run, in this order (default: all, in their order).
     #[serde(default)]
     pub sets: Option<Vec<String>>,
@@ -79,38 +83,13 @@ pub struct CollectMetricsConfig {
     #[serde(default)]
     pub on_query_error: OnQueryErrorConfig,
     /// CSV path, relative to the output root. Default:
-    /// `metric_data/<EXP_NAME>/<EXP_NAME>_metrics_<UTC %Y%m%dT%H%M%SZ of the step start>.csv`.
+    /// `metric_data/<EXP_NAME>/<EXP_NAME>_metrics_<ts>.csv`, `<ts>` = the step's start as UTC
+    /// `%Y%m%d_%H%M%S` (the published dataset's shape).
     #[serde(default)]
     pub output: Option<PathBuf>,
     /// One CSV per query, `<output stem>_<query name>.csv`, instead of one file.
     #[serde(default)]
     pub split: bool,
-}
-
-/// Named queries, as a mapping or a list.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(untagged)]
-pub enum Queries {
-    /// `name: query`, in order.
-    Map(IndexMap<String, String>),
-    /// `[{name, query}]`.
-    List(Vec<QueryEntry>),
-}
-
-impl Default for Queries {
-    fn default() -> Self {
-        Queries::Map(IndexMap::new())
-    }
-}
-
-/// One named query.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct QueryEntry {
-    /// The CSV's `metric_name` for this query's rows.
-    pub name: String,
-    /// PromQL.
-    pub query: String,
 }
 
 /// What to do with a query that fails.
@@ -146,75 +125,13 @@ impl StepConfig for CollectMetricsConfig {
         "Prometheus range queries over the run window → metric_data/<EXP_NAME>/…_metrics_<ts>.csv";
 }
 
-/// A query name is also a file name with `split`, and a CSV cell everywhere.
-fn valid_query_name(n: &str) -> bool {
-    !n.is_empty()
-        && n.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'))
-}
-
 impl CollectMetricsConfig {
-    /// The queries in output order: `queries`, then each selected set's queries.
+    /// The queries in output order: `queries`, then each selected set's queries, each once.
     ///
     /// # Errors
-    /// An unknown set, a duplicate or invalid name, or no query at all.
-    pub fn resolved_queries(&self) -> Result<Vec<NamedQuery>, String> {
-        let mut out: Vec<NamedQuery> = match &self.queries {
-            Queries::Map(m) => m
-                .iter()
-                .map(|(name, query)| NamedQuery {
-                    name: name.clone(),
-                    query: query.clone(),
-                })
-                .collect(),
-            Queries::List(l) => l
-                .iter()
-                .map(|e| NamedQuery {
-                    name: e.name.clone(),
-                    query: e.query.clone(),
-                })
-                .collect(),
-        };
-        let selected: Vec<&String> = match &self.sets {
-            Some(s) => s.iter().collect(),
-            None => self.metric_sets.keys().collect(),
-        };
-        for set in selected {
-            let Some(queries) = self.metric_sets.get(set) else {
-                return Err(format!(
-                    "`sets` names `{set}`, which is not in `metric_sets`{}",
-                    did_you_mean(set, self.metric_sets.keys().map(String::as_str))
-                        .map(|h| format!(" ({h})"))
-                        .unwrap_or_default()
-                ));
-            };
-            out.extend(queries.iter().map(|(name, query)| NamedQuery {
-                name: name.clone(),
-                query: query.clone(),
-            }));
-        }
-        let mut seen = BTreeSet::new();
-        for q in &out {
-            if !valid_query_name(&q.name) {
-                return Err(format!(
-                    "query name `{}` must be letters, digits, `_`, `-`, `.` or `:`",
-                    q.name
-                ));
-            }
-            if !seen.insert(q.name.as_str()) {
-                return Err(format!(
-                    "two queries are named `{}`: names become `metric_name` and must be unique",
-                    q.name
-                ));
-            }
-            if q.query.trim().is_empty() {
-                return Err(format!("query `{}` is empty", q.name));
-            }
-        }
-        if out.is_empty() {
-            return Err("no queries: give `queries` or `metric_sets`".into());
-        }
-        Ok(out)
+    /// An unknown set, one `metric_name` for two queries, an empty query, or no query at all.
+    pub fn resolved_queries(&self) -> Result<Vec<NamedQuery>, queries::QueryProblem> {
+        queries::resolve(&self.queries, &self.metric_sets, self.sets.as_deref())
     }
 
     fn step_ms(&self) -> Result<i64, String> {
@@ -276,18 +193,22 @@ impl Step for CollectMetricsConfig {
             "Prometheus",
         )
         .await?;
-        let queries = self.resolved_queries().map_err(StepError::Failed)?;
+        let queries = self
+            .resolved_queries()
+            .map_err(|e| StepError::Failed(e.message))?;
         let step_ms = self.step_ms().map_err(StepError::Failed)?;
         let end = match &self.end {
             Some(s) => parse_time("end", s).map_err(StepError::Failed)?,
-            None => step_started,
+            None => step_started.trunc_subsecs(0),
         };
+        // Default bounds fall on whole seconds, so every sample's `timestamp` is an integer
+        // (as in the published CSVs) instead of carrying the run start's milliseconds.
         let start = match &self.start {
             Some(s) => parse_time("start", s).map_err(StepError::Failed)?,
             None => {
                 let pad = chrono::Duration::from_std(self.padding.get())
                     .map_err(|e| StepError::failed(format!("`padding`: {e}")))?;
-                ctx.run_started_at() - pad
+                (ctx.run_started_at() - pad).trunc_subsecs(0)
             }
         };
         if start > end {
@@ -302,10 +223,10 @@ impl Step for CollectMetricsConfig {
             Some(p) => ctx.out_dir().join(p),
             None => {
                 let exp = ctx.exp_name();
-                ctx.out_dir().join("metric_data").join(exp).join(format!(
-                    "{exp}_metrics_{}.csv",
-                    step_started.format("%Y%m%dT%H%M%SZ")
-                ))
+                ctx.out_dir()
+                    .join("metric_data")
+                    .join(exp)
+                    .join(format!("{exp}_metrics_{}.csv", file_ts(step_started)))
             }
         };
         let job = MetricsJob {
@@ -407,53 +328,58 @@ impl Step for CollectMetricsConfig {
         let span_of = |key: &str| node.get(key).map(|n| &n.span).or(Some(&node.span));
         // Templated fields render when the step starts; they are checked then.
         let templated = Templates::is_template;
-        let any_template = match &self.queries {
-            Queries::Map(m) => m.iter().any(|(k, v)| templated(k) || templated(v)),
-            Queries::List(l) => l.iter().any(|e| templated(&e.name) || templated(&e.query)),
-        };
-        let mut sets_ok = true;
-        if let Some(sets) = &self.sets {
-            let items = node.get("sets").and_then(|n| match &n.value {
-                crate::plan::node::Value::Seq(items) => Some(items),
-                _ => None,
-            });
-            for (i, set) in sets.iter().enumerate() {
-                if templated(set) || self.metric_sets.contains_key(set) {
-                    continue;
-                }
-                sets_ok = false;
-                let span = items.and_then(|it| it.get(i)).map(|n| &n.span);
+        let any_template = self
+            .queries
+            .0
+            .iter()
+            .chain(self.metric_sets.values().flat_map(|q| &q.0))
+            .any(|e| templated(&e.query) || e.name.as_deref().is_some_and(templated))
+            || self.sets.iter().flatten().any(|s| templated(s));
+        if !any_template {
+            if let Err(e) = self.resolved_queries() {
+                let label = match e.at {
+                    Some(queries::QueryAt::Sets(_)) => "no such metric set",
+                    Some(_) => "this query",
+                    None => "here",
+                };
+                let help = match e.at {
+                    Some(queries::QueryAt::Sets(i)) => self.sets.as_ref().and_then(|s| {
+                        s.get(i).map(|set| {
+                            did_you_mean(set, self.metric_sets.keys().map(String::as_str))
+                                .unwrap_or_else(|| {
+                                    format!(
+                                        "metric sets: {}",
+                                        self.metric_sets
+                                            .keys()
+                                            .map(String::as_str)
+                                            .collect::<Vec<_>>()
+                                            .join(", ")
+                                    )
+                                })
+                        })
+                    }),
+                    _ => None,
+                };
+                let message = match (&e.at, &help) {
+                    // The "did you mean" goes to the help line.
+                    (Some(queries::QueryAt::Sets(i)), Some(_)) => format!(
+                        "`sets` names `{}`, which is not in `metric_sets`",
+                        self.sets
+                            .as_ref()
+                            .and_then(|s| s.get(*i))
+                            .map_or("", String::as_str)
+                    ),
+                    _ => e.message.clone(),
+                };
                 diags.push(
                     PlanDiag::new(
                         Code::InvalidValue,
-                        format!("`sets` names `{set}`, which is not in `metric_sets`"),
-                        span.or(span_of("sets")),
+                        message,
+                        queries::span_of(node, e.at.as_ref()),
                     )
-                    .label("no such metric set")
-                    .help(
-                        did_you_mean(set, self.metric_sets.keys().map(String::as_str))
-                            .unwrap_or_else(|| {
-                                format!(
-                                    "metric sets: {}",
-                                    self.metric_sets
-                                        .keys()
-                                        .map(String::as_str)
-                                        .collect::<Vec<_>>()
-                                        .join(", ")
-                                )
-                            }),
-                    ),
+                    .label(label)
+                    .help_opt(help),
                 );
-            }
-        }
-        if !any_template && sets_ok {
-            if let Err(e) = self.resolved_queries() {
-                let key = if self.metric_sets.is_empty() || node.get("queries").is_some() {
-                    "queries"
-                } else {
-                    "metric_sets"
-                };
-                diags.push(PlanDiag::new(Code::InvalidValue, e, span_of(key)).label("here"));
             }
         }
         for field in ["start", "end"] {
@@ -539,27 +465,37 @@ mod tests {
         assert_eq!(names, ["b", "a", "qps", "cpu", "mem"]);
         let c = cfg("queries: [{name: x, query: up}]\nmetric_sets: {s: {y: up}}\n");
         assert_eq!(c.resolved_queries().unwrap().len(), 2);
+        let c = cfg("queries: [up, {query: 'rate(x[5m])'}]\nmetric_sets: {s: [up]}\n");
+        let names: Vec<String> = c
+            .resolved_queries()
+            .unwrap()
+            .into_iter()
+            .map(|q| q.name)
+            .collect();
+        assert_eq!(names, ["up", "rate(x[5m])"]);
     }
 
     #[test]
     fn bad_query_lists_are_explained() {
-        let e = cfg("queries: {a: up}\nmetric_sets: {perf: {a: up}}\n")
+        let e = cfg("queries: {a: up}\nmetric_sets: {perf: {a: 'up == 1'}}\n")
             .resolved_queries()
             .unwrap_err();
-        assert_eq!(
-            e,
-            "two queries are named `a`: names become `metric_name` and must be unique"
+        assert!(
+            e.message.starts_with("`a` names two different queries"),
+            "{e}"
         );
-        let e = cfg("metric_sets: {performance: {a: up}}\nsets: [perfomance]\n")
+        let e = cfg("metric_sets: {performance: [up]}\nsets: [perfomance]\n")
             .resolved_queries()
             .unwrap_err();
         assert_eq!(
-            e,
+            e.message,
             "`sets` names `perfomance`, which is not in `metric_sets` (did you mean `performance`?)"
         );
-        let e = cfg("queries: {'a b': up}").resolved_queries().unwrap_err();
-        assert!(e.starts_with("query name `a b` must be"), "{e}");
-        let e = cfg("{}").resolved_queries().unwrap_err();
-        assert_eq!(e, "no queries: give `queries` or `metric_sets`");
+        // A query text is a name: anything PromQL allows.
+        let c = cfg("queries: ['sum by (pod) (rate(x{a=\"b,c\"}[5m]))']");
+        assert_eq!(
+            c.resolved_queries().unwrap()[0].name,
+            "sum by (pod) (rate(x{a=\"b,c\"}[5m]))"
+        );
     }
 }
