@@ -528,3 +528,46 @@ steps:
         .read("out/runs/t/steps/version.log")
         .contains("build-42"));
 }
+
+/// A continuous probe takes no `--max-parallel` slot: with one slot, the step it watches still
+/// starts (holding the slot would hang the run).
+#[test]
+fn a_continuous_probe_leaves_the_only_slot_to_the_steps_it_waits_for() {
+    let stub = Stub::start();
+    let plan = format!(
+        r#"
+name: t
+steps:
+  inject:
+    kind: shell
+    run: {brk}
+    recover: {fix}
+  during:
+    kind: probe
+    after: [inject]
+    verifies: inject
+    type: http
+    url: "{url}/health"
+    status: [503]
+    mode: continuous
+    interval: 100ms
+    until: recover
+  hold: {{ kind: sleep, after: [inject], duration: 500ms }}
+  recover: {{ kind: recover, faults: [inject], after: [hold] }}
+"#,
+        url = stub.url,
+        brk = post(&format!("{}/break", stub.url)),
+        fix = post(&format!("{}/fix", stub.url)),
+    );
+    let out = Test::new()
+        .plan(&plan)
+        .args(["--max-parallel", "1"])
+        .run_plan();
+    let m = out.manifest();
+    assert_eq!(m["run"]["status"], "succeeded", "{out}");
+    assert_eq!(
+        m["steps"]["during"]["outputs"]["verdict"], "passed",
+        "{out}"
+    );
+    assert_eq!(m["steps"]["recover"]["status"], "succeeded", "{out}");
+}

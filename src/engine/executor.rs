@@ -100,6 +100,7 @@ impl Executor {
             .collect();
         let mut tasks: JoinSet<Finished> = JoinSet::new();
         let mut running = 0usize;
+        let mut watchers: std::collections::HashSet<String> = std::collections::HashSet::new();
         let events = Arc::new(StepEvents::default());
         let steady = HypothesisRunner {
             plan: Arc::clone(&self.plan),
@@ -174,7 +175,10 @@ impl Executor {
                         .await;
                     continue;
                 }
-                if running >= self.max_parallel {
+                // A step that watches another (a continuous probe's `until`) takes no
+                // `--max-parallel` slot: holding one could keep the watched step from starting.
+                let watcher = step.step.watched_step().is_some();
+                if !watcher && running >= self.max_parallel {
                     continue;
                 }
                 if fault_steps.contains(name) && !self.plan.hypothesis.is_empty() {
@@ -213,7 +217,11 @@ impl Executor {
                         continue;
                     }
                 }
-                running += 1;
+                if watcher {
+                    watchers.insert(name.clone());
+                } else {
+                    running += 1;
+                }
                 events.started(name);
                 states[name] = State::Running;
                 let token = if step.common.always {
@@ -261,7 +269,13 @@ impl Executor {
             tokio::select! {
                 joined = tasks.join_next_with_id() => {
                     let Some(joined) = joined else { break };
-                    running -= 1;
+                    let id = match &joined {
+                        Ok((id, _)) => *id,
+                        Err(e) => e.id(),
+                    };
+                    if task_names.get(&id).is_none_or(|n| !watchers.remove(n)) {
+                        running -= 1;
+                    }
                     let f = match joined {
                         Ok((id, f)) => {
                             task_names.remove(&id);
