@@ -2,12 +2,8 @@
 //! fault, recovery happens on every exit path (failure, SIGINT, SIGTERM, kill -9 + chaos clean),
 //! and the cluster errors a user meets are clear.
 
-#[path = "support/kube_fake/mod.rs"]
-mod kube_fake;
-#[path = "support/prometheus.rs"]
-mod prometheus;
-#[path = "support/skywalking.rs"]
-mod skywalking;
+use ttplan_sandbox::kube_fake;
+use ttplan_sandbox::skywalking;
 mod support;
 
 use std::path::{Path, PathBuf};
@@ -26,7 +22,7 @@ fn repo() -> PathBuf {
 
 /// A `blade` stand-in that behaves like the real CLI for k8s experiments (it creates the
 /// ChaosBlade object and polls the operator) and logs its arguments.
-const FAKE_BLADE: &str = include_str!("support/fake_blade.py");
+const FAKE_BLADE: &str = ttplan_sandbox::FAKE_BLADE;
 
 fn write_fake_blade(dir: &Path) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
@@ -68,7 +64,7 @@ fn every_campaign_plan_injects_its_fault_and_recovers_it() {
     assert!(plans.len() >= 13, "campaign plans: {plans:?}");
     let oap = skywalking::FakeSkyWalking::start(skywalking::Options::default());
     let five_hours_ago = chrono::Utc::now().timestamp() - 5 * 3600;
-    let prom = prometheus::Prometheus::start(&format!(
+    let prom = support::prometheus::Prometheus::start(&format!(
         "# TYPE up gauge\nup{{job=\"x\"}} 1 {five_hours_ago}\n# EOF\n"
     ));
     for plan in plans {

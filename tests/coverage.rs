@@ -4,8 +4,7 @@
 //! `jacoco:dump`; the same agent reached through Kubernetes port-forwards of the fake API
 //! server.
 
-#[path = "support/kube_fake/mod.rs"]
-mod kube_fake;
+use ttplan_sandbox::kube_fake;
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};

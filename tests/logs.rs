@@ -3,8 +3,7 @@
 //! window (`since`, floored; `tail`), the events List, the report, and a 200 MB log streamed
 //! with flat memory.
 
-#[path = "support/kube_fake/mod.rs"]
-mod kube_fake;
+use ttplan_sandbox::kube_fake;
 mod support;
 
 use std::path::Path;

@@ -5,8 +5,7 @@
 //! them: the target pod's CPU, trace errors and latency, 503s and exceptions rise while the fault
 //! is active. The page is then checked as text and rendered in a real headless Chromium.
 
-#[path = "support/kube_fake/mod.rs"]
-mod kube_fake;
+use ttplan_sandbox::kube_fake;
 mod support;
 
 use std::fmt::Write as _;

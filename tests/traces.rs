@@ -1,9 +1,8 @@
 //! `collect-traces` end to end: the real `ttplan` binary against the fake SkyWalking OAP in
-//! `tests/support/skywalking.rs`, and every GraphQL document checked against the real schema.
+//! `sandbox/src/skywalking.rs`, and every GraphQL document checked against the real schema.
 
 // Only the fake: the shared `support` builder is the `cli` test binary's.
-#[path = "support/skywalking.rs"]
-mod skywalking;
+use ttplan_sandbox::skywalking;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

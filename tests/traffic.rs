@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use serde_json::Value;
 use support::traffic::{require_python_requests, Project, Run};
-use support::upstream::{dead_port, large_body, Upstream, LOGIN_PASSWORD, LOGIN_TOKEN};
+use ttplan_sandbox::upstream::{dead_port, large_body, Upstream, LOGIN_PASSWORD, LOGIN_TOKEN};
 
 fn jsonl(run: &Run) -> (String, Vec<Value>) {
     let m = run.manifest();

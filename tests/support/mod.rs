@@ -3,8 +3,8 @@
 //! the `ttplan` binary there with `NO_COLOR=1` and no stdin, checks the exit status (0 unless
 //! told otherwise) and returns the output plus, for `run`, the parsed manifest.
 pub mod jvm;
+pub mod prometheus;
 pub mod traffic;
-pub mod upstream;
 
 use std::fs;
 use std::path::{Path, PathBuf};
