@@ -630,7 +630,7 @@ fn a_200_mb_log_is_streamed_with_flat_memory() {
         .start();
     let t = Test::new().plan("name: logs\nsteps:\n  logs:\n    kind: collect-logs\n");
     let kubeconfig = kube.write_kubeconfig(t.path());
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ttplan"));
+    let mut cmd = support::ttplan();
     cmd.current_dir(t.path())
         .args([
             "run",

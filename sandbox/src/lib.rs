@@ -8,8 +8,10 @@
 //!   upstream);
 //! - [`FAKE_BLADE`]: a `blade` CLI stand-in for ChaosBlade's JVM faults on the host.
 //!
-//! The test suite and `ttplan sandbox` share this one copy.
+//! [`environment::Sandbox`] starts them together (`ttplan sandbox up`, `ttplan run --sandbox`);
+//! the test suite uses the same parts one by one.
 
+pub mod environment;
 pub mod kube_fake;
 pub mod skywalking;
 pub mod upstream;
@@ -17,3 +19,4 @@ pub mod upstream;
 /// A `blade` CLI stand-in (Python 3): answers `blade create|destroy|status` with ChaosBlade's
 /// JSON result shape. Write it to a file and make it executable to use it.
 pub const FAKE_BLADE: &str = include_str!("fake_blade.py");
+pub use environment::Sandbox;
