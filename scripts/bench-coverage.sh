@@ -10,7 +10,7 @@
 # agents' CPU, so on a small machine concurrency has little to win there.
 #
 # Third setting, `port-forward` (needs N >= 46): the real Kubernetes path against the fake API
-# server of tests/support/kube_fake — Train-Ticket's 46 `ts-` pods, pod i's port 6300
+# server of sandbox/src/kube_fake — Train-Ticket's 46 `ts-` pods, pod i's port 6300
 # forwarding (WebSocket, v4.channel.k8s.io) to agent i; `collect-coverage` selects the pods and
 # opens one port-forward per pod, `concurrency: 16` vs `concurrency: 1`. Run by the ignored test
 # `bench_port_forward` in tests/coverage.rs (the fake runs in that test binary, debug build).

@@ -5,7 +5,7 @@
 #     R rounds, plus the step's own time and the collector's `elapsed_ms`;
 #   - peak RSS (/usr/bin/time -v) for the same run, for 60 pods × 2,000 lines (24 MB) and for
 #     6 pods × 200,000 lines (40 MB each): flat means about the same in all three.
-# The fake is the test suite's (tests/support/kube_fake, via examples/fake_kube_logs.rs), on
+# The fake is the test suite's (sandbox/src/kube_fake, via sandbox/examples/fake_kube_logs.rs), on
 # loopback, sharing the machine's cores with ttplan.
 #   scripts/bench-logs.sh            (builds release binaries; set CARGO_TARGET_DIR to share)
 #   R=5 CONCURRENCY=32 scripts/bench-logs.sh
@@ -17,7 +17,7 @@ WIDTH=${WIDTH:-199}
 CONCURRENCY=${CONCURRENCY:-16}
 target=${CARGO_TARGET_DIR:-target}
 
-cargo build --release --locked --bin ttplan --example fake_kube_logs >&2
+cargo build --release --locked --bin ttplan >&2 && cargo build --release --locked -p ttplan-sandbox --example fake_kube_logs >&2
 bin=$target/release/ttplan
 fake=$target/release/examples/fake_kube_logs
 

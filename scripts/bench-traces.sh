@@ -5,7 +5,7 @@
 #     workers, against the ideal W / 20 ms;
 #   - peak RSS of `ttplan` (/usr/bin/time -v) collecting 1,000 vs 5,000 traces;
 #   - CPU time the fake OAP itself used during each run (it shares the machine's cores).
-# The fake is the test suite's (tests/support/skywalking.rs, via examples/fake_skywalking.rs),
+# The fake is the test suite's (sandbox/src/skywalking.rs, via sandbox/examples/fake_skywalking.rs),
 # on loopback, with documents validated against ../shared/fixtures when present.
 #   scripts/bench-traces.sh            (builds release binaries; set CARGO_TARGET_DIR to share)
 set -euo pipefail
@@ -16,7 +16,7 @@ SMALL=${SMALL:-1000}
 LATENCY_MS=${LATENCY_MS:-20}
 target=${CARGO_TARGET_DIR:-target}
 
-cargo build --release --locked --bin ttplan --example fake_skywalking >&2
+cargo build --release --locked --bin ttplan >&2 && cargo build --release --locked -p ttplan-sandbox --example fake_skywalking >&2
 bin=$target/release/ttplan
 fake=$target/release/examples/fake_skywalking
 

@@ -8,4 +8,4 @@ for dep in scripts/deps/*.sh; do
   echo "== test prerequisites: $dep"
   bash "$dep"
 done
-cargo test --all-targets --locked "$@"
+cargo test --workspace --all-targets --locked "$@"

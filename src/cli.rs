@@ -52,6 +52,10 @@ pub enum Command {
     /// Find and remove chaos left in a cluster.
     #[command(subcommand)]
     Chaos(ChaosCommand),
+    /// A simulated Train-Ticket environment (Kubernetes API with Chaos Mesh and ChaosBlade,
+    /// SkyWalking, the system's HTTP API) on loopback, to try plans without a cluster.
+    #[command(subcommand)]
+    Sandbox(SandboxCommand),
     /// Write an HTML page for a run folder (`runs/<EXP>`), or an index page of the runs in a
     /// campaign or output folder.
     Report {
@@ -227,6 +231,28 @@ pub struct RunArgs {
     pub from: Option<String>,
     #[command(flatten)]
     pub kube: KubeArgs,
+    /// Run against a simulated Train-Ticket environment started for this run (no cluster
+    /// needed); the manifest records it under `sandbox`.
+    #[arg(long, conflicts_with = "kubeconfig")]
+    pub sandbox: bool,
+}
+
+/// `ttplan sandbox …`
+#[derive(Debug, Subcommand)]
+pub enum SandboxCommand {
+    /// Start the environment in the foreground and print its kubeconfig and endpoints;
+    /// Ctrl-C stops it.
+    Up {
+        /// Also write the endpoints as `NAME=value` lines (a shell `export` file) to this file.
+        #[arg(long, value_name = "FILE")]
+        env_file: Option<PathBuf>,
+        /// Write the Kubernetes API server's port to this file once it listens.
+        #[arg(long, value_name = "FILE")]
+        port_file: Option<PathBuf>,
+        /// Folder for the kubeconfig (default: a temporary folder removed on exit).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 impl RunArgs {
@@ -241,6 +267,7 @@ impl RunArgs {
             resume: self.resume.clone(),
             only: self.only.clone(),
             from: self.from.clone(),
+            sandbox: None,
         }
     }
 }
@@ -279,6 +306,7 @@ impl RerunArgs {
             resume: None,
             only: Vec::new(),
             from: None,
+            sandbox: None,
         }
     }
 }

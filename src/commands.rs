@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 
-use crate::cli::{Args, Command, GraphFormat, InstrumentArgs, RerunArgs, RunArgs};
+use crate::cli::{Args, Command, GraphFormat, InstrumentArgs, RerunArgs, RunArgs, SandboxCommand};
 use crate::diag::PlanErrors;
 use crate::engine::launch;
 use crate::engine::progress::Progress;
@@ -41,6 +41,11 @@ pub fn dispatch(args: Args) -> u8 {
             exit::SUCCESS
         }
         Command::Chaos(c) => crate::chaos_admin::run(c),
+        Command::Sandbox(SandboxCommand::Up {
+            env_file,
+            port_file,
+            dir,
+        }) => crate::sandbox::up(env_file.as_deref(), port_file.as_deref(), dir.as_deref()),
         Command::Instrument(a) => instrument(&a),
         Command::Report { dir, output } => report_command(&dir, output.as_deref()),
         Command::Dataset(crate::cli::DatasetCommand::Check { dir, exp }) => {
@@ -299,7 +304,16 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, u8> {
 
 fn run(args: RunArgs) -> u8 {
     let now = Utc::now();
-    let cfg = args.config();
+    let mut cfg = args.config();
+    // Lives until the run is over: dropping it stops the simulated environment.
+    let _sandbox = if args.sandbox {
+        match crate::sandbox::for_run(&mut cfg) {
+            Ok(s) => Some(s),
+            Err(code) => return code,
+        }
+    } else {
+        None
+    };
     let plan = match launch::load(&cfg, now) {
         Ok(p) => p,
         Err(e) => {

@@ -16,6 +16,7 @@ pub mod kube;
 pub mod plan;
 pub mod probe;
 pub mod report;
+mod sandbox;
 pub mod steps;
 pub mod traffic;
 

@@ -2,8 +2,7 @@
 //! campaign killed with -9 mid-experiment resumes without rerunning what succeeded and without
 //! leaving chaos behind; a manifest reruns to the same resolved plan.
 
-#[path = "support/kube_fake/mod.rs"]
-mod kube_fake;
+use ttplan_sandbox::kube_fake;
 mod support;
 
 use std::path::{Path, PathBuf};

@@ -2,12 +2,8 @@
 //! fault, recovery happens on every exit path (failure, SIGINT, SIGTERM, kill -9 + chaos clean),
 //! and the cluster errors a user meets are clear.
 
-#[path = "support/kube_fake/mod.rs"]
-mod kube_fake;
-#[path = "support/prometheus.rs"]
-mod prometheus;
-#[path = "support/skywalking.rs"]
-mod skywalking;
+use ttplan_sandbox::kube_fake;
+use ttplan_sandbox::skywalking;
 mod support;
 
 use std::path::{Path, PathBuf};
@@ -26,7 +22,7 @@ fn repo() -> PathBuf {
 
 /// A `blade` stand-in that behaves like the real CLI for k8s experiments (it creates the
 /// ChaosBlade object and polls the operator) and logs its arguments.
-const FAKE_BLADE: &str = include_str!("support/fake_blade.py");
+const FAKE_BLADE: &str = ttplan_sandbox::FAKE_BLADE;
 
 fn write_fake_blade(dir: &Path) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
@@ -67,25 +63,67 @@ spec:
           image: codewisdom/ts-order-service:1.0.0
 ";
 
-/// Every experiment plan of the campaign, end to end against the fake cluster, with the
-/// deploy and traffic commands replaced by no-ops.
+/// One test per experiment plan of the campaign (so one failure hides none of the others);
+/// [`the_campaign_plan_tests_cover_every_plan`] keeps the list complete.
+macro_rules! campaign_plan_tests {
+    ($($plan:ident),* $(,)?) => {
+        mod every_campaign_plan_injects_its_fault_and_recovers_it {
+            $(#[test]
+            fn $plan() {
+                super::campaign_plan_injects_its_fault_and_recovers_it(stringify!($plan));
+            })*
+        }
+        const CAMPAIGN_PLANS: &[&str] = &[$(stringify!($plan)),*];
+    };
+}
+
+campaign_plan_tests!(
+    lv_c_order_exception,
+    lv_c_security_check,
+    lv_c_travel_null,
+    lv_d_db_delay_pool,
+    lv_d_db_delay_tx,
+    lv_d_mysql_mem,
+    lv_p_cpu,
+    lv_p_io,
+    lv_p_netloss,
+    lv_s_dns,
+    lv_s_http_abort,
+    lv_s_killpod_gateway,
+    lv_s_killpod_order,
+    lv_s_killpod_preserve,
+    normal,
+);
+
 #[test]
-fn every_campaign_plan_injects_its_fault_and_recovers_it() {
-    let mut plans: Vec<PathBuf> = std::fs::read_dir(repo().join("plans"))
+fn the_campaign_plan_tests_cover_every_plan() {
+    let mut plans: Vec<String> = std::fs::read_dir(repo().join("plans"))
         .unwrap()
         .filter_map(Result::ok)
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
         .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with("demo"))
+        .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
         .collect();
     plans.sort();
     assert!(plans.len() >= 13, "campaign plans: {plans:?}");
+    assert_eq!(
+        plans, CAMPAIGN_PLANS,
+        "add the new plan to campaign_plan_tests!"
+    );
+}
+
+/// An experiment plan of the campaign, end to end against the fake cluster, with the
+/// deploy and traffic commands replaced by no-ops.
+fn campaign_plan_injects_its_fault_and_recovers_it(name: &str) {
+    let plan = repo().join("plans").join(format!("{name}.yaml"));
+    let name = name.to_string();
     let oap = skywalking::FakeSkyWalking::start(skywalking::Options::default());
     let five_hours_ago = chrono::Utc::now().timestamp() - 5 * 3600;
-    let prom = prometheus::Prometheus::start(&format!(
+    let prom = support::prometheus::Prometheus::start(&format!(
         "# TYPE up gauge\nup{{job=\"x\"}} 1 {five_hours_ago}\n# EOF\n"
     ));
-    for plan in plans {
+    {
         let kube = FakeKube::builder()
             .train_ticket("default")
             .chaosblade(true)
@@ -98,7 +136,6 @@ fn every_campaign_plan_injects_its_fault_and_recovers_it() {
         let dir = t.path().to_path_buf();
         let kubeconfig = kube.write_kubeconfig(&dir);
         let bin = write_fake_blade(&dir);
-        let name = plan.file_stem().unwrap().to_string_lossy().to_string();
         let out = t
             .env(
                 "PATH",
@@ -163,7 +200,7 @@ fn every_campaign_plan_injects_its_fault_and_recovers_it() {
         let labels = labels(&out, &name);
         if name == "normal" {
             assert!(labels.is_empty(), "{name}: {labels:?}");
-            continue;
+            return;
         }
         assert_eq!(labels.len(), 1, "{name}: {labels:?}");
         let l = &labels[0];
@@ -1411,4 +1448,91 @@ fn a_stuck_chaosblade_finalizer_names_the_remedy_and_force_removes_it() {
             "{mode}"
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The sandbox: `run --sandbox` and `sandbox up`.
+
+#[test]
+fn run_with_sandbox_injects_into_the_simulated_cluster_and_records_it() {
+    let out = Test::new()
+        .plan(&stress_plan(
+            "  traces: { kind: collect-traces, after: [inject] }\n",
+        ))
+        .args(["--sandbox", "--progress", "never"])
+        .run_plan();
+    let m = out.manifest();
+    assert_eq!(m["run"]["status"], "succeeded", "{out}");
+    let sandbox = &m["sandbox"];
+    assert_eq!(sandbox["namespace"], "default", "{m:#}");
+    // The run found SkyWalking through the sandbox's variable, and injected into its pods.
+    assert_eq!(
+        m["endpoints"]["skywalking"]["url"], sandbox["skywalking_url"],
+        "{m:#}"
+    );
+    let labels = labels(&out, support::EXP);
+    assert_eq!(labels.len(), 1, "{labels:?}");
+    assert_eq!(labels[0]["status"], "recovered", "{:#}", labels[0]);
+    assert!(
+        !labels[0]["target"]["pods"].as_array().unwrap().is_empty(),
+        "{:#}",
+        labels[0]
+    );
+}
+
+#[test]
+fn a_run_without_sandbox_records_no_sandbox() {
+    let kube = FakeKube::builder().train_ticket("default").start();
+    let t = Test::new().plan(&stress_plan(""));
+    let kc = kube.write_kubeconfig(t.path());
+    let out = t
+        .args(["--kubeconfig", &kc.display().to_string()])
+        .run_plan();
+    assert_eq!(out.manifest()["sandbox"], Value::Null);
+}
+
+#[test]
+fn sandbox_up_serves_until_interrupted_and_plans_run_against_it() {
+    let mut up = Test::new()
+        .args([
+            "sandbox",
+            "up",
+            "--env-file",
+            "sandbox.env",
+            "--port-file",
+            "port",
+            "--dir",
+            "sb",
+        ])
+        .spawn();
+    let env = up.wait_for_file("sandbox.env", Duration::from_secs(30));
+    let port = up.wait_for_file("port", Duration::from_secs(5));
+    let vars: Vec<(String, String)> = env
+        .lines()
+        .map(|l| {
+            let (k, v) = l.strip_prefix("export ").unwrap().split_once('=').unwrap();
+            (k.to_string(), v.to_string())
+        })
+        .collect();
+    let names: Vec<&str> = vars.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(names, ["KUBECONFIG", "SKYWALKING_URL", "TT_BASE_URL"]);
+    let kubeconfig = std::fs::read_to_string(&vars[0].1).unwrap();
+    assert!(
+        kubeconfig.contains(&format!("127.0.0.1:{}", port.trim())),
+        "{kubeconfig}"
+    );
+    // A plan run in another process, pointed at it by the printed variables.
+    let mut run = Test::new()
+        .plan(&stress_plan(""))
+        .args(["--progress", "never"]);
+    for (k, v) in &vars {
+        run = run.env(k, v);
+    }
+    let out = run.run_plan();
+    assert_eq!(out.manifest()["run"]["status"], "succeeded", "{out}");
+    assert_eq!(labels(&out, support::EXP)[0]["status"], "recovered");
+    up.signal(Signal::SIGINT);
+    let stopped = up.wait(Duration::from_secs(10));
+    assert_eq!(stopped.status.code(), Some(0), "{stopped}");
+    assert!(stopped.stdout.contains("kubeconfig: "), "{stopped}");
 }

@@ -1425,6 +1425,7 @@ steps:
     run: trap '' TERM; sleep 30 & echo $! > sleep.pid; wait; sleep 30
 ",
         )
+        .env("TTPLAN_TERM_GRACE", "300ms")
         .status(1)
         .run_plan();
     let m = out.manifest();
@@ -1636,6 +1637,25 @@ fn workdir_is_relative_to_the_plan_folder() {
     let here = |p: &str| PathBuf::from(out.read(p).trim()).canonicalize().unwrap();
     assert_eq!(here("plans/sub/here.txt"), plans.join("sub"));
     assert_eq!(here("plans/here.txt"), plans);
+}
+
+#[test]
+fn a_missing_workdir_is_reported_as_a_missing_folder() {
+    let out = Test::new()
+        .step("shell", "workdir: nowhere\nrun: 'true'")
+        .status(1)
+        .run_plan();
+    let m = out.manifest();
+    let err = m["steps"]["shell"]["error"].as_str().unwrap();
+    let dir = out.path().join("nowhere");
+    assert_eq!(
+        err,
+        format!(
+            "the step's `workdir` folder {} does not exist",
+            dir.display()
+        ),
+        "{out}"
+    );
 }
 
 #[test]

@@ -4,13 +4,11 @@
 //! `jacoco:dump`; the same agent reached through Kubernetes port-forwards of the fake API
 //! server.
 
-#[path = "support/kube_fake/mod.rs"]
-mod kube_fake;
+use ttplan_sandbox::kube_fake;
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde::Deserialize;
 use serde_yaml::Value;
@@ -29,7 +27,7 @@ fn docs(text: &str) -> Vec<Value> {
 }
 
 fn run_instrument(input: &Path, output: &Path) {
-    let out = Command::new(TTPLAN)
+    let out = support::ttplan()
         .arg("instrument")
         .arg(input)
         .arg("-o")
@@ -250,7 +248,7 @@ fn run_plan(dir: &Path, plan: &str, exp: &str) -> serde_json::Value {
 fn run_plan_with(dir: &Path, plan: &str, exp: &str, args: &[&str]) -> serde_json::Value {
     let plan_path = dir.join(format!("{exp}.yaml"));
     std::fs::write(&plan_path, plan).unwrap();
-    let out = Command::new(TTPLAN)
+    let out = support::ttplan()
         .arg("run")
         .arg(&plan_path)
         .arg("--out")
@@ -636,7 +634,7 @@ fn repeated_commands_on_one_connection_and_reset_only() {
 // ---------------------------------------------------------------- plans
 
 fn validate(path: &Path) -> std::process::Output {
-    Command::new(TTPLAN)
+    support::ttplan()
         .arg("validate")
         .arg(path)
         .env("NO_COLOR", "1")
@@ -730,7 +728,7 @@ fn instrument_in_place_and_stdout() {
     let text = "kind: Deployment\nmetadata: {name: w}\nspec:\n  template:\n    spec:\n      containers: [{name: c, image: i}]\n";
     std::fs::write(&f, text).unwrap();
     let run = |args: &[&str]| {
-        let out = Command::new(TTPLAN)
+        let out = support::ttplan()
             .arg("instrument")
             .arg(&f)
             .args(["--agent-image", "img"])
@@ -823,7 +821,7 @@ fn collect_coverage_fails_when_no_agent_answers_and_says_why() {
     );
     let plan_path = dir.join("none.yaml");
     std::fs::write(&plan_path, plan).unwrap();
-    let out = Command::new(TTPLAN)
+    let out = support::ttplan()
         .arg("run")
         .arg(&plan_path)
         .arg("--out")
@@ -1062,7 +1060,7 @@ fn collect_coverage_port_forward_errors_name_the_selection() {
         format!("name: empty\nsteps:\n  dump:\n    kind: collect-coverage\n    namespace: {NS}\n    selector: app=none\n"),
     )
     .unwrap();
-    let out = Command::new(TTPLAN)
+    let out = support::ttplan()
         .arg("run")
         .arg(&plan_path)
         .arg("--out")
@@ -1161,7 +1159,7 @@ fn bench_port_forward() {
             let plan_path = dir.join(format!("{exp}.yaml"));
             std::fs::write(&plan_path, plan).unwrap();
             let t0 = std::time::Instant::now();
-            let out = Command::new(&bin)
+            let out = support::isolated(&bin)
                 .arg("run")
                 .arg(&plan_path)
                 .arg("--out")

@@ -3,8 +3,7 @@
 //! window (`since`, floored; `tail`), the events List, the report, and a 200 MB log streamed
 //! with flat memory.
 
-#[path = "support/kube_fake/mod.rs"]
-mod kube_fake;
+use ttplan_sandbox::kube_fake;
 mod support;
 
 use std::path::Path;
@@ -632,7 +631,7 @@ fn a_200_mb_log_is_streamed_with_flat_memory() {
         .start();
     let t = Test::new().plan("name: logs\nsteps:\n  logs:\n    kind: collect-logs\n");
     let kubeconfig = kube.write_kubeconfig(t.path());
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ttplan"));
+    let mut cmd = support::ttplan();
     cmd.current_dir(t.path())
         .args([
             "run",

@@ -1,13 +1,10 @@
 //! `collect-metrics` against a real Prometheus: a known dataset is backfilled, the real
 //! `ttplan` binary collects it, and the CSV is compared with the dataset sample by sample.
 
-mod support {
-    pub mod prometheus;
-}
+mod support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde_json::Value;
 use support::prometheus::{major_version, openmetrics, prom_float, Family, Prometheus, Series};
@@ -186,35 +183,31 @@ struct Run {
 
 fn run_ttplan(dir: &Path, plan: &Path, env: &[(&str, &str)]) -> Run {
     let out = dir.join("dataset");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ttplan"));
-    cmd.args([
-        "run",
-        "--progress",
-        "never",
-        "--set",
-        "exp_name=exp1",
-        "--out",
-    ])
-    .arg(&out)
-    .arg(plan)
-    .env("NO_COLOR", "1")
-    .env_remove("PROMETHEUS_URL");
+    let mut t = support::Test::new()
+        .current_dir(dir)
+        .args([
+            "run",
+            "--progress",
+            "never",
+            "--set",
+            "exp_name=exp1",
+            "--out",
+        ])
+        .args([out.display().to_string(), plan.display().to_string()])
+        .any_status();
     for (k, v) in env {
-        cmd.env(k, v);
+        t = t.env(k, v);
     }
-    let o = cmd.output().unwrap();
+    let o = t.run();
     let manifest = out.join("runs/exp1/experiment_manifest.json");
-    let manifest: Value = serde_json::from_slice(&std::fs::read(&manifest).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}\n{}",
-            manifest.display(),
-            String::from_utf8_lossy(&o.stderr)
-        )
-    }))
+    let manifest: Value = serde_json::from_slice(
+        &std::fs::read(&manifest)
+            .unwrap_or_else(|e| panic!("{}: {e}\n{}", manifest.display(), o.stderr)),
+    )
     .unwrap();
     Run {
         status: o.status,
-        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        stderr: o.stderr.clone(),
         out,
         step: manifest["steps"]["metrics"].clone(),
     }
@@ -583,7 +576,7 @@ fn an_unreachable_server_fails_after_the_retries() {
 fn validate(dir: &Path, name: &str, text: &str) -> (Option<i32>, String) {
     let plan = dir.join(name);
     std::fs::write(&plan, text).unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_ttplan"))
+    let o = support::ttplan()
         .arg("validate")
         .arg(&plan)
         .env("NO_COLOR", "1")
@@ -603,7 +596,7 @@ fn validate(dir: &Path, name: &str, text: &str) -> (Option<i32>, String) {
 #[test]
 fn the_example_plan_validates() {
     let plan = Path::new(env!("CARGO_MANIFEST_DIR")).join("plans/examples/metrics.yaml");
-    let o = Command::new(env!("CARGO_BIN_EXE_ttplan"))
+    let o = support::ttplan()
         .arg("validate")
         .arg(&plan)
         .output()

@@ -2,10 +2,7 @@
 //! HTTP stub (a service that a fault breaks and a recovery mends — or does not), the real
 //! Prometheus of the metrics tests, and the fake Kubernetes API server.
 
-#[path = "support/kube_fake/mod.rs"]
-mod kube_fake;
-#[path = "support/prometheus.rs"]
-mod prometheus;
+use ttplan_sandbox::kube_fake;
 mod support;
 
 use std::collections::BTreeMap;
@@ -16,8 +13,8 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use kube_fake::{ContainerSeed, FakeKube, PodSeed};
-use prometheus::{openmetrics, Family, Prometheus, Series};
 use serde_json::Value;
+use support::prometheus::{openmetrics, Family, Prometheus, Series};
 use support::Test;
 
 /// When a request was served, what it was (`GET /health`), the status answered.
@@ -306,7 +303,7 @@ steps:
 /// server rejects.
 #[test]
 fn prometheus_probes_judge_windows_against_a_real_server() {
-    prometheus::require_tools();
+    support::prometheus::require_tools();
     const S: i64 = 1000;
     let t0 = (Utc::now().timestamp() / 86_400 - 10) * 86_400 * S;
     let at = |i: i64| t0 + i * 15 * S;

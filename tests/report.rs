@@ -5,8 +5,7 @@
 //! them: the target pod's CPU, trace errors and latency, 503s and exceptions rise while the fault
 //! is active. The page is then checked as text and rendered in a real headless Chromium.
 
-#[path = "support/kube_fake/mod.rs"]
-mod kube_fake;
+use ttplan_sandbox::kube_fake;
 mod support;
 
 use std::fmt::Write as _;
@@ -267,7 +266,7 @@ fn synthesise(
 }
 
 fn report(dir: &Path, extra: &[&str]) -> std::process::Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_ttplan"))
+    let out = support::ttplan()
         .arg("report")
         .arg(dir)
         .args(extra)
@@ -417,7 +416,7 @@ fn a_run_without_data_says_what_is_absent_and_report_writes_where_told() {
 
     // Not a run and no runs below: exit 2 with the path.
     let empty = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_ttplan"))
+    let out = support::ttplan()
         .args(["report"])
         .arg(empty.path())
         .output()

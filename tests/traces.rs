@@ -1,13 +1,13 @@
 //! `collect-traces` end to end: the real `ttplan` binary against the fake SkyWalking OAP in
-//! `tests/support/skywalking.rs`, and every GraphQL document checked against the real schema.
+//! `sandbox/src/skywalking.rs`, and every GraphQL document checked against the real schema.
 
 // Only the fake: the shared `support` builder is the `cli` test binary's.
-#[path = "support/skywalking.rs"]
-mod skywalking;
+mod support;
+use support::Test;
+use ttplan_sandbox::skywalking;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -19,7 +19,7 @@ struct Run {
     stderr: String,
     manifest: Value,
     out: PathBuf,
-    _dir: tempfile::TempDir,
+    _dir: support::Output,
 }
 
 impl Run {
@@ -59,32 +59,22 @@ impl Run {
 
 /// Runs `ttplan run` on a one-step plan whose `traces` step has `fields` (YAML lines).
 fn run_plan(fields: &str, env: &[(&str, Option<&str>)]) -> Run {
-    let dir = tempfile::tempdir().unwrap();
-    let plan = dir.path().join("plan.yaml");
     let indented: String = fields.lines().map(|l| format!("    {l}\n")).collect();
-    std::fs::write(
-        &plan,
-        format!(
+    let mut t = Test::new()
+        .plan(&format!(
             "name: traces_test\nvars:\n  exp_name: tt_exp\nsteps:\n  traces:\n    kind: collect-traces\n{indented}"
-        ),
-    )
-    .unwrap();
-    let out = dir.path().join("out");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ttplan"));
-    cmd.arg("run")
-        .arg(&plan)
-        .arg("--out")
-        .arg(&out)
-        .env("NO_COLOR", "1");
-    cmd.env_remove("SKYWALKING_URL");
+        ))
+        .args(["run", "plan.yaml", "--out", "out"])
+        .any_status();
     for (k, v) in env {
-        match v {
-            Some(v) => cmd.env(k, v),
-            None => cmd.env_remove(k),
+        t = match v {
+            Some(v) => t.env(k, v),
+            None => t.env_remove(k),
         };
     }
-    let o = cmd.output().unwrap();
-    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    let o = t.run();
+    let out = o.path().join("out");
+    let stderr = o.stderr.clone();
     let manifest_path = out.join("runs/tt_exp/experiment_manifest.json");
     let manifest = std::fs::read_to_string(&manifest_path)
         .map(|t| serde_json::from_str(&t).unwrap())
@@ -94,7 +84,7 @@ fn run_plan(fields: &str, env: &[(&str, Option<&str>)]) -> Run {
         stderr,
         manifest,
         out,
-        _dir: dir,
+        _dir: o,
     }
 }
 
@@ -941,9 +931,8 @@ fn unreachable_endpoint_fails_with_the_url() {
 
 #[test]
 fn example_plan_validates_and_the_kind_parses_from_toml() {
-    let bin = env!("CARGO_BIN_EXE_ttplan");
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("plans/examples/traces.yaml");
-    let o = Command::new(bin)
+    let o = support::ttplan()
         .arg("validate")
         .arg(&example)
         .output()
@@ -958,7 +947,7 @@ fn example_plan_validates_and_the_kind_parses_from_toml() {
          timezone = \"+08:00\"\nstep = \"SECOND\"\nsize = 100\nworkers = 8\nformat = \"json\"\nmax_failed_fraction = 0.0\n",
     )
     .unwrap();
-    let o = Command::new(bin)
+    let o = support::ttplan()
         .arg("validate")
         .arg(&toml)
         .output()
@@ -969,7 +958,7 @@ fn example_plan_validates_and_the_kind_parses_from_toml() {
         .unwrap()
         .replace("workers = 8", "worker = 8");
     std::fs::write(&toml, text).unwrap();
-    let o = Command::new(bin)
+    let o = support::ttplan()
         .arg("validate")
         .arg(&toml)
         .env("NO_COLOR", "1")
@@ -982,7 +971,7 @@ fn example_plan_validates_and_the_kind_parses_from_toml() {
         "{err}"
     );
 
-    let o = Command::new(bin).arg("schema").output().unwrap();
+    let o = support::ttplan().arg("schema").output().unwrap();
     let schema = String::from_utf8_lossy(&o.stdout);
     assert!(schema.contains("collect-traces") && schema.contains("max_failed_fraction"));
 }
@@ -1005,7 +994,7 @@ fn interrupted_collection_leaves_no_partial_file() {
     )
     .unwrap();
     let out = dir.path().join("out");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ttplan"))
+    let mut child = support::ttplan()
         .arg("run")
         .arg(&plan)
         .arg("--out")

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use serde_json::Value;
 use support::traffic::{require_python_requests, Project, Run};
-use support::upstream::{dead_port, large_body, Upstream, LOGIN_PASSWORD, LOGIN_TOKEN};
+use ttplan_sandbox::upstream::{dead_port, large_body, Upstream, LOGIN_PASSWORD, LOGIN_TOKEN};
 
 fn jsonl(run: &Run) -> (String, Vec<Value>) {
     let m = run.manifest();
@@ -588,7 +588,7 @@ steps:
 }
 
 fn validate(p: &Project, file: &str) -> (Option<i32>, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ttplan"))
+    let out = support::ttplan()
         .current_dir(p.path())
         .env("NO_COLOR", "1")
         .args(["validate", file])
@@ -673,10 +673,7 @@ steps:
 
 #[test]
 fn the_schema_documents_the_kind() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ttplan"))
-        .arg("schema")
-        .output()
-        .unwrap();
+    let out = support::ttplan().arg("schema").output().unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
     for field in [
         "api-driver",

@@ -538,6 +538,7 @@ fn prepare_run(
         resume: None,
         only: Vec::new(),
         from: None,
+        sandbox: None,
     };
     let mut plan = launch::load(&cfg, now)?;
     let base = plan.exp_name.clone();

@@ -47,6 +47,8 @@ pub struct RunConfig {
     pub only: Vec<String>,
     /// `--from STEP`: run this step and everything after it.
     pub from: Option<String>,
+    /// `--sandbox`: the simulated environment the run was pointed at (recorded in the manifest).
+    pub sandbox: Option<serde_json::Value>,
 }
 
 /// Why a run could not start; `code` is the exit code.
@@ -249,6 +251,7 @@ pub fn prepare(plan: Plan, cfg: &RunConfig, now: DateTime<Utc>) -> Result<Prepar
         kube: Arc::new(KubeAccess::new(cfg.kube.clone())),
     });
     let mut manifest = initial_manifest(&plan, &run, cfg.max_parallel);
+    manifest.sandbox = cfg.sandbox.clone();
     for (name, p) in &preset {
         let kept = resumed.as_ref().and_then(|r| r.steps.get(name));
         if let (Some(r), Some(old)) = (manifest.steps.get_mut(name), kept) {
@@ -467,6 +470,7 @@ fn initial_manifest(plan: &Plan, run: &RunInfo, max_parallel: u32) -> Manifest {
         steps: pending_records(plan),
         faults: Vec::new(),
         steady_state: None,
+        sandbox: None,
     }
 }
 

@@ -66,6 +66,9 @@ pub struct Manifest {
     /// The plan's steady-state hypothesis: `{before, after}` (absent without `hypothesis:`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub steady_state: Option<serde_json::Value>,
+    /// `run --sandbox`: the simulated environment's endpoints (absent for a real cluster).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -16,8 +16,26 @@ use tokio_util::sync::CancellationToken;
 
 use super::StepError;
 
-/// How long a cancelled process group gets between SIGTERM and SIGKILL.
+/// How long a cancelled process group gets between SIGTERM and SIGKILL, unless
+/// `TTPLAN_TERM_GRACE` (a duration: `5s`, `200ms`) says otherwise.
 const TERM_GRACE: Duration = Duration::from_secs(5);
+const TERM_GRACE_ENV: &str = "TTPLAN_TERM_GRACE";
+
+fn term_grace() -> Duration {
+    static GRACE: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *GRACE.get_or_init(|| {
+        let Ok(text) = std::env::var(TERM_GRACE_ENV) else {
+            return TERM_GRACE;
+        };
+        humantime::parse_duration(&text).unwrap_or_else(|e| {
+            eprintln!(
+                "warning: {TERM_GRACE_ENV}=`{text}` is not a duration ({e}); using {}",
+                humantime::format_duration(TERM_GRACE)
+            );
+            TERM_GRACE
+        })
+    })
+}
 
 /// A command: a string runs under `sh -c`, a list is an argv run directly.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -210,7 +228,7 @@ pub async fn run_logged(s: Spawn<'_>) -> Result<Finished, StepError> {
         status = child.wait() => status.map_err(StepError::io("waiting for the child process"))?,
         () = s.cancel.cancelled() => {
             let _ = killpg(Pid::from_raw(pgid), Signal::SIGTERM);
-            if tokio::time::timeout(TERM_GRACE, child.wait()).await.is_err() {
+            if tokio::time::timeout(term_grace(), child.wait()).await.is_err() {
                 let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
                 let _ = child.wait().await;
             }

@@ -77,6 +77,14 @@ impl Step for ShellConfig {
 
     async fn run(&self, ctx: &StepCtx) -> Result<StepOutputs, StepError> {
         let workdir = resolve_workdir(ctx.plan_dir(), self.workdir.as_deref());
+        // Said plainly, not as "cannot start `sh` in …: No such file or directory" (which
+        // reads as if `sh` were missing).
+        if !workdir.is_dir() {
+            return Err(StepError::failed(format!(
+                "the step's `workdir` folder {} does not exist",
+                workdir.display()
+            )));
+        }
         let log = ctx.log_path();
         let outputs_file = ctx
             .run_dir()

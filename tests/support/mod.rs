@@ -1,10 +1,17 @@
 #![allow(dead_code)] // each test binary uses a different part of the support code
-//! A just-style `Test` builder: writes a plan (and any extra files) into a fresh temp dir, runs
-//! the `ttplan` binary there with `NO_COLOR=1` and no stdin, checks the exit status (0 unless
-//! told otherwise) and returns the output plus, for `run`, the parsed manifest.
+//! The one way tests run ttplan: a just-style `Test` builder writes a plan (given whole, or
+//! step by step with `.step(kind, yaml)`) and any extra files into a fresh temp dir, runs the
+//! `ttplan` binary there (`.run()` to completion, `.spawn()` in the background), checks the exit
+//! status (0 unless told otherwise) and returns the output plus, for `run`, the parsed manifest.
+//! Helpers that need a bare `Command` (RSS measurement, stdin) start from [`ttplan()`].
+//!
+//! Every run is isolated from the developer's machine: `KUBECONFIG`, the in-cluster variables
+//! and the endpoint variables (`SKYWALKING_URL`, `PROMETHEUS_URL`, `TT_BASE_URL`) are removed and
+//! `HOME` is an empty folder, so a test can never reach a real cluster or read a user's config;
+//! a test that wants one passes `--kubeconfig` (or sets the variable) explicitly.
 pub mod jvm;
+pub mod prometheus;
 pub mod traffic;
-pub mod upstream;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -21,9 +28,11 @@ pub const OUT: &str = "out";
 
 pub struct Test {
     dir: TempDir,
+    steps: Vec<(String, String, String)>,
+    check_status: bool,
     cwd: Option<PathBuf>,
     args: Vec<String>,
-    env: Vec<(String, String)>,
+    env: Vec<(String, Option<String>)>,
     status: i32,
     stderr: Option<String>,
     stdout: Option<String>,
@@ -36,6 +45,8 @@ impl Test {
                 .prefix("ttplan-test")
                 .tempdir()
                 .expect("create temp dir"),
+            steps: Vec::new(),
+            check_status: true,
             cwd: None,
             args: Vec::new(),
             env: Vec::new(),
@@ -53,6 +64,37 @@ impl Test {
     /// Writes `plan.yaml`.
     pub fn plan(self, yaml: &str) -> Self {
         self.file("plan.yaml", yaml)
+    }
+
+    /// Adds a step named after its kind to the plan the builder writes as `plan.yaml`
+    /// (`name: t`); `yaml` holds the step's other fields, one per line.
+    pub fn step(self, kind: &str, yaml: &str) -> Self {
+        self.named_step(kind, kind, yaml)
+    }
+
+    /// Adds a step called `name` (see [`Test::step`]).
+    pub fn named_step(mut self, name: &str, kind: &str, yaml: &str) -> Self {
+        self.steps.push((name.into(), kind.into(), yaml.into()));
+        self
+    }
+
+    fn write_steps(&mut self) {
+        if self.steps.is_empty() {
+            return;
+        }
+        let mut plan = String::from("name: t\nsteps:\n");
+        for (name, kind, yaml) in std::mem::take(&mut self.steps) {
+            plan += &format!("  {name}:\n    kind: {kind}\n");
+            for line in yaml.lines().filter(|l| !l.trim().is_empty()) {
+                plan += &format!("    {line}\n");
+            }
+        }
+        let path = self.dir.path().join("plan.yaml");
+        assert!(
+            !path.exists(),
+            "give the plan either whole or by .step(), not both"
+        );
+        fs::write(&path, plan).expect("write plan.yaml");
     }
 
     /// Writes a file (parent folders are created) relative to the test dir.
@@ -75,7 +117,13 @@ impl Test {
     }
 
     pub fn env(mut self, key: &str, value: &str) -> Self {
-        self.env.push((key.into(), value.into()));
+        self.env.push((key.into(), Some(value.into())));
+        self
+    }
+
+    /// Unsets a variable the test process has (the isolated ones are unset already).
+    pub fn env_remove(mut self, key: &str) -> Self {
+        self.env.push((key.into(), None));
         self
     }
 
@@ -88,6 +136,12 @@ impl Test {
     /// The exit code `run()` expects (default 0).
     pub fn status(mut self, code: i32) -> Self {
         self.status = code;
+        self
+    }
+
+    /// `run()` returns whatever the exit status is (the caller checks it).
+    pub fn any_status(mut self) -> Self {
+        self.check_status = false;
         self
     }
 
@@ -109,23 +163,22 @@ impl Test {
         self.run()
     }
 
-    fn command(&self) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ttplan"));
+    fn command(&mut self) -> Command {
+        self.write_steps();
+        let mut cmd = ttplan();
         cmd.args(&self.args)
-            .current_dir(self.cwd.as_deref().unwrap_or(self.dir.path()))
-            .env("NO_COLOR", "1")
-            .env("COLUMNS", "80")
-            .env_remove("CLICOLOR_FORCE")
-            .env_remove("FORCE_COLOR")
-            .stdin(Stdio::null());
+            .current_dir(self.cwd.as_deref().unwrap_or(self.dir.path()));
         for (k, v) in &self.env {
-            cmd.env(k, v);
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
         }
         cmd
     }
 
     /// Runs `ttplan` to completion and checks the expectations set on the builder.
-    pub fn run(self) -> Output {
+    pub fn run(mut self) -> Output {
         let out = self
             .command()
             .output()
@@ -137,12 +190,14 @@ impl Test {
             dir: self.dir,
         };
         output.check_no_panic();
-        assert_eq!(
-            output.status.code(),
-            Some(self.status),
-            "ttplan {:?}: unexpected exit status\n{output}",
-            self.args
-        );
+        if self.check_status {
+            assert_eq!(
+                output.status.code(),
+                Some(self.status),
+                "ttplan {:?}: unexpected exit status\n{output}",
+                self.args
+            );
+        }
         if let Some(expected) = &self.stderr {
             assert_text_eq("stderr", &output.stderr, expected);
         }
@@ -160,7 +215,7 @@ impl Test {
     }
 
     /// Starts `ttplan` with the given `args` in the background (output to files in the test dir).
-    pub fn spawn(self) -> Running {
+    pub fn spawn(mut self) -> Running {
         let stdout = fs::File::create(self.dir.path().join("ttplan.stdout")).unwrap();
         let stderr = fs::File::create(self.dir.path().join("ttplan.stderr")).unwrap();
         let child = self
@@ -174,6 +229,54 @@ impl Test {
             dir: Some(self.dir),
         }
     }
+}
+
+/// The `ttplan` binary under test, isolated from the developer's machine (see the module doc):
+/// no colours, 80 columns, no stdin.
+pub fn ttplan() -> Command {
+    isolated(env!("CARGO_BIN_EXE_ttplan"))
+}
+
+/// [`ttplan()`] for another build of the binary (a benchmark's `TTPLAN_BIN`).
+pub fn isolated(bin: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.env("NO_COLOR", "1")
+        .env("COLUMNS", "80")
+        .env("HOME", empty_home())
+        .env_remove("CLICOLOR_FORCE")
+        .env_remove("FORCE_COLOR")
+        .stdin(Stdio::null());
+    // Python installed per user (pyenv, `pip install --user`) is found through HOME: keep it.
+    if let Some(home) = std::env::var_os("HOME").map(PathBuf::from) {
+        for (var, dir) in [("PYENV_ROOT", ".pyenv"), ("PYTHONUSERBASE", ".local")] {
+            if std::env::var_os(var).is_none() && home.join(dir).is_dir() {
+                cmd.env(var, home.join(dir));
+            }
+        }
+    }
+    for var in [
+        "KUBECONFIG",
+        "KUBERNETES_SERVICE_HOST",
+        "KUBERNETES_SERVICE_PORT",
+        "SKYWALKING_URL",
+        "PROMETHEUS_URL",
+        "TT_BASE_URL",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+/// An empty folder to serve as `HOME` (one per user, shared by the test processes).
+fn empty_home() -> PathBuf {
+    static HOME: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    HOME.get_or_init(|| {
+        let user = std::env::var("USER").unwrap_or_else(|_| "user".into());
+        let dir = std::env::temp_dir().join(format!("ttplan-test-home-{user}"));
+        fs::create_dir_all(&dir).expect("create the tests' HOME");
+        dir
+    })
+    .clone()
 }
 
 fn run_args(extra: Vec<String>) -> Vec<String> {

@@ -48,7 +48,7 @@ impl Project {
 
     pub fn command(&self, plan: &str, exp: &str) -> Command {
         self.file("plan.yaml", plan);
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ttplan"));
+        let mut cmd = super::ttplan();
         cmd.current_dir(self.path())
             .env("NO_COLOR", "1")
             .args(["run", "plan.yaml", "--out", "out", "--set"])

@@ -54,9 +54,9 @@ pub const SERVICES: &[&str] = &[
 /// the fixtures do not carry that file.
 pub const TRACE_V2_EXTENSION: &str = include_str!("skywalking-trace-v2.graphqls");
 
-/// `<repo>/../shared/fixtures/skywalking`, or `None` (with a note) when it is absent.
+/// `<repo>/../shared/fixtures/skywalking` (found from the build tree: tests and benchmarks only), or `None` (with a note) when it is absent.
 pub fn fixtures_dir() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/skywalking");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/skywalking");
     if dir.is_dir() {
         Some(dir)
     } else {

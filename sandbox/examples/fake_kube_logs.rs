@@ -1,4 +1,4 @@
-//! The test suite's fake Kubernetes API server as a standalone process, for
+//! The sandbox's fake Kubernetes API server as a standalone process, for
 //! `scripts/bench-logs.sh`: `--pods N` bare pods `bench-<i>` in `default`, each with one
 //! container whose log is `--lines L` generated lines of `--width W` characters (1 ms apart,
 //! the last one "now").
@@ -6,8 +6,7 @@
 //! `fake_kube_logs --pods 60 --lines 20000 --width 199 --dir DIR` writes `DIR/kubeconfig`,
 //! prints `KUBECONFIG <path>` and serves on loopback until stdin closes.
 
-#[path = "../tests/support/kube_fake/mod.rs"]
-mod kube_fake;
+use ttplan_sandbox::kube_fake;
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;

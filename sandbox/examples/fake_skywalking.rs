@@ -1,10 +1,9 @@
-//! The test suite's fake SkyWalking OAP as a standalone process, for `scripts/bench-traces.sh`.
+//! The sandbox's fake SkyWalking OAP as a standalone process, for `scripts/bench-traces.sh`.
 //!
 //! `fake_skywalking --traces 5000 --segments 5 --spans-per-segment 5 --latency-ms 20`
 //! prints `URL http://127.0.0.1:PORT` and serves on loopback until killed or stdin closes.
 
-#[path = "../tests/support/skywalking.rs"]
-mod skywalking;
+use ttplan_sandbox::skywalking;
 
 use std::io::{BufRead, Write};
 use std::time::Duration;

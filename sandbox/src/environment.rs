@@ -1,0 +1,71 @@
+//! The whole simulated Train-Ticket environment in one value: what `ttplan sandbox up` serves
+//! and what `ttplan run --sandbox` points a run at.
+//!
+//! Each part runs on its own runtime thread and stops when the [`Sandbox`] is dropped.
+
+use std::path::{Path, PathBuf};
+
+use crate::kube_fake::FakeKube;
+use crate::skywalking::{FakeSkyWalking, Options};
+use crate::upstream::Upstream;
+
+/// The namespace the Train-Ticket pods live in.
+pub const NAMESPACE: &str = "default";
+
+/// A running sandbox: the Kubernetes API (Train-Ticket's `ts-` pods, Chaos Mesh and ChaosBlade
+/// controllers), the SkyWalking OAP GraphQL endpoint and the system's HTTP API.
+pub struct Sandbox {
+    kube: FakeKube,
+    oap: FakeSkyWalking,
+    api: Upstream,
+    kubeconfig: PathBuf,
+}
+
+impl Sandbox {
+    /// Starts every part on loopback and writes `<dir>/kubeconfig`.
+    ///
+    /// The SkyWalking endpoint does not validate queries against the query-protocol schema
+    /// here: the schema files are test fixtures, not part of the product.
+    pub fn start(dir: &Path) -> Sandbox {
+        let kube = FakeKube::builder()
+            .train_ticket(NAMESPACE)
+            .chaosblade(true)
+            .start();
+        let kubeconfig = kube.write_kubeconfig(dir);
+        let oap = FakeSkyWalking::start(Options::default());
+        let api = Upstream::start();
+        Sandbox {
+            kube,
+            oap,
+            api,
+            kubeconfig,
+        }
+    }
+
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    pub fn kube(&self) -> &FakeKube {
+        &self.kube
+    }
+
+    /// The variables a run reads its endpoints from, in the order they are printed.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("KUBECONFIG", self.kubeconfig.display().to_string()),
+            ("SKYWALKING_URL", self.oap.url()),
+            ("TT_BASE_URL", self.api.url()),
+        ]
+    }
+
+    /// A JSON summary for the run manifest's `sandbox` field.
+    pub fn describe(&self) -> serde_json::Value {
+        let mut m = serde_json::Map::new();
+        m.insert("namespace".into(), NAMESPACE.into());
+        for (k, v) in self.env() {
+            m.insert(k.to_ascii_lowercase(), v.into());
+        }
+        serde_json::Value::Object(m)
+    }
+}

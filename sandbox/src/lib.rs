@@ -1,0 +1,22 @@
+//! A simulated Train-Ticket environment: everything a `ttplan` run talks to, in-process on
+//! loopback, modelled on the real systems (each fake cites the upstream code it follows).
+//!
+//! - [`kube_fake`]: the Kubernetes API server with ReplicaSet/StatefulSet, Chaos Mesh and
+//!   ChaosBlade controllers, pod logs and port-forward;
+//! - [`skywalking`]: the SkyWalking OAP GraphQL endpoint (traces);
+//! - [`upstream`]: an HTTP server standing in for the system under test (the recording proxy's
+//!   upstream);
+//! - [`FAKE_BLADE`]: a `blade` CLI stand-in for ChaosBlade's JVM faults on the host.
+//!
+//! [`environment::Sandbox`] starts them together (`ttplan sandbox up`, `ttplan run --sandbox`);
+//! the test suite uses the same parts one by one.
+
+pub mod environment;
+pub mod kube_fake;
+pub mod skywalking;
+pub mod upstream;
+
+/// A `blade` CLI stand-in (Python 3): answers `blade create|destroy|status` with ChaosBlade's
+/// JSON result shape. Write it to a file and make it executable to use it.
+pub const FAKE_BLADE: &str = include_str!("fake_blade.py");
+pub use environment::Sandbox;
