@@ -35,10 +35,15 @@ fn start(dir: Option<&Path>) -> Result<Started, u8> {
             (tmp.path().to_path_buf(), Some(tmp))
         }
     };
-    Ok(Started {
-        sandbox: Sandbox::start(&dir),
-        _dir: tmp,
-    })
+    // The simulated servers come from the test fakes, which panic when they cannot bind a
+    // loopback port or start a runtime: turn that into an error instead of a crash.
+    let sandbox = std::panic::catch_unwind(|| Sandbox::start(&dir)).map_err(|_| {
+        eprintln!(
+            "error: sandbox: its servers could not start (loopback ports, threads; see above)"
+        );
+        exit::STEP_FAILED
+    })?;
+    Ok(Started { sandbox, _dir: tmp })
 }
 
 /// `ttplan sandbox up`: serves until Ctrl-C (or SIGTERM).
