@@ -208,7 +208,7 @@ pub fn describe_plan(plan: &Plan) -> String {
                 format!("  [{}]", flags.join(", "))
             };
             let _ = writeln!(s, "  {name} ({}){flags}", step.common.kind);
-            let yaml = serde_yaml::to_string(&step.resolved_json()).unwrap_or_default();
+            let yaml = serde_yaml_ng::to_string(&step.resolved_json()).unwrap_or_default();
             for line in yaml.lines() {
                 let _ = writeln!(s, "    {line}");
             }

@@ -11,7 +11,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::{Step, StepConfig, StepCtx, StepError, StepOutputs};
+use super::{manifest, Step, StepConfig, StepCtx, StepError, StepOutputs};
 use crate::chaos_admin::{delete_chaos_with_remedy, force_remedy};
 use crate::diag::{did_you_mean, Code, PlanDiag};
 use crate::engine::faults::{FaultRecord, RecoverCtx};
@@ -81,20 +81,16 @@ impl StepConfig for ChaosMeshConfig {
 }
 
 impl ChaosMeshConfig {
-    fn object(&self, ctx: &StepCtx) -> Result<Value, StepError> {
+    async fn object(&self, ctx: &StepCtx) -> Result<Value, StepError> {
         match (&self.manifest, &self.file) {
             (Some(m), None) => Ok(m.clone()),
             (None, Some(f)) => {
-                let path = if f.is_absolute() {
-                    f.clone()
-                } else {
-                    ctx.plan_dir().join(f)
-                };
-                let text = std::fs::read_to_string(&path)
-                    .map_err(StepError::io(format!("reading {}", path.display())))?;
-                serde_yaml::from_str(&text).map_err(|e| {
-                    StepError::failed(format!("{}: not a YAML/JSON object: {e}", path.display()))
-                })
+                let path = ctx.plan_dir().join(f);
+                manifest::read_async(&path)
+                    .await
+                    .and_then(|file| manifest::one_object(&file))
+                    .map(|doc| doc.to_json())
+                    .map_err(|e| StepError::failed(manifest::plain(&e)))
             }
             _ => Err(StepError::failed(
                 "give exactly one of `manifest` and `file`",
@@ -140,7 +136,7 @@ pub fn label_value(s: &str) -> String {
 #[async_trait::async_trait]
 impl Step for ChaosMeshConfig {
     async fn run(&self, ctx: &StepCtx) -> Result<StepOutputs, StepError> {
-        let mut obj = self.object(ctx)?;
+        let mut obj = self.object(ctx).await?;
         let kind = obj
             .get("kind")
             .and_then(Value::as_str)

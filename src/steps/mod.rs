@@ -28,6 +28,7 @@ pub mod collect_traces;
 pub mod coverage_report;
 pub mod instrument;
 pub mod kube_apply;
+pub mod manifest;
 pub mod probe;
 pub mod process;
 pub mod recover;
