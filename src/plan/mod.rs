@@ -10,6 +10,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use indexmap::IndexMap;
 
+mod check_files;
 pub mod dag;
 pub mod load;
 pub mod model;

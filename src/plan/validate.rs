@@ -134,6 +134,7 @@ fn build_plan(loaded: Loaded, path: &Path, opts: &LoadOptions) -> Result<Plan, P
     check_runtime_refs(top.get("steps"), &dag, &templates, &mut errs);
     check_step_refs(&steps, &dag, &mut errs);
     check_watched_steps(&steps, &dag, &mut errs);
+    super::check_files::check_named_files(&steps, &plan_dir, &loaded.files[0], &mut errs);
     let hypothesis = read_hypothesis(top.get("hypothesis"), &templates, &ctx, &mut errs);
 
     errs.into_result(Plan {

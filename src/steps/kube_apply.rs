@@ -11,8 +11,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::{manifest, Step, StepConfig, StepCtx, StepError, StepOutputs};
+use crate::diag::{Code, PlanDiag};
 use crate::engine::faults::{FaultRecord, RecoverCtx};
 use crate::kube::{qualified, Kube, KubeSettings};
+use crate::plan::node::{Node, Value as NodeValue};
+use crate::plan::template::Templates;
 use crate::plan::Duration;
 
 /// Applies Kubernetes manifests.
@@ -131,8 +134,53 @@ async fn resolve(
 
 #[async_trait::async_trait]
 impl Step for KubeApplyConfig {
+    fn check_files(&self, node: &Node, folder: &manifest::PlanFolder, diags: &mut Vec<PlanDiag>) {
+        let items = node.get("files").and_then(|n| match &n.value {
+            NodeValue::Seq(items) => Some(items),
+            _ => None,
+        });
+        for (i, f) in self.files.iter().enumerate() {
+            if Templates::is_template(&f.to_string_lossy()) {
+                continue;
+            }
+            let at = items
+                .and_then(|items| items.get(i))
+                .map_or(&node.span, |n| &n.span);
+            let (path, display) = folder.resolve(f);
+            let files = match manifest_files(&path) {
+                Ok(files) => files,
+                Err(e) => {
+                    diags.push(
+                        PlanDiag::new(Code::Io, e.to_string(), Some(at)).label("this folder"),
+                    );
+                    continue;
+                }
+            };
+            for file in files {
+                let shown = match file.strip_prefix(&path) {
+                    Ok(rel) if !rel.as_os_str().is_empty() => {
+                        Path::new(&display).join(rel).display().to_string()
+                    }
+                    _ => display.clone(),
+                };
+                match manifest::read_named(&file, &shown, at) {
+                    Ok(source) => {
+                        if let Err(e) = manifest::objects(&source) {
+                            diags.extend(e.diags);
+                        }
+                    }
+                    Err(e) => diags.extend(e.diags),
+                }
+            }
+        }
+    }
+
     async fn run(&self, ctx: &StepCtx) -> Result<StepOutputs, StepError> {
-        let docs = self.documents(ctx.plan_dir())?;
+        // Reading and parsing files is blocking work: off the async threads.
+        let (this, dir) = (self.clone(), ctx.plan_dir().to_path_buf());
+        let docs = tokio::task::spawn_blocking(move || this.documents(&dir))
+            .await
+            .map_err(StepError::failed)??;
         if docs.is_empty() {
             return Err(StepError::failed(
                 "no manifests to apply (`files` and `manifest` hold no object)",

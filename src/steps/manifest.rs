@@ -2,12 +2,12 @@
 //! read with the plan's spanned YAML reader so that a broken manifest is reported at
 //! `file:line:col` — by `ttplan validate` as well as when the step runs.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::diag::{Code, PlanDiag, PlanErrors, SourceFile};
+use crate::diag::{Code, PlanDiag, PlanErrors, SourceFile, Span};
 use crate::plan::node::{parse_yaml_stream, Node, Value as NodeValue};
 
 /// Every object of a (multi-document) YAML stream: documents that are mappings and the items
@@ -81,7 +81,37 @@ fn not_an_object(node: &Node, what: &str) -> PlanDiag {
     .label("expected a mapping with apiVersion, kind, metadata")
 }
 
-/// Reads a manifest file into a [`SourceFile`] named as the user gave it.
+/// Where a plan's relative paths resolve: its folder, and that folder as the user named it, so
+/// problems in a file the plan names read `manifests/x.yaml:3:1` like the plan's own.
+#[derive(Debug, Clone)]
+pub struct PlanFolder {
+    pub dir: PathBuf,
+    pub display: PathBuf,
+}
+
+impl PlanFolder {
+    /// (path to read, path to show) of a path the plan names.
+    pub fn resolve(&self, p: &Path) -> (PathBuf, String) {
+        (self.dir.join(p), self.display.join(p).display().to_string())
+    }
+}
+
+/// Reads a file the plan names, for `ttplan validate`: an unreadable file is reported at `at`
+/// (the plan field naming it).
+///
+/// # Errors
+/// The file cannot be read or is not UTF-8.
+pub fn read_named(path: &Path, display: &str, at: &Span) -> Result<Arc<SourceFile>, PlanErrors> {
+    std::fs::read_to_string(path)
+        .map(|text| SourceFile::new(display, Some(path.to_path_buf()), text))
+        .map_err(|e| {
+            PlanDiag::new(Code::Io, format!("cannot read {display}: {e}"), Some(at))
+                .label("this file")
+                .into()
+        })
+}
+
+/// Reads a manifest file into a [`SourceFile`] named by its path.
 ///
 /// # Errors
 /// The file cannot be read or is not UTF-8.
