@@ -189,7 +189,7 @@ impl Step for CoverageReportConfig {
             ));
             let dir = report_root.join(service);
             let counters = tokio::select! {
-                r = report_service(service, files, classes, &sources, &dir, &engine) => r?,
+                r = report_service(service, files, classes, &sources, &dir, &engine, ctx.child_groups()) => r?,
                 () = ctx.cancel_token().cancelled() => return Err(StepError::Cancelled),
             };
             for f in [
@@ -235,6 +235,7 @@ async fn report_service(
     sources: &[PathBuf],
     dir: &Path,
     engine: &ReportEngine,
+    groups: &crate::child::ChildGroups,
 ) -> Result<BTreeMap<String, Counter>, StepError> {
     let (files_owned, dir_owned) = (files.to_vec(), dir.to_path_buf());
     let prepared = blocking(move || prepare(&files_owned, classes, &dir_owned)).await?;
@@ -249,7 +250,7 @@ async fn report_service(
         xml: &xml_tmp,
         html_dir: &html_tmp,
     };
-    render(engine, &job, prepared.scratch.path())
+    render(engine, &job, prepared.scratch.path(), groups)
         .await
         .map_err(|e| StepError::failed(format!("service `{service}`: {e}")))?;
     let (service, dir) = (service.to_string(), dir.to_path_buf());
