@@ -150,10 +150,18 @@ fn report(errors: PlanErrors) {
 }
 
 fn load(path: &Path, sets: &[String], now: DateTime<Utc>, out_dir: &Path) -> Result<Plan, u8> {
-    launch::load_fresh(path, sets, now, out_dir).map_err(|e| {
+    let plan = launch::load_fresh(path, sets, now, out_dir).map_err(|e| {
         report(e);
         exit::INVALID
-    })
+    })?;
+    print_warnings(&plan);
+    Ok(plan)
+}
+
+fn print_warnings(plan: &Plan) {
+    for w in &plan.warnings {
+        eprintln!("{w}");
+    }
 }
 
 fn validate(plans: &[PathBuf], sets: &[String]) -> u8 {
@@ -281,7 +289,10 @@ fn run(args: RunArgs) -> u8 {
     let now = Utc::now();
     let cfg = args.config();
     let plan = match launch::load(&cfg, now) {
-        Ok(p) => p,
+        Ok(p) => {
+            print_warnings(&p);
+            p
+        }
         Err(e) => {
             e.report();
             return e.code();

@@ -27,7 +27,8 @@ pub struct CoverageReportConfig {
     #[serde(default)]
     pub exec_dir: Option<PathBuf>,
     /// Report root, relative to the output root. Default: `coverage_report/<exp_name>`.
-    #[serde(default)]
+    /// (`out` is its deprecated name.)
+    #[serde(default, rename = "output", alias = "out")]
     pub out: Option<PathBuf>,
     /// Classes and sources per service (the Deployment name). Paths are relative to the plan.
     #[serde(default)]
