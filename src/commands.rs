@@ -175,10 +175,18 @@ fn report(errors: PlanErrors) {
 }
 
 fn load(path: &Path, sets: &[String], now: DateTime<Utc>, out_dir: &Path) -> Result<Plan, u8> {
-    launch::load_fresh(path, sets, now, out_dir).map_err(|e| {
+    let plan = launch::load_fresh(path, sets, now, out_dir).map_err(|e| {
         report(e);
         exit::INVALID
-    })
+    })?;
+    print_warnings(&plan);
+    Ok(plan)
+}
+
+fn print_warnings(plan: &Plan) {
+    for w in &plan.warnings {
+        eprintln!("{w}");
+    }
 }
 
 fn validate(plans: &[PathBuf], sets: &[String]) -> u8 {
@@ -233,7 +241,7 @@ pub fn describe_plan(plan: &Plan) -> String {
                 format!("  [{}]", flags.join(", "))
             };
             let _ = writeln!(s, "  {name} ({}){flags}", step.common.kind);
-            let yaml = serde_yaml::to_string(&step.resolved_json()).unwrap_or_default();
+            let yaml = serde_yaml_ng::to_string(&step.resolved_json()).unwrap_or_default();
             for line in yaml.lines() {
                 let _ = writeln!(s, "    {line}");
             }
@@ -315,7 +323,10 @@ fn run(args: RunArgs) -> u8 {
         None
     };
     let plan = match launch::load(&cfg, now) {
-        Ok(p) => p,
+        Ok(p) => {
+            print_warnings(&p);
+            p
+        }
         Err(e) => {
             e.report();
             return e.code();

@@ -4,6 +4,7 @@
 pub mod atomic_write;
 pub mod campaign;
 pub mod chaos_admin;
+pub mod child;
 pub mod cli;
 pub mod collect;
 mod commands;

@@ -218,6 +218,27 @@ fn validate_reports_every_file_given() {
 }
 
 #[test]
+fn deprecated_collector_fields_still_validate_with_a_located_warning() {
+    let out = Test::new()
+        .file(
+            "old.yaml",
+            "name: o\nsteps:\n  t:\n    kind: collect-traces\n    workers: 4\n    path: t.jsonl\n  c:\n    kind: collect-coverage\n    targets: [{name: s, address: 'h:6300'}]\n    require: never\n    out: cov\n",
+        )
+        .args(["validate", "old.yaml"])
+        .status(0)
+        .stdout("ok old.yaml (2 steps)\n")
+        .run();
+    for w in [
+        "old.yaml:5:5: warning: `workers` is deprecated",
+        "old.yaml:6:5: warning: `path` is deprecated",
+        "old.yaml:10:14: warning: `require: never` is deprecated",
+        "old.yaml:11:5: warning: `out` is deprecated",
+    ] {
+        assert!(out.stderr.contains(w), "missing {w:?}: {out}");
+    }
+}
+
+#[test]
 fn validate_missing_file_is_an_error() {
     let out = Test::new().args(["validate", "nope.yaml"]).status(2).run();
     assert!(out.stderr.contains("ttplan::plan::io"), "{out}");

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use serde_yaml::Value;
+use serde_yaml_ng::Value;
 use support::jvm::{self, Jvm};
 use ttplan::coverage::exec::ExecData;
 
@@ -20,7 +20,7 @@ const TTPLAN: &str = env!("CARGO_BIN_EXE_ttplan");
 // ---------------------------------------------------------------- instrument on the fixtures
 
 fn docs(text: &str) -> Vec<Value> {
-    serde_yaml::Deserializer::from_str(text)
+    serde_yaml_ng::Deserializer::from_str(text)
         .map(|d| Value::deserialize(d).unwrap())
         .filter(|v| !v.is_null())
         .collect()

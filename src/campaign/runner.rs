@@ -411,13 +411,18 @@ async fn worker(
                 for n in notes {
                     shared.progress.note(&format!("[{}/{total}] {n}", i + 1));
                 }
-                prepare_run(exp, &opts, &kube).map_err(|e| {
-                    e.report();
-                    match e {
-                        LaunchError::Plan(p) => format!("the plan does not load: {p}"),
-                        LaunchError::Other { message, .. } => message,
-                    }
-                })
+                // Loading reads the plan's files and asks git: blocking work, off the async threads.
+                let (exp, opts, kube) = (exp.clone(), Arc::clone(&opts), kube.clone());
+                match tokio::task::spawn_blocking(move || prepare_run(&exp, &opts, &kube)).await {
+                    Err(e) => Err(format!("preparing the run: {e}")),
+                    Ok(r) => r.map_err(|e| {
+                        e.report();
+                        match e {
+                            LaunchError::Plan(p) => format!("the plan does not load: {p}"),
+                            LaunchError::Other { message, .. } => message,
+                        }
+                    }),
+                }
             }
         };
         let prepared = match prepared {

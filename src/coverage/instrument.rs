@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use serde_yaml::{Mapping, Value};
+use serde_yaml_ng::{Mapping, Value};
 
 use super::CoverageError;
 
@@ -177,7 +177,7 @@ pub fn instrument(
         let Chunk { separator, body } = chunk;
         out.push_str(separator);
         let mut docs = Vec::new();
-        for de in serde_yaml::Deserializer::from_str(body) {
+        for de in serde_yaml_ng::Deserializer::from_str(body) {
             let v = Value::deserialize(de).map_err(|e| {
                 CoverageError::Manifest(format!("document {}: invalid YAML: {e}", idx + 1))
             })?;
@@ -220,10 +220,10 @@ pub fn instrument(
             continue;
         }
         report.changed.push(label);
-        let yaml = serde_yaml::to_string(&new).map_err(|e| {
+        let yaml = serde_yaml_ng::to_string(&new).map_err(|e| {
             CoverageError::Manifest(format!("{kind}/{name}: cannot emit YAML: {e}"))
         })?;
-        // Comments above the document survive; comments inside it cannot (serde_yaml drops them).
+        // Comments above the document survive; comments inside it cannot (the YAML emitter drops them).
         out.push_str(leading_comments(body));
         out.push_str(&yaml);
     }
@@ -556,7 +556,7 @@ fn instrument_container(c: &mut Mapping, agent: &str, port: u16) -> Result<(), S
     } else if let Some(p) = ports.iter().find(|p| same_port(p)) {
         return Err(format!(
             "port {port} is already used by another containerPort ({}); choose another agent port",
-            serde_yaml::to_string(p)
+            serde_yaml_ng::to_string(p)
                 .unwrap_or_default()
                 .trim()
                 .replace('\n', ", ")
@@ -658,7 +658,7 @@ spec:
             out.starts_with(DEPLOY.split("---\n").next().unwrap()),
             "{out}"
         );
-        let docs: Vec<Value> = serde_yaml::Deserializer::from_str(&out)
+        let docs: Vec<Value> = serde_yaml_ng::Deserializer::from_str(&out)
             .map(|d| Value::deserialize(d).unwrap())
             .collect();
         let d = &docs[1];
@@ -682,7 +682,7 @@ spec:
         let mut o = opts();
         o.excludes = Some("*.generated.*".into());
         let (out, _) = instrument(text, &o).unwrap();
-        let d: Value = serde_yaml::from_str(&out).unwrap();
+        let d: Value = serde_yaml_ng::from_str(&out).unwrap();
         assert_eq!(env_names(&d), ["POD_NAME", "JAVA_TOOL_OPTIONS"]);
         assert!(out.contains("includes=*,excludes=*.generated.*,sessionid=$(POD_NAME)"));
         o.port = 6400;

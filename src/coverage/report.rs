@@ -5,12 +5,12 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 
 use quick_xml::events::Event;
 use serde::Serialize;
 
 use super::CoverageError;
+use crate::child::{self, ChildGroups};
 
 /// Jars Ant needs for `jacoco:*` tasks, as Debian's `libjacoco-java` and `libasm-java` name them.
 pub const ANT_JARS: &[&str] = &[
@@ -129,6 +129,7 @@ pub async fn render(
     engine: &ReportEngine,
     job: &ReportJob<'_>,
     work: &Path,
+    groups: &ChildGroups,
 ) -> Result<(), CoverageError> {
     let mut cmd = match engine {
         ReportEngine::JacocoCli { java, jar } => {
@@ -153,7 +154,7 @@ pub async fn render(
             c
         }
     };
-    run_tool(&mut cmd, engine_name(engine)).await
+    run_tool(&mut cmd, engine_name(engine), groups).await
 }
 
 fn engine_name(engine: &ReportEngine) -> &'static str {
@@ -163,16 +164,17 @@ fn engine_name(engine: &ReportEngine) -> &'static str {
     }
 }
 
-/// Runs a tool to completion (killed if the future is dropped, e.g. on cancellation).
+/// Runs a tool to completion in the run's child registry (its group is killed if the future is
+/// dropped, e.g. on cancellation, or by an abort).
 ///
 /// # Errors
 /// When it cannot start or exits non-zero.
-pub async fn run_tool(cmd: &mut tokio::process::Command, what: &str) -> Result<(), CoverageError> {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let out = cmd.output().await.map_err(|e| {
+pub async fn run_tool(
+    cmd: &mut tokio::process::Command,
+    what: &str,
+    groups: &ChildGroups,
+) -> Result<(), CoverageError> {
+    let out = child::output(cmd, groups).await.map_err(|e| {
         CoverageError::Report(format!(
             "cannot start {what} ({:?}): {e}",
             cmd.as_std().get_program()
@@ -551,7 +553,9 @@ TOTAL               Lines    107  Cover  29%
             xml: Path::new("/o/coverage.xml"),
             html_dir: Path::new("/o/html"),
         };
-        render(&engine, &job, dir.path()).await.unwrap();
+        render(&engine, &job, dir.path(), &ChildGroups::default())
+            .await
+            .unwrap();
         let args = std::fs::read_to_string(&args_file).unwrap();
         assert_eq!(
             args.lines().collect::<Vec<_>>(),
@@ -578,7 +582,7 @@ TOTAL               Lines    107  Cover  29%
         );
         // A failing engine's output ends up in the error.
         std::fs::write(&java, "#!/bin/sh\necho 'Exception: boom' >&2\nexit 1\n").unwrap();
-        let e = render(&engine, &job, dir.path())
+        let e = render(&engine, &job, dir.path(), &ChildGroups::default())
             .await
             .unwrap_err()
             .to_string();

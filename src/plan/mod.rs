@@ -10,7 +10,9 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use indexmap::IndexMap;
 
+mod check_files;
 pub mod dag;
+mod deprecated;
 pub mod load;
 pub mod model;
 pub mod node;
@@ -65,6 +67,8 @@ pub struct Plan {
     pub templates: Templates,
     /// Load-time template context (vars + built-ins), reused at step start.
     pub context: BTreeMap<String, serde_json::Value>,
+    /// Deprecated names the plan uses (`file:line:col: warning: …`), for `validate` and `run`.
+    pub warnings: Vec<String>,
 }
 
 /// One step after load-time rendering.

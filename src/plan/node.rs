@@ -230,6 +230,22 @@ pub fn parse_document(file: &Arc<SourceFile>) -> Result<Node, PlanErrors> {
 
 /// Parses one YAML document (aliases resolved, YAML 1.2 core-schema scalars).
 pub fn parse_yaml(file: &Arc<SourceFile>) -> Result<Node, PlanErrors> {
+    let mut docs = parse_yaml_stream(file)?;
+    match docs.len() {
+        0 => Ok(Node::new(Span::new(file, 0, 0), Value::Null)),
+        1 => Ok(docs.remove(0)),
+        _ => Err(PlanDiag::new(
+            Code::Syntax,
+            "a plan file holds exactly one YAML document",
+            Some(&docs[1].span),
+        )
+        .label("second document starts here")
+        .into()),
+    }
+}
+
+/// Parses every document of a YAML stream (`---`-separated manifests), each with its spans.
+pub fn parse_yaml_stream(file: &Arc<SourceFile>) -> Result<Vec<Node>, PlanErrors> {
     let text = Arc::clone(&file.text);
     let mut builder = YamlBuilder {
         file,
@@ -250,21 +266,7 @@ pub fn parse_yaml(file: &Arc<SourceFile>) -> Result<Node, PlanErrors> {
         .label("here")
         .into());
     }
-    if !builder.errors.is_empty() {
-        return Err(builder.errors);
-    }
-    let mut docs = builder.docs;
-    match docs.len() {
-        0 => Ok(Node::new(Span::new(file, 0, 0), Value::Null)),
-        1 => Ok(docs.remove(0)),
-        _ => Err(PlanDiag::new(
-            Code::Syntax,
-            "a plan file holds exactly one YAML document",
-            Some(&docs[1].span),
-        )
-        .label("second document starts here")
-        .into()),
-    }
+    builder.errors.into_result(builder.docs)
 }
 
 /// yaml-rust2 markers count characters; spans are bytes.

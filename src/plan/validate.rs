@@ -134,6 +134,11 @@ fn build_plan(loaded: Loaded, path: &Path, opts: &LoadOptions) -> Result<Plan, P
     check_runtime_refs(top.get("steps"), &dag, &templates, &mut errs);
     check_step_refs(&steps, &dag, &mut errs);
     check_watched_steps(&steps, &dag, &mut errs);
+    super::check_files::check_named_files(&steps, &plan_dir, &loaded.files[0], &mut errs);
+    let warnings = steps
+        .values()
+        .flat_map(|s| super::deprecated::warnings(s.kind.name, &s.fields))
+        .collect();
     let hypothesis = read_hypothesis(top.get("hypothesis"), &templates, &ctx, &mut errs);
 
     errs.into_result(Plan {
@@ -151,6 +156,7 @@ fn build_plan(loaded: Loaded, path: &Path, opts: &LoadOptions) -> Result<Plan, P
         dag,
         templates,
         context: ctx,
+        warnings,
     })
 }
 

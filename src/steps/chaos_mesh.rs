@@ -11,9 +11,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::{Step, StepConfig, StepCtx, StepError, StepOutputs};
+use super::{manifest, Step, StepConfig, StepCtx, StepError, StepOutputs};
 use crate::chaos_admin::{delete_chaos_with_remedy, force_remedy};
-use crate::diag::{did_you_mean, Code, PlanDiag};
+use crate::diag::{did_you_mean, Code, PlanDiag, Span};
 use crate::engine::faults::{FaultRecord, RecoverCtx};
 use crate::kube::chaos::{
     affected_pods, chaos_mesh_injection, chaos_mesh_resource, children_selector, container_records,
@@ -81,20 +81,16 @@ impl StepConfig for ChaosMeshConfig {
 }
 
 impl ChaosMeshConfig {
-    fn object(&self, ctx: &StepCtx) -> Result<Value, StepError> {
+    async fn object(&self, ctx: &StepCtx) -> Result<Value, StepError> {
         match (&self.manifest, &self.file) {
             (Some(m), None) => Ok(m.clone()),
             (None, Some(f)) => {
-                let path = if f.is_absolute() {
-                    f.clone()
-                } else {
-                    ctx.plan_dir().join(f)
-                };
-                let text = std::fs::read_to_string(&path)
-                    .map_err(StepError::io(format!("reading {}", path.display())))?;
-                serde_yaml::from_str(&text).map_err(|e| {
-                    StepError::failed(format!("{}: not a YAML/JSON object: {e}", path.display()))
-                })
+                let path = ctx.plan_dir().join(f);
+                manifest::read_async(&path)
+                    .await
+                    .and_then(|file| manifest::one_object(&file))
+                    .map(|doc| doc.to_json())
+                    .map_err(|e| StepError::failed(manifest::plain(&e)))
             }
             _ => Err(StepError::failed(
                 "give exactly one of `manifest` and `file`",
@@ -140,7 +136,7 @@ pub fn label_value(s: &str) -> String {
 #[async_trait::async_trait]
 impl Step for ChaosMeshConfig {
     async fn run(&self, ctx: &StepCtx) -> Result<StepOutputs, StepError> {
-        let mut obj = self.object(ctx)?;
+        let mut obj = self.object(ctx).await?;
         let kind = obj
             .get("kind")
             .and_then(Value::as_str)
@@ -369,52 +365,74 @@ impl Step for ChaosMeshConfig {
             ),
             (Some(m), None) => {
                 let at = node.get("manifest").map(|n| &n.span).unwrap_or(&node.span);
-                let api = m.get("apiVersion").and_then(Value::as_str).unwrap_or("");
-                let kind = m.get("kind").and_then(Value::as_str).unwrap_or("");
-                if api != CHAOS_MESH_API && !Templates::is_template(api) {
-                    diags.push(
-                        PlanDiag::new(
-                            Code::InvalidValue,
-                            format!("apiVersion must be `{CHAOS_MESH_API}`, found `{api}`"),
-                            Some(at),
-                        )
-                        .label("this manifest"),
-                    );
-                }
-                if !Templates::is_template(kind) && chaos_mesh_resource(kind).is_none() {
-                    let kinds = CHAOS_MESH_KINDS.iter().map(|(k, _)| *k);
-                    diags.push(
-                        PlanDiag::new(
-                            Code::InvalidValue,
-                            format!("`{kind}` is not a Chaos Mesh kind"),
-                            Some(at),
-                        )
-                        .label("this manifest")
-                        .help(did_you_mean(kind, kinds).unwrap_or_else(|| {
-                            format!(
-                                "kinds: {}",
-                                CHAOS_MESH_KINDS
-                                    .iter()
-                                    .map(|(k, _)| *k)
-                                    .collect::<Vec<_>>()
-                                    .join(", ")
-                            )
-                        })),
-                    );
-                }
-                if m.get("spec").is_none() {
-                    diags.push(
-                        PlanDiag::new(
-                            Code::MissingField,
-                            "the Chaos Mesh object has no `spec`",
-                            Some(at),
-                        )
-                        .label("this manifest"),
-                    );
-                }
+                check_object(m, at, diags);
             }
             (None, Some(_)) => {}
         }
+    }
+
+    fn check_files(&self, node: &Node, folder: &manifest::PlanFolder, diags: &mut Vec<PlanDiag>) {
+        let Some(f) = &self.file else { return };
+        if Templates::is_template(&f.to_string_lossy()) {
+            return;
+        }
+        let at = node.get("file").map(|n| &n.span).unwrap_or(&node.span);
+        let (path, display) = folder.resolve(f);
+        let file = match manifest::read_named(&path, &display, at) {
+            Ok(file) => file,
+            Err(e) => return diags.extend(e.diags),
+        };
+        match manifest::one_object(&file) {
+            Ok(doc) => check_object(&doc.to_json(), &doc.span, diags),
+            Err(e) => diags.extend(e.diags),
+        }
+    }
+}
+
+/// What a Chaos Mesh object needs before it is sent: the API group, a known kind, a `spec`.
+fn check_object(m: &Value, at: &Span, diags: &mut Vec<PlanDiag>) {
+    let api = m.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+    let kind = m.get("kind").and_then(Value::as_str).unwrap_or("");
+    if api != CHAOS_MESH_API && !Templates::is_template(api) {
+        diags.push(
+            PlanDiag::new(
+                Code::InvalidValue,
+                format!("apiVersion must be `{CHAOS_MESH_API}`, found `{api}`"),
+                Some(at),
+            )
+            .label("this manifest"),
+        );
+    }
+    if !Templates::is_template(kind) && chaos_mesh_resource(kind).is_none() {
+        let kinds = CHAOS_MESH_KINDS.iter().map(|(k, _)| *k);
+        diags.push(
+            PlanDiag::new(
+                Code::InvalidValue,
+                format!("`{kind}` is not a Chaos Mesh kind"),
+                Some(at),
+            )
+            .label("this manifest")
+            .help(did_you_mean(kind, kinds).unwrap_or_else(|| {
+                format!(
+                    "kinds: {}",
+                    CHAOS_MESH_KINDS
+                        .iter()
+                        .map(|(k, _)| *k)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })),
+        );
+    }
+    if m.get("spec").is_none() {
+        diags.push(
+            PlanDiag::new(
+                Code::MissingField,
+                "the Chaos Mesh object has no `spec`",
+                Some(at),
+            )
+            .label("this manifest"),
+        );
     }
 }
 

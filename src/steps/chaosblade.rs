@@ -314,11 +314,9 @@ impl ChaosBladeConfig {
             args.push(k.display().to_string());
         }
         let mut cmd = tokio::process::Command::new(&self.blade);
-        cmd.args(&args)
-            .kill_on_drop(true)
-            .stdin(std::process::Stdio::null());
+        cmd.args(&args);
         let out = tokio::select! {
-            r = tokio::time::timeout(self.inject_timeout.get(), cmd.output()) => match r {
+            r = tokio::time::timeout(self.inject_timeout.get(), crate::child::output(&mut cmd, ctx.child_groups())) => match r {
                 Ok(o) => o.map_err(|e| StepError::failed(format!("cannot run `{}`: {e}", self.blade)))?,
                 Err(_) => return Err(StepError::failed(format!("`{} create` did not answer within {}", self.blade, self.inject_timeout))),
             },
@@ -447,7 +445,7 @@ fn recover<'a>(
             .map(|k| tokio::spawn(destroyed_at(k, name.clone(), limit)));
         let mut blade_error = None;
         if r.mode == BladeMode::Cli {
-            if let Err(e) = blade_destroy(&r, &name, limit, ctx.force).await {
+            if let Err(e) = blade_destroy(&r, &name, limit, ctx.force, &ctx.children).await {
                 blade_error = Some(e);
             }
         }
@@ -505,18 +503,17 @@ async fn blade_destroy(
     uid: &str,
     limit: std::time::Duration,
     force: bool,
+    groups: &crate::child::ChildGroups,
 ) -> Result<(), String> {
     let mut cmd = tokio::process::Command::new(&r.blade);
-    cmd.args(["destroy", uid, "--target", "k8s"])
-        .kill_on_drop(true)
-        .stdin(std::process::Stdio::null());
+    cmd.args(["destroy", uid, "--target", "k8s"]);
     if let Some(k) = &r.kubeconfig {
         cmd.arg("--kubeconfig").arg(k).env("KUBECONFIG", k);
     }
     if force {
         cmd.arg("--force-remove");
     }
-    let out = tokio::time::timeout(limit, cmd.output())
+    let out = tokio::time::timeout(limit, crate::child::output(&mut cmd, groups))
         .await
         .map_err(|_| {
             format!(

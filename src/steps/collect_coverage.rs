@@ -66,10 +66,11 @@ pub struct CollectCoverageConfig {
     pub concurrency: Option<u32>,
     /// Where the exec files go, relative to the output root.
     /// Default: `coverage_data/<exp_name>`.
-    #[serde(default)]
+    /// (`out` is its deprecated name.)
+    #[serde(default, rename = "output", alias = "out")]
     pub out: Option<PathBuf>,
     /// When the step fails: `any` (default) — no target could be dumped (or reset); `all` —
-    /// any target could not; `never`.
+    /// any target could not; `none` (`never` is its deprecated spelling).
     #[serde(default)]
     pub require: Require,
 }
@@ -90,6 +91,7 @@ pub enum Require {
     #[default]
     Any,
     All,
+    #[serde(rename = "none", alias = "never")]
     Never,
 }
 

@@ -73,7 +73,8 @@ pub struct CollectLogsConfig {
     #[serde(default)]
     pub require: Require,
     /// Log folder, relative to the output root. Default: `log_data/<EXP_NAME>`.
-    #[serde(default)]
+    /// (`dir` is its deprecated name.)
+    #[serde(default, rename = "output", alias = "dir")]
     pub dir: Option<String>,
 }
 

@@ -76,8 +76,8 @@ pub struct CollectTracesConfig {
     /// Stop after this many distinct traces. Default: every trace in the window.
     #[serde(default)]
     pub size: Option<u64>,
-    /// Concurrent `queryTrace` requests.
-    #[serde(default = "default_workers")]
+    /// Concurrent `queryTrace` requests (`workers` is its deprecated name).
+    #[serde(default = "default_workers", rename = "concurrency", alias = "workers")]
     pub workers: usize,
     /// Timeout of one GraphQL request.
     #[serde(default = "default_request_timeout")]
@@ -98,7 +98,8 @@ pub struct CollectTracesConfig {
     pub format: Format,
     /// Output file, relative to the output root. Default:
     /// `trace_data/<EXP_NAME>/<EXP_NAME>_skywalking_traces_<UTC %Y%m%d_%H%M%S>.<format>`.
-    #[serde(default)]
+    /// (`path` is its deprecated name.)
+    #[serde(default, rename = "output", alias = "path")]
     pub path: Option<String>,
     /// The step fails when more than this fraction of listed traces could not be fetched
     /// after retries (0.0 fails on any loss, 1.0 never). Failed traces are always listed with

@@ -27,7 +27,8 @@ pub struct CoverageReportConfig {
     #[serde(default)]
     pub exec_dir: Option<PathBuf>,
     /// Report root, relative to the output root. Default: `coverage_report/<exp_name>`.
-    #[serde(default)]
+    /// (`out` is its deprecated name.)
+    #[serde(default, rename = "output", alias = "out")]
     pub out: Option<PathBuf>,
     /// Classes and sources per service (the Deployment name). Paths are relative to the plan.
     #[serde(default)]
@@ -189,7 +190,7 @@ impl Step for CoverageReportConfig {
             ));
             let dir = report_root.join(service);
             let counters = tokio::select! {
-                r = report_service(service, files, classes, &sources, &dir, &engine) => r?,
+                r = report_service(service, files, classes, &sources, &dir, &engine, ctx.child_groups()) => r?,
                 () = ctx.cancel_token().cancelled() => return Err(StepError::Cancelled),
             };
             for f in [
@@ -235,6 +236,7 @@ async fn report_service(
     sources: &[PathBuf],
     dir: &Path,
     engine: &ReportEngine,
+    groups: &crate::child::ChildGroups,
 ) -> Result<BTreeMap<String, Counter>, StepError> {
     let (files_owned, dir_owned) = (files.to_vec(), dir.to_path_buf());
     let prepared = blocking(move || prepare(&files_owned, classes, &dir_owned)).await?;
@@ -249,7 +251,7 @@ async fn report_service(
         xml: &xml_tmp,
         html_dir: &html_tmp,
     };
-    render(engine, &job, prepared.scratch.path())
+    render(engine, &job, prepared.scratch.path(), groups)
         .await
         .map_err(|e| StepError::failed(format!("service `{service}`: {e}")))?;
     let (service, dir) = (service.to_string(), dir.to_path_buf());

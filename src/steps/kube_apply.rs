@@ -10,9 +10,12 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::{Step, StepConfig, StepCtx, StepError, StepOutputs};
+use super::{manifest, Step, StepConfig, StepCtx, StepError, StepOutputs};
+use crate::diag::{Code, PlanDiag};
 use crate::engine::faults::{FaultRecord, RecoverCtx};
 use crate::kube::{qualified, Kube, KubeSettings};
+use crate::plan::node::{Node, Value as NodeValue};
+use crate::plan::template::Templates;
 use crate::plan::Duration;
 
 /// Applies Kubernetes manifests.
@@ -62,30 +65,6 @@ impl StepConfig for KubeApplyConfig {
     const RECOVER: Option<super::RecoverFn> = Some(teardown);
 }
 
-/// Every document of a (multi-document) YAML text that is an object.
-///
-/// # Errors
-/// YAML syntax errors, with the source named.
-pub fn yaml_documents(text: &str, source: &str) -> Result<Vec<Value>, String> {
-    let mut out = Vec::new();
-    for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let v =
-            Value::deserialize(doc).map_err(|e| format!("{source}: document {}: {e}", i + 1))?;
-        match v {
-            Value::Null => {}
-            Value::Object(_) => out.push(v),
-            Value::Array(items) => out.extend(items.into_iter().filter(|x| !x.is_null())),
-            other => {
-                return Err(format!(
-                    "{source}: document {} is not an object: {other}",
-                    i + 1
-                ))
-            }
-        }
-    }
-    Ok(out)
-}
-
 fn manifest_files(path: &Path) -> Result<Vec<PathBuf>, StepError> {
     if path.is_dir() {
         let mut files: Vec<PathBuf> = std::fs::read_dir(path)
@@ -116,18 +95,19 @@ impl KubeApplyConfig {
                 plan_dir.join(f)
             };
             for file in manifest_files(&path)? {
-                let text = std::fs::read_to_string(&file)
-                    .map_err(StepError::io(format!("reading {}", file.display())))?;
+                let source =
+                    manifest::read(&file).map_err(|e| StepError::failed(manifest::plain(&e)))?;
                 docs.extend(
-                    yaml_documents(&text, &file.display().to_string())
-                        .map_err(StepError::Failed)?,
+                    manifest::objects(&source)
+                        .map_err(|e| StepError::failed(manifest::plain(&e)))?,
                 );
             }
         }
         match &self.manifest {
-            Some(Value::String(text)) => {
-                docs.extend(yaml_documents(text, "manifest").map_err(StepError::Failed)?)
-            }
+            Some(Value::String(text)) => docs.extend(
+                manifest::objects(&manifest::source("manifest", text.clone()))
+                    .map_err(|e| StepError::failed(manifest::plain(&e)))?,
+            ),
             Some(Value::Array(items)) => docs.extend(items.iter().cloned()),
             Some(obj @ Value::Object(_)) => docs.push(obj.clone()),
             Some(_) | None => {}
@@ -154,8 +134,53 @@ async fn resolve(
 
 #[async_trait::async_trait]
 impl Step for KubeApplyConfig {
+    fn check_files(&self, node: &Node, folder: &manifest::PlanFolder, diags: &mut Vec<PlanDiag>) {
+        let items = node.get("files").and_then(|n| match &n.value {
+            NodeValue::Seq(items) => Some(items),
+            _ => None,
+        });
+        for (i, f) in self.files.iter().enumerate() {
+            if Templates::is_template(&f.to_string_lossy()) {
+                continue;
+            }
+            let at = items
+                .and_then(|items| items.get(i))
+                .map_or(&node.span, |n| &n.span);
+            let (path, display) = folder.resolve(f);
+            let files = match manifest_files(&path) {
+                Ok(files) => files,
+                Err(e) => {
+                    diags.push(
+                        PlanDiag::new(Code::Io, e.to_string(), Some(at)).label("this folder"),
+                    );
+                    continue;
+                }
+            };
+            for file in files {
+                let shown = match file.strip_prefix(&path) {
+                    Ok(rel) if !rel.as_os_str().is_empty() => {
+                        Path::new(&display).join(rel).display().to_string()
+                    }
+                    _ => display.clone(),
+                };
+                match manifest::read_named(&file, &shown, at) {
+                    Ok(source) => {
+                        if let Err(e) = manifest::objects(&source) {
+                            diags.extend(e.diags);
+                        }
+                    }
+                    Err(e) => diags.extend(e.diags),
+                }
+            }
+        }
+    }
+
     async fn run(&self, ctx: &StepCtx) -> Result<StepOutputs, StepError> {
-        let docs = self.documents(ctx.plan_dir())?;
+        // Reading and parsing files is blocking work: off the async threads.
+        let (this, dir) = (self.clone(), ctx.plan_dir().to_path_buf());
+        let docs = tokio::task::spawn_blocking(move || this.documents(&dir))
+            .await
+            .map_err(StepError::failed)??;
         if docs.is_empty() {
             return Err(StepError::failed(
                 "no manifests to apply (`files` and `manifest` hold no object)",
@@ -290,19 +315,4 @@ fn teardown<'a>(
             Err(errors.join("; "))
         }
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn multi_document_yaml_yields_objects_and_skips_empty_documents() {
-        let docs = yaml_documents("---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\n", "t").unwrap();
-        assert_eq!(docs.len(), 2);
-        assert_eq!(docs[1]["metadata"]["name"], "b");
-        assert!(yaml_documents("a: [1\n", "t")
-            .unwrap_err()
-            .starts_with("t: document 1"));
-    }
 }

@@ -28,6 +28,7 @@ pub mod collect_traces;
 pub mod coverage_report;
 pub mod instrument;
 pub mod kube_apply;
+pub mod manifest;
 pub mod probe;
 pub mod process;
 pub mod recover;
@@ -128,6 +129,16 @@ pub trait Step: Send + Sync + fmt::Debug {
 
     /// Checks the types cannot express; `node` is the step's mapping, for spans.
     fn check(&self, _node: &Node, _diags: &mut Vec<PlanDiag>) {}
+
+    /// Checks the files the step names, read and parsed as the run will, so that
+    /// `ttplan validate` reports a broken one; `node` is the step's mapping, for spans.
+    fn check_files(
+        &self,
+        _node: &Node,
+        _folder: &manifest::PlanFolder,
+        _diags: &mut Vec<PlanDiag>,
+    ) {
+    }
 
     /// Other steps this one names in a field (`recover.faults`), as (field, names): each must
     /// exist and run before this one.

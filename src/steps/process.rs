@@ -1,11 +1,9 @@
 //! Running child processes for steps: argv or `sh -c`, output appended to a log file, each
 //! child in its own process group so cancellation (timeout, SIGINT) stops the whole tree.
 
-use std::collections::HashSet;
 use std::fmt;
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{killpg, Signal};
@@ -15,6 +13,8 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use super::StepError;
+pub use crate::child::ChildGroups;
+use crate::child::GroupGuard;
 
 /// How long a cancelled process group gets between SIGTERM and SIGKILL, unless
 /// `TTPLAN_TERM_GRACE` (a duration: `5s`, `200ms`) says otherwise.
@@ -108,47 +108,6 @@ impl JsonSchema for Command {
                 {"type": "array", "items": {"type": "string"}, "minItems": 1}
             ]
         })
-    }
-}
-
-/// Process groups started by the run and still alive, so an abort can kill them all.
-#[derive(Debug, Default)]
-pub struct ChildGroups(Mutex<HashSet<i32>>);
-
-impl ChildGroups {
-    fn add(&self, pgid: i32) {
-        self.lock().insert(pgid);
-    }
-
-    fn remove(&self, pgid: i32) {
-        self.lock().remove(&pgid);
-    }
-
-    /// SIGKILLs every live group (second signal: abort at once).
-    pub fn kill_all(&self) {
-        for pgid in self.lock().drain() {
-            let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<i32>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-/// Kills the group if the future running the child is dropped (e.g. by a timeout).
-struct GroupGuard<'a> {
-    pgid: i32,
-    groups: &'a ChildGroups,
-    armed: bool,
-}
-
-impl Drop for GroupGuard<'_> {
-    fn drop(&mut self) {
-        if self.armed {
-            let _ = killpg(Pid::from_raw(self.pgid), Signal::SIGKILL);
-        }
-        self.groups.remove(self.pgid);
     }
 }
 

@@ -254,7 +254,7 @@ async fn route(
 
 fn parse_body(body: &[u8]) -> Result<Value, ApiError> {
     serde_json::from_slice(body)
-        .or_else(|_| serde_yaml::from_slice::<Value>(body))
+        .or_else(|_| serde_yaml_ng::from_slice::<Value>(body))
         .map_err(|e| ApiError::bad_request(&format!("error decoding request body: {e}")))
 }
 

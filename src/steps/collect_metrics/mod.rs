@@ -448,7 +448,8 @@ mod tests {
     use super::*;
 
     fn cfg(yaml: &str) -> CollectMetricsConfig {
-        serde_yaml::from_str(yaml).unwrap()
+        let file = crate::diag::SourceFile::new("t.yaml", None, yaml.into());
+        crate::plan::node_de::from_node(&crate::plan::node::parse_yaml(&file).unwrap()).unwrap()
     }
 
     #[test]
