@@ -258,8 +258,15 @@ pub fn span_of<'a>(step: &'a Node, at: Option<&QueryAt>) -> Option<&'a Span> {
 mod tests {
     use super::*;
 
+    /// Through the plan reader, as plans reach these types.
+    fn from_yaml<T: serde::de::DeserializeOwned>(yaml: &str) -> Result<T, String> {
+        let file = crate::diag::SourceFile::new("t.yaml", None, yaml.into());
+        let node = crate::plan::node::parse_yaml(&file).map_err(|e| format!("{e:?}"))?;
+        crate::plan::node_de::from_node(&node).map_err(|e| e.to_string())
+    }
+
     fn parse(yaml: &str) -> Queries {
-        serde_yaml::from_str(yaml).unwrap()
+        from_yaml(yaml).unwrap()
     }
 
     fn names(q: &[NamedQuery]) -> Vec<&str> {
@@ -281,7 +288,7 @@ mod tests {
 
     #[test]
     fn a_query_in_two_sets_runs_once() {
-        let sets: IndexMap<String, Queries> = serde_yaml::from_str(
+        let sets: IndexMap<String, Queries> = from_yaml(
             "performance: [node_load5, node_filesystem_avail_bytes]\n\
              database: [node_filesystem_avail_bytes, process_max_fds]\n",
         )
@@ -306,7 +313,7 @@ mod tests {
     #[test]
     fn problems_say_which_item() {
         let sets: IndexMap<String, Queries> =
-            serde_yaml::from_str("perf: [up, {name: up, query: 'up == 1'}]\n").unwrap();
+            from_yaml("perf: [up, {name: up, query: 'up == 1'}]\n").unwrap();
         let e = resolve(&Queries::default(), &sets, None).unwrap_err();
         assert_eq!(e.at, Some(QueryAt::Set("perf".into(), 1)));
         assert!(
@@ -328,11 +335,11 @@ mod tests {
 
     #[test]
     fn malformed_items_are_explained() {
-        let e = serde_yaml::from_str::<Queries>("- up\n- {name: a}\n")
+        let e = from_yaml::<Queries>("- up\n- {name: a}\n")
             .unwrap_err()
             .to_string();
         assert!(e.contains("missing field `query`"), "{e}");
-        let e = serde_yaml::from_str::<Queries>("- {query: up, step: 5s}\n")
+        let e = from_yaml::<Queries>("- {query: up, step: 5s}\n")
             .unwrap_err()
             .to_string();
         assert!(e.contains("unknown field `step`"), "{e}");
