@@ -10,7 +10,7 @@ use crate::diag::PlanErrors;
 use crate::engine::launch;
 use crate::engine::progress::Progress;
 use crate::exit;
-use crate::plan::Plan;
+use crate::steps::Plan;
 
 pub fn dispatch(args: Args) -> u8 {
     match args.command {
@@ -37,7 +37,7 @@ pub fn dispatch(args: Args) -> u8 {
             }
         }
         Command::Schema => {
-            crate::out(&crate::plan::schema::plan_schema_json());
+            crate::out(&crate::steps::schema::plan_schema_json());
             exit::SUCCESS
         }
         Command::Chaos(c) => crate::chaos_admin::run(c),

@@ -22,8 +22,8 @@ use super::labels::write_fault_labels_with_effects;
 use super::manifest::{sha256_file, Artifact, ManifestWriter, RunStatus, StepRecord, StepStatus};
 use super::progress::{format_elapsed, Progress};
 use crate::plan::validate::render_at_start;
-use crate::plan::{Plan, PlanStep};
 use crate::steps::process::ChildGroups;
+use crate::steps::{Plan, PlanStep, KINDS};
 use crate::steps::{Step, StepError, StepOutputs};
 
 /// How long a step gets to clean up after its timeout fired or it was cancelled.
@@ -367,6 +367,7 @@ impl Executor {
                 kube: Arc::clone(&self.run.kube),
                 force: false,
                 children: Arc::clone(&self.children),
+                recover_fn: crate::steps::recover_fn,
             };
             let recover = self.faults.recover_pending(None, "engine", &settings);
             tokio::pin!(recover);
@@ -644,7 +645,8 @@ impl StepJob {
     async fn attempt(&self, step: &PlanStep, attempt: u32) -> Result<StepOutputs, StepError> {
         let rendered;
         let (env, imp): (IndexMap<String, String>, &dyn Step) = if step.deferred {
-            let r = render_at_start(&self.plan, step, &self.runtime).map_err(StepError::Failed)?;
+            let r = render_at_start(&self.plan, step, &self.runtime, KINDS)
+                .map_err(StepError::Failed)?;
             rendered = r.step;
             (r.env, rendered.as_ref())
         } else {

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
 
 pub mod chaos;
+pub mod cleanup;
 pub mod discovery;
 
 /// The field manager ttplan's server-side applies use.

@@ -12,18 +12,18 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::{Step, StepConfig, StepCtx, StepError, StepOutputs};
-use crate::chaos_admin::{delete_chaos_with_remedy, force_remedy};
 use crate::diag::{did_you_mean, Code, PlanDiag};
-use crate::engine::faults::{FaultRecord, RecoverCtx};
 use crate::kube::chaos::{
     affected_pods, chaos_mesh_injection, chaos_mesh_resource, children_selector, container_records,
     controller_times, records_from_events, selection_failure, spawned_children, Injection,
     CHAOS_MESH_API, CHAOS_MESH_KINDS,
 };
+use crate::kube::cleanup::{delete_chaos_with_remedy, force_remedy};
 use crate::kube::{poll_interval, qualified, Kube, KubeSettings};
 use crate::plan::node::Node;
 use crate::plan::template::Templates;
 use crate::plan::Duration;
+use crate::steps::api::faults::{FaultRecord, RecoverCtx};
 
 /// Injects a Chaos Mesh fault.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

@@ -15,11 +15,11 @@ use serde_json::{json, Value};
 
 use super::chaos_mesh::dns_name;
 use super::{Step, StepConfig, StepCtx, StepError, StepOutputs};
-use crate::chaos_admin::delete_chaos;
-use crate::engine::faults::{FaultRecord, RecoverCtx};
 use crate::kube::chaos::{chaosblade_injection, chaosblade_resource, Injection, CHAOSBLADE_API};
+use crate::kube::cleanup::delete_chaos;
 use crate::kube::{poll_interval, Kube, KubeSettings};
 use crate::plan::Duration;
+use crate::steps::api::faults::{FaultRecord, RecoverCtx};
 
 /// How the fault is created.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -11,9 +11,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::{Step, StepConfig, StepCtx, StepError, StepOutputs};
-use crate::engine::faults::{FaultRecord, RecoverCtx};
 use crate::kube::{qualified, Kube, KubeSettings};
 use crate::plan::Duration;
+use crate::steps::api::faults::{FaultRecord, RecoverCtx};
 
 /// Applies Kubernetes manifests.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

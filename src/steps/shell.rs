@@ -13,10 +13,10 @@ use tokio_util::sync::CancellationToken;
 use super::process::{run_logged, tail_lines, Command, Spawn};
 use super::{Step, StepConfig, StepCtx, StepError, StepOutputs};
 use crate::diag::{Code, PlanDiag};
-use crate::engine::faults::{FaultRecord, RecoverCtx};
-use crate::engine::secrets::restore;
 use crate::plan::node::Node;
 use crate::plan::Duration;
+use crate::steps::api::faults::{FaultRecord, RecoverCtx};
+use crate::steps::api::secrets::restore;
 
 /// Runs a command.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

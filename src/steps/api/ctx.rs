@@ -10,11 +10,13 @@ use indexmap::IndexMap;
 use tokio_util::sync::CancellationToken;
 
 use super::events::StepEvents;
+use super::events::UntilEvent;
+use super::faults::RecoverLookup;
 use super::faults::{FaultLedger, FaultRecord, RecoverSettings};
+use super::process::ChildGroups;
 use super::progress::Progress;
+use super::StepError;
 use crate::kube::{Kube, KubeAccess};
-use crate::steps::process::ChildGroups;
-use crate::steps::StepError;
 
 /// Facts about the run that every step shares.
 #[derive(Debug)]
@@ -30,9 +32,11 @@ pub struct RunInfo {
     pub started_at: DateTime<Utc>,
     /// Cluster access, connected on first use.
     pub kube: Arc<KubeAccess>,
+    /// Recover functions of the kinds, for the `recover` kind.
+    pub recover_fn: RecoverLookup,
 }
 
-/// Handed to [`crate::steps::Step::run`]; cheap to clone.
+/// Handed to [`super::Step::run`]; cheap to clone.
 #[derive(Clone)]
 pub struct StepCtx {
     pub(crate) run: Arc<RunInfo>,
@@ -98,7 +102,7 @@ impl StepCtx {
 
     /// Resolves when step `name` has started (or finished, per `event`); skipped and
     /// cancelled steps count as finished.
-    pub async fn wait_for_step(&self, name: &str, event: crate::probe::UntilEvent) {
+    pub async fn wait_for_step(&self, name: &str, event: UntilEvent) {
         self.events.wait(name, event).await;
     }
 
@@ -187,6 +191,7 @@ impl StepCtx {
             kube: Arc::clone(&self.run.kube),
             force: false,
             children: Arc::clone(&self.children),
+            recover_fn: self.run.recover_fn,
         };
         self.faults
             .recover_pending(Some(steps), &self.step, &settings)
