@@ -13,7 +13,7 @@ use crate::kube::cleanup::{find_chaos, remove_all_chaos};
 use crate::kube::KubeAccess;
 
 pub fn run(cmd: ChaosCommand) -> u8 {
-    let rt = match crate::commands::runtime() {
+    let rt = match crate::engine::launch::runtime() {
         Ok(rt) => rt,
         Err(code) => return code,
     };

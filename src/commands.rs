@@ -266,17 +266,6 @@ fn graph(plan: &Plan, format: GraphFormat) -> String {
     s
 }
 
-/// The async runtime of a command; an error is already reported.
-pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, u8> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            eprintln!("error: cannot start the async runtime: {e}");
-            exit::STEP_FAILED
-        })
-}
-
 fn run(args: RunArgs) -> u8 {
     let now = Utc::now();
     let cfg = args.config();
@@ -305,7 +294,7 @@ fn run_loaded(plan: Plan, cfg: &launch::RunConfig, now: DateTime<Utc>, report: b
             return e.code();
         }
     };
-    let rt = match runtime() {
+    let rt = match crate::engine::launch::runtime() {
         Ok(rt) => rt,
         Err(code) => return code,
     };

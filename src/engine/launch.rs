@@ -781,3 +781,14 @@ impl SignalHub {
         }
     }
 }
+
+/// The async runtime of a command; an error is already reported.
+pub fn runtime() -> Result<tokio::runtime::Runtime, u8> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("error: cannot start the async runtime: {e}");
+            exit::STEP_FAILED
+        })
+}

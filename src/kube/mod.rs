@@ -16,6 +16,7 @@ use tokio::sync::OnceCell;
 pub mod chaos;
 pub mod cleanup;
 pub mod discovery;
+pub mod names;
 
 /// The field manager ttplan's server-side applies use.
 pub const FIELD_MANAGER: &str = "ttplan";

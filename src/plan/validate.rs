@@ -594,7 +594,7 @@ fn read_step<K: Kinds + ?Sized>(
                 )
                 .label("not a step kind")
                 .help(
-                    did_you_mean(kind_name, kinds.names().into_iter())
+                    did_you_mean(kind_name, kinds.names())
                         .unwrap_or_else(|| format!("kinds: {}", kinds.names().join(", "))),
                 ),
             );

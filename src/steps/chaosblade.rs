@@ -13,10 +13,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::chaos_mesh::dns_name;
 use super::{Step, StepConfig, StepCtx, StepError, StepOutputs};
 use crate::kube::chaos::{chaosblade_injection, chaosblade_resource, Injection, CHAOSBLADE_API};
 use crate::kube::cleanup::delete_chaos;
+use crate::kube::names::{dns_name, label_value};
 use crate::kube::{poll_interval, Kube, KubeSettings};
 use crate::plan::Duration;
 use crate::steps::api::faults::{FaultRecord, RecoverCtx};
@@ -371,7 +371,7 @@ impl ChaosBladeConfig {
         }
         let obj: DynamicObject = serde_json::from_value(json!({
             "apiVersion": CHAOSBLADE_API, "kind": "ChaosBlade",
-            "metadata": {"name": name, "labels": {"ttplan.io/step": super::chaos_mesh::label_value(ctx.step_name())}},
+            "metadata": {"name": name, "labels": {"ttplan.io/step": label_value(ctx.step_name())}},
             "spec": {"experiments": [{
                 "scope": "container", "target": self.target, "action": self.action,
                 "desc": format!("ttplan {} {}", ctx.exp_name(), ctx.step_name()),

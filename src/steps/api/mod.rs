@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 use crate::diag::PlanDiag;
 use crate::plan::node::Node;
 
+pub mod command_env;
 pub mod ctx;
 pub mod events;
 pub mod faults;
