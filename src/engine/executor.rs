@@ -163,9 +163,8 @@ impl Executor {
                     decided = true;
                     self.progress
                         .note(&format!("- {name}: {} ({reason})", status_word(status)));
-                    let _ = self
-                        .manifest
-                        .update(|m| {
+                    self.manifest
+                        .update_reported(&self.progress, |m| {
                             if let Some(r) = m.steps.get_mut(name) {
                                 r.status = status;
                                 r.reason = Some(reason);
@@ -201,9 +200,8 @@ impl Executor {
                         events.finished(name);
                         decided = true;
                         self.progress.note(&format!("- {name}: skipped ({reason})"));
-                        let _ = self
-                            .manifest
-                            .update(|m| {
+                        self.manifest
+                            .update_reported(&self.progress, |m| {
                                 if let Some(r) = m.steps.get_mut(name) {
                                     r.status = StepStatus::Skipped;
                                     r.reason = Some(reason);
@@ -222,9 +220,8 @@ impl Executor {
                     interrupt.child_token()
                 };
                 let started_at = Utc::now();
-                let _ = self
-                    .manifest
-                    .update(|m| {
+                self.manifest
+                    .update_reported(&self.progress, |m| {
                         if let Some(r) = m.steps.get_mut(name) {
                             r.status = StepStatus::Running;
                             r.started_at = Some(started_at);
@@ -337,9 +334,8 @@ impl Executor {
             };
             self.progress
                 .note(&format!("- {name}: {} ({reason})", status_word(status)));
-            let _ = self
-                .manifest
-                .update(|m| {
+            self.manifest
+                .update_reported(&self.progress, |m| {
                     if let Some(r) = m.steps.get_mut(name) {
                         r.status = status;
                         r.reason = Some(reason.to_string());
@@ -412,9 +408,8 @@ impl Executor {
         ) {
             recovery_errors.push(format!("cannot write fault_labels.json: {e}"));
         }
-        let _ = self
-            .manifest
-            .update(|m| {
+        self.manifest
+            .update_reported(&self.progress, |m| {
                 m.faults = faults;
                 m.run.errors.extend(recovery_errors.iter().cloned());
             })
@@ -423,9 +418,10 @@ impl Executor {
         if !recovery_errors.is_empty() {
             // A fault left in the cluster is the worse news: exit 1 even after a signal.
             if interrupted {
-                let _ = self
-                    .manifest
-                    .update(|m| m.run.errors.push("the run was interrupted".into()))
+                self.manifest
+                    .update_reported(&self.progress, |m| {
+                        m.run.errors.push("the run was interrupted".into())
+                    })
                     .await;
             }
             RunStatus::Failed
@@ -470,7 +466,9 @@ impl Executor {
             "before": before.map_or_else(none, |o| o.record.clone()),
             "after": after.map_or_else(none, |o| o.record.clone()),
         });
-        let _ = self.manifest.update(|m| m.steady_state = Some(value)).await;
+        self.manifest
+            .update_reported(&self.progress, |m| m.steady_state = Some(value))
+            .await;
     }
 
     fn runtime_context(
@@ -513,9 +511,8 @@ impl Executor {
             }
         }
         let faults = self.faults.snapshot().await;
-        let _ = self
-            .manifest
-            .update(|m| {
+        self.manifest
+            .update_reported(&self.progress, |m| {
                 if let Some(r) = m.steps.get_mut(&f.name) {
                     r.status = f.status;
                     r.attempts = f.attempts;

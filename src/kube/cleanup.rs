@@ -152,16 +152,21 @@ pub async fn delete_chaos_with_remedy(
     }
     match kube.delete_and_wait(ar, namespace, name, limit, &mut *observe).await {
         Ok(()) => Ok(()),
-        Err(KubeError::Other(msg)) if force && chaos_mesh => {
+        Err(KubeError::DeleteTimeout(msg)) if force && chaos_mesh => {
             annotate_forced(kube, ar, namespace, name).await?;
             kube.delete_and_wait(ar, namespace, name, limit, observe)
                 .await
-                .map_err(|e| KubeError::Other(format!("{msg}; even after forced cleanup: {e}")))
+                .map_err(|e| match e {
+                    KubeError::DeleteTimeout(e) => {
+                        KubeError::DeleteTimeout(format!("{msg}; even after forced cleanup: {e}"))
+                    }
+                    other => other,
+                })
         }
         // ChaosBlade: the operator strips its finalizer itself only from blades `Destroying`
         // for longer than `--remove-blade-interval` (72h by default; chaosblade-operator
         // `periodicallyCleanUpBlade`); `--force` does the same now, with the same merge patch.
-        Err(KubeError::Other(msg)) if force && ar.group == "chaosblade.io" => {
+        Err(KubeError::DeleteTimeout(msg)) if force && ar.group == "chaosblade.io" => {
             let patch = serde_json::json!({"metadata": {"finalizers": []}});
             kube.dynamic(ar, namespace)
                 .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
@@ -169,12 +174,17 @@ pub async fn delete_chaos_with_remedy(
                 .map_err(kube.err(format!("removing the finalizers of {} {}", ar.kind, qualified(namespace, name))))?;
             kube.delete_and_wait(ar, namespace, name, limit, observe)
                 .await
-                .map_err(|e| KubeError::Other(format!("{msg}; even after removing its finalizers: {e}")))
+                .map_err(|e| match e {
+                    KubeError::DeleteTimeout(e) => {
+                        KubeError::DeleteTimeout(format!("{msg}; even after removing its finalizers: {e}"))
+                    }
+                    other => other,
+                })
         }
-        Err(KubeError::Other(msg)) if ar.group == "chaosblade.io" => Err(KubeError::Other(format!(
+        Err(KubeError::DeleteTimeout(msg)) if ar.group == "chaosblade.io" => Err(KubeError::DeleteTimeout(format!(
             "{msg}; the ChaosBlade operator could not destroy the experiment (see its status) — `ttplan chaos clean --all --force` (or `--run RUN_DIR --force`) removes {CHAOSBLADE_FINALIZER}"
         ))),
-        Err(KubeError::Other(msg)) if chaos_mesh => Err(KubeError::Other(format!(
+        Err(KubeError::DeleteTimeout(msg)) if chaos_mesh => Err(KubeError::DeleteTimeout(format!(
             "{msg}; Chaos Mesh may be unable to recover the pods — `{remedy}` sets {FORCE_CLEAN_ANNOTATION}=forced"
         ))),
         Err(e) => Err(e),
