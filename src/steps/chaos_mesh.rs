@@ -173,7 +173,7 @@ impl Step for ChaosMeshConfig {
         };
         let params =
             json!({ "kind": kind, "spec": obj.get("spec").cloned().unwrap_or(Value::Null) });
-        let id = ctx
+        let fault = ctx
             .register_fault(
                 Self::KIND,
                 serde_json::to_value(&recovery).map_err(StepError::failed)?,
@@ -315,7 +315,7 @@ impl Step for ChaosMeshConfig {
                 "pods": pods, "injected_at": injected_at,
             });
         }
-        ctx.fault_injected(&id, details).await?;
+        fault.injected(details).await?;
         Ok(StepOutputs::default()
             .value("name", name)
             .value("namespace", namespace)

@@ -240,7 +240,7 @@ impl Step for ChaosBladeConfig {
             "target": self.target, "action": self.action, "flags": self.flags,
             "service": self.service, "container": container, "process": self.process,
         });
-        let id = ctx
+        let fault = ctx
             .register_fault(
                 Self::KIND,
                 serde_json::to_value(&recovery).map_err(StepError::failed)?,
@@ -299,7 +299,7 @@ impl Step for ChaosBladeConfig {
             details["controller_status"] = obj.data.get("status").cloned().unwrap_or(Value::Null);
         }
         details["target"] = target;
-        ctx.fault_injected(&id, details).await?;
+        fault.injected(details).await?;
         Ok(StepOutputs::default()
             .value("uid", uid)
             .value("pod", pod)

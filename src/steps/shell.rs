@@ -105,7 +105,8 @@ impl Step for ShellConfig {
                 };
                 let recovery = serde_json::to_value(&recovery).map_err(StepError::failed)?;
                 let params = serde_json::json!({ "run": self.run, "recover": recover });
-                ctx.register_fault(Self::KIND, recovery, params).await?;
+                // Marked injected below, by whichever attempt succeeds.
+                let _registered = ctx.register_fault(Self::KIND, recovery, params).await?;
             }
         }
 
@@ -170,10 +171,10 @@ impl Step for ShellConfig {
             }
         }
         if self.recover.is_some() {
-            // The command succeeded: the fault is in place. It was registered under the
-            // step's name (the first fault a step registers gets that id).
-            ctx.fault_injected(ctx.step_name(), serde_json::Value::Null)
-                .await?;
+            // The command succeeded: the fault registered by the first attempt is in place.
+            if let Some(fault) = ctx.registered_fault().await {
+                fault.injected(serde_json::Value::Null).await?;
+            }
         }
         let mut out = StepOutputs::default()
             .value("exit_code", last_code)

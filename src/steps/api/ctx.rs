@@ -150,8 +150,25 @@ impl StepCtx {
         kind: &str,
         recovery: serde_json::Value,
         params: serde_json::Value,
-    ) -> Result<String, StepError> {
-        self.register(kind, recovery, params, false).await
+    ) -> Result<FaultHandle, StepError> {
+        let id = self.register(kind, recovery, params, false).await?;
+        Ok(FaultHandle {
+            id,
+            ledger: Arc::clone(&self.faults),
+        })
+    }
+
+    /// The fault this step registered in an earlier attempt (a retry that injects what the
+    /// first attempt registered).
+    pub async fn registered_fault(&self) -> Option<FaultHandle> {
+        let faults = self.faults.snapshot().await;
+        let record = faults
+            .iter()
+            .find(|r| *r.step == *self.step && !r.teardown)?;
+        Some(FaultHandle {
+            id: record.id.clone(),
+            ledger: Arc::clone(&self.faults),
+        })
     }
 
     /// Like [`StepCtx::register_fault`], for something to undo at the end of the run that is
@@ -220,15 +237,30 @@ impl StepCtx {
             .await
             .map_err(|e| StepError::Failed(e.to_string()))
     }
+}
 
-    /// Marks a registered fault as injected, with details the controller reported.
-    pub async fn fault_injected(
-        &self,
-        id: &str,
-        details: serde_json::Value,
-    ) -> Result<(), StepError> {
-        self.faults
-            .update(id, |r: &mut FaultRecord| r.mark_injected(details))
+/// A fault registered in the ledger (by [`StepCtx::register_fault`]), not yet known to be in
+/// place: [`FaultHandle::injected`] is the only way to mark it injected.
+#[derive(Debug)]
+#[must_use = "a registered fault is marked injected through its handle"]
+pub struct FaultHandle {
+    id: String,
+    ledger: Arc<FaultLedger>,
+}
+
+impl FaultHandle {
+    /// The fault's id in `faults.json`.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Marks the fault injected, with the details the controller reported.
+    ///
+    /// # Errors
+    /// When the ledger cannot be written.
+    pub async fn injected(&self, details: serde_json::Value) -> Result<(), StepError> {
+        self.ledger
+            .update(&self.id, |r: &mut FaultRecord| r.mark_injected(details))
             .await
             .map_err(StepError::io("writing the fault ledger"))
     }
