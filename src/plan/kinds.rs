@@ -126,7 +126,8 @@ mod tests {
         assert!(err.contains("`n` must be at least 1"), "{err}");
 
         // The same value written in the plan fails at load time.
-        let doc = serde_json::json!({ "name": "t", "steps": { "a": { "kind": "count", "n": "0" } } });
+        let doc =
+            serde_json::json!({ "name": "t", "steps": { "a": { "kind": "count", "n": "0" } } });
         assert!(
             load_plan_document(&doc, "plan.yaml", Path::new("plan.yaml"), &opts(), &OneKind)
                 .is_err()

@@ -235,7 +235,7 @@ impl StepCtx {
             .kube
             .get()
             .await
-            .map_err(|e| StepError::Failed(e.to_string()))
+            .map_err(|e| StepError::Kube(e.clone()))
     }
 }
 

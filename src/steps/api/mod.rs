@@ -68,6 +68,9 @@ pub enum StepError {
         #[source]
         source: std::io::Error,
     },
+    /// A Kubernetes API call failed; the source tells a timeout from an API answer.
+    #[error("{0}")]
+    Kube(#[from] crate::kube::KubeError),
     #[error("cancelled")]
     Cancelled,
     /// A failure whose outputs still belong in the manifest (e.g. which traces were lost).
