@@ -10,7 +10,7 @@ use crate::diag::PlanErrors;
 use crate::engine::launch;
 use crate::engine::progress::Progress;
 use crate::exit;
-use crate::plan::Plan;
+use crate::steps::Plan;
 
 pub fn dispatch(args: Args) -> u8 {
     match args.command {
@@ -37,7 +37,7 @@ pub fn dispatch(args: Args) -> u8 {
             }
         }
         Command::Schema => {
-            crate::out(&crate::plan::schema::plan_schema_json());
+            crate::out(&crate::steps::schema::plan_schema_json());
             exit::SUCCESS
         }
         Command::Chaos(c) => crate::chaos_admin::run(c),
@@ -299,17 +299,6 @@ fn graph(plan: &Plan, format: GraphFormat) -> String {
     s
 }
 
-/// The async runtime of a command; an error is already reported.
-pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, u8> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            eprintln!("error: cannot start the async runtime: {e}");
-            exit::STEP_FAILED
-        })
-}
-
 fn run(args: RunArgs) -> u8 {
     let now = Utc::now();
     let mut cfg = args.config();
@@ -350,7 +339,7 @@ fn run_loaded(plan: Plan, cfg: &launch::RunConfig, now: DateTime<Utc>, report: b
             return e.code();
         }
     };
-    let rt = match runtime() {
+    let rt = match crate::engine::launch::runtime() {
         Ok(rt) => rt,
         Err(code) => return code,
     };

@@ -14,6 +14,8 @@ pub mod diag;
 pub mod engine;
 pub mod git;
 pub mod kube;
+#[cfg(test)]
+mod layers;
 pub mod plan;
 pub mod probe;
 pub mod report;

@@ -80,7 +80,7 @@ pub fn up(env_file: Option<&Path>, port_file: Option<&Path>, dir: Option<&Path>)
         ttplan_sandbox::environment::NAMESPACE,
         sb.kubeconfig().display(),
     ));
-    let rt = match crate::commands::runtime() {
+    let rt = match crate::engine::launch::runtime() {
         Ok(rt) => rt,
         Err(code) => return code,
     };

@@ -10,7 +10,7 @@ use ::kube::api::{Api, ListParams};
 use k8s_openapi::api::core::v1::Pod;
 
 use super::model::{BeforeEach, Ready};
-use crate::chaos_admin::remove_all_chaos;
+use crate::kube::cleanup::remove_all_chaos;
 use crate::kube::{name_selected, pod_is_ready, poll_interval, KubeAccess};
 
 /// One precondition of `before_each`.

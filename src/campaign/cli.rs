@@ -29,7 +29,7 @@ pub fn run(cmd: CampaignCommand) -> u8 {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            let rt = match crate::commands::runtime() {
+            let rt = match crate::engine::launch::runtime() {
                 Ok(rt) => rt,
                 Err(code) => return code,
             };

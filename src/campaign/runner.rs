@@ -178,9 +178,14 @@ pub async fn run_campaign(c: Campaign, opts: CampaignOptions, hub: SignalHub) ->
                 kube: Arc::new(KubeAccess::new(KubeSettings::default())),
                 force: false,
                 children: Default::default(),
+                recover_fn: crate::steps::recover_fn,
             };
-            match crate::chaos_admin::recover_run(dir, &settings, "ttplan campaign run --resume")
-                .await
+            match crate::engine::recovery::recover_run(
+                dir,
+                &settings,
+                "ttplan campaign run --resume",
+            )
+            .await
             {
                 Ok(rec) => {
                     if !rec.failures.is_empty() {

@@ -3,7 +3,7 @@
 //! the manifest.
 
 use crate::kube::discovery::{find_service, ServiceQuery};
-use crate::steps::{StepCtx, StepError};
+use crate::steps::api::{StepCtx, StepError};
 
 /// Resolves a backend URL; `what` names it in messages ("SkyWalking").
 ///

@@ -45,13 +45,13 @@ impl CoverageError {
     }
 }
 
-impl From<CoverageError> for crate::steps::StepError {
+impl From<CoverageError> for crate::steps::api::StepError {
     fn from(e: CoverageError) -> Self {
         match e {
             CoverageError::Io { context, source } => {
-                crate::steps::StepError::Io { context, source }
+                crate::steps::api::StepError::Io { context, source }
             }
-            other => crate::steps::StepError::Failed(other.to_string()),
+            other => crate::steps::api::StepError::Failed(other.to_string()),
         }
     }
 }

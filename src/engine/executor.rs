@@ -22,8 +22,8 @@ use super::labels::write_fault_labels_with_effects;
 use super::manifest::{sha256_file, Artifact, ManifestWriter, RunStatus, StepRecord, StepStatus};
 use super::progress::{format_elapsed, Progress};
 use crate::plan::validate::render_at_start;
-use crate::plan::{Plan, PlanStep};
 use crate::steps::process::ChildGroups;
+use crate::steps::{Plan, PlanStep, KINDS};
 use crate::steps::{Step, StepError, StepOutputs};
 
 /// How long a step gets to clean up after its timeout fired or it was cancelled.
@@ -164,9 +164,8 @@ impl Executor {
                     decided = true;
                     self.progress
                         .note(&format!("- {name}: {} ({reason})", status_word(status)));
-                    let _ = self
-                        .manifest
-                        .update(|m| {
+                    self.manifest
+                        .update_reported(&self.progress, |m| {
                             if let Some(r) = m.steps.get_mut(name) {
                                 r.status = status;
                                 r.reason = Some(reason);
@@ -205,9 +204,8 @@ impl Executor {
                         events.finished(name);
                         decided = true;
                         self.progress.note(&format!("- {name}: skipped ({reason})"));
-                        let _ = self
-                            .manifest
-                            .update(|m| {
+                        self.manifest
+                            .update_reported(&self.progress, |m| {
                                 if let Some(r) = m.steps.get_mut(name) {
                                     r.status = StepStatus::Skipped;
                                     r.reason = Some(reason);
@@ -230,9 +228,8 @@ impl Executor {
                     interrupt.child_token()
                 };
                 let started_at = Utc::now();
-                let _ = self
-                    .manifest
-                    .update(|m| {
+                self.manifest
+                    .update_reported(&self.progress, |m| {
                         if let Some(r) = m.steps.get_mut(name) {
                             r.status = StepStatus::Running;
                             r.started_at = Some(started_at);
@@ -351,9 +348,8 @@ impl Executor {
             };
             self.progress
                 .note(&format!("- {name}: {} ({reason})", status_word(status)));
-            let _ = self
-                .manifest
-                .update(|m| {
+            self.manifest
+                .update_reported(&self.progress, |m| {
                     if let Some(r) = m.steps.get_mut(name) {
                         r.status = status;
                         r.reason = Some(reason.to_string());
@@ -381,6 +377,7 @@ impl Executor {
                 kube: Arc::clone(&self.run.kube),
                 force: false,
                 children: Arc::clone(&self.children),
+                recover_fn: crate::steps::recover_fn,
             };
             let recover = self.faults.recover_pending(None, "engine", &settings);
             tokio::pin!(recover);
@@ -425,9 +422,8 @@ impl Executor {
         ) {
             recovery_errors.push(format!("cannot write fault_labels.json: {e}"));
         }
-        let _ = self
-            .manifest
-            .update(|m| {
+        self.manifest
+            .update_reported(&self.progress, |m| {
                 m.faults = faults;
                 m.run.errors.extend(recovery_errors.iter().cloned());
             })
@@ -436,9 +432,10 @@ impl Executor {
         if !recovery_errors.is_empty() {
             // A fault left in the cluster is the worse news: exit 1 even after a signal.
             if interrupted {
-                let _ = self
-                    .manifest
-                    .update(|m| m.run.errors.push("the run was interrupted".into()))
+                self.manifest
+                    .update_reported(&self.progress, |m| {
+                        m.run.errors.push("the run was interrupted".into())
+                    })
                     .await;
             }
             RunStatus::Failed
@@ -483,7 +480,9 @@ impl Executor {
             "before": before.map_or_else(none, |o| o.record.clone()),
             "after": after.map_or_else(none, |o| o.record.clone()),
         });
-        let _ = self.manifest.update(|m| m.steady_state = Some(value)).await;
+        self.manifest
+            .update_reported(&self.progress, |m| m.steady_state = Some(value))
+            .await;
     }
 
     fn runtime_context(
@@ -526,9 +525,8 @@ impl Executor {
             }
         }
         let faults = self.faults.snapshot().await;
-        let _ = self
-            .manifest
-            .update(|m| {
+        self.manifest
+            .update_reported(&self.progress, |m| {
                 if let Some(r) = m.steps.get_mut(&f.name) {
                     r.status = f.status;
                     r.attempts = f.attempts;
@@ -658,7 +656,8 @@ impl StepJob {
     async fn attempt(&self, step: &PlanStep, attempt: u32) -> Result<StepOutputs, StepError> {
         let rendered;
         let (env, imp): (IndexMap<String, String>, &dyn Step) = if step.deferred {
-            let r = render_at_start(&self.plan, step, &self.runtime).map_err(StepError::Failed)?;
+            let r = render_at_start(&self.plan, step, &self.runtime, KINDS)
+                .map_err(StepError::Failed)?;
             rendered = r.step;
             (r.env, rendered.as_ref())
         } else {

@@ -15,8 +15,8 @@ use super::faults::FaultLedger;
 use super::manifest::{Manifest, StepStatus};
 use super::progress::Progress;
 use crate::plan::validate::render_at_start;
-use crate::plan::{Plan, PlanStep};
 use crate::steps::process::ChildGroups;
+use crate::steps::{Plan, PlanStep, KINDS};
 use crate::steps::{Step, StepError};
 
 /// Kinds that inject faults by themselves (a `shell` step with `recover` does too, but is also
@@ -28,7 +28,7 @@ pub fn fault_steps(plan: &Plan) -> BTreeSet<String> {
     let mut out: BTreeSet<String> = plan
         .steps
         .values()
-        .filter(|s| FAULT_KINDS.contains(&s.kind.name))
+        .filter(|s| FAULT_KINDS.contains(&s.kind))
         .map(|s| s.name.clone())
         .collect();
     for s in plan.steps.values() {
@@ -48,7 +48,7 @@ pub fn fault_steps(plan: &Plan) -> BTreeSet<String> {
 pub fn recovery_steps(plan: &Plan) -> BTreeSet<String> {
     plan.steps
         .values()
-        .filter(|s| s.kind.name == "recover")
+        .filter(|s| s.kind == "recover")
         .map(|s| s.name.clone())
         .collect()
 }
@@ -59,7 +59,7 @@ pub fn verifying_probes(
     runtime: &BTreeMap<String, Value>,
 ) -> BTreeMap<String, Vec<(String, Value)>> {
     let mut out: BTreeMap<String, Vec<(String, Value)>> = BTreeMap::new();
-    for s in plan.steps.values().filter(|s| s.kind.name == "probe") {
+    for s in plan.steps.values().filter(|s| s.kind == "probe") {
         if let Some(("verifies", [fault])) = s.step.referenced_steps() {
             let record = runtime
                 .get(&s.name)
@@ -156,7 +156,7 @@ impl HypothesisRunner {
     ) -> Result<BTreeMap<String, Value>, StepError> {
         let rendered;
         let (env, imp): (_, &dyn Step) = if step.deferred {
-            let r = render_at_start(&self.plan, step, runtime).map_err(StepError::Failed)?;
+            let r = render_at_start(&self.plan, step, runtime, KINDS).map_err(StepError::Failed)?;
             rendered = r.step;
             (r.env, rendered.as_ref())
         } else {

@@ -27,8 +27,9 @@ use crate::diag::PlanErrors;
 use crate::exit;
 use crate::git::git_info;
 use crate::kube::{KubeAccess, KubeSettings};
-use crate::plan::{load_plan, LoadOptions, Plan};
+use crate::plan::{load_plan, LoadOptions};
 use crate::steps::process::ChildGroups;
+use crate::steps::{Plan, KINDS};
 
 /// How to run one plan.
 #[derive(Debug, Clone)]
@@ -109,6 +110,7 @@ pub fn load_fresh(
             now,
             out_dir: out_dir.to_path_buf(),
         },
+        KINDS,
     )
 }
 
@@ -183,6 +185,7 @@ pub fn load(cfg: &RunConfig, now: DateTime<Utc>) -> Result<Plan, LaunchError> {
             now: r.started_at,
             out_dir: cfg.out.clone(),
         },
+        KINDS,
     )
     .map_err(LaunchError::Plan)
 }
@@ -249,6 +252,7 @@ pub fn prepare(plan: Plan, cfg: &RunConfig, now: DateTime<Utc>) -> Result<Prepar
         plan_dir: plan.plan_dir.clone(),
         started_at,
         kube: Arc::new(KubeAccess::new(cfg.kube.clone())),
+        recover_fn: crate::steps::recover_fn,
     });
     let mut manifest = initial_manifest(&plan, &run, cfg.max_parallel);
     manifest.sandbox = cfg.sandbox.clone();
@@ -531,6 +535,7 @@ pub async fn execute(p: Prepared, hub: &SignalHub) -> Outcome {
                     kube: Arc::clone(&run.kube),
                     force: false,
                     children: Arc::clone(&children),
+                    recover_fn: crate::steps::recover_fn,
                 };
                 let failures = ledger.recover_pending(None, "resume", &settings).await;
                 if !failures.is_empty() {
@@ -779,4 +784,15 @@ impl SignalHub {
             std::process::exit(i32::from(exit::INTERRUPTED));
         }
     }
+}
+
+/// The async runtime of a command; an error is already reported.
+pub fn runtime() -> Result<tokio::runtime::Runtime, u8> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("error: cannot start the async runtime: {e}");
+            exit::STEP_FAILED
+        })
 }

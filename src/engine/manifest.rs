@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 
 use super::faults::FaultRecord;
+use super::progress::Progress;
 use super::secrets::Secrets;
 use crate::atomic_write::write_json_atomic;
 use crate::git::GitInfo;
@@ -221,6 +222,8 @@ pub struct ManifestWriter {
     path: PathBuf,
     manifest: Mutex<Manifest>,
     secrets: Secrets,
+    /// A write during the run failed and was reported (once: the next writes likely fail too).
+    failed_write_reported: std::sync::atomic::AtomicBool,
 }
 
 impl ManifestWriter {
@@ -229,6 +232,7 @@ impl ManifestWriter {
             path: run_dir.join(MANIFEST_FILE),
             manifest: Mutex::new(manifest),
             secrets,
+            failed_write_reported: Default::default(),
         }
     }
 
@@ -240,6 +244,23 @@ impl ManifestWriter {
     ///
     /// # Errors
     /// When the file cannot be written.
+    /// [`Self::update`] during a run: a failed write is reported on the progress output (once)
+    /// instead of stopping the run; the change stays in memory, so the next write that
+    /// succeeds carries it.
+    pub async fn update_reported(&self, progress: &Progress, f: impl FnOnce(&mut Manifest)) {
+        if let Err(e) = self.update(f).await {
+            if !self
+                .failed_write_reported
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+            {
+                progress.note(&format!(
+                    "warning: cannot write {}: {e} (the run goes on; later writes retry)",
+                    self.path.display()
+                ));
+            }
+        }
+    }
+
     pub async fn update(&self, f: impl FnOnce(&mut Manifest)) -> std::io::Result<()> {
         let mut snapshot = {
             let mut m = self.manifest.lock().await;

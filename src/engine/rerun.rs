@@ -12,7 +12,8 @@ use serde_json::Value;
 
 use super::launch::{new_run_id, LaunchError};
 use crate::plan::template::Templates;
-use crate::plan::{load_plan_document, LoadOptions, Plan};
+use crate::plan::{load_plan_document, LoadOptions};
+use crate::steps::{Plan, KINDS};
 
 /// Reads `manifest` and builds its plan, named `exp_name` (default: the recorded name with
 /// `_rerun_<UTC now>`).
@@ -93,6 +94,7 @@ pub fn plan_from_manifest(
             now: started_at,
             out_dir: out.to_path_buf(),
         },
+        KINDS,
     )
     .map_err(LaunchError::Plan)
 }

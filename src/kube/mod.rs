@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
 
 pub mod chaos;
+pub mod cleanup;
 pub mod discovery;
+pub mod names;
 
 /// The field manager ttplan's server-side applies use.
 pub const FIELD_MANAGER: &str = "ttplan";
@@ -60,6 +62,10 @@ pub enum KubeError {
         reason: String,
         message: String,
     },
+    /// The object was still there when the wait for its deletion ran out (a finalizer that
+    /// did not clear): the one error `--force` can help with.
+    #[error("{0}")]
+    DeleteTimeout(String),
     #[error("{0}")]
     Other(String),
 }
@@ -199,7 +205,7 @@ impl Kube {
     /// `observe` sees every state read while waiting (e.g. to capture recovery records).
     ///
     /// # Errors
-    /// [`KubeError::Other`] naming the finalizers when the object is still there after `limit`.
+    /// [`KubeError::DeleteTimeout`] naming the finalizers when the object is still there after `limit`.
     pub async fn delete_and_wait(
         &self,
         ar: &ApiResource,
@@ -239,7 +245,7 @@ impl Kube {
             };
             if tokio::time::Instant::now() >= deadline {
                 let finalizers = current.metadata.finalizers.unwrap_or_default().join(", ");
-                return Err(KubeError::Other(format!(
+                return Err(KubeError::DeleteTimeout(format!(
                     "{what} is still being deleted after {}: finalizers [{finalizers}] did not clear",
                     humantime::format_duration(limit)
                 )));

@@ -6,13 +6,12 @@ use std::path::Path;
 
 use indexmap::IndexMap;
 
-use super::PlanStep;
+use super::{KindChecks, PlanFolder, PlanStep};
 use crate::diag::{PlanErrors, SourceFile};
-use crate::steps::manifest::PlanFolder;
 
 /// Steps whose fields render at step start are skipped: their paths are not known yet.
-pub(super) fn check_named_files(
-    steps: &IndexMap<String, PlanStep>,
+pub(super) fn check_named_files<S: KindChecks>(
+    steps: &IndexMap<String, PlanStep<S>>,
     plan_dir: &Path,
     plan_file: &SourceFile,
     errs: &mut PlanErrors,

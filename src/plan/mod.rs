@@ -13,11 +13,11 @@ use indexmap::IndexMap;
 mod check_files;
 pub mod dag;
 mod deprecated;
+pub mod kinds;
 pub mod load;
 pub mod model;
 pub mod node;
 pub mod node_de;
-pub mod schema;
 pub mod template;
 pub mod validate;
 
@@ -26,7 +26,7 @@ pub use model::{Duration, StepCommon};
 pub use validate::{load_plan, load_plan_document};
 
 use crate::diag::{SourceFile, Span};
-use crate::steps::{KindEntry, Step};
+pub use kinds::{KindChecks, Kinds, PlanFolder};
 use node::Node;
 use template::Templates;
 
@@ -42,8 +42,8 @@ pub struct LoadOptions {
     pub out_dir: PathBuf,
 }
 
-/// A validated plan, ready to run.
-pub struct Plan {
+/// A validated plan, ready to run; `S` is the parsed step (`Box<dyn steps::Step>`).
+pub struct Plan<S> {
     /// As given on the command line.
     pub path: PathBuf,
     /// Absolute folder of the plan file.
@@ -59,10 +59,10 @@ pub struct Plan {
     pub vars: IndexMap<String, Node>,
     /// Source trees whose git commit the manifest records (`sources:`).
     pub sources: IndexMap<String, PathBuf>,
-    pub steps: IndexMap<String, PlanStep>,
+    pub steps: IndexMap<String, PlanStep<S>>,
     /// The steady-state hypothesis: probes (kind `probe`) checked before the first fault and
     /// after the last recovery.
-    pub hypothesis: IndexMap<String, PlanStep>,
+    pub hypothesis: IndexMap<String, PlanStep<S>>,
     pub dag: Dag,
     pub templates: Templates,
     /// Load-time template context (vars + built-ins), reused at step start.
@@ -72,21 +72,22 @@ pub struct Plan {
 }
 
 /// One step after load-time rendering.
-pub struct PlanStep {
+pub struct PlanStep<S> {
     pub name: String,
     pub common: StepCommon,
-    pub kind: &'static KindEntry,
+    /// The kind's name as the registry spells it.
+    pub kind: &'static str,
     /// The kind-specific fields, rendered; strings with runtime references are kept as written.
     pub fields: Node,
     /// Parsed kind config (from `fields`; re-parsed at step start when `deferred`).
-    pub step: Box<dyn Step>,
+    pub step: S,
     /// Whether some field reads `steps.*`/`run.*` and renders at step start.
     pub deferred: bool,
     /// Where the step is declared (its key).
     pub span: Span,
 }
 
-impl Plan {
+impl<S> Plan<S> {
     /// The resolved plan as JSON, as the manifest records it.
     pub fn resolved_json(&self) -> serde_json::Value {
         let steps: serde_json::Map<String, serde_json::Value> = self
@@ -116,7 +117,7 @@ impl Plan {
     }
 }
 
-impl PlanStep {
+impl<S> PlanStep<S> {
     /// Common and kind fields together, as rendered at load time.
     pub fn resolved_json(&self) -> serde_json::Value {
         let c = &self.common;

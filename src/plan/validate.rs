@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use indexmap::IndexMap;
 
 use super::dag::Dag;
+use super::kinds::{KindChecks, Kinds};
 use super::load::{load_files, Loaded};
 use super::model::{StepCommon, TOP_LEVEL_FIELDS};
 use super::node::{Entry, Map, Node, Value};
@@ -15,14 +16,17 @@ use super::node_de::{from_node, NodeError};
 use super::template::{describe_error, Templates, RUNTIME_ROOTS};
 use super::{LoadOptions, Plan, PlanStep};
 use crate::diag::{did_you_mean, Code, PlanDiag, PlanErrors, SourceFile, Span};
-use crate::steps;
 
 /// Loads, renders and validates a plan.
 ///
 /// # Errors
 /// Every problem found, each with its location.
-pub fn load_plan(path: &Path, opts: &LoadOptions) -> Result<Plan, PlanErrors> {
-    build_plan(load_files(path)?, path, opts)
+pub fn load_plan<K: Kinds + ?Sized>(
+    path: &Path,
+    opts: &LoadOptions,
+    kinds: &K,
+) -> Result<Plan<K::Step>, PlanErrors> {
+    build_plan(load_files(path)?, path, opts, kinds)
 }
 
 /// A plan from a merged document that was stored earlier (a manifest's `plan.document`):
@@ -30,12 +34,13 @@ pub fn load_plan(path: &Path, opts: &LoadOptions) -> Result<Plan, PlanErrors> {
 ///
 /// # Errors
 /// Every problem found, each located in the stored document.
-pub fn load_plan_document(
+pub fn load_plan_document<K: Kinds + ?Sized>(
     document: &serde_json::Value,
     display: &str,
     plan_file: &Path,
     opts: &LoadOptions,
-) -> Result<Plan, PlanErrors> {
+    kinds: &K,
+) -> Result<Plan<K::Step>, PlanErrors> {
     let text = serde_json::to_string_pretty(document).unwrap_or_default();
     let file = SourceFile::new(display, Some(plan_file.to_path_buf()), text);
     let root = Node::from_json(&Span::new(&file, 0, file.text.len()), document);
@@ -46,10 +51,16 @@ pub fn load_plan_document(
         },
         plan_file,
         opts,
+        kinds,
     )
 }
 
-fn build_plan(loaded: Loaded, path: &Path, opts: &LoadOptions) -> Result<Plan, PlanErrors> {
+fn build_plan<K: Kinds + ?Sized>(
+    loaded: Loaded,
+    path: &Path,
+    opts: &LoadOptions,
+    kinds: &K,
+) -> Result<Plan<K::Step>, PlanErrors> {
     let mut errs = PlanErrors::default();
     let root = loaded.root;
     // What `ttplan rerun` renders again: the merged document, its `extends` already applied.
@@ -124,7 +135,14 @@ fn build_plan(loaded: Loaded, path: &Path, opts: &LoadOptions) -> Result<Plan, P
         check_exp_name(n, &mut errs);
     }
 
-    let steps = read_steps(top.get("steps"), &root.span, &templates, &ctx, &mut errs);
+    let steps = read_steps(
+        top.get("steps"),
+        &root.span,
+        &templates,
+        &ctx,
+        kinds,
+        &mut errs,
+    );
     // The graph comes from every declared step, parsed or not, so cycles and missing names
     // are reported even for steps with other errors.
     let declared = declared_after(top.get("steps"));
@@ -137,9 +155,9 @@ fn build_plan(loaded: Loaded, path: &Path, opts: &LoadOptions) -> Result<Plan, P
     super::check_files::check_named_files(&steps, &plan_dir, &loaded.files[0], &mut errs);
     let warnings = steps
         .values()
-        .flat_map(|s| super::deprecated::warnings(s.kind.name, &s.fields))
+        .flat_map(|s| super::deprecated::warnings(s.kind, &s.fields))
         .collect();
-    let hypothesis = read_hypothesis(top.get("hypothesis"), &templates, &ctx, &mut errs);
+    let hypothesis = read_hypothesis(top.get("hypothesis"), &templates, &ctx, kinds, &mut errs);
 
     errs.into_result(Plan {
         path: path.to_path_buf(),
@@ -442,13 +460,14 @@ fn valid_step_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
-fn read_steps(
+fn read_steps<K: Kinds + ?Sized>(
     node: Option<&Entry>,
     root_span: &Span,
     t: &Templates,
     ctx: &BTreeMap<String, serde_json::Value>,
+    kinds: &K,
     errs: &mut PlanErrors,
-) -> IndexMap<String, PlanStep> {
+) -> IndexMap<String, PlanStep<K::Step>> {
     let mut out = IndexMap::new();
     let Some(entry) = node else {
         errs.push(
@@ -485,21 +504,22 @@ fn read_steps(
             );
             continue;
         }
-        if let Some(step) = read_step(name, &e.key_span, &e.value, t, &jctx, errs) {
+        if let Some(step) = read_step(name, &e.key_span, &e.value, t, &jctx, kinds, errs) {
             out.insert(name.clone(), step);
         }
     }
     out
 }
 
-fn read_step(
+fn read_step<K: Kinds + ?Sized>(
     name: &str,
     key_span: &Span,
     node: &Node,
     t: &Templates,
     jctx: &minijinja::Value,
+    kinds: &K,
     errs: &mut PlanErrors,
-) -> Option<PlanStep> {
+) -> Option<PlanStep<K::Step>> {
     let Value::Map(map) = &node.value else {
         errs.push(PlanDiag::new(
             Code::InvalidValue,
@@ -557,10 +577,7 @@ fn read_step(
                 Some(key_span),
             )
             .label("this step")
-            .help(format!(
-                "kinds: {}",
-                steps::kind_names().collect::<Vec<_>>().join(", ")
-            )),
+            .help(format!("kinds: {}", kinds.names().join(", "))),
         );
         return None;
     };
@@ -572,7 +589,7 @@ fn read_step(
         ));
         return None;
     };
-    let kind = match steps::lookup(kind_name) {
+    let kind = match kinds.name_of(kind_name) {
         Some(k) => k,
         None => {
             errs.push(
@@ -583,12 +600,8 @@ fn read_step(
                 )
                 .label("not a step kind")
                 .help(
-                    did_you_mean(kind_name, steps::kind_names()).unwrap_or_else(|| {
-                        format!(
-                            "kinds: {}",
-                            steps::kind_names().collect::<Vec<_>>().join(", ")
-                        )
-                    }),
+                    did_you_mean(kind_name, kinds.names())
+                        .unwrap_or_else(|| format!("kinds: {}", kinds.names().join(", "))),
                 ),
             );
             return None;
@@ -599,9 +612,10 @@ fn read_step(
         .iter()
         .filter_map(|d| d.span.as_ref().map(|s| s.start))
         .collect();
-    let step = match (kind.parse)(&fields) {
-        Ok(s) => s,
-        Err(e) => {
+    let step = match kinds.parse(kind, &fields) {
+        Some(Ok(s)) => s,
+        None => return None,
+        Some(Err(e)) => {
             if e.span
                 .as_ref()
                 .is_some_and(|s| template_errors.contains(&s.start))
@@ -787,7 +801,11 @@ fn check_cycles(steps_node: Option<&Entry>, dag: &Dag, errs: &mut PlanErrors) {
 }
 
 /// Steps named in a kind's fields (`recover.faults`) exist and run first.
-fn check_step_refs(steps: &IndexMap<String, PlanStep>, dag: &Dag, errs: &mut PlanErrors) {
+fn check_step_refs<S: KindChecks>(
+    steps: &IndexMap<String, PlanStep<S>>,
+    dag: &Dag,
+    errs: &mut PlanErrors,
+) {
     for step in steps.values() {
         let Some((field, names)) = step.step.referenced_steps() else {
             continue;
@@ -844,7 +862,11 @@ fn check_step_refs(steps: &IndexMap<String, PlanStep>, dag: &Dag, errs: &mut Pla
 
 /// A step a running step waits for (a continuous probe's `until`) exists and does not run
 /// after it — else the probe would wait forever.
-fn check_watched_steps(steps: &IndexMap<String, PlanStep>, dag: &Dag, errs: &mut PlanErrors) {
+fn check_watched_steps<S: KindChecks>(
+    steps: &IndexMap<String, PlanStep<S>>,
+    dag: &Dag,
+    errs: &mut PlanErrors,
+) {
     for step in steps.values() {
         let Some((field, name)) = step.step.watched_step() else {
             continue;
@@ -882,12 +904,13 @@ fn check_watched_steps(steps: &IndexMap<String, PlanStep>, dag: &Dag, errs: &mut
 
 /// `hypothesis:` — named probes, each a `probe` step without `kind`, checked at fixed points
 /// (so no `after`, `mode: continuous`, `until` or `verifies`).
-fn read_hypothesis(
+fn read_hypothesis<K: Kinds + ?Sized>(
     node: Option<&Entry>,
     t: &Templates,
     ctx: &BTreeMap<String, serde_json::Value>,
+    kinds: &K,
     errs: &mut PlanErrors,
-) -> IndexMap<String, PlanStep> {
+) -> IndexMap<String, PlanStep<K::Step>> {
     let mut out = IndexMap::new();
     let Some(entry) = node else { return out };
     let Value::Map(map) = &entry.value.value else {
@@ -947,7 +970,7 @@ fn read_hypothesis(
             },
         );
         let node = Node::new(e.value.span.clone(), Value::Map(fields));
-        if let Some(step) = read_step(name, &e.key_span, &node, t, &jctx, errs) {
+        if let Some(step) = read_step(name, &e.key_span, &node, t, &jctx, kinds, errs) {
             out.insert(name.clone(), step);
         }
     }
@@ -1012,9 +1035,9 @@ fn check_runtime_refs(steps_node: Option<&Entry>, dag: &Dag, t: &Templates, errs
 }
 
 /// A deferred step after its runtime references rendered.
-pub struct RenderedStep {
+pub struct RenderedStep<S> {
     pub env: IndexMap<String, String>,
-    pub step: Box<dyn steps::Step>,
+    pub step: S,
 }
 
 /// Renders a deferred step's runtime references at step start and parses its kind again.
@@ -1022,11 +1045,12 @@ pub struct RenderedStep {
 /// # Errors
 /// A message naming the field that failed.
 #[allow(clippy::type_complexity)] // (env, step): a named type would only be used here
-pub fn render_at_start(
-    plan: &Plan,
-    step: &PlanStep,
+pub fn render_at_start<K: Kinds + ?Sized>(
+    plan: &Plan<K::Step>,
+    step: &PlanStep<K::Step>,
     runtime: &BTreeMap<String, serde_json::Value>,
-) -> Result<RenderedStep, String> {
+    kinds: &K,
+) -> Result<RenderedStep<K::Step>, String> {
     let mut ctx = plan.context.clone();
     ctx.extend(runtime.clone());
     let jctx = minijinja::Value::from_serialize(&ctx);
@@ -1047,12 +1071,22 @@ pub fn render_at_start(
         &serde_json::to_value(&step.common.env).unwrap_or_default(),
     );
     let env: IndexMap<String, String> = from_node(&render(&env_node)?).map_err(|e| e.message)?;
-    let parsed = (step.kind.parse)(&fields).map_err(|e| {
-        format!(
-            "{}: {}",
-            e.span.map(|s| s.location()).unwrap_or_default(),
-            e.message
-        )
-    })?;
+    let parsed = kinds
+        .parse(step.kind, &fields)
+        .ok_or_else(|| format!("no step kind `{}`", step.kind))?
+        .map_err(|e| {
+            format!(
+                "{}: {}",
+                e.span.map(|s| s.location()).unwrap_or_default(),
+                e.message
+            )
+        })?;
+    // The same checks as at load time: a templated value must not slip past them at start.
+    let mut diags = Vec::new();
+    parsed.check(&fields, &mut diags);
+    if let Some(d) = diags.first() {
+        let at = d.span.as_ref().map(|s| s.location()).unwrap_or_default();
+        return Err(format!("{at}: {}", d.message));
+    }
     Ok(RenderedStep { env, step: parsed })
 }

@@ -4,8 +4,8 @@
 use serde_json::json;
 
 use super::{Evaluation, ProbeSpec};
-use crate::steps::process::{run_logged, Spawn};
-use crate::steps::{StepCtx, StepError};
+use crate::steps::api::process::{run_logged, Spawn};
+use crate::steps::api::{StepCtx, StepError};
 
 /// # Errors
 /// Cancellation; the capture file cannot be created.

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::{Evaluation, ProbeSpec, DEFAULT_REQUEST_TIMEOUT};
 use crate::plan::Duration;
-use crate::steps::StepCtx;
+use crate::steps::api::StepCtx;
 
 pub async fn evaluate(spec: &ProbeSpec, _ctx: &StepCtx) -> Evaluation {
     let url = spec.url.as_deref().unwrap_or_default();

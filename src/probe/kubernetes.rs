@@ -9,7 +9,7 @@ use serde_json::json;
 use super::http::same;
 use super::{Evaluation, ProbeSpec, ReadyCount};
 use crate::kube::name_selected;
-use crate::steps::StepCtx;
+use crate::steps::api::StepCtx;
 
 /// The resource to list: `resource` (plural) in `api_version`, `apps/v1` for the workload
 /// kinds when no version is given.

@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::plan::Duration;
-use crate::steps::process::Command;
-use crate::steps::{StepCtx, StepError};
+use crate::steps::api::process::Command;
+use crate::steps::api::{StepCtx, StepError};
 
 pub mod check;
 pub mod command;
@@ -65,14 +65,7 @@ pub enum Mode {
     Continuous,
 }
 
-/// Which event of the `until` step ends a continuous probe.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum UntilEvent {
-    #[default]
-    Started,
-    Finished,
-}
+pub use crate::steps::api::events::UntilEvent;
 
 /// How the evaluations of a continuous probe make one verdict.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]

@@ -11,7 +11,7 @@ use crate::collect::endpoint::resolve_endpoint;
 use crate::collect::parse_time;
 use crate::kube::discovery;
 use crate::plan::Duration;
-use crate::steps::{StepCtx, StepError};
+use crate::steps::api::{StepCtx, StepError};
 
 const DEFAULT_RESOLUTION: std::time::Duration = std::time::Duration::from_secs(15);
 

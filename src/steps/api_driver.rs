@@ -10,8 +10,8 @@ use std::time::Duration as StdDuration;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+use super::api::command_env::{now, resolve_workdir, run_env};
 use super::process::{run_logged, tail_lines, Command, Spawn};
-use super::shell::{now, resolve_workdir, run_env};
 use super::{Step, StepConfig, StepCtx, StepError, StepOutputs};
 use crate::diag::{Code, PlanDiag};
 use crate::plan::node::Node;

@@ -11,19 +11,21 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::{manifest, Step, StepConfig, StepCtx, StepError, StepOutputs};
-use crate::chaos_admin::{delete_chaos_with_remedy, force_remedy};
+use super::{Step, StepConfig, StepCtx, StepError, StepOutputs};
 use crate::diag::{did_you_mean, Code, PlanDiag, Span};
-use crate::engine::faults::{FaultRecord, RecoverCtx};
 use crate::kube::chaos::{
     affected_pods, chaos_mesh_injection, chaos_mesh_resource, children_selector, container_records,
     controller_times, records_from_events, selection_failure, spawned_children, Injection,
     CHAOS_MESH_API, CHAOS_MESH_KINDS,
 };
+use crate::kube::cleanup::{delete_chaos_with_remedy, force_remedy};
+use crate::kube::names::{dns_name, label_value};
 use crate::kube::{poll_interval, qualified, Kube, KubeSettings};
 use crate::plan::node::Node;
 use crate::plan::template::Templates;
 use crate::plan::Duration;
+use crate::steps::api::faults::{FaultRecord, RecoverCtx};
+use crate::steps::api::manifest;
 
 /// Injects a Chaos Mesh fault.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -99,40 +101,6 @@ impl ChaosMeshConfig {
     }
 }
 
-/// A DNS-1123 name from free text (`Lv_P_CPU_x-inject` → `lv-p-cpu-x-inject`).
-pub fn dns_name(s: &str) -> String {
-    let mut out: String = s
-        .to_ascii_lowercase()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    out.truncate(63);
-    out.trim_matches('-').to_string()
-}
-
-/// A label value (≤ 63 chars of `[A-Za-z0-9_.-]`, alphanumeric at both ends).
-pub fn label_value(s: &str) -> String {
-    let mut out: String = s
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    out.truncate(63);
-    out.trim_matches(|c: char| !c.is_ascii_alphanumeric())
-        .to_string()
-}
-
 #[async_trait::async_trait]
 impl Step for ChaosMeshConfig {
     async fn run(&self, ctx: &StepCtx) -> Result<StepOutputs, StepError> {
@@ -202,7 +170,7 @@ impl Step for ChaosMeshConfig {
         };
         let params =
             json!({ "kind": kind, "spec": obj.get("spec").cloned().unwrap_or(Value::Null) });
-        let id = ctx
+        let fault = ctx
             .register_fault(
                 Self::KIND,
                 serde_json::to_value(&recovery).map_err(StepError::failed)?,
@@ -344,7 +312,7 @@ impl Step for ChaosMeshConfig {
                 "pods": pods, "injected_at": injected_at,
             });
         }
-        ctx.fault_injected(&id, details).await?;
+        fault.injected(details).await?;
         Ok(StepOutputs::default()
             .value("name", name)
             .value("namespace", namespace)

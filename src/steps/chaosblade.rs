@@ -13,13 +13,13 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::chaos_mesh::dns_name;
 use super::{Step, StepConfig, StepCtx, StepError, StepOutputs};
-use crate::chaos_admin::delete_chaos;
-use crate::engine::faults::{FaultRecord, RecoverCtx};
 use crate::kube::chaos::{chaosblade_injection, chaosblade_resource, Injection, CHAOSBLADE_API};
+use crate::kube::cleanup::delete_chaos;
+use crate::kube::names::{dns_name, label_value};
 use crate::kube::{poll_interval, Kube, KubeSettings};
 use crate::plan::Duration;
+use crate::steps::api::faults::{FaultRecord, RecoverCtx};
 
 /// How the fault is created.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -117,19 +117,52 @@ fn blade_target(t: &str) -> String {
     }
 }
 
-/// `{"code":200,"success":true,"result":…}` → the result; anything else → its error text.
-pub fn parse_blade_answer(stdout: &str, stderr: &str) -> Result<Value, String> {
+/// A `blade` answer that is not a success: its response code (chaosblade-spec-go
+/// `spec/response.go` `Response.Code`; absent when the answer was not JSON) and error text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BladeFailure {
+    pub code: Option<i64>,
+    pub message: String,
+}
+
+impl std::fmt::Display for BladeFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.code {
+            Some(code) => write!(f, "blade failed (code {code}): {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+impl BladeFailure {
+    /// `blade destroy` of an experiment blade has no record of: chaosblade-spec-go
+    /// `DataNotFound` (67002, `cli/cmd/destroy.go` when the uid is not in its database);
+    /// blade before 1.0 answered 47000 "data not found" for the same case, a code that now
+    /// means `ParameterInvalid`, so for 47000 the old message is required too.
+    pub fn is_data_not_found(&self) -> bool {
+        match self.code {
+            Some(67002) => true,
+            Some(47000) => self.message.starts_with("data not found"),
+            _ => false,
+        }
+    }
+}
+
+/// `{"code":200,"success":true,"result":…}` → the result; anything else → its code and error.
+pub fn parse_blade_answer(stdout: &str, stderr: &str) -> Result<Value, BladeFailure> {
     let text = if stdout.trim().is_empty() {
         stderr
     } else {
         stdout
     };
-    let v: Value = serde_json::from_str(text.trim())
-        .map_err(|_| format!("blade answered something that is not JSON: {}", text.trim()))?;
+    let v: Value = serde_json::from_str(text.trim()).map_err(|_| BladeFailure {
+        code: None,
+        message: format!("blade answered something that is not JSON: {}", text.trim()),
+    })?;
     if v.get("success").and_then(Value::as_bool) == Some(true) {
         return Ok(v.get("result").cloned().unwrap_or(Value::Null));
     }
-    let err = v
+    let message = v
         .get("error")
         .and_then(Value::as_str)
         .map(str::to_string)
@@ -139,10 +172,11 @@ pub fn parse_blade_answer(stdout: &str, stderr: &str) -> Result<Value, String> {
                 .map(str::to_string)
         })
         .unwrap_or_else(|| v.to_string());
-    Err(format!(
-        "blade failed (code {}): {err}",
-        v.get("code").cloned().unwrap_or(Value::Null)
-    ))
+    Err(BladeFailure {
+        // A JSON answer without a code still failed; -1 keeps "(code …)" in the message.
+        code: Some(v.get("code").and_then(Value::as_i64).unwrap_or(-1)),
+        message,
+    })
 }
 
 async fn ready_pod(kube: &Kube, ns: &str, label: &str, service: &str) -> Result<String, StepError> {
@@ -206,7 +240,7 @@ impl Step for ChaosBladeConfig {
             "target": self.target, "action": self.action, "flags": self.flags,
             "service": self.service, "container": container, "process": self.process,
         });
-        let id = ctx
+        let fault = ctx
             .register_fault(
                 Self::KIND,
                 serde_json::to_value(&recovery).map_err(StepError::failed)?,
@@ -265,7 +299,7 @@ impl Step for ChaosBladeConfig {
             details["controller_status"] = obj.data.get("status").cloned().unwrap_or(Value::Null);
         }
         details["target"] = target;
-        ctx.fault_injected(&id, details).await?;
+        fault.injected(details).await?;
         Ok(StepOutputs::default()
             .value("uid", uid)
             .value("pod", pod)
@@ -338,7 +372,7 @@ impl ChaosBladeConfig {
             &String::from_utf8_lossy(&out.stdout),
             &String::from_utf8_lossy(&out.stderr),
         )
-        .map_err(StepError::Failed)?;
+        .map_err(StepError::failed)?;
         // `blade create` answers the experiment uid as its result.
         result.as_str().map(str::to_string).ok_or_else(|| {
             StepError::failed(format!("blade create answered no experiment uid: {result}"))
@@ -369,7 +403,7 @@ impl ChaosBladeConfig {
         }
         let obj: DynamicObject = serde_json::from_value(json!({
             "apiVersion": CHAOSBLADE_API, "kind": "ChaosBlade",
-            "metadata": {"name": name, "labels": {"ttplan.io/step": super::chaos_mesh::label_value(ctx.step_name())}},
+            "metadata": {"name": name, "labels": {"ttplan.io/step": label_value(ctx.step_name())}},
             "spec": {"experiments": [{
                 "scope": "container", "target": self.target, "action": self.action,
                 "desc": format!("ttplan {} {}", ctx.exp_name(), ctx.step_name()),
@@ -529,8 +563,8 @@ async fn blade_destroy(
     ) {
         Ok(_) => Ok(()),
         // The create never reached the cluster, or the object is gone already.
-        Err(e) if e.contains("not found") => Ok(()),
-        Err(e) => Err(e),
+        Err(e) if e.is_data_not_found() => Ok(()),
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -667,13 +701,31 @@ mod tests {
         );
         let e = parse_blade_answer(
             "",
-            r#"{"code":52000,"success":false,"error":"the pod not found"}"#,
+            r#"{"code":47008,"success":false,"error":"invalid parameter `names`, can not find pods"}"#,
         )
         .unwrap_err();
-        assert!(
-            e.contains("52000") && e.contains("the pod not found"),
-            "{e}"
-        );
-        assert!(parse_blade_answer("oops", "").is_err());
+        assert_eq!(e.code, Some(47008));
+        assert!(e.to_string().contains("47008") && e.to_string().contains("can not find pods"));
+        // "not found" in the text is not enough: only the record-not-found code means "gone".
+        assert!(!e.is_data_not_found());
+        let gone = parse_blade_answer(
+            r#"{"code":67002,"success":false,"error":"`9f2c` record not found, if it's k8s experiment, please add --target k8s flag to retry"}"#,
+            "",
+        )
+        .unwrap_err();
+        assert!(gone.is_data_not_found());
+        let old = parse_blade_answer(
+            r#"{"code":47000,"success":false,"error":"data not found: 9f2c"}"#,
+            "",
+        )
+        .unwrap_err();
+        assert!(old.is_data_not_found());
+        let invalid = parse_blade_answer(
+            r#"{"code":47000,"success":false,"error":"invalid `uid` parameter value: `x`."}"#,
+            "",
+        )
+        .unwrap_err();
+        assert!(!invalid.is_data_not_found());
+        assert_eq!(parse_blade_answer("oops", "").unwrap_err().code, None);
     }
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::shell::resolve_workdir;
+use super::api::command_env::resolve_workdir;
 use super::{Step, StepConfig, StepCtx, StepError, StepOutputs};
 use crate::atomic_write::{write_atomic, write_json_atomic};
 use crate::coverage::collect::write_exec;

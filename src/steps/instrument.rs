@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::shell::resolve_workdir;
+use super::api::command_env::resolve_workdir;
 use super::{Step, StepConfig, StepCtx, StepError, StepOutputs};
 use crate::atomic_write::write_atomic;
 use crate::coverage::instrument::{

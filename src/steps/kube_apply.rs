@@ -10,13 +10,14 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::{manifest, Step, StepConfig, StepCtx, StepError, StepOutputs};
+use super::{Step, StepConfig, StepCtx, StepError, StepOutputs};
 use crate::diag::{Code, PlanDiag};
-use crate::engine::faults::{FaultRecord, RecoverCtx};
 use crate::kube::{qualified, Kube, KubeSettings};
 use crate::plan::node::{Node, Value as NodeValue};
 use crate::plan::template::Templates;
 use crate::plan::Duration;
+use crate::steps::api::faults::{FaultRecord, RecoverCtx};
+use crate::steps::api::manifest;
 
 /// Applies Kubernetes manifests.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

@@ -10,13 +10,14 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
+use super::api::command_env::{now, resolve_workdir, run_env};
 use super::process::{run_logged, tail_lines, Command, Spawn};
 use super::{Step, StepConfig, StepCtx, StepError, StepOutputs};
 use crate::diag::{Code, PlanDiag};
-use crate::engine::faults::{FaultRecord, RecoverCtx};
-use crate::engine::secrets::restore;
 use crate::plan::node::Node;
 use crate::plan::Duration;
+use crate::steps::api::faults::{FaultRecord, RecoverCtx};
+use crate::steps::api::secrets::restore;
 
 /// Runs a command.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -112,7 +113,8 @@ impl Step for ShellConfig {
                 };
                 let recovery = serde_json::to_value(&recovery).map_err(StepError::failed)?;
                 let params = serde_json::json!({ "run": self.run, "recover": recover });
-                ctx.register_fault(Self::KIND, recovery, params).await?;
+                // Marked injected below, by whichever attempt succeeds.
+                let _registered = ctx.register_fault(Self::KIND, recovery, params).await?;
             }
         }
 
@@ -177,10 +179,10 @@ impl Step for ShellConfig {
             }
         }
         if self.recover.is_some() {
-            // The command succeeded: the fault is in place. It was registered under the
-            // step's name (the first fault a step registers gets that id).
-            ctx.fault_injected(ctx.step_name(), serde_json::Value::Null)
-                .await?;
+            // The command succeeded: the fault registered by the first attempt is in place.
+            if let Some(fault) = ctx.registered_fault().await {
+                fault.injected(serde_json::Value::Null).await?;
+            }
         }
         let mut out = StepOutputs::default()
             .value("exit_code", last_code)
@@ -190,43 +192,6 @@ impl Step for ShellConfig {
         }
         Ok(out)
     }
-}
-
-/// Environment every child of a run gets, on top of ttplan's own and the step's `env`.
-pub fn run_env(ctx: &StepCtx) -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> = ctx
-        .env()
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    let abs = |p: &Path| {
-        std::path::absolute(p)
-            .unwrap_or_else(|_| p.to_path_buf())
-            .display()
-            .to_string()
-    };
-    env.extend([
-        ("TTPLAN_RUN_ID".into(), ctx.run_id().to_string()),
-        ("TTPLAN_EXP_NAME".into(), ctx.exp_name().to_string()),
-        ("TTPLAN_OUT_DIR".into(), abs(ctx.out_dir())),
-        ("TTPLAN_RUN_DIR".into(), abs(ctx.run_dir())),
-        ("TTPLAN_STEP".into(), ctx.step_name().to_string()),
-    ]);
-    env
-}
-
-pub fn resolve_workdir(plan_dir: &Path, workdir: Option<&Path>) -> PathBuf {
-    match workdir {
-        Some(w) if w.is_absolute() => w.to_path_buf(),
-        Some(w) => plan_dir.join(w),
-        None => plan_dir.to_path_buf(),
-    }
-}
-
-pub(super) fn now() -> String {
-    chrono::Utc::now()
-        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-        .to_string()
 }
 
 /// `key=value` lines a command wrote to `$TTPLAN_OUTPUTS`; later lines win.

@@ -10,11 +10,13 @@ use indexmap::IndexMap;
 use tokio_util::sync::CancellationToken;
 
 use super::events::StepEvents;
+use super::events::UntilEvent;
+use super::faults::RecoverLookup;
 use super::faults::{FaultLedger, FaultRecord, RecoverSettings};
+use super::process::ChildGroups;
 use super::progress::Progress;
+use super::StepError;
 use crate::kube::{Kube, KubeAccess};
-use crate::steps::process::ChildGroups;
-use crate::steps::StepError;
 
 /// Facts about the run that every step shares.
 #[derive(Debug)]
@@ -30,9 +32,11 @@ pub struct RunInfo {
     pub started_at: DateTime<Utc>,
     /// Cluster access, connected on first use.
     pub kube: Arc<KubeAccess>,
+    /// Recover functions of the kinds, for the `recover` kind.
+    pub recover_fn: RecoverLookup,
 }
 
-/// Handed to [`crate::steps::Step::run`]; cheap to clone.
+/// Handed to [`super::Step::run`]; cheap to clone.
 #[derive(Clone)]
 pub struct StepCtx {
     pub(crate) run: Arc<RunInfo>,
@@ -98,7 +102,7 @@ impl StepCtx {
 
     /// Resolves when step `name` has started (or finished, per `event`); skipped and
     /// cancelled steps count as finished.
-    pub async fn wait_for_step(&self, name: &str, event: crate::probe::UntilEvent) {
+    pub async fn wait_for_step(&self, name: &str, event: UntilEvent) {
         self.events.wait(name, event).await;
     }
 
@@ -146,8 +150,25 @@ impl StepCtx {
         kind: &str,
         recovery: serde_json::Value,
         params: serde_json::Value,
-    ) -> Result<String, StepError> {
-        self.register(kind, recovery, params, false).await
+    ) -> Result<FaultHandle, StepError> {
+        let id = self.register(kind, recovery, params, false).await?;
+        Ok(FaultHandle {
+            id,
+            ledger: Arc::clone(&self.faults),
+        })
+    }
+
+    /// The fault this step registered in an earlier attempt (a retry that injects what the
+    /// first attempt registered).
+    pub async fn registered_fault(&self) -> Option<FaultHandle> {
+        let faults = self.faults.snapshot().await;
+        let record = faults
+            .iter()
+            .find(|r| *r.step == *self.step && !r.teardown)?;
+        Some(FaultHandle {
+            id: record.id.clone(),
+            ledger: Arc::clone(&self.faults),
+        })
     }
 
     /// Like [`StepCtx::register_fault`], for something to undo at the end of the run that is
@@ -187,6 +208,7 @@ impl StepCtx {
             kube: Arc::clone(&self.run.kube),
             force: false,
             children: Arc::clone(&self.children),
+            recover_fn: self.run.recover_fn,
         };
         self.faults
             .recover_pending(Some(steps), &self.step, &settings)
@@ -213,17 +235,32 @@ impl StepCtx {
             .kube
             .get()
             .await
-            .map_err(|e| StepError::Failed(e.to_string()))
+            .map_err(|e| StepError::Kube(e.clone()))
+    }
+}
+
+/// A fault registered in the ledger (by [`StepCtx::register_fault`]), not yet known to be in
+/// place: [`FaultHandle::injected`] is the only way to mark it injected.
+#[derive(Debug)]
+#[must_use = "a registered fault is marked injected through its handle"]
+pub struct FaultHandle {
+    id: String,
+    ledger: Arc<FaultLedger>,
+}
+
+impl FaultHandle {
+    /// The fault's id in `faults.json`.
+    pub fn id(&self) -> &str {
+        &self.id
     }
 
-    /// Marks a registered fault as injected, with details the controller reported.
-    pub async fn fault_injected(
-        &self,
-        id: &str,
-        details: serde_json::Value,
-    ) -> Result<(), StepError> {
-        self.faults
-            .update(id, |r: &mut FaultRecord| r.mark_injected(details))
+    /// Marks the fault injected, with the details the controller reported.
+    ///
+    /// # Errors
+    /// When the ledger cannot be written.
+    pub async fn injected(&self, details: serde_json::Value) -> Result<(), StepError> {
+        self.ledger
+            .update(&self.id, |r: &mut FaultRecord| r.mark_injected(details))
             .await
             .map_err(StepError::io("writing the fault ledger"))
     }

@@ -4,8 +4,8 @@
 use schemars::generate::SchemaSettings;
 use serde_json::{json, Map, Value};
 
-use super::model::StepCommon;
-use crate::steps::KINDS;
+use super::KINDS;
+use crate::plan::model::StepCommon;
 
 /// The schema as pretty JSON with a final newline.
 pub fn plan_schema_json() -> String {

@@ -2,13 +2,14 @@
 //! read with the plan's spanned YAML reader so that a broken manifest is reported at
 //! `file:line:col` — by `ttplan validate` as well as when the step runs.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use serde_json::Value;
 
 use crate::diag::{Code, PlanDiag, PlanErrors, SourceFile, Span};
 use crate::plan::node::{parse_yaml_stream, Node, Value as NodeValue};
+pub use crate::plan::PlanFolder;
 
 /// Every object of a (multi-document) YAML stream: documents that are mappings and the items
 /// of documents that are lists; empty documents and null items are skipped.
@@ -79,21 +80,6 @@ fn not_an_object(node: &Node, what: &str) -> PlanDiag {
         Some(&node.span),
     )
     .label("expected a mapping with apiVersion, kind, metadata")
-}
-
-/// Where a plan's relative paths resolve: its folder, and that folder as the user named it, so
-/// problems in a file the plan names read `manifests/x.yaml:3:1` like the plan's own.
-#[derive(Debug, Clone)]
-pub struct PlanFolder {
-    pub dir: PathBuf,
-    pub display: PathBuf,
-}
-
-impl PlanFolder {
-    /// (path to read, path to show) of a path the plan names.
-    pub fn resolve(&self, p: &Path) -> (PathBuf, String) {
-        (self.dir.join(p), self.display.join(p).display().to_string())
-    }
 }
 
 /// Reads a file the plan names, for `ttplan validate`: an unreadable file is reported at `at`

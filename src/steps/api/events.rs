@@ -5,7 +5,17 @@ use std::collections::BTreeMap;
 
 use tokio::sync::watch;
 
-use crate::probe::UntilEvent;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Which event of the `until` step ends a continuous probe.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum UntilEvent {
+    #[default]
+    Started,
+    Finished,
+}
 
 /// Where each step is; skipped and cancelled steps count as finished (and so as started:
 /// nobody waits for a step that will never run).

@@ -13,10 +13,11 @@ use tokio::sync::Mutex;
 
 use std::sync::Arc;
 
+use super::process::ChildGroups;
 use super::secrets::Secrets;
+use super::RecoverFn;
 use crate::atomic_write::write_json_atomic;
 use crate::kube::{Kube, KubeAccess, KubeSettings};
-use crate::steps::process::ChildGroups;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -91,6 +92,9 @@ pub struct RecoverCtx {
     /// Process groups of recovery commands, so an abort can kill them too.
     pub children: Arc<ChildGroups>,
 }
+
+/// Finds a kind's recover function by kind name: `crate::steps::recover_fn`.
+pub type RecoverLookup = fn(&str) -> Option<Option<RecoverFn>>;
 
 impl RecoverCtx {
     /// The cluster to recover in: the caller's when it named one, else the one the run used
@@ -286,6 +290,8 @@ pub struct RecoverSettings {
     pub kube: Arc<KubeAccess>,
     pub force: bool,
     pub children: Arc<ChildGroups>,
+    /// The kinds registry's recover functions (the step API does not know the kinds).
+    pub recover_fn: RecoverLookup,
 }
 
 async fn recover_one(
@@ -293,15 +299,13 @@ async fn recover_one(
     ledger_path: &Path,
     s: &RecoverSettings,
 ) -> Result<Option<serde_json::Value>, String> {
-    let entry = crate::steps::lookup(&record.kind).ok_or_else(|| {
+    let entry = (s.recover_fn)(&record.kind).ok_or_else(|| {
         format!(
             "no step kind `{}` to recover fault `{}`",
             record.kind, record.id
         )
     })?;
-    let recover = entry
-        .recover
-        .ok_or_else(|| format!("step kind `{}` has no recovery", record.kind))?;
+    let recover = entry.ok_or_else(|| format!("step kind `{}` has no recovery", record.kind))?;
     let run_dir = ledger_path.parent().unwrap_or(Path::new("."));
     let ctx = RecoverCtx {
         log_path: run_dir

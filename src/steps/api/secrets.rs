@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::manifest::is_secret_name;
 use crate::plan::template::Templates;
 use crate::plan::Plan;
+use crate::traffic::record::is_secret_name;
 
 /// Secrets shorter than this are not searched for: they would match unrelated text.
 const MIN_SECRET_LEN: usize = 4;
@@ -35,7 +35,7 @@ impl Secrets {
     /// Everything the plan holds under a secret-like name: the environment variables it read,
     /// its vars (a `--set` value included) and the literals of its steps' `env:` maps. A step's
     /// env value that renders only at step start (a template) is not known yet and not listed.
-    pub fn from_plan(plan: &Plan) -> Self {
+    pub fn from_plan<S>(plan: &Plan<S>) -> Self {
         let reads = plan.templates.env_reads();
         let env_reads = reads
             .iter()
