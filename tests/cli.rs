@@ -1851,3 +1851,19 @@ fn the_same_signal_twice_at_once_is_one_request() {
     assert_eq!(status(&m, "cleanup"), "succeeded");
     assert_eq!(m["faults"][0]["status"], "recovered", "{m:#}");
 }
+
+/// A secret a shell step's child prints (here from a literal in the step's `env:` map) is
+/// replaced in the step log once the child exits; other output stays as it was.
+#[test]
+fn secrets_a_shell_step_prints_are_scrubbed_from_its_log() {
+    let out = Test::new()
+        .step(
+            "shell",
+            "env: { TT_AUTH_TOKEN: s3cr3t-t0ken-value }\nrun: 'echo token=$TT_AUTH_TOKEN; echo plain'",
+        )
+        .run_plan();
+    let log = out.read("out/runs/t/steps/shell.log");
+    assert!(!log.contains("s3cr3t-t0ken-value"), "{log}");
+    assert!(log.contains("token=<redacted:TT_AUTH_TOKEN>"), "{log}");
+    assert!(log.contains("plain"), "{log}");
+}

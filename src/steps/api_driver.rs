@@ -11,7 +11,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::api::command_env::{now, resolve_workdir, run_env};
-use super::process::{run_logged, tail_lines, Command, Spawn};
+use super::process::{run_logged, scrub_log, secret_values, tail_lines, Command, Spawn};
 use super::{Step, StepConfig, StepCtx, StepError, StepOutputs};
 use crate::diag::{Code, PlanDiag};
 use crate::plan::node::Node;
@@ -19,7 +19,6 @@ use crate::plan::template::Templates;
 use crate::plan::Duration;
 use crate::traffic::login::{fetch_token, Login};
 use crate::traffic::proxy::upstream_base;
-use crate::traffic::record::is_secret_name;
 use crate::traffic::record::RecordTags;
 use crate::traffic::{Phase, Proxy, ProxyOptions, RecordOptions, RecordWriter, Recorded};
 
@@ -144,34 +143,9 @@ impl ApiDriverConfig {
     }
 }
 
-/// Values the driver may send that must not reach the records: the step's `env:` entries and
-/// ttplan's own environment variables with secret-like names (`TT_AUTH_TOKEN`, …), whatever
-/// header, parameter or body field carries them.
-fn secret_values(ctx: &StepCtx, login_token: Option<&str>) -> Vec<(String, String)> {
-    ctx.env()
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .chain(login_token.map(|t| ("TT_AUTH_TOKEN".to_string(), t.to_string())))
-        // `vars()` would panic on a variable that is not UTF-8.
-        .chain(
-            std::env::vars_os()
-                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
-        )
-        .filter(|(k, _)| is_secret_name(k))
-        .collect()
-}
-
-/// The driver writes its output straight into the step log (a file descriptor), so secret
-/// values it prints are replaced once it has exited, before the next run appends.
-fn scrub_log(log: &std::path::Path, secrets: &RecordOptions) -> Result<(), StepError> {
-    let Ok(bytes) = std::fs::read(log) else {
-        return Ok(());
-    };
-    if let Some(scrubbed) = secrets.scrub_bytes(&bytes) {
-        crate::atomic_write::write_atomic(log, &scrubbed)
-            .map_err(StepError::io(format!("writing {}", log.display())))?;
-    }
-    Ok(())
+/// The login token as a named secret value (the driver gets it as `TT_AUTH_TOKEN`).
+fn login_secret(token: Option<&str>) -> Option<(String, String)> {
+    token.map(|t| ("TT_AUTH_TOKEN".to_string(), t.to_string()))
 }
 
 fn diag(node: &Node, field: &str, msg: String) -> PlanDiag {
@@ -279,8 +253,9 @@ impl Step for ApiDriverConfig {
         };
         let base_url = recording.as_ref().map(|r| r.proxy.url()).or(system.clone());
 
+        // Values the driver may send or print that must not reach the records or the log.
         let secrets = RecordOptions::new(0, &[], &[])
-            .with_secret_values(secret_values(ctx, token.as_deref()));
+            .with_secret_values(secret_values(ctx.env(), login_secret(token.as_deref())));
         let mut env = run_env(ctx);
         env.push(("TT_EM_RUN_ID".into(), ctx.run_id().to_string()));
         if let Some(url) = &base_url {
@@ -405,7 +380,8 @@ impl ApiDriverConfig {
                     cancel: ctx.cancel_token(),
                 })
                 .await?;
-                scrub_log(&log, secrets)?;
+                scrub_log(&log, secrets)
+                    .map_err(StepError::io(format!("writing {}", log.display())))?;
                 ctx.append_log(&format!(
                     "--- {} {} after {:.3}s\n",
                     now(),
@@ -473,7 +449,7 @@ impl Recording {
         let opts = ProxyOptions {
             upstream: uri,
             record: RecordOptions::new(rec.max_body_bytes, &rec.redact_headers, &rec.redact_fields)
-                .with_secret_values(secret_values(ctx, login_token)),
+                .with_secret_values(secret_values(ctx.env(), login_secret(login_token))),
             tags: RecordTags {
                 run_id: ctx.run_id().to_string(),
                 exp_name: ctx.exp_name().to_string(),

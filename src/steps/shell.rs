@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use super::api::command_env::{now, resolve_workdir, run_env};
-use super::process::{run_logged, tail_lines, Command, Spawn};
+use super::process::{run_logged, scrub_log, secret_values, tail_lines, Command, Spawn};
 use super::{Step, StepConfig, StepCtx, StepError, StepOutputs};
 use crate::diag::{Code, PlanDiag};
 use crate::plan::node::Node;
@@ -87,6 +87,8 @@ impl Step for ShellConfig {
             )));
         }
         let log = ctx.log_path();
+        let secrets = crate::traffic::RecordOptions::new(0, &[], &[])
+            .with_secret_values(secret_values(ctx.env(), []));
         let outputs_file = ctx
             .run_dir()
             .join("steps")
@@ -151,6 +153,8 @@ impl Step for ShellConfig {
                 cancel: ctx.cancel_token(),
             })
             .await?;
+            scrub_log(&log, &secrets)
+                .map_err(StepError::io(format!("writing {}", log.display())))?;
             ctx.append_log(&format!(
                 "--- {} {} after {:.3}s\n",
                 now(),

@@ -222,3 +222,38 @@ pub fn tail_lines(path: &Path, n: usize) -> String {
     let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with("--- ")).collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
+
+/// Secret values a step's child may print into the step log: the step's `env:` entries (and
+/// `extra`, e.g. a login token) and ttplan's own environment variables with secret-like names
+/// (`TT_AUTH_TOKEN`, `*PASSWORD*`…), as (name, value).
+pub fn secret_values(
+    step_env: &indexmap::IndexMap<String, String>,
+    extra: impl IntoIterator<Item = (String, String)>,
+) -> Vec<(String, String)> {
+    step_env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .chain(extra)
+        // `vars()` would panic on a variable that is not UTF-8.
+        .chain(
+            std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
+        )
+        .filter(|(k, _)| crate::traffic::record::is_secret_name(k))
+        .collect()
+}
+
+/// A child writes straight into the step log (a file descriptor), so secret values it printed
+/// are replaced once it has exited, before the next attempt or iteration appends.
+///
+/// # Errors
+/// The scrubbed log cannot be written.
+pub fn scrub_log(log: &Path, secrets: &crate::traffic::RecordOptions) -> std::io::Result<()> {
+    let Ok(bytes) = std::fs::read(log) else {
+        return Ok(());
+    };
+    match secrets.scrub_bytes(&bytes) {
+        Some(scrubbed) => crate::atomic_write::write_atomic(log, &scrubbed),
+        None => Ok(()),
+    }
+}
