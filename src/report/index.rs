@@ -31,8 +31,8 @@ pub fn find_runs(dir: &Path) -> Vec<PathBuf> {
     runs
 }
 
-/// Whether the faults were confirmed: a `verified` flag when the label has one, else whether
-/// the chaos controller itself recorded the injection.
+/// Whether the faults were confirmed: the probes' `effect.verified` when the label has one
+/// (`engine::labels::add_effects`), else whether the chaos controller recorded the injection.
 pub fn fault_verified(faults: Option<&[FaultRow]>, labels: Option<&Value>) -> String {
     let Some(faults) = faults else {
         return "—".into();
@@ -42,7 +42,11 @@ pub fn fault_verified(faults: Option<&[FaultRow]>, labels: Option<&Value>) -> St
     }
     let flags: Vec<Option<bool>> = labels
         .and_then(Value::as_array)
-        .map(|l| l.iter().map(|f| f["verified"].as_bool()).collect())
+        .map(|l| {
+            l.iter()
+                .map(|f| f["effect"]["verified"].as_bool())
+                .collect()
+        })
         .unwrap_or_default();
     let ok = faults.iter().enumerate().all(|(i, f)| {
         flags
@@ -191,7 +195,7 @@ mod tests {
             "yes (1)"
         );
         assert_eq!(fault_verified(Some(&[ctrl, own.clone()]), None), "no");
-        let flagged = serde_json::json!([{"verified": true}]);
+        let flagged = serde_json::json!([{"effect": {"verified": true, "probes": []}}]);
         assert_eq!(fault_verified(Some(&[own]), Some(&flagged)), "yes (1)");
         assert_eq!(fault_verified(Some(&[]), None), "no fault");
         assert_eq!(fault_verified(None, None), "—");

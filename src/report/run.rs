@@ -268,11 +268,18 @@ fn fault_row(l: &Value) -> FaultRow {
                 .collect()
         })
         .unwrap_or_default();
+    // The probes' verdicts as `engine::labels::add_effects` writes them.
+    let effect = &l["effect"];
     let mut verdicts = Vec::new();
-    for key in ["verified", "verdict", "probe", "probes", "verification"] {
-        if let Some(v) = l.get(key).filter(|v| !v.is_null()) {
-            verdicts.push(format!("{key}: {}", text(Some(v))));
-        }
+    if let Some(v) = effect.get("verified").filter(|v| !v.is_null()) {
+        verdicts.push(format!("verified: {}", text(Some(v))));
+    }
+    for p in effect["probes"].as_array().into_iter().flatten() {
+        verdicts.push(format!(
+            "{}: {}",
+            p["probe"].as_str().unwrap_or("probe"),
+            p["verdict"].as_str().unwrap_or("unknown")
+        ));
     }
     FaultRow {
         step: text(l.get("step")),
