@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use crate::kube_fake::FakeKube;
 use crate::skywalking::{FakeSkyWalking, Options};
 use crate::upstream::Upstream;
+use crate::world::World;
 
 /// The namespace the Train-Ticket pods live in.
 pub const NAMESPACE: &str = "default";
@@ -18,6 +19,7 @@ pub struct Sandbox {
     kube: FakeKube,
     oap: FakeSkyWalking,
     api: Upstream,
+    world: World,
     kubeconfig: PathBuf,
 }
 
@@ -27,17 +29,25 @@ impl Sandbox {
     /// The SkyWalking endpoint does not validate queries against the query-protocol schema
     /// here: the schema files are test fixtures, not part of the product.
     pub fn start(dir: &Path) -> Sandbox {
+        Sandbox::start_seeded(dir, 0)
+    }
+
+    /// [`Sandbox::start`] with the simulation's seed: the same seed and the same run give
+    /// the same simulated data.
+    pub fn start_seeded(dir: &Path, seed: u64) -> Sandbox {
         let kube = FakeKube::builder()
             .train_ticket(NAMESPACE)
             .chaosblade(true)
             .start();
         let kubeconfig = kube.write_kubeconfig(dir);
+        let world = World::new(&kube, seed);
         let oap = FakeSkyWalking::start(Options::default());
         let api = Upstream::start();
         Sandbox {
             kube,
             oap,
             api,
+            world,
             kubeconfig,
         }
     }
@@ -48,6 +58,10 @@ impl Sandbox {
 
     pub fn kube(&self) -> &FakeKube {
         &self.kube
+    }
+
+    pub fn world(&self) -> &World {
+        &self.world
     }
 
     /// The variables a run reads its endpoints from, in the order they are printed.

@@ -6,6 +6,8 @@
 //! - [`skywalking`]: the SkyWalking OAP GraphQL endpoint (traces);
 //! - [`upstream`]: an HTTP server standing in for the system under test (the recording proxy's
 //!   upstream);
+//! - [`world`]: the simulation's ground truth (pod lives, fault windows and their effects,
+//!   seeded noise) every simulated signal is computed from;
 //! - [`FAKE_BLADE`]: a `blade` CLI stand-in for ChaosBlade's JVM faults on the host.
 //!
 //! [`environment::Sandbox`] starts them together (`ttplan sandbox up`, `ttplan run --sandbox`);
@@ -14,7 +16,9 @@
 pub mod environment;
 pub mod kube_fake;
 pub mod skywalking;
+pub mod train_ticket;
 pub mod upstream;
+pub mod world;
 
 /// A `blade` CLI stand-in (Python 3): answers `blade create|destroy|status` with ChaosBlade's
 /// JSON result shape. Write it to a file and make it executable to use it.

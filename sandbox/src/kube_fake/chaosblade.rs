@@ -130,14 +130,16 @@ fn later(
             let now = Utc::now().trunc_subsecs(0);
             let mut op = None;
             let mut targets = Vec::new();
+            let mut spec = Value::Null;
             let _ = st.store.update_with(&def, None, &name, |o| {
                 op = f(&pods, o, now);
                 targets = identifiers(o);
+                spec = o["spec"].clone();
                 Ok(())
             });
-            op.map(|op| (op, targets, now))
+            op.map(|op| (op, targets, now, spec))
         });
-        if let Some((op, targets, at)) = done {
+        if let Some((op, targets, at, spec)) = done {
             let mut timeline = shared
                 .chaos_timeline
                 .lock()
@@ -150,6 +152,7 @@ fn later(
                     target,
                     operation: op.to_string(),
                     at,
+                    spec: spec.clone(),
                 });
             }
             if op == "Recover" {

@@ -576,6 +576,7 @@ fn records_pass(shared: &Arc<Shared>, def: &ResourceDef, ns: &str, name: &str, u
                 target: id,
                 operation: op.to_string(),
                 at: now,
+                spec: obj["spec"].clone(),
             });
             changed = true;
         }

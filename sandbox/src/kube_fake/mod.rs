@@ -134,12 +134,28 @@ pub struct ChaosTimestamp {
     /// `Apply` or `Recover`.
     pub operation: String,
     pub at: DateTime<Utc>,
+    /// The chaos object's `spec` when this happened (what the fault does: the sandbox's
+    /// simulation reads it after the object is gone).
+    pub spec: Value,
+}
+
+/// A pod's life as the fake's controllers made it: created, and deleted (by a pod-kill, a
+/// rollout or a client) — the pods of the past that the sandbox's simulated series show.
+#[derive(Clone, Debug)]
+pub struct PodLife {
+    pub namespace: String,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub created: DateTime<Utc>,
+    pub deleted: Option<DateTime<Utc>>,
 }
 
 pub(crate) struct State {
     pub store: store::Store,
     pub pods: HashMap<(String, String), pods::PodRuntime>,
     pub workloads: HashMap<(String, String), pods::Workload>,
+    /// Every pod ever created, in creation order.
+    pub pod_history: Vec<PodLife>,
 }
 
 /// (plural, namespace, name) of a chaos object.
@@ -341,6 +357,7 @@ impl FakeKubeBuilder {
                             store: store::Store::default(),
                             pods: HashMap::new(),
                             workloads: HashMap::new(),
+                            pod_history: Vec::new(),
                         }),
                         defs: discovery::catalogue(self.chaos_mesh, self.chaosblade),
                         delays: self.delays,
@@ -433,6 +450,16 @@ impl FakeKube {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clear();
+    }
+
+    /// Every pod created so far (deleted ones too), in creation order.
+    pub fn pod_history(&self) -> Vec<PodLife> {
+        self.shared.lock().pod_history.clone()
+    }
+
+    /// A handle that reads the cluster's history after this value is moved (the simulation's).
+    pub(crate) fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
     }
 
     /// Every injection/recovery the fake Chaos Mesh controller performed, in order.

@@ -417,6 +417,13 @@ fn create_pod(
         starting,
     );
     if let Ok(created) = st.store.create(pods_def, Some(&seed.namespace), pod) {
+        st.pod_history.push(super::PodLife {
+            namespace: seed.namespace.clone(),
+            name: name.to_string(),
+            labels: labels.clone(),
+            created: chrono::Utc::now(),
+            deleted: None,
+        });
         record_event(
             &mut st.store,
             &created,
@@ -518,7 +525,18 @@ pub fn on_pod_deleted(shared: &Arc<Shared>, pod: &Value) {
         .unwrap_or("")
         .to_string();
     let name = pod["metadata"]["name"].as_str().unwrap_or("").to_string();
-    let runtime = shared.lock().pods.remove(&(ns.clone(), name.clone()));
+    let runtime = {
+        let mut st = shared.lock();
+        if let Some(life) = st
+            .pod_history
+            .iter_mut()
+            .rev()
+            .find(|l| l.namespace == ns && l.name == name && l.deleted.is_none())
+        {
+            life.deleted = Some(chrono::Utc::now());
+        }
+        st.pods.remove(&(ns.clone(), name.clone()))
+    };
     let Some(workload_key) = runtime.and_then(|r| r.workload) else {
         return;
     };
