@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::kube_fake::FakeKube;
+use crate::sim::Traffic;
 use crate::skywalking::{FakeSkyWalking, Options};
 use crate::upstream::Upstream;
 use crate::world::World;
@@ -19,6 +20,7 @@ pub struct Sandbox {
     kube: FakeKube,
     oap: FakeSkyWalking,
     api: Upstream,
+    traffic: Traffic,
     world: World,
     kubeconfig: PathBuf,
 }
@@ -41,12 +43,21 @@ impl Sandbox {
             .start();
         let kubeconfig = kube.write_kubeconfig(dir);
         let world = World::new(&kube, seed);
-        let oap = FakeSkyWalking::start(Options::default());
-        let api = Upstream::start();
+        // The system's API simulates every request; its traces and pod logs come from them.
+        let traffic = Traffic::new(world.clone(), NAMESPACE);
+        kube.set_log_feed(traffic.log_feed());
+        let oap = FakeSkyWalking::start(Options {
+            traces: 0,
+            outside: 0,
+            feed: Some(traffic.trace_feed()),
+            ..Options::default()
+        });
+        let api = Upstream::train_ticket(traffic.clone());
         Sandbox {
             kube,
             oap,
             api,
+            traffic,
             world,
             kubeconfig,
         }
@@ -62,6 +73,11 @@ impl Sandbox {
 
     pub fn world(&self) -> &World {
         &self.world
+    }
+
+    /// The requests the system's API answered (and their traces and logs).
+    pub fn traffic(&self) -> &Traffic {
+        &self.traffic
     }
 
     /// The variables a run reads its endpoints from, in the order they are printed.

@@ -6,6 +6,8 @@
 //! - [`skywalking`]: the SkyWalking OAP GraphQL endpoint (traces);
 //! - [`upstream`]: an HTTP server standing in for the system under test (the recording proxy's
 //!   upstream);
+//! - [`sim`]: the simulated system's behaviour (requests through the call graph, with the
+//!   traces and pod logs they leave);
 //! - [`world`]: the simulation's ground truth (pod lives, fault windows and their effects,
 //!   seeded noise) every simulated signal is computed from;
 //! - [`FAKE_BLADE`]: a `blade` CLI stand-in for ChaosBlade's JVM faults on the host.
@@ -15,6 +17,7 @@
 
 pub mod environment;
 pub mod kube_fake;
+pub mod sim;
 pub mod skywalking;
 pub mod train_ticket;
 pub mod upstream;

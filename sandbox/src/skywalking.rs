@@ -142,6 +142,71 @@ pub const FAULTS: [Fault; 4] = [
     Fault::Truncated,
 ];
 
+/// Traces recorded by something else (the sandbox's simulated traffic), read at every query,
+/// served next to the generated ones.
+#[derive(Clone)]
+pub struct TraceFeed(pub Arc<dyn Fn() -> Vec<FedTrace> + Send + Sync>);
+
+impl std::fmt::Debug for TraceFeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TraceFeed")
+    }
+}
+
+/// One fed trace: its id and the spans `queryTrace` answers (each span's `segmentId`,
+/// `type`, `startTime`, `endTime`, `endpointName` and `isError` make the list rows).
+#[derive(Clone, Debug)]
+pub struct FedTrace {
+    pub id: String,
+    pub spans: Vec<Value>,
+}
+
+impl FedTrace {
+    /// The v1 list's rows: one per segment, from its entry span (the first span when none),
+    /// an error when any of its spans is (the ES `SegmentRecord.isError`).
+    fn rows(&self) -> Vec<(i64, i64, Value)> {
+        let mut segs: Vec<(&str, Vec<&Value>)> = Vec::new();
+        for s in &self.spans {
+            let id = s["segmentId"].as_str().unwrap_or("");
+            match segs.iter_mut().find(|(k, _)| *k == id) {
+                Some((_, v)) => v.push(s),
+                None => segs.push((id, vec![s])),
+            }
+        }
+        segs.into_iter()
+            .map(|(id, spans)| {
+                let entry = spans
+                    .iter()
+                    .find(|s| s["type"] == "Entry")
+                    .unwrap_or(&spans[0]);
+                let start = entry["startTime"].as_i64().unwrap_or(0);
+                let latency = entry["endTime"].as_i64().unwrap_or(start) - start;
+                let row = json!({
+                    "segmentId": id,
+                    "endpointNames": [entry["endpointName"]],
+                    "duration": latency,
+                    "start": start.to_string(),
+                    "isError": spans.iter().any(|s| s["isError"] == true),
+                    "traceIds": [self.id],
+                });
+                (start, latency, row)
+            })
+            .collect()
+    }
+
+    /// The trace's start and duration (its root segment's entry span).
+    fn span_window(&self) -> (i64, i64) {
+        let root = self
+            .spans
+            .iter()
+            .find(|s| s["type"] == "Entry" && s["refs"].as_array().is_none_or(|r| r.is_empty()))
+            .or(self.spans.first());
+        let start = root.and_then(|s| s["startTime"].as_i64()).unwrap_or(0);
+        let end = root.and_then(|s| s["endTime"].as_i64()).unwrap_or(start);
+        (start, end - start)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Options {
     pub traces: usize,
@@ -181,6 +246,8 @@ pub struct Options {
     /// Render every `queryTrace` answer at start-up, so that serving one costs the fake almost
     /// no CPU (the benchmark measures ttplan, which shares the machine with the fake).
     pub pregenerate: bool,
+    /// Traces recorded elsewhere, served with the generated ones (the sandbox's traffic).
+    pub feed: Option<TraceFeed>,
 }
 
 impl Default for Options {
@@ -205,6 +272,7 @@ impl Default for Options {
             fan_out_every: 0,
             fan_out_segments: 40,
             result_window: None,
+            feed: None,
         }
     }
 }
@@ -519,6 +587,9 @@ impl Inner {
 
     /// One page of segment rows: start in `[from, until)`, latency within the bounds.
     fn basic_page(&self, q: &ListQuery, skip: usize, take: usize) -> Vec<Value> {
+        if let Some(feed) = &self.opts.feed {
+            return self.basic_page_fed(feed, q, skip, take);
+        }
         let rows = if q.by_duration {
             &self.by_latency
         } else {
@@ -540,6 +611,64 @@ impl Inner {
                 })
             })
             .collect()
+    }
+
+    /// [`basic_page`](Self::basic_page) over the generated rows and the fed ones, in one
+    /// order (start or latency descending; ties by segment id, a fixed order as on an
+    /// unchanged index).
+    fn basic_page_fed(&self, feed: &TraceFeed, q: &ListQuery, skip: usize, take: usize) -> Vec<Value> {
+        let rows = if q.by_duration {
+            &self.by_latency
+        } else {
+            &self.by_start
+        };
+        let mut all: Vec<(i64, i64, Value)> = rows
+            .iter()
+            .filter(|r| q.keeps(r.start, r.latency))
+            .map(|r| {
+                let svc = SERVICES[(r.trace + r.segment) % SERVICES.len()];
+                let row = json!({
+                    "segmentId": segment_id(r.trace, r.segment),
+                    "endpointNames": [format!("/api/v1/{svc}/op0")],
+                    "duration": r.latency,
+                    "start": r.start.to_string(),
+                    "isError": r.trace % 7 == 0 && r.segment == self.segments(r.trace) - 1,
+                    "traceIds": [trace_id(r.trace)],
+                });
+                (r.start, r.latency, row)
+            })
+            .collect();
+        for t in (feed.0)() {
+            all.extend(t.rows().into_iter().filter(|(s, l, _)| q.keeps(*s, *l)));
+        }
+        let key = |r: &(i64, i64, Value)| {
+            let id = r.2["segmentId"].as_str().unwrap_or("").to_string();
+            let main = if q.by_duration { r.1 } else { r.0 };
+            (std::cmp::Reverse(main), id)
+        };
+        all.sort_by_key(key);
+        all.into_iter().skip(skip).take(take).map(|r| r.2).collect()
+    }
+
+    /// Fed traces for v2, in the list's order.
+    fn fed_in_window(&self, q: &ListQuery) -> Vec<FedTrace> {
+        let Some(feed) = &self.opts.feed else {
+            return Vec::new();
+        };
+        let mut fed: Vec<(i64, i64, FedTrace)> = (feed.0)()
+            .into_iter()
+            .map(|t| {
+                let (s, l) = t.span_window();
+                (s, l, t)
+            })
+            .filter(|(s, l, _)| q.keeps(*s, *l))
+            .collect();
+        if q.by_duration {
+            fed.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.2.id.cmp(&b.2.id)));
+        } else {
+            fed.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.2.id.cmp(&b.2.id)));
+        }
+        fed.into_iter().map(|(_, _, t)| t).collect()
     }
 
     /// Whole traces for v2: by the trace's start and duration (its root segment's latency).
@@ -822,12 +951,14 @@ async fn list_v2(st: &Inner, vars: &Value) -> Response {
         .max_concurrent_lists
         .fetch_max(in_flight, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(2)).await;
-    let traces: Vec<Value> = st
-        .in_window(&q)
+    // Fed traces first (they are the sandbox's; a fed and a generated window do not overlap).
+    let fed = st.fed_in_window(&q);
+    let traces: Vec<Value> = fed
         .into_iter()
+        .map(|t| json!({"spans": t.spans}))
+        .chain(st.in_window(&q).into_iter().map(|i| json!({"spans": st.spans(i)})))
         .skip((num - 1) * size)
         .take(size)
-        .map(|i| json!({"spans": st.spans(i)}))
         .collect();
     st.stats.lists_in_flight.fetch_sub(1, Ordering::SeqCst);
     Json(json!({"data": {"queryTraces": {
@@ -842,6 +973,11 @@ async fn detail(st: &Inner, vars: &Value) -> Response {
     let Some(id) = vars.get("traceId").and_then(Value::as_str) else {
         return gql_error("traceId is required");
     };
+    if let Some(feed) = &st.opts.feed {
+        if let Some(t) = (feed.0)().into_iter().find(|t| t.id == id) {
+            return Json(json!({"data": {"queryTrace": {"spans": t.spans}}})).into_response();
+        }
+    }
     let Some(i) =
         index_of(id).filter(|i| *i < st.opts.traces + st.opts.outside && trace_id(*i) == id)
     else {

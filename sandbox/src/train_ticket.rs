@@ -53,12 +53,24 @@ pub const JAVA_SERVICES: &[(&str, &str)] = &[
 const METHODS: &[(&str, &[&str])] = &[
     (
         "ts-order-service",
-        &["create", "queryOrders", "getOrderById", "modifyOrder"],
+        &[
+            "create",
+            "queryOrders",
+            "getOrderById",
+            "modifyOrder",
+            "getSoldTickets",
+            "checkSecurityAboutOrder",
+        ],
     ),
     ("ts-security-service", &["check", "findAllSecurityConfig"]),
     (
         "ts-travel-service",
-        &["getTripAllDetailInfo", "query", "getRouteByTripId"],
+        &[
+            "getTripAllDetailInfo",
+            "query",
+            "getRouteByTripId",
+            "queryAll",
+        ],
     ),
     (
         "ts-preserve-service",
@@ -66,6 +78,15 @@ const METHODS: &[(&str, &[&str])] = &[
     ),
     ("ts-auth-service", &["getToken", "createDefaultAuthUser"]),
     ("ts-user-service", &["findByUserId", "getAllUsers"]),
+    // The other services the simulated traffic's call graph runs (sim/traffic_model.rs).
+    (
+        "ts-contacts-service",
+        &["findContactsById", "findContactsByAccountId"],
+    ),
+    ("ts-station-service", &["queryForId", "queryById"]),
+    ("ts-seat-service", &["distributeSeat", "getLeftTicketOfInterval"]),
+    ("ts-basic-service", &["queryForTravel", "queryForTravels"]),
+    ("ts-notification-service", &["preserveSuccess"]),
 ];
 
 pub const DEFAULT_METHODS: &[&str] = &["query", "findAll"];

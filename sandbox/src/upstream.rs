@@ -1,5 +1,12 @@
 //! A small HTTP server standing in for the system under test: real HTTP/1.1 (hyper), on
 //! 127.0.0.1:0, remembering every request it received so tests can compare with the JSONL.
+//!
+//! Two modes: [`Upstream::start`] echoes requests and serves fixed bodies (gzip, binary,
+//! large, streamed) for the recording proxy's tests; [`Upstream::train_ticket`] is the
+//! sandbox's Train-Ticket front (UI dashboard → gateway → services), every request simulated
+//! by [`Traffic`] at its arrival time. A simulated latency is not slept in full: the answer is
+//! delayed a tenth of it, at most [`MAX_REAL_DELAY`], so runs stay fast; traces carry the
+//! simulated time.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -13,6 +20,11 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
+
+use crate::sim::Traffic;
+
+/// The longest real delay of a simulated answer.
+pub const MAX_REAL_DELAY: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// What the server saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,7 +51,17 @@ pub const LOGIN_TOKEN: &str = "tok-abc123-login-secret";
 pub const LOGIN_PASSWORD: &str = "111111";
 
 impl Upstream {
+    /// The echo server.
     pub fn start() -> Upstream {
+        Upstream::serve(None)
+    }
+
+    /// The simulated Train-Ticket API.
+    pub fn train_ticket(traffic: Traffic) -> Upstream {
+        Upstream::serve(Some(traffic))
+    }
+
+    fn serve(traffic: Option<Traffic>) -> Upstream {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -58,8 +80,11 @@ impl Upstream {
                         a = listener.accept() => {
                             let Ok((stream, _)) = a else { continue };
                             let seen = Arc::clone(&seen2);
+                            let traffic = traffic.clone();
                             tokio::spawn(async move {
-                                let svc = service_fn(move |req| handle(Arc::clone(&seen), req));
+                                let svc = service_fn(move |req| {
+                                    handle(Arc::clone(&seen), traffic.clone(), req)
+                                });
                                 let _ = http1::Builder::new()
                                     .serve_connection(TokioIo::new(stream), svc)
                                     .await;
@@ -120,6 +145,7 @@ fn json_resp(v: Value) -> Response<Body> {
 
 async fn handle(
     seen: Arc<Mutex<Vec<Seen>>>,
+    traffic: Option<Traffic>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let (parts, body) = req.into_parts();
@@ -136,7 +162,17 @@ async fn handle(
             .get("authorization")
             .map(|v| v.to_str().unwrap().to_string()),
     });
-    let body = body.collect().await.unwrap().to_bytes();
+    let body = match body.collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => Bytes::new(),
+    };
+    if let Some(traffic) = traffic {
+        let a = traffic.handle(parts.method.as_str(), &target, &body);
+        let real = std::time::Duration::from_millis((a.latency_ms.max(0) / 10) as u64);
+        tokio::time::sleep(real.min(MAX_REAL_DELAY)).await;
+        let status = StatusCode::from_u16(a.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return Ok(full(status, a.content_type, a.body));
+    }
     let path = parts.uri.path();
     let query = parts.uri.query().unwrap_or("");
     let resp = match path {

@@ -59,7 +59,19 @@ use serde_json::Value;
 pub use discovery::ResourceDef;
 pub use logs::LogSource;
 pub use pods::{ContainerSeed, Owner, PodSeed};
-pub use services::ServiceSeed;
+pub use services::{ServiceSeed, TRAIN_TICKET_SERVICE_PORTS};
+
+/// Which container instance's log a request reads (see [`FakeKube::set_log_feed`]).
+pub struct LogRequest<'a> {
+    pub namespace: &'a str,
+    pub pod: &'a str,
+    pub container: &'a str,
+    /// The last terminated instance (`previous=true`, or a crash-looping container).
+    pub previous: bool,
+}
+
+/// Log content computed when a log is read; `None` keeps the seeded content.
+pub type LogFeed = Arc<dyn Fn(&LogRequest) -> Option<LogSource> + Send + Sync>;
 
 /// The controllers' delays. Short defaults keep tests fast; every wait inside the fake is one
 /// of these (no other sleeps are used for synchronization).
@@ -174,6 +186,7 @@ pub(crate) struct Shared {
     pub token: String,
     pub requests: Mutex<Vec<RecordedRequest>>,
     pub chaos_timeline: Mutex<Vec<ChaosTimestamp>>,
+    pub log_feed: Mutex<Option<LogFeed>>,
     /// (pod name, or workload name / `app` label) + port → local TCP address.
     pub forwards: Mutex<HashMap<(String, u16), String>>,
     pub rt: tokio::runtime::Handle,
@@ -368,6 +381,7 @@ impl FakeKubeBuilder {
                         requests: Mutex::new(Vec::new()),
                         watch_tx: tokio::sync::broadcast::channel(4096).0,
                         chaos_timeline: Mutex::new(Vec::new()),
+                        log_feed: Mutex::new(None),
                         forwards: Mutex::new(
                             self.forwards
                                 .into_iter()
@@ -579,6 +593,17 @@ impl FakeKube {
         {
             w.broken_remaining = times;
         }
+    }
+
+    /// Computes pod logs when they are read (the sandbox's simulated services), after the
+    /// kubelet's rules chose the container instance; `since`, `tail`, `timestamps` and
+    /// `limitBytes` then apply to what it returns.
+    pub fn set_log_feed(&self, feed: LogFeed) {
+        *self
+            .shared
+            .log_feed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(feed);
     }
 
     /// Adds or changes a port-forward target while running.

@@ -668,7 +668,8 @@ pub fn on_pod_deleted(shared: &Arc<Shared>, pod: &Value) {
 /// server answers 400 for a pod with several containers: the default container
 /// (`kubectl.kubernetes.io/default-container`, else the first) is chosen by kubectl, client side
 /// (`staging/src/k8s.io/kubectl/pkg/cmd/util/podcmd/podcmd.go`, `FindOrDefaultContainerByName`).
-/// Returns the log and whether the pod must now disappear (configured request budget spent).
+/// Returns the log, whether the pod must now disappear (configured request budget spent) and
+/// the instance read (container name, whether it is the previous one).
 pub fn resolve_log(
     st: &mut State,
     pods_def: &super::ResourceDef,
@@ -676,7 +677,7 @@ pub fn resolve_log(
     name: &str,
     container: Option<&str>,
     previous: bool,
-) -> Result<(LogSource, bool), ApiError> {
+) -> Result<(LogSource, bool, (String, bool)), ApiError> {
     let pod = st.store.get(pods_def, Some(ns), name)?;
     let rt = st
         .pods
@@ -709,17 +710,17 @@ pub fn resolve_log(
         .unwrap_or_default();
     let has_previous = status["lastState"]["terminated"].is_object();
     let previous_log = || seed.previous_log.clone().unwrap_or_else(LogSource::empty);
-    let source = if previous {
+    let (source, read_previous) = if previous {
         if !has_previous {
             return Err(ApiError::bad_request(&format!(
                 "previous terminated container \"{container}\" in pod \"{name}\" not found"
             )));
         }
-        previous_log()
+        (previous_log(), true)
     } else if status["state"]["running"].is_object() {
-        seed.log.clone()
+        (seed.log.clone(), false)
     } else if has_previous {
-        previous_log()
+        (previous_log(), true)
     } else {
         let reason = status["state"]["waiting"]["reason"]
             .as_str()
@@ -730,5 +731,5 @@ pub fn resolve_log(
     };
     rt.log_requests += 1;
     let disappear = rt.disappear_after.is_some_and(|k| rt.log_requests >= k);
-    Ok((source, disappear))
+    Ok((source, disappear, (container, read_previous)))
 }

@@ -649,7 +649,7 @@ fn pod_log(
         timestamps: q.flag("timestamps"),
         limit_bytes: q.num("limitBytes")?.map(|b| b.max(0) as u64),
     };
-    let (source, disappear) = {
+    let (source, disappear, (container, previous)) = {
         let mut st = shared.lock();
         pods::resolve_log(
             &mut st,
@@ -660,6 +660,23 @@ fn pod_log(
             q.flag("previous"),
         )?
     };
+    // A simulation's log lines replace the seeded content (outside the lock: the feed reads
+    // the cluster's history).
+    let feed = shared
+        .log_feed
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let source = feed
+        .and_then(|f| {
+            f(&super::LogRequest {
+                namespace: ns,
+                pod: name,
+                container: &container,
+                previous,
+            })
+        })
+        .unwrap_or(source);
     if disappear {
         // Configured to vanish mid-collection: this request is still served, later ones 404.
         shared.mutate(|st| {
