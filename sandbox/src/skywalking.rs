@@ -616,7 +616,13 @@ impl Inner {
     /// [`basic_page`](Self::basic_page) over the generated rows and the fed ones, in one
     /// order (start or latency descending; ties by segment id, a fixed order as on an
     /// unchanged index).
-    fn basic_page_fed(&self, feed: &TraceFeed, q: &ListQuery, skip: usize, take: usize) -> Vec<Value> {
+    fn basic_page_fed(
+        &self,
+        feed: &TraceFeed,
+        q: &ListQuery,
+        skip: usize,
+        take: usize,
+    ) -> Vec<Value> {
         let rows = if q.by_duration {
             &self.by_latency
         } else {
@@ -956,7 +962,11 @@ async fn list_v2(st: &Inner, vars: &Value) -> Response {
     let traces: Vec<Value> = fed
         .into_iter()
         .map(|t| json!({"spans": t.spans}))
-        .chain(st.in_window(&q).into_iter().map(|i| json!({"spans": st.spans(i)})))
+        .chain(
+            st.in_window(&q)
+                .into_iter()
+                .map(|i| json!({"spans": st.spans(i)})),
+        )
         .skip((num - 1) * size)
         .take(size)
         .collect();

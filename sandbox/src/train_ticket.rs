@@ -84,7 +84,10 @@ const METHODS: &[(&str, &[&str])] = &[
         &["findContactsById", "findContactsByAccountId"],
     ),
     ("ts-station-service", &["queryForId", "queryById"]),
-    ("ts-seat-service", &["distributeSeat", "getLeftTicketOfInterval"]),
+    (
+        "ts-seat-service",
+        &["distributeSeat", "getLeftTicketOfInterval"],
+    ),
     ("ts-basic-service", &["queryForTravel", "queryForTravels"]),
     ("ts-notification-service", &["preserveSuccess"]),
 ];

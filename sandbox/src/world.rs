@@ -129,6 +129,20 @@ impl World {
             .collect()
     }
 
+    /// Pods alive and Ready at `t`: the endpoints a Service routes to (a replacement pod is
+    /// not until its containers started).
+    pub fn serving_at(&self, t: DateTime<Utc>) -> Vec<PodLife> {
+        let ready = self.shared.lock().pod_ready.clone();
+        self.pods_at(t)
+            .into_iter()
+            .filter(|p| {
+                ready
+                    .get(&(p.namespace.clone(), p.name.clone(), p.created))
+                    .is_none_or(|r| r.is_some_and(|r| r <= t))
+            })
+            .collect()
+    }
+
     /// Every fault window, paired from the controllers' Apply/Recover records in order.
     pub fn faults(&self) -> Vec<FaultLife> {
         let timeline = self

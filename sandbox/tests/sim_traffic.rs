@@ -42,7 +42,8 @@ fn env(sb: &Sandbox, k: &str) -> String {
 }
 
 const PRESERVE_BODY: &str = r#"{"accountId":"4d2a46c7-71cb-4cf1-b5bb-b68406d9da6f","contactsId":"aded7dc5-06a7-4503-8e21-b7cad7a1f386","tripId":"G1234","seatType":2,"date":"2026-01-01","from":"shanghai","to":"suzhou","assurance":0,"foodType":0}"#;
-const LEFT_BODY: &str = r#"{"startPlace":"shanghai","endPlace":"suzhou","departureTime":"2026-01-01"}"#;
+const LEFT_BODY: &str =
+    r#"{"startPlace":"shanghai","endPlace":"suzhou","departureTime":"2026-01-01"}"#;
 
 /// `n` preserve and `n` trip queries: (path, status, body) each.
 fn drive(sb: &Sandbox, n: usize) -> Vec<(&'static str, u16, String)> {
@@ -65,8 +66,7 @@ fn error_share(answers: &[(&str, u16, String)], path: &str) -> f64 {
     let bad = of
         .iter()
         .filter(|(_, s, b)| {
-            *s >= 500
-                || serde_json::from_str::<Value>(b).map_or(true, |v| v["status"] == 0)
+            *s >= 500 || serde_json::from_str::<Value>(b).map_or(true, |v| v["status"] == 0)
         })
         .count();
     bad as f64 / of.len() as f64
@@ -172,7 +172,10 @@ fn segment_rows(sb: &Sandbox) -> Vec<Value> {
                 "traceState": "ALL", "queryOrder": "BY_START_TIME",
                 "paging": {"pageNum": page, "pageSize": 100}}}),
         );
-        let got = v["data"]["queryBasicTraces"]["traces"].as_array().unwrap().clone();
+        let got = v["data"]["queryBasicTraces"]["traces"]
+            .as_array()
+            .unwrap()
+            .clone();
         if got.is_empty() {
             break;
         }
@@ -205,7 +208,11 @@ fn trace_stats(sb: &Sandbox, o: &Observed) -> ((f64, f64), (f64, f64)) {
             .iter()
             .filter(|(s, _, _)| (*s >= a && *s <= r) == inside)
             .collect();
-        assert!(!sel.is_empty(), "no preserve traces {}", if inside { "inside" } else { "outside" });
+        assert!(
+            !sel.is_empty(),
+            "no preserve traces {}",
+            if inside { "inside" } else { "outside" }
+        );
         let n = sel.len() as f64;
         (
             sel.iter().filter(|x| x.2).count() as f64 / n,
@@ -284,14 +291,25 @@ async fn network_loss_on_preserve_fails_and_slows_its_requests_only_while_active
     let o = experiment(&sb, "NetworkChaos", "networkchaos", network_loss("90")).await;
     healthy_outside(&o);
     let share = error_share(&o.during, PRESERVE);
-    assert!(share >= 0.5, "90% loss: preserve error share {share}: {:?}", o.during);
+    assert!(
+        share >= 0.5,
+        "90% loss: preserve error share {share}: {:?}",
+        o.during
+    );
     // The trip query does not pass through ts-preserve-service.
     assert_eq!(error_share(&o.during, LEFT), 0.0);
-    let gateway_timeouts = o.during.iter().filter(|(p, s, _)| *p == PRESERVE && *s == 504).count();
+    let gateway_timeouts = o
+        .during
+        .iter()
+        .filter(|(p, s, _)| *p == PRESERVE && *s == 504)
+        .count();
     assert!(gateway_timeouts > 0, "{:?}", o.during);
     let ((err_in, lat_in), (err_out, lat_out)) = trace_stats(&sb, &o);
     assert!(err_in >= 0.5 && err_out == 0.0, "{err_in} {err_out}");
-    assert!(lat_in > 5.0 * lat_out, "latency inside {lat_in} ms, outside {lat_out} ms");
+    assert!(
+        lat_in > 5.0 * lat_out,
+        "latency inside {lat_in} ms, outside {lat_out} ms"
+    );
     // Most requests never reach the preserve service: the gateway logs their timeouts.
     errors_only_in_window(&sb, "ts-gateway-service", &o).await;
 }
@@ -315,7 +333,10 @@ async fn network_delay_on_preserve_shows_in_its_trace_latency() {
     healthy_outside(&o);
     let ((_, lat_in), (_, lat_out)) = trace_stats(&sb, &o);
     // Every call to and from the preserve pod waits 800 ms.
-    assert!(lat_in > 800.0 && lat_out < 400.0, "inside {lat_in} ms, outside {lat_out} ms");
+    assert!(
+        lat_in > 800.0 && lat_out < 400.0,
+        "inside {lat_in} ms, outside {lat_out} ms"
+    );
     // Slow requests are logged at WARN, none fail.
     assert!(error_times(&sb, "ts-preserve-service").await.is_empty());
 }
@@ -373,7 +394,10 @@ async fn jvm_exception_in_order_create_fails_preserve_with_its_message() {
     assert_eq!(error_share(&o.during, LEFT), 0.0);
     let (_, status, body) = o.during.iter().find(|(p, _, _)| *p == PRESERVE).unwrap();
     assert_eq!(*status, 500);
-    assert!(body.contains("java.lang.RuntimeException: CHAOS_EXCEPTION_INJECTION"), "{body}");
+    assert!(
+        body.contains("java.lang.RuntimeException: CHAOS_EXCEPTION_INJECTION"),
+        "{body}"
+    );
     let ((err_in, _), (err_out, _)) = trace_stats(&sb, &o);
     assert_eq!((err_in, err_out), (1.0, 0.0));
     errors_only_in_window(&sb, "ts-order-service", &o).await;
@@ -384,6 +408,77 @@ async fn jvm_exception_in_order_create_fails_preserve_with_its_message() {
         .world()
         .calls(&order_pod, false)
         .contains("order.service.OrderServiceImpl#create"));
+}
+
+fn blade_return(name: &str, app: &str, class: &str, method: &str, value: &str) -> Value {
+    json!({"apiVersion": "chaosblade.io/v1alpha1", "kind": "ChaosBlade",
+        "metadata": {"name": name},
+        "spec": {"experiments": [{"scope": "pod", "target": "jvm", "action": "return", "desc": "",
+            "matchers": [
+                {"name": "namespace", "value": [NS]},
+                {"name": "labels", "value": [format!("app={app}")]},
+                {"name": "classname", "value": [class]},
+                {"name": "methodname", "value": [method]},
+                {"name": "value", "value": [value]}]}]}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_returned_failure_response_from_the_security_check_refuses_bookings() {
+    let (_d, sb) = started(11);
+    let value = r#"new edu.fudan.common.util.Response(0, "CHAOS_SECURITY_CHECK_FAILURE", null)"#;
+    let blade = blade_return(
+        "security",
+        "ts-security-service",
+        "security.service.SecurityServiceImpl",
+        "check",
+        value,
+    );
+    let o = experiment(&sb, "ChaosBlade", "chaosblades", blade).await;
+    healthy_outside(&o);
+    // `PreserveServiceImpl.preserve` passes the check's refusal on: HTTP 200, status 0.
+    for (p, status, body) in o.during.iter().filter(|(p, _, _)| *p == PRESERVE) {
+        assert_eq!(*status, 200, "{p}: {body}");
+        let v: Value = serde_json::from_str(body).unwrap();
+        assert_eq!(
+            v,
+            json!({"status": 0, "msg": "CHAOS_SECURITY_CHECK_FAILURE", "data": null})
+        );
+    }
+    assert_eq!(error_share(&o.during, LEFT), 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_null_trip_detail_is_a_null_pointer_in_preserve() {
+    let (_d, sb) = started(12);
+    let blade = blade_return(
+        "travel",
+        "ts-travel-service",
+        "travel.service.TravelServiceImpl",
+        "getTripAllDetailInfo",
+        "null",
+    );
+    let o = experiment(&sb, "ChaosBlade", "chaosblades", blade).await;
+    healthy_outside(&o);
+    let (_, status, body) = o.during.iter().find(|(p, _, _)| *p == PRESERVE).unwrap();
+    assert_eq!(*status, 500, "{body}");
+    assert!(body.contains("No message available"), "{body}");
+    let c = client(&sb).await;
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(c, NS);
+    let preserve = sb.kube().pod_names(NS, "ts-preserve-service")[0].clone();
+    let log = pods.logs(&preserve, &LogParams::default()).await.unwrap();
+    assert!(log.contains("\njava.lang.NullPointerException\n"), "{log}");
+    let detail = http(
+        &env(&sb, "TT_BASE_URL"),
+        "POST",
+        "/api/v1/travelservice/trip_detail",
+        Some(r#"{"tripId":"G1234"}"#),
+    );
+    // After the recovery: the detail again.
+    assert_eq!(detail.0, 200);
+    assert_eq!(
+        serde_json::from_str::<Value>(&detail.1).unwrap()["status"],
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -405,7 +500,10 @@ async fn dns_errors_for_order_from_preserve_fail_its_requests() {
     assert_eq!(error_share(&o.during, LEFT), 0.0);
     let (_, status, body) = o.during.iter().find(|(p, _, _)| *p == PRESERVE).unwrap();
     assert_eq!(*status, 500);
-    assert!(body.contains("java.net.UnknownHostException: ts-order-service"), "{body}");
+    assert!(
+        body.contains("java.net.UnknownHostException: ts-order-service"),
+        "{body}"
+    );
     errors_only_in_window(&sb, "ts-preserve-service", &o).await;
     // The order service was never asked to create an order.
     assert!(error_times(&sb, "ts-order-service").await.is_empty());
@@ -438,7 +536,10 @@ async fn the_same_seed_and_traffic_give_the_same_answers() {
     // 50% loss: some fail, some succeed, as the seed's noise decides.
     let failed = runs[0].iter().filter(|(s, _)| *s >= 500).count();
     assert!(failed > 0 && failed < runs[0].len(), "{:?}", runs[0]);
-    assert_ne!(runs[0], runs[2], "another seed draws other outcomes and ids");
+    assert_ne!(
+        runs[0], runs[2],
+        "another seed draws other outcomes and ids"
+    );
 }
 
 /// Spring's error bodies carry the time of the request.
@@ -473,5 +574,76 @@ fn the_front_serves_the_ui_and_the_gateway_answers_404_for_unknown_routes() {
     let (s, b) = http(&base, "GET", "/api/v1/orderservice/order/abc-1", None);
     assert_eq!(s, 200);
     let v: Value = serde_json::from_str(&b).unwrap();
-    assert_eq!((v["status"].clone(), v["data"]["id"].clone()), (json!(1), json!("abc-1")));
+    assert_eq!(
+        (v["status"].clone(), v["data"]["id"].clone()),
+        (json!(1), json!("abc-1"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_pod_leaves_a_gap_of_503s_and_its_replacement_a_log_of_its_own() {
+    let (_d, sb) = started(10);
+    drive(&sb, 3);
+    let old = sb.kube().pod_names(NS, "ts-preserve-service")[0].clone();
+    assert!(sb.kube().delete_pod(NS, &old));
+    wait("the replacement to be Ready", || {
+        sb.kube().list("", "pods").iter().any(|p| {
+            p["metadata"]["labels"]["app"] == "ts-preserve-service"
+                && p["metadata"]["name"] != old.as_str()
+                && p["status"]["phase"] == "Running"
+        })
+    })
+    .await;
+    let lives: Vec<_> = sb
+        .world()
+        .pods()
+        .into_iter()
+        .filter(|p| p.labels.get("app").map(String::as_str) == Some("ts-preserve-service"))
+        .collect();
+    let (gone, new) = (lives[0].deleted.unwrap(), lives[1].created);
+    // Requests arriving after the deletion, before or while the replacement starts, find no
+    // Ready pod behind the Service: the gateway cannot route them.
+    for at in [gone + (new - gone) / 2, new] {
+        let a = sb
+            .traffic()
+            .handle_at("POST", PRESERVE, PRESERVE_BODY.as_bytes(), at);
+        assert_eq!(a.status, 503, "{}", a.body);
+        assert!(
+            a.body
+                .contains("Unable to find instance for ts-preserve-service"),
+            "{}",
+            a.body
+        );
+    }
+    drive(&sb, 3);
+    // The new pod's log starts with its own start-up and holds only its own requests.
+    let c = client(&sb).await;
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(c, NS);
+    let log = pods
+        .logs(&lives[1].name, &LogParams::default())
+        .await
+        .unwrap();
+    assert!(
+        log.starts_with(&lives[1].created.format("%Y-%m-%d %H:%M:%S").to_string()),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "Starting PreserveApplication on {}",
+            lives[1].name
+        )),
+        "{log}"
+    );
+    assert_eq!(log.matches("[Step 1] Check Security").count(), 3, "{log}");
+    // Its previous instance does not exist: the old pod was another pod.
+    assert!(pods
+        .logs(
+            &lives[1].name,
+            &LogParams {
+                previous: true,
+                ..Default::default()
+            }
+        )
+        .await
+        .is_err());
 }

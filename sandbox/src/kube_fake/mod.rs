@@ -168,6 +168,9 @@ pub(crate) struct State {
     pub workloads: HashMap<(String, String), pods::Workload>,
     /// Every pod ever created, in creation order.
     pub pod_history: Vec<PodLife>,
+    /// Pods created not ready (a workload's replacements), by (namespace, name, created):
+    /// when they became Ready, `None` while starting. Other pods are ready when created.
+    pub pod_ready: HashMap<(String, String, DateTime<Utc>), Option<DateTime<Utc>>>,
 }
 
 /// (plural, namespace, name) of a chaos object.
@@ -371,6 +374,7 @@ impl FakeKubeBuilder {
                             pods: HashMap::new(),
                             workloads: HashMap::new(),
                             pod_history: Vec::new(),
+                            pod_ready: HashMap::new(),
                         }),
                         defs: discovery::catalogue(self.chaos_mesh, self.chaosblade),
                         delays: self.delays,

@@ -417,13 +417,18 @@ fn create_pod(
         starting,
     );
     if let Ok(created) = st.store.create(pods_def, Some(&seed.namespace), pod) {
+        let now = chrono::Utc::now();
         st.pod_history.push(super::PodLife {
             namespace: seed.namespace.clone(),
             name: name.to_string(),
             labels: labels.clone(),
-            created: chrono::Utc::now(),
+            created: now,
             deleted: None,
         });
+        if starting {
+            st.pod_ready
+                .insert((seed.namespace.clone(), name.to_string(), now), None);
+        }
         record_event(
             &mut st.store,
             &created,
@@ -645,6 +650,12 @@ pub fn on_pod_deleted(shared: &Arc<Shared>, pod: &Value) {
                     Ok(())
                 })
                 .ok()?;
+            let now = chrono::Utc::now();
+            for ((ns, n, _), at) in st.pod_ready.iter_mut() {
+                if *ns == seed.namespace && *n == new_name && at.is_none() {
+                    *at = Some(now);
+                }
+            }
             for c in &containers {
                 record_event(
                     &mut st.store,

@@ -2,7 +2,7 @@
 //! through the call graph of [`traffic_model`](super::traffic_model) at its arrival time, and
 //! every hop asks the [`World`] what the faults do to the pods involved:
 //!
-//! - no live pod of the callee → the caller's connection is refused (the gateway: 503);
+//! - no Ready pod of the callee → the caller's connection is refused (the gateway: 503);
 //! - NetworkChaos on either side (limited to its `target` apps): `delay` adds latency, `loss`
 //!   makes the call time out with that probability (and slows the others by retransmissions);
 //! - HTTPChaos `abort` on the callee for the request's method and path → the connection is
@@ -64,8 +64,13 @@ impl Exception {
         }
     }
 
+    /// `Throwable.toString()`: the class, then `: message` when there is one.
     pub fn text(&self) -> String {
-        format!("{}: {}", self.class, self.message)
+        if self.message.is_empty() {
+            self.class.clone()
+        } else {
+            format!("{}: {}", self.class, self.message)
+        }
     }
 }
 
@@ -85,6 +90,21 @@ pub enum Outcome {
 impl Outcome {
     pub fn is_error(&self) -> bool {
         matches!(self, Outcome::Error(_))
+    }
+}
+
+impl Hop {
+    /// An exception of this hop's own: not the gateway passing on a service's 500.
+    pub fn threw(&self) -> Option<&Exception> {
+        match &self.outcome {
+            Outcome::Error(_)
+                if self.class.is_empty() && self.calls.iter().all(|c| c.unreached.is_none()) =>
+            {
+                None
+            }
+            Outcome::Error(ex) => Some(ex),
+            _ => None,
+        }
     }
 }
 
@@ -202,7 +222,9 @@ impl Run<'_> {
         let live: Vec<String> = self
             .pods
             .iter()
-            .filter(|p| p.namespace == self.ns && p.labels.get("app").map(String::as_str) == Some(app))
+            .filter(|p| {
+                p.namespace == self.ns && p.labels.get("app").map(String::as_str) == Some(app)
+            })
             .map(|p| p.name.clone())
             .collect();
         if live.is_empty() {
@@ -353,10 +375,13 @@ impl Run<'_> {
             }
         }
         if outcome.is_none() {
-            for (i, line) in op.info.iter().enumerate() {
-                info.push((t + i as i64, line.to_string()));
-            }
+            // INFO line i is logged before call i (the steps of `PreserveServiceImpl.preserve`),
+            // the rest when the calls are done.
+            let mut lines = op.info.iter();
             for c in op.calls {
+                if let Some(l) = lines.next() {
+                    info.push((t, l.to_string()));
+                }
                 let callee = traffic_model::op(c.op).expect("the model's calls name its endpoints");
                 let rec = self.call(op.app, &e, callee, c.path, t);
                 t = rec.end_ms + 1;
@@ -380,6 +405,9 @@ impl Run<'_> {
                     outcome = stop;
                     break;
                 }
+            }
+            if outcome.is_none() {
+                info.extend(lines.map(|l| (t, l.to_string())));
             }
         }
         let outcome = outcome.unwrap_or_else(|| {
@@ -476,14 +504,19 @@ impl Run<'_> {
         // Lost packets that got through on a retransmission.
         net += loss * 600.0 * self.noise("retransmit");
         let aborted = te.http_aborts.iter().any(|a| {
-            a.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(op.method))
+            a.method
+                .as_deref()
+                .is_none_or(|m| m.eq_ignore_ascii_case(op.method))
                 && glob(&a.path, path)
         });
         if aborted {
             unreached(
                 &mut rec,
                 Unreached::Aborted,
-                Exception::new("java.net.SocketException", "Unexpected end of file from server"),
+                Exception::new(
+                    "java.net.SocketException",
+                    "Unexpected end of file from server",
+                ),
                 net.round() as i64,
             );
             return rec;
@@ -514,7 +547,14 @@ pub struct Answer {
 const GATEWAY: &str = "ts-gateway-service";
 const FRONT: &str = "ts-ui-dashboard";
 
+/// Spring Boot's error body (`DefaultErrorAttributes`: an exception without a message gives
+/// "No message available").
 fn spring_error(at: DateTime<Utc>, status: u16, error: &str, message: &str, path: &str) -> String {
+    let message = if message.is_empty() {
+        "No message available"
+    } else {
+        message
+    };
     json!({
         "timestamp": at.to_rfc3339_opts(SecondsFormat::Millis, false),
         "status": status, "error": error, "message": message, "path": path
@@ -578,7 +618,7 @@ impl Traffic {
             key,
             n,
             draws: 0,
-            pods: world.pods_at(at),
+            pods: world.serving_at(at),
             body: serde_json::from_slice(body).unwrap_or(Value::Null),
         };
         let start = at.timestamp_millis();
@@ -589,7 +629,12 @@ impl Traffic {
                 if path == "/" || path == "/index.html" {
                     (200, "text/html", INDEX.into(), None)
                 } else {
-                    (404, "text/html", "<html><body><h1>404 Not Found</h1></body></html>\n".into(), None)
+                    (
+                        404,
+                        "text/html",
+                        "<html><body><h1>404 Not Found</h1></body></html>\n".into(),
+                        None,
+                    )
                 }
             } else {
                 match run.pick_pod(GATEWAY) {
@@ -601,7 +646,11 @@ impl Traffic {
                 }
             };
         let end = gateway.as_ref().map_or(start + 1, |h| h.end_ms + 1);
-        let mut requests = self.inner.requests.lock().unwrap_or_else(|e| e.into_inner());
+        let mut requests = self
+            .inner
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let seq = requests.len() as u64;
         let h = fnv(&format!("{}|{}|{n}", world.seed(), run.key));
         let trace_id = format!(
@@ -679,7 +728,10 @@ fn gateway(
                 Unreached::Timeout => (
                     504,
                     "Gateway Timeout",
-                    format!("Response took longer than timeout: PT{}S", TIMEOUT_MS / 1000),
+                    format!(
+                        "Response took longer than timeout: PT{}S",
+                        TIMEOUT_MS / 1000
+                    ),
                     "org.springframework.cloud.gateway.support.TimeoutException",
                 ),
                 Unreached::Aborted => (
@@ -710,11 +762,17 @@ fn gateway(
                 msg: msg.clone(),
                 data: data.clone(),
             };
-            (200, json!({"status": 1, "msg": msg, "data": data}).to_string())
+            (
+                200,
+                json!({"status": 1, "msg": msg, "data": data}).to_string(),
+            )
         }
         (None, Some(Outcome::Refused { msg })) => {
             hop.outcome = Outcome::Refused { msg: msg.clone() };
-            (200, json!({"status": 0, "msg": msg, "data": null}).to_string())
+            (
+                200,
+                json!({"status": 0, "msg": msg, "data": null}).to_string(),
+            )
         }
         (None, Some(Outcome::Empty)) | (None, None) => (200, String::new()),
     };
@@ -728,8 +786,14 @@ mod tests {
 
     #[test]
     fn globs_match_as_chaos_mesh_patterns_do() {
-        assert!(glob("/api/v1/preserveservice/*", "/api/v1/preserveservice/preserve"));
-        assert!(!glob("/api/v1/preserveservice/*", "/api/v1/orderservice/order"));
+        assert!(glob(
+            "/api/v1/preserveservice/*",
+            "/api/v1/preserveservice/preserve"
+        ));
+        assert!(!glob(
+            "/api/v1/preserveservice/*",
+            "/api/v1/orderservice/order"
+        ));
         assert!(glob("ts-order-service*", "ts-order-service"));
         assert!(!glob("ts-order-service*", "ts-order-other-service"));
         assert!(glob("*", "anything"));
@@ -739,7 +803,9 @@ mod tests {
     #[test]
     fn blade_return_values_become_answers() {
         assert_eq!(
-            returned("new edu.fudan.common.util.Response(0, \"CHAOS_SECURITY_CHECK_FAILURE\", null)"),
+            returned(
+                "new edu.fudan.common.util.Response(0, \"CHAOS_SECURITY_CHECK_FAILURE\", null)"
+            ),
             Outcome::Refused {
                 msg: "CHAOS_SECURITY_CHECK_FAILURE".into()
             }

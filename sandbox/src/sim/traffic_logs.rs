@@ -30,10 +30,17 @@ fn logger(name: &str) -> String {
         if parts.join(".").len() <= 39 {
             break;
         }
-        parts[i] = parts[i].chars().next().map(String::from).unwrap_or_default();
+        parts[i] = parts[i]
+            .chars()
+            .next()
+            .map(String::from)
+            .unwrap_or_default();
     }
     let s = parts.join(".");
-    let s: String = s.chars().skip(s.chars().count().saturating_sub(40)).collect();
+    let s: String = s
+        .chars()
+        .skip(s.chars().count().saturating_sub(40))
+        .collect();
     format!("{s:<40}")
 }
 
@@ -95,15 +102,19 @@ fn hop_lines(hop: &Hop, seq: u64, out: &mut Vec<Line>) {
             &format!("Slow request {} {} took {took} ms", hop.method, hop.path),
         ));
     }
-    match &hop.outcome {
-        Outcome::Refused { msg } if !gateway => out.push(line(
-            hop.end_ms,
-            "WARN",
-            &th,
-            &hop.class,
-            &format!("[{} {}] answered status 0: {msg}", hop.method, hop.path),
-        )),
-        Outcome::Error(ex) => {
+    if let Outcome::Refused { msg } = &hop.outcome {
+        if !gateway {
+            out.push(line(
+                hop.end_ms,
+                "WARN",
+                &th,
+                &hop.class,
+                &format!("[{} {}] answered status 0: {msg}", hop.method, hop.path),
+            ));
+        }
+    }
+    if let Some(ex) = hop.threw() {
+        {
             let root = root_cause(hop, ex);
             let head = if gateway {
                 let th = format!("{:>15}", format!("ctor-http-nio-{}", 1 + seq % 4));
@@ -139,20 +150,36 @@ fn hop_lines(hop: &Hop, seq: u64, out: &mut Vec<Line>) {
             }
             out.push((at(hop.end_ms), root.text()));
             let svc = &hop.class;
-            let frames: Vec<String> = if root.class.starts_with("java.net.") {
-                vec![
-                    "java.net.SocketInputStream.socketRead0(Native Method)".into(),
-                    "sun.net.www.http.HttpClient.parseHTTP(HttpClient.java:704)".into(),
-                    "org.springframework.web.client.RestTemplate.doExecute(RestTemplate.java:744)"
-                        .into(),
-                ]
-            } else {
-                Vec::new()
+            // Where the JDK throws each I/O error (JDK 8, HttpURLConnection under RestTemplate).
+            let io = match root.class.as_str() {
+                "java.net.UnknownHostException" => {
+                    Some("java.net.InetAddress.getAllByName0(InetAddress.java:1281)")
+                }
+                "java.net.ConnectException" => {
+                    Some("java.net.PlainSocketImpl.socketConnect(Native Method)")
+                }
+                "java.net.SocketTimeoutException" => {
+                    Some("java.net.SocketInputStream.socketRead0(Native Method)")
+                }
+                "java.net.SocketException" => {
+                    Some("sun.net.www.http.HttpClient.parseHTTPHeader(HttpClient.java:866)")
+                }
+                _ => None,
             };
+            let frames: Vec<String> = io
+                .into_iter()
+                .map(str::to_string)
+                .chain(io.map(|_| {
+                    "org.springframework.web.client.RestTemplate.doExecute(RestTemplate.java:744)"
+                        .to_string()
+                }))
+                .collect();
             let tail = if gateway {
                 vec!["reactor.core.publisher.Mono.subscribe(Mono.java:4400)".to_string()]
             } else {
-                let ctrl = svc.replace(".service.", ".controller.").replace("ServiceImpl", "Controller");
+                let ctrl = svc
+                    .replace(".service.", ".controller.")
+                    .replace("ServiceImpl", "Controller");
                 vec![
                     format!("{svc}.{}({}.java:{})", hop.java_method, simple(svc), 40 + seq % 200),
                     format!("{ctrl}.handle({}.java:{})", simple(&ctrl), 30 + seq % 50),
@@ -164,7 +191,6 @@ fn hop_lines(hop: &Hop, seq: u64, out: &mut Vec<Line>) {
                 out.push((at(hop.end_ms), format!("\tat {f}")));
             }
         }
-        _ => {}
     }
 }
 
@@ -186,7 +212,13 @@ fn started(life: &PodLife, app: &str) -> Vec<Line> {
     let main = format!("{:>15}", "main");
     let name = train_ticket::camel(app);
     vec![
-        line(ms, "INFO", &main, &class, &format!("Starting {name}Application on {} with PID 1", life.name)),
+        line(
+            ms,
+            "INFO",
+            &main,
+            &class,
+            &format!("Starting {name}Application on {} with PID 1", life.name),
+        ),
         line(
             ms + 1,
             "INFO",
@@ -244,10 +276,16 @@ mod tests {
 
     #[test]
     fn logger_and_thread_follow_logbacks_widths() {
-        assert_eq!(logger("preserve.service.PreserveServiceImpl").trim_end(), "preserve.service.PreserveServiceImpl");
+        assert_eq!(
+            logger("preserve.service.PreserveServiceImpl").trim_end(),
+            "preserve.service.PreserveServiceImpl"
+        );
         assert_eq!(logger("x").len(), 40);
         let l = logger("org.springframework.boot.autoconfigure.web.reactive.error.AbstractErrorWebExceptionHandler");
-        assert!(l.ends_with("AbstractErrorWebExceptionHandler") || l.len() == 40, "{l}");
+        assert!(
+            l.ends_with("AbstractErrorWebExceptionHandler") || l.len() == 40,
+            "{l}"
+        );
         assert_eq!(thread(8080, 1), "nio-8080-exec-1");
         assert_eq!(thread(14568, 3), "io-14568-exec-3");
     }

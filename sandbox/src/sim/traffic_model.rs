@@ -340,7 +340,11 @@ pub const OPS: &[Op] = &[
         pattern: "/api/v1/seatservice/seats/left_tickets",
         service_method: "getLeftTicketOfInterval",
         calls: &[
-            call("order.tickets", "/api/v1/orderservice/order/tickets", Dereference),
+            call(
+                "order.tickets",
+                "/api/v1/orderservice/order/tickets",
+                Dereference,
+            ),
             call(
                 "config.get",
                 "/api/v1/configservice/configs/DirectTicketAllocationProportion",
@@ -357,7 +361,11 @@ pub const OPS: &[Op] = &[
         pattern: "/api/v1/seatservice/seats",
         service_method: "distributeSeat",
         calls: &[
-            call("order.tickets", "/api/v1/orderservice/order/tickets", Dereference),
+            call(
+                "order.tickets",
+                "/api/v1/orderservice/order/tickets",
+                Dereference,
+            ),
             call(
                 "config.get",
                 "/api/v1/configservice/configs/DirectTicketAllocationProportion",
@@ -529,7 +537,10 @@ pub fn answer(op: &Op, path: &str, body: &Value, id: &str) -> Result<(String, Va
         }
         "travel.all" => ok(
             "Success",
-            json!([trip("shanghai", "suzhou", 1234), trip("nanjing", "shanghai", 1235)]),
+            json!([
+                trip("shanghai", "suzhou", 1234),
+                trip("nanjing", "shanghai", 1235)
+            ]),
         ),
         "travel.detail" => {
             let t = trip(&s("from", "shanghai"), &s("to", "suzhou"), 1234);
@@ -561,10 +572,7 @@ pub fn answer(op: &Op, path: &str, body: &Value, id: &str) -> Result<(String, Va
             let u = json!({"userId": ACCOUNT_ID, "userName": USER, "gender": 1,
                 "documentType": 1, "documentNum": "2135488099312X",
                 "email": "trainticket_notify@163.com"});
-            ok(
-                "Success",
-                if op.id == "user.all" { json!([u]) } else { u },
-            )
+            ok("Success", if op.id == "user.all" { json!([u]) } else { u })
         }
         "contacts.get" | "contacts.account" => {
             let c = json!({"id": "aded7dc5-06a7-4503-8e21-b7cad7a1f386",
@@ -572,7 +580,11 @@ pub fn answer(op: &Op, path: &str, body: &Value, id: &str) -> Result<(String, Va
                 "documentNumber": "DocumentNumber_One", "phoneNumber": "ContactsPhoneNum_One"});
             ok(
                 "Success",
-                if op.id == "contacts.account" { json!([c]) } else { c },
+                if op.id == "contacts.account" {
+                    json!([c])
+                } else {
+                    c
+                },
             )
         }
         "station.id" => ok("Success", json!(last)),

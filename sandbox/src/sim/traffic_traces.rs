@@ -9,7 +9,7 @@
 
 use serde_json::{json, Value};
 
-use super::traffic::{fnv, CallRecord, Hop, Outcome, SimRequest};
+use super::traffic::{fnv, CallRecord, Hop, SimRequest};
 use super::traffic_model;
 use crate::skywalking::FedTrace;
 
@@ -55,10 +55,7 @@ impl Builder<'_> {
             }]),
             None => json!([]),
         };
-        let error = match &hop.outcome {
-            Outcome::Error(ex) => Some(ex),
-            _ => None,
-        };
+        let error = hop.threw();
         self.spans.push(json!({
             "traceId": self.req.trace_id,
             "segmentId": seg,
@@ -73,7 +70,7 @@ impl Builder<'_> {
             "type": "Entry",
             "peer": "",
             "component": if gateway { "SpringCloudGateway" } else { "SpringMVC" },
-            "isError": error.is_some() || status >= 400,
+            "isError": hop.outcome.is_error() || status >= 400,
             "layer": "Http",
             "tags": [
                 kv("url", format!("http://{}:{}{}", hop.app, traffic_model::port(&hop.app), hop.path)),
@@ -100,7 +97,11 @@ impl Builder<'_> {
             kv("http.method", c.method.as_str()),
         ];
         if let Some(callee) = &c.callee {
-            let code = if callee.outcome.is_error() { "500" } else { "200" };
+            let code = if callee.outcome.is_error() {
+                "500"
+            } else {
+                "200"
+            };
             tags.push(kv("http.status_code", code));
         }
         self.spans.push(json!({
@@ -120,7 +121,9 @@ impl Builder<'_> {
             "isError": c.failed.is_some(),
             "layer": "Http",
             "tags": tags,
-            "logs": c.failed.as_ref().map_or(json!([]), |ex| error_log(c.end_ms, &ex.class, &ex.message)),
+            // The gateway's HTTP client only marks a 5xx answer; a RestTemplate throws.
+            "logs": c.failed.as_ref().filter(|_| !gateway || c.unreached.is_some())
+                .map_or(json!([]), |ex| error_log(c.end_ms, &ex.class, &ex.message)),
             "attachedEvents": []
         }));
     }
