@@ -114,82 +114,80 @@ fn hop_lines(hop: &Hop, seq: u64, out: &mut Vec<Line>) {
         }
     }
     if let Some(ex) = hop.threw() {
-        {
-            let root = root_cause(hop, ex);
-            let head = if gateway {
-                let th = format!("{:>15}", format!("ctor-http-nio-{}", 1 + seq % 4));
-                out.push(line(
-                    hop.end_ms,
-                    "ERROR",
-                    &th,
-                    "org.springframework.boot.autoconfigure.web.reactive.error.AbstractErrorWebExceptionHandler",
-                    &format!(
-                        "[{:08x}-{seq}]  500 Server Error for HTTP {} \"{}\"",
-                        seq.wrapping_mul(2_654_435_761) & 0xffff_ffff,
-                        hop.method,
-                        hop.path
-                    ),
-                ));
-                None
-            } else {
-                Some(format!(
-                    "Servlet.service() for servlet [dispatcherServlet] in context with path [] threw exception \
-                     [Request processing failed; nested exception is {}] with root cause",
-                    ex.text()
-                ))
-            };
-            if let Some(h) = head {
-                out.push(line(
-                    hop.end_ms,
-                    "ERROR",
-                    &th,
-                    "org.apache.catalina.core.ContainerBase.[Tomcat].[localhost].[/].[dispatcherServlet]",
-                    &h,
-                ));
-                out.push((at(hop.end_ms), String::new()));
+        let root = root_cause(hop, ex);
+        let head = if gateway {
+            let th = format!("{:>15}", format!("ctor-http-nio-{}", 1 + seq % 4));
+            out.push(line(
+                hop.end_ms,
+                "ERROR",
+                &th,
+                "org.springframework.boot.autoconfigure.web.reactive.error.AbstractErrorWebExceptionHandler",
+                &format!(
+                    "[{:08x}-{seq}]  500 Server Error for HTTP {} \"{}\"",
+                    seq.wrapping_mul(2_654_435_761) & 0xffff_ffff,
+                    hop.method,
+                    hop.path
+                ),
+            ));
+            None
+        } else {
+            Some(format!(
+                "Servlet.service() for servlet [dispatcherServlet] in context with path [] threw exception \
+                 [Request processing failed; nested exception is {}] with root cause",
+                ex.text()
+            ))
+        };
+        if let Some(h) = head {
+            out.push(line(
+                hop.end_ms,
+                "ERROR",
+                &th,
+                "org.apache.catalina.core.ContainerBase.[Tomcat].[localhost].[/].[dispatcherServlet]",
+                &h,
+            ));
+            out.push((at(hop.end_ms), String::new()));
+        }
+        out.push((at(hop.end_ms), root.text()));
+        let svc = &hop.class;
+        // Where the JDK throws each I/O error (JDK 8, HttpURLConnection under RestTemplate).
+        let io = match root.class.as_str() {
+            "java.net.UnknownHostException" => {
+                Some("java.net.InetAddress.getAllByName0(InetAddress.java:1281)")
             }
-            out.push((at(hop.end_ms), root.text()));
-            let svc = &hop.class;
-            // Where the JDK throws each I/O error (JDK 8, HttpURLConnection under RestTemplate).
-            let io = match root.class.as_str() {
-                "java.net.UnknownHostException" => {
-                    Some("java.net.InetAddress.getAllByName0(InetAddress.java:1281)")
-                }
-                "java.net.ConnectException" => {
-                    Some("java.net.PlainSocketImpl.socketConnect(Native Method)")
-                }
-                "java.net.SocketTimeoutException" => {
-                    Some("java.net.SocketInputStream.socketRead0(Native Method)")
-                }
-                "java.net.SocketException" => {
-                    Some("sun.net.www.http.HttpClient.parseHTTPHeader(HttpClient.java:866)")
-                }
-                _ => None,
-            };
-            let frames: Vec<String> = io
-                .into_iter()
-                .map(str::to_string)
-                .chain(io.map(|_| {
-                    "org.springframework.web.client.RestTemplate.doExecute(RestTemplate.java:744)"
-                        .to_string()
-                }))
-                .collect();
-            let tail = if gateway {
-                vec!["reactor.core.publisher.Mono.subscribe(Mono.java:4400)".to_string()]
-            } else {
-                let ctrl = svc
-                    .replace(".service.", ".controller.")
-                    .replace("ServiceImpl", "Controller");
-                vec![
-                    format!("{svc}.{}({}.java:{})", hop.java_method, simple(svc), 40 + seq % 200),
-                    format!("{ctrl}.handle({}.java:{})", simple(&ctrl), 30 + seq % 50),
-                    "org.springframework.web.servlet.FrameworkServlet.service(FrameworkServlet.java:882)".into(),
-                    "java.lang.Thread.run(Thread.java:748)".into(),
-                ]
-            };
-            for f in frames.into_iter().chain(tail) {
-                out.push((at(hop.end_ms), format!("\tat {f}")));
+            "java.net.ConnectException" => {
+                Some("java.net.PlainSocketImpl.socketConnect(Native Method)")
             }
+            "java.net.SocketTimeoutException" => {
+                Some("java.net.SocketInputStream.socketRead0(Native Method)")
+            }
+            "java.net.SocketException" => {
+                Some("sun.net.www.http.HttpClient.parseHTTPHeader(HttpClient.java:866)")
+            }
+            _ => None,
+        };
+        let frames: Vec<String> = io
+            .into_iter()
+            .map(str::to_string)
+            .chain(io.map(|_| {
+                "org.springframework.web.client.RestTemplate.doExecute(RestTemplate.java:744)"
+                    .to_string()
+            }))
+            .collect();
+        let tail = if gateway {
+            vec!["reactor.core.publisher.Mono.subscribe(Mono.java:4400)".to_string()]
+        } else {
+            let ctrl = svc
+                .replace(".service.", ".controller.")
+                .replace("ServiceImpl", "Controller");
+            vec![
+                format!("{svc}.{}({}.java:{})", hop.java_method, simple(svc), 40 + seq % 200),
+                format!("{ctrl}.handle({}.java:{})", simple(&ctrl), 30 + seq % 50),
+                "org.springframework.web.servlet.FrameworkServlet.service(FrameworkServlet.java:882)".into(),
+                "java.lang.Thread.run(Thread.java:748)".into(),
+            ]
+        };
+        for f in frames.into_iter().chain(tail) {
+            out.push((at(hop.end_ms), format!("\tat {f}")));
         }
     }
 }
