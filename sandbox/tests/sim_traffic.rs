@@ -554,6 +554,65 @@ fn strip_timestamp(body: &str) -> String {
 }
 
 #[test]
+fn a_healthy_session_succeeds_on_every_public_endpoint_and_covers_their_methods() {
+    let (_d, sb) = started(13);
+    let base = env(&sb, "TT_BASE_URL");
+    for (method, path, body) in ttplan_sandbox::sim::traffic_model::SESSION {
+        let (s, b) = http(&base, method, path, *body);
+        assert_eq!(s, 200, "{method} {path}: {b}");
+        if path.starts_with("/api/") {
+            let v: Value = serde_json::from_str(&b).unwrap();
+            assert_eq!(v["status"], 1, "{method} {path}: {v}");
+        }
+    }
+    let public = ttplan_sandbox::sim::traffic_model::OPS
+        .iter()
+        .filter(|o| o.public);
+    for op in public {
+        assert!(
+            ttplan_sandbox::sim::traffic_model::SESSION
+                .iter()
+                .any(
+                    |(m, p, _)| ttplan_sandbox::sim::traffic_model::route(m, p).map(|o| o.id)
+                        == Some(op.id)
+                ),
+            "the session misses {}",
+            op.id
+        );
+    }
+    // Every service the preserve request passes through ran its endpoint's methods.
+    for (app, class, method) in [
+        (
+            "ts-security-service",
+            "security.service.SecurityServiceImpl",
+            "check",
+        ),
+        (
+            "ts-order-service",
+            "order.service.OrderServiceImpl",
+            "create",
+        ),
+        (
+            "ts-travel-service",
+            "travel.service.TravelServiceImpl",
+            "getTripAllDetailInfo",
+        ),
+        (
+            "ts-seat-service",
+            "seat.service.SeatServiceImpl",
+            "distributeSeat",
+        ),
+    ] {
+        let pod = sb.kube().pod_names(NS, app)[0].clone();
+        let calls = sb.world().calls(&pod, false);
+        assert!(
+            calls.contains(&format!("{class}#{method}")),
+            "{app}: {calls:?}"
+        );
+    }
+}
+
+#[test]
 fn the_front_serves_the_ui_and_the_gateway_answers_404_for_unknown_routes() {
     let (_d, sb) = started(9);
     let base = env(&sb, "TT_BASE_URL");

@@ -495,6 +495,68 @@ pub fn port(app: &str) -> u16 {
         .map_or(8080, |(_, p)| *p)
 }
 
+/// One user's session against the public API, in order (method, path, JSON body): what a
+/// traffic stand-in can replay to exercise every public endpoint.
+pub const SESSION: &[(&str, &str, Option<&str>)] = &[
+    ("GET", "/", None),
+    (
+        "POST",
+        "/api/v1/users/login",
+        Some(r#"{"username":"fdse_microservice","password":"111111"}"#),
+    ),
+    (
+        "POST",
+        "/api/v1/travelservice/trips/left",
+        Some(r#"{"startPlace":"shanghai","endPlace":"suzhou","departureTime":"2026-01-01"}"#),
+    ),
+    ("GET", "/api/v1/travelservice/trips", None),
+    (
+        "POST",
+        "/api/v1/travelservice/trip_detail",
+        Some(r#"{"tripId":"G1234","travelDate":"2026-01-01","from":"shanghai","to":"suzhou"}"#),
+    ),
+    (
+        "GET",
+        "/api/v1/contactservice/contacts/account/4d2a46c7-71cb-4cf1-b5bb-b68406d9da6f",
+        None,
+    ),
+    (
+        "GET",
+        "/api/v1/securityservice/securityConfigs/4d2a46c7-71cb-4cf1-b5bb-b68406d9da6f",
+        None,
+    ),
+    (
+        "POST",
+        "/api/v1/preserveservice/preserve",
+        Some(
+            r#"{"accountId":"4d2a46c7-71cb-4cf1-b5bb-b68406d9da6f","contactsId":"aded7dc5-06a7-4503-8e21-b7cad7a1f386","tripId":"G1234","seatType":2,"date":"2026-01-01","from":"shanghai","to":"suzhou","assurance":0,"foodType":0}"#,
+        ),
+    ),
+    (
+        "POST",
+        "/api/v1/orderservice/order/refresh",
+        Some(r#"{"loginId":"4d2a46c7-71cb-4cf1-b5bb-b68406d9da6f","enableStateQuery":false}"#),
+    ),
+    (
+        "GET",
+        "/api/v1/orderservice/order/5ad7750b-a68b-49c0-a8c0-32776b067703",
+        None,
+    ),
+    ("GET", "/api/v1/securityservice/securityConfigs", None),
+    ("GET", "/api/v1/userservice/users", None),
+    (
+        "GET",
+        "/api/v1/userservice/users/id/4d2a46c7-71cb-4cf1-b5bb-b68406d9da6f",
+        None,
+    ),
+    (
+        "GET",
+        "/api/v1/contactservice/contacts/aded7dc5-06a7-4503-8e21-b7cad7a1f386",
+        None,
+    ),
+    ("GET", "/api/v1/stationservice/stations/id/shanghai", None),
+];
+
 /// The login the sandbox's data knows (Train-Ticket's default user).
 pub const USER: &str = "fdse_microservice";
 pub const PASSWORD: &str = "111111";
