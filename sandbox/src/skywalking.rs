@@ -7,6 +7,10 @@
 //! on a v1 OAP, fails exactly as on a real OAP. `Duration` strings are parsed in the fake's own
 //! timezone and filter traces by bucket, as the OAP does.
 //!
+//! With [`Options::feed`], traces recorded elsewhere (the sandbox's simulated requests,
+//! `sim::traffic_traces`) are served too: listed one row per segment, paged and ordered with
+//! the generated ones, and answered by `queryTrace` by id.
+//!
 //! Traces are generated deterministically from their index: several segments per trace
 //! linked by CROSS_PROCESS refs, several services, error spans with logs, tags (some with
 //! `x-evomaster-run-id`). Faults are injected per trace index and attempt.
