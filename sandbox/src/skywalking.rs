@@ -158,11 +158,12 @@ impl std::fmt::Debug for TraceFeed {
 }
 
 /// One fed trace: its id and the spans `queryTrace` answers (each span's `segmentId`,
-/// `type`, `startTime`, `endTime`, `endpointName` and `isError` make the list rows).
+/// `type`, `startTime`, `endTime`, `endpointName` and `isError` make the list rows). Shared:
+/// a feed hands out every trace at every query.
 #[derive(Clone, Debug)]
 pub struct FedTrace {
     pub id: String,
-    pub spans: Vec<Value>,
+    pub spans: Arc<Vec<Value>>,
 }
 
 impl FedTrace {
@@ -170,7 +171,7 @@ impl FedTrace {
     /// an error when any of its spans is (the ES `SegmentRecord.isError`).
     fn rows(&self) -> Vec<(i64, i64, Value)> {
         let mut segs: Vec<(&str, Vec<&Value>)> = Vec::new();
-        for s in &self.spans {
+        for s in self.spans.iter() {
             let id = s["segmentId"].as_str().unwrap_or("");
             match segs.iter_mut().find(|(k, _)| *k == id) {
                 Some((_, v)) => v.push(s),
@@ -965,7 +966,7 @@ async fn list_v2(st: &Inner, vars: &Value) -> Response {
     let fed = st.fed_in_window(&q);
     let traces: Vec<Value> = fed
         .into_iter()
-        .map(|t| json!({"spans": t.spans}))
+        .map(|t| json!({"spans": t.spans.as_ref()}))
         .chain(
             st.in_window(&q)
                 .into_iter()
@@ -989,7 +990,8 @@ async fn detail(st: &Inner, vars: &Value) -> Response {
     };
     if let Some(feed) = &st.opts.feed {
         if let Some(t) = (feed.0)().into_iter().find(|t| t.id == id) {
-            return Json(json!({"data": {"queryTrace": {"spans": t.spans}}})).into_response();
+            return Json(json!({"data": {"queryTrace": {"spans": t.spans.as_ref()}}}))
+                .into_response();
         }
     }
     let Some(i) =

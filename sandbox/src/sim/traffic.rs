@@ -159,6 +159,8 @@ pub struct SimRequest {
     pub latency_ms: i64,
     /// The gateway's hop; `None` when the front (the UI dashboard's nginx) answered alone.
     pub gateway: Option<Hop>,
+    /// Its SkyWalking trace, built when first read.
+    pub trace: std::sync::OnceLock<Option<crate::skywalking::FedTrace>>,
 }
 
 /// The simulated system's request side: answers requests and keeps them (traces, logs).
@@ -670,6 +672,7 @@ impl Traffic {
             body: body.clone(),
             latency_ms: end - start,
             gateway,
+            trace: std::sync::OnceLock::new(),
         }));
         Answer {
             status,

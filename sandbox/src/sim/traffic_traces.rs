@@ -141,14 +141,17 @@ pub fn trace(req: &SimRequest) -> Option<FedTrace> {
     b.segment(gw, None, req.status);
     Some(FedTrace {
         id: req.trace_id.clone(),
-        spans: b.spans,
+        spans: std::sync::Arc::new(b.spans),
     })
 }
 
 impl super::Traffic {
-    /// Every answered request's trace, in arrival order.
+    /// Every answered request's trace, in arrival order (each built once).
     pub fn traces(&self) -> Vec<FedTrace> {
-        self.requests().iter().filter_map(|r| trace(r)).collect()
+        self.requests()
+            .iter()
+            .filter_map(|r| r.trace.get_or_init(|| trace(r)).clone())
+            .collect()
     }
 
     /// The traces as the SkyWalking fake's feed.
