@@ -580,6 +580,76 @@ fn a_healthy_session_succeeds_on_every_public_endpoint_and_covers_their_methods(
             op.id
         );
     }
+    // The v2 list (whole traces) and the detail agree on the booking's trace: a segment per
+    // service it passed through, linked to its caller's exit span.
+    let fmt = "%Y-%m-%d %H%M%S";
+    let now = Utc::now();
+    let v = gql(
+        &sb,
+        "query Q($condition: TraceQueryCondition) { queryTraces(condition: $condition) { traces { spans { traceId segmentId spanId serviceCode endpointName type refs { parentSegmentId parentSpanId } } } } }",
+        json!({"condition": {
+            "queryDuration": {"start": (now - chrono::Duration::minutes(5)).format(fmt).to_string(),
+                "end": (now + chrono::Duration::minutes(1)).format(fmt).to_string(), "step": "SECOND"},
+            "traceState": "ALL", "queryOrder": "BY_START_TIME",
+            "paging": {"pageNum": 1, "pageSize": 100}}}),
+    );
+    let traces = v["data"]["queryTraces"]["traces"].as_array().unwrap();
+    // Every API request but the UI page (nginx, untraced).
+    assert_eq!(
+        traces.len(),
+        ttplan_sandbox::sim::traffic_model::SESSION.len() - 1
+    );
+    let booking = traces
+        .iter()
+        .find(|t| {
+            t["spans"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["endpointName"] == PRESERVE)
+        })
+        .unwrap();
+    let spans = booking["spans"].as_array().unwrap();
+    let id = spans[0]["traceId"].as_str().unwrap();
+    let detail = gql(
+        &sb,
+        "query D($traceId: ID!) { queryTrace(traceId: $traceId) { spans { segmentId spanId serviceCode } } }",
+        json!({"traceId": id}),
+    );
+    assert_eq!(
+        detail["data"]["queryTrace"]["spans"]
+            .as_array()
+            .unwrap()
+            .len(),
+        spans.len()
+    );
+    let services: std::collections::BTreeSet<&str> = spans
+        .iter()
+        .map(|s| s["serviceCode"].as_str().unwrap())
+        .collect();
+    for app in [
+        "ts-gateway-service",
+        "ts-preserve-service",
+        "ts-security-service",
+        "ts-order-service",
+        "ts-travel-service",
+        "ts-basic-service",
+        "ts-seat-service",
+        "ts-user-service",
+    ] {
+        assert!(services.contains(app), "{app} not in {services:?}");
+    }
+    for entry in spans
+        .iter()
+        .filter(|s| s["type"] == "Entry" && s["serviceCode"] != "ts-gateway-service")
+    {
+        let r = &entry["refs"][0];
+        let parent = spans
+            .iter()
+            .find(|s| s["segmentId"] == r["parentSegmentId"] && s["spanId"] == r["parentSpanId"])
+            .unwrap_or_else(|| panic!("no parent for {entry}"));
+        assert_eq!(parent["type"], "Exit", "{entry}");
+    }
     // Every service the preserve request passes through ran its endpoint's methods.
     for (app, class, method) in [
         (
@@ -621,6 +691,9 @@ fn the_front_serves_the_ui_and_the_gateway_answers_404_for_unknown_routes() {
     assert!(b.contains("<title>Train Ticket</title>"));
     let (s, b) = http(&base, "GET", "/api/v1/nosuchservice/x", None);
     assert_eq!(s, 404, "{b}");
+    let (s, b) = http(&base, "GET", LEFT, None);
+    assert_eq!(s, 405, "{b}");
+    assert!(b.contains("Request method 'GET' not supported"), "{b}");
     let (s, b) = http(
         &base,
         "POST",

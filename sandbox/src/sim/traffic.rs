@@ -709,6 +709,19 @@ fn gateway(
     };
     let json_ct = "application/json";
     let Some(op) = traffic_model::route(method, path) else {
+        // The service is there but maps the path to another method: Spring MVC's 405.
+        if ["GET", "POST", "PUT", "DELETE"]
+            .iter()
+            .any(|m| traffic_model::route(m, path).is_some())
+        {
+            let message = format!("Request method '{method}' not supported");
+            let body = spring_error(run.at, 405, "Method Not Allowed", &message, path);
+            hop.outcome = Outcome::Error(Exception::new(
+                "org.springframework.web.HttpRequestMethodNotSupportedException",
+                message,
+            ));
+            return (405, json_ct, body, hop);
+        }
         let body = spring_error(run.at, 404, "Not Found", "", path);
         hop.outcome = Outcome::Error(Exception::new(
             "org.springframework.web.server.ResponseStatusException",
