@@ -341,6 +341,54 @@ async fn network_delay_on_preserve_shows_in_its_trace_latency() {
     assert!(error_times(&sb, "ts-preserve-service").await.is_empty());
 }
 
+/// Mean time the preserve service spent in its own code (its segment minus its calls), for the
+/// bookings that arrived inside / outside `[from, until]`.
+fn preserve_self_time(sb: &Sandbox, o: &Observed) -> (f64, f64) {
+    let (mut inside, mut outside) = (Vec::new(), Vec::new());
+    for r in sb.traffic().requests() {
+        let Some(gw) = &r.gateway else { continue };
+        let Some(hop) = gw.calls.iter().find_map(|c| c.callee.as_deref()) else {
+            continue;
+        };
+        if hop.app != "ts-preserve-service" {
+            continue;
+        }
+        let calls: i64 = hop.calls.iter().map(|c| c.end_ms - c.start_ms).sum();
+        let own = (hop.end_ms - hop.start_ms - calls) as f64;
+        if r.at >= o.from && r.at <= o.until {
+            inside.push(own);
+        } else {
+            outside.push(own);
+        }
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    (mean(&inside), mean(&outside))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cpu_stress_on_preserve_slows_its_own_work() {
+    let (_d, sb) = started(14);
+    let o = experiment(
+        &sb,
+        "StressChaos",
+        "stresschaos",
+        json!({"apiVersion": "chaos-mesh.org/v1alpha1", "kind": "StressChaos",
+            "metadata": {"name": "cpu", "namespace": NS},
+            "spec": {"mode": "all",
+                "selector": {"namespaces": [NS], "labelSelectors": {"app": "ts-preserve-service"}},
+                "stressors": {"cpu": {"workers": 2, "load": 80}}}}),
+    )
+    .await;
+    healthy_outside(&o);
+    assert_eq!(error_share(&o.during, PRESERVE), 0.0);
+    // 2 workers × 80%: 1.6 cores burnt, the service's own work takes 2.6 times as long.
+    let (inside, outside) = preserve_self_time(&sb, &o);
+    assert!(
+        inside > 1.8 * outside,
+        "inside {inside} ms, outside {outside} ms"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_abort_on_preserve_answers_the_gateways_error() {
     let (_d, sb) = started(3);

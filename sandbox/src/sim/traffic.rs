@@ -352,7 +352,9 @@ impl Run<'_> {
         self.world.record_call(pod, &controller, &handler);
         self.world.record_call(pod, &service, op.service_method);
         let cpu = 1.0 + e.cpu_cores;
-        let self_ms = ((2.0 + 8.0 * self.noise("self")) * cpu).round() as i64;
+        // The service's own work, half before its calls and half after; CPU contention
+        // stretches it.
+        let self_ms = ((3.0 + 12.0 * self.noise("self")) * cpu).round() as i64;
         let mut t = start + self_ms / 2;
         let mut info: Vec<(i64, String)> = Vec::new();
         let mut calls = Vec::new();
@@ -386,7 +388,7 @@ impl Run<'_> {
                 }
                 let callee = traffic_model::op(c.op).expect("the model's calls name its endpoints");
                 let rec = self.call(op.app, &e, callee, c.path, t);
-                t = rec.end_ms + 1;
+                t = rec.end_ms;
                 let stop = match (&rec.failed, rec.callee.as_ref().map(|h| &h.outcome)) {
                     (Some(ex), _) => Some(Outcome::Error(thrown(&rec, ex))),
                     (None, Some(Outcome::Refused { msg })) => match c.on_refusal {
