@@ -5,7 +5,7 @@
 //!   ChaosBlade controllers, pod logs and port-forward;
 //! - [`skywalking`]: the SkyWalking OAP GraphQL endpoint (traces);
 //! - [`upstream`]: an HTTP server standing in for the system under test (the recording proxy's
-//!   upstream);
+//!   upstream): an echo server for the proxy's tests, or the simulated Train-Ticket API;
 //! - [`sim`]: the simulated system's behaviour (requests through the call graph, with the
 //!   traces and pod logs they leave);
 //! - [`world`]: the simulation's ground truth (pod lives, fault windows and their effects,
