@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::jacoco::{self, Agents, AGENT_PORT};
 use crate::kube_fake::FakeKube;
 use crate::skywalking::{FakeSkyWalking, Options};
 use crate::upstream::Upstream;
@@ -21,7 +22,13 @@ pub struct Sandbox {
     api: Upstream,
     world: World,
     kubeconfig: PathBuf,
+    dir: PathBuf,
+    _agents: Agents,
 }
+
+/// Set (to the sandbox's folder) in a run pointed at a sandbox: steps that cannot simulate
+/// their part (e.g. `coverage-report` without a JVM) say so instead of failing.
+pub const SANDBOX_VAR: &str = "TTPLAN_SANDBOX";
 
 impl Sandbox {
     /// Starts every part on loopback and writes `<dir>/kubeconfig`.
@@ -43,13 +50,27 @@ impl Sandbox {
         let world = World::new(&kube, seed);
         let oap = FakeSkyWalking::start(Options::default());
         let api = Upstream::start();
+        let agents = Agents::start(&kube, &world, NAMESPACE, AGENT_PORT);
         Sandbox {
             kube,
             oap,
             api,
             world,
             kubeconfig,
+            dir: dir.to_path_buf(),
+            _agents: agents,
         }
+    }
+
+    /// Writes the Java services' class files (target/classes, the Spring Boot jar) and
+    /// sources under `root` as a built Train-Ticket checkout has them, matching what the
+    /// sandbox's JaCoCo agents report: `coverage-report` with `source_root: <root>` renders
+    /// them with JaCoCo's report engine.
+    ///
+    /// # Errors
+    /// The first file that cannot be written.
+    pub fn write_checkout_classes(&self, root: &Path) -> std::io::Result<jacoco::checkout::Written> {
+        jacoco::write_checkout_classes(root)
     }
 
     pub fn kubeconfig(&self) -> &Path {
@@ -70,6 +91,7 @@ impl Sandbox {
             ("KUBECONFIG", self.kubeconfig.display().to_string()),
             ("SKYWALKING_URL", self.oap.url()),
             ("TT_BASE_URL", self.api.url()),
+            (SANDBOX_VAR, self.dir.display().to_string()),
         ]
     }
 

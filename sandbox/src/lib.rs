@@ -6,6 +6,8 @@
 //! - [`skywalking`]: the SkyWalking OAP GraphQL endpoint (traces);
 //! - [`upstream`]: an HTTP server standing in for the system under test (the recording proxy's
 //!   upstream);
+//! - [`jacoco`]: JaCoCo tcpserver agents (one per Java service, behind the pods'
+//!   port-forward) and the class files their probes belong to;
 //! - [`world`]: the simulation's ground truth (pod lives, fault windows and their effects,
 //!   seeded noise) every simulated signal is computed from;
 //! - [`FAKE_BLADE`]: a `blade` CLI stand-in for ChaosBlade's JVM faults on the host.
@@ -14,6 +16,7 @@
 //! the test suite uses the same parts one by one.
 
 pub mod environment;
+pub mod jacoco;
 pub mod kube_fake;
 pub mod skywalking;
 pub mod train_ticket;
