@@ -313,3 +313,94 @@ fn sandbox_agents_dump_through_port_forwards_and_render_with_jacoco() {
         Some(vec![true, false, false, true, false])
     );
 }
+
+/// A sandbox run on a host without the report engine (here: an `ant` that does not exist):
+/// `coverage-report` says "not simulated" in its outputs, log and the manifest and the run
+/// succeeds; the same plan outside a sandbox fails. `ttplan dataset check` names the reason
+/// in the coverage_report row (still a violation: the folder lacks the reports).
+#[test]
+fn without_a_jvm_a_sandbox_run_says_coverage_reports_are_not_simulated() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let root = dir.join("train-ticket");
+    jacoco::write_checkout_classes(&root).unwrap();
+    let kube = FakeKube::builder().train_ticket(NS).start();
+    let kubeconfig = kube.write_kubeconfig(dir);
+    let world = World::new(&kube, 0);
+    let _agents = Agents::start(&kube, &world, NS, AGENT_PORT);
+    let plan = dump_plan(true, Some(&root)).replace(
+        "    require_classes: true\n",
+        "    require_classes: true\n    ant: /nonexistent/ant\n",
+    );
+    let path = dir.join("plan.yaml");
+    std::fs::write(&path, plan).unwrap();
+    let exp = "Normal_case_20260101_000000_em";
+    let run = |sandbox: bool, exp: &str| {
+        let mut c = support::ttplan();
+        c.arg("run")
+            .arg(&path)
+            .arg("--out")
+            .arg(dir.join("out"))
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(["--set", &format!("exp_name={exp}"), "--progress", "never"]);
+        if sandbox {
+            c.env("TTPLAN_SANDBOX", dir);
+        } else {
+            c.env_remove("TTPLAN_SANDBOX");
+        }
+        c.output().unwrap()
+    };
+    let out = run(true, exp);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("not simulated: needs a JVM, ant and JaCoCo's report jars"),
+        "{stderr}"
+    );
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("out/runs").join(exp).join("experiment_manifest.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let report = &manifest["steps"]["report"];
+    assert_eq!(report["status"], "succeeded", "{report:#}");
+    let why = report["outputs"]["not_simulated"].as_str().unwrap();
+    assert!(
+        why.starts_with("not simulated: needs a JVM, ant and JaCoCo's report jars")
+            && why.contains("`/nonexistent/ant`"),
+        "{why}"
+    );
+    assert_eq!(report["outputs"]["missing"][0], "`/nonexistent/ant`");
+    // The dumps are there; no report folder was started.
+    assert!(dir.join("out/coverage_data").join(exp).is_dir());
+    assert!(!dir.join("out/coverage_report").join(exp).exists());
+
+    let check = support::ttplan()
+        .args(["dataset", "check"])
+        .arg(dir.join("out"))
+        .args(["--exp", exp])
+        .output()
+        .unwrap();
+    assert_eq!(check.status.code(), Some(1), "{check:?}");
+    let table = String::from_utf8_lossy(&check.stdout);
+    let row = table
+        .lines()
+        .find(|l| l.trim_start().starts_with("coverage_report"))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(row.contains("not simulated"), "{table}");
+    assert!(
+        table.contains("the run's coverage reports were not simulated, step `report`: not simulated: needs a JVM"),
+        "{table}"
+    );
+
+    // Outside a sandbox a missing report engine is a failed step.
+    let out = run(false, "Normal_case_20260101_000001_em");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("/nonexistent/ant"), "{stderr}");
+}
