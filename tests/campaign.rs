@@ -726,8 +726,14 @@ fn a_campaign_against_the_fakes_is_a_dataset_that_dataset_check_accepts() {
     jacoco::write_checkout_classes(&dir.join("train-ticket")).unwrap();
     let kc = kube.write_kubeconfig(&dir).display().to_string();
     let run = t
-        .env("TRAIN_TICKET_DIR", &dir.join("train-ticket").display().to_string())
-        .env("EVOMASTER_TEST", &dir.join("traffic.py").display().to_string())
+        .env(
+            "TRAIN_TICKET_DIR",
+            &dir.join("train-ticket").display().to_string(),
+        )
+        .env(
+            "EVOMASTER_TEST",
+            &dir.join("traffic.py").display().to_string(),
+        )
         .env("SKYWALKING_URL", &oap.url())
         .env("PROMETHEUS_URL", &prom.url)
         .env("TT_BASE_URL", &api.url())

@@ -214,7 +214,10 @@ fn campaign_plan_injects_its_fault_and_recovers_it(name: &str) {
             let why = m["steps"]["coverage_report"]["outputs"]["not_simulated"]
                 .as_str()
                 .unwrap_or_default();
-            assert!(why.starts_with("not simulated: needs a JVM"), "{name}: {why}");
+            assert!(
+                why.starts_with("not simulated: needs a JVM"),
+                "{name}: {why}"
+            );
         }
         let traces = m["steps"]["traces"]["artifacts"].as_array().unwrap();
         assert!(

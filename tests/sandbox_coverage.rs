@@ -45,8 +45,7 @@ fn probes(d: &ExecData, prefix: &str) -> BTreeMap<(u64, String), Vec<bool>> {
 }
 
 fn read_exec(p: &Path) -> ExecData {
-    ExecData::parse(&std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
-        .unwrap()
+    ExecData::parse(&std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).unwrap()
 }
 
 /// The order service's live pod (none between a pod-kill and its successor).
@@ -77,7 +76,10 @@ fn run_plan(dir: &Path, plan: &str, exp: &str, kubeconfig: &Path) -> serde_json:
         .env_remove("TTPLAN_SANDBOX")
         .output()
         .unwrap();
-    let manifest = dir.join("out/runs").join(exp).join("experiment_manifest.json");
+    let manifest = dir
+        .join("out/runs")
+        .join(exp)
+        .join("experiment_manifest.json");
     let text = std::fs::read_to_string(&manifest).unwrap_or_default();
     assert!(
         out.status.success(),
@@ -180,8 +182,7 @@ fn the_real_agent_on_the_sandbox_classes_agrees_with_the_sandbox_agent() {
         Some(&vec![true, true, false, false, true]),
         "{real_order:?}"
     );
-    let ctl_bytes =
-        std::fs::read(classes.join("order/controller/OrderController.class")).unwrap();
+    let ctl_bytes = std::fs::read(classes.join("order/controller/OrderController.class")).unwrap();
     let ctl_id = jacoco::classfile::class_id(&ctl_bytes);
     assert_eq!(
         real_order.get(&(ctl_id, "order/controller/OrderController".into())),
@@ -246,7 +247,10 @@ fn sandbox_agents_dump_through_port_forwards_and_render_with_jacoco() {
     // 1. Dump without reset, twice: the same probes (start-up `<init>`s, `create`).
     world.record_call(&pod, IMPL, "create");
     let m = run_plan(dir, &dump_plan(false, None), "one", &kubeconfig);
-    assert_eq!(m["steps"]["dump"]["outputs"]["dumped"], serde_json::json!([pod]));
+    assert_eq!(
+        m["steps"]["dump"]["outputs"]["dumped"],
+        serde_json::json!([pod])
+    );
     run_plan(dir, &dump_plan(false, None), "two", &kubeconfig);
     let (one, two) = (exec_of("one", &pod), exec_of("two", &pod));
     assert_eq!(one.sessions[0].id, pod);
@@ -297,9 +301,10 @@ fn sandbox_agents_dump_through_port_forwards_and_render_with_jacoco() {
         live_order_pod(&world).is_some_and(|new| {
             new != pod
                 && k.get("", "pods", Some(NS), &new).is_some_and(|p| {
-                    p["status"]["conditions"]
-                        .as_array()
-                        .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+                    p["status"]["conditions"].as_array().is_some_and(|c| {
+                        c.iter()
+                            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                    })
                 })
         })
     }));
@@ -363,8 +368,12 @@ fn without_a_jvm_a_sandbox_run_says_coverage_reports_are_not_simulated() {
         "{stderr}"
     );
     let manifest: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.join("out/runs").join(exp).join("experiment_manifest.json"))
-            .unwrap(),
+        &std::fs::read_to_string(
+            dir.join("out/runs")
+                .join(exp)
+                .join("experiment_manifest.json"),
+        )
+        .unwrap(),
     )
     .unwrap();
     let report = &manifest["steps"]["report"];

@@ -69,7 +69,10 @@ impl Sandbox {
     ///
     /// # Errors
     /// The first file that cannot be written.
-    pub fn write_checkout_classes(&self, root: &Path) -> std::io::Result<jacoco::checkout::Written> {
+    pub fn write_checkout_classes(
+        &self,
+        root: &Path,
+    ) -> std::io::Result<jacoco::checkout::Written> {
         jacoco::write_checkout_classes(root)
     }
 

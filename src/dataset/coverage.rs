@@ -127,13 +127,16 @@ pub fn check_report_dir(dir: &Path, finding: &mut Finding) {
 pub fn not_simulated(manifest: &Path) -> Option<String> {
     let text = std::fs::read_to_string(manifest).ok()?;
     let m: serde_json::Value = serde_json::from_str(&text).ok()?;
-    m.get("steps")?.as_object()?.iter().find_map(|(name, step)| {
-        if step.get("kind")?.as_str()? != "coverage-report" {
-            return None;
-        }
-        let why = step.get("outputs")?.get("not_simulated")?.as_str()?;
-        Some(format!("step `{name}`: {why}"))
-    })
+    m.get("steps")?
+        .as_object()?
+        .iter()
+        .find_map(|(name, step)| {
+            if step.get("kind")?.as_str()? != "coverage-report" {
+                return None;
+            }
+            let why = step.get("outputs")?.get("not_simulated")?.as_str()?;
+            Some(format!("step `{name}`: {why}"))
+        })
 }
 
 /// A sandbox run without the report engine: the reports are missing for a known reason, which

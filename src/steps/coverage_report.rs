@@ -374,3 +374,11 @@ async fn blocking<T: Send + 'static>(
         .await
         .map_err(|e| StepError::failed(format!("file work ended abnormally: {e}")))?
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_sandbox_marker_is_the_sandbox_crates() {
+        assert_eq!(super::SANDBOX_VAR, ttplan_sandbox::environment::SANDBOX_VAR);
+    }
+}

@@ -178,9 +178,7 @@ async fn connection(mut s: TcpStream, state: &AgentState) -> std::io::Result<()>
                 }
                 let version = s.read_u16().await?;
                 if version != wire::FORMAT_VERSION {
-                    return Err(invalid(&format!(
-                        "Incompatible version {version:x}."
-                    )));
+                    return Err(invalid(&format!("Incompatible version {version:x}.")));
                 }
             }
             wire::BLOCK_CMD_DUMP => {

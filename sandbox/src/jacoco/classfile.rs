@@ -243,7 +243,11 @@ fn table() -> &'static [u64; 256] {
         for (i, slot) in t.iter_mut().enumerate() {
             let mut v = i as u64;
             for _ in 0..8 {
-                v = if v & 1 == 1 { (v >> 1) ^ POLY64REV } else { v >> 1 };
+                v = if v & 1 == 1 {
+                    (v >> 1) ^ POLY64REV
+                } else {
+                    v >> 1
+                };
             }
             *slot = v;
         }
