@@ -253,3 +253,104 @@ impl AgentState {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+
+    use super::*;
+
+    const CLIENT_HEADER: [u8; 5] = [0x01, 0xC0, 0xC0, 0x10, 0x07];
+
+    /// Reads one answer up to its command-ok (the blocks' lengths are parsed, not guessed).
+    fn answer(s: &mut TcpStream) -> Vec<u8> {
+        let mut out = Vec::new();
+        let byte = |s: &mut TcpStream, out: &mut Vec<u8>| {
+            let mut b = [0u8; 1];
+            s.read_exact(&mut b).unwrap();
+            out.push(b[0]);
+            b[0]
+        };
+        let take = |s: &mut TcpStream, out: &mut Vec<u8>, n: usize| {
+            let mut b = vec![0u8; n];
+            s.read_exact(&mut b).unwrap();
+            out.extend_from_slice(&b);
+            b
+        };
+        loop {
+            match byte(s, &mut out) {
+                0x01 => {
+                    take(s, &mut out, 4);
+                }
+                0x10 => {
+                    let n = take(s, &mut out, 2);
+                    take(
+                        s,
+                        &mut out,
+                        usize::from(u16::from_be_bytes([n[0], n[1]])) + 16,
+                    );
+                }
+                0x11 => {
+                    take(s, &mut out, 8);
+                    let n = take(s, &mut out, 2);
+                    take(s, &mut out, usize::from(u16::from_be_bytes([n[0], n[1]])));
+                    let len = byte(s, &mut out); // < 128 probes here
+                    take(s, &mut out, usize::from(len).div_ceil(8));
+                }
+                0x20 => return out,
+                other => panic!("block {other:#x}"),
+            }
+        }
+    }
+
+    fn classes_in(a: &[u8]) -> usize {
+        // Each class block carries its name; count the service's package in the answer.
+        a.windows(6).filter(|w| w == b"order/").count()
+    }
+
+    #[test]
+    fn one_connection_serves_many_commands_with_one_header_and_reset_clears() {
+        let kube = FakeKube::builder().train_ticket("default").start();
+        let world = World::new(&kube, 0);
+        let agents = Agents::start(&kube, &world, "default", AGENT_PORT);
+        let pod = kube.pod_names("default", "ts-order-service")[0].clone();
+        world.record_call(&pod, "order.service.OrderServiceImpl", "create");
+        let mut s = TcpStream::connect(agents.addr("ts-order-service").unwrap()).unwrap();
+        s.write_all(&CLIENT_HEADER).unwrap();
+        s.write_all(&[0x40, 1, 0]).unwrap();
+        let first = answer(&mut s);
+        assert_eq!(first[..5], CLIENT_HEADER);
+        assert_eq!(first[5], 0x10);
+        assert!(first.windows(pod.len()).any(|w| w == pod.as_bytes()));
+        assert_eq!(classes_in(&first), 2, "controller <init> and the service");
+        // Same connection: no second header; dump + reset, then reset only, then a dump.
+        s.write_all(&[0x40, 1, 1]).unwrap();
+        let second = answer(&mut s);
+        assert_eq!(second[0], 0x10);
+        assert_eq!(classes_in(&second), 2);
+        s.write_all(&[0x40, 0, 1]).unwrap();
+        assert_eq!(answer(&mut s), [0x20]);
+        s.write_all(&[0x40, 1, 0]).unwrap();
+        let empty = answer(&mut s);
+        assert_eq!(classes_in(&empty), 0, "reset cleared the probes");
+        // The client's command-ok ends the connection.
+        s.write_all(&[0x20]).unwrap();
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).unwrap();
+        assert!(rest.is_empty());
+
+        // A client without the header is refused: the agent closes the connection.
+        let mut bad = TcpStream::connect(agents.addr("ts-order-service").unwrap()).unwrap();
+        bad.write_all(&[0x40, 1, 0]).unwrap();
+        let mut rest = Vec::new();
+        let _ = bad.read_to_end(&mut rest);
+        assert!(rest.is_empty());
+        // The agent keeps serving afterwards.
+        let mut again = TcpStream::connect(agents.addr("ts-order-service").unwrap()).unwrap();
+        again.write_all(&CLIENT_HEADER).unwrap();
+        again.write_all(&[0x40, 0, 0]).unwrap();
+        assert_eq!(answer(&mut again), [0x01, 0xC0, 0xC0, 0x10, 0x07, 0x20]);
+        assert!(agents.addr("ts-ui-dashboard").is_none(), "no JVM, no agent");
+    }
+}
