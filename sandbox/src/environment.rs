@@ -15,7 +15,8 @@ use crate::world::World;
 pub const NAMESPACE: &str = "default";
 
 /// A running sandbox: the Kubernetes API (Train-Ticket's `ts-` pods, Chaos Mesh and ChaosBlade
-/// controllers), the SkyWalking OAP GraphQL endpoint and the system's HTTP API.
+/// controllers), the SkyWalking OAP GraphQL endpoint, the system's HTTP API and a JaCoCo agent
+/// per Java service behind its pods' port 6300 ([`crate::jacoco`]).
 pub struct Sandbox {
     kube: FakeKube,
     oap: FakeSkyWalking,
