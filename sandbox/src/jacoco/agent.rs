@@ -231,7 +231,13 @@ impl AgentState {
         let mut resets = self.resets.lock().unwrap_or_else(|e| e.into_inner());
         let last_reset = resets.get(&pod_name).copied();
         if dump {
-            let calls = self.world.calls(&pod_name, reset);
+            // `class#method` with the class's binary name; a VM name (slashes) counts too.
+            let calls: std::collections::BTreeSet<String> = self
+                .world
+                .calls(&pod_name, reset)
+                .into_iter()
+                .map(|c| c.replace('/', "."))
+                .collect();
             wire::session_info(out, &pod_name, last_reset.unwrap_or(created_ms), now_ms);
             for l in &self.classes {
                 let probes: Vec<bool> = l
@@ -316,6 +322,7 @@ mod tests {
         let agents = Agents::start(&kube, &world, "default", AGENT_PORT);
         let pod = kube.pod_names("default", "ts-order-service")[0].clone();
         world.record_call(&pod, "order.service.OrderServiceImpl", "create");
+        world.record_call(&pod, "order/controller/OrderController", "handleCreate");
         let mut s = TcpStream::connect(agents.addr("ts-order-service").unwrap()).unwrap();
         s.write_all(&CLIENT_HEADER).unwrap();
         s.write_all(&[0x40, 1, 0]).unwrap();
@@ -324,6 +331,11 @@ mod tests {
         assert_eq!(first[5], 0x10);
         assert!(first.windows(pod.len()).any(|w| w == pod.as_bytes()));
         assert_eq!(classes_in(&first), 2, "controller <init> and the service");
+        // The controller's 5 probes: `<init>` (start-up) and `handleCreate` (recorded with
+        // the VM name).
+        let ctl = b"order/controller/OrderController";
+        let at = first.windows(ctl.len()).position(|w| w == ctl).unwrap() + ctl.len();
+        assert_eq!(first[at..at + 2], [5, 0b11]);
         // Same connection: no second header; dump + reset, then reset only, then a dump.
         s.write_all(&[0x40, 1, 1]).unwrap();
         let second = answer(&mut s);
