@@ -188,7 +188,9 @@ async fn connection(mut s: TcpStream, state: &AgentState) -> std::io::Result<()>
                 if std::mem::take(&mut header_pending) {
                     wire::header(&mut out);
                 }
-                state.answer(dump, reset, &mut out);
+                if state.answer(dump, reset, &mut out).is_none() {
+                    return Err(std::io::ErrorKind::ConnectionReset.into());
+                }
                 out.push(wire::BLOCK_CMD_OK);
                 // The real agent's bytes arrive in fragments (the header often one byte
                 // first): so do these.
@@ -209,8 +211,8 @@ fn invalid(msg: &str) -> std::io::Error {
 
 impl AgentState {
     /// `TcpConnection.visitDumpCommand`: `RuntimeData.collect` (session, classes, then the
-    /// reset when asked) or a bare `RuntimeData.reset`.
-    fn answer(&self, dump: bool, reset: bool, out: &mut Vec<u8>) {
+    /// reset when asked) or a bare `RuntimeData.reset`; `None` when the service has no live pod.
+    fn answer(&self, dump: bool, reset: bool, out: &mut Vec<u8>) -> Option<()> {
         let now = Utc::now();
         let now_ms = now.timestamp_millis();
         let pod = self
@@ -222,12 +224,10 @@ impl AgentState {
                     && p.labels.get("app").map(String::as_str) == Some(self.app.as_str())
             })
             .max_by_key(|p| p.created);
-        // Between a pod's deletion and its successor, a port-forward has no pod to reach; a
-        // connection that got here anyway answers as an agent with no session data yet.
-        let (pod_name, created_ms) = match &pod {
-            Some(p) => (p.name.clone(), p.created.timestamp_millis()),
-            None => (format!("{}-starting", self.app), now_ms),
-        };
+        // A connection that outlived its pod (killed between the port-forward and this
+        // command): its JVM is gone, so is the connection.
+        let pod = pod?;
+        let (pod_name, created_ms) = (pod.name.clone(), pod.created.timestamp_millis());
         let mut resets = self.resets.lock().unwrap_or_else(|e| e.into_inner());
         let last_reset = resets.get(&pod_name).copied();
         if dump {
@@ -257,6 +257,7 @@ impl AgentState {
         if reset {
             resets.insert(pod_name, now_ms);
         }
+        Some(())
     }
 }
 
