@@ -680,3 +680,97 @@ fn campaign_files_are_yaml_or_toml_with_located_errors() {
     assert!(bad.stderr.contains("c.yaml:2:16"), "{bad}");
     assert!(bad.stderr.contains("did you mean `clean_chaos`?"), "{bad}");
 }
+
+/// The published dataset's campaign against the fakes — the sandbox's JaCoCo agents behind
+/// the port-forwards and its class files in the checkout — with coverage required
+/// (`coverage_require: any`, the base's default): its output folder passes
+/// `ttplan dataset check`, coverage reports rendered by JaCoCo's report engine included.
+#[test]
+fn a_campaign_against_the_fakes_is_a_dataset_that_dataset_check_accepts() {
+    use ttplan_sandbox::{jacoco, skywalking, upstream::Upstream, world::World};
+    support::jvm::require_tools();
+    let kube = FakeKube::builder()
+        .train_ticket("default")
+        .chaosblade(true)
+        .start();
+    let world = World::new(&kube, 0);
+    let _agents = jacoco::Agents::start(&kube, &world, "default", jacoco::AGENT_PORT);
+    let oap = skywalking::FakeSkyWalking::start(skywalking::Options::default());
+    let api = Upstream::start();
+    let five_hours_ago = chrono::Utc::now().timestamp() - 5 * 3600;
+    let prom = support::prometheus::Prometheus::start(&format!(
+        "# TYPE up gauge\nup{{job=\"x\"}} 1 {five_hours_ago}\n# EOF\n"
+    ));
+    let plans = repo().join("plans");
+    // The traffic stand-in sends one request through the recording proxy.
+    let traffic = "import os, urllib.request\n\
+                   urllib.request.urlopen(os.environ['TT_BASE_URL'] + '/api/v1/orderservice/order').read()\n";
+    let t = Test::new()
+        .file("traffic.py", traffic)
+        .file(
+            "deploy.yaml",
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: { name: ts-order-service }\nspec:\n  selector: { matchLabels: { app: ts-order-service } }\n  template:\n    metadata: { labels: { app: ts-order-service } }\n    spec:\n      containers:\n        - name: ts-order-service\n          image: codewisdom/ts-order-service:1.0.0\n",
+        )
+        ;
+    let dir = t.path().to_path_buf();
+    let t = t.file(
+        "campaign.yaml",
+        &format!(
+            "plans: [{}, {}]\ncooldown: 0s\nbefore_each: {{ clean_chaos: true, timeout: 30s }}\n\
+             set: {{ deploy_command: 'true', warmup: 0s, test_iterations: 1, services_manifest: '{}' }}\n",
+            plans.join("normal.yaml").display(),
+            plans.join("lv_p_cpu.yaml").display(),
+            dir.join("deploy.yaml").display()
+        ),
+    );
+    jacoco::write_checkout_classes(&dir.join("train-ticket")).unwrap();
+    let kc = kube.write_kubeconfig(&dir).display().to_string();
+    let run = t
+        .env(
+            "TRAIN_TICKET_DIR",
+            &dir.join("train-ticket").display().to_string(),
+        )
+        .env(
+            "EVOMASTER_TEST",
+            &dir.join("traffic.py").display().to_string(),
+        )
+        .env("SKYWALKING_URL", &oap.url())
+        .env("PROMETHEUS_URL", &prom.url)
+        .env("TT_BASE_URL", &api.url())
+        .env_remove("TTPLAN_SANDBOX")
+        .args([
+            "campaign",
+            "run",
+            "campaign.yaml",
+            "--out",
+            "out",
+            "--kubeconfig",
+            &kc,
+        ])
+        .run();
+    let m = read_json(&dir.join("out/campaign_manifest.json"));
+    assert_eq!(m["summary"]["succeeded"], 2, "{m:#}\n{run}");
+    for e in m["experiments"].as_array().unwrap() {
+        let run = read_json(Path::new(e["manifest"].as_str().unwrap()));
+        let steps = &run["steps"];
+        // Coverage was required, and every Java service's agent answered.
+        assert_eq!(steps["coverage"]["status"], "succeeded", "{steps:#}");
+        let dumped = steps["coverage"]["outputs"]["dumped"].as_array().unwrap();
+        assert_eq!(dumped.len(), 41, "{:#}", steps["coverage"]["outputs"]);
+        assert_eq!(
+            steps["coverage_report"]["outputs"]["services"]
+                .as_array()
+                .unwrap()
+                .len(),
+            41
+        );
+    }
+    let check = Test::new()
+        .current_dir(&dir)
+        .args(["dataset", "check", "out"])
+        .run();
+    assert!(
+        check.stdout.contains("2 experiments checked: 2 conform"),
+        "{check}"
+    );
+}

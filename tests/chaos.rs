@@ -128,12 +128,21 @@ fn campaign_plan_injects_its_fault_and_recovers_it(name: &str) {
             .train_ticket("default")
             .chaosblade(true)
             .start();
-        // The services' manifest the base re-applies with the JaCoCo agent; the fake's pods
-        // have no agent, so coverage runs best effort here (`coverage_require=never`).
+        // The services' manifest the base re-applies with the JaCoCo agent; the sandbox's
+        // agents answer the pods' port 6300 and its class files are the checkout's, so
+        // coverage is required (`coverage_require: any`, the base's default).
+        let world = ttplan_sandbox::world::World::new(&kube, 0);
+        let _agents = ttplan_sandbox::jacoco::Agents::start(
+            &kube,
+            &world,
+            "default",
+            ttplan_sandbox::jacoco::AGENT_PORT,
+        );
         let t = Test::new()
             .file("noop.py", "print('traffic')\n")
             .file("deploy.yaml", SERVICES_MANIFEST);
         let dir = t.path().to_path_buf();
+        ttplan_sandbox::jacoco::write_checkout_classes(&dir).unwrap();
         let kubeconfig = kube.write_kubeconfig(&dir);
         let bin = write_fake_blade(&dir);
         let out = t
@@ -147,6 +156,8 @@ fn campaign_plan_injects_its_fault_and_recovers_it(name: &str) {
             )
             .env("BLADE_LOG", &dir.join("blade.log").display().to_string())
             .env("TRAIN_TICKET_DIR", &dir.display().to_string())
+            // The fakes are the sandbox: without a JVM, coverage reports are "not simulated".
+            .env("TTPLAN_SANDBOX", &dir.display().to_string())
             .env("EVOMASTER_TEST", &dir.join("noop.py").display().to_string())
             .env("SKYWALKING_URL", &oap.url())
             .env("PROMETHEUS_URL", &prom.url)
@@ -168,8 +179,6 @@ fn campaign_plan_injects_its_fault_and_recovers_it(name: &str) {
                 "--set",
                 &format!("services_manifest={}", dir.join("deploy.yaml").display()),
                 "--set",
-                "coverage_require=never",
-                "--set",
                 &format!("exp_name={name}"),
             ])
             .run();
@@ -189,6 +198,27 @@ fn campaign_plan_injects_its_fault_and_recovers_it(name: &str) {
             "{name}"
         );
         assert_eq!(m["steps"]["metrics"]["status"], "succeeded", "{name}");
+        let reported = m["steps"]["coverage_report"]["outputs"]["services"]
+            .as_array()
+            .map_or(0, Vec::len);
+        let has_jvm = ttplan::coverage::report::missing_engine_parts(
+            &ttplan::coverage::report::ReportEngine::Ant {
+                ant: "ant".into(),
+                lib_dir: "/usr/share/java".into(),
+            },
+        )
+        .is_empty();
+        if has_jvm {
+            assert_eq!(reported, 41, "{name}: {:#}", m["steps"]["coverage_report"]);
+        } else {
+            let why = m["steps"]["coverage_report"]["outputs"]["not_simulated"]
+                .as_str()
+                .unwrap_or_default();
+            assert!(
+                why.starts_with("not simulated: needs a JVM"),
+                "{name}: {why}"
+            );
+        }
         let traces = m["steps"]["traces"]["artifacts"].as_array().unwrap();
         assert!(
             traces[0]["path"]
@@ -1515,7 +1545,15 @@ fn sandbox_up_serves_until_interrupted_and_plans_run_against_it() {
         })
         .collect();
     let names: Vec<&str> = vars.iter().map(|(k, _)| k.as_str()).collect();
-    assert_eq!(names, ["KUBECONFIG", "SKYWALKING_URL", "TT_BASE_URL"]);
+    assert_eq!(
+        names,
+        [
+            "KUBECONFIG",
+            "SKYWALKING_URL",
+            "TT_BASE_URL",
+            "TTPLAN_SANDBOX"
+        ]
+    );
     let kubeconfig = std::fs::read_to_string(&vars[0].1).unwrap();
     assert!(
         kubeconfig.contains(&format!("127.0.0.1:{}", port.trim())),

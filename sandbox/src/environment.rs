@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::jacoco::{self, Agents, AGENT_PORT};
 use crate::kube_fake::FakeKube;
 use crate::sim::Traffic;
 use crate::skywalking::{FakeSkyWalking, Options};
@@ -15,7 +16,8 @@ use crate::world::World;
 pub const NAMESPACE: &str = "default";
 
 /// A running sandbox: the Kubernetes API (Train-Ticket's `ts-` pods, Chaos Mesh and ChaosBlade
-/// controllers), the SkyWalking OAP GraphQL endpoint and the system's HTTP API.
+/// controllers), the SkyWalking OAP GraphQL endpoint, the system's HTTP API and a JaCoCo agent
+/// per Java service behind its pods' port 6300 ([`crate::jacoco`]).
 pub struct Sandbox {
     kube: FakeKube,
     oap: FakeSkyWalking,
@@ -23,7 +25,13 @@ pub struct Sandbox {
     traffic: Traffic,
     world: World,
     kubeconfig: PathBuf,
+    dir: PathBuf,
+    _agents: Agents,
 }
+
+/// Set (to the sandbox's folder) in a run pointed at a sandbox: steps that cannot simulate
+/// their part (e.g. `coverage-report` without a JVM) say so instead of failing.
+pub const SANDBOX_VAR: &str = "TTPLAN_SANDBOX";
 
 impl Sandbox {
     /// Starts every part on loopback and writes `<dir>/kubeconfig`.
@@ -53,6 +61,7 @@ impl Sandbox {
             ..Options::default()
         });
         let api = Upstream::train_ticket(traffic.clone());
+        let agents = Agents::start(&kube, &world, NAMESPACE, AGENT_PORT);
         Sandbox {
             kube,
             oap,
@@ -60,7 +69,23 @@ impl Sandbox {
             traffic,
             world,
             kubeconfig,
+            dir: dir.to_path_buf(),
+            _agents: agents,
         }
+    }
+
+    /// Writes the Java services' class files (target/classes, the Spring Boot jar) and
+    /// sources under `root` as a built Train-Ticket checkout has them, matching what the
+    /// sandbox's JaCoCo agents report: `coverage-report` with `source_root: <root>` renders
+    /// them with JaCoCo's report engine.
+    ///
+    /// # Errors
+    /// The first file that cannot be written.
+    pub fn write_checkout_classes(
+        &self,
+        root: &Path,
+    ) -> std::io::Result<jacoco::checkout::Written> {
+        jacoco::write_checkout_classes(root)
     }
 
     pub fn kubeconfig(&self) -> &Path {
@@ -86,6 +111,7 @@ impl Sandbox {
             ("KUBECONFIG", self.kubeconfig.display().to_string()),
             ("SKYWALKING_URL", self.oap.url()),
             ("TT_BASE_URL", self.api.url()),
+            (SANDBOX_VAR, self.dir.display().to_string()),
         ]
     }
 

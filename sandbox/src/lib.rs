@@ -8,6 +8,8 @@
 //!   upstream): an echo server for the proxy's tests, or the simulated Train-Ticket API;
 //! - [`sim`]: the simulated system's behaviour (requests through the call graph, with the
 //!   traces and pod logs they leave);
+//! - [`jacoco`]: JaCoCo tcpserver agents (one per Java service, behind the pods'
+//!   port-forward) and the class files their probes belong to;
 //! - [`world`]: the simulation's ground truth (pod lives, fault windows and their effects,
 //!   seeded noise) every simulated signal is computed from;
 //! - [`FAKE_BLADE`]: a `blade` CLI stand-in for ChaosBlade's JVM faults on the host.
@@ -16,6 +18,7 @@
 //! the test suite uses the same parts one by one.
 
 pub mod environment;
+pub mod jacoco;
 pub mod kube_fake;
 pub mod sim;
 pub mod skywalking;

@@ -66,6 +66,48 @@ pub fn ant_classpath(lib_dir: &Path) -> Result<Vec<PathBuf>, CoverageError> {
     }
 }
 
+/// What the report engine needs that this host lacks (empty when it can render): the
+/// programs (`ant`, `java`) and JaCoCo's jars. Checked without running anything.
+pub fn missing_engine_parts(engine: &ReportEngine) -> Vec<String> {
+    let mut missing = Vec::new();
+    let mut need_program = |p: &Path| {
+        if !program_exists(p) {
+            missing.push(format!("`{}`", p.display()));
+        }
+    };
+    match engine {
+        ReportEngine::JacocoCli { java, jar } => {
+            need_program(java);
+            if !jar.is_file() {
+                missing.push(jar.display().to_string());
+            }
+        }
+        ReportEngine::Ant { ant, lib_dir } => {
+            need_program(ant);
+            // Ant's launcher runs on a JVM.
+            need_program(Path::new("java"));
+            missing.extend(
+                ANT_JARS
+                    .iter()
+                    .map(|j| lib_dir.join(j))
+                    .filter(|p| !p.is_file())
+                    .map(|p| p.display().to_string()),
+            );
+        }
+    }
+    missing
+}
+
+/// A program given by path exists, or a bare name is found on `PATH`.
+fn program_exists(p: &Path) -> bool {
+    if p.components().count() > 1 {
+        return p.is_file();
+    }
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|d| !d.as_os_str().is_empty() && d.join(p).is_file())
+    })
+}
+
 fn xml_attr(s: &str) -> String {
     quick_xml::escape::escape(s).into_owned()
 }

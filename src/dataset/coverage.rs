@@ -122,6 +122,33 @@ pub fn check_report_dir(dir: &Path, finding: &mut Finding) {
     finding.summary = format!("{services} services");
 }
 
+/// Why a sandbox run rendered no coverage reports, from its manifest: the `not_simulated`
+/// output of its `coverage-report` step (a host without a JVM, Ant and JaCoCo's jars).
+pub fn not_simulated(manifest: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(manifest).ok()?;
+    let m: serde_json::Value = serde_json::from_str(&text).ok()?;
+    m.get("steps")?
+        .as_object()?
+        .iter()
+        .find_map(|(name, step)| {
+            if step.get("kind")?.as_str()? != "coverage-report" {
+                return None;
+            }
+            let why = step.get("outputs")?.get("not_simulated")?.as_str()?;
+            Some(format!("step `{name}`: {why}"))
+        })
+}
+
+/// A sandbox run without the report engine: the reports are missing for a known reason, which
+/// the table says instead of a bare "no folder". Still a violation: the folder is not a
+/// drop-in for the published dataset's loaders without them.
+pub fn mark_not_simulated(finding: &mut Finding, why: &str) {
+    finding.summary = "not simulated (sandbox run without a JVM)".into();
+    finding.problems = vec![format!(
+        "the run's coverage reports were not simulated, {why}"
+    )];
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,6 +161,31 @@ Service: ts-admin-order-service
 TOTAL               Lines    107  Cover  29%
 ------------------------------------------------------------------
 ";
+
+    #[test]
+    fn a_sandbox_manifest_says_why_reports_are_missing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let m = tmp.path().join("experiment_manifest.json");
+        assert_eq!(not_simulated(&m), None);
+        std::fs::write(
+            &m,
+            r#"{"steps": {"coverage": {"kind": "collect-coverage", "outputs": {}},
+                "coverage_report": {"kind": "coverage-report",
+                  "outputs": {"not_simulated": "not simulated: needs a JVM (missing: `ant`)"}}}}"#,
+        )
+        .unwrap();
+        let why = not_simulated(&m).unwrap();
+        assert_eq!(
+            why,
+            "step `coverage_report`: not simulated: needs a JVM (missing: `ant`)"
+        );
+        let mut f = Finding::new("coverage_report");
+        check_report_dir(&tmp.path().join("absent"), &mut f);
+        mark_not_simulated(&mut f, &why);
+        assert_eq!(f.problems.len(), 1);
+        assert!(f.problems[0].contains("missing: `ant`"), "{:?}", f.problems);
+        assert!(f.summary.starts_with("not simulated"));
+    }
 
     #[test]
     fn the_published_summary_passes() {

@@ -167,7 +167,17 @@ fn check_experiment(root: &Path, exp: &str) -> ExperimentReport {
     coverage::check_exec_dir(&root.join("coverage_data").join(exp), &mut exec);
     findings.push(exec);
     let mut rep = Finding::new("coverage_report");
-    coverage::check_report_dir(&root.join("coverage_report").join(exp), &mut rep);
+    let report_dir = root.join("coverage_report").join(exp);
+    coverage::check_report_dir(&report_dir, &mut rep);
+    if !report_dir.exists() {
+        let manifest = root
+            .join("runs")
+            .join(exp)
+            .join(crate::engine::manifest::MANIFEST_FILE);
+        if let Some(why) = coverage::not_simulated(&manifest) {
+            coverage::mark_not_simulated(&mut rep, &why);
+        }
+    }
     findings.push(rep);
     findings.push(check_labels(
         &root.join("runs").join(exp).join("fault_labels.json"),

@@ -14,9 +14,17 @@ use crate::atomic_write::{write_atomic, write_json_atomic};
 use crate::coverage::collect::write_exec;
 use crate::coverage::merge::{exec_files_by_service, merge_files, ServiceMap};
 use crate::coverage::report::{
-    extract_classes, render, report_counters, summary_json, summary_table, summary_txt, Counter,
-    ReportEngine, ReportJob, REPORT_NAME,
+    extract_classes, missing_engine_parts, render, report_counters, summary_json, summary_table,
+    summary_txt, Counter, ReportEngine, ReportJob, REPORT_NAME,
 };
+
+/// Set by `ttplan run --sandbox` / `ttplan sandbox up` (the sandbox crate's `SANDBOX_VAR`):
+/// there, a host without the report engine is a part the sandbox cannot simulate, not a
+/// failed run.
+const SANDBOX_VAR: &str = "TTPLAN_SANDBOX";
+
+/// The step output (and manifest entry) of a sandbox run that could not render reports.
+pub const NOT_SIMULATED: &str = "not simulated: needs a JVM, ant and JaCoCo's report jars";
 
 /// Merges coverage per service and renders XML/HTML reports and summaries.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -165,6 +173,9 @@ impl Step for CoverageReportConfig {
             )));
         }
         let engine = self.engine(ctx.plan_dir());
+        if let Some(outputs) = not_simulated(ctx, &engine, &exec_dir)? {
+            return Ok(outputs);
+        }
         let mut out = StepOutputs::default();
         let mut rows: Vec<(String, Option<Counter>)> = Vec::new();
         let mut unconfigured = Vec::new();
@@ -224,6 +235,36 @@ impl Step for CoverageReportConfig {
             )
             .value("unconfigured", unconfigured))
     }
+}
+
+/// In a sandbox run on a host without the report engine: says so (progress, step log,
+/// outputs) and renders nothing, so the run goes on; the exec files stay in `exec_dir`.
+fn not_simulated(
+    ctx: &StepCtx,
+    engine: &ReportEngine,
+    exec_dir: &Path,
+) -> Result<Option<StepOutputs>, StepError> {
+    if std::env::var_os(SANDBOX_VAR).is_none() {
+        return Ok(None);
+    }
+    let missing = missing_engine_parts(engine);
+    if missing.is_empty() {
+        return Ok(None);
+    }
+    let text = format!(
+        "{NOT_SIMULATED} (missing: {}; `bash scripts/deps/coverage.sh` installs them); \
+         the agents' exec files are in {}",
+        missing.join(", "),
+        exec_dir.display()
+    );
+    ctx.progress(text.clone());
+    ctx.append_log(&format!("{text}\n"))?;
+    Ok(Some(
+        StepOutputs::default()
+            .value("not_simulated", text)
+            .value("missing", missing)
+            .value("services", Vec::<String>::new()),
+    ))
 }
 
 /// Merge, classes, render into a scratch folder, then move the results into place (so a
@@ -332,4 +373,12 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| StepError::failed(format!("file work ended abnormally: {e}")))?
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_sandbox_marker_is_the_sandbox_crates() {
+        assert_eq!(super::SANDBOX_VAR, ttplan_sandbox::environment::SANDBOX_VAR);
+    }
 }
