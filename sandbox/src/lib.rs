@@ -6,6 +6,8 @@
 //! - [`skywalking`]: the SkyWalking OAP GraphQL endpoint (traces);
 //! - [`upstream`]: an HTTP server standing in for the system under test (the recording proxy's
 //!   upstream);
+//! - [`checkout`]: the simulated Train-Ticket checkout (deploy script, services' manifest,
+//!   EvoMaster stand-in) the campaign plans run;
 //! - [`world`]: the simulation's ground truth (pod lives, fault windows and their effects,
 //!   seeded noise) every simulated signal is computed from;
 //! - [`FAKE_BLADE`]: a `blade` CLI stand-in for ChaosBlade's JVM faults on the host.
@@ -13,6 +15,7 @@
 //! [`environment::Sandbox`] starts them together (`ttplan sandbox up`, `ttplan run --sandbox`);
 //! the test suite uses the same parts one by one.
 
+pub mod checkout;
 pub mod environment;
 pub mod kube_fake;
 pub mod skywalking;

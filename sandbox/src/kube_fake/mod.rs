@@ -39,6 +39,7 @@ mod kubeconfig;
 mod logs;
 mod pods;
 mod portforward;
+mod rollout;
 mod selectors;
 mod server;
 mod services;
@@ -58,7 +59,8 @@ use serde_json::Value;
 
 pub use discovery::ResourceDef;
 pub use logs::LogSource;
-pub use pods::{ContainerSeed, Owner, PodSeed};
+pub use pods::{ContainerSeed, Owner, PodSeed, TRAIN_TICKET_SERVICES};
+pub use services::TRAIN_TICKET_SERVICE_PORTS;
 pub use services::ServiceSeed;
 
 /// The controllers' delays. Short defaults keep tests fast; every wait inside the fake is one
