@@ -189,13 +189,26 @@ pub fn for_run(cfg: &mut RunConfig) -> Result<Started, u8> {
     Ok(started)
 }
 
-/// Points a run (or each run of a campaign) at a started sandbox.
-pub fn point_at(started: &Started, cfg: &mut RunConfig) {
+/// Points a run at a started sandbox.
+fn point_at(started: &Started, cfg: &mut RunConfig) {
+    export(started);
+    cfg.kube.kubeconfig = Some(PathBuf::from(started.sandbox.kubeconfig()));
+    cfg.sandbox = Some(started.describe());
+}
+
+/// Puts [`Started::env`] in this process's environment, which plans and steps read.
+fn export(started: &Started) {
     for (k, v) in started.env() {
-        // Before the run starts: no other thread of ttplan reads the environment yet (the
+        // Before any run starts: no other thread of ttplan reads the environment yet (the
         // sandbox's own threads never do).
         std::env::set_var(k, v);
     }
-    cfg.kube.kubeconfig = Some(PathBuf::from(started.sandbox.kubeconfig()));
-    cfg.sandbox = Some(started.describe());
+}
+
+/// `ttplan campaign run --sandbox`: one sandbox for every experiment of the campaign, its
+/// variables exported before the first plan loads. Keep the result alive for the campaign.
+pub fn for_campaign() -> Result<Started, u8> {
+    let started = start(None)?;
+    export(&started);
+    Ok(started)
 }

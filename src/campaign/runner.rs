@@ -31,6 +31,8 @@ pub struct CampaignOptions {
     pub progress: ProgressMode,
     /// The command line's cluster; slots override parts of it.
     pub kube: KubeSettings,
+    /// `--sandbox`: the simulated environment every experiment runs against.
+    pub sandbox: Option<serde_json::Value>,
 }
 
 /// Loads every experiment's plan as it would run; all problems of all plans together.
@@ -116,6 +118,7 @@ pub async fn run_campaign(c: Campaign, opts: CampaignOptions, hub: SignalHub) ->
                 finished_at: None,
                 resumed_at: Vec::new(),
                 slots: Vec::new(),
+                sandbox: opts.sandbox.clone(),
             },
             experiments: Vec::new(),
             summary: Default::default(),
@@ -123,6 +126,8 @@ pub async fn run_campaign(c: Campaign, opts: CampaignOptions, hub: SignalHub) ->
     };
     if opts.resume && existing.exists() {
         manifest.campaign.resumed_at.push(now);
+        // A resumed campaign runs against this invocation's environment.
+        manifest.campaign.sandbox = opts.sandbox.clone();
         manifest.campaign.status = "running".into();
         manifest.campaign.finished_at = None;
         if manifest.campaign.sha256 != c.sha256 {
@@ -548,7 +553,7 @@ fn prepare_run(
         resume: None,
         only: Vec::new(),
         from: None,
-        sandbox: None,
+        sandbox: opts.sandbox.clone(),
     };
     let mut plan = launch::load(&cfg, now)?;
     let base = plan.exp_name.clone();
