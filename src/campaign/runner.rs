@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::Utc;
 use tokio::sync::Mutex;
 
-use super::before_each::prepare_cluster;
+use super::before_each::{prepare_cluster, wait_hypothesis};
 use super::load::Campaign;
 use super::model::{OnFailure, Slot};
 use super::record::{
@@ -410,6 +410,7 @@ async fn worker(
             .as_deref()
             .or(kube.namespace.as_deref());
         let access = KubeAccess::new(kube.clone());
+        let before_each_started = std::time::Instant::now();
         let checked = tokio::select! {
             r = prepare_cluster(&c.spec.before_each, &access, ns) => r,
             // Interrupted before the experiment started: it stays pending.
@@ -434,6 +435,30 @@ async fn worker(
                     }),
                 }
             }
+        };
+        let prepared = match prepared {
+            Ok(p) if c.spec.before_each.hypothesis => {
+                let left = c
+                    .spec
+                    .before_each
+                    .timeout
+                    .get()
+                    .saturating_sub(before_each_started.elapsed());
+                match wait_hypothesis(&p, left, &stopped).await {
+                    Ok(checks) => {
+                        shared.progress.note(&format!(
+                            "[{}/{total}] the steady-state hypothesis holds ({checks} check{})",
+                            i + 1,
+                            if checks == 1 { "" } else { "s" }
+                        ));
+                        Ok(p)
+                    }
+                    // Interrupted before the experiment started: it stays pending.
+                    Err(_) if stopped.is_cancelled() => return,
+                    Err(e) => Err(format!("before_each: {e}")),
+                }
+            }
+            other => other,
         };
         let prepared = match prepared {
             Ok(p) => p,

@@ -261,6 +261,32 @@ pub struct Prepared {
     progress: ProgressMode,
 }
 
+impl Prepared {
+    /// The plan's steady-state hypothesis checked once outside the run (a campaign's
+    /// `before_each`), as the run checks it: its record (`verdict`, `probes`). A plan without
+    /// a hypothesis holds.
+    pub async fn check_hypothesis(&self, phase: &str, cancel: CancellationToken) -> serde_json::Value {
+        if self.plan.hypothesis.is_empty() {
+            return serde_json::json!({"verdict": "passed", "probes": {}});
+        }
+        let runner = super::hypothesis::HypothesisRunner {
+            plan: Arc::clone(&self.plan),
+            run: Arc::clone(&self.run),
+            faults: Arc::new(FaultLedger::new(
+                &self.run.run_dir,
+                Secrets::from_plan(&self.plan),
+            )),
+            progress: Progress::new(self.progress),
+            children: Arc::new(ChildGroups::default()),
+            events: Arc::new(super::events::StepEvents::default()),
+        };
+        runner
+            .check(phase, &std::collections::BTreeMap::new(), cancel)
+            .await
+            .record
+    }
+}
+
 /// Checks the output folder, works out which steps run (`--resume/--only/--from`), creates
 /// the run folder.
 ///
