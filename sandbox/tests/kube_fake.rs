@@ -1326,10 +1326,10 @@ async fn server_side_apply_of_a_changed_deployment_rolls_its_pods_over() {
             .items
             .into_iter()
             .map(|p| {
-                let ready = p.status.and_then(|s| s.conditions).is_some_and(|c| {
-                    c.iter()
-                        .any(|c| c.type_ == "Ready" && c.status == "True")
-                });
+                let ready = p
+                    .status
+                    .and_then(|s| s.conditions)
+                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
                 (p.metadata.name.unwrap(), ready)
             })
             .collect()
@@ -1339,7 +1339,8 @@ async fn server_side_apply_of_a_changed_deployment_rolls_its_pods_over() {
     let ar = ApiResource::from_gvk(&GroupVersionKind::gvk("apps", "v1", "Deployment"));
     let deployments: Api<DynamicObject> = Api::namespaced_with(client.clone(), NS, &ar);
     let manifest = |agent: bool| {
-        let mut c = json!({"name": "ts-order-service", "image": "codewisdom/ts-order-service:1.0.0"});
+        let mut c =
+            json!({"name": "ts-order-service", "image": "codewisdom/ts-order-service:1.0.0"});
         if agent {
             c["env"] = json!([{"name": "JAVA_TOOL_OPTIONS", "value": "-javaagent:/jacoco/jacocoagent.jar=output=tcpserver"}]);
         }

@@ -205,7 +205,13 @@ mod tests {
 
     #[test]
     fn the_hypothesis_is_rechecked_every_few_seconds() {
-        assert_eq!(hypothesis_interval(Duration::from_secs(1200)), Duration::from_secs(15));
-        assert_eq!(hypothesis_interval(Duration::from_secs(5)), Duration::from_secs(1));
+        assert_eq!(
+            hypothesis_interval(Duration::from_secs(1200)),
+            Duration::from_secs(15)
+        );
+        assert_eq!(
+            hypothesis_interval(Duration::from_secs(5)),
+            Duration::from_secs(1)
+        );
     }
 }

@@ -265,7 +265,11 @@ impl Prepared {
     /// The plan's steady-state hypothesis checked once outside the run (a campaign's
     /// `before_each`), as the run checks it: its record (`verdict`, `probes`). A plan without
     /// a hypothesis holds.
-    pub async fn check_hypothesis(&self, phase: &str, cancel: CancellationToken) -> serde_json::Value {
+    pub async fn check_hypothesis(
+        &self,
+        phase: &str,
+        cancel: CancellationToken,
+    ) -> serde_json::Value {
         if self.plan.hypothesis.is_empty() {
             return serde_json::json!({"verdict": "passed", "probes": {}});
         }

@@ -12,6 +12,10 @@
 //!   `api-driver` runs (`python3 <file>`): a mix of Train-Ticket requests to `TT_BASE_URL` for a
 //!   few seconds (standard library only).
 //!
+//! - `bin/blade`: the `blade` CLI stand-in ([`crate::FAKE_BLADE`]) the plans' `chaosblade`
+//!   steps run, which creates the ChaosBlade objects the simulated operator acts on; it is put
+//!   first on `PATH`, with its log and records in `blade.log` (`BLADE_LOG`).
+//!
 //! Not simulated: the services' sources and build (no `mvn`), so nothing here holds class files.
 
 use std::io;
@@ -29,6 +33,10 @@ pub struct Checkout {
     pub root: PathBuf,
     /// The EvoMaster stand-in (`EVOMASTER_TEST`).
     pub evomaster_test: PathBuf,
+    /// The folder holding the `blade` stand-in (first on `PATH`).
+    pub bin: PathBuf,
+    /// The `blade` stand-in's log (`BLADE_LOG`).
+    pub blade_log: PathBuf,
 }
 
 impl Checkout {
@@ -37,6 +45,14 @@ impl Checkout {
         vec![
             ("TRAIN_TICKET_DIR", self.root.display().to_string()),
             ("EVOMASTER_TEST", self.evomaster_test.display().to_string()),
+            ("PATH", {
+                let path = std::env::var_os("PATH").unwrap_or_default();
+                let dirs = std::iter::once(self.bin.clone()).chain(std::env::split_paths(&path));
+                std::env::join_paths(dirs)
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .unwrap_or_else(|_| self.bin.display().to_string())
+            }),
+            ("BLADE_LOG", self.blade_log.display().to_string()),
         ]
     }
 }
@@ -104,9 +120,13 @@ pub fn write(dir: &Path) -> io::Result<Checkout> {
     )?;
     let evomaster_test = dir.join("evomaster/EvoMaster_successes_Test.py");
     write_file(&evomaster_test, EVOMASTER_STANDIN, true)?;
+    let bin = dir.join("bin");
+    write_file(&bin.join("blade"), crate::FAKE_BLADE, true)?;
     Ok(Checkout {
         root,
         evomaster_test,
+        bin,
+        blade_log: dir.join("blade.log"),
     })
 }
 

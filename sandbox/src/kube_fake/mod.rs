@@ -60,8 +60,8 @@ use serde_json::Value;
 pub use discovery::ResourceDef;
 pub use logs::LogSource;
 pub use pods::{ContainerSeed, Owner, PodSeed, TRAIN_TICKET_SERVICES};
-pub use services::TRAIN_TICKET_SERVICE_PORTS;
 pub use services::ServiceSeed;
+pub use services::TRAIN_TICKET_SERVICE_PORTS;
 
 /// The controllers' delays. Short defaults keep tests fast; every wait inside the fake is one
 /// of these (no other sleeps are used for synchronization).
