@@ -173,7 +173,7 @@ pub async fn wait_hypothesis(
         if started.elapsed() + pause >= limit {
             return Err(format!(
                 "the steady-state hypothesis did not hold within {} ({checks} checks; last: {})",
-                humantime::format_duration(limit),
+                humantime::format_duration(Duration::from_secs(limit.as_secs())),
                 not_passed(&record)
             ));
         }
