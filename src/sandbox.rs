@@ -63,13 +63,15 @@ impl Started {
         let mut d = self.sandbox.describe();
         if let Some(m) = d.as_object_mut() {
             // PATH is the user's with the stand-ins' folder first: recorded as that folder.
-            for (k, v) in self.checkout.env().into_iter().filter(|(k, _)| *k != "PATH") {
+            for (k, v) in self
+                .checkout
+                .env()
+                .into_iter()
+                .filter(|(k, _)| *k != "PATH")
+            {
                 m.insert(k.to_ascii_lowercase(), v.into());
             }
-            m.insert(
-                "bin".into(),
-                self.checkout.bin.display().to_string().into(),
-            );
+            m.insert("bin".into(), self.checkout.bin.display().to_string().into());
             let durations: serde_json::Map<String, serde_json::Value> = self
                 .durations
                 .iter()
