@@ -1367,6 +1367,10 @@ async fn server_side_apply_of_a_changed_deployment_rolls_its_pods_over() {
         NS,
         &ApiResource::from_gvk(&GroupVersionKind::gvk("apps", "v1", "ReplicaSet")),
     );
+    // The new pod runs the new template: the agent's variable is in its container.
+    let new_pod = pods.get(&after[0].0).await.unwrap();
+    let env = new_pod.spec.unwrap().containers[0].env.clone().unwrap();
+    assert_eq!(env[0].name, "JAVA_TOOL_OPTIONS");
     let sets = rs.list(&ListParams::default()).await.unwrap().items;
     assert_eq!(sets.len(), 2, "the old ReplicaSet stays, scaled to 0");
     let old = sets

@@ -73,6 +73,36 @@ fn containers_of(template: &Value, previous: &[ContainerSeed]) -> Vec<ContainerS
         .collect()
 }
 
+/// Copies the template's pod spec onto a pod's: container fields by container name, and the
+/// pod-level fields (`initContainers`, `volumes`, …) the fake does not write itself.
+fn overlay_template(pod: &mut Value, template: &Value) {
+    let Some(t) = template.as_object() else {
+        return;
+    };
+    for (k, v) in t {
+        if k == "containers" {
+            continue;
+        }
+        pod[k.as_str()] = v.clone();
+    }
+    let (Some(pod_cs), Some(t_cs)) = (
+        pod["containers"].as_array_mut(),
+        template["containers"].as_array(),
+    ) else {
+        return;
+    };
+    for c in pod_cs.iter_mut() {
+        let Some(tc) = t_cs.iter().find(|tc| tc["name"] == c["name"]) else {
+            continue;
+        };
+        if let (Some(c), Some(tc)) = (c.as_object_mut(), tc.as_object()) {
+            for (k, v) in tc {
+                c.insert(k.clone(), v.clone());
+            }
+        }
+    }
+}
+
 async fn roll_out(shared: &Arc<Shared>, deployment: &Value, created: bool) {
     let ns = deployment["metadata"]["namespace"]
         .as_str()
@@ -170,6 +200,12 @@ async fn roll_out(shared: &Arc<Shared>, deployment: &Value, created: bool) {
                 Some(&w),
                 true,
             );
+            // A pod's spec is its template's (plus the defaults the fake already wrote): the
+            // agent's env, volumes and init containers the `instrument` step added show.
+            let _ = st.store.update_with(&pods_def, Some(&ns), &pod, |p| {
+                overlay_template(&mut p["spec"], &template["spec"]);
+                Ok(())
+            });
             new_pods.push(pod);
         }
         let broken = existing.map_or(0, |(.., broken)| broken);
