@@ -338,6 +338,10 @@ pub struct CampaignRunArgs {
     pub max_parallel: u32,
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     pub progress: ProgressMode,
+    /// Run every experiment against one simulated Train-Ticket started for the whole campaign
+    /// (as `run --sandbox`; each manifest records it).
+    #[arg(long)]
+    pub sandbox: bool,
     #[command(flatten)]
     pub kube: KubeArgs,
 }

@@ -16,7 +16,7 @@ pub fn dispatch(args: Args) -> u8 {
     match args.command {
         Command::Run(a) => run(a),
         Command::Rerun(a) => rerun(&a),
-        Command::Campaign(c) => crate::campaign::cli::run(c),
+        Command::Campaign(c) => campaign(c),
         Command::Validate { plans, sets } => validate(&plans, &sets.sets),
         Command::Plan { plan, sets } => {
             match load(&plan, &sets.sets, Utc::now(), "dataset".as_ref()) {
@@ -297,6 +297,24 @@ fn graph(plan: &Plan, format: GraphFormat) -> String {
         }
     }
     s
+}
+
+/// `ttplan campaign …`; with `run --sandbox`, one simulated environment serves every
+/// experiment and lives until the campaign is over.
+fn campaign(mut cmd: crate::cli::CampaignCommand) -> u8 {
+    let mut sandbox = None;
+    if let crate::cli::CampaignCommand::Run(a) = &mut cmd {
+        if a.sandbox {
+            match crate::sandbox::for_campaign() {
+                Ok(s) => {
+                    a.kube.kubeconfig = Some(s.sandbox.kubeconfig().to_path_buf());
+                    sandbox = Some(s);
+                }
+                Err(code) => return code,
+            }
+        }
+    }
+    crate::campaign::cli::run(cmd, sandbox.as_ref().map(crate::sandbox::Started::describe))
 }
 
 fn run(args: RunArgs) -> u8 {

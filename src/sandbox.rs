@@ -3,16 +3,94 @@
 
 use std::path::{Path, PathBuf};
 
+use ttplan_sandbox::checkout::Checkout;
 use ttplan_sandbox::Sandbox;
 
 use crate::atomic_write::write_atomic;
 use crate::engine::launch::RunConfig;
 use crate::exit;
 
-/// A started sandbox and the folder holding its kubeconfig (removed on drop when temporary).
+/// The campaign plans' waits and windows, shortened so a sandbox run takes well under a minute:
+/// the plans read them with `env('TT_…', <cluster default>)` (plans/base/*.yaml), the sandbox
+/// exports these values unless the variable is already set, and the manifest records both the
+/// variables read (`env`) and these values (`sandbox.durations`).
+/// (variable, sandbox value, cluster default it replaces)
+pub const SHORT_DURATIONS: &[(&str, &str, &str)] = &[
+    // `warmup` step.
+    ("TT_WARMUP", "5s", "3m"),
+    // Hypothesis `pods_ready`: how long pods may take to become Ready, and the poll interval.
+    ("TT_SETTLE", "30s", "3m"),
+    ("TT_PROBE_INTERVAL", "1s", "10s"),
+    // Hypothesis `error_rate_low`: the look-back window.
+    ("TT_PROBE_WINDOW", "10s", "2m"),
+    // `rate(…[d])` in the probes' queries: a fault window of seconds needs a window of seconds.
+    ("TT_RATE_WINDOW", "10s", "1m"),
+    // `traffic`: the pause between the suite's iterations.
+    ("TT_TRAFFIC_PAUSE", "1s", "10s"),
+    // How long the EvoMaster stand-in sends requests per iteration (the real suite has its own
+    // length).
+    ("TT_TRAFFIC_SECONDS", "4", "-"),
+];
+
+/// A started sandbox, its simulated Train-Ticket checkout and the folder holding both and the
+/// kubeconfig (removed on drop when temporary).
 pub struct Started {
     pub sandbox: Sandbox,
+    pub checkout: Checkout,
+    /// [`SHORT_DURATIONS`] the environment did not set when the sandbox started.
+    durations: Vec<(String, String)>,
     _dir: Option<tempfile::TempDir>,
+}
+
+impl Started {
+    /// Every variable a run against this sandbox reads: endpoints, the checkout's paths and the
+    /// short durations (those the environment does not set already).
+    pub fn env(&self) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = self
+            .sandbox
+            .env()
+            .into_iter()
+            .chain(self.checkout.env())
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        env.extend(self.durations.iter().cloned());
+        env
+    }
+
+    /// The manifest's `sandbox` field: the simulated environment's endpoints, checkout and the
+    /// durations it shortened.
+    pub fn describe(&self) -> serde_json::Value {
+        let mut d = self.sandbox.describe();
+        if let Some(m) = d.as_object_mut() {
+            // PATH is the user's with the stand-ins' folder first: recorded as that folder.
+            for (k, v) in self
+                .checkout
+                .env()
+                .into_iter()
+                .filter(|(k, _)| *k != "PATH")
+            {
+                m.insert(k.to_ascii_lowercase(), v.into());
+            }
+            m.insert("bin".into(), self.checkout.bin.display().to_string().into());
+            let durations: serde_json::Map<String, serde_json::Value> = self
+                .durations
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone().into()))
+                .collect();
+            m.insert("durations".into(), durations.into());
+        }
+        d
+    }
+}
+
+/// [`SHORT_DURATIONS`] whose variable the environment does not set (a value the user exported
+/// wins).
+fn durations() -> Vec<(String, String)> {
+    SHORT_DURATIONS
+        .iter()
+        .filter(|(k, ..)| std::env::var_os(k).is_none())
+        .map(|(k, v, _)| ((*k).to_string(), (*v).to_string()))
+        .collect()
 }
 
 fn start(dir: Option<&Path>) -> Result<Started, u8> {
@@ -43,7 +121,14 @@ fn start(dir: Option<&Path>) -> Result<Started, u8> {
         );
         exit::STEP_FAILED
     })?;
-    Ok(Started { sandbox, _dir: tmp })
+    let checkout = ttplan_sandbox::checkout::write(&dir)
+        .map_err(|e| fail("write the simulated Train-Ticket checkout in", &dir, e))?;
+    Ok(Started {
+        sandbox,
+        checkout,
+        durations: durations(),
+        _dir: tmp,
+    })
 }
 
 /// `ttplan sandbox up`: serves until Ctrl-C (or SIGTERM).
@@ -53,7 +138,7 @@ pub fn up(env_file: Option<&Path>, port_file: Option<&Path>, dir: Option<&Path>)
         Err(code) => return code,
     };
     let sb = &started.sandbox;
-    let exports: String = sb
+    let exports: String = started
         .env()
         .iter()
         .map(|(k, v)| format!("export {k}={v}\n"))
@@ -103,17 +188,34 @@ pub fn up(env_file: Option<&Path>, port_file: Option<&Path>, dir: Option<&Path>)
 }
 
 /// `ttplan run --sandbox`: starts a sandbox and points the run at it — its kubeconfig, and the
-/// endpoint variables (`SKYWALKING_URL`, `TT_BASE_URL`, `KUBECONFIG` for the steps' own tools)
-/// in this process's environment, which plans and steps read. Keep the result alive for the run.
+/// variables of [`Started::env`] (endpoints, checkout, short durations) in this process's
+/// environment, which plans and steps read. Keep the result alive for the run.
 pub fn for_run(cfg: &mut RunConfig) -> Result<Started, u8> {
     let started = start(None)?;
-    let sb = &started.sandbox;
-    for (k, v) in sb.env() {
-        // Before the run starts: no other thread of ttplan reads the environment yet (the
+    point_at(&started, cfg);
+    Ok(started)
+}
+
+/// Points a run at a started sandbox.
+fn point_at(started: &Started, cfg: &mut RunConfig) {
+    export(started);
+    cfg.kube.kubeconfig = Some(PathBuf::from(started.sandbox.kubeconfig()));
+    cfg.sandbox = Some(started.describe());
+}
+
+/// Puts [`Started::env`] in this process's environment, which plans and steps read.
+fn export(started: &Started) {
+    for (k, v) in started.env() {
+        // Before any run starts: no other thread of ttplan reads the environment yet (the
         // sandbox's own threads never do).
         std::env::set_var(k, v);
     }
-    cfg.kube.kubeconfig = Some(PathBuf::from(sb.kubeconfig()));
-    cfg.sandbox = Some(sb.describe());
+}
+
+/// `ttplan campaign run --sandbox`: one sandbox for every experiment of the campaign, its
+/// variables exported before the first plan loads. Keep the result alive for the campaign.
+pub fn for_campaign() -> Result<Started, u8> {
+    let started = start(None)?;
+    export(&started);
     Ok(started)
 }

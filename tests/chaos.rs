@@ -1545,16 +1545,23 @@ fn sandbox_up_serves_until_interrupted_and_plans_run_against_it() {
         })
         .collect();
     let names: Vec<&str> = vars.iter().map(|(k, _)| k.as_str()).collect();
-    assert_eq!(
-        names,
-        [
-            "KUBECONFIG",
-            "SKYWALKING_URL",
-            "TT_BASE_URL",
-            "TTPLAN_SANDBOX"
-        ]
-    );
-    let kubeconfig = std::fs::read_to_string(&vars[0].1).unwrap();
+    // Endpoints, the simulated checkout and the short waits (docs/sandbox.md).
+    for name in [
+        "KUBECONFIG",
+        "SKYWALKING_URL",
+        "TT_BASE_URL",
+        "TRAIN_TICKET_DIR",
+        "EVOMASTER_TEST",
+        "TT_WARMUP",
+        "TTPLAN_SANDBOX",
+    ] {
+        assert!(names.contains(&name), "{name}: {names:?}");
+    }
+    let var = |name: &str| &vars.iter().find(|(k, _)| k == name).unwrap().1;
+    assert!(Path::new(var("TRAIN_TICKET_DIR"))
+        .join("hack/deploy/deploy.sh")
+        .is_file());
+    let kubeconfig = std::fs::read_to_string(var("KUBECONFIG")).unwrap();
     assert!(
         kubeconfig.contains(&format!("127.0.0.1:{}", port.trim())),
         "{kubeconfig}"

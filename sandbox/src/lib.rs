@@ -10,6 +10,8 @@
 //!   traces and pod logs they leave);
 //! - [`jacoco`]: JaCoCo tcpserver agents (one per Java service, behind the pods'
 //!   port-forward) and the class files their probes belong to;
+//! - [`checkout`]: the simulated Train-Ticket checkout (deploy script, services' manifest,
+//!   EvoMaster stand-in) the campaign plans run;
 //! - [`world`]: the simulation's ground truth (pod lives, fault windows and their effects,
 //!   seeded noise) every simulated signal is computed from;
 //! - [`FAKE_BLADE`]: a `blade` CLI stand-in for ChaosBlade's JVM faults on the host.
@@ -17,6 +19,7 @@
 //! [`environment::Sandbox`] starts them together (`ttplan sandbox up`, `ttplan run --sandbox`);
 //! the test suite uses the same parts one by one.
 
+pub mod checkout;
 pub mod environment;
 pub mod jacoco;
 pub mod kube_fake;

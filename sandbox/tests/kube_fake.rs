@@ -1307,3 +1307,85 @@ async fn watch_streams_changes_after_a_list() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Re-applying a Deployment with a changed template (what the campaign's `instrument` +
+/// `kube-apply` do) rolls its pod over: a new ReplicaSet, a new pod under a new name that
+/// becomes Ready, the old pod gone and not replaced; the same manifest again changes nothing.
+#[tokio::test]
+async fn server_side_apply_of_a_changed_deployment_rolls_its_pods_over() {
+    let kube = FakeKube::builder()
+        .pod(PodSeed::deployment("ts-order-service", NS))
+        .start();
+    let dir = tempfile::tempdir().unwrap();
+    let client = client(&kube, dir.path()).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
+    let names = async || -> Vec<(String, bool)> {
+        pods.list(&ListParams::default().labels("app=ts-order-service"))
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|p| {
+                let ready = p
+                    .status
+                    .and_then(|s| s.conditions)
+                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+                (p.metadata.name.unwrap(), ready)
+            })
+            .collect()
+    };
+    let before = names().await;
+    assert_eq!(before.len(), 1, "{before:?}");
+    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk("apps", "v1", "Deployment"));
+    let deployments: Api<DynamicObject> = Api::namespaced_with(client.clone(), NS, &ar);
+    let manifest = |agent: bool| {
+        let mut c =
+            json!({"name": "ts-order-service", "image": "codewisdom/ts-order-service:1.0.0"});
+        if agent {
+            c["env"] = json!([{"name": "JAVA_TOOL_OPTIONS", "value": "-javaagent:/jacoco/jacocoagent.jar=output=tcpserver"}]);
+        }
+        dynamic(json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "ts-order-service", "namespace": NS},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "ts-order-service"}},
+                     "template": {"metadata": {"labels": {"app": "ts-order-service"}},
+                                  "spec": {"containers": [c]}}},
+        }))
+    };
+    let pp = PatchParams::apply("ttplan").force();
+    deployments
+        .patch("ts-order-service", &pp, &Patch::Apply(manifest(true)))
+        .await
+        .unwrap();
+    let after = poll("the new pod Ready and the old one gone", async || {
+        let now = names().await;
+        (now.len() == 1 && now[0].1 && now[0].0 != before[0].0).then_some(now)
+    })
+    .await;
+    let rs: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        NS,
+        &ApiResource::from_gvk(&GroupVersionKind::gvk("apps", "v1", "ReplicaSet")),
+    );
+    // The new pod runs the new template: the agent's variable is in its container.
+    let new_pod = pods.get(&after[0].0).await.unwrap();
+    let env = new_pod.spec.unwrap().containers[0].env.clone().unwrap();
+    assert_eq!(env[0].name, "JAVA_TOOL_OPTIONS");
+    let sets = rs.list(&ListParams::default()).await.unwrap().items;
+    assert_eq!(sets.len(), 2, "the old ReplicaSet stays, scaled to 0");
+    let old = sets
+        .iter()
+        .find(|s| !after[0].0.starts_with(s.metadata.name.as_deref().unwrap()))
+        .unwrap();
+    assert_eq!(old.data["spec"]["replicas"], 0);
+    let history = kube.pod_history();
+    let old_life = history.iter().find(|l| l.name == before[0].0).unwrap();
+    assert!(old_life.deleted.is_some(), "{old_life:?}");
+    // The same manifest again: no rollout.
+    deployments
+        .patch("ts-order-service", &pp, &Patch::Apply(manifest(true)))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(names().await, after);
+}

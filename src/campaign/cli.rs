@@ -7,7 +7,9 @@ use crate::exit;
 
 use super::runner::{run_campaign, validate, CampaignOptions};
 
-pub fn run(cmd: CampaignCommand) -> u8 {
+/// `sandbox`: the manifest description of the simulated environment `campaign run --sandbox`
+/// started (its variables are exported and the cluster settings point at it).
+pub fn run(cmd: CampaignCommand, sandbox: Option<serde_json::Value>) -> u8 {
     match cmd {
         CampaignCommand::Schema => {
             crate::out(&super::campaign_schema_json());
@@ -39,6 +41,7 @@ pub fn run(cmd: CampaignCommand) -> u8 {
                 max_parallel: a.max_parallel,
                 progress: a.progress,
                 kube: a.kube.settings(),
+                sandbox,
             };
             let code = rt.block_on(async move {
                 let hub = SignalHub::install(Progress::new(opts.progress));

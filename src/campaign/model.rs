@@ -70,6 +70,10 @@ pub struct BeforeEach {
     /// Wait until the namespace's pods are Ready.
     #[serde(default)]
     pub ready: Option<Ready>,
+    /// Wait until the experiment's steady-state hypothesis (its plan's `hypothesis:` probes)
+    /// holds: checked again every few seconds until every probe passes.
+    #[serde(default)]
+    pub hypothesis: bool,
     /// Limit for the whole `before_each`; past it the experiment fails without running.
     #[serde(default = "default_timeout")]
     pub timeout: Duration,
@@ -81,6 +85,7 @@ impl Default for BeforeEach {
             clean_chaos: true,
             namespace: None,
             ready: None,
+            hypothesis: false,
             timeout: default_timeout(),
         }
     }

@@ -33,6 +33,9 @@ pub struct CampaignSection {
     #[serde(default)]
     pub resumed_at: Vec<DateTime<Utc>>,
     pub slots: Vec<String>,
+    /// `campaign run --sandbox`: the simulated environment (absent for a real cluster).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<serde_json::Value>,
 }
 
 /// An experiment's state: `pending` until it runs, then a run manifest's `run.status`.

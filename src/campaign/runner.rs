@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::Utc;
 use tokio::sync::Mutex;
 
-use super::before_each::prepare_cluster;
+use super::before_each::{prepare_cluster, wait_hypothesis};
 use super::load::Campaign;
 use super::model::{OnFailure, Slot};
 use super::record::{
@@ -31,6 +31,8 @@ pub struct CampaignOptions {
     pub progress: ProgressMode,
     /// The command line's cluster; slots override parts of it.
     pub kube: KubeSettings,
+    /// `--sandbox`: the simulated environment every experiment runs against.
+    pub sandbox: Option<serde_json::Value>,
 }
 
 /// Loads every experiment's plan as it would run; all problems of all plans together.
@@ -116,6 +118,7 @@ pub async fn run_campaign(c: Campaign, opts: CampaignOptions, hub: SignalHub) ->
                 finished_at: None,
                 resumed_at: Vec::new(),
                 slots: Vec::new(),
+                sandbox: opts.sandbox.clone(),
             },
             experiments: Vec::new(),
             summary: Default::default(),
@@ -123,6 +126,8 @@ pub async fn run_campaign(c: Campaign, opts: CampaignOptions, hub: SignalHub) ->
     };
     if opts.resume && existing.exists() {
         manifest.campaign.resumed_at.push(now);
+        // A resumed campaign runs against this invocation's environment.
+        manifest.campaign.sandbox = opts.sandbox.clone();
         manifest.campaign.status = "running".into();
         manifest.campaign.finished_at = None;
         if manifest.campaign.sha256 != c.sha256 {
@@ -405,6 +410,7 @@ async fn worker(
             .as_deref()
             .or(kube.namespace.as_deref());
         let access = KubeAccess::new(kube.clone());
+        let before_each_started = std::time::Instant::now();
         let checked = tokio::select! {
             r = prepare_cluster(&c.spec.before_each, &access, ns) => r,
             // Interrupted before the experiment started: it stays pending.
@@ -429,6 +435,30 @@ async fn worker(
                     }),
                 }
             }
+        };
+        let prepared = match prepared {
+            Ok(p) if c.spec.before_each.hypothesis => {
+                let left = c
+                    .spec
+                    .before_each
+                    .timeout
+                    .get()
+                    .saturating_sub(before_each_started.elapsed());
+                match wait_hypothesis(&p, left, &stopped).await {
+                    Ok(checks) => {
+                        shared.progress.note(&format!(
+                            "[{}/{total}] the steady-state hypothesis holds ({checks} check{})",
+                            i + 1,
+                            if checks == 1 { "" } else { "s" }
+                        ));
+                        Ok(p)
+                    }
+                    // Interrupted before the experiment started: it stays pending.
+                    Err(_) if stopped.is_cancelled() => return,
+                    Err(e) => Err(format!("before_each: {e}")),
+                }
+            }
+            other => other,
         };
         let prepared = match prepared {
             Ok(p) => p,
@@ -548,7 +578,7 @@ fn prepare_run(
         resume: None,
         only: Vec::new(),
         from: None,
-        sandbox: None,
+        sandbox: opts.sandbox.clone(),
     };
     let mut plan = launch::load(&cfg, now)?;
     let base = plan.exp_name.clone();

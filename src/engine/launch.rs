@@ -92,6 +92,66 @@ pub fn new_run_id(now: DateTime<Utc>) -> String {
     )
 }
 
+/// Step kinds that talk to the Kubernetes API.
+const CLUSTER_KINDS: &[&str] = &[
+    "chaos-mesh",
+    "chaosblade",
+    "collect-coverage",
+    "collect-logs",
+    "kube-apply",
+    "wait-ready",
+];
+
+/// Where a kubeconfig would come from, in the client's order (`--kubeconfig`, `KUBECONFIG`,
+/// `~/.kube/config`, in-cluster); `None` when there is none at all.
+fn cluster_config_source(kube: &KubeSettings) -> Option<&'static str> {
+    if kube.kubeconfig.is_some() {
+        return Some("--kubeconfig");
+    }
+    if std::env::var_os("KUBECONFIG").is_some_and(|v| !v.is_empty()) {
+        return Some("KUBECONFIG");
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    if home.is_some_and(|h| h.join(".kube").join("config").is_file()) {
+        return Some("~/.kube/config");
+    }
+    std::env::var_os("KUBERNETES_SERVICE_HOST").map(|_| "in-cluster")
+}
+
+/// A plan with cluster steps, started with no cluster configured and no `--sandbox`, stops
+/// before anything runs with one sentence saying what is missing and how to go on (rather than
+/// its first step failing on a folder or a connection).
+fn cluster_preflight(plan: &Plan, cfg: &RunConfig) -> Result<(), LaunchError> {
+    if cfg.sandbox.is_some() || cluster_config_source(&cfg.kube).is_some() {
+        return Ok(());
+    }
+    let Some((step, kind)) = plan
+        .steps
+        .iter()
+        .map(|(name, s)| (name, s.common.kind.as_str()))
+        .find(|(_, kind)| CLUSTER_KINDS.contains(kind))
+    else {
+        return Ok(());
+    };
+    let reads = plan.templates.env_reads();
+    let unset: Vec<&str> = ["TRAIN_TICKET_DIR", "EVOMASTER_TEST"]
+        .into_iter()
+        .filter(|v| matches!(reads.get(*v), Some(None)))
+        .collect();
+    let vars = if unset.is_empty() {
+        String::new()
+    } else {
+        format!(" and {} set to your checkouts", unset.join(" and "))
+    };
+    Err(LaunchError::invalid(format!(
+        "plan `{}` needs a Kubernetes cluster (step `{step}` is `{kind}`) and none is configured \
+         (no --kubeconfig, KUBECONFIG, ~/.kube/config or in-cluster account): try it on a \
+         simulated Train-Ticket with `ttplan run {} --sandbox`, or give your cluster's kubeconfig{vars}",
+        plan.name,
+        cfg.plan.display()
+    )))
+}
+
 /// Loads a plan for a fresh run.
 ///
 /// # Errors
@@ -201,6 +261,36 @@ pub struct Prepared {
     progress: ProgressMode,
 }
 
+impl Prepared {
+    /// The plan's steady-state hypothesis checked once outside the run (a campaign's
+    /// `before_each`), as the run checks it: its record (`verdict`, `probes`). A plan without
+    /// a hypothesis holds.
+    pub async fn check_hypothesis(
+        &self,
+        phase: &str,
+        cancel: CancellationToken,
+    ) -> serde_json::Value {
+        if self.plan.hypothesis.is_empty() {
+            return serde_json::json!({"verdict": "passed", "probes": {}});
+        }
+        let runner = super::hypothesis::HypothesisRunner {
+            plan: Arc::clone(&self.plan),
+            run: Arc::clone(&self.run),
+            faults: Arc::new(FaultLedger::new(
+                &self.run.run_dir,
+                Secrets::from_plan(&self.plan),
+            )),
+            progress: Progress::new(self.progress),
+            children: Arc::new(ChildGroups::default()),
+            events: Arc::new(super::events::StepEvents::default()),
+        };
+        runner
+            .check(phase, &std::collections::BTreeMap::new(), cancel)
+            .await
+            .record
+    }
+}
+
 /// Checks the output folder, works out which steps run (`--resume/--only/--from`), creates
 /// the run folder.
 ///
@@ -231,6 +321,7 @@ pub fn prepare(plan: Plan, cfg: &RunConfig, now: DateTime<Utc>) -> Result<Prepar
         )));
     }
     let preset = select_steps(&plan, &cfg.only, cfg.from.as_deref(), resumed.as_ref())?;
+    cluster_preflight(&plan, cfg)?;
     if let Err(e) = std::fs::create_dir_all(run_dir.join("steps")) {
         return Err(LaunchError::Other {
             code: exit::STEP_FAILED,
@@ -253,6 +344,7 @@ pub fn prepare(plan: Plan, cfg: &RunConfig, now: DateTime<Utc>) -> Result<Prepar
         started_at,
         kube: Arc::new(KubeAccess::new(cfg.kube.clone())),
         recover_fn: crate::steps::recover_fn,
+        env_sources: plan.templates.env_sources(),
     });
     let mut manifest = initial_manifest(&plan, &run, cfg.max_parallel);
     manifest.sandbox = cfg.sandbox.clone();

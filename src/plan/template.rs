@@ -38,9 +38,21 @@ const JINJA_GLOBALS: &[&str] = &[
 /// Environment variables a plan read through `env()`; recorded in the manifest.
 pub type EnvReads = Arc<Mutex<BTreeMap<String, Option<String>>>>;
 
+/// One variable a plan read with `env()`: its name, the value used, and whether the
+/// environment set it (else the value is the template's default).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvSource {
+    pub name: String,
+    pub value: String,
+    pub set: bool,
+}
+
 pub struct Templates {
     env: Environment<'static>,
     env_reads: EnvReads,
+    /// What each `env()` call returned (the variable's value, else the default given), so an
+    /// error about a value can name the variable that sets it.
+    env_used: Arc<Mutex<BTreeMap<String, String>>>,
 }
 
 impl Templates {
@@ -66,10 +78,19 @@ impl Templates {
         );
         let env_reads: EnvReads = Arc::default();
         let reads = Arc::clone(&env_reads);
+        let env_used: Arc<Mutex<BTreeMap<String, String>>> = Arc::default();
+        let used = Arc::clone(&env_used);
         env.add_function("env", move |name: String, default: Option<JValue>| -> Result<JValue, Error> {
             let value = std::env::var(&name).ok();
             if let Ok(mut r) = reads.lock() {
                 r.insert(name.clone(), value.clone());
+            }
+            let returned = value.clone().or_else(|| default.as_ref().map(|d| match d.as_str() {
+                Some(s) => s.to_string(),
+                None => d.to_string(),
+            }));
+            if let (Some(v), Ok(mut u)) = (returned, used.lock()) {
+                u.insert(name.clone(), v);
             }
             match (value, default) {
                 (Some(v), _) => Ok(JValue::from(v)),
@@ -80,7 +101,25 @@ impl Templates {
                 )),
             }
         });
-        Self { env, env_reads }
+        Self {
+            env,
+            env_reads,
+            env_used,
+        }
+    }
+
+    /// Every variable `env()` read, with the value it returned and whether that value came
+    /// from the environment (else it is the template's default).
+    pub fn env_sources(&self) -> Vec<EnvSource> {
+        let reads = self.env_reads();
+        let used = self.env_used.lock().map(|u| u.clone()).unwrap_or_default();
+        used.into_iter()
+            .map(|(name, value)| EnvSource {
+                set: reads.get(&name).is_some_and(Option::is_some),
+                name,
+                value,
+            })
+            .collect()
     }
 
     pub fn env_reads(&self) -> BTreeMap<String, Option<String>> {
@@ -225,6 +264,15 @@ mod tests {
             .unwrap();
         assert_eq!(out.as_str(), Some("dflt"));
         assert_eq!(t.env_reads().get("TTPLAN_SURELY_UNSET_VAR"), Some(&None));
+        // The value used is kept with its origin, so errors can name the variable.
+        assert_eq!(
+            t.env_sources(),
+            vec![EnvSource {
+                name: "TTPLAN_SURELY_UNSET_VAR".into(),
+                value: "dflt".into(),
+                set: false
+            }]
+        );
         assert!(t
             .render(
                 &node(""),

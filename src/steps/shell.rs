@@ -15,6 +15,7 @@ use super::process::{run_logged, scrub_log, secret_values, tail_lines, Command, 
 use super::{Step, StepConfig, StepCtx, StepError, StepOutputs};
 use crate::diag::{Code, PlanDiag};
 use crate::plan::node::Node;
+use crate::plan::template::EnvSource;
 use crate::plan::Duration;
 use crate::steps::api::faults::{FaultRecord, RecoverCtx};
 use crate::steps::api::secrets::restore;
@@ -39,6 +40,32 @@ pub struct ShellConfig {
     /// interruption — unless recovered earlier.
     #[serde(default)]
     pub recover: Option<Command>,
+}
+
+/// A missing `workdir`, said as a missing folder, naming the variable (read with `env()`) its
+/// path came from, so the reader knows what to set.
+fn missing_workdir(resolved: &Path, given: Option<&Path>, sources: &[EnvSource]) -> String {
+    let folder = format!(
+        "the step's `workdir` folder {} does not exist",
+        resolved.display()
+    );
+    let given = given.map(|g| g.display().to_string()).unwrap_or_default();
+    let source = sources
+        .iter()
+        .filter(|s| !s.value.is_empty() && given.starts_with(&s.value))
+        .max_by_key(|s| s.value.len());
+    match source {
+        Some(s) if s.set => format!(
+            "{folder}: it comes from {}={}; point {} at an existing folder",
+            s.name, s.value, s.name
+        ),
+        Some(s) => format!(
+            "{folder}: it comes from {}, which is not set (the plan's default `{}` was used); \
+             set {} to the folder this step runs in",
+            s.name, s.value, s.name
+        ),
+        None => folder,
+    }
 }
 
 fn one() -> u32 {
@@ -81,9 +108,10 @@ impl Step for ShellConfig {
         // Said plainly, not as "cannot start `sh` in …: No such file or directory" (which
         // reads as if `sh` were missing).
         if !workdir.is_dir() {
-            return Err(StepError::failed(format!(
-                "the step's `workdir` folder {} does not exist",
-                workdir.display()
+            return Err(StepError::failed(missing_workdir(
+                &workdir,
+                self.workdir.as_deref(),
+                ctx.env_sources(),
             )));
         }
         let log = ctx.log_path();
@@ -264,4 +292,44 @@ fn recover_shell<'a>(
             ))
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(name: &str, value: &str, set: bool) -> EnvSource {
+        EnvSource {
+            name: name.into(),
+            value: value.into(),
+            set,
+        }
+    }
+
+    #[test]
+    fn a_missing_workdir_names_the_variable_its_path_came_from() {
+        let sources = [
+            source("TT_NAMESPACE", "default", false),
+            source("TRAIN_TICKET_DIR", "../../train-ticket", false),
+        ];
+        let m = missing_workdir(
+            Path::new("/p/plans/../../train-ticket"),
+            Some(Path::new("../../train-ticket")),
+            &sources,
+        );
+        assert!(
+            m.starts_with("the step's `workdir` folder /p/plans/../../train-ticket does not exist: it comes from TRAIN_TICKET_DIR, which is not set"),
+            "{m}"
+        );
+        let set = [source("TRAIN_TICKET_DIR", "/srv/tt", true)];
+        let m = missing_workdir(
+            Path::new("/srv/tt/sub"),
+            Some(Path::new("/srv/tt/sub")),
+            &set,
+        );
+        assert!(m.ends_with("it comes from TRAIN_TICKET_DIR=/srv/tt; point TRAIN_TICKET_DIR at an existing folder"), "{m}");
+        // A path no variable set: just the folder.
+        let m = missing_workdir(Path::new("/x"), Some(Path::new("/x")), &set);
+        assert_eq!(m, "the step's `workdir` folder /x does not exist");
+    }
 }

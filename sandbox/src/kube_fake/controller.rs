@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use super::discovery::{catalogue, ResourceDef, CHAOSBLADE_GROUP, CHAOS_MESH_GROUP};
 use super::store::{Change, Store};
 use super::util::{now_rfc3339, random_hex};
-use super::{chaosblade, chaosmesh, pods, Shared};
+use super::{chaosblade, chaosmesh, pods, rollout, Shared};
 
 /// Called after every store mutation, outside the store lock.
 pub fn dispatch(shared: &Arc<Shared>, def: &ResourceDef, change: &Change) {
@@ -18,6 +18,7 @@ pub fn dispatch(shared: &Arc<Shared>, def: &ResourceDef, change: &Change) {
                 pods::on_pod_deleted(shared, pod);
             }
         }
+        ("apps", "deployments") => rollout::on_deployment_change(shared, change),
         (CHAOS_MESH_GROUP, "schedules") => chaosmesh::on_schedule_change(shared, def, change),
         (CHAOS_MESH_GROUP, "workflows") => chaosmesh::on_workflow_change(shared, def, change),
         (CHAOS_MESH_GROUP, _) => chaosmesh::on_chaos_change(shared, def, change),

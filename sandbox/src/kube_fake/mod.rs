@@ -39,6 +39,7 @@ mod kubeconfig;
 mod logs;
 mod pods;
 mod portforward;
+mod rollout;
 mod selectors;
 mod server;
 mod services;
@@ -58,7 +59,7 @@ use serde_json::Value;
 
 pub use discovery::ResourceDef;
 pub use logs::LogSource;
-pub use pods::{ContainerSeed, Owner, PodSeed};
+pub use pods::{ContainerSeed, Owner, PodSeed, TRAIN_TICKET_SERVICES};
 pub use services::{ServiceSeed, TRAIN_TICKET_SERVICE_PORTS};
 
 /// Which container instance's log a request reads (see [`FakeKube::set_log_feed`]).

@@ -247,14 +247,14 @@ pub struct PodRuntime {
     pub workload: Option<(String, String)>,
 }
 
-fn def(shared: &Shared, group: &str, plural: &str) -> super::ResourceDef {
+pub(super) fn def(shared: &Shared, group: &str, plural: &str) -> super::ResourceDef {
     shared
         .def(group, plural)
         .expect("built-in resource")
         .clone()
 }
 
-fn owner_ref(api_version: &str, kind: &str, obj: &Value) -> Value {
+pub(super) fn owner_ref(api_version: &str, kind: &str, obj: &Value) -> Value {
     json!({
         "apiVersion": api_version, "kind": kind,
         "name": obj["metadata"]["name"], "uid": obj["metadata"]["uid"],
@@ -281,7 +281,7 @@ fn container_specs(containers: &[ContainerSeed]) -> Vec<Value> {
 }
 
 /// The Pod object. `starting` = just scheduled: Pending, containers ContainerCreating.
-fn pod_json(
+pub(super) fn pod_json(
     ns: &str,
     name: &str,
     seed: &PodSeed,
@@ -379,7 +379,7 @@ fn pod_json(
 }
 
 /// Creates one pod of a workload (or a bare pod) in the store and registers its runtime.
-fn create_pod(
+pub(super) fn create_pod(
     st: &mut State,
     pods_def: &super::ResourceDef,
     seed: &PodSeed,

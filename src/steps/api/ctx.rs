@@ -34,6 +34,8 @@ pub struct RunInfo {
     pub kube: Arc<KubeAccess>,
     /// Recover functions of the kinds, for the `recover` kind.
     pub recover_fn: RecoverLookup,
+    /// The variables the plan read with `env()`, so a step can say which one set a value.
+    pub env_sources: Vec<crate::plan::template::EnvSource>,
 }
 
 /// Handed to [`super::Step::run`]; cheap to clone.
@@ -86,6 +88,11 @@ impl StepCtx {
     }
 
     /// The step's `env:` (already rendered). Child processes get these on top of ttplan's own.
+    /// The variables the plan read with `env()` (name, value used, set or default).
+    pub fn env_sources(&self) -> &[crate::plan::template::EnvSource] {
+        &self.run.env_sources
+    }
+
     pub fn env(&self) -> &IndexMap<String, String> {
         &self.env
     }
