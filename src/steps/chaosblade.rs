@@ -19,6 +19,9 @@ use crate::kube::cleanup::delete_chaos;
 use crate::kube::names::{dns_name, label_value};
 use crate::kube::{poll_interval, Kube, KubeSettings};
 use crate::plan::Duration;
+use crate::steps::api::fault_details::{
+    ChaosBladeInjection, ChaosBladeObject, ChaosBladeTarget, InjectionDetails, RecoveryReport,
+};
 use crate::steps::api::faults::{FaultRecord, RecoverCtx};
 
 /// How the fault is created.
@@ -247,7 +250,12 @@ impl Step for ChaosBladeConfig {
                 params,
             )
             .await?;
-        let target = json!({"namespace": ns, "service": self.service, "pods": [format!("{ns}/{pod}")], "container": container});
+        let target = ChaosBladeTarget {
+            namespace: ns.clone(),
+            service: self.service.clone(),
+            pods: vec![format!("{ns}/{pod}")],
+            container: container.clone(),
+        };
         ctx.progress(format!(
             "injecting {} {} into {ns}/{pod}",
             self.target, self.action
@@ -284,21 +292,29 @@ impl Step for ChaosBladeConfig {
             }
         };
         let mut target = target;
-        let mut details = json!({
-            "object": {"apiVersion": CHAOSBLADE_API, "kind": "ChaosBlade", "name": name, "uid": uid},
-            "blade_uid": uid,
-        });
+        let mut details = ChaosBladeInjection {
+            object: ChaosBladeObject {
+                api_version: CHAOSBLADE_API.into(),
+                kind: "ChaosBlade".into(),
+                name,
+                uid: uid.clone(),
+            },
+            blade_uid: uid.clone(),
+            controller_injected_at: None,
+            controller_status: None,
+            target: target.clone(),
+        };
         if let Some(obj) = seen.as_ref().filter(|o| blade_phase(o) == "Running") {
             let pods = blade_pods(obj);
             if !pods.is_empty() {
-                target["pods"] = json!(pods);
+                target.pods = pods;
             }
-            if let Some(at) = status_written_at(obj) {
-                details["controller_injected_at"] = json!(at);
-            }
-            details["controller_status"] = obj.data.get("status").cloned().unwrap_or(Value::Null);
+            details.controller_injected_at = status_written_at(obj);
+            details.controller_status =
+                Some(obj.data.get("status").cloned().unwrap_or(Value::Null));
         }
-        details["target"] = target;
+        details.target = target;
+        let details = InjectionDetails::ChaosBlade(details);
         fault.injected(details).await?;
         Ok(StepOutputs::default()
             .value("uid", uid)
@@ -445,7 +461,7 @@ impl ChaosBladeConfig {
 fn recover<'a>(
     record: &'a FaultRecord,
     ctx: &'a RecoverCtx,
-) -> BoxFuture<'a, Result<Option<Value>, String>> {
+) -> BoxFuture<'a, Result<Option<RecoveryReport>, String>> {
     Box::pin(async move {
         let r: Recovery = serde_json::from_value(record.recovery.clone())
             .map_err(|e| format!("fault `{}`: unreadable recovery data: {e}", record.id))?;
@@ -453,12 +469,9 @@ fn recover<'a>(
         let name = r
             .name
             .clone()
-            .or_else(|| {
-                record
-                    .details
-                    .get("blade_uid")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
+            .or_else(|| match &record.details {
+                InjectionDetails::ChaosBlade(d) => Some(d.blade_uid.clone()),
+                _ => None,
             })
             .ok_or_else(|| {
                 format!(
@@ -525,7 +538,10 @@ fn recover<'a>(
                 .flatten(),
             None => None,
         };
-        Ok(at.map(|t| json!({"controller_recovered_at": t})))
+        Ok(at.map(|t| RecoveryReport {
+            controller_recovered_at: Some(t),
+            ..RecoveryReport::default()
+        }))
     })
 }
 

@@ -227,7 +227,7 @@ impl Step for CollectTracesConfig {
                 TraceError::Io { path, source } => {
                     StepError::io(format!("writing {}", path.display()))(source)
                 }
-                other => StepError::failed(format!("collecting traces from {endpoint}: {other}")),
+                other => StepError::collect(format!("collecting traces from {endpoint}"))(other),
             })?;
 
         let failed = report.failed.len() as u64;

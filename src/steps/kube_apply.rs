@@ -16,6 +16,7 @@ use crate::kube::{qualified, Kube, KubeSettings};
 use crate::plan::node::{Node, Value as NodeValue};
 use crate::plan::template::Templates;
 use crate::plan::Duration;
+use crate::steps::api::fault_details::RecoveryReport;
 use crate::steps::api::faults::{FaultRecord, RecoverCtx};
 use crate::steps::api::manifest;
 
@@ -286,7 +287,7 @@ fn truncate(s: &str, n: usize) -> String {
 fn teardown<'a>(
     record: &'a FaultRecord,
     ctx: &'a RecoverCtx,
-) -> BoxFuture<'a, Result<Option<Value>, String>> {
+) -> BoxFuture<'a, Result<Option<RecoveryReport>, String>> {
     Box::pin(async move {
         let td: Teardown = serde_json::from_value(record.recovery.clone())
             .map_err(|e| format!("unreadable teardown data: {e}"))?;

@@ -16,6 +16,7 @@ use super::{Step, StepConfig, StepCtx, StepError, StepOutputs};
 use crate::diag::{Code, PlanDiag};
 use crate::plan::node::Node;
 use crate::plan::Duration;
+use crate::steps::api::fault_details::{InjectionDetails, RecoveryReport};
 use crate::steps::api::faults::{FaultRecord, RecoverCtx};
 use crate::steps::api::secrets::restore;
 
@@ -185,7 +186,7 @@ impl Step for ShellConfig {
         if self.recover.is_some() {
             // The command succeeded: the fault registered by the first attempt is in place.
             if let Some(fault) = ctx.registered_fault().await {
-                fault.injected(serde_json::Value::Null).await?;
+                fault.injected(InjectionDetails::None).await?;
             }
         }
         let mut out = StepOutputs::default()
@@ -225,7 +226,7 @@ fn read_outputs_file(path: &Path) -> Result<IndexMap<String, String>, StepError>
 fn recover_shell<'a>(
     record: &'a FaultRecord,
     ctx: &'a RecoverCtx,
-) -> BoxFuture<'a, Result<Option<serde_json::Value>, String>> {
+) -> BoxFuture<'a, Result<Option<RecoveryReport>, String>> {
     Box::pin(async move {
         let mut r: ShellRecovery = serde_json::from_value(record.recovery.clone())
             .map_err(|e| format!("fault `{}`: unreadable recovery data: {e}", record.id))?;

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::events::StepEvents;
 use super::events::UntilEvent;
+use super::fault_details::InjectionDetails;
 use super::faults::RecoverLookup;
 use super::faults::{FaultLedger, FaultRecord, RecoverSettings};
 use super::process::ChildGroups;
@@ -258,7 +259,7 @@ impl FaultHandle {
     ///
     /// # Errors
     /// When the ledger cannot be written.
-    pub async fn injected(&self, details: serde_json::Value) -> Result<(), StepError> {
+    pub async fn injected(&self, details: InjectionDetails) -> Result<(), StepError> {
         self.ledger
             .update(&self.id, |r: &mut FaultRecord| r.mark_injected(details))
             .await

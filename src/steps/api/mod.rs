@@ -17,6 +17,7 @@ use crate::plan::node::Node;
 pub mod command_env;
 pub mod ctx;
 pub mod events;
+pub mod fault_details;
 pub mod faults;
 pub mod manifest;
 pub mod process;
@@ -24,6 +25,7 @@ pub mod progress;
 pub mod secrets;
 
 pub use ctx::StepCtx;
+use fault_details::RecoveryReport;
 use faults::{FaultRecord, RecoverCtx};
 
 /// What a step produced: named values (readable by later steps as
@@ -72,6 +74,13 @@ pub enum StepError {
     /// A Kubernetes API call failed; the source tells a timeout from an API answer.
     #[error("{0}")]
     Kube(#[from] crate::kube::KubeError),
+    /// A collector (traces, metrics, logs, coverage) failed; the source is its own error type.
+    #[error("{}{source}", context_prefix(.context))]
+    Collect {
+        context: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
     #[error("cancelled")]
     Cancelled,
     /// A failure whose outputs still belong in the manifest (e.g. which traces were lost).
@@ -82,9 +91,30 @@ pub enum StepError {
     },
 }
 
+/// `context: ` before a source's message, nothing when there is no context.
+fn context_prefix(context: &str) -> String {
+    if context.is_empty() {
+        String::new()
+    } else {
+        format!("{context}: ")
+    }
+}
+
 impl StepError {
     pub fn failed(msg: impl fmt::Display) -> Self {
         StepError::Failed(msg.to_string())
+    }
+
+    /// `map_err(StepError::collect("collecting traces from x"))`.
+    pub fn collect<E>(context: impl Into<String>) -> impl FnOnce(E) -> StepError
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let context = context.into();
+        move |source| StepError::Collect {
+            context,
+            source: Box::new(source),
+        }
     }
 
     /// `map_err(StepError::io("writing x"))`.
@@ -142,4 +172,4 @@ pub trait StepConfig: Step + DeserializeOwned + JsonSchema + 'static {
 pub type RecoverFn = for<'a> fn(
     &'a FaultRecord,
     &'a RecoverCtx,
-) -> BoxFuture<'a, Result<Option<serde_json::Value>, String>>;
+) -> BoxFuture<'a, Result<Option<RecoveryReport>, String>>;

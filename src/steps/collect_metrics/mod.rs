@@ -254,7 +254,9 @@ impl Step for CollectMetricsConfig {
             .await
             .map_err(|e| match e {
                 MetricsError::Cancelled => StepError::Cancelled,
-                e => StepError::Failed(format!("{e} (Prometheus at {endpoint})")),
+                e => StepError::collect(format!(
+                    "collecting metrics from Prometheus at {endpoint}"
+                ))(e),
             })?;
 
         let rel = |p: &PathBuf| {
