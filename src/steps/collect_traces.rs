@@ -11,6 +11,7 @@ use serde::Deserialize;
 use super::{Step, StepConfig, StepCtx, StepError, StepOutputs};
 use crate::collect::endpoint::resolve_endpoint;
 use crate::collect::parse_time;
+use crate::collect::window::{Empty, Floor, Lookback, WindowSpec};
 use crate::collect::traces::client::RetryPolicy;
 use crate::collect::traces::query::{self, QueryStep};
 use crate::collect::traces::writer::Format;
@@ -169,22 +170,20 @@ impl Step for CollectTracesConfig {
         )
         .await?;
         let timezone = self.timezone().map_err(StepError::failed)?;
-        let from = match &self.start {
-            Some(s) => parse_time("start", s).map_err(StepError::failed)?,
-            None => {
-                ctx.run_started_at()
-                    - chrono::Duration::from_std(self.padding.get()).unwrap_or_default()
-            }
-        };
-        let until = match &self.end {
-            Some(s) => parse_time("end", s).map_err(StepError::failed)?,
-            None => step_start,
-        };
-        if until <= from {
-            return Err(StepError::failed(format!(
-                "empty trace window: end {until} is not after start {from}"
-            )));
+        let (from, until) = WindowSpec {
+            start: self.start.as_deref().map(|s| ("start", s)),
+            end: self.end.as_deref().map(|e| ("end", e)),
+            default_start: Some(Lookback {
+                at: ctx.run_started_at(),
+                by: self.padding.get(),
+                field: "padding",
+            }),
+            default_end: Some(step_start),
+            floor: Floor::Never,
+            empty: Empty::Rejected,
         }
+        .resolve_closed()
+        .map_err(StepError::Failed)?;
         let ext = self.format.extension();
         let rel = self.path.clone().unwrap_or_else(|| {
             format!(

@@ -74,10 +74,11 @@ pub enum StepError {
     /// A Kubernetes API call failed; the source tells a timeout from an API answer.
     #[error("{0}")]
     Kube(#[from] crate::kube::KubeError),
-    /// A collector (traces, metrics, logs, coverage) failed; the source is its own error type.
-    #[error("{}{source}", context_prefix(.context))]
+    /// A collector (traces, metrics, logs, coverage) failed; the source is its own error type,
+    /// `message` says it with the step's context.
+    #[error("{message}")]
     Collect {
-        context: String,
+        message: String,
         #[source]
         source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
@@ -91,28 +92,38 @@ pub enum StepError {
     },
 }
 
-/// `context: ` before a source's message, nothing when there is no context.
-fn context_prefix(context: &str) -> String {
-    if context.is_empty() {
-        String::new()
-    } else {
-        format!("{context}: ")
-    }
-}
-
 impl StepError {
     pub fn failed(msg: impl fmt::Display) -> Self {
         StepError::Failed(msg.to_string())
     }
 
-    /// `map_err(StepError::collect("collecting traces from x"))`.
+    /// `map_err(StepError::collect("collecting traces from x"))`: `context: <the error>`
+    /// (just the error when `context` is empty).
     pub fn collect<E>(context: impl Into<String>) -> impl FnOnce(E) -> StepError
     where
         E: std::error::Error + Send + Sync + 'static,
     {
         let context = context.into();
-        move |source| StepError::Collect {
-            context,
+        move |source| {
+            let message = if context.is_empty() {
+                source.to_string()
+            } else {
+                format!("{context}: {source}")
+            };
+            StepError::Collect {
+                message,
+                source: Box::new(source),
+            }
+        }
+    }
+
+    /// A collector's error said in the step's own words (`message` built from it).
+    pub fn collect_said<E>(source: E, say: impl FnOnce(&E) -> String) -> StepError
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        StepError::Collect {
+            message: say(&source),
             source: Box::new(source),
         }
     }
@@ -173,3 +184,25 @@ pub type RecoverFn = for<'a> fn(
     &'a FaultRecord,
     &'a RecoverCtx,
 ) -> BoxFuture<'a, Result<Option<RecoveryReport>, String>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_collector_error_stays_the_source() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("query `up` failed")]
+        struct QueryFailed;
+        let e = StepError::collect("collecting from P")(QueryFailed);
+        assert_eq!(e.to_string(), "collecting from P: query `up` failed");
+        let source = std::error::Error::source(&e).unwrap();
+        assert!(source.downcast_ref::<QueryFailed>().is_some());
+        assert_eq!(
+            StepError::collect("")(QueryFailed).to_string(),
+            "query `up` failed"
+        );
+        let said = StepError::collect_said(QueryFailed, |e| format!("{e} (at P)"));
+        assert_eq!(said.to_string(), "query `up` failed (at P)");
+    }
+}
