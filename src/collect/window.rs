@@ -184,7 +184,10 @@ mod tests {
             start: Some(("start", "2026-03-01T10:00:00.5+01:00")),
             ..m
         };
-        assert_eq!(m.resolve().unwrap().start, Some(t("2026-03-01T09:00:00.5Z")));
+        assert_eq!(
+            m.resolve().unwrap().start,
+            Some(t("2026-03-01T09:00:00.5Z"))
+        );
         // Logs: every start floored; no end.
         let l = WindowSpec {
             start: Some(("since", "2026-03-01T09:59:59.5+01:00")),
@@ -245,7 +248,10 @@ mod tests {
         }
         .resolve()
         .unwrap_err();
-        assert!(e.starts_with("`end`: `soon` is not an RFC 3339 time"), "{e}");
+        assert!(
+            e.starts_with("`end`: `soon` is not an RFC 3339 time"),
+            "{e}"
+        );
         // A probe's open start: nothing given, no lookback.
         let open = WindowSpec {
             start: None,

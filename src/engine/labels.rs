@@ -52,7 +52,7 @@ pub fn fault_labels(exp_name: &str, run_id: &str, faults: &[FaultRecord]) -> Val
                 "step": f.step,
                 "mechanism": f.kind,
                 "kind": f.details.object_kind().map(|k| json!(k))
-                    .or_else(|| f.params.get("kind").cloned())
+                    .or_else(|| f.params.kind().map(|k| json!(k)))
                     .unwrap_or_else(|| json!(f.kind)),
                 "parameters": f.params,
                 "target": target,

@@ -75,7 +75,10 @@ mod tests {
         assert_eq!(w, ["p.yaml:1:10: warning: `require: never` is deprecated and will be removed; write `require: none`"]);
         let f = SourceFile::new("p.yaml", None, "since: \"2026-01-01T00:00:00Z\"\n".into());
         let w = warnings("collect-logs", &parse_yaml(&f).unwrap());
-        assert_eq!(w, ["p.yaml:1:1: warning: `since` is deprecated and will be removed; call it `start`"]);
+        assert_eq!(
+            w,
+            ["p.yaml:1:1: warning: `since` is deprecated and will be removed; call it `start`"]
+        );
         let f = SourceFile::new("p.yaml", None, "concurrency: 4\noutput: x\n".into());
         assert!(warnings("collect-traces", &parse_yaml(&f).unwrap()).is_empty());
     }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use ::kube::api::{DynamicObject, ListParams};
 use futures_util::future::BoxFuture;
-use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::api::core::v1::Event;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -20,13 +20,14 @@ use crate::kube::chaos::{
 };
 use crate::kube::cleanup::{delete_chaos_with_remedy, force_remedy};
 use crate::kube::names::{dns_name, label_value};
+use crate::kube::pods::PodQuery;
 use crate::kube::{poll_interval, qualified, Kube, KubeSettings};
 use crate::plan::node::Node;
 use crate::plan::template::Templates;
 use crate::plan::Duration;
 use crate::steps::api::fault_details::{
-    ChaosMeshInjection, ChaosMeshObject, ChaosMeshTarget, ChildFault, FirstChild, InjectionDetails,
-    ParentTimes, RecoveryReport,
+    ChaosMeshInjection, ChaosMeshObject, ChaosMeshParams, ChaosMeshTarget, ChildFault, FaultParams,
+    FirstChild, InjectionDetails, ParentTimes, RecoveryReport,
 };
 use crate::steps::api::faults::{FaultRecord, RecoverCtx};
 use crate::steps::api::manifest;
@@ -172,8 +173,10 @@ impl Step for ChaosMeshConfig {
             name: name.clone(),
             kube: ctx.kube_settings().clone(),
         };
-        let params =
-            json!({ "kind": kind, "spec": obj.get("spec").cloned().unwrap_or(Value::Null) });
+        let params = FaultParams::ChaosMesh(ChaosMeshParams {
+            kind: kind.clone(),
+            spec: obj.get("spec").cloned().unwrap_or(Value::Null),
+        });
         let fault = ctx
             .register_fault(
                 Self::KIND,
@@ -558,11 +561,15 @@ async fn selection_context(kube: &Kube, obj: &DynamicObject, namespace: &str) ->
         })
         .unwrap_or_default();
     let mut found = Vec::new();
+    let selector = labels.join(",");
     for ns in &namespaces {
-        let api: ::kube::Api<Pod> = ::kube::Api::namespaced(kube.client.clone(), ns);
-        let lp = ListParams::default().labels(&labels.join(","));
-        match api.list(&lp).await {
-            Ok(list) => found.extend(list.items.into_iter().map(|p| {
+        let query = PodQuery {
+            namespace: ns,
+            selector: Some(&selector),
+            name_prefixes: &[],
+        };
+        match query.pods(kube).await {
+            Ok(pods) => found.extend(pods.into_iter().map(|p| {
                 let phase = p
                     .status
                     .as_ref()
@@ -645,11 +652,11 @@ fn recover<'a>(
         let limit = ctx.timeout.unwrap_or(r.timeout.get());
         let uid = record.details.object_uid().map(str::to_string);
         // A schedule's child kind, from the plan's object (the schedule may be gone already).
-        let child_type = record
-            .params
-            .pointer("/spec/type")
-            .and_then(Value::as_str)
-            .map(str::to_string);
+        let child_type = match &record.params {
+            FaultParams::ChaosMesh(p) => p.spec.get("type").and_then(Value::as_str),
+            _ => None,
+        }
+        .map(str::to_string);
         let composite = children_selector(&r.kind, &r.name).is_some();
         // The children as they are before the parent goes (their records are exact).
         let mut seen: Vec<(String, String, Vec<Value>)> = Vec::new();

@@ -5,10 +5,9 @@
 
 use std::path::PathBuf;
 
-use ::kube::api::{Api, DynamicObject, ListParams};
+use ::kube::api::DynamicObject;
 use futures_util::future::BoxFuture;
 use indexmap::IndexMap;
-use k8s_openapi::api::core::v1::Pod;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -17,10 +16,12 @@ use super::{Step, StepConfig, StepCtx, StepError, StepOutputs};
 use crate::kube::chaos::{chaosblade_injection, chaosblade_resource, Injection, CHAOSBLADE_API};
 use crate::kube::cleanup::delete_chaos;
 use crate::kube::names::{dns_name, label_value};
+use crate::kube::pods::PodQuery;
 use crate::kube::{poll_interval, Kube, KubeSettings};
 use crate::plan::Duration;
 use crate::steps::api::fault_details::{
-    ChaosBladeInjection, ChaosBladeObject, ChaosBladeTarget, InjectionDetails, RecoveryReport,
+    ChaosBladeInjection, ChaosBladeObject, ChaosBladeParams, ChaosBladeTarget, FaultParams,
+    InjectionDetails, RecoveryReport,
 };
 use crate::steps::api::faults::{FaultRecord, RecoverCtx};
 
@@ -183,14 +184,15 @@ pub fn parse_blade_answer(stdout: &str, stderr: &str) -> Result<Value, BladeFail
 }
 
 async fn ready_pod(kube: &Kube, ns: &str, label: &str, service: &str) -> Result<String, StepError> {
-    let api: Api<Pod> = Api::namespaced(kube.client.clone(), ns);
-    let pods = api
-        .list(&ListParams::default().labels(&format!("{label}={service}")))
-        .await
-        .map_err(kube.err(format!("listing pods of {service}")))
-        .map_err(|e| StepError::failed(e.to_string()))?;
+    let selector = format!("{label}={service}");
+    let pods = PodQuery {
+        namespace: ns,
+        selector: Some(&selector),
+        name_prefixes: &[],
+    }
+    .pods(kube)
+    .await?;
     let mut ready: Vec<String> = pods
-        .items
         .iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
         .filter(|p| crate::kube::pod_is_ready(p))
@@ -238,10 +240,14 @@ impl Step for ChaosBladeConfig {
             timeout: self.recover_timeout,
             kube: ctx.kube_settings().clone(),
         };
-        let params = json!({
-            "kind": format!("chaosblade/{}/{}", self.target, self.action),
-            "target": self.target, "action": self.action, "flags": self.flags,
-            "service": self.service, "container": container, "process": self.process,
+        let params = FaultParams::ChaosBlade(ChaosBladeParams {
+            kind: format!("chaosblade/{}/{}", self.target, self.action),
+            target: self.target.clone(),
+            action: self.action.clone(),
+            flags: self.flags.clone(),
+            service: self.service.clone(),
+            container: container.clone(),
+            process: self.process.clone(),
         });
         let fault = ctx
             .register_fault(

@@ -11,13 +11,13 @@ use serde::Deserialize;
 use super::{Step, StepConfig, StepCtx, StepError, StepOutputs};
 use crate::collect::endpoint::resolve_endpoint;
 use crate::collect::parse_time;
-use crate::collect::window::{Empty, Floor, Lookback, WindowSpec};
 use crate::collect::traces::client::RetryPolicy;
 use crate::collect::traces::query::{self, QueryStep};
 use crate::collect::traces::writer::Format;
 use crate::collect::traces::{
     self as traces, Protocol, QueryOrder, Settings, Timezone, TraceError, TraceState,
 };
+use crate::collect::window::{Empty, Floor, Lookback, WindowSpec};
 use crate::diag::{Code, PlanDiag};
 use crate::kube::discovery;
 use crate::plan::node::Node;

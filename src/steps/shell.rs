@@ -16,7 +16,9 @@ use super::{Step, StepConfig, StepCtx, StepError, StepOutputs};
 use crate::diag::{Code, PlanDiag};
 use crate::plan::node::Node;
 use crate::plan::Duration;
-use crate::steps::api::fault_details::{InjectionDetails, RecoveryReport};
+use crate::steps::api::fault_details::{
+    FaultParams, InjectionDetails, RecoveryReport, ShellParams,
+};
 use crate::steps::api::faults::{FaultRecord, RecoverCtx};
 use crate::steps::api::secrets::restore;
 
@@ -115,7 +117,10 @@ impl Step for ShellConfig {
                     env: env.clone(),
                 };
                 let recovery = serde_json::to_value(&recovery).map_err(StepError::failed)?;
-                let params = serde_json::json!({ "run": self.run, "recover": recover });
+                let params = FaultParams::Shell(ShellParams {
+                    run: serde_json::to_value(&self.run).map_err(StepError::failed)?,
+                    recover: serde_json::to_value(recover).map_err(StepError::failed)?,
+                });
                 // Marked injected below, by whichever attempt succeeds.
                 let _registered = ctx.register_fault(Self::KIND, recovery, params).await?;
             }

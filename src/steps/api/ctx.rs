@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::events::StepEvents;
 use super::events::UntilEvent;
-use super::fault_details::InjectionDetails;
+use super::fault_details::{FaultParams, InjectionDetails};
 use super::faults::RecoverLookup;
 use super::faults::{FaultLedger, FaultRecord, RecoverSettings};
 use super::process::ChildGroups;
@@ -150,7 +150,7 @@ impl StepCtx {
         &self,
         kind: &str,
         recovery: serde_json::Value,
-        params: serde_json::Value,
+        params: FaultParams,
     ) -> Result<FaultHandle, StepError> {
         let id = self.register(kind, recovery, params, false).await?;
         Ok(FaultHandle {
@@ -178,7 +178,7 @@ impl StepCtx {
         &self,
         kind: &str,
         recovery: serde_json::Value,
-        params: serde_json::Value,
+        params: FaultParams,
     ) -> Result<String, StepError> {
         self.register(kind, recovery, params, true).await
     }
@@ -187,7 +187,7 @@ impl StepCtx {
         &self,
         kind: &str,
         recovery: serde_json::Value,
-        params: serde_json::Value,
+        params: FaultParams,
         teardown: bool,
     ) -> Result<String, StepError> {
         self.faults

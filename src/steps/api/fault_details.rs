@@ -1,14 +1,73 @@
-//! What an injector reports when its fault takes hold ([`InjectionDetails`], kept as
-//! `details` in the fault ledger) and what recovery observes ([`RecoveryReport`], kept as
-//! `recovery_details`): the typed contract between the chaos step kinds, which write them, and
+//! What a fault step asked for ([`FaultParams`], kept as `params` in the fault ledger), what
+//! its injector reports when the fault takes hold ([`InjectionDetails`], `details`) and what
+//! recovery observes ([`RecoveryReport`], `recovery_details`): the typed contract between the chaos step kinds, which write them, and
 //! `engine::labels`, which turns them into the ground-truth labels.
 //!
 //! The JSON shape is the one ledgers and manifests always had (the field names and their order
 //! are part of the published `faults.json`), so old ledgers read back and new ones are
 //! byte-compatible.
 
+use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+/// What the plan asked for, per mechanism (the labels' `parameters`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum FaultParams {
+    ChaosBlade(ChaosBladeParams),
+    ChaosMesh(ChaosMeshParams),
+    Shell(ShellParams),
+    /// Applied manifests to delete at the end (`kube-apply`, not a fault).
+    Teardown(TeardownParams),
+    /// A shape this version does not know, kept as it was.
+    Other(Value),
+}
+
+impl FaultParams {
+    /// The fault's kind as the plan named it (`PodChaos`, `chaosblade/jvm/delay`).
+    pub fn kind(&self) -> Option<&str> {
+        match self {
+            Self::ChaosBlade(p) => Some(&p.kind),
+            Self::ChaosMesh(p) => Some(&p.kind),
+            Self::Shell(_) | Self::Teardown(_) | Self::Other(_) => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChaosMeshParams {
+    /// The object's `kind`.
+    pub kind: String,
+    /// The object's `spec`, as the plan wrote it.
+    pub spec: Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChaosBladeParams {
+    /// `chaosblade/<target>/<action>`.
+    pub kind: String,
+    pub target: String,
+    pub action: String,
+    pub flags: IndexMap<String, String>,
+    pub service: String,
+    pub container: String,
+    pub process: String,
+}
+
+/// A `shell` step with a `recover` command: both commands as the plan gave them (a string
+/// for `sh -c`, or an argv list).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShellParams {
+    pub run: Value,
+    pub recover: Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TeardownParams {
+    /// How many objects were applied.
+    pub objects: usize,
+}
 
 /// What the injector reported: the object it created, where the fault landed, and when the
 /// chaos controller itself says it was injected.
@@ -239,6 +298,37 @@ mod tests {
         let d: InjectionDetails = serde_json::from_value(json!({"blade_uid": 1})).unwrap();
         assert!(matches!(d, InjectionDetails::Other(_)));
         assert_eq!(d.controller_injected_at(), None);
+    }
+
+    #[test]
+    fn params_of_each_mechanism_are_told_apart_and_round_trip() {
+        let cases = [
+            (
+                json!({"kind": "StressChaos", "spec": {"mode": "one"}}),
+                Some("StressChaos"),
+            ),
+            (
+                json!({"kind": "chaosblade/jvm/delay", "target": "jvm", "action": "delay",
+                       "flags": {"time": "3000"}, "service": "s", "container": "s", "process": "java"}),
+                Some("chaosblade/jvm/delay"),
+            ),
+            (
+                json!({"run": "./inject.sh", "recover": ["./undo.sh", "-f"]}),
+                None,
+            ),
+            (json!({"objects": 3}), None),
+            (json!({"kind": 7}), None),
+        ];
+        for (written, kind) in cases {
+            let p: FaultParams = serde_json::from_value(written.clone()).unwrap();
+            assert_eq!(p.kind(), kind, "{p:?}");
+            assert_eq!(
+                serde_json::to_string(&p).unwrap(),
+                serde_json::to_string(&written).unwrap()
+            );
+        }
+        let p: FaultParams = serde_json::from_value(json!({"run": "x", "recover": "y"})).unwrap();
+        assert!(matches!(p, FaultParams::Shell(_)));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use tokio::sync::Mutex;
 
 use std::sync::Arc;
 
-use super::fault_details::{InjectionDetails, RecoveryReport};
+use super::fault_details::{FaultParams, InjectionDetails, RecoveryReport};
 use super::process::ChildGroups;
 use super::secrets::Secrets;
 use super::RecoverFn;
@@ -45,7 +45,7 @@ pub struct FaultRecord {
     pub recovered_by: Option<String>,
     pub error: Option<String>,
     /// Fault parameters, for labels and the manifest.
-    pub params: serde_json::Value,
+    pub params: FaultParams,
     /// Kind-specific data the recover function reads.
     pub recovery: serde_json::Value,
     /// What the injector reported (controller records, affected pods…).
@@ -182,7 +182,7 @@ impl FaultLedger {
         step: &str,
         kind: &str,
         recovery: serde_json::Value,
-        params: serde_json::Value,
+        params: FaultParams,
         teardown: bool,
     ) -> std::io::Result<String> {
         let mut faults = self.faults.lock().await;

@@ -250,9 +250,7 @@ impl Step for CollectMetricsConfig {
             .await
             .map_err(|e| match e {
                 MetricsError::Cancelled => StepError::Cancelled,
-                e => StepError::collect(format!(
-                    "collecting metrics from Prometheus at {endpoint}"
-                ))(e),
+                e => StepError::collect_said(e, |e| format!("{e} (Prometheus at {endpoint})")),
             })?;
 
         let rel = |p: &PathBuf| {
