@@ -601,6 +601,11 @@ pub async fn execute(p: Prepared, hub: &SignalHub) -> Outcome {
         .await;
     let write = manifest
         .update(|m| {
+            // A second signal marked the run aborted and is exiting the process: the run ends
+            // as that record says, however far the steps got meanwhile.
+            if m.run.status == RunStatus::Aborted {
+                return;
+            }
             m.run.status = status;
             m.run.finished_at = Some(finished);
             m.run.duration_ms = (finished - run.started_at)
