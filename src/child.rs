@@ -28,6 +28,11 @@ impl ChildGroups {
         self.lock().contains(&pgid)
     }
 
+    /// Whether no group is registered (for tests of the callers).
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
     /// SIGKILLs every live group (second signal: abort at once).
     pub fn kill_all(&self) {
         for pgid in self.lock().drain() {

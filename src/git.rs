@@ -1,9 +1,14 @@
 //! Git facts for reproducibility: the commit and dirty flag of the repo holding a path.
+//!
+//! `git` runs like every other program of a run: as a tokio child in a process group of its own,
+//! registered in the run's [`ChildGroups`], so it never blocks an async thread and an abort by
+//! a second signal kills it (a `git status` over a huge work tree can take a while).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde::Serialize;
+
+use crate::child::ChildGroups;
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct GitInfo {
@@ -14,23 +19,23 @@ pub struct GitInfo {
 }
 
 /// `None` when `path` is not inside a git work tree or git is not installed.
-pub fn git_info(path: &Path) -> Option<GitInfo> {
-    let dir = if path.is_dir() { path } else { path.parent()? };
-    let git = |args: &[&str]| -> Option<String> {
-        let out = Command::new("git")
-            .arg("-C")
-            .arg(dir)
-            .args(args)
-            .output()
-            .ok()?;
+pub async fn git_info(path: &Path, groups: &ChildGroups) -> Option<GitInfo> {
+    let is_dir = tokio::fs::metadata(path).await.is_ok_and(|m| m.is_dir());
+    let dir = if is_dir { path } else { path.parent()? };
+    let git = |args: &'static [&'static str]| async move {
+        let mut cmd = tokio::process::Command::new("git");
+        cmd.arg("-C").arg(dir).args(args);
+        let out = crate::child::output(&mut cmd, groups).await.ok()?;
         out.status
             .success()
             .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
     };
-    let root = git(&["rev-parse", "--show-toplevel"])?;
+    let root = git(&["rev-parse", "--show-toplevel"]).await?;
     // A repo without commits has a root but no HEAD.
-    let commit = git(&["rev-parse", "HEAD"]).filter(|c| !c.is_empty());
-    let dirty = git(&["status", "--porcelain"]).is_some_and(|s| !s.is_empty());
+    let commit = git(&["rev-parse", "HEAD"]).await.filter(|c| !c.is_empty());
+    let dirty = git(&["status", "--porcelain"])
+        .await
+        .is_some_and(|s| !s.is_empty());
     Some(GitInfo {
         root: PathBuf::from(root),
         commit,
@@ -42,14 +47,16 @@ pub fn git_info(path: &Path) -> Option<GitInfo> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn outside_a_repo_there_is_no_info() {
+    use std::process::Command;
+
+    #[tokio::test]
+    async fn outside_a_repo_there_is_no_info() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(git_info(dir.path()), None);
+        assert_eq!(git_info(dir.path(), &ChildGroups::default()).await, None);
     }
 
-    #[test]
-    fn commit_and_dirty_flag_are_read() {
+    #[tokio::test]
+    async fn commit_and_dirty_flag_are_read() {
         let dir = tempfile::tempdir().unwrap();
         let run = |args: &[&str]| {
             let ok = Command::new("git")
@@ -72,10 +79,15 @@ mod tests {
             "-qm",
             "x",
         ]);
-        let info = git_info(&dir.path().join("plan.yaml")).unwrap();
+        let groups = ChildGroups::default();
+        let info = git_info(&dir.path().join("plan.yaml"), &groups)
+            .await
+            .unwrap();
         assert_eq!(info.commit.as_deref().map(str::len), Some(40));
         assert!(!info.dirty);
         std::fs::write(dir.path().join("plan.yaml"), "name: y\n").unwrap();
-        assert!(git_info(dir.path()).unwrap().dirty);
+        assert!(git_info(dir.path(), &groups).await.unwrap().dirty);
+        // Every git child was registered while it ran and is gone from the registry now.
+        assert!(groups.is_empty());
     }
 }

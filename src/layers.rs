@@ -11,7 +11,8 @@
 //!                 └ steps::api (Step, StepCtx, StepError, StepOutputs, fault ledger, processes)
 //!                    └ kube, traffic
 //!                       └ plan (model, loading with a registry passed in)
-//!                          └ diag, atomic_write, git, child, crate root (exit codes, out)
+//!                          └ git (runs through the child registry)
+//!                             └ diag, atomic_write, child, crate root (exit codes, out)
 //! ```
 //!
 //! A module missing from [`LAYERS`] fails the test too. Only the tests read this file; it is
@@ -22,7 +23,8 @@ use std::path::Path;
 
 /// Layer nodes, bottom first: a node may import nodes of a lower rank only.
 const LAYERS: &[&[&str]] = &[
-    &["diag", "atomic_write", "git", "child", "root"],
+    &["diag", "atomic_write", "child", "root"],
+    &["git"],
     &["plan"],
     &["kube", "traffic"],
     &["steps::api"],

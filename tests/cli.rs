@@ -589,6 +589,37 @@ steps:
 }
 
 #[test]
+fn the_manifest_records_the_git_commit_of_the_plan_and_its_sources() {
+    let t = Test::new()
+        .plan("name: t\nsources:\n  tree: lib\nsteps:\n  a: { kind: shell, run: echo }\n")
+        .file("lib/x.txt", "x\n");
+    let git = |dir: &Path, args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+            .args(args)
+            .output()
+            .expect("run git");
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let root = t.path().to_path_buf();
+    git(&root, &["init", "-q"]);
+    git(&root, &["add", "."]);
+    git(&root, &["commit", "-qm", "plan"]);
+    let head = git(&root, &["rev-parse", "HEAD"]);
+    std::fs::write(root.join("lib/x.txt"), "changed\n").unwrap();
+    let out = t.run_plan();
+    let m = out.manifest();
+    for g in [&m["plan"]["git"], &m["sources"]["tree"]["git"]] {
+        assert_eq!(g["commit"], head.as_str(), "{m:#}");
+        assert_eq!(g["dirty"], true, "{m:#}");
+        assert_eq!(g["root"], root.display().to_string(), "{m:#}");
+    }
+}
+
+#[test]
 fn set_of_an_undeclared_var_is_an_error() {
     let out = Test::new()
         .plan("name: t\nvars:\n  greeting: hello\nsteps:\n  a: { kind: shell, run: echo }\n")

@@ -7,6 +7,7 @@ pub mod endpoint;
 pub mod logs;
 pub mod metrics;
 pub mod traces;
+pub mod window;
 
 use chrono::{DateTime, Utc};
 

@@ -51,7 +51,7 @@ impl From<CoverageError> for crate::steps::api::StepError {
             CoverageError::Io { context, source } => {
                 crate::steps::api::StepError::Io { context, source }
             }
-            other => crate::steps::api::StepError::Failed(other.to_string()),
+            other => crate::steps::api::StepError::collect("")(other),
         }
     }
 }

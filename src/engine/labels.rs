@@ -18,28 +18,28 @@ pub fn fault_labels(exp_name: &str, run_id: &str, faults: &[FaultRecord]) -> Val
         .iter()
         .filter(|f| !f.teardown)
         .map(|f| {
-            let controller_time = |v: &Value, key: &str| v.get(key).filter(|t| t.is_string()).cloned();
-            let children = f.recovery_details.get("children").and_then(Value::as_array);
+            let report = f.recovery_details.as_ref();
+            let children = report.and_then(|r| r.children.as_ref());
             // With children, the first kill is the earliest any child's records show.
             let first_child = children.and_then(|kids| {
                 kids.iter()
-                    .filter_map(|c| c.get("injected_at").and_then(Value::as_str))
+                    .filter_map(|c| c.injected_at.as_deref())
                     .min_by_key(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
                     .map(|t| json!(t))
             });
-            let controller_injected =
-                first_child.or_else(|| controller_time(&f.details, "controller_injected_at"));
-            let controller_recovered = controller_time(&f.recovery_details, "controller_recovered_at");
+            let controller_injected = first_child
+                .or_else(|| f.details.controller_injected_at().map(|t| json!(t)));
+            let controller_recovered = report
+                .and_then(|r| r.controller_recovered_at.as_deref())
+                .map(|t| json!(t));
             let source = |t: &Option<Value>| if t.is_some() { "controller" } else { "ttplan" };
             // A Schedule/Workflow acts through the children it spawned: each one is listed with
             // the pods it hit and the controller's times, and the target names them all.
-            let mut target = f.details.get("target").cloned().unwrap_or(Value::Null);
+            let mut target = f.details.target_json();
             if let (Some(kids), Some(t)) = (children, target.as_object_mut()) {
                 let mut pods: Vec<&str> = kids
                     .iter()
-                    .filter_map(|c| c.get("pods").and_then(Value::as_array))
-                    .flatten()
-                    .filter_map(Value::as_str)
+                    .flat_map(|c| c.pods.iter().map(String::as_str))
                     .collect();
                 pods.sort_unstable();
                 pods.dedup();
@@ -51,14 +51,14 @@ pub fn fault_labels(exp_name: &str, run_id: &str, faults: &[FaultRecord]) -> Val
                 "fault_id": f.id,
                 "step": f.step,
                 "mechanism": f.kind,
-                "kind": f.details.pointer("/object/kind").cloned()
-                    .or_else(|| f.params.get("kind").cloned())
+                "kind": f.details.object_kind().map(|k| json!(k))
+                    .or_else(|| f.params.kind().map(|k| json!(k)))
                     .unwrap_or_else(|| json!(f.kind)),
                 "parameters": f.params,
                 "target": target,
-                "children": children.cloned().map(Value::Array).unwrap_or(Value::Null),
-                "parent": f.recovery_details.get("parent").cloned().unwrap_or(Value::Null),
-                "object": f.details.get("object").cloned().unwrap_or(Value::Null),
+                "children": children,
+                "parent": report.and_then(|r| r.parent.as_ref()),
+                "object": f.details.object_json(),
                 "status": f.status,
                 "requested_at": f.requested_at,
                 // The controller's own records when they were seen; ttplan's clock otherwise.

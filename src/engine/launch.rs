@@ -25,7 +25,7 @@ use super::progress::{format_elapsed, Progress, ProgressMode};
 use super::secrets::Secrets;
 use crate::diag::PlanErrors;
 use crate::exit;
-use crate::git::git_info;
+use crate::git::{git_info, GitInfo};
 use crate::kube::{KubeAccess, KubeSettings};
 use crate::plan::{load_plan, LoadOptions};
 use crate::steps::process::ChildGroups;
@@ -541,7 +541,8 @@ fn initial_manifest(plan: &Plan, run: &RunInfo, max_parallel: u32) -> Manifest {
             description: plan.description.clone(),
             sha256: plan_sha,
             files,
-            git: git_info(&plan.plan_dir),
+            // Filled by `execute`: git runs as a child of the run (see `record_git`).
+            git: None,
             dir: plan.plan_dir.clone(),
             document: plan.document.clone(),
         },
@@ -553,7 +554,7 @@ fn initial_manifest(plan: &Plan, run: &RunInfo, max_parallel: u32) -> Manifest {
                     k.clone(),
                     SourceTree {
                         path: p.clone(),
-                        git: git_info(p),
+                        git: None,
                     },
                 )
             })
@@ -606,7 +607,11 @@ pub async fn execute(p: Prepared, hub: &SignalHub) -> Outcome {
         run_dir: run.run_dir.clone(),
         manifest: run.run_dir.join(MANIFEST_FILE),
     };
-    if let Err(e) = manifest.update(|_| {}).await {
+    let children = Arc::new(ChildGroups::default());
+    // Attached before anything runs, so a second signal kills git and recovery commands too.
+    let (guard, mut rx) = hub.attach(Arc::clone(&manifest), Arc::clone(&children));
+    let git = read_git(&plan, &children).await;
+    if let Err(e) = manifest.update(|m| git.apply(m)).await {
         eprintln!("error: cannot write {}: {e}", manifest.path().display());
         return outcome(RunStatus::Failed, exit::STEP_FAILED);
     }
@@ -616,7 +621,6 @@ pub async fn execute(p: Prepared, hub: &SignalHub) -> Outcome {
         plan.name,
         run.run_dir.display()
     ));
-    let children = Arc::new(ChildGroups::default());
     let faults = if resumed {
         // The resumed run's faults stay in its ledger; any it left injected go first.
         match FaultLedger::open(&run.run_dir) {
@@ -651,7 +655,6 @@ pub async fn execute(p: Prepared, hub: &SignalHub) -> Outcome {
     } else {
         Arc::new(FaultLedger::new(&run.run_dir, secrets))
     };
-    let (guard, mut rx) = hub.attach(Arc::clone(&manifest), Arc::clone(&children));
     let executor = Executor {
         plan: Arc::clone(&plan),
         run: Arc::clone(&run),
@@ -690,6 +693,11 @@ pub async fn execute(p: Prepared, hub: &SignalHub) -> Outcome {
         .await;
     let write = manifest
         .update(|m| {
+            // A second signal marked the run aborted and is exiting the process: the run ends
+            // as that record says, however far the steps got meanwhile.
+            if m.run.status == RunStatus::Aborted {
+                return;
+            }
             m.run.status = status;
             m.run.finished_at = Some(finished);
             m.run.duration_ms = (finished - run.started_at)
@@ -725,6 +733,36 @@ pub async fn execute(p: Prepared, hub: &SignalHub) -> Outcome {
         manifest.path().display()
     ));
     outcome(status, code)
+}
+
+/// The git facts of the plan's folder and of every `sources` tree.
+struct GitFacts {
+    plan: Option<GitInfo>,
+    sources: Vec<(String, Option<GitInfo>)>,
+}
+
+impl GitFacts {
+    fn apply(&self, m: &mut Manifest) {
+        m.plan.git = self.plan.clone();
+        for (name, git) in &self.sources {
+            if let Some(s) = m.sources.get_mut(name) {
+                s.git = git.clone();
+            }
+        }
+    }
+}
+
+/// Reads the git facts with `git` started as a child of the run (registered in `children`),
+/// off the async threads.
+async fn read_git(plan: &Plan, children: &ChildGroups) -> GitFacts {
+    let mut sources = Vec::new();
+    for (name, path) in &plan.sources {
+        sources.push((name.clone(), git_info(path, children).await));
+    }
+    GitFacts {
+        plan: git_info(&plan.plan_dir, children).await,
+        sources,
+    }
 }
 
 struct Attached {

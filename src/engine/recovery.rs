@@ -3,6 +3,8 @@
 
 use std::path::Path;
 
+use serde::Deserialize;
+
 use super::faults::{FaultLedger, FaultRecord, RecoverSettings};
 use super::labels::write_fault_labels;
 use super::manifest::MANIFEST_FILE;
@@ -52,6 +54,15 @@ pub async fn recover_run(
     })
 }
 
+/// The run's identity in its manifest (`run.exp_name`, `run.id`), for the labels.
+#[derive(Debug, Default, Deserialize)]
+struct RunIds {
+    #[serde(default)]
+    exp_name: String,
+    #[serde(default)]
+    id: String,
+}
+
 /// Brings the run's manifest and labels up to date with the ledger, when they exist.
 fn update_run_records(run_dir: &Path, faults: &[FaultRecord]) {
     let manifest_path = run_dir.join(MANIFEST_FILE);
@@ -67,20 +78,11 @@ fn update_run_records(run_dir: &Path, faults: &[FaultRecord]) {
             serde_json::to_value(faults).unwrap_or_default(),
         );
     }
-    let exp = manifest
-        .pointer("/run/exp_name")
-        .and_then(|v| v.as_str())
-        .unwrap_or_default()
-        .to_string();
-    let id = manifest
-        .pointer("/run/id")
-        .and_then(|v| v.as_str())
-        .unwrap_or_default()
-        .to_string();
+    let ids = RunIds::deserialize(&manifest["run"]).unwrap_or_default();
     if let Err(e) = crate::atomic_write::write_json_atomic(&manifest_path, &manifest) {
         eprintln!("warning: cannot update {}: {e}", manifest_path.display());
     }
-    if let Err(e) = write_fault_labels(run_dir, &exp, &id, faults) {
+    if let Err(e) = write_fault_labels(run_dir, &ids.exp_name, &ids.id, faults) {
         eprintln!("warning: cannot write fault labels: {e}");
     }
 }

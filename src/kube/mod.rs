@@ -17,6 +17,7 @@ pub mod chaos;
 pub mod cleanup;
 pub mod discovery;
 pub mod names;
+pub mod pods;
 
 /// The field manager ttplan's server-side applies use.
 pub const FIELD_MANAGER: &str = "ttplan";

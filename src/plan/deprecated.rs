@@ -1,5 +1,5 @@
 //! Field names the collectors used before they shared one vocabulary (`output`, `concurrency`,
-//! `require: none`). The old names still parse (serde aliases on the configs) for one release;
+//! `start`, `require: none`). The old names still parse (serde aliases on the configs) for one release;
 //! this pass turns each use into a warning that `validate` and `run` print, located at the field.
 
 use crate::diag::Span;
@@ -10,6 +10,7 @@ const RENAMED_FIELDS: &[(&str, &str, &str)] = &[
     ("collect-coverage", "out", "output"),
     ("coverage-report", "out", "output"),
     ("collect-logs", "dir", "output"),
+    ("collect-logs", "since", "start"),
     ("collect-traces", "path", "output"),
     ("collect-traces", "workers", "concurrency"),
 ];
@@ -72,6 +73,12 @@ mod tests {
         let f = SourceFile::new("p.yaml", None, "require: never\noutput: x\n".into());
         let w = warnings("collect-coverage", &parse_yaml(&f).unwrap());
         assert_eq!(w, ["p.yaml:1:10: warning: `require: never` is deprecated and will be removed; write `require: none`"]);
+        let f = SourceFile::new("p.yaml", None, "since: \"2026-01-01T00:00:00Z\"\n".into());
+        let w = warnings("collect-logs", &parse_yaml(&f).unwrap());
+        assert_eq!(
+            w,
+            ["p.yaml:1:1: warning: `since` is deprecated and will be removed; call it `start`"]
+        );
         let f = SourceFile::new("p.yaml", None, "concurrency: 4\noutput: x\n".into());
         assert!(warnings("collect-traces", &parse_yaml(&f).unwrap()).is_empty());
     }

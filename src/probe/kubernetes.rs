@@ -1,14 +1,13 @@
 //! Kubernetes probes: list the selected objects (resource, namespace, label selector, name
 //! prefixes) and judge their number, how many are ready, a field's value, or their absence.
 
-use ::kube::api::ListParams;
 use ::kube::core::DynamicObject;
 use ::kube::discovery::ApiResource;
 use serde_json::json;
 
 use super::http::same;
 use super::{Evaluation, ProbeSpec, ReadyCount};
-use crate::kube::name_selected;
+use crate::kube::pods::PodQuery;
 use crate::steps::api::StepCtx;
 
 /// The resource to list: `resource` (plural) in `api_version`, `apps/v1` for the workload
@@ -45,31 +44,16 @@ pub async fn evaluate(spec: &ProbeSpec, ctx: &StepCtx) -> Evaluation {
         .namespace
         .clone()
         .unwrap_or_else(|| kube.namespace.clone());
-    let mut params = ListParams::default();
-    if let Some(sel) = spec.selector.as_deref().filter(|s| !s.trim().is_empty()) {
-        params = params.labels(sel);
-    }
-    let list = match kube.dynamic(&ar, Some(&ns)).list(&params).await {
-        Ok(l) => l,
-        Err(e) => {
-            let e = crate::kube::KubeError::from_kube(
-                format!("listing {} in {ns}", ar.plural),
-                &kube.server,
-                e,
-            );
-            return Evaluation::unknown(e.to_string());
-        }
+    let query = PodQuery {
+        namespace: &ns,
+        selector: spec.selector.as_deref(),
+        name_prefixes: &spec.name_prefixes,
     };
-    let objects: Vec<&DynamicObject> = list
-        .items
-        .iter()
-        .filter(|o| {
-            name_selected(
-                o.metadata.name.as_deref().unwrap_or(""),
-                &spec.name_prefixes,
-            )
-        })
-        .collect();
+    let list = match query.objects(kube, &ar).await {
+        Ok(l) => l,
+        Err(e) => return Evaluation::unknown(e.to_string()),
+    };
+    let objects: Vec<&DynamicObject> = list.iter().collect();
     judge(spec, &objects)
 }
 

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use super::{Aggregate, Compare, Evaluation, ProbeSpec, DEFAULT_REQUEST_TIMEOUT};
 use crate::collect::endpoint::resolve_endpoint;
 use crate::collect::parse_time;
+use crate::collect::window::{Empty, Floor, Lookback, WindowSpec};
 use crate::kube::discovery;
 use crate::plan::Duration;
 use crate::steps::api::{StepCtx, StepError};
@@ -34,15 +35,22 @@ pub async fn evaluate(spec: &ProbeSpec, ctx: &StepCtx) -> Result<Evaluation, Ste
     };
     let query = spec.query.as_deref().unwrap_or_default();
     let now = Utc::now();
-    let window = match (&spec.start, spec.window) {
-        (Some(s), _) => Some(parse_time("start", s).map_err(StepError::Failed)?),
-        (None, Some(w)) => Some(now - chrono::Duration::from_std(w.get()).unwrap_or_default()),
-        (None, None) => None,
-    };
-    let end = match &spec.end {
-        Some(e) => parse_time("end", e).map_err(StepError::Failed)?,
-        None => now,
-    };
+    let window = WindowSpec {
+        start: spec.start.as_deref().map(|s| ("start", s)),
+        end: spec.end.as_deref().map(|e| ("end", e)),
+        default_start: spec.window.map(|w| Lookback {
+            at: now,
+            by: w.get(),
+            field: "window",
+        }),
+        default_end: Some(now),
+        floor: Floor::Never,
+        empty: Empty::Allowed,
+    }
+    .resolve()
+    .map_err(StepError::Failed)?;
+    let end = window.end.unwrap_or(now);
+    let window = window.start;
     let client = Prom::new(&endpoint, spec)?;
     let samples = match window {
         Some(start) => client.range(query, start, end).await,

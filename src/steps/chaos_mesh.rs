@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use ::kube::api::{DynamicObject, ListParams};
 use futures_util::future::BoxFuture;
-use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::api::core::v1::Event;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -20,10 +20,15 @@ use crate::kube::chaos::{
 };
 use crate::kube::cleanup::{delete_chaos_with_remedy, force_remedy};
 use crate::kube::names::{dns_name, label_value};
+use crate::kube::pods::PodQuery;
 use crate::kube::{poll_interval, qualified, Kube, KubeSettings};
 use crate::plan::node::Node;
 use crate::plan::template::Templates;
 use crate::plan::Duration;
+use crate::steps::api::fault_details::{
+    ChaosMeshInjection, ChaosMeshObject, ChaosMeshParams, ChaosMeshTarget, ChildFault, FaultParams,
+    FirstChild, InjectionDetails, ParentTimes, RecoveryReport,
+};
 use crate::steps::api::faults::{FaultRecord, RecoverCtx};
 use crate::steps::api::manifest;
 
@@ -168,8 +173,10 @@ impl Step for ChaosMeshConfig {
             name: name.clone(),
             kube: ctx.kube_settings().clone(),
         };
-        let params =
-            json!({ "kind": kind, "spec": obj.get("spec").cloned().unwrap_or(Value::Null) });
+        let params = FaultParams::ChaosMesh(ChaosMeshParams {
+            kind: kind.clone(),
+            spec: obj.get("spec").cloned().unwrap_or(Value::Null),
+        });
         let fault = ctx
             .register_fault(
                 Self::KIND,
@@ -294,24 +301,32 @@ impl Step for ChaosMeshConfig {
             .creation_timestamp
             .as_ref()
             .map(|t| t.0.to_string());
-        let mut details = json!({
-            "object": {"apiVersion": CHAOS_MESH_API, "kind": kind, "namespace": namespace, "name": name, "uid": uid,
-                       "created_at": created_at},
-            "target": {
-                "namespace": namespace,
-                "selector": spec.get("selector").cloned().unwrap_or(Value::Null),
-                "mode": spec.get("mode").cloned().unwrap_or(Value::Null),
-                "pods": pods,
-            },
-            "controller_injected_at": injected_at,
-            "records": records,
+        let first_child = child.as_ref().map(|k| FirstChild {
+            kind: k.clone(),
+            name: current.metadata.name.clone(),
+            uid: current.metadata.uid.clone(),
+            pods: pods.clone(),
+            injected_at: injected_at.clone(),
         });
-        if let Some(k) = &child {
-            details["first_child"] = json!({
-                "kind": k, "name": current.metadata.name, "uid": current.metadata.uid,
-                "pods": pods, "injected_at": injected_at,
-            });
-        }
+        let details = InjectionDetails::ChaosMesh(ChaosMeshInjection {
+            object: ChaosMeshObject {
+                api_version: CHAOS_MESH_API.into(),
+                kind: kind.clone(),
+                namespace: namespace.clone(),
+                name: name.clone(),
+                uid: uid.clone(),
+                created_at,
+            },
+            target: ChaosMeshTarget {
+                namespace: namespace.clone(),
+                selector: spec.get("selector").cloned().unwrap_or(Value::Null),
+                mode: spec.get("mode").cloned().unwrap_or(Value::Null),
+                pods: pods.clone(),
+            },
+            controller_injected_at: injected_at.clone(),
+            records,
+            first_child,
+        });
         fault.injected(details).await?;
         Ok(StepOutputs::default()
             .value("name", name)
@@ -546,11 +561,15 @@ async fn selection_context(kube: &Kube, obj: &DynamicObject, namespace: &str) ->
         })
         .unwrap_or_default();
     let mut found = Vec::new();
+    let selector = labels.join(",");
     for ns in &namespaces {
-        let api: ::kube::Api<Pod> = ::kube::Api::namespaced(kube.client.clone(), ns);
-        let lp = ListParams::default().labels(&labels.join(","));
-        match api.list(&lp).await {
-            Ok(list) => found.extend(list.items.into_iter().map(|p| {
+        let query = PodQuery {
+            namespace: ns,
+            selector: Some(&selector),
+            name_prefixes: &[],
+        };
+        match query.pods(kube).await {
+            Ok(pods) => found.extend(pods.into_iter().map(|p| {
                 let phase = p
                     .status
                     .as_ref()
@@ -598,16 +617,16 @@ async fn selection_context(kube: &Kube, obj: &DynamicObject, namespace: &str) ->
 
 /// One child of a Schedule/Workflow as the labels list it: which pods, and when the controller
 /// applied and recovered the fault on them.
-fn child_label(kind: &str, name: &str, records: &[Value], source: &str) -> Value {
+fn child_label(kind: &str, name: &str, records: &[Value], source: &str) -> ChildFault {
     let (injected_at, recovered_at) = controller_times(records);
-    json!({
-        "kind": kind,
-        "name": name,
-        "pods": affected_pods(records),
-        "injected_at": injected_at,
-        "recovered_at": recovered_at,
-        "source": source,
-    })
+    ChildFault {
+        kind: kind.to_string(),
+        name: name.to_string(),
+        pods: affected_pods(records),
+        injected_at,
+        recovered_at,
+        source: source.to_string(),
+    }
 }
 
 /// The run folder of a recovery (`runs/<exp>/steps/<step>.recover.log` → `runs/<exp>`).
@@ -621,7 +640,7 @@ fn run_dir(ctx: &RecoverCtx) -> Option<std::path::PathBuf> {
 fn recover<'a>(
     record: &'a FaultRecord,
     ctx: &'a RecoverCtx,
-) -> BoxFuture<'a, Result<Option<Value>, String>> {
+) -> BoxFuture<'a, Result<Option<RecoveryReport>, String>> {
     Box::pin(async move {
         let r: Recovery = serde_json::from_value(record.recovery.clone())
             .map_err(|e| format!("fault `{}`: unreadable recovery data: {e}", record.id))?;
@@ -631,18 +650,13 @@ fn recover<'a>(
         let kube = &ctx.kube(&r.kube).await?;
         let remedy = force_remedy(run_dir(ctx).as_deref(), Some(&r.namespace));
         let limit = ctx.timeout.unwrap_or(r.timeout.get());
-        let uid = record
-            .details
-            .pointer("/object/uid")
-            .and_then(Value::as_str)
-            .filter(|u| !u.is_empty())
-            .map(str::to_string);
+        let uid = record.details.object_uid().map(str::to_string);
         // A schedule's child kind, from the plan's object (the schedule may be gone already).
-        let child_type = record
-            .params
-            .pointer("/spec/type")
-            .and_then(Value::as_str)
-            .map(str::to_string);
+        let child_type = match &record.params {
+            FaultParams::ChaosMesh(p) => p.spec.get("type").and_then(Value::as_str),
+            _ => None,
+        }
+        .map(str::to_string);
         let composite = children_selector(&r.kind, &r.name).is_some();
         // The children as they are before the parent goes (their records are exact).
         let mut seen: Vec<(String, String, Vec<Value>)> = Vec::new();
@@ -693,9 +707,11 @@ fn recover<'a>(
                 records = merge_records(records, from_events);
             }
             let recovered_at = controller_times(&records).1;
-            return Ok(Some(
-                json!({ "controller_recovered_at": recovered_at, "records": records }),
-            ));
+            return Ok(Some(RecoveryReport {
+                controller_recovered_at: recovered_at,
+                records: Some(records),
+                ..RecoveryReport::default()
+            }));
         }
         let deleted_at = chrono::Utc::now();
         // The garbage collector deletes the children after their parent; ttplan deletes them
@@ -774,21 +790,21 @@ fn recover<'a>(
             let all = merge_records(recs.clone(), from_events);
             children.push(child_label(k, n, &all, source));
         }
-        children.sort_by(|a, b| a["injected_at"].as_str().cmp(&b["injected_at"].as_str()));
-        let recovered_at = children
-            .iter()
-            .filter_map(|c| c["recovered_at"].as_str())
-            .max()
-            .map(str::to_string);
-        Ok(Some(json!({
-            "controller_recovered_at": recovered_at,
-            "children": children,
-            "parent": {
-                "created_at": record.details.pointer("/object/created_at"),
-                "deleted_at": deleted_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            },
-            "records": [],
-        })))
+        children.sort_by(|a, b| a.injected_at.cmp(&b.injected_at));
+        let recovered_at = children.iter().filter_map(|c| c.recovered_at.clone()).max();
+        let created_at = match &record.details {
+            InjectionDetails::ChaosMesh(d) => d.object.created_at.clone(),
+            _ => None,
+        };
+        Ok(Some(RecoveryReport {
+            controller_recovered_at: recovered_at,
+            children: Some(children),
+            parent: Some(ParentTimes {
+                created_at,
+                deleted_at: deleted_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            }),
+            records: Some(Vec::new()),
+        }))
     })
 }
 

@@ -5,10 +5,9 @@
 
 use std::path::PathBuf;
 
-use ::kube::api::{Api, DynamicObject, ListParams};
+use ::kube::api::DynamicObject;
 use futures_util::future::BoxFuture;
 use indexmap::IndexMap;
-use k8s_openapi::api::core::v1::Pod;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -17,8 +16,13 @@ use super::{Step, StepConfig, StepCtx, StepError, StepOutputs};
 use crate::kube::chaos::{chaosblade_injection, chaosblade_resource, Injection, CHAOSBLADE_API};
 use crate::kube::cleanup::delete_chaos;
 use crate::kube::names::{dns_name, label_value};
+use crate::kube::pods::PodQuery;
 use crate::kube::{poll_interval, Kube, KubeSettings};
 use crate::plan::Duration;
+use crate::steps::api::fault_details::{
+    ChaosBladeInjection, ChaosBladeObject, ChaosBladeParams, ChaosBladeTarget, FaultParams,
+    InjectionDetails, RecoveryReport,
+};
 use crate::steps::api::faults::{FaultRecord, RecoverCtx};
 
 /// How the fault is created.
@@ -180,14 +184,15 @@ pub fn parse_blade_answer(stdout: &str, stderr: &str) -> Result<Value, BladeFail
 }
 
 async fn ready_pod(kube: &Kube, ns: &str, label: &str, service: &str) -> Result<String, StepError> {
-    let api: Api<Pod> = Api::namespaced(kube.client.clone(), ns);
-    let pods = api
-        .list(&ListParams::default().labels(&format!("{label}={service}")))
-        .await
-        .map_err(kube.err(format!("listing pods of {service}")))
-        .map_err(|e| StepError::failed(e.to_string()))?;
+    let selector = format!("{label}={service}");
+    let pods = PodQuery {
+        namespace: ns,
+        selector: Some(&selector),
+        name_prefixes: &[],
+    }
+    .pods(kube)
+    .await?;
     let mut ready: Vec<String> = pods
-        .items
         .iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
         .filter(|p| crate::kube::pod_is_ready(p))
@@ -235,10 +240,14 @@ impl Step for ChaosBladeConfig {
             timeout: self.recover_timeout,
             kube: ctx.kube_settings().clone(),
         };
-        let params = json!({
-            "kind": format!("chaosblade/{}/{}", self.target, self.action),
-            "target": self.target, "action": self.action, "flags": self.flags,
-            "service": self.service, "container": container, "process": self.process,
+        let params = FaultParams::ChaosBlade(ChaosBladeParams {
+            kind: format!("chaosblade/{}/{}", self.target, self.action),
+            target: self.target.clone(),
+            action: self.action.clone(),
+            flags: self.flags.clone(),
+            service: self.service.clone(),
+            container: container.clone(),
+            process: self.process.clone(),
         });
         let fault = ctx
             .register_fault(
@@ -247,7 +256,12 @@ impl Step for ChaosBladeConfig {
                 params,
             )
             .await?;
-        let target = json!({"namespace": ns, "service": self.service, "pods": [format!("{ns}/{pod}")], "container": container});
+        let target = ChaosBladeTarget {
+            namespace: ns.clone(),
+            service: self.service.clone(),
+            pods: vec![format!("{ns}/{pod}")],
+            container: container.clone(),
+        };
         ctx.progress(format!(
             "injecting {} {} into {ns}/{pod}",
             self.target, self.action
@@ -284,21 +298,29 @@ impl Step for ChaosBladeConfig {
             }
         };
         let mut target = target;
-        let mut details = json!({
-            "object": {"apiVersion": CHAOSBLADE_API, "kind": "ChaosBlade", "name": name, "uid": uid},
-            "blade_uid": uid,
-        });
+        let mut details = ChaosBladeInjection {
+            object: ChaosBladeObject {
+                api_version: CHAOSBLADE_API.into(),
+                kind: "ChaosBlade".into(),
+                name,
+                uid: uid.clone(),
+            },
+            blade_uid: uid.clone(),
+            controller_injected_at: None,
+            controller_status: None,
+            target: target.clone(),
+        };
         if let Some(obj) = seen.as_ref().filter(|o| blade_phase(o) == "Running") {
             let pods = blade_pods(obj);
             if !pods.is_empty() {
-                target["pods"] = json!(pods);
+                target.pods = pods;
             }
-            if let Some(at) = status_written_at(obj) {
-                details["controller_injected_at"] = json!(at);
-            }
-            details["controller_status"] = obj.data.get("status").cloned().unwrap_or(Value::Null);
+            details.controller_injected_at = status_written_at(obj);
+            details.controller_status =
+                Some(obj.data.get("status").cloned().unwrap_or(Value::Null));
         }
-        details["target"] = target;
+        details.target = target;
+        let details = InjectionDetails::ChaosBlade(details);
         fault.injected(details).await?;
         Ok(StepOutputs::default()
             .value("uid", uid)
@@ -445,7 +467,7 @@ impl ChaosBladeConfig {
 fn recover<'a>(
     record: &'a FaultRecord,
     ctx: &'a RecoverCtx,
-) -> BoxFuture<'a, Result<Option<Value>, String>> {
+) -> BoxFuture<'a, Result<Option<RecoveryReport>, String>> {
     Box::pin(async move {
         let r: Recovery = serde_json::from_value(record.recovery.clone())
             .map_err(|e| format!("fault `{}`: unreadable recovery data: {e}", record.id))?;
@@ -453,12 +475,9 @@ fn recover<'a>(
         let name = r
             .name
             .clone()
-            .or_else(|| {
-                record
-                    .details
-                    .get("blade_uid")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
+            .or_else(|| match &record.details {
+                InjectionDetails::ChaosBlade(d) => Some(d.blade_uid.clone()),
+                _ => None,
             })
             .ok_or_else(|| {
                 format!(
@@ -525,7 +544,10 @@ fn recover<'a>(
                 .flatten(),
             None => None,
         };
-        Ok(at.map(|t| json!({"controller_recovered_at": t})))
+        Ok(at.map(|t| RecoveryReport {
+            controller_recovered_at: Some(t),
+            ..RecoveryReport::default()
+        }))
     })
 }
 

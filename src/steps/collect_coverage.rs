@@ -10,7 +10,6 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use ::kube::api::{Api, ListParams};
 use k8s_openapi::api::core::v1::Pod;
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -22,6 +21,7 @@ use crate::coverage::collect::{
 use crate::coverage::protocol::DumpCommand;
 use crate::coverage::target::Transport;
 use crate::diag::{Code, PlanDiag};
+use crate::kube::pods::PodQuery;
 use crate::plan::node::Node;
 use crate::plan::Duration;
 
@@ -167,25 +167,19 @@ impl CollectCoverageConfig {
                 .collect(),
         };
         let port = self.port.unwrap_or(DEFAULT_PORT);
-        let mut lp = ListParams::default();
-        if let Some(sel) = &self.selector {
-            lp = lp.labels(sel);
+        let pods = PodQuery {
+            namespace: &namespace,
+            selector: self.selector.as_deref(),
+            name_prefixes: &name_prefixes,
         }
-        let api: Api<Pod> = Api::namespaced(kube.client.clone(), &namespace);
-        let pods = api
-            .list(&lp)
-            .await
-            .map_err(kube.err(format!("listing pods in namespace {namespace}")))
-            .map_err(|e| StepError::failed(e.to_string()))?;
+        .pods(kube)
+        .await?;
         let mut targets = Vec::new();
         let mut skipped = Vec::new();
-        for pod in &pods.items {
+        for pod in &pods {
             let Some(name) = pod.metadata.name.as_deref() else {
                 continue;
             };
-            if !crate::kube::name_selected(name, &name_prefixes) {
-                continue;
-            }
             if let Some(why) = pod_unready_reason(pod) {
                 skipped.push(format!("{name} ({why})"));
                 continue;

@@ -8,8 +8,9 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::{Step, StepConfig, StepCtx, StepError, StepOutputs};
-use crate::collect::logs::{self, naming, LogsError, Settings};
+use crate::collect::logs::{self, LogsError, Settings};
 use crate::collect::parse_time;
+use crate::collect::window::{Empty, Floor, Lookback, WindowSpec};
 use crate::diag::{Code, PlanDiag};
 use crate::plan::node::Node;
 use crate::plan::template::Templates;
@@ -44,12 +45,13 @@ pub struct CollectLogsConfig {
     pub name_prefixes: Vec<String>,
     /// Window start, RFC 3339 (may be a template such as `{{ steps.inject.started_at }}`);
     /// floored to a whole second. Default: run start − `padding` (unless only `tail` is set).
-    #[serde(default)]
-    pub since: Option<String>,
+    /// (`since` is its deprecated name.)
+    #[serde(default, rename = "start", alias = "since")]
+    pub start: Option<String>,
     /// How far before the run start the default window begins.
     #[serde(default = "default_padding")]
     pub padding: Duration,
-    /// Only the last N lines of each log. Alone, it replaces the time window; with `since`,
+    /// Only the last N lines of each log. Alone, it replaces the time window; with `start`,
     /// both apply.
     #[serde(default)]
     pub tail: Option<u64>,
@@ -107,16 +109,22 @@ impl Step for CollectLogsConfig {
             .clone()
             .filter(|n| !n.trim().is_empty())
             .unwrap_or_else(|| kube.namespace.clone());
-        let since = match &self.since {
-            Some(s) => Some(parse_time("since", s).map_err(StepError::failed)?),
-            None => None,
-        };
-        let since = naming::window_start(
-            ctx.run_started_at(),
-            self.padding.get(),
-            since,
-            self.tail.is_some(),
-        );
+        let since = WindowSpec {
+            start: self.start.as_deref().map(|s| ("start", s)),
+            end: None,
+            // Only the last lines wanted (`tail` without `start`): no time window.
+            default_start: (self.tail.is_none()).then(|| Lookback {
+                at: ctx.run_started_at(),
+                by: self.padding.get(),
+                field: "padding",
+            }),
+            default_end: None,
+            floor: Floor::Always,
+            empty: Empty::Allowed,
+        }
+        .resolve()
+        .map_err(StepError::Failed)?
+        .start;
         let dir = self
             .dir
             .clone()
@@ -226,9 +234,15 @@ impl Step for CollectLogsConfig {
         if self.limit_bytes == Some(0) {
             bad("limit_bytes", "`limit_bytes` must be at least 1".into());
         }
-        if let Some(v) = self.since.as_deref().filter(|v| !Templates::is_template(v)) {
-            if let Err(e) = parse_time("since", v) {
-                bad("since", e);
+        if let Some(v) = self.start.as_deref().filter(|v| !Templates::is_template(v)) {
+            // Named as the plan spells it (`since` is the old name).
+            let field = if node.get("since").is_some() {
+                "since"
+            } else {
+                "start"
+            };
+            if let Err(e) = parse_time(field, v) {
+                bad(field, e);
             }
         }
         if self.name_prefixes.iter().any(|p| p.is_empty()) {

@@ -17,6 +17,7 @@ use crate::collect::traces::writer::Format;
 use crate::collect::traces::{
     self as traces, Protocol, QueryOrder, Settings, Timezone, TraceError, TraceState,
 };
+use crate::collect::window::{Empty, Floor, Lookback, WindowSpec};
 use crate::diag::{Code, PlanDiag};
 use crate::kube::discovery;
 use crate::plan::node::Node;
@@ -169,22 +170,20 @@ impl Step for CollectTracesConfig {
         )
         .await?;
         let timezone = self.timezone().map_err(StepError::failed)?;
-        let from = match &self.start {
-            Some(s) => parse_time("start", s).map_err(StepError::failed)?,
-            None => {
-                ctx.run_started_at()
-                    - chrono::Duration::from_std(self.padding.get()).unwrap_or_default()
-            }
-        };
-        let until = match &self.end {
-            Some(s) => parse_time("end", s).map_err(StepError::failed)?,
-            None => step_start,
-        };
-        if until <= from {
-            return Err(StepError::failed(format!(
-                "empty trace window: end {until} is not after start {from}"
-            )));
+        let (from, until) = WindowSpec {
+            start: self.start.as_deref().map(|s| ("start", s)),
+            end: self.end.as_deref().map(|e| ("end", e)),
+            default_start: Some(Lookback {
+                at: ctx.run_started_at(),
+                by: self.padding.get(),
+                field: "padding",
+            }),
+            default_end: Some(step_start),
+            floor: Floor::Never,
+            empty: Empty::Rejected,
         }
+        .resolve_closed()
+        .map_err(StepError::Failed)?;
         let ext = self.format.extension();
         let rel = self.path.clone().unwrap_or_else(|| {
             format!(
@@ -227,7 +226,7 @@ impl Step for CollectTracesConfig {
                 TraceError::Io { path, source } => {
                     StepError::io(format!("writing {}", path.display()))(source)
                 }
-                other => StepError::failed(format!("collecting traces from {endpoint}: {other}")),
+                other => StepError::collect(format!("collecting traces from {endpoint}"))(other),
             })?;
 
         let failed = report.failed.len() as u64;

@@ -294,7 +294,7 @@ async fn report_service(
     };
     render(engine, &job, prepared.scratch.path(), groups)
         .await
-        .map_err(|e| StepError::failed(format!("service `{service}`: {e}")))?;
+        .map_err(StepError::collect(format!("service `{service}`")))?;
     let (service, dir) = (service.to_string(), dir.to_path_buf());
     blocking(move || {
         let counters = publish(&service, &dir, &xml_tmp, &html_tmp)?;

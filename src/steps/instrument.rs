@@ -125,8 +125,8 @@ impl Step for InstrumentConfig {
         let report = tokio::task::spawn_blocking(move || {
             let text = std::fs::read_to_string(&inp)
                 .map_err(StepError::io(format!("reading {}", inp.display())))?;
-            let (new, report) = instrument(&text, &opts)
-                .map_err(|e| StepError::failed(format!("{}: {e}", inp.display())))?;
+            let (new, report) =
+                instrument(&text, &opts).map_err(StepError::collect(inp.display().to_string()))?;
             write_atomic(&outp, new.as_bytes())
                 .map_err(StepError::io(format!("writing {}", outp.display())))?;
             Ok::<_, StepError>(report)

@@ -8,7 +8,7 @@ use ::kube::discovery::{pinned_kind, Scope};
 use futures_util::future::BoxFuture;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::{Step, StepConfig, StepCtx, StepError, StepOutputs};
 use crate::diag::{Code, PlanDiag};
@@ -16,6 +16,7 @@ use crate::kube::{qualified, Kube, KubeSettings};
 use crate::plan::node::{Node, Value as NodeValue};
 use crate::plan::template::Templates;
 use crate::plan::Duration;
+use crate::steps::api::fault_details::{FaultParams, RecoveryReport, TeardownParams};
 use crate::steps::api::faults::{FaultRecord, RecoverCtx};
 use crate::steps::api::manifest;
 
@@ -247,7 +248,9 @@ impl Step for KubeApplyConfig {
             ctx.register_teardown(
                 Self::KIND,
                 serde_json::to_value(&td).map_err(StepError::failed)?,
-                json!({"objects": td.objects.len()}),
+                FaultParams::Teardown(TeardownParams {
+                    objects: td.objects.len(),
+                }),
             )
             .await?;
         }
@@ -286,7 +289,7 @@ fn truncate(s: &str, n: usize) -> String {
 fn teardown<'a>(
     record: &'a FaultRecord,
     ctx: &'a RecoverCtx,
-) -> BoxFuture<'a, Result<Option<Value>, String>> {
+) -> BoxFuture<'a, Result<Option<RecoveryReport>, String>> {
     Box::pin(async move {
         let td: Teardown = serde_json::from_value(record.recovery.clone())
             .map_err(|e| format!("unreadable teardown data: {e}"))?;

@@ -17,6 +17,9 @@ use crate::diag::{Code, PlanDiag};
 use crate::plan::node::Node;
 use crate::plan::template::EnvSource;
 use crate::plan::Duration;
+use crate::steps::api::fault_details::{
+    FaultParams, InjectionDetails, RecoveryReport, ShellParams,
+};
 use crate::steps::api::faults::{FaultRecord, RecoverCtx};
 use crate::steps::api::secrets::restore;
 
@@ -142,7 +145,10 @@ impl Step for ShellConfig {
                     env: env.clone(),
                 };
                 let recovery = serde_json::to_value(&recovery).map_err(StepError::failed)?;
-                let params = serde_json::json!({ "run": self.run, "recover": recover });
+                let params = FaultParams::Shell(ShellParams {
+                    run: serde_json::to_value(&self.run).map_err(StepError::failed)?,
+                    recover: serde_json::to_value(recover).map_err(StepError::failed)?,
+                });
                 // Marked injected below, by whichever attempt succeeds.
                 let _registered = ctx.register_fault(Self::KIND, recovery, params).await?;
             }
@@ -213,7 +219,7 @@ impl Step for ShellConfig {
         if self.recover.is_some() {
             // The command succeeded: the fault registered by the first attempt is in place.
             if let Some(fault) = ctx.registered_fault().await {
-                fault.injected(serde_json::Value::Null).await?;
+                fault.injected(InjectionDetails::None).await?;
             }
         }
         let mut out = StepOutputs::default()
@@ -253,7 +259,7 @@ fn read_outputs_file(path: &Path) -> Result<IndexMap<String, String>, StepError>
 fn recover_shell<'a>(
     record: &'a FaultRecord,
     ctx: &'a RecoverCtx,
-) -> BoxFuture<'a, Result<Option<serde_json::Value>, String>> {
+) -> BoxFuture<'a, Result<Option<RecoveryReport>, String>> {
     Box::pin(async move {
         let mut r: ShellRecovery = serde_json::from_value(record.recovery.clone())
             .map_err(|e| format!("fault `{}`: unreadable recovery data: {e}", record.id))?;

@@ -5,12 +5,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
-use ::kube::api::{Api, DeleteParams, ListParams};
+use ::kube::api::{Api, DeleteParams};
 use k8s_openapi::api::core::v1::Pod;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::{Step, StepConfig, StepCtx, StepError, StepOutputs};
+use crate::kube::pods::PodQuery;
 use crate::plan::Duration;
 
 /// Waits until pods are Ready.
@@ -116,30 +117,20 @@ impl Step for WaitReadyConfig {
             .clone()
             .unwrap_or_else(|| kube.namespace.clone());
         let api: Api<Pod> = Api::namespaced(kube.client.clone(), &ns);
-        let mut lp = ListParams::default();
-        if let Some(sel) = &self.selector {
-            lp = lp.labels(sel);
-        }
+        let query = PodQuery {
+            namespace: &ns,
+            selector: self.selector.as_deref(),
+            name_prefixes: &self.name_prefixes,
+        };
         let deadline = tokio::time::Instant::now() + self.within.get();
         let mut not_ready_since: BTreeMap<String, Instant> = BTreeMap::new();
         let mut restarted: BTreeSet<String> = BTreeSet::new();
         loop {
-            let pods = api
-                .list(&lp)
-                .await
-                .map_err(kube.err(format!("listing pods in {ns}")))
-                .map_err(|e| StepError::failed(e.to_string()))?;
+            let pods = query.pods(kube).await?;
             let selected: Vec<&Pod> = pods
-                .items
                 .iter()
                 .filter(|p| p.metadata.deletion_timestamp.is_none())
                 .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Succeeded"))
-                .filter(|p| {
-                    crate::kube::name_selected(
-                        p.metadata.name.as_deref().unwrap_or(""),
-                        &self.name_prefixes,
-                    )
-                })
                 .collect();
             let mut laggards = Vec::new();
             let mut ready = 0;

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use ::kube::api::{Api, ListParams, LogParams};
+use ::kube::api::{Api, LogParams};
 use chrono::{DateTime, SecondsFormat, Utc};
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use serde::Serialize;
@@ -30,6 +30,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::atomic_write::write_json_atomic;
+use crate::kube::pods::PodQuery;
 use crate::kube::{Kube, KubeError};
 use naming::Instance;
 
@@ -391,19 +392,18 @@ async fn collect_logs(
         skipped: Vec::new(),
         errors: Vec::new(),
     };
-    let mut lp = ListParams::default();
-    if let Some(sel) = &settings.selector {
-        lp = lp.labels(sel);
-    }
+    let query = PodQuery {
+        namespace: ns,
+        selector: settings.selector.as_deref(),
+        name_prefixes: &settings.name_prefixes,
+    };
     let listed = tokio::select! {
-        r = api.list(&lp) => r,
+        r = query.pods(kube) => r,
         () = cancel.cancelled() => return Err(LogsError::Cancelled),
     };
-    let mut pods = match listed {
-        Ok(list) => list.items,
+    let pods = match listed {
+        Ok(pods) => pods,
         Err(e) => {
-            let e =
-                KubeError::from_kube(format!("listing pods in namespace {ns}"), &kube.server, e);
             part.errors.push(ErrorReport {
                 pod: None,
                 container: None,
@@ -414,13 +414,6 @@ async fn collect_logs(
             return Ok(part);
         }
     };
-    pods.retain(|p| {
-        crate::kube::name_selected(
-            p.metadata.name.as_deref().unwrap_or(""),
-            &settings.name_prefixes,
-        )
-    });
-    pods.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
 
     let jobs = plan_jobs(&pods, settings, ts, dir_abs, &mut part);
     let total = jobs.len();

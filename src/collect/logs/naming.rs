@@ -92,31 +92,6 @@ pub fn safe_component(name: &str) -> bool {
         && !name.starts_with('.')
 }
 
-/// Floors to a whole second. The API takes `sinceTime` with whole seconds only and kube rounds
-/// half up, which could start the window after a line that belongs in it; flooring keeps
-/// every line of the window (at most one second more).
-pub fn floor_to_second(t: DateTime<Utc>) -> DateTime<Utc> {
-    DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t)
-}
-
-/// The start of the log window: the explicit `since`, else — unless only the last lines are
-/// wanted (`tail` without `since`) — the run start minus `padding`; floored to whole seconds.
-pub fn window_start(
-    run_started_at: DateTime<Utc>,
-    padding: std::time::Duration,
-    since: Option<DateTime<Utc>>,
-    tail_only: bool,
-) -> Option<DateTime<Utc>> {
-    let start = match since {
-        Some(t) => t,
-        None if tail_only => return None,
-        None => {
-            run_started_at - chrono::Duration::from_std(padding).unwrap_or(chrono::Duration::zero())
-        }
-    };
-    Some(floor_to_second(start))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,38 +156,5 @@ mod tests {
         for bad in ["", ".", "..", "../x", "a/b", ".hidden"] {
             assert!(!safe_component(bad), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn the_window_start_is_floored_never_rounded_up() {
-        assert_eq!(
-            floor_to_second(t("2026-03-01T10:00:00.999Z")),
-            t("2026-03-01T10:00:00Z")
-        );
-        assert_eq!(
-            floor_to_second(t("2026-03-01T10:00:00Z")),
-            t("2026-03-01T10:00:00Z")
-        );
-        let run = t("2026-03-01T10:01:30.600Z");
-        let pad = std::time::Duration::from_secs(60);
-        // Default: run start − padding, floored.
-        assert_eq!(
-            window_start(run, pad, None, false),
-            Some(t("2026-03-01T10:00:30Z"))
-        );
-        // A sub-second padding still floors.
-        let pad = std::time::Duration::from_millis(700);
-        assert_eq!(
-            window_start(run, pad, None, false),
-            Some(t("2026-03-01T10:01:29Z"))
-        );
-        // An explicit `since` wins, also floored.
-        let since = t("2026-03-01T09:59:59.5+01:00");
-        assert_eq!(
-            window_start(run, pad, Some(since), true),
-            Some(t("2026-03-01T08:59:59Z"))
-        );
-        // `tail` alone means "the last lines", with no time bound.
-        assert_eq!(window_start(run, pad, None, true), None);
     }
 }

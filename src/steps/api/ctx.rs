@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::events::StepEvents;
 use super::events::UntilEvent;
+use super::fault_details::{FaultParams, InjectionDetails};
 use super::faults::RecoverLookup;
 use super::faults::{FaultLedger, FaultRecord, RecoverSettings};
 use super::process::ChildGroups;
@@ -156,7 +157,7 @@ impl StepCtx {
         &self,
         kind: &str,
         recovery: serde_json::Value,
-        params: serde_json::Value,
+        params: FaultParams,
     ) -> Result<FaultHandle, StepError> {
         let id = self.register(kind, recovery, params, false).await?;
         Ok(FaultHandle {
@@ -184,7 +185,7 @@ impl StepCtx {
         &self,
         kind: &str,
         recovery: serde_json::Value,
-        params: serde_json::Value,
+        params: FaultParams,
     ) -> Result<String, StepError> {
         self.register(kind, recovery, params, true).await
     }
@@ -193,7 +194,7 @@ impl StepCtx {
         &self,
         kind: &str,
         recovery: serde_json::Value,
-        params: serde_json::Value,
+        params: FaultParams,
         teardown: bool,
     ) -> Result<String, StepError> {
         self.faults
@@ -265,7 +266,7 @@ impl FaultHandle {
     ///
     /// # Errors
     /// When the ledger cannot be written.
-    pub async fn injected(&self, details: serde_json::Value) -> Result<(), StepError> {
+    pub async fn injected(&self, details: InjectionDetails) -> Result<(), StepError> {
         self.ledger
             .update(&self.id, |r: &mut FaultRecord| r.mark_injected(details))
             .await

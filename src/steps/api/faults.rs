@@ -13,6 +13,7 @@ use tokio::sync::Mutex;
 
 use std::sync::Arc;
 
+use super::fault_details::{FaultParams, InjectionDetails, RecoveryReport};
 use super::process::ChildGroups;
 use super::secrets::Secrets;
 use super::RecoverFn;
@@ -44,14 +45,14 @@ pub struct FaultRecord {
     pub recovered_by: Option<String>,
     pub error: Option<String>,
     /// Fault parameters, for labels and the manifest.
-    pub params: serde_json::Value,
+    pub params: FaultParams,
     /// Kind-specific data the recover function reads.
     pub recovery: serde_json::Value,
     /// What the injector reported (controller records, affected pods…).
-    pub details: serde_json::Value,
+    pub details: InjectionDetails,
     /// What recovery observed (e.g. the controller's recovery records).
     #[serde(default)]
-    pub recovery_details: serde_json::Value,
+    pub recovery_details: Option<RecoveryReport>,
     /// Not a fault but something to undo at the end (e.g. applied manifests); kept out of
     /// `fault_labels.json`.
     #[serde(default)]
@@ -59,7 +60,7 @@ pub struct FaultRecord {
 }
 
 impl FaultRecord {
-    pub fn mark_injected(&mut self, details: serde_json::Value) {
+    pub fn mark_injected(&mut self, details: InjectionDetails) {
         self.status = FaultStatus::Injected;
         self.injected_at = Some(Utc::now());
         self.details = details;
@@ -181,7 +182,7 @@ impl FaultLedger {
         step: &str,
         kind: &str,
         recovery: serde_json::Value,
-        params: serde_json::Value,
+        params: FaultParams,
         teardown: bool,
     ) -> std::io::Result<String> {
         let mut faults = self.faults.lock().await;
@@ -203,8 +204,8 @@ impl FaultLedger {
             error: None,
             params,
             recovery,
-            details: serde_json::Value::Null,
-            recovery_details: serde_json::Value::Null,
+            details: InjectionDetails::None,
+            recovery_details: None,
             teardown,
         });
         self.persist(&faults).await?;
@@ -257,7 +258,7 @@ impl FaultLedger {
                 .update(&record.id, |r| match &result {
                     Ok(details) => {
                         if let Some(d) = details {
-                            r.recovery_details = d.clone();
+                            r.recovery_details = Some(d.clone());
                         }
                         r.status = FaultStatus::Recovered;
                         r.recovered_at = Some(now);
@@ -298,7 +299,7 @@ async fn recover_one(
     record: &FaultRecord,
     ledger_path: &Path,
     s: &RecoverSettings,
-) -> Result<Option<serde_json::Value>, String> {
+) -> Result<Option<RecoveryReport>, String> {
     let entry = (s.recover_fn)(&record.kind).ok_or_else(|| {
         format!(
             "no step kind `{}` to recover fault `{}`",

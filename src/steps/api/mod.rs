@@ -17,6 +17,7 @@ use crate::plan::node::Node;
 pub mod command_env;
 pub mod ctx;
 pub mod events;
+pub mod fault_details;
 pub mod faults;
 pub mod manifest;
 pub mod process;
@@ -24,6 +25,7 @@ pub mod progress;
 pub mod secrets;
 
 pub use ctx::StepCtx;
+use fault_details::RecoveryReport;
 use faults::{FaultRecord, RecoverCtx};
 
 /// What a step produced: named values (readable by later steps as
@@ -72,6 +74,14 @@ pub enum StepError {
     /// A Kubernetes API call failed; the source tells a timeout from an API answer.
     #[error("{0}")]
     Kube(#[from] crate::kube::KubeError),
+    /// A collector (traces, metrics, logs, coverage) failed; the source is its own error type,
+    /// `message` says it with the step's context.
+    #[error("{message}")]
+    Collect {
+        message: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
     #[error("cancelled")]
     Cancelled,
     /// A failure whose outputs still belong in the manifest (e.g. which traces were lost).
@@ -85,6 +95,37 @@ pub enum StepError {
 impl StepError {
     pub fn failed(msg: impl fmt::Display) -> Self {
         StepError::Failed(msg.to_string())
+    }
+
+    /// `map_err(StepError::collect("collecting traces from x"))`: `context: <the error>`
+    /// (just the error when `context` is empty).
+    pub fn collect<E>(context: impl Into<String>) -> impl FnOnce(E) -> StepError
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let context = context.into();
+        move |source| {
+            let message = if context.is_empty() {
+                source.to_string()
+            } else {
+                format!("{context}: {source}")
+            };
+            StepError::Collect {
+                message,
+                source: Box::new(source),
+            }
+        }
+    }
+
+    /// A collector's error said in the step's own words (`message` built from it).
+    pub fn collect_said<E>(source: E, say: impl FnOnce(&E) -> String) -> StepError
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        StepError::Collect {
+            message: say(&source),
+            source: Box::new(source),
+        }
     }
 
     /// `map_err(StepError::io("writing x"))`.
@@ -142,4 +183,26 @@ pub trait StepConfig: Step + DeserializeOwned + JsonSchema + 'static {
 pub type RecoverFn = for<'a> fn(
     &'a FaultRecord,
     &'a RecoverCtx,
-) -> BoxFuture<'a, Result<Option<serde_json::Value>, String>>;
+) -> BoxFuture<'a, Result<Option<RecoveryReport>, String>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_collector_error_stays_the_source() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("query `up` failed")]
+        struct QueryFailed;
+        let e = StepError::collect("collecting from P")(QueryFailed);
+        assert_eq!(e.to_string(), "collecting from P: query `up` failed");
+        let source = std::error::Error::source(&e).unwrap();
+        assert!(source.downcast_ref::<QueryFailed>().is_some());
+        assert_eq!(
+            StepError::collect("")(QueryFailed).to_string(),
+            "query `up` failed"
+        );
+        let said = StepError::collect_said(QueryFailed, |e| format!("{e} (at P)"));
+        assert_eq!(said.to_string(), "query `up` failed (at P)");
+    }
+}

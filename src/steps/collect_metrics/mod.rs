@@ -6,7 +6,7 @@ mod queries;
 
 use std::path::PathBuf;
 
-use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -17,6 +17,7 @@ use crate::collect::metrics::client::ClientOptions;
 use crate::collect::metrics::{
     collect, MetricsError, MetricsJob, NamedQuery, OnQueryError, QueryReport,
 };
+use crate::collect::window::{Empty, Floor, Lookback, WindowSpec};
 use crate::collect::{file_ts, parse_time};
 use crate::diag::{did_you_mean, Code, PlanDiag};
 use crate::kube::discovery;
@@ -197,27 +198,22 @@ impl Step for CollectMetricsConfig {
             .resolved_queries()
             .map_err(|e| StepError::Failed(e.message))?;
         let step_ms = self.step_ms().map_err(StepError::Failed)?;
-        let end = match &self.end {
-            Some(s) => parse_time("end", s).map_err(StepError::Failed)?,
-            None => step_started.trunc_subsecs(0),
-        };
         // Default bounds fall on whole seconds, so every sample's `timestamp` is an integer
         // (as in the published CSVs) instead of carrying the run start's milliseconds.
-        let start = match &self.start {
-            Some(s) => parse_time("start", s).map_err(StepError::Failed)?,
-            None => {
-                let pad = chrono::Duration::from_std(self.padding.get())
-                    .map_err(|e| StepError::failed(format!("`padding`: {e}")))?;
-                (ctx.run_started_at() - pad).trunc_subsecs(0)
-            }
-        };
-        if start > end {
-            return Err(StepError::failed(format!(
-                "the window is empty: start {} is after end {}",
-                iso(start),
-                iso(end)
-            )));
+        let (start, end) = WindowSpec {
+            start: self.start.as_deref().map(|s| ("start", s)),
+            end: self.end.as_deref().map(|e| ("end", e)),
+            default_start: Some(Lookback {
+                at: ctx.run_started_at(),
+                by: self.padding.get(),
+                field: "padding",
+            }),
+            default_end: Some(step_started),
+            floor: Floor::Defaults,
+            empty: Empty::InstantOk,
         }
+        .resolve_closed()
+        .map_err(StepError::Failed)?;
         let output = match &self.output {
             Some(p) if p.is_absolute() => p.clone(),
             Some(p) => ctx.out_dir().join(p),
@@ -254,7 +250,7 @@ impl Step for CollectMetricsConfig {
             .await
             .map_err(|e| match e {
                 MetricsError::Cancelled => StepError::Cancelled,
-                e => StepError::Failed(format!("{e} (Prometheus at {endpoint})")),
+                e => StepError::collect_said(e, |e| format!("{e} (Prometheus at {endpoint})")),
             })?;
 
         let rel = |p: &PathBuf| {
