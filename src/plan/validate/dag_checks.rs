@@ -11,6 +11,26 @@ use crate::plan::node::{Entry, Node, Value};
 use crate::plan::template::Templates;
 use crate::plan::PlanStep;
 
+/// The graph of the declared steps, with every problem of order reported: `after` naming
+/// missing steps or making cycles, and steps read or named before they run.
+pub(super) fn checked_dag<S: KindChecks>(
+    steps_node: Option<&Entry>,
+    steps: &IndexMap<String, PlanStep<S>>,
+    templates: &Templates,
+    errs: &mut PlanErrors,
+) -> Dag {
+    // The graph comes from every declared step, parsed or not, so cycles and missing names
+    // are reported even for steps with other errors.
+    let declared = declared_after(steps_node);
+    let dag = Dag::build(declared.iter().map(|(n, a)| (n.as_str(), a.as_slice())));
+    check_after(steps_node, &declared, errs);
+    check_cycles(steps_node, &dag, errs);
+    check_runtime_refs(steps_node, &dag, templates, errs);
+    check_step_refs(steps, &dag, errs);
+    check_watched_steps(steps, &dag, errs);
+    dag
+}
+
 /// Spans of each `after` entry, by step.
 fn after_entries<'a>(steps_node: Option<&'a Entry>, step: &str) -> Vec<&'a Node> {
     let after = steps_node
@@ -24,7 +44,7 @@ fn after_entries<'a>(steps_node: Option<&'a Entry>, step: &str) -> Vec<&'a Node>
 }
 
 /// Every declared step (with a valid name) and the names in its `after`.
-pub(super) fn declared_after(steps_node: Option<&Entry>) -> IndexMap<String, Vec<String>> {
+fn declared_after(steps_node: Option<&Entry>) -> IndexMap<String, Vec<String>> {
     let Some(map) = steps_node.and_then(|e| e.value.as_map()) else {
         return IndexMap::new();
     };
@@ -40,7 +60,7 @@ pub(super) fn declared_after(steps_node: Option<&Entry>) -> IndexMap<String, Vec
         .collect()
 }
 
-pub(super) fn check_after(
+fn check_after(
     steps_node: Option<&Entry>,
     declared: &IndexMap<String, Vec<String>>,
     errs: &mut PlanErrors,
@@ -76,7 +96,7 @@ pub(super) fn check_after(
     }
 }
 
-pub(super) fn check_cycles(steps_node: Option<&Entry>, dag: &Dag, errs: &mut PlanErrors) {
+fn check_cycles(steps_node: Option<&Entry>, dag: &Dag, errs: &mut PlanErrors) {
     for cycle in dag.cycles() {
         if cycle.len() == 2 {
             continue; // a self-loop, reported by check_after
@@ -111,7 +131,7 @@ pub(super) fn check_cycles(steps_node: Option<&Entry>, dag: &Dag, errs: &mut Pla
 }
 
 /// Steps named in a kind's fields (`recover.faults`) exist and run first.
-pub(super) fn check_step_refs<S: KindChecks>(
+fn check_step_refs<S: KindChecks>(
     steps: &IndexMap<String, PlanStep<S>>,
     dag: &Dag,
     errs: &mut PlanErrors,
@@ -172,7 +192,7 @@ pub(super) fn check_step_refs<S: KindChecks>(
 
 /// A step a running step waits for (a continuous probe's `until`) exists and does not run
 /// after it — else the probe would wait forever.
-pub(super) fn check_watched_steps<S: KindChecks>(
+fn check_watched_steps<S: KindChecks>(
     steps: &IndexMap<String, PlanStep<S>>,
     dag: &Dag,
     errs: &mut PlanErrors,
@@ -213,12 +233,7 @@ pub(super) fn check_watched_steps<S: KindChecks>(
 }
 
 /// A field may read `steps.X.*` only when X finishes before the step starts.
-pub(super) fn check_runtime_refs(
-    steps_node: Option<&Entry>,
-    dag: &Dag,
-    t: &Templates,
-    errs: &mut PlanErrors,
-) {
+fn check_runtime_refs(steps_node: Option<&Entry>, dag: &Dag, t: &Templates, errs: &mut PlanErrors) {
     let Some(map) = steps_node.and_then(|e| e.value.as_map()) else {
         return;
     };

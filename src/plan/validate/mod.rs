@@ -7,11 +7,10 @@ use std::path::{Path, PathBuf};
 
 use indexmap::IndexMap;
 
-use super::dag::Dag;
 use super::kinds::Kinds;
 use super::load::{load_files, Loaded};
 use super::model::TOP_LEVEL_FIELDS;
-use super::node::{Entry, Node, Value};
+use super::node::{Entry, Map, Node, Value};
 use super::node_de::from_node;
 use super::template::Templates;
 use super::{LoadOptions, Plan};
@@ -24,10 +23,7 @@ mod render_at_start;
 mod steps;
 mod vars;
 
-use dag_checks::{
-    check_after, check_cycles, check_runtime_refs, check_step_refs, check_watched_steps,
-    declared_after,
-};
+use dag_checks::checked_dag;
 use diags::{node_error_diag, unknown_field_diag};
 use hypothesis::read_hypothesis;
 pub use render_at_start::{render_at_start, RenderedStep};
@@ -80,11 +76,7 @@ fn build_plan<K: Kinds + ?Sized>(
 ) -> Result<Plan<K::Step>, PlanErrors> {
     let mut errs = PlanErrors::default();
     let root = loaded.root;
-    // What `ttplan rerun` renders again: the merged document, its `extends` already applied.
-    let mut document = root.to_json();
-    if let Some(m) = document.as_object_mut() {
-        m.remove("extends");
-    }
+    let document = stored_document(&root);
     let Value::Map(top) = &root.value else {
         return Err(PlanDiag::new(
             Code::InvalidValue,
@@ -93,16 +85,7 @@ fn build_plan<K: Kinds + ?Sized>(
         )
         .into());
     };
-    for (key, entry) in top {
-        if !TOP_LEVEL_FIELDS.contains(&key.as_str()) {
-            errs.push(unknown_field_diag(
-                key,
-                Some(&entry.key_span),
-                TOP_LEVEL_FIELDS.iter().copied(),
-                "plan",
-            ));
-        }
-    }
+    check_top_fields(top, &mut errs);
     let plan_file = loaded.files[0]
         .path
         .clone()
@@ -110,23 +93,7 @@ fn build_plan<K: Kinds + ?Sized>(
     let plan_dir = std::path::absolute(plan_file.parent().unwrap_or(Path::new(".")))
         .unwrap_or_else(|_| PathBuf::from("."));
 
-    let name = match top.get("name").map(|e| &e.value) {
-        Some(n) => match n.as_str() {
-            Some(s) if !s.trim().is_empty() => s.to_string(),
-            _ => {
-                errs.push(PlanDiag::new(
-                    Code::InvalidValue,
-                    "`name` must be a non-empty string",
-                    Some(&n.span),
-                ));
-                String::new()
-            }
-        },
-        None => path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-    };
+    let name = read_name(top, path, &mut errs);
     let description = top
         .get("description")
         .and_then(|e| e.value.as_str())
@@ -134,12 +101,7 @@ fn build_plan<K: Kinds + ?Sized>(
     let sources = read_sources(top.get("sources"), &plan_dir, &mut errs);
 
     let templates = Templates::new(opts.now);
-    let mut ctx: BTreeMap<String, serde_json::Value> = BTreeMap::new();
-    ctx.insert("name".into(), name.clone().into());
-    ctx.insert("run_id".into(), opts.run_id.clone().into());
-    ctx.insert("plan_dir".into(), plan_dir.display().to_string().into());
-    let out_dir = std::path::absolute(&opts.out_dir).unwrap_or_else(|_| opts.out_dir.clone());
-    ctx.insert("out_dir".into(), out_dir.display().to_string().into());
+    let mut ctx = builtin_context(&name, opts, &plan_dir);
 
     let declared = read_vars(top.get("vars"), &opts.sets, &mut errs);
     let vars = resolve_vars(declared, &templates, &mut ctx, &mut errs);
@@ -160,15 +122,7 @@ fn build_plan<K: Kinds + ?Sized>(
         kinds,
         &mut errs,
     );
-    // The graph comes from every declared step, parsed or not, so cycles and missing names
-    // are reported even for steps with other errors.
-    let declared = declared_after(top.get("steps"));
-    let dag = Dag::build(declared.iter().map(|(n, a)| (n.as_str(), a.as_slice())));
-    check_after(top.get("steps"), &declared, &mut errs);
-    check_cycles(top.get("steps"), &dag, &mut errs);
-    check_runtime_refs(top.get("steps"), &dag, &templates, &mut errs);
-    check_step_refs(&steps, &dag, &mut errs);
-    check_watched_steps(&steps, &dag, &mut errs);
+    let dag = checked_dag(top.get("steps"), &steps, &templates, &mut errs);
     super::check_files::check_named_files(&steps, &plan_dir, &loaded.files[0], &mut errs);
     let warnings = steps
         .values()
@@ -193,6 +147,64 @@ fn build_plan<K: Kinds + ?Sized>(
         context: ctx,
         warnings,
     })
+}
+
+/// What `ttplan rerun` renders again: the merged document, its `extends` already applied.
+fn stored_document(root: &Node) -> serde_json::Value {
+    let mut document = root.to_json();
+    if let Some(m) = document.as_object_mut() {
+        m.remove("extends");
+    }
+    document
+}
+
+fn check_top_fields(top: &Map, errs: &mut PlanErrors) {
+    for (key, entry) in top {
+        if !TOP_LEVEL_FIELDS.contains(&key.as_str()) {
+            errs.push(unknown_field_diag(
+                key,
+                Some(&entry.key_span),
+                TOP_LEVEL_FIELDS.iter().copied(),
+                "plan",
+            ));
+        }
+    }
+}
+
+/// `name:`, or the plan file's stem when there is none.
+fn read_name(top: &Map, path: &Path, errs: &mut PlanErrors) -> String {
+    match top.get("name").map(|e| &e.value) {
+        Some(n) => match n.as_str() {
+            Some(s) if !s.trim().is_empty() => s.to_string(),
+            _ => {
+                errs.push(PlanDiag::new(
+                    Code::InvalidValue,
+                    "`name` must be a non-empty string",
+                    Some(&n.span),
+                ));
+                String::new()
+            }
+        },
+        None => path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    }
+}
+
+/// The template context before vars: the names every plan can read.
+fn builtin_context(
+    name: &str,
+    opts: &LoadOptions,
+    plan_dir: &Path,
+) -> BTreeMap<String, serde_json::Value> {
+    let mut ctx = BTreeMap::new();
+    ctx.insert("name".into(), name.into());
+    ctx.insert("run_id".into(), opts.run_id.clone().into());
+    ctx.insert("plan_dir".into(), plan_dir.display().to_string().into());
+    let out_dir = std::path::absolute(&opts.out_dir).unwrap_or_else(|_| opts.out_dir.clone());
+    ctx.insert("out_dir".into(), out_dir.display().to_string().into());
+    ctx
 }
 
 fn read_sources(

@@ -95,7 +95,46 @@ pub(super) fn read_step<K: Kinds + ?Sized>(
     let what = format!("step `{name}`");
     let n_before = errs.len();
     let mut deferred = false;
-    // Render everything but the structural fields; strings that read steps.*/run.* wait.
+    let (common_node, fields) = render_fields(node, map, t, jctx, &mut deferred, errs);
+    let common = match from_node::<StepCommon>(&common_node) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            // A missing `kind` is reported just below, with the list of kinds.
+            if !e.missing_field || map.contains_key("kind") {
+                errs.push(node_error_diag(e, &[], &what));
+            }
+            None
+        }
+    };
+    let (kind, kind_name) = read_kind(name, key_span, map, kinds, errs)?;
+    let step = parse_kind(name, kind, kind_name, &fields, kinds, n_before, errs)?;
+    let mut diags = Vec::new();
+    step.check(&fields, &mut diags);
+    for d in diags {
+        errs.push(d);
+    }
+    Some(PlanStep {
+        name: name.to_string(),
+        common: common?,
+        kind,
+        fields,
+        step,
+        deferred,
+        span: key_span.clone(),
+    })
+}
+
+/// The step's fields rendered at load time, split into the common fields and the kind's own
+/// (both as mappings spanning the step). `kind` and `after` are kept as written; strings that
+/// read steps.*/run.* wait for step start and set `deferred`.
+fn render_fields(
+    node: &Node,
+    map: &Map,
+    t: &Templates,
+    jctx: &minijinja::Value,
+    deferred: &mut bool,
+    errs: &mut PlanErrors,
+) -> (Node, Node) {
     let mut common_map = Map::new();
     let mut fields_map = Map::new();
     for (k, e) in map {
@@ -103,7 +142,7 @@ pub(super) fn read_step<K: Kinds + ?Sized>(
         let value = if k == "kind" || k == "after" {
             e.value.clone()
         } else {
-            render_load_time(&e.value, t, jctx, &mut deferred, errs)
+            render_load_time(&e.value, t, jctx, deferred, errs)
         };
         let target = if is_common {
             &mut common_map
@@ -118,18 +157,20 @@ pub(super) fn read_step<K: Kinds + ?Sized>(
             },
         );
     }
-    let common_node = Node::new(node.span.clone(), Value::Map(common_map));
-    let fields = Node::new(node.span.clone(), Value::Map(fields_map));
-    let common = match from_node::<StepCommon>(&common_node) {
-        Ok(c) => Some(c),
-        Err(e) => {
-            // A missing `kind` is reported just below, with the list of kinds.
-            if !e.missing_field || map.contains_key("kind") {
-                errs.push(node_error_diag(e, &[], &what));
-            }
-            None
-        }
-    };
+    (
+        Node::new(node.span.clone(), Value::Map(common_map)),
+        Node::new(node.span.clone(), Value::Map(fields_map)),
+    )
+}
+
+/// The step's `kind`, checked against the registry: (the registry's name, as written).
+fn read_kind<'m, K: Kinds + ?Sized>(
+    name: &str,
+    key_span: &Span,
+    map: &'m Map,
+    kinds: &K,
+    errs: &mut PlanErrors,
+) -> Option<(&'static str, &'m str)> {
     let Some(kind_node) = map.get("kind").map(|e| &e.value) else {
         errs.push(
             PlanDiag::new(
@@ -150,8 +191,8 @@ pub(super) fn read_step<K: Kinds + ?Sized>(
         ));
         return None;
     };
-    let kind = match kinds.name_of(kind_name) {
-        Some(k) => k,
+    match kinds.name_of(kind_name) {
+        Some(k) => Some((k, kind_name)),
         None => {
             errs.push(
                 PlanDiag::new(
@@ -165,46 +206,44 @@ pub(super) fn read_step<K: Kinds + ?Sized>(
                         .unwrap_or_else(|| format!("kinds: {}", kinds.names().join(", "))),
                 ),
             );
-            return None;
+            None
         }
-    };
-    // A field whose template failed stays unrendered; its parse error would repeat the problem.
+    }
+}
+
+/// The kind's config parsed from the rendered fields. A field whose template failed (an error
+/// since `n_before`) stays unrendered; its parse error would repeat the problem, so it is not
+/// reported again.
+fn parse_kind<K: Kinds + ?Sized>(
+    name: &str,
+    kind: &'static str,
+    kind_name: &str,
+    fields: &Node,
+    kinds: &K,
+    n_before: usize,
+    errs: &mut PlanErrors,
+) -> Option<K::Step> {
     let template_errors: Vec<usize> = errs.diags[n_before..]
         .iter()
         .filter_map(|d| d.span.as_ref().map(|s| s.start))
         .collect();
-    let step = match kinds.parse(kind, &fields) {
-        Some(Ok(s)) => s,
-        None => return None,
-        Some(Err(e)) => {
-            if e.span
+    match kinds.parse(kind, fields)? {
+        Ok(s) => Some(s),
+        Err(e) => {
+            if !e
+                .span
                 .as_ref()
                 .is_some_and(|s| template_errors.contains(&s.start))
             {
-                return None;
+                errs.push(node_error_diag(
+                    e,
+                    StepCommon::FIELDS,
+                    &format!("step `{name}` ({kind_name})"),
+                ));
             }
-            errs.push(node_error_diag(
-                e,
-                StepCommon::FIELDS,
-                &format!("step `{name}` ({kind_name})"),
-            ));
-            return None;
+            None
         }
-    };
-    let mut diags = Vec::new();
-    step.check(&fields, &mut diags);
-    for d in diags {
-        errs.push(d);
     }
-    Some(PlanStep {
-        name: name.to_string(),
-        common: common?,
-        kind,
-        fields,
-        step,
-        deferred,
-        span: key_span.clone(),
-    })
 }
 
 fn render_load_time(

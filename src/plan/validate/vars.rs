@@ -89,40 +89,10 @@ pub(super) fn resolve_vars(
     let mut deps: IndexMap<String, BTreeSet<String>> = IndexMap::new();
     let mut broken: BTreeSet<String> = BTreeSet::new();
     for (name, node) in &declared {
-        let mut reads = BTreeSet::new();
-        node.visit_strings(&mut |n, s| {
-            if !Templates::is_template(s) {
-                return;
-            }
-            match t.referenced_names(s) {
-                Ok(names) => {
-                    for full in names {
-                        let root = full.split('.').next().unwrap_or(&full).to_string();
-                        if declared.contains_key(&root) {
-                            reads.insert(root);
-                        } else if RUNTIME_ROOTS.contains(&root.as_str()) {
-                            errs.push(
-                                PlanDiag::new(
-                                    Code::Runtime,
-                                    format!("var `{name}` reads `{full}`, which only exists while the run executes"),
-                                    Some(&n.span),
-                                )
-                                .label("runtime reference in a var")
-                                .help("vars render before the run starts; read steps.*/run.* in step fields instead"),
-                            );
-                            broken.insert(name.clone());
-                        } else if !Templates::is_builtin_name(&root) {
-                            errs.push(undefined_diag(&root, &n.span, declared.keys().map(String::as_str)));
-                            broken.insert(name.clone());
-                        }
-                    }
-                }
-                Err(e) => {
-                    errs.push(template_diag(&e, &n.span));
-                    broken.insert(name.clone());
-                }
-            }
-        });
+        let (reads, ok) = var_reads(name, node, &declared, t, errs);
+        if !ok {
+            broken.insert(name.clone());
+        }
         deps.insert(name.clone(), reads);
     }
     let mut resolved: IndexMap<String, Node> = IndexMap::new();
@@ -140,28 +110,14 @@ pub(super) fn resolve_vars(
                 broken.insert(name.clone());
                 return false;
             }
-            let jctx = minijinja::Value::from_serialize(&*ctx);
-            let mut failed = false;
-            let rendered = declared[name]
-                .map_strings(&mut |n, s| -> Result<Option<Node>, ()> {
-                    if !Templates::is_template(s) {
-                        return Ok(None);
-                    }
-                    match t.render(n, s, &jctx) {
-                        Ok(r) => Ok(Some(r)),
-                        Err(e) => {
-                            errs.push(template_diag(&e, &n.span));
-                            failed = true;
-                            Ok(None)
-                        }
-                    }
-                })
-                .unwrap_or_else(|()| declared[name].clone());
-            if failed {
-                broken.insert(name.clone());
-            } else {
-                ctx.insert(name.clone(), rendered.to_json());
-                resolved.insert(name.clone(), rendered);
+            match render_var(&declared[name], t, ctx, errs) {
+                Some(rendered) => {
+                    ctx.insert(name.clone(), rendered.to_json());
+                    resolved.insert(name.clone(), rendered);
+                }
+                None => {
+                    broken.insert(name.clone());
+                }
             }
             false
         });
@@ -189,4 +145,79 @@ pub(super) fn resolve_vars(
         .keys()
         .filter_map(|k| resolved.shift_remove(k).map(|v| (k.clone(), v)))
         .collect()
+}
+
+/// The declared vars a var's templates read; `false` when one of its templates is broken
+/// (reported here), reads a runtime name or an undefined one.
+fn var_reads(
+    name: &str,
+    node: &Node,
+    declared: &IndexMap<String, Node>,
+    t: &Templates,
+    errs: &mut PlanErrors,
+) -> (BTreeSet<String>, bool) {
+    let mut reads = BTreeSet::new();
+    let mut ok = true;
+    node.visit_strings(&mut |n, s| {
+        if !Templates::is_template(s) {
+            return;
+        }
+        match t.referenced_names(s) {
+            Ok(names) => {
+                for full in names {
+                    let root = full.split('.').next().unwrap_or(&full).to_string();
+                    if declared.contains_key(&root) {
+                        reads.insert(root);
+                    } else if RUNTIME_ROOTS.contains(&root.as_str()) {
+                        errs.push(
+                            PlanDiag::new(
+                                Code::Runtime,
+                                format!("var `{name}` reads `{full}`, which only exists while the run executes"),
+                                Some(&n.span),
+                            )
+                            .label("runtime reference in a var")
+                            .help("vars render before the run starts; read steps.*/run.* in step fields instead"),
+                        );
+                        ok = false;
+                    } else if !Templates::is_builtin_name(&root) {
+                        errs.push(undefined_diag(&root, &n.span, declared.keys().map(String::as_str)));
+                        ok = false;
+                    }
+                }
+            }
+            Err(e) => {
+                errs.push(template_diag(&e, &n.span));
+                ok = false;
+            }
+        }
+    });
+    (reads, ok)
+}
+
+/// A var with its templates rendered against the vars resolved so far; `None` when one failed
+/// (reported here).
+fn render_var(
+    node: &Node,
+    t: &Templates,
+    ctx: &BTreeMap<String, serde_json::Value>,
+    errs: &mut PlanErrors,
+) -> Option<Node> {
+    let jctx = minijinja::Value::from_serialize(ctx);
+    let mut failed = false;
+    let rendered = node
+        .map_strings(&mut |n, s| -> Result<Option<Node>, ()> {
+            if !Templates::is_template(s) {
+                return Ok(None);
+            }
+            match t.render(n, s, &jctx) {
+                Ok(r) => Ok(Some(r)),
+                Err(e) => {
+                    errs.push(template_diag(&e, &n.span));
+                    failed = true;
+                    Ok(None)
+                }
+            }
+        })
+        .unwrap_or_else(|()| node.clone());
+    (!failed).then_some(rendered)
 }
