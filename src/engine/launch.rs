@@ -291,28 +291,56 @@ fn select_steps(
     from: Option<&str>,
     resumed: Option<&Resumed>,
 ) -> Result<IndexMap<String, PresetStep>, LaunchError> {
+    check_step_names(plan, only, from)?;
+    let explicit = !only.is_empty() || from.is_some();
+    let selected = selected_steps(plan, only, from);
+    let old_ok = |name: &str| {
+        resumed
+            .and_then(|r| r.steps.get(name))
+            .is_some_and(|s| s.status == StepStatus::Succeeded)
+    };
+    // Steps that run: those asked for by --only/--from, else those that did not succeed.
+    let mut runs: Vec<&str> = selected
+        .iter()
+        .map(|s| s.as_str())
+        .filter(|n| explicit || !old_ok(n))
+        .collect();
+    if let Some(resumed) = resumed {
+        let again = reinjected_steps(plan, &selected, &runs, resumed);
+        runs.extend(again);
+    }
+    Ok(preset_steps(plan, &runs, resumed))
+}
+
+/// `--only` and `--from` name steps of the plan.
+fn check_step_names(plan: &Plan, only: &[String], from: Option<&str>) -> Result<(), LaunchError> {
     let unknown: Vec<&str> = only
         .iter()
         .map(String::as_str)
         .chain(from)
         .filter(|n| !plan.steps.contains_key(*n))
         .collect();
-    if !unknown.is_empty() {
-        let known: Vec<&str> = plan.steps.keys().map(String::as_str).collect();
-        return Err(LaunchError::invalid(format!(
-            "no step named {} in plan {} (steps: {})",
-            unknown
-                .iter()
-                .map(|n| format!("`{n}`"))
-                .collect::<Vec<_>>()
-                .join(", "),
-            plan.name,
-            known.join(", ")
-        )));
+    if unknown.is_empty() {
+        return Ok(());
     }
+    let known: Vec<&str> = plan.steps.keys().map(String::as_str).collect();
+    Err(LaunchError::invalid(format!(
+        "no step named {} in plan {} (steps: {})",
+        unknown
+            .iter()
+            .map(|n| format!("`{n}`"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        plan.name,
+        known.join(", ")
+    )))
+}
+
+/// `--only` names (plus the `always` steps after them), `--from` and its descendants; every
+/// step when neither is given.
+fn selected_steps<'p>(plan: &'p Plan, only: &[String], from: Option<&str>) -> Vec<&'p String> {
     let explicit = !only.is_empty() || from.is_some();
-    let selected: Vec<&String> = plan
-        .steps
+    plan.steps
         .keys()
         .filter(|name| {
             if !explicit {
@@ -324,50 +352,53 @@ fn select_steps(
             let by_from = from.is_some_and(|f| *name == f || ancestors.contains(f));
             by_only || by_from
         })
-        .collect();
-    let old_ok = |name: &str| {
-        resumed
-            .and_then(|r| r.steps.get(name))
-            .is_some_and(|s| s.status == StepStatus::Succeeded)
-    };
-    let injects = |name: &str| resumed.is_some_and(|r| r.injected.iter().any(|s| s == name));
-    // Steps that run: those asked for by --only/--from, else those that did not succeed.
-    let mut runs: Vec<&str> = selected
-        .iter()
-        .map(|s| s.as_str())
-        .filter(|n| explicit || !old_ok(n))
-        .collect();
-    if resumed.is_some() {
-        // Re-inject a kept fault when a step that ran under it runs again, and run the
-        // `recover` steps that recover it.
-        let mut again: Vec<&str> = Vec::new();
-        for name in plan.steps.keys() {
-            if !injects(name) || runs.contains(&name.as_str()) || !selected.contains(&name) {
-                continue;
-            }
-            let recovers_it = |r: &str| {
-                plan.steps[r].common.kind == "recover"
-                    && plan.steps[r].fields.get("faults").is_some_and(|f| {
-                        f.to_json()
-                            .as_array()
-                            .is_some_and(|a| a.iter().any(|x| x == name.as_str()))
-                    })
-            };
-            let needed = runs.iter().any(|r| {
-                let anc = plan.dag.ancestors(r);
-                anc.contains(name) && !anc.iter().any(|a| recovers_it(a)) && !recovers_it(r)
-            });
-            if needed {
-                again.push(name);
-                for (r, _) in plan.steps.iter().filter(|(r, _)| recovers_it(r)) {
-                    again.push(r);
-                }
+        .collect()
+}
+
+/// On resume: a kept fault step that must inject again because a step that ran under it runs
+/// again, with the `recover` steps that recover it.
+fn reinjected_steps<'p>(
+    plan: &'p Plan,
+    selected: &[&String],
+    runs: &[&str],
+    resumed: &Resumed,
+) -> Vec<&'p str> {
+    let injects = |name: &str| resumed.injected.iter().any(|s| s == name);
+    let mut again: Vec<&str> = Vec::new();
+    for name in plan.steps.keys() {
+        if !injects(name) || runs.contains(&name.as_str()) || !selected.contains(&name) {
+            continue;
+        }
+        let recovers_it = |r: &str| {
+            plan.steps[r].common.kind == "recover"
+                && plan.steps[r].fields.get("faults").is_some_and(|f| {
+                    f.to_json()
+                        .as_array()
+                        .is_some_and(|a| a.iter().any(|x| x == name.as_str()))
+                })
+        };
+        let needed = runs.iter().any(|r| {
+            let anc = plan.dag.ancestors(r);
+            anc.contains(name) && !anc.iter().any(|a| recovers_it(a)) && !recovers_it(r)
+        });
+        if needed {
+            again.push(name);
+            for (r, _) in plan.steps.iter().filter(|(r, _)| recovers_it(r)) {
+                again.push(r);
             }
         }
-        runs.extend(again);
     }
-    Ok(plan
-        .steps
+    again
+}
+
+/// The steps that do not run: kept as succeeded (with their old values) when the resumed
+/// run's step succeeded, else skipped.
+fn preset_steps(
+    plan: &Plan,
+    runs: &[&str],
+    resumed: Option<&Resumed>,
+) -> IndexMap<String, PresetStep> {
+    plan.steps
         .iter()
         .filter(|(name, _)| !runs.contains(&name.as_str()))
         .map(|(name, _)| {
@@ -391,7 +422,7 @@ fn select_steps(
                 ),
             }
         })
-        .collect())
+        .collect()
 }
 
 /// `steps.<name>` as the executor exposes a finished step to templates.
@@ -525,39 +556,8 @@ pub async fn execute(p: Prepared, hub: &SignalHub) -> Outcome {
         run.run_dir.display()
     ));
     let children = Arc::new(ChildGroups::default());
-    let faults = if resumed {
-        // The resumed run's faults stay in its ledger; any it left injected go first.
-        match FaultLedger::open(&run.run_dir) {
-            Ok(ledger) => {
-                let ledger = Arc::new(ledger.with_secrets(secrets));
-                let settings = RecoverSettings {
-                    timeout: None,
-                    kube: Arc::clone(&run.kube),
-                    force: false,
-                    children: Arc::clone(&children),
-                    recover_fn: crate::steps::recover_fn,
-                };
-                let failures = ledger.recover_pending(None, "resume", &settings).await;
-                if !failures.is_empty() {
-                    for (id, e) in failures {
-                        progress.note(&format!(
-                            "✘ fault `{id}` of the resumed run was NOT recovered: {e}"
-                        ));
-                    }
-                    return outcome(RunStatus::Failed, exit::STEP_FAILED);
-                }
-                ledger
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                Arc::new(FaultLedger::new(&run.run_dir, secrets))
-            }
-            Err(e) => {
-                eprintln!("error: cannot read the fault ledger of the resumed run: {e}");
-                return outcome(RunStatus::Failed, exit::STEP_FAILED);
-            }
-        }
-    } else {
-        Arc::new(FaultLedger::new(&run.run_dir, secrets))
+    let Some(faults) = fault_ledger(&run, resumed, secrets, &children, &progress).await else {
+        return outcome(RunStatus::Failed, exit::STEP_FAILED);
     };
     let (guard, mut rx) = hub.attach(Arc::clone(&manifest), Arc::clone(&children));
     let executor = Executor {
@@ -571,12 +571,81 @@ pub async fn execute(p: Prepared, hub: &SignalHub) -> Outcome {
         preset,
     };
     let status = executor.execute(&mut rx).await;
-    let code = match status {
+    let code = exit_code(status);
+    let finished = Utc::now();
+    let write = record_end(&manifest, status, code, run.started_at, finished).await;
+    drop(guard);
+    if let Err(e) = write {
+        eprintln!(
+            "error: cannot write the final manifest {}: {e}",
+            manifest.path().display()
+        );
+    }
+    print_summary(&progress, &manifest, status, finished - run.started_at).await;
+    outcome(status, code)
+}
+
+/// The run's fault ledger: a new one, or on resume the resumed run's, after recovering what it
+/// left injected. `None` (the reason printed) when that fails.
+async fn fault_ledger(
+    run: &Arc<RunInfo>,
+    resumed: bool,
+    secrets: Secrets,
+    children: &Arc<ChildGroups>,
+    progress: &Progress,
+) -> Option<Arc<FaultLedger>> {
+    if !resumed {
+        return Some(Arc::new(FaultLedger::new(&run.run_dir, secrets)));
+    }
+    // The resumed run's faults stay in its ledger; any it left injected go first.
+    match FaultLedger::open(&run.run_dir) {
+        Ok(ledger) => {
+            let ledger = Arc::new(ledger.with_secrets(secrets));
+            let settings = RecoverSettings {
+                timeout: None,
+                kube: Arc::clone(&run.kube),
+                force: false,
+                children: Arc::clone(children),
+                recover_fn: crate::steps::recover_fn,
+            };
+            let failures = ledger.recover_pending(None, "resume", &settings).await;
+            if !failures.is_empty() {
+                for (id, e) in failures {
+                    progress.note(&format!(
+                        "✘ fault `{id}` of the resumed run was NOT recovered: {e}"
+                    ));
+                }
+                return None;
+            }
+            Some(ledger)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Some(Arc::new(FaultLedger::new(&run.run_dir, secrets)))
+        }
+        Err(e) => {
+            eprintln!("error: cannot read the fault ledger of the resumed run: {e}");
+            None
+        }
+    }
+}
+
+fn exit_code(status: RunStatus) -> u8 {
+    match status {
         RunStatus::Succeeded => exit::SUCCESS,
         RunStatus::Failed => exit::STEP_FAILED,
         RunStatus::Interrupted | RunStatus::Aborted | RunStatus::Running => exit::INTERRUPTED,
-    };
-    let finished = Utc::now();
+    }
+}
+
+/// The manifest's end of run: status, times, exit code, and the failed steps first among the
+/// run's errors.
+async fn record_end(
+    manifest: &ManifestWriter,
+    status: RunStatus,
+    code: u8,
+    started_at: DateTime<Utc>,
+    finished: DateTime<Utc>,
+) -> std::io::Result<()> {
     let failed_steps: Vec<String> = manifest
         .read(|m| {
             m.steps
@@ -596,26 +665,25 @@ pub async fn execute(p: Prepared, hub: &SignalHub) -> Outcome {
                 .collect()
         })
         .await;
-    let write = manifest
+    manifest
         .update(|m| {
             m.run.status = status;
             m.run.finished_at = Some(finished);
-            m.run.duration_ms = (finished - run.started_at)
-                .num_milliseconds()
-                .try_into()
-                .ok();
+            m.run.duration_ms = (finished - started_at).num_milliseconds().try_into().ok();
             m.run.exit_code = Some(code);
             m.run.errors.splice(0..0, failed_steps);
         })
-        .await;
-    drop(guard);
-    if let Err(e) = write {
-        eprintln!(
-            "error: cannot write the final manifest {}: {e}",
-            manifest.path().display()
-        );
-    }
-    let elapsed = (finished - run.started_at).to_std().unwrap_or_default();
+        .await
+}
+
+/// The run's last line: its status, duration, the steady-state verdicts and the manifest.
+async fn print_summary(
+    progress: &Progress,
+    manifest: &ManifestWriter,
+    status: RunStatus,
+    duration: chrono::TimeDelta,
+) {
+    let elapsed = duration.to_std().unwrap_or_default();
     let word = match status {
         RunStatus::Succeeded => "succeeded",
         RunStatus::Failed => "FAILED",
@@ -632,7 +700,6 @@ pub async fn execute(p: Prepared, hub: &SignalHub) -> Outcome {
         format_elapsed(elapsed),
         manifest.path().display()
     ));
-    outcome(status, code)
 }
 
 struct Attached {
