@@ -107,75 +107,6 @@ fn pod_state(pod: &Pod) -> PodState {
     }
 }
 
-impl WaitReadyConfig {
-    /// The pods that count: not being deleted, not finished, named with one of the prefixes.
-    fn selected<'p>(&self, pods: &'p [Pod]) -> Vec<&'p Pod> {
-        pods.iter()
-            .filter(|p| p.metadata.deletion_timestamp.is_none())
-            .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Succeeded"))
-            .filter(|p| {
-                crate::kube::name_selected(
-                    p.metadata.name.as_deref().unwrap_or(""),
-                    &self.name_prefixes,
-                )
-            })
-            .collect()
-    }
-
-    /// One pod's state this round; a crash-looping pod (with `restart_crashlooping`) or one
-    /// Running but not Ready past `not_ready_limit` is deleted. `None` when it is Ready, else
-    /// why it is not.
-    async fn tend(
-        &self,
-        ctx: &StepCtx,
-        api: &Api<Pod>,
-        pod: &Pod,
-        tended: &mut Tended,
-    ) -> Result<Option<String>, StepError> {
-        let name = pod.metadata.name.clone().unwrap_or_default();
-        match pod_state(pod) {
-            PodState::Ready => {
-                tended.not_ready_since.remove(&name);
-                Ok(None)
-            }
-            PodState::Crashing(why) => {
-                if self.restart_crashlooping {
-                    delete_pod(api, &name).await?;
-                    tended.restarted.insert(name.clone());
-                    ctx.progress(format!("deleted crash-looping pod {name} ({why})"));
-                }
-                Ok(Some(format!("{name} ({why})")))
-            }
-            PodState::RunningNotReady => {
-                let since = *tended
-                    .not_ready_since
-                    .entry(name.clone())
-                    .or_insert_with(Instant::now);
-                let limit = self.not_ready_limit.get();
-                if !limit.is_zero() && since.elapsed() >= limit {
-                    delete_pod(api, &name).await?;
-                    tended.restarted.insert(name.clone());
-                    tended.not_ready_since.remove(&name);
-                    ctx.progress(format!(
-                        "deleted pod {name}: Running but not Ready for {}",
-                        self.not_ready_limit
-                    ));
-                }
-                Ok(Some(format!("{name} (Running, not Ready)")))
-            }
-            PodState::Other(phase) => Ok(Some(format!("{name} ({phase})"))),
-        }
-    }
-}
-
-/// What the step did to pods across rounds.
-#[derive(Default)]
-struct Tended {
-    /// Running but not Ready, since when.
-    not_ready_since: BTreeMap<String, Instant>,
-    restarted: BTreeSet<String>,
-}
-
 #[async_trait::async_trait]
 impl Step for WaitReadyConfig {
     async fn run(&self, ctx: &StepCtx) -> Result<StepOutputs, StepError> {
@@ -190,20 +121,60 @@ impl Step for WaitReadyConfig {
             lp = lp.labels(sel);
         }
         let deadline = tokio::time::Instant::now() + self.within.get();
-        let mut tended = Tended::default();
+        let mut not_ready_since: BTreeMap<String, Instant> = BTreeMap::new();
+        let mut restarted: BTreeSet<String> = BTreeSet::new();
         loop {
             let pods = api
                 .list(&lp)
                 .await
                 .map_err(kube.err(format!("listing pods in {ns}")))
                 .map_err(|e| StepError::failed(e.to_string()))?;
-            let selected = self.selected(&pods.items);
+            let selected: Vec<&Pod> = pods
+                .items
+                .iter()
+                .filter(|p| p.metadata.deletion_timestamp.is_none())
+                .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Succeeded"))
+                .filter(|p| {
+                    crate::kube::name_selected(
+                        p.metadata.name.as_deref().unwrap_or(""),
+                        &self.name_prefixes,
+                    )
+                })
+                .collect();
             let mut laggards = Vec::new();
             let mut ready = 0;
             for pod in &selected {
-                match self.tend(ctx, &api, pod, &mut tended).await? {
-                    None => ready += 1,
-                    Some(laggard) => laggards.push(laggard),
+                let name = pod.metadata.name.clone().unwrap_or_default();
+                match pod_state(pod) {
+                    PodState::Ready => {
+                        ready += 1;
+                        not_ready_since.remove(&name);
+                    }
+                    PodState::Crashing(why) => {
+                        if self.restart_crashlooping {
+                            delete_pod(&api, &name).await?;
+                            restarted.insert(name.clone());
+                            ctx.progress(format!("deleted crash-looping pod {name} ({why})"));
+                        }
+                        laggards.push(format!("{name} ({why})"));
+                    }
+                    PodState::RunningNotReady => {
+                        let since = *not_ready_since
+                            .entry(name.clone())
+                            .or_insert_with(Instant::now);
+                        let limit = self.not_ready_limit.get();
+                        if !limit.is_zero() && since.elapsed() >= limit {
+                            delete_pod(&api, &name).await?;
+                            restarted.insert(name.clone());
+                            not_ready_since.remove(&name);
+                            ctx.progress(format!(
+                                "deleted pod {name}: Running but not Ready for {}",
+                                self.not_ready_limit
+                            ));
+                        }
+                        laggards.push(format!("{name} (Running, not Ready)"));
+                    }
+                    PodState::Other(phase) => laggards.push(format!("{name} ({phase})")),
                 }
             }
             let total = selected.len();
@@ -212,10 +183,7 @@ impl Step for WaitReadyConfig {
                 return Ok(StepOutputs::default()
                     .value("namespace", ns)
                     .value("pods", total)
-                    .value(
-                        "restarted",
-                        tended.restarted.into_iter().collect::<Vec<_>>(),
-                    ));
+                    .value("restarted", restarted.into_iter().collect::<Vec<_>>()));
             }
             if tokio::time::Instant::now() >= deadline {
                 let why = if laggards.is_empty() {
