@@ -556,8 +556,39 @@ pub async fn execute(p: Prepared, hub: &SignalHub) -> Outcome {
         run.run_dir.display()
     ));
     let children = Arc::new(ChildGroups::default());
-    let Some(faults) = fault_ledger(&run, resumed, secrets, &children, &progress).await else {
-        return outcome(RunStatus::Failed, exit::STEP_FAILED);
+    let faults = if resumed {
+        // The resumed run's faults stay in its ledger; any it left injected go first.
+        match FaultLedger::open(&run.run_dir) {
+            Ok(ledger) => {
+                let ledger = Arc::new(ledger.with_secrets(secrets));
+                let settings = RecoverSettings {
+                    timeout: None,
+                    kube: Arc::clone(&run.kube),
+                    force: false,
+                    children: Arc::clone(&children),
+                    recover_fn: crate::steps::recover_fn,
+                };
+                let failures = ledger.recover_pending(None, "resume", &settings).await;
+                if !failures.is_empty() {
+                    for (id, e) in failures {
+                        progress.note(&format!(
+                            "✘ fault `{id}` of the resumed run was NOT recovered: {e}"
+                        ));
+                    }
+                    return outcome(RunStatus::Failed, exit::STEP_FAILED);
+                }
+                ledger
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Arc::new(FaultLedger::new(&run.run_dir, secrets))
+            }
+            Err(e) => {
+                eprintln!("error: cannot read the fault ledger of the resumed run: {e}");
+                return outcome(RunStatus::Failed, exit::STEP_FAILED);
+            }
+        }
+    } else {
+        Arc::new(FaultLedger::new(&run.run_dir, secrets))
     };
     let (guard, mut rx) = hub.attach(Arc::clone(&manifest), Arc::clone(&children));
     let executor = Executor {
@@ -571,81 +602,12 @@ pub async fn execute(p: Prepared, hub: &SignalHub) -> Outcome {
         preset,
     };
     let status = executor.execute(&mut rx).await;
-    let code = exit_code(status);
-    let finished = Utc::now();
-    let write = record_end(&manifest, status, code, run.started_at, finished).await;
-    drop(guard);
-    if let Err(e) = write {
-        eprintln!(
-            "error: cannot write the final manifest {}: {e}",
-            manifest.path().display()
-        );
-    }
-    print_summary(&progress, &manifest, status, finished - run.started_at).await;
-    outcome(status, code)
-}
-
-/// The run's fault ledger: a new one, or on resume the resumed run's, after recovering what it
-/// left injected. `None` (the reason printed) when that fails.
-async fn fault_ledger(
-    run: &Arc<RunInfo>,
-    resumed: bool,
-    secrets: Secrets,
-    children: &Arc<ChildGroups>,
-    progress: &Progress,
-) -> Option<Arc<FaultLedger>> {
-    if !resumed {
-        return Some(Arc::new(FaultLedger::new(&run.run_dir, secrets)));
-    }
-    // The resumed run's faults stay in its ledger; any it left injected go first.
-    match FaultLedger::open(&run.run_dir) {
-        Ok(ledger) => {
-            let ledger = Arc::new(ledger.with_secrets(secrets));
-            let settings = RecoverSettings {
-                timeout: None,
-                kube: Arc::clone(&run.kube),
-                force: false,
-                children: Arc::clone(children),
-                recover_fn: crate::steps::recover_fn,
-            };
-            let failures = ledger.recover_pending(None, "resume", &settings).await;
-            if !failures.is_empty() {
-                for (id, e) in failures {
-                    progress.note(&format!(
-                        "✘ fault `{id}` of the resumed run was NOT recovered: {e}"
-                    ));
-                }
-                return None;
-            }
-            Some(ledger)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            Some(Arc::new(FaultLedger::new(&run.run_dir, secrets)))
-        }
-        Err(e) => {
-            eprintln!("error: cannot read the fault ledger of the resumed run: {e}");
-            None
-        }
-    }
-}
-
-fn exit_code(status: RunStatus) -> u8 {
-    match status {
+    let code = match status {
         RunStatus::Succeeded => exit::SUCCESS,
         RunStatus::Failed => exit::STEP_FAILED,
         RunStatus::Interrupted | RunStatus::Aborted | RunStatus::Running => exit::INTERRUPTED,
-    }
-}
-
-/// The manifest's end of run: status, times, exit code, and the failed steps first among the
-/// run's errors.
-async fn record_end(
-    manifest: &ManifestWriter,
-    status: RunStatus,
-    code: u8,
-    started_at: DateTime<Utc>,
-    finished: DateTime<Utc>,
-) -> std::io::Result<()> {
+    };
+    let finished = Utc::now();
     let failed_steps: Vec<String> = manifest
         .read(|m| {
             m.steps
@@ -665,25 +627,26 @@ async fn record_end(
                 .collect()
         })
         .await;
-    manifest
+    let write = manifest
         .update(|m| {
             m.run.status = status;
             m.run.finished_at = Some(finished);
-            m.run.duration_ms = (finished - started_at).num_milliseconds().try_into().ok();
+            m.run.duration_ms = (finished - run.started_at)
+                .num_milliseconds()
+                .try_into()
+                .ok();
             m.run.exit_code = Some(code);
             m.run.errors.splice(0..0, failed_steps);
         })
-        .await
-}
-
-/// The run's last line: its status, duration, the steady-state verdicts and the manifest.
-async fn print_summary(
-    progress: &Progress,
-    manifest: &ManifestWriter,
-    status: RunStatus,
-    duration: chrono::TimeDelta,
-) {
-    let elapsed = duration.to_std().unwrap_or_default();
+        .await;
+    drop(guard);
+    if let Err(e) = write {
+        eprintln!(
+            "error: cannot write the final manifest {}: {e}",
+            manifest.path().display()
+        );
+    }
+    let elapsed = (finished - run.started_at).to_std().unwrap_or_default();
     let word = match status {
         RunStatus::Succeeded => "succeeded",
         RunStatus::Failed => "FAILED",
@@ -700,6 +663,7 @@ async fn print_summary(
         format_elapsed(elapsed),
         manifest.path().display()
     ));
+    outcome(status, code)
 }
 
 struct Attached {
