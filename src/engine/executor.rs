@@ -3,7 +3,7 @@
 //! dependents of failed steps, handles SIGINT/SIGTERM, and recovers every unrecovered fault
 //! before the run ends.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use indexmap::IndexMap;
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
+use tokio::task::{JoinError, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use super::ctx::{RunInfo, StepCtx};
@@ -81,371 +81,17 @@ impl Executor {
     /// Runs the DAG to the end, then recovers leftover faults. A second interrupt on `signals`
     /// is not handled here: the caller aborts the process.
     pub async fn execute(&self, signals: &mut mpsc::UnboundedReceiver<Interrupt>) -> RunStatus {
-        let interrupt = CancellationToken::new();
-        let mut interrupted = false;
-        let mut failed = false;
-        let mut states: IndexMap<String, State> = self
-            .plan
-            .steps
-            .keys()
-            .map(|k| match self.preset.get(k) {
-                Some(p) => (k.clone(), State::Done(p.status)),
-                None => (k.clone(), State::Pending),
-            })
-            .collect();
-        let mut runtime: BTreeMap<String, serde_json::Value> = self
-            .preset
-            .iter()
-            .filter_map(|(k, p)| Some((k.clone(), p.runtime.clone()?)))
-            .collect();
-        let mut tasks: JoinSet<Finished> = JoinSet::new();
-        let mut running = 0usize;
-        let mut watchers: std::collections::HashSet<String> = std::collections::HashSet::new();
-        let events = Arc::new(StepEvents::default());
-        let steady = HypothesisRunner {
-            plan: Arc::clone(&self.plan),
-            run: Arc::clone(&self.run),
-            faults: Arc::clone(&self.faults),
-            progress: self.progress.clone(),
-            children: Arc::clone(&self.children),
-            events: Arc::clone(&events),
-        };
-        let fault_steps = hypothesis::fault_steps(&self.plan);
-        let mut settled: Vec<String> = hypothesis::recovery_steps(&self.plan)
-            .into_iter()
-            .chain(fault_steps.iter().cloned())
-            .collect();
-        let (mut before, mut after): (Option<Outcome>, Option<Outcome>) = (None, None);
-
-        let mut task_names: HashMap<tokio::task::Id, String> = HashMap::new();
-        loop {
-            // Decide what can start, what is skipped and what is cancelled. Repeated (`decided`)
-            // until nothing changes: a step declared above the steps it runs after must be
-            // decided too (declaration order must not matter).
-            let names: Vec<String> = states.keys().cloned().collect();
-            let mut decided = false;
-            for name in &names {
-                if !matches!(states[name], State::Pending) {
-                    continue;
-                }
-                let step = &self.plan.steps[name];
-                let deps = self.plan.dag.deps(name);
-                let dep_states: Vec<(&str, StepStatus)> = deps
-                    .iter()
-                    .filter_map(|d| match &states[*d] {
-                        State::Done(s) => Some((*d, *s)),
-                        _ => None,
-                    })
-                    .collect();
-                if dep_states.len() < deps.len() {
-                    continue;
-                }
-                let bad_dep = dep_states.iter().find(|(d, s)| {
-                    !(*s == StepStatus::Succeeded
-                        || self.preset.contains_key(*d)
-                        || (*s == StepStatus::Failed && self.plan.steps[*d].common.allow_failure))
-                });
-                let launch = if interrupted {
-                    step.common.always
-                } else {
-                    bad_dep.is_none() || step.common.always
-                };
-                if !launch {
-                    let (status, reason) = if interrupted {
-                        (StepStatus::Cancelled, "the run was interrupted".to_string())
-                    } else {
-                        let why = bad_dep.map_or_else(String::new, |(d, s)| {
-                            format!("`{d}` {}", status_word(*s))
-                        });
-                        (StepStatus::Skipped, why)
-                    };
-                    states[name] = State::Done(status);
-                    events.finished(name);
-                    decided = true;
-                    self.progress
-                        .note(&format!("- {name}: {} ({reason})", status_word(status)));
-                    self.manifest
-                        .update_reported(&self.progress, |m| {
-                            if let Some(r) = m.steps.get_mut(name) {
-                                r.status = status;
-                                r.reason = Some(reason);
-                            }
-                        })
-                        .await;
-                    continue;
-                }
-                // A step that watches another (a continuous probe's `until`) takes no
-                // `--max-parallel` slot: holding one could keep the watched step from starting.
-                let watcher = step.step.watched_step().is_some();
-                if !watcher && running >= self.max_parallel {
-                    continue;
-                }
-                if fault_steps.contains(name) && !self.plan.hypothesis.is_empty() {
-                    if before.is_none() {
-                        let o = self
-                            .check_hypothesis(
-                                &steady,
-                                "before",
-                                &runtime,
-                                signals,
-                                &interrupt,
-                                &mut interrupted,
-                            )
-                            .await;
-                        before = Some(o);
-                        self.record_steady_state(before.as_ref(), after.as_ref())
-                            .await;
-                    }
-                    if before.as_ref().is_some_and(|o| o.broken) {
-                        let reason =
-                            "the steady-state hypothesis failed before the first fault".to_string();
-                        failed = true;
-                        states[name] = State::Done(StepStatus::Skipped);
-                        events.finished(name);
-                        decided = true;
-                        self.progress.note(&format!("- {name}: skipped ({reason})"));
-                        self.manifest
-                            .update_reported(&self.progress, |m| {
-                                if let Some(r) = m.steps.get_mut(name) {
-                                    r.status = StepStatus::Skipped;
-                                    r.reason = Some(reason);
-                                }
-                            })
-                            .await;
-                        continue;
-                    }
-                }
-                if watcher {
-                    watchers.insert(name.clone());
-                } else {
-                    running += 1;
-                }
-                events.started(name);
-                states[name] = State::Running;
-                let token = if step.common.always {
-                    CancellationToken::new()
-                } else {
-                    interrupt.child_token()
-                };
-                let started_at = Utc::now();
-                self.manifest
-                    .update_reported(&self.progress, |m| {
-                        if let Some(r) = m.steps.get_mut(name) {
-                            r.status = StepStatus::Running;
-                            r.started_at = Some(started_at);
-                            r.log = Some(
-                                PathBuf::from("runs")
-                                    .join(&self.run.exp_name)
-                                    .join("steps")
-                                    .join(format!("{name}.log")),
-                            );
-                        }
-                    })
-                    .await;
-                let job = StepJob {
-                    plan: Arc::clone(&self.plan),
-                    run: Arc::clone(&self.run),
-                    faults: Arc::clone(&self.faults),
-                    progress: self.progress.clone(),
-                    children: Arc::clone(&self.children),
-                    name: name.clone(),
-                    runtime: self.runtime_context(&runtime),
-                    cancel: token,
-                    events: Arc::clone(&events),
-                };
-                let handle = tasks.spawn(job.run(started_at));
-                task_names.insert(handle.id(), name.clone());
-            }
-            if decided {
-                continue;
-            }
-
-            if tasks.is_empty() {
-                break;
-            }
-            tokio::select! {
-                joined = tasks.join_next_with_id() => {
-                    let Some(joined) = joined else { break };
-                    let id = match &joined {
-                        Ok((id, _)) => *id,
-                        Err(e) => e.id(),
-                    };
-                    if task_names.get(&id).is_none_or(|n| !watchers.remove(n)) {
-                        running -= 1;
-                    }
-                    let f = match joined {
-                        Ok((id, f)) => {
-                            task_names.remove(&id);
-                            f
-                        }
-                        Err(e) => {
-                            // A panicking step must not take the run (and its recovery) down.
-                            let name = task_names.remove(&e.id()).unwrap_or_default();
-                            self.progress.note(&format!("step `{name}` crashed: {e}"));
-                            failed = true;
-                            let now = Utc::now();
-                            if states.contains_key(&name) {
-                                states[&name] = State::Done(StepStatus::Failed);
-                                self.record_finished(Finished {
-                                    name,
-                                    status: StepStatus::Failed,
-                                    attempts: 1,
-                                    error: Some(format!("the step crashed: {e}")),
-                                    outputs: StepOutputs::default(),
-                                    artifacts: Vec::new(),
-                                    started_at: now,
-                                    finished_at: now,
-                                })
-                                .await;
-                            }
-                            continue;
-                        }
-                    };
-                    let step = &self.plan.steps[&f.name];
-                    if f.status == StepStatus::Failed && !step.common.allow_failure {
-                        failed = true;
-                    }
-                    states[&f.name] = State::Done(f.status);
-                    runtime.insert(f.name.clone(), serde_json::json!({
-                        "status": status_word(f.status),
-                        "attempts": f.attempts,
-                        "started_at": f.started_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                        "finished_at": f.finished_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                        "outputs": f.outputs.values,
-                    }));
-                    events.finished(&f.name);
-                    self.record_finished(f).await;
-                    // After the last recovery: every fault and `recover` step done, nothing injected.
-                    settled.retain(|s| !matches!(states[s], State::Done(_)));
-                    if before.is_some() && after.is_none() && settled.is_empty() && !interrupted
-                        && !self.faults.snapshot().await.iter().any(|f| f.needs_recovery() && !f.teardown)
-                    {
-                        after = Some(self.check_hypothesis(&steady, "after", &runtime, signals, &interrupt, &mut interrupted).await);
-                        self.record_steady_state(before.as_ref(), after.as_ref()).await;
-                    }
-                }
-                Some(Interrupt::Stop) = signals.recv(), if !interrupted => {
-                    interrupted = true;
-                    self.progress.note("interrupted: cancelling running steps, then running `always` steps and fault recovery (signal again to abort)");
-                    interrupt.cancel();
-                }
-            }
-        }
-
-        // Every step ends with a final status and a reason, even one the loop above could not
-        // decide (a dependency that never finished).
-        for (name, state) in &states {
-            if matches!(state, State::Done(_)) {
-                continue;
-            }
-            let (status, reason) = if interrupted {
-                (StepStatus::Cancelled, "the run was interrupted")
-            } else {
-                (
-                    StepStatus::Skipped,
-                    "the run ended before its dependencies finished",
-                )
-            };
-            self.progress
-                .note(&format!("- {name}: {} ({reason})", status_word(status)));
-            self.manifest
-                .update_reported(&self.progress, |m| {
-                    if let Some(r) = m.steps.get_mut(name) {
-                        r.status = status;
-                        r.reason = Some(reason.to_string());
-                    }
-                })
-                .await;
-        }
-
-        // Leftover faults, whatever happened above.
-        let pending = self
-            .faults
-            .snapshot()
-            .await
-            .iter()
-            .filter(|f| f.needs_recovery())
-            .count();
-        let mut recovery_errors = Vec::new();
-        if pending > 0 {
-            self.progress.note(&format!(
-                "recovering {pending} fault{}",
-                if pending == 1 { "" } else { "s" }
-            ));
-            let settings = RecoverSettings {
-                timeout: None,
-                kube: Arc::clone(&self.run.kube),
-                force: false,
-                children: Arc::clone(&self.children),
-                recover_fn: crate::steps::recover_fn,
-            };
-            let recover = self.faults.recover_pending(None, "engine", &settings);
-            tokio::pin!(recover);
-            let failures = loop {
-                tokio::select! {
-                    r = &mut recover => break r,
-                    Some(Interrupt::Stop) = signals.recv(), if !interrupted => { interrupted = true; }
-                }
-            };
-            for (id, e) in failures {
-                self.progress
-                    .note(&format!("✘ fault `{id}` was NOT recovered: {e}"));
-                recovery_errors.push(format!("fault `{id}` was not recovered: {e}"));
-            }
-        }
+        let mut run = DagRun::new(self, signals);
+        run.run_steps().await;
+        run.settle_undecided().await;
+        let mut errors = run.recover_leftovers().await;
         // No recover step reached: the engine's recovery above was the last one.
-        if before.is_some() && after.is_none() && !interrupted {
-            after = Some(
-                self.check_hypothesis(
-                    &steady,
-                    "after",
-                    &runtime,
-                    signals,
-                    &interrupt,
-                    &mut interrupted,
-                )
-                .await,
-            );
-            self.record_steady_state(before.as_ref(), after.as_ref())
-                .await;
+        run.check_after_recovery().await;
+        if run.after.as_ref().is_some_and(|o| o.broken) {
+            errors.push("the steady-state hypothesis failed after recovery".into());
         }
-        if after.as_ref().is_some_and(|o| o.broken) {
-            recovery_errors.push("the steady-state hypothesis failed after recovery".into());
-        }
-        let faults = self.faults.snapshot().await;
-        if let Err(e) = write_fault_labels_with_effects(
-            &self.run.run_dir,
-            &self.run.exp_name,
-            &self.run.run_id,
-            &faults,
-            &hypothesis::verifying_probes(&self.plan, &runtime),
-        ) {
-            recovery_errors.push(format!("cannot write fault_labels.json: {e}"));
-        }
-        self.manifest
-            .update_reported(&self.progress, |m| {
-                m.faults = faults;
-                m.run.errors.extend(recovery_errors.iter().cloned());
-            })
-            .await;
-
-        if !recovery_errors.is_empty() {
-            // A fault left in the cluster is the worse news: exit 1 even after a signal.
-            if interrupted {
-                self.manifest
-                    .update_reported(&self.progress, |m| {
-                        m.run.errors.push("the run was interrupted".into())
-                    })
-                    .await;
-            }
-            RunStatus::Failed
-        } else if interrupted {
-            RunStatus::Interrupted
-        } else if failed {
-            RunStatus::Failed
-        } else {
-            RunStatus::Succeeded
-        }
+        run.record_faults(&mut errors).await;
+        run.status(&errors).await
     }
 
     /// Runs the hypothesis; a first signal meanwhile cancels it and marks the run interrupted.
@@ -551,6 +197,478 @@ impl Executor {
             })
             .await;
     }
+}
+
+/// One execution's state while the DAG runs: where each step is, which tasks run, and the
+/// steady-state checks so far.
+struct DagRun<'a> {
+    exec: &'a Executor,
+    signals: &'a mut mpsc::UnboundedReceiver<Interrupt>,
+    /// Cancelled by the first interrupt; steps other than `always` ones run under a child.
+    interrupt: CancellationToken,
+    interrupted: bool,
+    /// A step failed without `allow_failure`, or the hypothesis failed before the first fault.
+    failed: bool,
+    states: IndexMap<String, State>,
+    /// `steps.<name>` for runtime templates.
+    runtime: BTreeMap<String, serde_json::Value>,
+    tasks: JoinSet<Finished>,
+    task_names: HashMap<tokio::task::Id, String>,
+    /// Running steps that hold a `--max-parallel` slot.
+    running: usize,
+    /// Running steps that hold none (they watch another step).
+    watchers: HashSet<String>,
+    events: Arc<StepEvents>,
+    steady: HypothesisRunner,
+    fault_steps: BTreeSet<String>,
+    /// Fault and `recover` steps not done yet.
+    settled: Vec<String>,
+    before: Option<Outcome>,
+    after: Option<Outcome>,
+}
+
+impl<'a> DagRun<'a> {
+    fn new(exec: &'a Executor, signals: &'a mut mpsc::UnboundedReceiver<Interrupt>) -> Self {
+        let states = exec
+            .plan
+            .steps
+            .keys()
+            .map(|k| match exec.preset.get(k) {
+                Some(p) => (k.clone(), State::Done(p.status)),
+                None => (k.clone(), State::Pending),
+            })
+            .collect();
+        let runtime = exec
+            .preset
+            .iter()
+            .filter_map(|(k, p)| Some((k.clone(), p.runtime.clone()?)))
+            .collect();
+        let events = Arc::new(StepEvents::default());
+        let steady = HypothesisRunner {
+            plan: Arc::clone(&exec.plan),
+            run: Arc::clone(&exec.run),
+            faults: Arc::clone(&exec.faults),
+            progress: exec.progress.clone(),
+            children: Arc::clone(&exec.children),
+            events: Arc::clone(&events),
+        };
+        let fault_steps = hypothesis::fault_steps(&exec.plan);
+        let settled = hypothesis::recovery_steps(&exec.plan)
+            .into_iter()
+            .chain(fault_steps.iter().cloned())
+            .collect();
+        Self {
+            exec,
+            signals,
+            interrupt: CancellationToken::new(),
+            interrupted: false,
+            failed: false,
+            states,
+            runtime,
+            tasks: JoinSet::new(),
+            task_names: HashMap::new(),
+            running: 0,
+            watchers: HashSet::new(),
+            events,
+            steady,
+            fault_steps,
+            settled,
+            before: None,
+            after: None,
+        }
+    }
+
+    /// Starts, skips and cancels steps and waits for them until no task is left.
+    async fn run_steps(&mut self) {
+        loop {
+            // Repeated until nothing changes: a step declared above the steps it runs after
+            // must be decided too (declaration order must not matter).
+            if self.decide().await {
+                continue;
+            }
+            if self.tasks.is_empty() {
+                break;
+            }
+            tokio::select! {
+                joined = self.tasks.join_next_with_id() => {
+                    let Some(joined) = joined else { break };
+                    self.task_ended(joined).await;
+                }
+                Some(Interrupt::Stop) = self.signals.recv(), if !self.interrupted => {
+                    self.interrupted = true;
+                    self.exec.progress.note("interrupted: cancelling running steps, then running `always` steps and fault recovery (signal again to abort)");
+                    self.interrupt.cancel();
+                }
+            }
+        }
+    }
+
+    /// Decides each pending step whose dependencies are done; true when one was settled
+    /// without running (others may depend on it, so the caller decides again).
+    async fn decide(&mut self) -> bool {
+        let names: Vec<String> = self.states.keys().cloned().collect();
+        let mut decided = false;
+        for name in &names {
+            if matches!(self.states[name], State::Pending) {
+                decided |= self.decide_step(name).await;
+            }
+        }
+        decided
+    }
+
+    /// Launches a step, or settles it as skipped or cancelled (then true).
+    async fn decide_step(&mut self, name: &str) -> bool {
+        let exec = self.exec;
+        let step = &exec.plan.steps[name];
+        let Some(bad_dep) = self.blocking_dependency(name) else {
+            return false;
+        };
+        let launch = if self.interrupted {
+            step.common.always
+        } else {
+            bad_dep.is_none() || step.common.always
+        };
+        if !launch {
+            let (status, reason) = if self.interrupted {
+                (StepStatus::Cancelled, "the run was interrupted".to_string())
+            } else {
+                let why =
+                    bad_dep.map_or_else(String::new, |(d, s)| format!("`{d}` {}", status_word(s)));
+                (StepStatus::Skipped, why)
+            };
+            self.settle(name, status, reason).await;
+            return true;
+        }
+        // A step that watches another (a continuous probe's `until`) takes no
+        // `--max-parallel` slot: holding one could keep the watched step from starting.
+        let watcher = step.step.watched_step().is_some();
+        if !watcher && self.running >= exec.max_parallel {
+            return false;
+        }
+        if self.fault_steps.contains(name) && !exec.plan.hypothesis.is_empty() {
+            if self.before.is_none() {
+                let o = self.check_hypothesis("before").await;
+                self.before = Some(o);
+                exec.record_steady_state(self.before.as_ref(), self.after.as_ref())
+                    .await;
+            }
+            if self.before.as_ref().is_some_and(|o| o.broken) {
+                let reason =
+                    "the steady-state hypothesis failed before the first fault".to_string();
+                self.failed = true;
+                self.settle(name, StepStatus::Skipped, reason).await;
+                return true;
+            }
+        }
+        self.launch(name, watcher).await;
+        false
+    }
+
+    /// `None` while a dependency is not done; else the first done dependency that keeps the
+    /// step from running (anything but success, a preset step or an allowed failure), if any.
+    fn blocking_dependency(&self, name: &str) -> Option<Option<(&'a str, StepStatus)>> {
+        let plan: &'a Plan = &self.exec.plan;
+        let deps = plan.dag.deps(name);
+        let dep_states: Vec<(&str, StepStatus)> = deps
+            .iter()
+            .filter_map(|d| match &self.states[*d] {
+                State::Done(s) => Some((*d, *s)),
+                _ => None,
+            })
+            .collect();
+        if dep_states.len() < deps.len() {
+            return None;
+        }
+        Some(dep_states.into_iter().find(|(d, s)| {
+            !(*s == StepStatus::Succeeded
+                || self.exec.preset.contains_key(*d)
+                || (*s == StepStatus::Failed && plan.steps[*d].common.allow_failure))
+        }))
+    }
+
+    /// A step that will not run: its final status and why, on the console and in the manifest.
+    async fn settle(&mut self, name: &str, status: StepStatus, reason: String) {
+        self.states[name] = State::Done(status);
+        self.events.finished(name);
+        self.exec
+            .progress
+            .note(&format!("- {name}: {} ({reason})", status_word(status)));
+        self.exec
+            .manifest
+            .update_reported(&self.exec.progress, |m| {
+                if let Some(r) = m.steps.get_mut(name) {
+                    r.status = status;
+                    r.reason = Some(reason);
+                }
+            })
+            .await;
+    }
+
+    async fn launch(&mut self, name: &str, watcher: bool) {
+        let exec = self.exec;
+        let step = &exec.plan.steps[name];
+        if watcher {
+            self.watchers.insert(name.to_string());
+        } else {
+            self.running += 1;
+        }
+        self.events.started(name);
+        self.states[name] = State::Running;
+        let token = if step.common.always {
+            CancellationToken::new()
+        } else {
+            self.interrupt.child_token()
+        };
+        let started_at = Utc::now();
+        exec.manifest
+            .update_reported(&exec.progress, |m| {
+                if let Some(r) = m.steps.get_mut(name) {
+                    r.status = StepStatus::Running;
+                    r.started_at = Some(started_at);
+                    r.log = Some(
+                        PathBuf::from("runs")
+                            .join(&exec.run.exp_name)
+                            .join("steps")
+                            .join(format!("{name}.log")),
+                    );
+                }
+            })
+            .await;
+        let job = StepJob {
+            plan: Arc::clone(&exec.plan),
+            run: Arc::clone(&exec.run),
+            faults: Arc::clone(&exec.faults),
+            progress: exec.progress.clone(),
+            children: Arc::clone(&exec.children),
+            name: name.to_string(),
+            runtime: exec.runtime_context(&self.runtime),
+            cancel: token,
+            events: Arc::clone(&self.events),
+        };
+        let handle = self.tasks.spawn(job.run(started_at));
+        self.task_names.insert(handle.id(), name.to_string());
+    }
+
+    /// A step's task ended: its result recorded, and the hypothesis checked when this was the
+    /// last recovery.
+    async fn task_ended(&mut self, joined: Result<(tokio::task::Id, Finished), JoinError>) {
+        let id = match &joined {
+            Ok((id, _)) => *id,
+            Err(e) => e.id(),
+        };
+        if self
+            .task_names
+            .get(&id)
+            .is_none_or(|n| !self.watchers.remove(n))
+        {
+            self.running -= 1;
+        }
+        let f = match joined {
+            Ok((id, f)) => {
+                self.task_names.remove(&id);
+                f
+            }
+            Err(e) => return self.task_crashed(&e).await,
+        };
+        let exec = self.exec;
+        let step = &exec.plan.steps[&f.name];
+        if f.status == StepStatus::Failed && !step.common.allow_failure {
+            self.failed = true;
+        }
+        self.states[&f.name] = State::Done(f.status);
+        self.runtime.insert(f.name.clone(), runtime_value(&f));
+        self.events.finished(&f.name);
+        exec.record_finished(f).await;
+        // After the last recovery: every fault and `recover` step done, nothing injected.
+        self.settled
+            .retain(|s| !matches!(self.states[s], State::Done(_)));
+        if self.before.is_some()
+            && self.after.is_none()
+            && !self.interrupted
+            && self.settled.is_empty()
+            && !exec
+                .faults
+                .snapshot()
+                .await
+                .iter()
+                .any(|f| f.needs_recovery() && !f.teardown)
+        {
+            self.check_after_recovery().await;
+        }
+    }
+
+    /// A panicking step must not take the run (and its recovery) down.
+    async fn task_crashed(&mut self, e: &JoinError) {
+        let name = self.task_names.remove(&e.id()).unwrap_or_default();
+        self.exec
+            .progress
+            .note(&format!("step `{name}` crashed: {e}"));
+        self.failed = true;
+        let now = Utc::now();
+        if self.states.contains_key(&name) {
+            self.states[&name] = State::Done(StepStatus::Failed);
+            self.exec
+                .record_finished(Finished {
+                    name,
+                    status: StepStatus::Failed,
+                    attempts: 1,
+                    error: Some(format!("the step crashed: {e}")),
+                    outputs: StepOutputs::default(),
+                    artifacts: Vec::new(),
+                    started_at: now,
+                    finished_at: now,
+                })
+                .await;
+        }
+    }
+
+    async fn check_hypothesis(&mut self, phase: &str) -> Outcome {
+        self.exec
+            .check_hypothesis(
+                &self.steady,
+                phase,
+                &self.runtime,
+                self.signals,
+                &self.interrupt,
+                &mut self.interrupted,
+            )
+            .await
+    }
+
+    /// The hypothesis after the last recovery, once, if it was checked before the first fault
+    /// and the run was not interrupted.
+    async fn check_after_recovery(&mut self) {
+        if self.before.is_some() && self.after.is_none() && !self.interrupted {
+            self.after = Some(self.check_hypothesis("after").await);
+            self.exec
+                .record_steady_state(self.before.as_ref(), self.after.as_ref())
+                .await;
+        }
+    }
+
+    /// Every step ends with a final status and a reason, even one the loop could not decide
+    /// (a dependency that never finished).
+    async fn settle_undecided(&self) {
+        let exec = self.exec;
+        for (name, state) in &self.states {
+            if matches!(state, State::Done(_)) {
+                continue;
+            }
+            let (status, reason) = if self.interrupted {
+                (StepStatus::Cancelled, "the run was interrupted")
+            } else {
+                (
+                    StepStatus::Skipped,
+                    "the run ended before its dependencies finished",
+                )
+            };
+            exec.progress
+                .note(&format!("- {name}: {} ({reason})", status_word(status)));
+            exec.manifest
+                .update_reported(&exec.progress, |m| {
+                    if let Some(r) = m.steps.get_mut(name) {
+                        r.status = status;
+                        r.reason = Some(reason.to_string());
+                    }
+                })
+                .await;
+        }
+    }
+
+    /// Recovers the faults still injected, whatever happened above; the errors of those that
+    /// were not recovered.
+    async fn recover_leftovers(&mut self) -> Vec<String> {
+        let exec = self.exec;
+        let pending = exec
+            .faults
+            .snapshot()
+            .await
+            .iter()
+            .filter(|f| f.needs_recovery())
+            .count();
+        let mut recovery_errors = Vec::new();
+        if pending == 0 {
+            return recovery_errors;
+        }
+        exec.progress.note(&format!(
+            "recovering {pending} fault{}",
+            if pending == 1 { "" } else { "s" }
+        ));
+        let settings = RecoverSettings {
+            timeout: None,
+            kube: Arc::clone(&exec.run.kube),
+            force: false,
+            children: Arc::clone(&exec.children),
+            recover_fn: crate::steps::recover_fn,
+        };
+        let recover = exec.faults.recover_pending(None, "engine", &settings);
+        tokio::pin!(recover);
+        let failures = loop {
+            tokio::select! {
+                r = &mut recover => break r,
+                Some(Interrupt::Stop) = self.signals.recv(), if !self.interrupted => { self.interrupted = true; }
+            }
+        };
+        for (id, e) in failures {
+            exec.progress
+                .note(&format!("✘ fault `{id}` was NOT recovered: {e}"));
+            recovery_errors.push(format!("fault `{id}` was not recovered: {e}"));
+        }
+        recovery_errors
+    }
+
+    /// The ground-truth labels and the manifest's fault list and run errors.
+    async fn record_faults(&self, recovery_errors: &mut Vec<String>) {
+        let exec = self.exec;
+        let faults = exec.faults.snapshot().await;
+        if let Err(e) = write_fault_labels_with_effects(
+            &exec.run.run_dir,
+            &exec.run.exp_name,
+            &exec.run.run_id,
+            &faults,
+            &hypothesis::verifying_probes(&exec.plan, &self.runtime),
+        ) {
+            recovery_errors.push(format!("cannot write fault_labels.json: {e}"));
+        }
+        exec.manifest
+            .update_reported(&exec.progress, |m| {
+                m.faults = faults;
+                m.run.errors.extend(recovery_errors.iter().cloned());
+            })
+            .await;
+    }
+
+    async fn status(&self, recovery_errors: &[String]) -> RunStatus {
+        if !recovery_errors.is_empty() {
+            // A fault left in the cluster is the worse news: exit 1 even after a signal.
+            if self.interrupted {
+                self.exec
+                    .manifest
+                    .update_reported(&self.exec.progress, |m| {
+                        m.run.errors.push("the run was interrupted".into())
+                    })
+                    .await;
+            }
+            RunStatus::Failed
+        } else if self.interrupted {
+            RunStatus::Interrupted
+        } else if self.failed {
+            RunStatus::Failed
+        } else {
+            RunStatus::Succeeded
+        }
+    }
+}
+
+/// `steps.<name>` as runtime templates read it.
+fn runtime_value(f: &Finished) -> serde_json::Value {
+    serde_json::json!({
+        "status": status_word(f.status),
+        "attempts": f.attempts,
+        "started_at": f.started_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "finished_at": f.finished_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "outputs": f.outputs.values,
+    })
 }
 
 pub fn status_word(s: StepStatus) -> &'static str {

@@ -383,28 +383,56 @@ fn select_steps(
     from: Option<&str>,
     resumed: Option<&Resumed>,
 ) -> Result<IndexMap<String, PresetStep>, LaunchError> {
+    check_step_names(plan, only, from)?;
+    let explicit = !only.is_empty() || from.is_some();
+    let selected = selected_steps(plan, only, from);
+    let old_ok = |name: &str| {
+        resumed
+            .and_then(|r| r.steps.get(name))
+            .is_some_and(|s| s.status == StepStatus::Succeeded)
+    };
+    // Steps that run: those asked for by --only/--from, else those that did not succeed.
+    let mut runs: Vec<&str> = selected
+        .iter()
+        .map(|s| s.as_str())
+        .filter(|n| explicit || !old_ok(n))
+        .collect();
+    if let Some(resumed) = resumed {
+        let again = reinjected_steps(plan, &selected, &runs, resumed);
+        runs.extend(again);
+    }
+    Ok(preset_steps(plan, &runs, resumed))
+}
+
+/// `--only` and `--from` name steps of the plan.
+fn check_step_names(plan: &Plan, only: &[String], from: Option<&str>) -> Result<(), LaunchError> {
     let unknown: Vec<&str> = only
         .iter()
         .map(String::as_str)
         .chain(from)
         .filter(|n| !plan.steps.contains_key(*n))
         .collect();
-    if !unknown.is_empty() {
-        let known: Vec<&str> = plan.steps.keys().map(String::as_str).collect();
-        return Err(LaunchError::invalid(format!(
-            "no step named {} in plan {} (steps: {})",
-            unknown
-                .iter()
-                .map(|n| format!("`{n}`"))
-                .collect::<Vec<_>>()
-                .join(", "),
-            plan.name,
-            known.join(", ")
-        )));
+    if unknown.is_empty() {
+        return Ok(());
     }
+    let known: Vec<&str> = plan.steps.keys().map(String::as_str).collect();
+    Err(LaunchError::invalid(format!(
+        "no step named {} in plan {} (steps: {})",
+        unknown
+            .iter()
+            .map(|n| format!("`{n}`"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        plan.name,
+        known.join(", ")
+    )))
+}
+
+/// `--only` names (plus the `always` steps after them), `--from` and its descendants; every
+/// step when neither is given.
+fn selected_steps<'p>(plan: &'p Plan, only: &[String], from: Option<&str>) -> Vec<&'p String> {
     let explicit = !only.is_empty() || from.is_some();
-    let selected: Vec<&String> = plan
-        .steps
+    plan.steps
         .keys()
         .filter(|name| {
             if !explicit {
@@ -416,50 +444,53 @@ fn select_steps(
             let by_from = from.is_some_and(|f| *name == f || ancestors.contains(f));
             by_only || by_from
         })
-        .collect();
-    let old_ok = |name: &str| {
-        resumed
-            .and_then(|r| r.steps.get(name))
-            .is_some_and(|s| s.status == StepStatus::Succeeded)
-    };
-    let injects = |name: &str| resumed.is_some_and(|r| r.injected.iter().any(|s| s == name));
-    // Steps that run: those asked for by --only/--from, else those that did not succeed.
-    let mut runs: Vec<&str> = selected
-        .iter()
-        .map(|s| s.as_str())
-        .filter(|n| explicit || !old_ok(n))
-        .collect();
-    if resumed.is_some() {
-        // Re-inject a kept fault when a step that ran under it runs again, and run the
-        // `recover` steps that recover it.
-        let mut again: Vec<&str> = Vec::new();
-        for name in plan.steps.keys() {
-            if !injects(name) || runs.contains(&name.as_str()) || !selected.contains(&name) {
-                continue;
-            }
-            let recovers_it = |r: &str| {
-                plan.steps[r].common.kind == "recover"
-                    && plan.steps[r].fields.get("faults").is_some_and(|f| {
-                        f.to_json()
-                            .as_array()
-                            .is_some_and(|a| a.iter().any(|x| x == name.as_str()))
-                    })
-            };
-            let needed = runs.iter().any(|r| {
-                let anc = plan.dag.ancestors(r);
-                anc.contains(name) && !anc.iter().any(|a| recovers_it(a)) && !recovers_it(r)
-            });
-            if needed {
-                again.push(name);
-                for (r, _) in plan.steps.iter().filter(|(r, _)| recovers_it(r)) {
-                    again.push(r);
-                }
+        .collect()
+}
+
+/// On resume: a kept fault step that must inject again because a step that ran under it runs
+/// again, with the `recover` steps that recover it.
+fn reinjected_steps<'p>(
+    plan: &'p Plan,
+    selected: &[&String],
+    runs: &[&str],
+    resumed: &Resumed,
+) -> Vec<&'p str> {
+    let injects = |name: &str| resumed.injected.iter().any(|s| s == name);
+    let mut again: Vec<&str> = Vec::new();
+    for name in plan.steps.keys() {
+        if !injects(name) || runs.contains(&name.as_str()) || !selected.contains(&name) {
+            continue;
+        }
+        let recovers_it = |r: &str| {
+            plan.steps[r].common.kind == "recover"
+                && plan.steps[r].fields.get("faults").is_some_and(|f| {
+                    f.to_json()
+                        .as_array()
+                        .is_some_and(|a| a.iter().any(|x| x == name.as_str()))
+                })
+        };
+        let needed = runs.iter().any(|r| {
+            let anc = plan.dag.ancestors(r);
+            anc.contains(name) && !anc.iter().any(|a| recovers_it(a)) && !recovers_it(r)
+        });
+        if needed {
+            again.push(name);
+            for (r, _) in plan.steps.iter().filter(|(r, _)| recovers_it(r)) {
+                again.push(r);
             }
         }
-        runs.extend(again);
     }
-    Ok(plan
-        .steps
+    again
+}
+
+/// The steps that do not run: kept as succeeded (with their old values) when the resumed
+/// run's step succeeded, else skipped.
+fn preset_steps(
+    plan: &Plan,
+    runs: &[&str],
+    resumed: Option<&Resumed>,
+) -> IndexMap<String, PresetStep> {
+    plan.steps
         .iter()
         .filter(|(name, _)| !runs.contains(&name.as_str()))
         .map(|(name, _)| {
@@ -483,7 +514,7 @@ fn select_steps(
                 ),
             }
         })
-        .collect())
+        .collect()
 }
 
 /// `steps.<name>` as the executor exposes a finished step to templates.

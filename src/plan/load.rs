@@ -64,20 +64,7 @@ fn load_one(
 ) -> Result<Node, PlanErrors> {
     let file = read_source(path, display, from)?;
     let canonical = file.path.clone().unwrap_or_else(|| path.to_path_buf());
-    if chain.contains(&canonical) {
-        let cycle: Vec<String> = chain
-            .iter()
-            .chain(std::iter::once(&canonical))
-            .map(|p| p.display().to_string())
-            .collect();
-        return Err(PlanDiag::new(
-            Code::Extends,
-            format!("`extends` goes round in a circle: {}", cycle.join(" → ")),
-            from,
-        )
-        .label("extends a file that is already being loaded")
-        .into());
-    }
+    check_not_loading(chain, &canonical, from)?;
     files.push(Arc::clone(&file));
     let node = parse_document(&file)?;
     let Value::Map(map) = &node.value else {
@@ -91,21 +78,67 @@ fn load_one(
     let Some(extends) = map.get("extends") else {
         return Ok(node);
     };
-    let bases: Vec<&Node> = match &extends.value.value {
-        Value::Str(_) => vec![&extends.value],
-        Value::Seq(items) => items.iter().collect(),
-        _ => {
-            return Err(PlanDiag::new(
-                Code::Extends,
-                format!(
-                    "`extends` takes a path or a list of paths, found {}",
-                    extends.value.type_name()
-                ),
-                Some(&extends.value.span),
-            )
-            .into())
-        }
-    };
+    let bases = extends_bases(&extends.value)?;
+    let merged = load_bases(&bases, canonical, display, chain, files)?;
+    let mut own = node;
+    if let Value::Map(m) = &mut own.value {
+        m.shift_remove("extends");
+    }
+    Ok(match merged {
+        Some(base) => Node::merge(base, own),
+        None => own,
+    })
+}
+
+/// An `extends` chain that comes back to a file being loaded is a cycle.
+fn check_not_loading(
+    chain: &[PathBuf],
+    canonical: &PathBuf,
+    from: Option<&Span>,
+) -> Result<(), PlanErrors> {
+    if chain.contains(canonical) {
+        let cycle: Vec<String> = chain
+            .iter()
+            .chain(std::iter::once(canonical))
+            .map(|p| p.display().to_string())
+            .collect();
+        return Err(PlanDiag::new(
+            Code::Extends,
+            format!("`extends` goes round in a circle: {}", cycle.join(" → ")),
+            from,
+        )
+        .label("extends a file that is already being loaded")
+        .into());
+    }
+    Ok(())
+}
+
+/// `extends:` as the list of base paths' nodes.
+fn extends_bases(extends: &Node) -> Result<Vec<&Node>, PlanErrors> {
+    match &extends.value {
+        Value::Str(_) => Ok(vec![extends]),
+        Value::Seq(items) => Ok(items.iter().collect()),
+        _ => Err(PlanDiag::new(
+            Code::Extends,
+            format!(
+                "`extends` takes a path or a list of paths, found {}",
+                extends.type_name()
+            ),
+            Some(&extends.span),
+        )
+        .into()),
+    }
+}
+
+/// Loads the bases a file extends (relative to it) and merges them in order; `None` when the
+/// list is empty.
+fn load_bases(
+    bases: &[&Node],
+    canonical: PathBuf,
+    display: &str,
+    chain: &mut Vec<PathBuf>,
+    files: &mut Vec<Arc<SourceFile>>,
+) -> Result<Option<Node>, PlanErrors> {
     let dir = canonical
         .parent()
         .map(Path::to_path_buf)
@@ -117,7 +150,7 @@ fn load_one(
     chain.push(canonical);
     let mut merged: Option<Node> = None;
     let mut errors = PlanErrors::default();
-    for base in bases {
+    for base in bases.iter().copied() {
         let Some(rel) = base.as_str() else {
             errors.push(PlanDiag::new(
                 Code::Extends,
@@ -147,12 +180,5 @@ fn load_one(
     if !errors.is_empty() {
         return Err(errors);
     }
-    let mut own = node;
-    if let Value::Map(m) = &mut own.value {
-        m.shift_remove("extends");
-    }
-    Ok(match merged {
-        Some(base) => Node::merge(base, own),
-        None => own,
-    })
+    Ok(merged)
 }

@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use super::{Aggregate, Compare, Evaluation, ProbeSpec, DEFAULT_REQUEST_TIMEOUT};
+use super::{Aggregate, Compare, Evaluation, Expect, ProbeSpec, DEFAULT_REQUEST_TIMEOUT};
 use crate::collect::endpoint::resolve_endpoint;
 use crate::collect::parse_time;
 use crate::collect::window::{Empty, Floor, Lookback, WindowSpec};
@@ -63,22 +63,39 @@ pub async fn evaluate(spec: &ProbeSpec, ctx: &StepCtx) -> Result<Evaluation, Ste
     };
     let expect = spec.expect.clone().unwrap_or_default();
     let Some(value) = aggregate(spec.aggregate, &samples) else {
-        // `all`/`any`: every sample is judged on its own.
-        let passing = samples.iter().filter(|v| expect.passes(**v)).count();
-        let passed = match spec.aggregate {
-            Aggregate::All => passing == samples.len(),
-            _ => passing > 0,
-        };
-        let value = json!({
-            "samples": samples.len(),
-            "passing": passing,
-            "min": finite(samples.iter().copied().fold(f64::INFINITY, f64::min)),
-            "max": finite(samples.iter().copied().fold(f64::NEG_INFINITY, f64::max)),
-        });
-        let detail =
-            (!passed).then(|| format!("{passing} of {} samples meet {expect}", samples.len()));
-        return Ok(Evaluation::new(value, Some(passed), detail));
+        return Ok(judge_each(spec.aggregate, &samples, &expect));
     };
+    compare_with_baseline(spec, &client, value, &expect).await
+}
+
+/// `all`/`any`: every sample is judged on its own.
+fn judge_each(aggregate_by: Aggregate, samples: &[f64], expect: &Expect) -> Evaluation {
+    let passing = samples.iter().filter(|v| expect.passes(**v)).count();
+    let passed = match aggregate_by {
+        Aggregate::All => passing == samples.len(),
+        _ => passing > 0,
+    };
+    let value = json!({
+        "samples": samples.len(),
+        "passing": passing,
+        "min": finite(samples.iter().copied().fold(f64::INFINITY, f64::min)),
+        "max": finite(samples.iter().copied().fold(f64::NEG_INFINITY, f64::max)),
+    });
+    let detail = (!passed).then(|| format!("{passing} of {} samples meet {expect}", samples.len()));
+    Evaluation::new(value, Some(passed), detail)
+}
+
+/// The aggregated value judged: as it is, or set against the same query over the baseline
+/// window when there is one.
+///
+/// # Errors
+/// A baseline bound is not a time.
+async fn compare_with_baseline(
+    spec: &ProbeSpec,
+    client: &Prom,
+    value: f64,
+    expect: &Expect,
+) -> Result<Evaluation, StepError> {
     let Some(baseline) = &spec.baseline else {
         let miss = expect.miss(value);
         return Ok(Evaluation::new(
@@ -87,6 +104,7 @@ pub async fn evaluate(spec: &ProbeSpec, ctx: &StepCtx) -> Result<Evaluation, Ste
             miss,
         ));
     };
+    let query = spec.query.as_deref().unwrap_or_default();
     let b_start = parse_time("baseline.start", &baseline.start).map_err(StepError::Failed)?;
     let b_end = parse_time("baseline.end", &baseline.end).map_err(StepError::Failed)?;
     let base = match client.range(query, b_start, b_end).await {

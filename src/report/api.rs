@@ -9,7 +9,7 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 
 use super::run::parse_time;
-use super::timeline::{Phase, Timeline};
+use super::timeline::{Ms, Phase, Timeline};
 
 /// Status classes in plot order: 2xx, 3xx, 4xx, 5xx, no answer.
 pub const CLASSES: [&str; 5] = ["2xx", "3xx", "4xx", "5xx", "no answer"];
@@ -145,44 +145,41 @@ impl ApiAgg {
                     }
                     continue;
                 };
-                agg.requests += 1;
-                let c = class_of(x.status);
-                agg.per_bin[tl.bin(t)][c] += 1;
-                let phase = tl.phase(t);
-                agg.phase_requests[phase as usize] += 1;
-                let path = x
-                    .path
-                    .or_else(|| x.url.map(|u| url_path(&u).to_string()))
-                    .unwrap_or_default();
-                let key = endpoint_of(x.method.as_deref().unwrap_or("?"), &path);
-                let e = endpoints.entry(key).or_default();
-                e.requests += 1;
-                e.by_class[c] += 1;
-                if is_failure(x.status) {
-                    agg.phase_failures[phase as usize] += 1;
-                    e.failures += 1;
-                    if phase == Phase::Fault {
-                        e.fault_failures += 1;
-                    }
-                }
+                agg.count(x, t, tl, &mut endpoints);
             }
         }
-        let mut rows: Vec<EndpointRow> = endpoints
-            .into_iter()
-            .map(|(k, mut v)| {
-                v.endpoint = k;
-                v
-            })
-            .filter(|e| e.failures > 0)
-            .collect();
-        rows.sort_by(|a, b| {
-            b.failures
-                .cmp(&a.failures)
-                .then(a.endpoint.cmp(&b.endpoint))
-        });
-        rows.truncate(TOP_ENDPOINTS);
-        agg.endpoints = rows;
+        agg.endpoints = top_failing(endpoints);
         agg
+    }
+
+    /// One exchange: its status class per bin and phase, and its endpoint's counts.
+    fn count(
+        &mut self,
+        x: Exchange,
+        t: Ms,
+        tl: &Timeline,
+        endpoints: &mut HashMap<String, EndpointRow>,
+    ) {
+        self.requests += 1;
+        let c = class_of(x.status);
+        self.per_bin[tl.bin(t)][c] += 1;
+        let phase = tl.phase(t);
+        self.phase_requests[phase as usize] += 1;
+        let path = x
+            .path
+            .or_else(|| x.url.map(|u| url_path(&u).to_string()))
+            .unwrap_or_default();
+        let key = endpoint_of(x.method.as_deref().unwrap_or("?"), &path);
+        let e = endpoints.entry(key).or_default();
+        e.requests += 1;
+        e.by_class[c] += 1;
+        if is_failure(x.status) {
+            self.phase_failures[phase as usize] += 1;
+            e.failures += 1;
+            if phase == Phase::Fault {
+                e.fault_failures += 1;
+            }
+        }
     }
 
     pub fn failure_rate(&self, phase: Phase) -> Option<f64> {
@@ -190,6 +187,25 @@ impl ApiAgg {
         (self.phase_requests[i] > 0)
             .then(|| self.phase_failures[i] as f64 / self.phase_requests[i] as f64)
     }
+}
+
+/// The endpoints with failures, most first (by name on ties), at most [`TOP_ENDPOINTS`].
+fn top_failing(endpoints: HashMap<String, EndpointRow>) -> Vec<EndpointRow> {
+    let mut rows: Vec<EndpointRow> = endpoints
+        .into_iter()
+        .map(|(k, mut v)| {
+            v.endpoint = k;
+            v
+        })
+        .filter(|e| e.failures > 0)
+        .collect();
+    rows.sort_by(|a, b| {
+        b.failures
+            .cmp(&a.failures)
+            .then(a.endpoint.cmp(&b.endpoint))
+    });
+    rows.truncate(TOP_ENDPOINTS);
+    rows
 }
 
 fn url_path(url: &str) -> &str {

@@ -7,10 +7,11 @@ use chrono::{TimeZone, Utc};
 
 use super::api::CLASSES;
 use super::logs::TOP_PODS;
+use super::metrics::MetricsAgg;
 use super::plot::{self, Bar, Series, FAULT_FILL_HEX, FAULT_OPACITY};
 use super::run::{RunReport, Section};
 use super::timeline::{Ms, Phase, Timeline};
-use super::traces::TOP_SERVICES;
+use super::traces::{TraceAgg, TOP_SERVICES};
 use crate::engine::progress::format_elapsed;
 
 pub const CSS: &str = "
@@ -353,70 +354,8 @@ fn metrics(o: &mut String, r: &RunReport, tl: &Timeline) {
             m.bad_rows
         );
     }
-    o.push_str("<h3>Fault target pods</h3>");
-    if m.target_pods.is_empty() {
-        o.push_str("<p class=\"absent\">No target pods: fault_labels.json names none.</p>");
-    } else if m.panels.is_empty() {
-        let _ = write!(
-            o,
-            "<p class=\"absent\">No container CPU, memory, network or restart series for {}.</p>",
-            esc(&m.target_pods.join(", "))
-        );
-    } else {
-        for p in &m.panels {
-            let lines: Vec<Series<'_>> = p
-                .lines
-                .iter()
-                .map(|l| Series {
-                    label: &l.label,
-                    points: &l.points,
-                })
-                .collect();
-            chart(
-                o,
-                &format!("target-{:?}", p.kind),
-                plot::time_chart(p.kind.title(), "", tl, &lines, 230),
-            );
-        }
-    }
-    o.push_str("<h3>Series that changed most between warm-up and fault</h3>");
-    if !tl.has_fault() {
-        o.push_str("<p class=\"absent\">No fault window: nothing to compare.</p>");
-    } else if m.changed.is_empty() {
-        o.push_str("<p class=\"absent\">No series moved by a warm-up standard deviation (or 5 % of its level) between the warm-up and the fault.</p>");
-    } else {
-        o.push_str("<table><tr><th>#</th><th>series</th><th>warm-up mean</th><th>fault mean</th><th>change (warm-up σ)</th></tr>");
-        for (i, c) in m.changed.iter().enumerate() {
-            let _ = write!(
-                o,
-                "<tr><td class=\"num\">{}</td><td><code>{}</code>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{:.1}</td></tr>",
-                i + 1,
-                esc(&c.series),
-                if c.rate { " <small>(per-second rate)</small>" } else { "" },
-                num(Some(c.warm_up)),
-                num(Some(c.fault)),
-                c.score
-            );
-        }
-        o.push_str("</table>");
-        for (i, c) in m.changed.iter().enumerate() {
-            let title = format!("#{} {}", i + 1, truncate(&c.series, 110));
-            chart(
-                o,
-                &format!("changed-{}", i + 1),
-                plot::time_chart(
-                    &title,
-                    "",
-                    tl,
-                    &[Series {
-                        label: "",
-                        points: &c.points,
-                    }],
-                    190,
-                ),
-            );
-        }
-    }
+    target_pod_panels(o, m, tl);
+    changed_series(o, m, tl);
     o.push_str("</section>");
 }
 
@@ -455,6 +394,85 @@ fn traces(o: &mut String, r: &RunReport, tl: &Timeline) {
         [Phase::WarmUp, Phase::Fault, Phase::After].map(|p| pct(t.error_rate(p))),
     );
     o.push_str("</table>");
+    trace_rate_charts(o, t, tl);
+    service_latencies(o, t, tl);
+    o.push_str("</section>");
+}
+
+/// One chart per kind (CPU, memory, network, restarts) of the fault targets' containers.
+fn target_pod_panels(o: &mut String, m: &MetricsAgg, tl: &Timeline) {
+    o.push_str("<h3>Fault target pods</h3>");
+    if m.target_pods.is_empty() {
+        o.push_str("<p class=\"absent\">No target pods: fault_labels.json names none.</p>");
+    } else if m.panels.is_empty() {
+        let _ = write!(
+            o,
+            "<p class=\"absent\">No container CPU, memory, network or restart series for {}.</p>",
+            esc(&m.target_pods.join(", "))
+        );
+    } else {
+        for p in &m.panels {
+            let lines: Vec<Series<'_>> = p
+                .lines
+                .iter()
+                .map(|l| Series {
+                    label: &l.label,
+                    points: &l.points,
+                })
+                .collect();
+            chart(
+                o,
+                &format!("target-{:?}", p.kind),
+                plot::time_chart(p.kind.title(), "", tl, &lines, 230),
+            );
+        }
+    }
+}
+
+/// The series that moved most between warm-up and fault: a table, then a chart each.
+fn changed_series(o: &mut String, m: &MetricsAgg, tl: &Timeline) {
+    o.push_str("<h3>Series that changed most between warm-up and fault</h3>");
+    if !tl.has_fault() {
+        o.push_str("<p class=\"absent\">No fault window: nothing to compare.</p>");
+    } else if m.changed.is_empty() {
+        o.push_str("<p class=\"absent\">No series moved by a warm-up standard deviation (or 5 % of its level) between the warm-up and the fault.</p>");
+    } else {
+        o.push_str("<table><tr><th>#</th><th>series</th><th>warm-up mean</th><th>fault mean</th><th>change (warm-up σ)</th></tr>");
+        for (i, c) in m.changed.iter().enumerate() {
+            let _ = write!(
+                o,
+                "<tr><td class=\"num\">{}</td><td><code>{}</code>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{:.1}</td></tr>",
+                i + 1,
+                esc(&c.series),
+                if c.rate { " <small>(per-second rate)</small>" } else { "" },
+                num(Some(c.warm_up)),
+                num(Some(c.fault)),
+                c.score
+            );
+        }
+        o.push_str("</table>");
+        for (i, c) in m.changed.iter().enumerate() {
+            let title = format!("#{} {}", i + 1, truncate(&c.series, 110));
+            chart(
+                o,
+                &format!("changed-{}", i + 1),
+                plot::time_chart(
+                    &title,
+                    "",
+                    tl,
+                    &[Series {
+                        label: "",
+                        points: &c.points,
+                    }],
+                    190,
+                ),
+            );
+        }
+    }
+}
+
+/// Traces per minute and the share of them with errors, over the timeline.
+fn trace_rate_charts(o: &mut String, t: &TraceAgg, tl: &Timeline) {
     let per_min = 60_000.0 / tl.bin_ms as f64;
     let rate: Vec<(Ms, f64)> = t
         .per_bin
@@ -497,6 +515,10 @@ fn traces(o: &mut String, r: &RunReport, tl: &Timeline) {
             220,
         ),
     );
+}
+
+/// p50/p95 entry-span duration of the busiest services: charts, then a warm-up → fault table.
+fn service_latencies(o: &mut String, t: &TraceAgg, tl: &Timeline) {
     let top = &t.services[..t.services.len().min(TOP_SERVICES)];
     if top.is_empty() {
         o.push_str("<p class=\"absent\">No spans with a service and a duration.</p>");
@@ -545,7 +567,6 @@ fn traces(o: &mut String, r: &RunReport, tl: &Timeline) {
             "</table><p class=\"absent\">Quantiles from log-scale histograms (within 6 %).</p>",
         );
     }
-    o.push_str("</section>");
 }
 
 fn api(o: &mut String, r: &RunReport, tl: &Timeline) {

@@ -88,6 +88,80 @@ pub struct LogAgg {
     pub problems: Vec<String>,
 }
 
+impl PodRow {
+    /// A pod's folder: every `*.log` file in it, in name order.
+    fn read(pd: &Path, tl: &Timeline, line: &mut Vec<u8>, problems: &mut Vec<String>) -> Self {
+        let mut row = PodRow {
+            pod: pd
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            per_bin: vec![0; tl.bins],
+            ..Default::default()
+        };
+        let mut files: Vec<PathBuf> = std::fs::read_dir(pd)
+            .map(|e| {
+                e.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "log"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        files.sort();
+        for f in files {
+            row.count_file(&f, tl, line, problems);
+        }
+        row
+    }
+
+    /// One log file: its lines, and its error lines by bin and phase (an error line takes the
+    /// time of the last line that had one).
+    fn count_file(
+        &mut self,
+        f: &Path,
+        tl: &Timeline,
+        line: &mut Vec<u8>,
+        problems: &mut Vec<String>,
+    ) {
+        let file = match std::fs::File::open(f) {
+            Ok(x) => x,
+            Err(e) => {
+                problems.push(format!("{}: {e}", f.display()));
+                return;
+            }
+        };
+        self.files += 1;
+        let mut r = std::io::BufReader::with_capacity(1 << 18, file);
+        let mut last: Option<Ms> = None;
+        loop {
+            line.clear();
+            match r.read_until(b'\n', line) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    problems.push(format!("{}: {e}", f.display()));
+                    break;
+                }
+            }
+            self.lines += 1;
+            if let Some(t) = line_time(line) {
+                last = Some(t);
+            }
+            if !is_error_line(line) {
+                continue;
+            }
+            self.errors += 1;
+            match last {
+                Some(t) => {
+                    self.per_bin[tl.bin(t)] += 1;
+                    self.phase_errors[tl.phase(t) as usize] += 1;
+                }
+                None => self.untimed_errors += 1,
+            }
+        }
+    }
+}
+
 impl LogAgg {
     pub fn from_dir(dir: &Path, tl: &Timeline) -> Self {
         let mut agg = LogAgg {
@@ -109,61 +183,7 @@ impl LogAgg {
         pod_dirs.sort();
         let mut line = Vec::new();
         for pd in pod_dirs {
-            let mut row = PodRow {
-                pod: pd
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-                per_bin: vec![0; tl.bins],
-                ..Default::default()
-            };
-            let mut files: Vec<PathBuf> = std::fs::read_dir(&pd)
-                .map(|e| {
-                    e.flatten()
-                        .map(|e| e.path())
-                        .filter(|p| p.extension().is_some_and(|x| x == "log"))
-                        .collect()
-                })
-                .unwrap_or_default();
-            files.sort();
-            for f in files {
-                let file = match std::fs::File::open(&f) {
-                    Ok(x) => x,
-                    Err(e) => {
-                        agg.problems.push(format!("{}: {e}", f.display()));
-                        continue;
-                    }
-                };
-                row.files += 1;
-                let mut r = std::io::BufReader::with_capacity(1 << 18, file);
-                let mut last: Option<Ms> = None;
-                loop {
-                    line.clear();
-                    match r.read_until(b'\n', &mut line) {
-                        Ok(0) => break,
-                        Ok(_) => {}
-                        Err(e) => {
-                            agg.problems.push(format!("{}: {e}", f.display()));
-                            break;
-                        }
-                    }
-                    row.lines += 1;
-                    if let Some(t) = line_time(&line) {
-                        last = Some(t);
-                    }
-                    if !is_error_line(&line) {
-                        continue;
-                    }
-                    row.errors += 1;
-                    match last {
-                        Some(t) => {
-                            row.per_bin[tl.bin(t)] += 1;
-                            row.phase_errors[tl.phase(t) as usize] += 1;
-                        }
-                        None => row.untimed_errors += 1,
-                    }
-                }
-            }
+            let row = PodRow::read(&pd, tl, &mut line, &mut agg.problems);
             agg.lines += row.lines;
             agg.errors += row.errors;
             agg.pods.push(row);

@@ -112,37 +112,7 @@ impl RunMeta {
     pub fn from_manifest(m: &Value, run_dir: &Path) -> Self {
         let run = &m["run"];
         let plan = &m["plan"];
-        let mut cluster = Vec::new();
-        if let Some(argv) = m.pointer("/invocation/argv").and_then(Value::as_array) {
-            let argv: Vec<&str> = argv.iter().filter_map(Value::as_str).collect();
-            for (i, a) in argv.iter().enumerate() {
-                for flag in ["--context", "--kubeconfig", "--namespace", "-n"] {
-                    if let Some(v) = a.strip_prefix(&format!("{flag}=")) {
-                        cluster.push((flag.trim_start_matches('-').to_string(), v.to_string()));
-                    } else if *a == flag {
-                        if let Some(v) = argv.get(i + 1) {
-                            cluster
-                                .push((flag.trim_start_matches('-').to_string(), (*v).to_string()));
-                        }
-                    }
-                }
-            }
-        }
-        if cluster.iter().all(|(k, _)| k != "context") {
-            cluster.push(("context".into(), "current kubeconfig context".into()));
-        }
-        if let Some(eps) = m["endpoints"].as_object() {
-            for (name, e) in eps {
-                let url = e["url"]
-                    .as_str()
-                    .map_or_else(|| e.to_string(), str::to_string);
-                let how = e["source"]
-                    .as_str()
-                    .map(|s| format!(" ({s})"))
-                    .unwrap_or_default();
-                cluster.push((name.clone(), format!("{url}{how}")));
-            }
-        }
+        let cluster = cluster_rows(m);
         let out_dir = run["out_dir"]
             .as_str()
             .map(PathBuf::from)
@@ -155,31 +125,7 @@ impl RunMeta {
                     .map(Path::to_path_buf)
             })
             .unwrap_or_else(|| run_dir.to_path_buf());
-        let steps = m["steps"]
-            .as_object()
-            .map(|s| {
-                s.iter()
-                    .map(|(name, r)| StepRow {
-                        name: name.clone(),
-                        kind: text(r.get("kind")),
-                        status: text(r.get("status")),
-                        attempts: r["attempts"].as_u64().unwrap_or(0),
-                        start: parse_time(r.get("started_at")),
-                        end: parse_time(r.get("finished_at")),
-                        error: r["error"].as_str().map(str::to_string),
-                        outputs: r["outputs"].as_object().cloned().unwrap_or_default(),
-                        artifacts: r["artifacts"]
-                            .as_array()
-                            .map(|a| {
-                                a.iter()
-                                    .filter_map(|x| x["path"].as_str().map(PathBuf::from))
-                                    .collect()
-                            })
-                            .unwrap_or_default(),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let steps = step_rows(m);
         Self {
             exp_name: run["exp_name"].as_str().map_or_else(
                 || {
@@ -233,6 +179,71 @@ impl RunMeta {
             .max(start + 1000);
         (start, end)
     }
+}
+
+/// Where the run ran: `--context`, `--kubeconfig`, `--namespace` from its command line, then
+/// the endpoints its steps found.
+fn cluster_rows(m: &Value) -> Vec<(String, String)> {
+    let mut cluster = Vec::new();
+    if let Some(argv) = m.pointer("/invocation/argv").and_then(Value::as_array) {
+        let argv: Vec<&str> = argv.iter().filter_map(Value::as_str).collect();
+        for (i, a) in argv.iter().enumerate() {
+            for flag in ["--context", "--kubeconfig", "--namespace", "-n"] {
+                if let Some(v) = a.strip_prefix(&format!("{flag}=")) {
+                    cluster.push((flag.trim_start_matches('-').to_string(), v.to_string()));
+                } else if *a == flag {
+                    if let Some(v) = argv.get(i + 1) {
+                        cluster.push((flag.trim_start_matches('-').to_string(), (*v).to_string()));
+                    }
+                }
+            }
+        }
+    }
+    if cluster.iter().all(|(k, _)| k != "context") {
+        cluster.push(("context".into(), "current kubeconfig context".into()));
+    }
+    if let Some(eps) = m["endpoints"].as_object() {
+        for (name, e) in eps {
+            let url = e["url"]
+                .as_str()
+                .map_or_else(|| e.to_string(), str::to_string);
+            let how = e["source"]
+                .as_str()
+                .map(|s| format!(" ({s})"))
+                .unwrap_or_default();
+            cluster.push((name.clone(), format!("{url}{how}")));
+        }
+    }
+    cluster
+}
+
+/// The manifest's steps, in its order.
+fn step_rows(m: &Value) -> Vec<StepRow> {
+    m["steps"]
+        .as_object()
+        .map(|s| {
+            s.iter()
+                .map(|(name, r)| StepRow {
+                    name: name.clone(),
+                    kind: text(r.get("kind")),
+                    status: text(r.get("status")),
+                    attempts: r["attempts"].as_u64().unwrap_or(0),
+                    start: parse_time(r.get("started_at")),
+                    end: parse_time(r.get("finished_at")),
+                    error: r["error"].as_str().map(str::to_string),
+                    outputs: r["outputs"].as_object().cloned().unwrap_or_default(),
+                    artifacts: r["artifacts"]
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|x| x["path"].as_str().map(PathBuf::from))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Reads `fault_labels.json`; `Ok(None)` when the run has none (an unfinished or older run).

@@ -11,7 +11,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::api::command_env::{now, resolve_workdir, run_env};
-use super::process::{run_logged, scrub_log, secret_values, tail_lines, Command, Spawn};
+use super::process::{run_logged, scrub_log, secret_values, tail_lines, Command, Finished, Spawn};
 use super::{Step, StepConfig, StepCtx, StepError, StepOutputs};
 use crate::diag::{Code, PlanDiag};
 use crate::plan::node::Node;
@@ -363,31 +363,10 @@ impl ApiDriverConfig {
                 if let Some(p) = phase {
                     p.set(i, s);
                 }
-                ctx.append_log(&format!(
-                    "--- {} attempt {} {which}: {command}\n",
-                    now(),
-                    ctx.attempt()
-                ))?;
                 let mut run_env = env.clone();
                 run_env.push(("TTPLAN_ITERATION".into(), i.to_string()));
                 run_env.push(("TTPLAN_SUITE".into(), s.to_string()));
-                let done = run_logged(Spawn {
-                    command,
-                    workdir: &workdir,
-                    env: run_env,
-                    log: &log,
-                    groups: ctx.child_groups(),
-                    cancel: ctx.cancel_token(),
-                })
-                .await?;
-                scrub_log(&log, secrets)
-                    .map_err(StepError::io(format!("writing {}", log.display())))?;
-                ctx.append_log(&format!(
-                    "--- {} {} after {:.3}s\n",
-                    now(),
-                    done.describe(),
-                    done.elapsed.as_secs_f64()
-                ))?;
+                let done = run_suite(ctx, command, &which, run_env, &workdir, secrets).await?;
                 runs.push(DriverRun {
                     iteration: i,
                     suite: s,
@@ -398,23 +377,62 @@ impl ApiDriverConfig {
                 if !done.status.success() {
                     ctx.progress(format!("{which}: driver {}", done.describe()));
                     if self.fail_on_driver_error {
-                        let mut msg = format!(
-                            "driver `{command}` failed with {} ({which}); log: {}",
-                            done.describe(),
-                            log.display()
-                        );
-                        let tail = tail_lines(&log, 8);
-                        if !tail.is_empty() {
-                            msg.push_str("\n  | ");
-                            msg.push_str(&tail.replace('\n', "\n  | "));
-                        }
-                        return Err(StepError::Failed(msg));
+                        return Err(driver_failed(command, &done, &which, &log));
                     }
                 }
             }
         }
         Ok(runs)
     }
+}
+
+/// One run of one suite, between two marker lines in the step log (secrets scrubbed).
+async fn run_suite(
+    ctx: &StepCtx,
+    command: &Command,
+    which: &str,
+    env: Vec<(String, String)>,
+    workdir: &Path,
+    secrets: &RecordOptions,
+) -> Result<Finished, StepError> {
+    let log = ctx.log_path();
+    ctx.append_log(&format!(
+        "--- {} attempt {} {which}: {command}\n",
+        now(),
+        ctx.attempt()
+    ))?;
+    let done = run_logged(Spawn {
+        command,
+        workdir,
+        env,
+        log: &log,
+        groups: ctx.child_groups(),
+        cancel: ctx.cancel_token(),
+    })
+    .await?;
+    scrub_log(&log, secrets).map_err(StepError::io(format!("writing {}", log.display())))?;
+    ctx.append_log(&format!(
+        "--- {} {} after {:.3}s\n",
+        now(),
+        done.describe(),
+        done.elapsed.as_secs_f64()
+    ))?;
+    Ok(done)
+}
+
+/// A failed driver run, with the end of its log.
+fn driver_failed(command: &Command, done: &Finished, which: &str, log: &Path) -> StepError {
+    let mut msg = format!(
+        "driver `{command}` failed with {} ({which}); log: {}",
+        done.describe(),
+        log.display()
+    );
+    let tail = tail_lines(log, 8);
+    if !tail.is_empty() {
+        msg.push_str("\n  | ");
+        msg.push_str(&tail.replace('\n', "\n  | "));
+    }
+    StepError::Failed(msg)
 }
 
 /// The proxy and its writer, alive for the duration of the step.

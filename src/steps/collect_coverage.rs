@@ -16,7 +16,7 @@ use serde::Deserialize;
 
 use super::{Step, StepConfig, StepCtx, StepError, StepOutputs};
 use crate::coverage::collect::{
-    check_target_names, dump_all, DumpAllOptions, DumpTarget, TargetOutcome,
+    check_target_names, dump_all, DumpAllOptions, DumpTarget, TargetOutcome, TargetReport,
 };
 use crate::coverage::protocol::DumpCommand;
 use crate::coverage::target::Transport;
@@ -142,6 +142,113 @@ fn pod_unready_reason(pod: &Pod) -> Option<String> {
 }
 
 impl CollectCoverageConfig {
+    /// The agents to dump: the listed `targets`, or the selected pods (none is an error
+    /// unless `require: never`), with the selection and the cluster for port-forwards.
+    async fn targets(&self, ctx: &StepCtx) -> Result<Targets, StepError> {
+        if self.targets.is_empty() {
+            let kube = ctx.kube().await?;
+            let (targets, selection) = self.select_pods(kube).await?;
+            ctx.progress(format!(
+                "{} pods selected ({}), port {}{}",
+                targets.len(),
+                selection.describe(),
+                selection.port,
+                if selection.skipped.is_empty() {
+                    String::new()
+                } else {
+                    format!("; not Running+Ready: {}", selection.skipped.join(", "))
+                }
+            ));
+            if targets.is_empty() && self.require != Require::Never {
+                return Err(StepError::failed(format!(
+                    "no Running and Ready pods to dump in {}{}",
+                    selection.describe(),
+                    if selection.skipped.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (not Running+Ready: {})", selection.skipped.join(", "))
+                    }
+                )));
+            }
+            Ok((targets, Some(selection), Some(kube.clone())))
+        } else {
+            let targets: Vec<DumpTarget> = self
+                .targets
+                .iter()
+                .map(|t| DumpTarget {
+                    name: t.name.clone(),
+                    transport: Transport::Direct {
+                        address: t.address.clone(),
+                    },
+                })
+                .collect();
+            Ok((targets, None, None))
+        }
+    }
+
+    /// Dumps (or resets) every target, `opts.concurrency` at a time, reporting each.
+    async fn dump_targets(
+        &self,
+        ctx: &StepCtx,
+        targets: &[DumpTarget],
+        opts: &DumpAllOptions,
+        port_forward: bool,
+    ) -> Result<Vec<TargetReport>, StepError> {
+        let verb = if self.dump { "dumping" } else { "resetting" };
+        let via = if port_forward {
+            "through port-forwards"
+        } else {
+            "at direct addresses"
+        };
+        ctx.progress(format!(
+            "{verb} {} agents {via}, {} at a time",
+            targets.len(),
+            opts.concurrency
+        ));
+        let total = targets.len();
+        let mut done = 0;
+        let dumping = dump_all(targets, opts, |r| {
+            done += 1;
+            ctx.progress(format!("{done}/{total}: {} {}", r.name, r.outcome.word()));
+        });
+        tokio::select! {
+            r = dumping => Ok(r),
+            () = ctx.cancel_token().cancelled() => Err(StepError::Cancelled),
+        }
+    }
+
+    /// `require`: whether the targets that could not be dumped fail the step.
+    fn check_require(&self, tally: &Tally, total: usize) -> Result<(), StepError> {
+        let problems = tally.no_agent.len() + tally.failed.len();
+        let fail = match self.require {
+            Require::Any => tally.dumped.is_empty() && total > 0,
+            Require::All => problems > 0,
+            Require::Never => false,
+        };
+        if fail {
+            let lines: Vec<String> = tally
+                .no_agent
+                .iter()
+                .chain(&tally.failed)
+                .map(|v| {
+                    format!(
+                        "  {}: {}",
+                        v["name"].as_str().unwrap_or(""),
+                        v["reason"].as_str().unwrap_or("")
+                    )
+                })
+                .collect();
+            return Err(StepError::failed(format!(
+                "{} of {} coverage targets could not be {}:\n{}",
+                problems,
+                total,
+                if self.dump { "dumped" } else { "reset" },
+                lines.join("\n")
+            )));
+        }
+        Ok(())
+    }
+
     fn selects_pods(&self) -> bool {
         self.namespace.is_some()
             || self.selector.is_some()
@@ -208,6 +315,59 @@ impl CollectCoverageConfig {
     }
 }
 
+/// Every target's outcome, in `steps/<step>.coverage.json`.
+fn write_report(ctx: &StepCtx, reports: &[TargetReport]) -> Result<PathBuf, StepError> {
+    let report_path = ctx
+        .run_dir()
+        .join("steps")
+        .join(format!("{}.coverage.json", ctx.step_name()));
+    crate::atomic_write::write_json_atomic(&report_path, &reports)
+        .map_err(StepError::io(format!("writing {}", report_path.display())))?;
+    Ok(report_path)
+}
+
+/// The agents to dump, the pod selection they came from, and the cluster for port-forwards.
+type Targets = (
+    Vec<DumpTarget>,
+    Option<Selection>,
+    Option<crate::kube::Kube>,
+);
+
+/// The targets by outcome, as the outputs list them, and the dump files written.
+struct Tally {
+    dumped: Vec<String>,
+    no_agent: Vec<serde_json::Value>,
+    failed: Vec<serde_json::Value>,
+    files: Vec<PathBuf>,
+}
+
+impl Tally {
+    fn of(reports: &[TargetReport]) -> Self {
+        let mut t = Tally {
+            dumped: Vec::new(),
+            no_agent: Vec::new(),
+            failed: Vec::new(),
+            files: Vec::new(),
+        };
+        for r in reports {
+            match &r.outcome {
+                TargetOutcome::Dumped { file, .. } => {
+                    t.files.push(file.clone());
+                    t.dumped.push(r.name.clone());
+                }
+                TargetOutcome::Reset { .. } => t.dumped.push(r.name.clone()),
+                TargetOutcome::NoAgent { reason } => t.no_agent.push(serde_json::json!({
+                    "name": r.name, "address": r.address, "reason": reason,
+                })),
+                TargetOutcome::Failed { reason } => t.failed.push(serde_json::json!({
+                    "name": r.name, "address": r.address, "reason": reason,
+                })),
+            }
+        }
+        t
+    }
+}
+
 impl Selection {
     /// `namespace x, selector app=y, names starting with ts-` for messages.
     fn describe(&self) -> String {
@@ -247,45 +407,7 @@ impl Step for CollectCoverageConfig {
         if !self.targets.is_empty() && self.selects_pods() {
             return Err(StepError::failed(MIXED));
         }
-        let (targets, selection, kube) = if self.targets.is_empty() {
-            let kube = ctx.kube().await?;
-            let (targets, selection) = self.select_pods(kube).await?;
-            ctx.progress(format!(
-                "{} pods selected ({}), port {}{}",
-                targets.len(),
-                selection.describe(),
-                selection.port,
-                if selection.skipped.is_empty() {
-                    String::new()
-                } else {
-                    format!("; not Running+Ready: {}", selection.skipped.join(", "))
-                }
-            ));
-            if targets.is_empty() && self.require != Require::Never {
-                return Err(StepError::failed(format!(
-                    "no Running and Ready pods to dump in {}{}",
-                    selection.describe(),
-                    if selection.skipped.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" (not Running+Ready: {})", selection.skipped.join(", "))
-                    }
-                )));
-            }
-            (targets, Some(selection), Some(kube.clone()))
-        } else {
-            let targets: Vec<DumpTarget> = self
-                .targets
-                .iter()
-                .map(|t| DumpTarget {
-                    name: t.name.clone(),
-                    transport: Transport::Direct {
-                        address: t.address.clone(),
-                    },
-                })
-                .collect();
-            (targets, None, None)
-        };
+        let (targets, selection, kube) = self.targets(ctx).await?;
         check_target_names(targets.iter().map(|t| t.name.as_str())).map_err(StepError::failed)?;
         if self.dump {
             tokio::fs::create_dir_all(&out_dir)
@@ -307,89 +429,25 @@ impl Step for CollectCoverageConfig {
             out_dir: out_dir.clone(),
             kube,
         };
-        let verb = if self.dump { "dumping" } else { "resetting" };
-        let via = if selection.is_some() {
-            "through port-forwards"
-        } else {
-            "at direct addresses"
-        };
-        ctx.progress(format!(
-            "{verb} {} agents {via}, {concurrency} at a time",
-            targets.len()
-        ));
         let started = Instant::now();
-        let total = targets.len();
-        let mut done = 0;
-        let dumping = dump_all(&targets, &opts, |r| {
-            done += 1;
-            ctx.progress(format!("{done}/{total}: {} {}", r.name, r.outcome.word()));
-        });
-        let reports = tokio::select! {
-            r = dumping => r,
-            () = ctx.cancel_token().cancelled() => return Err(StepError::Cancelled),
-        };
+        let reports = self
+            .dump_targets(ctx, &targets, &opts, selection.is_some())
+            .await?;
         let elapsed_ms = started.elapsed().as_millis() as u64;
 
+        let tally = Tally::of(&reports);
         let mut out = StepOutputs::default();
-        let mut dumped = Vec::new();
-        let mut no_agent = Vec::new();
-        let mut failed = Vec::new();
-        for r in &reports {
-            match &r.outcome {
-                TargetOutcome::Dumped { file, .. } => {
-                    out.artifacts.push(file.clone());
-                    dumped.push(r.name.clone());
-                }
-                TargetOutcome::Reset { .. } => dumped.push(r.name.clone()),
-                TargetOutcome::NoAgent { reason } => no_agent.push(serde_json::json!({
-                    "name": r.name, "address": r.address, "reason": reason,
-                })),
-                TargetOutcome::Failed { reason } => failed.push(serde_json::json!({
-                    "name": r.name, "address": r.address, "reason": reason,
-                })),
-            }
-        }
-        let report_path = ctx
-            .run_dir()
-            .join("steps")
-            .join(format!("{}.coverage.json", ctx.step_name()));
-        crate::atomic_write::write_json_atomic(&report_path, &reports)
-            .map_err(StepError::io(format!("writing {}", report_path.display())))?;
-        out.artifacts.push(report_path);
+        out.artifacts.extend(tally.files.iter().cloned());
+        out.artifacts.push(write_report(ctx, &reports)?);
         ctx.progress(format!(
             "{}/{} {}, {} without agent, {} failed in {elapsed_ms} ms",
-            dumped.len(),
+            tally.dumped.len(),
             reports.len(),
             if self.dump { "dumped" } else { "reset" },
-            no_agent.len(),
-            failed.len()
+            tally.no_agent.len(),
+            tally.failed.len()
         ));
-        let problems = no_agent.len() + failed.len();
-        let fail = match self.require {
-            Require::Any => dumped.is_empty() && !reports.is_empty(),
-            Require::All => problems > 0,
-            Require::Never => false,
-        };
-        if fail {
-            let lines: Vec<String> = no_agent
-                .iter()
-                .chain(&failed)
-                .map(|v| {
-                    format!(
-                        "  {}: {}",
-                        v["name"].as_str().unwrap_or(""),
-                        v["reason"].as_str().unwrap_or("")
-                    )
-                })
-                .collect();
-            return Err(StepError::failed(format!(
-                "{} of {} coverage targets could not be {}:\n{}",
-                problems,
-                reports.len(),
-                if self.dump { "dumped" } else { "reset" },
-                lines.join("\n")
-            )));
-        }
+        self.check_require(&tally, reports.len())?;
         out = out
             .value(
                 "transport",
@@ -410,9 +468,9 @@ impl Step for CollectCoverageConfig {
         }
         Ok(out
             .value("dir", out_dir.display().to_string())
-            .value(if self.dump { "dumped" } else { "reset" }, dumped)
-            .value("no_agent", no_agent)
-            .value("failed", failed)
+            .value(if self.dump { "dumped" } else { "reset" }, tally.dumped)
+            .value("no_agent", tally.no_agent)
+            .value("failed", tally.failed)
             .value("elapsed_ms", elapsed_ms))
     }
 

@@ -118,6 +118,57 @@ impl KubeApplyConfig {
     }
 }
 
+/// A manifest checked (apiVersion, kind and name present) and resolved against the cluster's
+/// API: where it goes and what `Applied` records.
+async fn resolve_object(
+    kube: &Kube,
+    doc: Value,
+    default_ns: &str,
+) -> Result<(::kube::discovery::ApiResource, Applied, DynamicObject), StepError> {
+    let api_version = doc
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let kind = doc
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let name = doc
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    if api_version.is_empty() || kind.is_empty() || name.is_empty() {
+        return Err(StepError::failed(format!(
+            "a manifest lacks apiVersion, kind or metadata.name: {}",
+            truncate(&doc.to_string(), 160)
+        )));
+    }
+    let (ar, namespaced) = resolve(kube, &api_version, &kind)
+        .await
+        .map_err(StepError::Failed)?;
+    let namespace = namespaced.then(|| {
+        doc.pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(|| default_ns.to_string())
+    });
+    let obj: DynamicObject = serde_json::from_value(doc)
+        .map_err(|e| StepError::failed(format!("{kind} {name}: {e}")))?;
+    Ok((
+        ar,
+        Applied {
+            api_version,
+            kind,
+            namespace,
+            name,
+        },
+        obj,
+    ))
+}
+
 async fn resolve(
     kube: &Kube,
     api_version: &str,
@@ -196,48 +247,7 @@ impl Step for KubeApplyConfig {
         // Resolve and check everything before changing anything.
         let mut plan = Vec::new();
         for doc in docs {
-            let api_version = doc
-                .get("apiVersion")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
-            let kind = doc
-                .get("kind")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
-            let name = doc
-                .pointer("/metadata/name")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
-            if api_version.is_empty() || kind.is_empty() || name.is_empty() {
-                return Err(StepError::failed(format!(
-                    "a manifest lacks apiVersion, kind or metadata.name: {}",
-                    truncate(&doc.to_string(), 160)
-                )));
-            }
-            let (ar, namespaced) = resolve(kube, &api_version, &kind)
-                .await
-                .map_err(StepError::Failed)?;
-            let namespace = namespaced.then(|| {
-                doc.pointer("/metadata/namespace")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-                    .unwrap_or_else(|| default_ns.clone())
-            });
-            let obj: DynamicObject = serde_json::from_value(doc)
-                .map_err(|e| StepError::failed(format!("{kind} {name}: {e}")))?;
-            plan.push((
-                ar,
-                Applied {
-                    api_version,
-                    kind,
-                    namespace,
-                    name,
-                },
-                obj,
-            ));
+            plan.push(resolve_object(kube, doc, &default_ns).await?);
         }
         if self.delete_on_teardown {
             let td = Teardown {

@@ -1,10 +1,10 @@
 //! The JSON schema of plan files, generated from the model and the kind registry
 //! (`ttplan schema`; committed as `schemas/plan.schema.json`, which a test keeps current).
 
-use schemars::generate::SchemaSettings;
+use schemars::generate::{SchemaGenerator, SchemaSettings};
 use serde_json::{json, Map, Value};
 
-use super::KINDS;
+use super::{KindEntry, KINDS};
 use crate::plan::model::StepCommon;
 
 /// The schema as pretty JSON with a final newline.
@@ -22,34 +22,10 @@ pub fn plan_schema() -> Value {
         .cloned()
         .unwrap_or_else(|| json!({}));
 
-    // One closed object per kind: the common fields plus the kind's own, `kind` fixed.
-    let mut one_of = Vec::new();
-    for k in KINDS {
-        let kind_schema = (k.schema)(&mut g).to_value();
-        let mut props = Map::new();
-        if let Value::Object(c) = &common_props {
-            props.extend(c.clone());
-        }
-        if let Some(Value::Object(p)) = kind_schema.get("properties") {
-            props.extend(p.clone());
-        }
-        props.insert(
-            "kind".into(),
-            json!({ "const": k.name, "description": k.about }),
-        );
-        let mut required = vec![json!("kind")];
-        if let Some(Value::Array(r)) = kind_schema.get("required") {
-            required.extend(r.iter().cloned());
-        }
-        one_of.push(json!({
-            "title": k.name,
-            "description": k.about,
-            "type": "object",
-            "properties": props,
-            "required": required,
-            "additionalProperties": false,
-        }));
-    }
+    let one_of: Vec<Value> = KINDS
+        .iter()
+        .map(|k| kind_schema(k, &mut g, &common_props))
+        .collect();
     let hypothesis_probe = hypothesis_probe_schema(&one_of);
     let mut defs = Map::new();
     for (name, schema) in g.definitions() {
@@ -95,6 +71,34 @@ pub fn plan_schema() -> Value {
             }
         },
         "$defs": defs,
+    })
+}
+
+/// One closed object per kind: the common fields plus the kind's own, `kind` fixed.
+fn kind_schema(k: &KindEntry, g: &mut SchemaGenerator, common_props: &Value) -> Value {
+    let kind_schema = (k.schema)(g).to_value();
+    let mut props = Map::new();
+    if let Value::Object(c) = common_props {
+        props.extend(c.clone());
+    }
+    if let Some(Value::Object(p)) = kind_schema.get("properties") {
+        props.extend(p.clone());
+    }
+    props.insert(
+        "kind".into(),
+        json!({ "const": k.name, "description": k.about }),
+    );
+    let mut required = vec![json!("kind")];
+    if let Some(Value::Array(r)) = kind_schema.get("required") {
+        required.extend(r.iter().cloned());
+    }
+    json!({
+        "title": k.name,
+        "description": k.about,
+        "type": "object",
+        "properties": props,
+        "required": required,
+        "additionalProperties": false,
     })
 }
 

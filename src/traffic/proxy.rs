@@ -227,18 +227,7 @@ async fn handle(
     cap.push(&body);
     ex.request_body = Some((cap, BodyKind::of(&parts.headers)));
 
-    let mut up = Request::builder()
-        .method(parts.method.clone())
-        .uri(ex.target.as_str())
-        .version(http::Version::HTTP_11);
-    if let Some(h) = up.headers_mut() {
-        for (name, value) in &parts.headers {
-            if name != header::HOST && !HOP_BY_HOP.contains(name) && name.as_str() != "keep-alive" {
-                h.append(name, value.clone());
-            }
-        }
-    }
-    let up = match up.body(Full::new(body)) {
+    let up = match upstream_request(&parts, ex.target.as_str(), body) {
         Ok(r) => r,
         Err(e) => {
             ex.fail(
@@ -260,30 +249,59 @@ async fn handle(
                 &format!("ttplan proxy: upstream error: {msg}"),
             ))
         }
-        Ok(resp) => {
-            let (mut parts, body) = resp.into_parts();
-            ex.response_head = Some((
-                parts.status,
-                state.opts.record.headers_json(&parts.headers),
-                ex.started.elapsed(),
-            ));
-            ex.response_kind = BodyKind::of(&parts.headers);
-            for h in HOP_BY_HOP {
-                parts.headers.remove(h);
+        Ok(resp) => Ok(relay_response(&state, ex, resp)),
+    }
+}
+
+/// The client's request for the upstream: same method, headers without `Host` and the
+/// hop-by-hop ones, HTTP/1.1.
+fn upstream_request(
+    parts: &http::request::Parts,
+    target: &str,
+    body: Bytes,
+) -> Result<Request<Full<Bytes>>, http::Error> {
+    let mut up = Request::builder()
+        .method(parts.method.clone())
+        .uri(target)
+        .version(http::Version::HTTP_11);
+    if let Some(h) = up.headers_mut() {
+        for (name, value) in &parts.headers {
+            if name != header::HOST && !HOP_BY_HOP.contains(name) && name.as_str() != "keep-alive" {
+                h.append(name, value.clone());
             }
-            parts.headers.remove("keep-alive");
-            let mut tee = TeeBody {
-                inner: body,
-                capture: Capture::new(state.opts.record.max_body_bytes),
-                exchange: Some(ex),
-            };
-            // hyper never polls a body that is empty from the start (204, HEAD, length 0).
-            if tee.inner.is_end_stream() {
-                tee.complete(None);
-            }
-            Ok(Response::from_parts(parts, Either::Left(tee)))
         }
     }
+    up.body(Full::new(body))
+}
+
+/// The upstream's response for the client, its head recorded now and its body captured as it
+/// streams through (the exchange is written when the body ends).
+fn relay_response(
+    state: &State,
+    mut ex: Exchange,
+    resp: Response<Incoming>,
+) -> Response<ProxyBody> {
+    let (mut parts, body) = resp.into_parts();
+    ex.response_head = Some((
+        parts.status,
+        state.opts.record.headers_json(&parts.headers),
+        ex.started.elapsed(),
+    ));
+    ex.response_kind = BodyKind::of(&parts.headers);
+    for h in HOP_BY_HOP {
+        parts.headers.remove(h);
+    }
+    parts.headers.remove("keep-alive");
+    let mut tee = TeeBody {
+        inner: body,
+        capture: Capture::new(state.opts.record.max_body_bytes),
+        exchange: Some(ex),
+    };
+    // hyper never polls a body that is empty from the start (204, HEAD, length 0).
+    if tee.inner.is_end_stream() {
+        tee.complete(None);
+    }
+    Response::from_parts(parts, Either::Left(tee))
 }
 
 fn plain(status: StatusCode, text: &str) -> Response<ProxyBody> {
