@@ -5,7 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::kube_fake::FakeKube;
+use crate::kube_fake::{Delays, FakeKube};
+use crate::prometheus::FakePrometheus;
 use crate::skywalking::{FakeSkyWalking, Options};
 use crate::upstream::Upstream;
 use crate::world::World;
@@ -19,6 +20,7 @@ pub struct Sandbox {
     kube: FakeKube,
     oap: FakeSkyWalking,
     api: Upstream,
+    prometheus: FakePrometheus,
     world: World,
     kubeconfig: PathBuf,
 }
@@ -38,15 +40,26 @@ impl Sandbox {
         let kube = FakeKube::builder()
             .train_ticket(NAMESPACE)
             .chaosblade(true)
+            .delays(Delays {
+                // A killed pod's replacement takes seconds to start and pass its readiness
+                // probe (a Java service takes a minute): long enough for a scrape to see the
+                // gap, short enough for a quick run.
+                pod_recreate: std::time::Duration::from_secs(1),
+                pod_ready: std::time::Duration::from_secs(8),
+                ..Delays::default()
+            })
             .start();
+        let started = chrono::Utc::now();
         let kubeconfig = kube.write_kubeconfig(dir);
         let world = World::new(&kube, seed);
+        let prometheus = FakePrometheus::start(world.clone(), started);
         let oap = FakeSkyWalking::start(Options::default());
         let api = Upstream::start();
         Sandbox {
             kube,
             oap,
             api,
+            prometheus,
             world,
             kubeconfig,
         }
@@ -70,6 +83,7 @@ impl Sandbox {
             ("KUBECONFIG", self.kubeconfig.display().to_string()),
             ("SKYWALKING_URL", self.oap.url()),
             ("TT_BASE_URL", self.api.url()),
+            ("PROMETHEUS_URL", self.prometheus.url()),
         ]
     }
 

@@ -4,6 +4,8 @@
 //! - [`kube_fake`]: the Kubernetes API server with ReplicaSet/StatefulSet, Chaos Mesh and
 //!   ChaosBlade controllers, pod logs and port-forward;
 //! - [`skywalking`]: the SkyWalking OAP GraphQL endpoint (traces);
+//! - [`prometheus`]: the Prometheus HTTP API over simulated node-exporter, cAdvisor,
+//!   kube-state-metrics and service series that show the faults;
 //! - [`upstream`]: an HTTP server standing in for the system under test (the recording proxy's
 //!   upstream);
 //! - [`world`]: the simulation's ground truth (pod lives, fault windows and their effects,
@@ -15,6 +17,7 @@
 
 pub mod environment;
 pub mod kube_fake;
+pub mod prometheus;
 pub mod skywalking;
 pub mod train_ticket;
 pub mod upstream;

@@ -148,6 +148,14 @@ pub struct PodLife {
     pub labels: BTreeMap<String, String>,
     pub created: DateTime<Utc>,
     pub deleted: Option<DateTime<Utc>>,
+    /// `spec.nodeName`.
+    pub node: String,
+    /// Container names, in spec order.
+    pub containers: Vec<String>,
+    /// When every container became ready (`None`: not yet, or crash-looping).
+    pub ready: Option<DateTime<Utc>>,
+    /// Restarts of its containers as created (a crash-looping replacement's count).
+    pub restarts: u32,
 }
 
 pub(crate) struct State {

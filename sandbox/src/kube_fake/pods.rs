@@ -417,12 +417,18 @@ fn create_pod(
         starting,
     );
     if let Ok(created) = st.store.create(pods_def, Some(&seed.namespace), pod) {
+        let now = chrono::Utc::now();
+        let all_ready = !starting && containers.iter().all(|c| c.ready && c.waiting.is_none());
         st.pod_history.push(super::PodLife {
             namespace: seed.namespace.clone(),
             name: name.to_string(),
             labels: labels.clone(),
-            created: chrono::Utc::now(),
+            created: now,
             deleted: None,
+            node: created["spec"]["nodeName"].as_str().unwrap_or("").to_string(),
+            containers: containers.iter().map(|c| c.name.clone()).collect(),
+            ready: all_ready.then_some(now),
+            restarts: containers.iter().map(|c| c.restart_count).max().unwrap_or(0),
         });
         record_event(
             &mut st.store,
@@ -645,6 +651,14 @@ pub fn on_pod_deleted(shared: &Arc<Shared>, pod: &Value) {
                     Ok(())
                 })
                 .ok()?;
+            let all_ready = containers.iter().all(|c| c.ready && c.waiting.is_none());
+            if let Some(life) = st.pod_history.iter_mut().rev().find(|l| {
+                l.namespace == seed.namespace && l.name == new_name && l.deleted.is_none()
+            }) {
+                if all_ready {
+                    life.ready = Some(chrono::Utc::now());
+                }
+            }
             for c in &containers {
                 record_event(
                     &mut st.store,
