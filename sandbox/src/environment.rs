@@ -52,7 +52,9 @@ impl Sandbox {
         let started = chrono::Utc::now();
         let kubeconfig = kube.write_kubeconfig(dir);
         let world = World::new(&kube, seed);
-        let prometheus = FakePrometheus::start(world.clone(), started);
+        // Scraped every 5 s, not kube-prometheus' 15–30 s: a sandbox run lasts about a minute,
+        // and a fault of a few seconds must show in a `rate(…[1m])`.
+        let prometheus = FakePrometheus::start_with(world.clone(), started, 5_000);
         let oap = FakeSkyWalking::start(Options::default());
         let api = Upstream::start();
         Sandbox {

@@ -48,6 +48,7 @@ pub struct FakePrometheus {
 struct State {
     world: World,
     started: DateTime<Utc>,
+    scrape_ms: i64,
     /// The model of the last history seen (rebuilt when the history changes).
     cache: Mutex<Option<(model::Fingerprint, Arc<Model>)>>,
 }
@@ -61,7 +62,7 @@ impl State {
                 return m.clone();
             }
         }
-        let m = Arc::new(Model::build(&self.world, self.started));
+        let m = Arc::new(Model::build(&self.world, self.started, self.scrape_ms));
         *cache = Some((fp, m.clone()));
         m
     }
@@ -74,9 +75,18 @@ impl FakePrometheus {
     /// # Panics
     /// When no loopback port or runtime thread can be had (as the sandbox's other servers).
     pub fn start(world: World, started: DateTime<Utc>) -> FakePrometheus {
+        FakePrometheus::start_with(world, started, model::SCRAPE_MS)
+    }
+
+    /// [`FakePrometheus::start`] with every target scraped each `scrape_ms`.
+    ///
+    /// # Panics
+    /// As [`FakePrometheus::start`].
+    pub fn start_with(world: World, started: DateTime<Utc>, scrape_ms: i64) -> FakePrometheus {
         let state = Arc::new(State {
             world,
             started,
+            scrape_ms,
             cache: Mutex::new(None),
         });
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();

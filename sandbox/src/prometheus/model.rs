@@ -1,7 +1,7 @@
 //! The simulated cluster's series, as node-exporter, cAdvisor (the kubelet's
 //! `/metrics/cadvisor`), kube-state-metrics, the kubelet, the exporters' own `process_*`
 //! metrics and the Train-Ticket services' `http_requests_total` write them, scraped by a
-//! kube-prometheus style Prometheus every [`SCRAPE_MS`].
+//! kube-prometheus style Prometheus at a fixed interval (each target at its own offset).
 //!
 //! Every value is a pure function of the [`World`] (pod lives, fault windows and their
 //! [`Effects`], service [`Health`]), the time and the seed:
@@ -31,7 +31,7 @@ use super::eval::{Labels, Source};
 use crate::kube_fake::PodLife;
 use crate::world::{Effects, World};
 
-/// Every target is scraped this often (kube-prometheus' ServiceMonitors use 15–30 s).
+/// The default scrape interval (kube-prometheus' ServiceMonitors use 15–30 s).
 pub const SCRAPE_MS: i64 = 15_000;
 /// How far back the series of the sandbox's initial pods and its nodes reach.
 pub const HISTORY_MS: i64 = 3_600_000;
@@ -158,7 +158,7 @@ struct Series {
     /// First and last instant a sample can have (the last: exclusive; `i64::MAX`: alive).
     start: i64,
     end: i64,
-    /// The target's scrape offset within [`SCRAPE_MS`].
+    /// The target's scrape offset within the scrape interval.
     phase: i64,
     signal: Signal,
     /// The walk's key (the series' identity).
@@ -174,6 +174,8 @@ pub struct Model {
     series: Vec<Series>,
     /// The history start (see the module docs).
     origin: i64,
+    /// Every target's scrape interval.
+    scrape: i64,
     /// Node sums over `[a, b)` (busy CPU seconds, bytes written), shared by the node's many
     /// per-CPU and per-mode series.
     memo: Mutex<HashMap<(u8, usize, i64, i64), f64>>,
@@ -205,7 +207,7 @@ pub fn fingerprint(world: &World) -> Fingerprint {
 impl Model {
     /// The series of `world` as of now. `started` is when the sandbox started: pods that
     /// existed then have a past (module docs).
-    pub fn build(world: &World, started: DateTime<Utc>) -> Model {
+    pub fn build(world: &World, started: DateTime<Utc>, scrape_ms: i64) -> Model {
         let origin = ms(started) - HISTORY_MS;
         let lives = world.pods();
         let faults = world.faults();
@@ -230,6 +232,7 @@ impl Model {
             nodes,
             series: Vec::new(),
             origin,
+            scrape: scrape_ms.max(1),
             memo: Mutex::default(),
         };
         m.health(&lives);
@@ -660,7 +663,7 @@ impl Model {
     }
 
     fn phase(&self, target: &str) -> i64 {
-        (self.world.noise(&format!("scrape/{target}"), 0) * SCRAPE_MS as f64) as i64
+        (self.world.noise(&format!("scrape/{target}"), 0) * self.scrape as f64) as i64
     }
 
     /// The walk `W(t)` of `key` in seconds (|W'| ≤ 0.5).
@@ -1055,10 +1058,10 @@ impl Model {
         let s = &self.series[id];
         let hi = hi.min(now).min(s.end - 1);
         let lo = lo.max(s.start - 1);
-        let first = (lo - s.phase).div_euclid(SCRAPE_MS) + 1;
-        let phase = s.phase;
+        let first = (lo - s.phase).div_euclid(self.scrape) + 1;
+        let (phase, scrape) = (s.phase, self.scrape);
         (first..)
-            .map(move |k| phase + k * SCRAPE_MS)
+            .map(move |k| phase + k * scrape)
             .take_while(move |&t| t <= hi)
     }
 
@@ -1096,8 +1099,8 @@ impl Source for View<'_> {
         let hi = hi.min(self.now);
         // The latest scrape at or before `hi`; once the series has ended, the first scrape after
         // its end wrote a staleness marker.
-        let k = (hi - s.phase).div_euclid(SCRAPE_MS);
-        let t = s.phase + k * SCRAPE_MS;
+        let k = (hi - s.phase).div_euclid(self.model.scrape);
+        let t = s.phase + k * self.model.scrape;
         if t >= s.end || t < s.start || t <= lo {
             return None;
         }
