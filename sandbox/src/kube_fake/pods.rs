@@ -425,10 +425,17 @@ fn create_pod(
             labels: labels.clone(),
             created: now,
             deleted: None,
-            node: created["spec"]["nodeName"].as_str().unwrap_or("").to_string(),
+            node: created["spec"]["nodeName"]
+                .as_str()
+                .unwrap_or("")
+                .to_string(),
             containers: containers.iter().map(|c| c.name.clone()).collect(),
             ready: all_ready.then_some(now),
-            restarts: containers.iter().map(|c| c.restart_count).max().unwrap_or(0),
+            restarts: containers
+                .iter()
+                .map(|c| c.restart_count)
+                .max()
+                .unwrap_or(0),
         });
         record_event(
             &mut st.store,

@@ -161,10 +161,17 @@ fn selector_matcher(vs: &VectorSelector) -> Result<impl Fn(&Labels) -> bool + '_
     })
 }
 
-fn instant_selector(vs: &VectorSelector, steps: &[i64], src: &dyn Source) -> Result<Val, EvalError> {
+fn instant_selector(
+    vs: &VectorSelector,
+    steps: &[i64],
+    src: &dyn Source,
+) -> Result<Val, EvalError> {
     let m = selector_matcher(vs)?;
     let ids = src.select(&m);
-    let labels: Vec<Rc<Labels>> = ids.iter().map(|&i| Rc::new(src.labels(i).clone())).collect();
+    let labels: Vec<Rc<Labels>> = ids
+        .iter()
+        .map(|&i| Rc::new(src.labels(i).clone()))
+        .collect();
     let out = steps
         .iter()
         .map(|&t| {
@@ -230,17 +237,28 @@ fn range_function(
             Rc::new(l)
         })
         .collect();
-    let mut buf = Vec::new();
+    // Each series' window slides along the steps: keep the samples still inside it and
+    // read only the new ones, as `matrixIterSlice` reuses the previous step's points.
+    let mut windows: Vec<(i64, Vec<(i64, f64)>)> = vec![(i64::MIN, Vec::new()); ids.len()];
     let mut out = Vec::with_capacity(steps.len());
     for &t in steps {
+        let lo = t - range_ms;
         let mut step = Vec::new();
-        for (&id, l) in ids.iter().zip(&labels) {
-            buf.clear();
-            src.samples(id, t - range_ms, t, &mut buf);
+        for (i, (&id, l)) in ids.iter().zip(&labels).enumerate() {
+            let (read_to, buf) = &mut windows[i];
+            if *read_to <= t && *read_to >= lo {
+                buf.retain(|(ts, _)| *ts > lo);
+                src.samples(id, *read_to, t, buf);
+            } else {
+                buf.clear();
+                src.samples(id, lo, t, buf);
+            }
+            *read_to = t;
+            let buf = &*buf;
             let v = match name {
-                "irate" => instant_rate(&buf),
-                "rate" => extrapolated_rate(&buf, t - range_ms, t, range_ms, true),
-                _ => extrapolated_rate(&buf, t - range_ms, t, range_ms, false),
+                "irate" => instant_rate(buf),
+                "rate" => extrapolated_rate(buf, lo, t, range_ms, true),
+                _ => extrapolated_rate(buf, lo, t, range_ms, false),
             };
             if let Some(value) = v {
                 step.push(Elem {
@@ -672,7 +690,13 @@ mod tests {
         assert_eq!(v[0].0, labels(&[("pod", "a")]));
         assert!((v[0].1 - 11.0).abs() < 1e-9);
         let v = vector("count without (code) (req_total)");
-        assert_eq!(v, vec![(labels(&[("pod", "a")]), 2.0), (labels(&[("pod", "b")]), 1.0)]);
+        assert_eq!(
+            v,
+            vec![
+                (labels(&[("pod", "a")]), 2.0),
+                (labels(&[("pod", "b")]), 1.0)
+            ]
+        );
         assert_eq!(vector("max(temp)")[0].1, 5.0);
         assert_eq!(vector("min(temp)")[0].1, 3.0);
         assert_eq!(vector("avg(temp)")[0].1, 4.0);
@@ -680,11 +704,13 @@ mod tests {
 
     #[test]
     fn error_share_query_matches_one_to_one_and_falls_back_with_or() {
-        let q = r#"(sum(rate(req_total{code=~"5.."}[1m])) or vector(0)) / sum(rate(req_total[1m]))"#;
+        let q =
+            r#"(sum(rate(req_total{code=~"5.."}[1m])) or vector(0)) / sum(rate(req_total[1m]))"#;
         let v = vector(q);
         assert_eq!(v.len(), 1);
         assert!((v[0].1 - 1.0 / 15.0).abs() < 1e-9, "{v:?}");
-        let q = r#"(sum(rate(req_total{code=~"4.."}[1m])) or vector(0)) / sum(rate(req_total[1m]))"#;
+        let q =
+            r#"(sum(rate(req_total{code=~"4.."}[1m])) or vector(0)) / sum(rate(req_total[1m]))"#;
         assert_eq!(vector(q)[0].1, 0.0);
         // Vector/vector keeps the left labels without the name; unmatched elements vanish.
         let v = vector(r#"temp / on(pod) sum by (pod) (rate(req_total[1m]))"#);
@@ -724,7 +750,10 @@ mod tests {
         ] {
             let e = run(q).err().unwrap_or_else(|| panic!("{q} evaluated"));
             assert!(matches!(e, EvalError::Unsupported(_)), "{q}: {e:?}");
-            assert!(e.to_string().ends_with("not supported by the sandbox"), "{e}");
+            assert!(
+                e.to_string().ends_with("not supported by the sandbox"),
+                "{e}"
+            );
         }
     }
 }

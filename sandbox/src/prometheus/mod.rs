@@ -176,7 +176,10 @@ impl ApiError {
     }
 }
 
-async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn handle(
+    state: Arc<State>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let mut form: Vec<(String, String)> = Vec::new();
@@ -211,7 +214,10 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Fu
                 })
             });
             match result {
-                Ok(Some(data)) => json(StatusCode::OK, format!("{{\"status\":\"success\",\"data\":{data}}}")),
+                Ok(Some(data)) => json(
+                    StatusCode::OK,
+                    format!("{{\"status\":\"success\",\"data\":{data}}}"),
+                ),
                 Ok(None) => text(StatusCode::NOT_FOUND, "404 page not found\n"),
                 Err(e) => json(e.status(), error_body(&e)),
             }
@@ -280,7 +286,10 @@ fn api_call(
         "query_range" => range_query(&view, form).map(Some),
         "labels" => label_names(&view, form).map(Some),
         "series" => series(&view, form).map(Some),
-        _ => match api.strip_prefix("label/").and_then(|r| r.strip_suffix("/values")) {
+        _ => match api
+            .strip_prefix("label/")
+            .and_then(|r| r.strip_suffix("/values"))
+        {
             Some(name) => label_values(&view, form, name).map(Some),
             None => Ok(None),
         },
@@ -373,7 +382,8 @@ fn parse_query(q: &str) -> Result<promql_parser::parser::Expr, ApiError> {
             "1:1: parse error: no expression found in input",
         ));
     }
-    promql_parser::parser::parse(q).map_err(|e| ApiError::param("query", format!("parse error: {e}")))
+    promql_parser::parser::parse(q)
+        .map_err(|e| ApiError::param("query", format!("parse error: {e}")))
 }
 
 fn eval_error(e: EvalError) -> ApiError {
@@ -426,9 +436,8 @@ fn labels_json(out: &mut String, l: &Labels) {
 fn instant_query(view: &View, form: &Form, now: i64) -> Result<String, ApiError> {
     let t = match form.value("time") {
         "" => now,
-        s => parse_time(s).map_err(|e| {
-            ApiError::param("time", format!("invalid time value for 'time': {e}"))
-        })?,
+        s => parse_time(s)
+            .map_err(|e| ApiError::param("time", format!("invalid time value for 'time': {e}")))?,
     };
     check_timeout(form)?;
     let expr = parse_query(form.value("query"))?;
@@ -477,7 +486,12 @@ fn instant_matrix(
     let m = |l: &Labels| {
         let get = |n: &str| l.get(n).map_or("", String::as_str);
         ms.vs.name.as_deref().is_none_or(|n| get("__name__") == n)
-            && ms.vs.matchers.matchers.iter().all(|m| m.is_match(get(&m.name)))
+            && ms
+                .vs
+                .matchers
+                .matchers
+                .iter()
+                .all(|m| m.is_match(get(&m.name)))
     };
     let mut out = String::from("{\"resultType\":\"matrix\",\"result\":[");
     let mut first = true;
@@ -510,7 +524,9 @@ fn instant_matrix(
 fn check_timeout(form: &Form) -> Result<(), ApiError> {
     match form.value("timeout") {
         "" => Ok(()),
-        s => parse_duration(s).map(|_| ()).map_err(|e| ApiError::param("timeout", e)),
+        s => parse_duration(s)
+            .map(|_| ())
+            .map_err(|e| ApiError::param("timeout", e)),
     }
 }
 
@@ -564,16 +580,30 @@ fn range_query(view: &View, form: &Form) -> Result<String, ApiError> {
         Output::Vector(v) => {
             // One series per label set, points in step order; sorted as Prometheus sorts a
             // range query's matrix (by labels).
-            let mut series: std::collections::BTreeMap<Labels, Vec<(i64, f64)>> =
-                std::collections::BTreeMap::new();
+            // Elements of one series share their labels' allocation across steps: group by
+            // it, then by content (an aggregation allocates its groups once per step).
+            let mut index: std::collections::HashMap<*const Labels, usize> =
+                std::collections::HashMap::new();
+            let mut by_content: std::collections::HashMap<std::rc::Rc<Labels>, usize> =
+                std::collections::HashMap::new();
+            let mut series: Vec<(std::rc::Rc<Labels>, Vec<(i64, f64)>)> = Vec::new();
             for (t, step) in steps.iter().zip(v) {
                 for e in step {
-                    series
-                        .entry((*e.labels).clone())
-                        .or_default()
-                        .push((*t, e.value));
+                    let i = match index.get(&std::rc::Rc::as_ptr(&e.labels)) {
+                        Some(&i) => i,
+                        None => {
+                            let i = *by_content.entry(e.labels.clone()).or_insert_with(|| {
+                                series.push((e.labels.clone(), Vec::new()));
+                                series.len() - 1
+                            });
+                            index.insert(std::rc::Rc::as_ptr(&e.labels), i);
+                            i
+                        }
+                    };
+                    series[i].1.push((*t, e.value));
                 }
             }
+            series.sort_by(|a, b| a.0.cmp(&b.0));
             for (i, (l, points)) in series.iter().enumerate() {
                 if i > 0 {
                     out.push(',');
@@ -599,9 +629,8 @@ fn range_query(view: &View, form: &Form) -> Result<String, ApiError> {
 fn time_param(form: &Form, name: &str, default: i64) -> Result<i64, ApiError> {
     match form.value(name) {
         "" => Ok(default),
-        s => parse_time(s).map_err(|e| {
-            ApiError::param(name, format!("invalid time value for '{name}': {e}"))
-        }),
+        s => parse_time(s)
+            .map_err(|e| ApiError::param(name, format!("invalid time value for '{name}': {e}"))),
     }
 }
 
@@ -625,7 +654,11 @@ fn matched(view: &View, form: &Form, required: bool) -> Result<Vec<usize>, ApiEr
                 }
                 parsed.push(vs);
             }
-            Ok(_) => return Err(ApiError::bad_data(format!("parse error: {s:?} is not a selector"))),
+            Ok(_) => {
+                return Err(ApiError::bad_data(format!(
+                    "parse error: {s:?} is not a selector"
+                )))
+            }
             Err(e) => return Err(ApiError::bad_data(format!("parse error: {e}"))),
         }
     }
@@ -634,7 +667,11 @@ fn matched(view: &View, form: &Form, required: bool) -> Result<Vec<usize>, ApiEr
             || parsed.iter().any(|vs| {
                 let get = |n: &str| l.get(n).map_or("", String::as_str);
                 vs.name.as_deref().is_none_or(|n| get("__name__") == n)
-                    && vs.matchers.matchers.iter().all(|m| m.is_match(get(&m.name)))
+                    && vs
+                        .matchers
+                        .matchers
+                        .iter()
+                        .all(|m| m.is_match(get(&m.name)))
             })
     };
     let lo = start.max(MIN_TIME);

@@ -29,7 +29,7 @@ use chrono::{DateTime, Utc};
 
 use super::eval::{Labels, Source};
 use crate::kube_fake::PodLife;
-use crate::world::{Effects, World};
+use crate::world::{Effects, NoiseKey, World};
 
 /// The default scrape interval (kube-prometheus' ServiceMonitors use 15–30 s).
 pub const SCRAPE_MS: i64 = 15_000;
@@ -80,9 +80,9 @@ struct Container {
     image: String,
     id: String,
     /// Walk keys of its CPU, memory and disk writes.
-    cpu_key: String,
-    mem_key: String,
-    fs_key: String,
+    cpu_key: NoiseKey,
+    mem_key: NoiseKey,
+    fs_key: NoiseKey,
 }
 
 #[derive(Clone, Debug)]
@@ -104,7 +104,7 @@ struct Pod {
     errors: Vec<(i64, f64)>,
     /// Requests per second the pod serves (Train-Ticket services only).
     requests: f64,
-    req_key: String,
+    req_key: NoiseKey,
 }
 
 #[derive(Clone, Debug)]
@@ -162,7 +162,7 @@ struct Series {
     phase: i64,
     signal: Signal,
     /// The walk's key (the series' identity).
-    key: String,
+    key: Option<NoiseKey>,
 }
 
 /// A snapshot of every series, built from the world's history at one moment; sampled up to
@@ -176,6 +176,9 @@ pub struct Model {
     origin: i64,
     /// Every target's scrape interval.
     scrape: i64,
+    /// Per backend app (not the gateway): its requests per second and its error share by
+    /// segment, which the gateway answers too (it proxies every API call).
+    backends: Vec<(f64, Vec<(i64, f64)>)>,
     /// Node sums over `[a, b)` (busy CPU seconds, bytes written), shared by the node's many
     /// per-CPU and per-mode series.
     memo: Mutex<HashMap<(u8, usize, i64, i64), f64>>,
@@ -212,7 +215,12 @@ impl Model {
         let lives = world.pods();
         let faults = world.faults();
         let mut node_names: BTreeSet<String> = (1..=3).map(|i| format!("fake-node-{i}")).collect();
-        node_names.extend(lives.iter().map(|p| p.node.clone()).filter(|n| !n.is_empty()));
+        node_names.extend(
+            lives
+                .iter()
+                .map(|p| p.node.clone())
+                .filter(|n| !n.is_empty()),
+        );
         let nodes: Vec<Node> = node_names
             .into_iter()
             .enumerate()
@@ -233,6 +241,7 @@ impl Model {
             series: Vec::new(),
             origin,
             scrape: scrape_ms.max(1),
+            backends: Vec::new(),
             memo: Mutex::default(),
         };
         m.health(&lives);
@@ -249,7 +258,12 @@ impl Model {
     }
 
     fn memoized(&self, key: (u8, usize, i64, i64), f: impl FnOnce() -> f64) -> f64 {
-        if let Some(v) = self.memo.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        if let Some(v) = self
+            .memo
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
             return *v;
         }
         let v = f();
@@ -307,6 +321,27 @@ impl Model {
                 p.errors = e.clone();
             }
         }
+        // The gateway forwards each app's share of the API traffic: an app's failures are
+        // the gateway's 5xx too, and so is an app with no pod up (503).
+        let mut rates: BTreeMap<(String, String), f64> = BTreeMap::new();
+        for p in &self.pods {
+            if p.requests > 0.0 && !is_entry(&p.app) {
+                let r = rates
+                    .entry((p.namespace.clone(), p.app.clone()))
+                    .or_insert(0.0);
+                *r = r.max(p.requests);
+            }
+        }
+        self.backends = rates
+            .into_iter()
+            .map(|(k, r)| (r, per_app.remove(&k).unwrap_or_default()))
+            .collect();
+        let total: f64 = self.backends.iter().map(|b| b.0).sum();
+        for p in &mut self.pods {
+            if p.app == GATEWAY {
+                p.requests = total;
+            }
+        }
     }
 
     fn catalogue(&mut self) {
@@ -344,7 +379,11 @@ impl Model {
                     origin,
                 );
             }
-            for (name, window) in [("node_load1", 60), ("node_load5", 300), ("node_load15", 900)] {
+            for (name, window) in [
+                ("node_load1", 60),
+                ("node_load5", 300),
+                ("node_load15", 900),
+            ] {
                 add(name, &[], Signal::NodeLoad(n, window * 1000), origin);
             }
             for (i, name) in [
@@ -362,7 +401,11 @@ impl Model {
                 ("/", "/dev/sda1", "ext4", 100.0 * GIB),
                 ("/boot/efi", "/dev/sda15", "vfat", 0.1 * GIB),
             ] {
-                let l = [("device", device), ("fstype", fstype), ("mountpoint", mount)];
+                let l = [
+                    ("device", device),
+                    ("fstype", fstype),
+                    ("mountpoint", mount),
+                ];
                 add(
                     "node_filesystem_size_bytes",
                     &l,
@@ -384,7 +427,12 @@ impl Model {
             .iter()
             .enumerate()
             {
-                add(name, &[("device", "sda")], Signal::NodeDisk(n, i as u8), origin);
+                add(
+                    name,
+                    &[("device", "sda")],
+                    Signal::NodeDisk(n, i as u8),
+                    origin,
+                );
             }
             for (rx, dir) in [(true, "receive"), (false, "transmit")] {
                 let d = [("device", "eth0")];
@@ -515,7 +563,10 @@ impl Model {
             slots.push((Slot::Pod, l));
             let mut l = base.clone();
             l.insert("container".into(), "POD".into());
-            l.insert("id".into(), format!("{pod_cgroup}/{}", short_hash(&pod.name)));
+            l.insert(
+                "id".into(),
+                format!("{pod_cgroup}/{}", short_hash(&pod.name)),
+            );
             l.insert("image".into(), "registry.k8s.io/pause:3.9".into());
             l.insert("name".into(), short_hash(&pod.name));
             slots.push((Slot::Pause, l));
@@ -529,16 +580,32 @@ impl Model {
             }
             for (slot, l) in &slots {
                 let mut add = |name: &str, extra: &[(&str, &str)], signal: Signal| {
-                    out.push(series(l, name, extra, signal, pod.start, end, kubelet_phase));
+                    out.push(series(
+                        l,
+                        name,
+                        extra,
+                        signal,
+                        pod.start,
+                        end,
+                        kubelet_phase,
+                    ));
                 };
                 add(
                     "container_cpu_usage_seconds_total",
                     &[("cpu", "total")],
                     Signal::Cpu(p, *slot),
                 );
-                add("container_memory_working_set_bytes", &[], Signal::WorkingSet(p, *slot));
+                add(
+                    "container_memory_working_set_bytes",
+                    &[],
+                    Signal::WorkingSet(p, *slot),
+                );
                 add("container_memory_usage_bytes", &[], Signal::Usage(p, *slot));
-                add("container_spec_memory_limit_bytes", &[], Signal::MemLimit(p, *slot));
+                add(
+                    "container_spec_memory_limit_bytes",
+                    &[],
+                    Signal::MemLimit(p, *slot),
+                );
                 add("container_memory_failcnt", &[], Signal::FailCount(p, *slot));
                 add("container_processes", &[], Signal::Processes(p, *slot));
                 let limited = match slot {
@@ -547,7 +614,11 @@ impl Model {
                     Slot::Pause => false,
                 };
                 if limited {
-                    add("container_cpu_cfs_periods_total", &[], Signal::CfsPeriods(p, *slot));
+                    add(
+                        "container_cpu_cfs_periods_total",
+                        &[],
+                        Signal::CfsPeriods(p, *slot),
+                    );
                     add(
                         "container_cpu_cfs_throttled_periods_total",
                         &[],
@@ -596,13 +667,37 @@ impl Model {
             let mut add = |name: &str, extra: &[(&str, &str)], signal: Signal| {
                 out.push(series(&k, name, extra, signal, pod.start, end, ksm_phase));
             };
-            add("kube_pod_status_ready", &[("condition", "true")], Signal::Ready(p, true));
-            add("kube_pod_status_ready", &[("condition", "false")], Signal::Ready(p, false));
-            add("kube_pod_status_ready", &[("condition", "unknown")], Signal::Const(0.0));
-            add("kube_pod_status_phase", &[("phase", "Running")], Signal::Phase(p, true));
-            add("kube_pod_status_phase", &[("phase", "Pending")], Signal::Phase(p, false));
+            add(
+                "kube_pod_status_ready",
+                &[("condition", "true")],
+                Signal::Ready(p, true),
+            );
+            add(
+                "kube_pod_status_ready",
+                &[("condition", "false")],
+                Signal::Ready(p, false),
+            );
+            add(
+                "kube_pod_status_ready",
+                &[("condition", "unknown")],
+                Signal::Const(0.0),
+            );
+            add(
+                "kube_pod_status_phase",
+                &[("phase", "Running")],
+                Signal::Phase(p, true),
+            );
+            add(
+                "kube_pod_status_phase",
+                &[("phase", "Pending")],
+                Signal::Phase(p, false),
+            );
             for phase in ["Succeeded", "Failed", "Unknown"] {
-                add("kube_pod_status_phase", &[("phase", phase)], Signal::Const(0.0));
+                add(
+                    "kube_pod_status_phase",
+                    &[("phase", phase)],
+                    Signal::Const(0.0),
+                );
             }
             add(
                 "kube_pod_info",
@@ -620,8 +715,16 @@ impl Model {
                     &c,
                     Signal::Const(f64::from(pod.restarts)),
                 );
-                add("kube_pod_container_status_ready", &c, Signal::Ready(p, true));
-                add("kube_pod_container_status_running", &c, Signal::Phase(p, true));
+                add(
+                    "kube_pod_container_status_ready",
+                    &c,
+                    Signal::Ready(p, true),
+                );
+                add(
+                    "kube_pod_container_status_running",
+                    &c,
+                    Signal::Phase(p, true),
+                );
             }
             // The service's own endpoint: scraped once its container listens (Ready).
             if pod.requests > 0.0 {
@@ -635,7 +738,15 @@ impl Model {
                     ("service", &pod.app),
                 ]);
                 let phase = self.phase(&pod.name);
-                out.push(series(&app_target, "up", &[], Signal::Up(p), pod.start, end, phase));
+                out.push(series(
+                    &app_target,
+                    "up",
+                    &[],
+                    Signal::Up(p),
+                    pod.start,
+                    end,
+                    phase,
+                ));
                 if let Some(ready) = pod.ready {
                     for (code, errors) in [("200", false), ("500", true)] {
                         out.push(series(
@@ -652,12 +763,8 @@ impl Model {
             }
         }
         for s in &mut out {
-            s.key = s
-                .labels
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join(",");
+            let id: Vec<String> = s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            s.key = Some(self.world.noise_key(&id.join(",")));
         }
         self.series = out;
     }
@@ -667,17 +774,17 @@ impl Model {
     }
 
     /// The walk `W(t)` of `key` in seconds (|W'| ≤ 0.5).
-    fn walk(&self, key: &str, t: i64) -> f64 {
+    fn walk(&self, key: NoiseKey, t: i64) -> f64 {
         let x = t as f64 / 1000.0 / KNOT_S;
         let k = x.floor();
         let f = x - k;
-        let a = self.world.noise(key, k as i64) - 0.5;
-        let b = self.world.noise(key, k as i64 + 1) - 0.5;
+        let a = self.world.noise_of(key, k as i64) - 0.5;
+        let b = self.world.noise_of(key, k as i64 + 1) - 0.5;
         (a + (b - a) * f) * KNOT_S * 0.5
     }
 
     /// `∫ₐᵇ base·(1 + amp·W'(t)) dt`, seconds.
-    fn flow(&self, key: &str, base: f64, amp: f64, a: i64, b: i64) -> f64 {
+    fn flow(&self, key: NoiseKey, base: f64, amp: f64, a: i64, b: i64) -> f64 {
         if b <= a {
             return 0.0;
         }
@@ -685,13 +792,19 @@ impl Model {
     }
 
     /// The walk's level at `t`, in `[-0.5, 0.5]`.
-    fn wiggle(&self, key: &str, t: i64) -> f64 {
+    fn wiggle(&self, key: NoiseKey, t: i64) -> f64 {
         self.walk(key, t) / (KNOT_S * 0.5)
     }
 
     /// `f(effects, from, to)` summed over the pod's fault segments within `[a, b)`, pieces
     /// without a fault given default effects.
-    fn over_segments(&self, p: usize, a: i64, b: i64, mut f: impl FnMut(&Effects, i64, i64) -> f64) -> f64 {
+    fn over_segments(
+        &self,
+        p: usize,
+        a: i64,
+        b: i64,
+        mut f: impl FnMut(&Effects, i64, i64) -> f64,
+    ) -> f64 {
         let pod = &self.pods[p];
         let (a, b) = (a.max(pod.start), b.min(pod.end.unwrap_or(i64::MAX)));
         if b <= a {
@@ -739,7 +852,7 @@ impl Model {
     /// limit (a stressor joins the first container's cgroup, as chaos-daemon does).
     fn cpu_seconds(&self, p: usize, c: usize, a: i64, b: i64) -> f64 {
         let cont = &self.pods[p].containers[c];
-        let key = &cont.cpu_key;
+        let key = cont.cpu_key;
         self.over_segments(p, a, b, |e, x, y| {
             let extra = if c == 0 { e.cpu_cores } else { 0.0 };
             if cont.cpu_limit > 0.0 && cont.cpu + extra >= cont.cpu_limit * 0.95 {
@@ -808,7 +921,7 @@ impl Model {
                     .into_iter()
                     .map(|c| {
                         let cont = &pod.containers[c];
-                        let mut v = cont.memory * (1.0 + 0.1 * self.wiggle(&cont.mem_key, t));
+                        let mut v = cont.memory * (1.0 + 0.1 * self.wiggle(cont.mem_key, t));
                         if c == 0 {
                             v += Self::stress_bytes(cont, &e);
                         }
@@ -838,19 +951,57 @@ impl Model {
         let cont = &self.pods[p].containers[c];
         self.over_segments(p, a, b, |e, x, y| {
             let extra = if c == 0 { e.io_write_bytes_per_s } else { 0.0 };
-            self.flow(&cont.fs_key, cont.writes, 0.8, x, y) + extra * (y - x) as f64 / 1000.0
+            self.flow(cont.fs_key, cont.writes, 0.8, x, y) + extra * (y - x) as f64 / 1000.0
+        })
+    }
+
+    /// The 5xx the gateway answers over `[a, b)` for its backends' failures.
+    fn proxied_errors(&self, a: i64, b: i64) -> f64 {
+        self.memoized((2, 0, a, b), || {
+            let mut total = 0.0;
+            for (rate, segments) in &self.backends {
+                for (i, &(from, share)) in segments.iter().enumerate() {
+                    let to = segments.get(i + 1).map_or(i64::MAX, |x| x.0);
+                    let (x, y) = (a.max(from), b.min(to));
+                    if y > x {
+                        total += rate * share * (y - x) as f64 / 1000.0;
+                    }
+                }
+            }
+            total
         })
     }
 
     /// Requests served over `[a, b)` (only while Ready); `errors`: the 5xx among them, at the
-    /// app's error share plus a 0.2 % background.
+    /// app's error share plus a 0.2 % background (the gateway's: its backends' too).
     fn requests(&self, p: usize, errors: bool, a: i64, b: i64) -> f64 {
         let pod = &self.pods[p];
         let Some(ready) = pod.ready else { return 0.0 };
         let a = a.max(ready);
-        let key = &pod.req_key;
+        if errors && pod.app == GATEWAY {
+            let b = b.min(pod.end.unwrap_or(i64::MAX));
+            if b <= a {
+                return 0.0;
+            }
+            let gateways = self
+                .pods
+                .iter()
+                .filter(|g| g.app == GATEWAY && g.namespace == pod.namespace)
+                .filter(|g| g.ready.is_some_and(|r| r <= b) && g.end.is_none_or(|e| e > a))
+                .count()
+                .max(1) as f64;
+            return 0.002 * self.flow(pod.req_key, pod.requests, 0.6, a, b)
+                + self.proxied_errors(a, b) / gateways;
+        }
+        let key = pod.req_key;
         if !errors {
-            return self.flow(key, pod.requests, 0.6, a, b.min(pod.end.unwrap_or(i64::MAX)));
+            return self.flow(
+                key,
+                pod.requests,
+                0.6,
+                a,
+                b.min(pod.end.unwrap_or(i64::MAX)),
+            );
         }
         let b = b.min(pod.end.unwrap_or(i64::MAX));
         let mut total = 0.0;
@@ -873,7 +1024,11 @@ impl Model {
     }
 
     fn net_bytes(&self, p: usize, rx: bool, a: i64, b: i64) -> f64 {
-        let (per_req, base) = if rx { (1800.0, 3000.0) } else { (2600.0, 2500.0) };
+        let (per_req, base) = if rx {
+            (1800.0, 3000.0)
+        } else {
+            (2600.0, 2500.0)
+        };
         let pod = &self.pods[p];
         let (a2, b2) = (a.max(pod.start), b.min(pod.end.unwrap_or(i64::MAX)));
         let idle = if b2 > a2 {
@@ -891,8 +1046,10 @@ impl Model {
     /// The node's busy CPU seconds over `[a, b)`: its pods plus the system's own.
     fn node_busy(&self, n: usize, a: i64, b: i64) -> f64 {
         self.memoized((0, n, a, b), || {
-            let key = format!("node-cpu/{}", self.nodes[n].name);
-            self.flow(&key, 0.35, 0.5, a, b)
+            let key = self
+                .world
+                .noise_key(&format!("node-cpu/{}", self.nodes[n].name));
+            self.flow(key, 0.35, 0.5, a, b)
                 + self
                     .node_pods(n)
                     .map(|p| self.slot_cpu(p, Slot::Pod, a, b))
@@ -902,8 +1059,10 @@ impl Model {
 
     fn node_written(&self, n: usize, a: i64, b: i64) -> f64 {
         self.memoized((1, n, a, b), || {
-            let key = format!("node-disk/{}", self.nodes[n].name);
-            self.flow(&key, 180_000.0, 0.8, a, b)
+            let key = self
+                .world
+                .noise_key(&format!("node-disk/{}", self.nodes[n].name));
+            self.flow(key, 180_000.0, 0.8, a, b)
                 + self
                     .node_pods(n)
                     .map(|p| {
@@ -918,7 +1077,7 @@ impl Model {
     /// One sample of series `id` at `t`.
     fn value(&self, id: usize, t: i64) -> f64 {
         let s = &self.series[id];
-        let key = &s.key;
+        let key = s.key.unwrap_or_else(|| self.world.noise_key(""));
         let from = s.start;
         match s.signal {
             Signal::Const(v) => v,
@@ -963,8 +1122,16 @@ impl Model {
                     || e.memory_share > 0.0
                     || e.io_write_bytes_per_s > 0.0;
                 let own = self.containers(p, slot).len() as f64;
-                let pause = if matches!(slot, Slot::Pod | Slot::Pause) { 1.0 } else { 0.0 };
-                let stress = if stressed && !matches!(slot, Slot::Pause) { 3.0 } else { 0.0 };
+                let pause = if matches!(slot, Slot::Pod | Slot::Pause) {
+                    1.0
+                } else {
+                    0.0
+                };
+                let stress = if stressed && !matches!(slot, Slot::Pause) {
+                    3.0
+                } else {
+                    0.0
+                };
                 own + pause + stress
             }
             Signal::FsWrites(p, Slot::Container(c)) => self.fs_writes(p, c, from, t),
@@ -1064,7 +1231,17 @@ impl Model {
             .map(move |k| phase + k * scrape)
             .take_while(move |&t| t <= hi)
     }
+}
 
+impl Model {
+    /// How many series the model holds.
+    pub fn len(&self) -> usize {
+        self.series.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.series.is_empty()
+    }
 }
 
 impl View<'_> {
@@ -1138,7 +1315,7 @@ fn series(
         end,
         phase,
         signal,
-        key: String::new(),
+        key: None,
     }
 }
 
@@ -1158,7 +1335,10 @@ fn process_series(
         ("process_open_fds", Signal::ProcGauge(fds, 0.2)),
         ("process_max_fds", Signal::Const(1_048_576.0)),
         ("process_resident_memory_bytes", Signal::ProcGauge(rss, 0.1)),
-        ("process_virtual_memory_bytes", Signal::ProcGauge(rss * 6.0, 0.02)),
+        (
+            "process_virtual_memory_bytes",
+            Signal::ProcGauge(rss * 6.0, 0.02),
+        ),
         (
             "process_start_time_seconds",
             Signal::Const(((origin - 86_400_000) / 1000) as f64),
@@ -1166,6 +1346,35 @@ fn process_series(
     ] {
         out.push(series(target, name, &[], signal, origin, i64::MAX, phase));
     }
+}
+
+const GATEWAY: &str = "ts-gateway-service";
+
+/// The services a search-book-pay API flow calls.
+const BOOKING_PATH: [&str; 18] = [
+    "ts-auth-service",
+    "ts-user-service",
+    "ts-verification-code-service",
+    "ts-travel-service",
+    "ts-travel2-service",
+    "ts-ticketinfo-service",
+    "ts-basic-service",
+    "ts-station-service",
+    "ts-train-service",
+    "ts-route-service",
+    "ts-price-service",
+    "ts-seat-service",
+    "ts-order-service",
+    "ts-order-other-service",
+    "ts-preserve-service",
+    "ts-contacts-service",
+    "ts-security-service",
+    "ts-inside-payment-service",
+];
+
+/// The entry points: the API gateway and the UI's nginx.
+fn is_entry(app: &str) -> bool {
+    app == GATEWAY || app == "ts-ui-dashboard"
 }
 
 /// A stable 12-hex-digit id from a name (container and pod ids in labels).
@@ -1207,16 +1416,33 @@ fn pod(
         .containers
         .iter()
         .map(|c| {
-            let java = is_ts && !matches!(
-                app.as_str(),
-                "ts-ui-dashboard" | "ts-avatar-service" | "ts-news-service" | "ts-ticket-office-service" | "ts-voucher-service"
-            );
+            let java = is_ts
+                && !matches!(
+                    app.as_str(),
+                    "ts-ui-dashboard"
+                        | "ts-avatar-service"
+                        | "ts-news-service"
+                        | "ts-ticket-office-service"
+                        | "ts-voucher-service"
+                );
             let (cpu, memory, writes) = if app.contains("mysql") {
-                (0.08 + 0.08 * n("cpu"), 450.0 * MIB + 200.0 * MIB * n("mem"), 60_000.0)
+                (
+                    0.08 + 0.08 * n("cpu"),
+                    450.0 * MIB + 200.0 * MIB * n("mem"),
+                    60_000.0,
+                )
             } else if java {
-                (0.02 + 0.08 * n("cpu"), 380.0 * MIB + 300.0 * MIB * n("mem"), 4_000.0)
+                (
+                    0.02 + 0.08 * n("cpu"),
+                    380.0 * MIB + 300.0 * MIB * n("mem"),
+                    4_000.0,
+                )
             } else {
-                (0.01 + 0.03 * n("cpu"), 60.0 * MIB + 140.0 * MIB * n("mem"), 2_000.0)
+                (
+                    0.01 + 0.03 * n("cpu"),
+                    60.0 * MIB + 140.0 * MIB * n("mem"),
+                    2_000.0,
+                )
             };
             Container {
                 name: c.clone(),
@@ -1227,24 +1453,29 @@ fn pod(
                 writes: writes * (0.5 + n("fs")),
                 image: format!("codewisdom/{c}:1.0.0"),
                 id: short_hash(&format!("{}/{c}", life.name)),
-                cpu_key: format!("cpu/{}/{c}", life.name),
-                mem_key: format!("mem/{}/{c}", life.name),
-                fs_key: format!("fs/{}/{c}", life.name),
+                cpu_key: world.noise_key(&format!("cpu/{}/{c}", life.name)),
+                mem_key: world.noise_key(&format!("mem/{}/{c}", life.name)),
+                fs_key: world.noise_key(&format!("fs/{}/{c}", life.name)),
             }
         })
         .collect();
     // Fault segments: cut at every injection/recovery on this pod; effects at each middle.
     let mut cuts: BTreeSet<i64> = BTreeSet::new();
-    for f in faults.iter().filter(|f| {
-        f.pod == life.name && (f.namespace.is_empty() || f.namespace == life.namespace)
-    }) {
+    for f in faults
+        .iter()
+        .filter(|f| f.pod == life.name && (f.namespace.is_empty() || f.namespace == life.namespace))
+    {
         cuts.insert(ms(f.applied));
         cuts.insert(f.recovered.map_or(i64::MAX, ms));
     }
     let cuts: Vec<i64> = cuts.into_iter().collect();
     let mut segments = Vec::new();
     for w in cuts.windows(2) {
-        let mid = if w[1] == i64::MAX { w[0] } else { w[0] + (w[1] - w[0]) / 2 };
+        let mid = if w[1] == i64::MAX {
+            w[0]
+        } else {
+            w[0] + (w[1] - w[0]) / 2
+        };
         let at = DateTime::from_timestamp_millis(mid).unwrap_or_default();
         let effects = world.effects(&life.namespace, &life.name, at);
         if effects != Effects::default() {
@@ -1256,24 +1487,27 @@ fn pod(
         }
     }
     let node = nodes.iter().position(|x| x.name == life.node).unwrap_or(0);
-    let requests = if is_ts {
-        if app == "ts-gateway-service" || app == "ts-ui-dashboard" {
-            20.0 + 10.0 * n("req")
-        } else {
-            0.5 + 4.5 * n("req")
-        }
-    } else {
+    // A booking-heavy API mix (the campaign's EvoMaster suites search, book and pay): the
+    // services on that path get most calls. The gateway's rate is its backends' sum (set by
+    // `Model::health`).
+    let requests = if !is_ts {
         0.0
+    } else if is_entry(&app) {
+        15.0 + 10.0 * n("req")
+    } else if BOOKING_PATH.contains(&app.as_str()) {
+        2.0 + 3.0 * n("req")
+    } else {
+        0.3 + 0.7 * n("req")
     };
     Pod {
         namespace: life.namespace.clone(),
         name: life.name.clone(),
-        uid: format!("{}-{}", short_hash(&life.name), &short_hash(&format!("uid/{}", life.name))[..8]),
-        ip: format!(
-            "10.244.{}.{}",
-            node + 1,
-            2 + (n("ip") * 250.0) as u32
+        uid: format!(
+            "{}-{}",
+            short_hash(&life.name),
+            &short_hash(&format!("uid/{}", life.name))[..8]
         ),
+        ip: format!("10.244.{}.{}", node + 1, 2 + (n("ip") * 250.0) as u32),
         app,
         node,
         start,
@@ -1284,6 +1518,6 @@ fn pod(
         segments,
         errors: Vec::new(),
         requests,
-        req_key: format!("req/{}", life.name),
+        req_key: world.noise_key(&format!("req/{}", life.name)),
     }
 }

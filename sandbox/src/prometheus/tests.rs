@@ -159,7 +159,10 @@ fn memory_and_io_stress_show_in_working_set_and_disk_writes() {
     let ws = r#"sum(container_memory_working_set_bytes{pod=~"ts-preserve-service-.*", container!="", container!="POD"})"#;
     let p = points(&f.range(ws, -10, 30, 30));
     let (before, during) = (mean(&p, f.at(-10), f.at(9)), mean(&p, f.at(11), f.at(19)));
-    assert!(during - before > 900.0 * 1024.0 * 1024.0, "{before} {during}");
+    assert!(
+        during - before > 900.0 * 1024.0 * 1024.0,
+        "{before} {during}"
+    );
     let io = r#"sum(rate(container_fs_writes_bytes_total{pod=~"ts-preserve-service-.*", container!="", container!="POD"}[1m]))"#;
     let p = points(&f.range(io, -10, 30, 30));
     assert!(mean(&p, f.at(12), f.at(19)) > 50.0 * mean(&p, f.at(-10), f.at(9)));
@@ -196,15 +199,23 @@ fn a_killed_pod_leaves_a_ready_gap_and_its_series_stop() {
     assert!(!gap.is_empty() && gap.iter().all(|v| *v == 0.0), "{gap:?}");
     assert_eq!(mean(&p, f.at(7), f.at(20)), 1.0);
     // The old pod's CPU series ends (a staleness marker), the new one starts at 0.
-    let q = format!(r#"container_cpu_usage_seconds_total{{pod="{old}", container="ts-order-service"}}"#);
+    let q = format!(
+        r#"container_cpu_usage_seconds_total{{pod="{old}", container="ts-order-service"}}"#
+    );
     let p = points(&f.range(&q, -10, 20, 20));
-    let last = p.last().expect("points").0;
+    let (last, old_total) = *p.last().expect("points");
     assert!(last < f.at(5).timestamp() as f64 + 15.0, "{last}");
-    let q = format!(r#"container_cpu_usage_seconds_total{{pod="{old}x", container="ts-order-service"}}"#);
+    let q = format!(
+        r#"container_cpu_usage_seconds_total{{pod="{old}x", container="ts-order-service"}}"#
+    );
     let p = points(&f.range(&q, -10, 20, 20));
     assert!(p[0].0 >= f.at(5).timestamp() as f64);
-    assert!(p[0].1 < 1.0, "{p:?}");
-    assert!(p.windows(2).all(|w| w[1].1 >= w[0].1), "counter not monotonic");
+    // At most one scrape interval at the 500m limit since the new container started.
+    assert!(p[0].1 <= 7.5 && p[0].1 < old_total / 10.0, "{p:?}");
+    assert!(
+        p.windows(2).all(|w| w[1].1 >= w[0].1),
+        "counter not monotonic"
+    );
     // Restart counts stay 0: the killed pod is replaced, not restarted.
     let q = r#"max(kube_pod_container_status_restarts_total{pod=~"ts-order-service-.*"})"#;
     assert!(points(&f.range(q, -10, 20, 20)).iter().all(|x| x.1 == 0.0));
@@ -225,7 +236,7 @@ fn network_loss_raises_the_error_share() {
     let before = mean(&p, f.at(-10), f.at(9));
     let during = mean(&p, f.at(12), f.at(20));
     assert!(before < 0.01, "{before}");
-    assert!(during > before + 0.01, "{before} {during}");
+    assert!(during > before + 0.01, "{before} {during} {p:?}");
     // The affected service's own share is about the loss.
     let own = ERRORS.replace(
         r#"namespace="default""#,
@@ -244,7 +255,9 @@ fn the_same_seed_gives_the_same_series_and_another_seed_others() {
     // A fresh model of the same history: the same data.
     let m1 = Model::build(&f.world, f.started, SCRAPE_MS);
     let m2 = Model::build(&f.world, f.started, SCRAPE_MS);
-    let steps: Vec<i64> = (0..40).map(|k| f.at(-10).timestamp_millis() + k * 15_000).collect();
+    let steps: Vec<i64> = (0..40)
+        .map(|k| f.at(-10).timestamp_millis() + k * 15_000)
+        .collect();
     let expr = promql_parser::parser::parse("node_cpu_seconds_total").expect("parse");
     let values = |m: &Model| match eval::evaluate(&expr, &steps, &m.at(f.at(1))).expect("eval") {
         Output::Vector(v) => v
@@ -274,7 +287,11 @@ fn campaign_queries() -> Vec<String> {
             .replace("{{ ts_pods }}", "ts-.*")
             .replace("{{ rate_window }}", "1m")
     };
-    let error_rate = vars(tt["vars"]["error_rate_query"].as_str().expect("error_rate_query"));
+    let error_rate = vars(
+        tt["vars"]["error_rate_query"]
+            .as_str()
+            .expect("error_rate_query"),
+    );
     let mut out: Vec<String> = Vec::new();
     for set in metrics["vars"]["metric_sets"]
         .as_mapping()
@@ -292,7 +309,10 @@ fn campaign_queries() -> Vec<String> {
         .expect("plans")
         .filter_map(Result::ok)
         .map(|e| e.path())
-        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("lv_")))
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("lv_"))
+        })
         .collect();
     entries.sort();
     for p in entries {
@@ -312,8 +332,20 @@ fn every_campaign_query_evaluates_with_data() {
     // 33 published + 7 pods + 14 effects + the error rate.
     assert!(queries.len() >= 45, "{}", queries.len());
     let state = Arc::new(f.state());
-    let started = std::time::Instant::now();
+    let t0 = std::time::Instant::now();
+    let m = state.model();
+    eprintln!("model build {:?}, {} series", t0.elapsed(), m.len());
+    let view = m.at(f.at(0));
+    let t0 = std::time::Instant::now();
+    let expr = promql_parser::parser::parse("node_cpu_seconds_total").expect("parse");
+    let steps: Vec<i64> = (0..41)
+        .map(|k| f.at(-10).timestamp_millis() + k * 15_000)
+        .collect();
+    let _ = eval::evaluate(&expr, &steps, &view).expect("eval");
+    eprintln!("eval node_cpu {:?}", t0.elapsed());
+    let mut total = std::time::Duration::ZERO;
     for q in &queries {
+        let one = std::time::Instant::now();
         let form = Form(vec![
             ("query".into(), q.clone()),
             ("start".into(), f.at(-10).to_rfc3339()),
@@ -323,17 +355,22 @@ fn every_campaign_query_evaluates_with_data() {
         let data = api_call(&state, "query_range", &form, f.at(0))
             .unwrap_or_else(|e| panic!("{q}: {e:?}"))
             .expect("endpoint");
+        total += one.elapsed();
         let v: Value = serde_json::from_str(&data).expect("JSON");
         let result = v["result"].as_array().expect("result");
         assert!(!result.is_empty(), "{q}: no series");
         for s in result {
-            assert_eq!(s["values"].as_array().map(Vec::len), Some(41), "{q}: {}", s["metric"]);
+            assert_eq!(
+                s["values"].as_array().map(Vec::len),
+                Some(41),
+                "{q}: {}",
+                s["metric"]
+            );
         }
     }
     eprintln!(
-        "{} queries over 10 minutes at 15 s: {:?}",
+        "{} queries over 10 minutes at 15 s: {total:?} (answers, without reading them)",
         queries.len(),
-        started.elapsed()
     );
 }
 
@@ -342,7 +379,10 @@ fn parameters_parse_as_prometheus_parses_them() {
     use super::{parse_duration, parse_time, prom_float, prom_time};
     assert_eq!(parse_time("1700000000.2504"), Ok(1_700_000_000_250));
     assert_eq!(parse_time("2023-11-14T22:13:20.5Z"), Ok(1_700_000_000_500));
-    assert_eq!(parse_time("2023-11-14T23:13:20+01:00"), Ok(1_700_000_000_000));
+    assert_eq!(
+        parse_time("2023-11-14T23:13:20+01:00"),
+        Ok(1_700_000_000_000)
+    );
     assert_eq!(
         parse_time("soon"),
         Err("cannot parse \"soon\" to a valid timestamp".into())
@@ -404,7 +444,16 @@ fn errors_have_prometheus_types_and_texts() {
         "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the \
          query resolution (?step=XX)"
     );
-    assert!(call("query_range", &[("query", "up"), ("start", "0"), ("end", "11000"), ("step", "1")]).is_ok());
+    assert!(call(
+        "query_range",
+        &[
+            ("query", "up"),
+            ("start", "0"),
+            ("end", "11000"),
+            ("step", "1")
+        ]
+    )
+    .is_ok());
     let e = range("topk(3, up)", "1", "2", "1");
     assert_eq!(e.error_type, "bad_data");
     assert_eq!(
@@ -413,7 +462,11 @@ fn errors_have_prometheus_types_and_texts() {
     );
     let e = call("query", &[("query", "sum(up")]).expect_err("parse error");
     assert_eq!(e.error_type, "bad_data");
-    assert!(e.error.starts_with("invalid parameter \"query\": "), "{}", e.error);
+    assert!(
+        e.error.starts_with("invalid parameter \"query\": "),
+        "{}",
+        e.error
+    );
     assert_eq!(super::error_body(&e).contains("\"status\":\"error\""), true);
     let e = call("series", &[]).expect_err("no match[]");
     assert_eq!(e.error, "no match[] parameter provided");
@@ -430,27 +483,57 @@ fn metadata_endpoints_list_labels_values_and_series() {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
         );
-        serde_json::from_str(&api_call(&state, api, &form, f.at(0)).expect("ok").expect("endpoint"))
-            .expect("JSON")
+        serde_json::from_str(
+            &api_call(&state, api, &form, f.at(0))
+                .expect("ok")
+                .expect("endpoint"),
+        )
+        .expect("JSON")
     };
     let labels = call("labels", &[]);
-    for l in ["__name__", "namespace", "pod", "container", "node", "instance", "job", "code"] {
-        assert!(labels.as_array().expect("array").iter().any(|x| x == l), "{l}");
+    for l in [
+        "__name__",
+        "namespace",
+        "pod",
+        "container",
+        "node",
+        "instance",
+        "job",
+        "code",
+    ] {
+        assert!(
+            labels.as_array().expect("array").iter().any(|x| x == l),
+            "{l}"
+        );
     }
     let jobs = call("label/job/values", &[]);
-    for j in ["kubelet", "node-exporter", "kube-state-metrics", "ts-order-service"] {
-        assert!(jobs.as_array().expect("array").iter().any(|x| x == j), "{j}");
+    for j in [
+        "kubelet",
+        "node-exporter",
+        "kube-state-metrics",
+        "ts-order-service",
+    ] {
+        assert!(
+            jobs.as_array().expect("array").iter().any(|x| x == j),
+            "{j}"
+        );
     }
     let s = call(
         "series",
-        &[("match[]", r#"kube_pod_status_ready{pod=~"ts-order-service-.*", condition="true"}"#)],
+        &[(
+            "match[]",
+            r#"kube_pod_status_ready{pod=~"ts-order-service-.*", condition="true"}"#,
+        )],
     );
     assert_eq!(s.as_array().map(Vec::len), Some(1), "{s}");
     assert_eq!(s[0]["job"], "kube-state-metrics");
     // A window before the history has no series.
     let s = call(
         "series",
-        &[("match[]", "up"), ("end", &f.at(-120).timestamp().to_string())],
+        &[
+            ("match[]", "up"),
+            ("end", &f.at(-120).timestamp().to_string()),
+        ],
     );
     assert_eq!(s, json!([]));
 }
