@@ -1515,7 +1515,10 @@ fn sandbox_up_serves_until_interrupted_and_plans_run_against_it() {
         })
         .collect();
     let names: Vec<&str> = vars.iter().map(|(k, _)| k.as_str()).collect();
-    assert_eq!(names, ["KUBECONFIG", "SKYWALKING_URL", "TT_BASE_URL"]);
+    assert_eq!(
+        names,
+        ["KUBECONFIG", "SKYWALKING_URL", "TT_BASE_URL", "PROMETHEUS_URL"]
+    );
     let kubeconfig = std::fs::read_to_string(&vars[0].1).unwrap();
     assert!(
         kubeconfig.contains(&format!("127.0.0.1:{}", port.trim())),
