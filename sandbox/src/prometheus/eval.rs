@@ -21,7 +21,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
-use promql_parser::label::{MatchOp, Matcher};
+use promql_parser::label::Matcher;
 use promql_parser::parser::{
     AggregateExpr, BinaryExpr, Call, Expr, LabelModifier, MatrixSelector, VectorMatchCardinality,
     VectorSelector,
@@ -576,17 +576,15 @@ fn vector_binop(
     Ok(out)
 }
 
-/// True when the matcher is a regex one (for label-API `match[]` checks).
-pub fn is_regex(m: &Matcher) -> bool {
-    matches!(m.op, MatchOp::Re(_) | MatchOp::NotRe(_))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     /// Series sampled every 15 s from 0, each `(labels, f(t_secs))`.
-    struct Fixed(Vec<(Labels, fn(f64) -> f64)>);
+    /// A series' value as a function of seconds.
+    type Curve = fn(f64) -> f64;
+
+    struct Fixed(Vec<(Labels, Curve)>);
 
     impl Source for Fixed {
         fn select(&self, m: &dyn Fn(&Labels) -> bool) -> Vec<usize> {

@@ -420,6 +420,9 @@ pub fn prom_time(ms: i64) -> String {
     }
 }
 
+/// One series' `(epoch ms, value)` samples.
+type Points = Vec<(i64, f64)>;
+
 fn point(out: &mut String, t: i64, v: f64) {
     out.push('[');
     out.push_str(&prom_time(t));
@@ -586,7 +589,7 @@ fn range_query(view: &View, form: &Form) -> Result<String, ApiError> {
                 std::collections::HashMap::new();
             let mut by_content: std::collections::HashMap<std::rc::Rc<Labels>, usize> =
                 std::collections::HashMap::new();
-            let mut series: Vec<(std::rc::Rc<Labels>, Vec<(i64, f64)>)> = Vec::new();
+            let mut series: Vec<(std::rc::Rc<Labels>, Points)> = Vec::new();
             for (t, step) in steps.iter().zip(v) {
                 for e in step {
                     let i = match index.get(&std::rc::Rc::as_ptr(&e.labels)) {

@@ -244,7 +244,7 @@ impl Model {
             backends: Vec::new(),
             memo: Mutex::default(),
         };
-        m.health(&lives);
+        m.health();
         m.catalogue();
         m
     }
@@ -277,7 +277,7 @@ impl Model {
 
     /// Per app, the error share of each segment between the app's pod and fault events, from
     /// [`World::health`] at the segment's middle.
-    fn health(&mut self, lives: &[PodLife]) {
+    fn health(&mut self) {
         let mut apps: BTreeMap<(String, String), BTreeSet<i64>> = BTreeMap::new();
         for p in &self.pods {
             if p.requests == 0.0 {
@@ -296,7 +296,6 @@ impl Model {
                 }
             }
         }
-        let _ = lives;
         let mut per_app: BTreeMap<(String, String), Vec<(i64, f64)>> = BTreeMap::new();
         for ((ns, app), cuts) in apps {
             let cuts: Vec<i64> = cuts.into_iter().collect();

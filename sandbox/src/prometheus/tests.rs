@@ -467,7 +467,9 @@ fn errors_have_prometheus_types_and_texts() {
         "{}",
         e.error
     );
-    assert_eq!(super::error_body(&e).contains("\"status\":\"error\""), true);
+    let body: Value = serde_json::from_str(&super::error_body(&e)).expect("JSON");
+    assert_eq!(body["status"], "error");
+    assert_eq!(body["errorType"], "bad_data");
     let e = call("series", &[]).expect_err("no match[]");
     assert_eq!(e.error, "no match[] parameter provided");
 }
