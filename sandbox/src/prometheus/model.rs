@@ -40,8 +40,8 @@ const KNOT_S: f64 = 15.0;
 
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 const MIB: f64 = 1024.0 * 1024.0;
-const NODE_CPUS: usize = 8;
-const NODE_MEMORY: f64 = 32.0 * GIB;
+const NODE_CPUS: usize = 4;
+const NODE_MEMORY: f64 = 16.0 * GIB;
 const MODES: [(&str, f64); 7] = [
     ("user", 0.68),
     ("system", 0.22),
@@ -1174,7 +1174,7 @@ impl Model {
                         .filter(|&p| self.alive(p, t))
                         .map(|p| self.working_set(p, Slot::Pod, t))
                         .sum::<f64>();
-                let cached = 6.0 * GIB * (1.0 + 0.05 * self.wiggle(key, t));
+                let cached = 3.0 * GIB * (1.0 + 0.05 * self.wiggle(key, t));
                 match which {
                     0 => NODE_MEMORY,
                     1 => (NODE_MEMORY - used).max(0.0),
