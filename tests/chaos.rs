@@ -1517,7 +1517,12 @@ fn sandbox_up_serves_until_interrupted_and_plans_run_against_it() {
     let names: Vec<&str> = vars.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(
         names,
-        ["KUBECONFIG", "SKYWALKING_URL", "TT_BASE_URL", "PROMETHEUS_URL"]
+        [
+            "KUBECONFIG",
+            "SKYWALKING_URL",
+            "TT_BASE_URL",
+            "PROMETHEUS_URL"
+        ]
     );
     let kubeconfig = std::fs::read_to_string(&vars[0].1).unwrap();
     assert!(

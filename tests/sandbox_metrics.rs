@@ -189,13 +189,20 @@ steps:
         .env("PROMETHEUS_URL", &prom_url)
         .run_plan();
     let csv = out.read("out/m.csv");
-    assert_eq!(csv, out.read("out/again.csv"), "two reads of one window differ");
+    assert_eq!(
+        csv,
+        out.read("out/again.csv"),
+        "two reads of one window differ"
+    );
 
     let cpu = only(csv_series(&csv, "cpu"));
     let before = mean_in(&cpu, secs(start), f0 - 15.0);
     // The window's second half: the 15 s rate has left the pre-fault samples behind.
     let during = mean_in(&cpu, f0 + 10.0, f1);
-    assert!(during > 3.0 * before, "cpu before {before}, during {during}");
+    assert!(
+        during > 3.0 * before,
+        "cpu before {before}, during {during}"
+    );
     assert!(during <= 0.5, "above the 500m limit: {during}");
 
     let ready = only(csv_series(&csv, "ready"));
@@ -212,7 +219,10 @@ steps:
     let before = mean_in(&errors, secs(start), f0 - 15.0);
     let during = mean_in(&errors, f0 + 10.0, f1);
     assert!(before < 0.01, "error share before {before}");
-    assert!(during > before + 0.01, "error share before {before}, during {during}");
+    assert!(
+        during > before + 0.01,
+        "error share before {before}, during {during}"
+    );
 
     let m = out.manifest();
     let probe = &m["steps"]["unsupported"]["outputs"];

@@ -302,11 +302,13 @@ pub fn parse_time(s: &str) -> Result<i64, String> {
         if t.is_finite() {
             let secs = t.trunc();
             let frac = ((t - secs) * 1000.0).round();
-            return Ok(secs as i64 * 1000 + frac as i64);
+            // Beyond Prometheus' own Min/MaxTime nothing is stored: clamp, never overflow.
+            let ms = (secs * 1000.0 + frac).clamp(MIN_TIME as f64, MAX_TIME as f64);
+            return Ok(ms as i64);
         }
     }
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Ok(t.timestamp_millis());
+        return Ok(t.timestamp_millis().clamp(MIN_TIME, MAX_TIME));
     }
     match s {
         MIN_TIME_FORMATTED => Ok(MIN_TIME),
@@ -565,7 +567,7 @@ fn range_query(view: &View, form: &Form) -> Result<String, ApiError> {
     }
     let step_ms = ((step_ns / 1_000_000) as i64).max(1);
     let steps: Vec<i64> = (0..)
-        .map(|k| start + k * step_ms)
+        .map_while(|k: i64| k.checked_mul(step_ms).and_then(|d| start.checked_add(d)))
         .take_while(|&t| t <= end)
         .collect();
     let mut out = String::from("{\"resultType\":\"matrix\",\"result\":[");

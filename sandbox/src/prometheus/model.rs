@@ -726,9 +726,9 @@ impl Model {
                 );
             }
             // The service's own endpoint: scraped once its container listens (Ready).
-            if pod.requests > 0.0 {
+            if let (true, Some(first)) = (pod.requests > 0.0, pod.containers.first()) {
                 let app_target = target(&[
-                    ("container", &pod.containers[0].name),
+                    ("container", &first.name),
                     ("endpoint", "http"),
                     ("instance", &format!("{}:8080", pod.ip)),
                     ("job", &pod.app),

@@ -387,6 +387,9 @@ fn parameters_parse_as_prometheus_parses_them() {
         parse_time("soon"),
         Err("cannot parse \"soon\" to a valid timestamp".into())
     );
+    // Far beyond Prometheus' range: clamped, not overflowed.
+    assert!(parse_time("1e300").is_ok_and(|t| t > 0));
+    assert!(parse_time("-1e300").is_ok_and(|t| t < 0));
     assert_eq!(parse_duration("15"), Ok(15_000_000_000));
     assert_eq!(parse_duration("0.5"), Ok(500_000_000));
     assert_eq!(parse_duration("1h30m"), Ok(5_400_000_000_000));
