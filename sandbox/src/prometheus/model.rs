@@ -1470,10 +1470,12 @@ fn pod(
     let cuts: Vec<i64> = cuts.into_iter().collect();
     let mut segments = Vec::new();
     for w in cuts.windows(2) {
+        // Cuts are whole milliseconds, the records' instants finer: look inside the segment,
+        // never at its truncated start (which can fall before the injection).
         let mid = if w[1] == i64::MAX {
-            w[0]
+            w[0] + 1
         } else {
-            w[0] + (w[1] - w[0]) / 2
+            w[0] + ((w[1] - w[0]) / 2).max(1)
         };
         let at = DateTime::from_timestamp_millis(mid).unwrap_or_default();
         let effects = world.effects(&life.namespace, &life.name, at);

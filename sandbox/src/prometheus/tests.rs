@@ -47,14 +47,22 @@ impl Fixture {
             .chaos_timeline
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        for (op, m) in [("Apply", from), ("Recover", to)] {
+        // `to == i64::MAX`: still active.
+        let ops: &[(&str, i64)] = if to == i64::MAX {
+            &[("Apply", from)]
+        } else {
+            &[("Apply", from), ("Recover", to)]
+        };
+        for &(op, m) in ops {
+            // Sub-millisecond instants, as the controller's clock gives them.
+            let at = self.at(m) + Duration::nanoseconds(123_456);
             tl.push(ChaosTimestamp {
                 kind: kind.into(),
                 namespace: NS.into(),
                 name: "f".into(),
                 target: format!("{NS}/{pod}"),
                 operation: op.into(),
-                at: self.at(m),
+                at,
                 spec: spec.clone(),
             });
         }
@@ -143,6 +151,21 @@ fn stress_chaos_raises_the_targets_cpu_only_inside_its_window() {
     let other = CPU.replace("ts-preserve-service", "ts-order-service");
     let o = points(&f.range(&other, -30, 30, 30));
     assert!(mean(&o, f.at(12), f.at(20)) < 0.2);
+}
+
+#[test]
+fn a_fault_not_yet_recovered_shows_until_now() {
+    let f = Fixture::new(7);
+    let pod = f.pod("ts-preserve-service");
+    f.fault(
+        "StressChaos",
+        &pod,
+        json!({"stressors": {"cpu": {"workers": 2, "load": 80}}}),
+        10,
+        i64::MAX,
+    );
+    let p = points(&f.range(CPU, -10, 20, 20));
+    assert!(mean(&p, f.at(12), f.at(20)) > 3.0 * mean(&p, f.at(-10), f.at(9)));
 }
 
 #[test]
