@@ -1554,6 +1554,7 @@ fn sandbox_up_serves_until_interrupted_and_plans_run_against_it() {
         "EVOMASTER_TEST",
         "TT_WARMUP",
         "TTPLAN_SANDBOX",
+        "PROMETHEUS_URL",
     ] {
         assert!(names.contains(&name), "{name}: {names:?}");
     }

@@ -6,7 +6,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::jacoco::{self, Agents, AGENT_PORT};
-use crate::kube_fake::FakeKube;
+use crate::kube_fake::{Delays, FakeKube};
+use crate::prometheus::FakePrometheus;
 use crate::sim::Traffic;
 use crate::skywalking::{FakeSkyWalking, Options};
 use crate::upstream::Upstream;
@@ -23,6 +24,7 @@ pub struct Sandbox {
     oap: FakeSkyWalking,
     api: Upstream,
     traffic: Traffic,
+    prometheus: FakePrometheus,
     world: World,
     kubeconfig: PathBuf,
     dir: PathBuf,
@@ -48,9 +50,21 @@ impl Sandbox {
         let kube = FakeKube::builder()
             .train_ticket(NAMESPACE)
             .chaosblade(true)
+            .delays(Delays {
+                // A killed pod's replacement takes seconds to start and pass its readiness
+                // probe (a Java service takes a minute): long enough for a scrape to see the
+                // gap, short enough for a quick run.
+                pod_recreate: std::time::Duration::from_secs(1),
+                pod_ready: std::time::Duration::from_secs(8),
+                ..Delays::default()
+            })
             .start();
+        let started = chrono::Utc::now();
         let kubeconfig = kube.write_kubeconfig(dir);
         let world = World::new(&kube, seed);
+        // Scraped every 5 s, not kube-prometheus' 15–30 s: a sandbox run lasts about a minute,
+        // and a fault of a few seconds must show in a `rate(…[1m])`.
+        let prometheus = FakePrometheus::start_with(world.clone(), started, 5_000);
         // The system's API simulates every request; its traces and pod logs come from them.
         let traffic = Traffic::new(world.clone(), NAMESPACE);
         kube.set_log_feed(traffic.log_feed());
@@ -67,6 +81,7 @@ impl Sandbox {
             oap,
             api,
             traffic,
+            prometheus,
             world,
             kubeconfig,
             dir: dir.to_path_buf(),
@@ -112,6 +127,7 @@ impl Sandbox {
             ("SKYWALKING_URL", self.oap.url()),
             ("TT_BASE_URL", self.api.url()),
             (SANDBOX_VAR, self.dir.display().to_string()),
+            ("PROMETHEUS_URL", self.prometheus.url()),
         ]
     }
 

@@ -4,6 +4,8 @@
 //! - [`kube_fake`]: the Kubernetes API server with ReplicaSet/StatefulSet, Chaos Mesh and
 //!   ChaosBlade controllers, pod logs and port-forward;
 //! - [`skywalking`]: the SkyWalking OAP GraphQL endpoint (traces);
+//! - [`prometheus`]: the Prometheus HTTP API over simulated node-exporter, cAdvisor,
+//!   kube-state-metrics and service series that show the faults;
 //! - [`upstream`]: an HTTP server standing in for the system under test (the recording proxy's
 //!   upstream): an echo server for the proxy's tests, or the simulated Train-Ticket API;
 //! - [`sim`]: the simulated system's behaviour (requests through the call graph, with the
@@ -23,6 +25,7 @@ pub mod checkout;
 pub mod environment;
 pub mod jacoco;
 pub mod kube_fake;
+pub mod prometheus;
 pub mod sim;
 pub mod skywalking;
 pub mod train_ticket;

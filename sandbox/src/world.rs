@@ -132,14 +132,9 @@ impl World {
     /// Pods alive and Ready at `t`: the endpoints a Service routes to (a replacement pod is
     /// not until its containers started).
     pub fn serving_at(&self, t: DateTime<Utc>) -> Vec<PodLife> {
-        let ready = self.shared.lock().pod_ready.clone();
         self.pods_at(t)
             .into_iter()
-            .filter(|p| {
-                ready
-                    .get(&(p.namespace.clone(), p.name.clone(), p.created))
-                    .is_none_or(|r| r.is_some_and(|r| r <= t))
-            })
+            .filter(|p| p.ready.is_some_and(|r| r <= t))
             .collect()
     }
 
@@ -242,14 +237,29 @@ impl World {
     /// A deterministic value in `[0, 1)` for `key` at second `t`: the simulation's only
     /// source of randomness (same seed, key and second → same value).
     pub fn noise(&self, key: &str, t: i64) -> f64 {
+        self.noise_of(self.noise_key(key), t)
+    }
+
+    /// `key` hashed once, for a signal that reads [`World::noise`] of one key at many
+    /// instants: `noise_of(noise_key(k), t) == noise(k, t)`.
+    pub fn noise_key(&self, key: &str) -> NoiseKey {
         let mut h = self.seed ^ 0x9e37_79b9_7f4a_7c15;
         for b in key.bytes() {
             h = splitmix(h ^ u64::from(b));
         }
-        h = splitmix(h ^ (t as u64));
+        NoiseKey(h)
+    }
+
+    /// [`World::noise`] of a hashed key.
+    pub fn noise_of(&self, key: NoiseKey, t: i64) -> f64 {
+        let h = splitmix(key.0 ^ (t as u64));
         (h >> 11) as f64 / (1u64 << 53) as f64
     }
 }
+
+/// A noise key hashed with the seed ([`World::noise_key`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct NoiseKey(u64);
 
 /// A healthy request's mean latency in the simulation.
 pub const BASE_LATENCY_MS: f64 = 20.0;

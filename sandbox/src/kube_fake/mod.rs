@@ -161,6 +161,14 @@ pub struct PodLife {
     pub labels: BTreeMap<String, String>,
     pub created: DateTime<Utc>,
     pub deleted: Option<DateTime<Utc>>,
+    /// `spec.nodeName`.
+    pub node: String,
+    /// Container names, in spec order.
+    pub containers: Vec<String>,
+    /// When every container became ready (`None`: not yet, or crash-looping).
+    pub ready: Option<DateTime<Utc>>,
+    /// Restarts of its containers as created (a crash-looping replacement's count).
+    pub restarts: u32,
 }
 
 pub(crate) struct State {
@@ -169,9 +177,6 @@ pub(crate) struct State {
     pub workloads: HashMap<(String, String), pods::Workload>,
     /// Every pod ever created, in creation order.
     pub pod_history: Vec<PodLife>,
-    /// Pods created not ready (a workload's replacements), by (namespace, name, created):
-    /// when they became Ready, `None` while starting. Other pods are ready when created.
-    pub pod_ready: HashMap<(String, String, DateTime<Utc>), Option<DateTime<Utc>>>,
 }
 
 /// (plural, namespace, name) of a chaos object.
@@ -375,7 +380,6 @@ impl FakeKubeBuilder {
                             pods: HashMap::new(),
                             workloads: HashMap::new(),
                             pod_history: Vec::new(),
-                            pod_ready: HashMap::new(),
                         }),
                         defs: discovery::catalogue(self.chaos_mesh, self.chaosblade),
                         delays: self.delays,

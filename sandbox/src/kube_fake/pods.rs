@@ -418,17 +418,25 @@ pub(super) fn create_pod(
     );
     if let Ok(created) = st.store.create(pods_def, Some(&seed.namespace), pod) {
         let now = chrono::Utc::now();
+        let all_ready = !starting && containers.iter().all(|c| c.ready && c.waiting.is_none());
         st.pod_history.push(super::PodLife {
             namespace: seed.namespace.clone(),
             name: name.to_string(),
             labels: labels.clone(),
             created: now,
             deleted: None,
+            node: created["spec"]["nodeName"]
+                .as_str()
+                .unwrap_or("")
+                .to_string(),
+            containers: containers.iter().map(|c| c.name.clone()).collect(),
+            ready: all_ready.then_some(now),
+            restarts: containers
+                .iter()
+                .map(|c| c.restart_count)
+                .max()
+                .unwrap_or(0),
         });
-        if starting {
-            st.pod_ready
-                .insert((seed.namespace.clone(), name.to_string(), now), None);
-        }
         record_event(
             &mut st.store,
             &created,
@@ -650,10 +658,12 @@ pub fn on_pod_deleted(shared: &Arc<Shared>, pod: &Value) {
                     Ok(())
                 })
                 .ok()?;
-            let now = chrono::Utc::now();
-            for ((ns, n, _), at) in st.pod_ready.iter_mut() {
-                if *ns == seed.namespace && *n == new_name && at.is_none() {
-                    *at = Some(now);
+            let all_ready = containers.iter().all(|c| c.ready && c.waiting.is_none());
+            if let Some(life) = st.pod_history.iter_mut().rev().find(|l| {
+                l.namespace == seed.namespace && l.name == new_name && l.deleted.is_none()
+            }) {
+                if all_ready {
+                    life.ready = Some(chrono::Utc::now());
                 }
             }
             for c in &containers {
