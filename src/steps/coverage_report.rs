@@ -367,6 +367,9 @@ fn runs(n: usize, concurrency: usize, per_run: Option<usize>) -> Vec<Range<usize
         .collect()
 }
 
+/// The services of one engine run and their results (an error's text per failed service).
+type RunResults = (Range<usize>, Vec<Result<(), String>>);
+
 /// Renders every pending report into its scratch folder, `concurrency` engine runs at once;
 /// one result per pending service, in order. The results are moved into place afterwards
 /// ([`publish`]), so a killed run never leaves a half-rendered report under the final names.
@@ -394,12 +397,11 @@ async fn render_runs(
             Err(e) => (range, vec![Err(e.to_string()); n]),
         }
     };
-    let mut done: Vec<(Range<usize>, Vec<Result<(), String>>)> =
-        futures_util::stream::iter(runs.iter().cloned())
-            .map(one_run)
-            .buffer_unordered(concurrency.max(1))
-            .collect()
-            .await;
+    let mut done: Vec<RunResults> = futures_util::stream::iter(runs.iter().cloned())
+        .map(one_run)
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
     done.sort_by_key(|(r, _)| r.start);
     done.into_iter().flat_map(|(_, r)| r).collect()
 }
@@ -530,8 +532,9 @@ mod tests {
     #[test]
     fn services_are_shared_out_between_the_engine_runs() {
         use super::runs;
+        use std::ops::Range;
         // All in one run by default; `concurrency` runs share them evenly.
-        assert_eq!(runs(41, 1, None), [0..41]);
+        assert_eq!(runs(41, 1, None), vec![Range { start: 0, end: 41 }]);
         assert_eq!(runs(41, 2, None), [0..21, 21..41]);
         assert_eq!(runs(5, 8, None), [0..1, 1..2, 2..3, 3..4, 4..5]);
         // `services_per_run` caps a run: 1 is one run per service.
