@@ -194,7 +194,7 @@ impl Step for CoverageReportConfig {
         let mut unconfigured = Vec::new();
         // A service that fails (its merge, its classes, its report) is reported by name at
         // the end; the others still get their reports.
-        let mut failed: Vec<String> = Vec::new();
+        let mut failed: Vec<(String, String)> = Vec::new();
         let mut pending: Vec<Pending> = Vec::new();
         let total = by_service.len();
         for (n, (service, files)) in by_service.iter().enumerate() {
@@ -229,7 +229,7 @@ impl Step for CoverageReportConfig {
                     sources,
                     prepared,
                 }),
-                Err(e) => failed.push(format!("service `{service}`: {e}")),
+                Err(e) => failed.push((service.clone(), e.to_string())),
             }
         }
         let runs = runs(
@@ -257,7 +257,7 @@ impl Step for CoverageReportConfig {
                 ..
             } = p;
             if let Err(e) = result {
-                failed.push(format!("service `{service}`: {e}"));
+                failed.push((service, e));
                 continue;
             }
             let (svc, dir_owned) = (service.clone(), dir.clone());
@@ -280,7 +280,7 @@ impl Step for CoverageReportConfig {
                     }
                     rows.push((service, counters.get("LINE").copied()));
                 }
-                Err(e) => failed.push(format!("service `{service}`: {e}")),
+                Err(e) => failed.push((service.clone(), e.to_string())),
             }
         }
         if !rows.is_empty() {
@@ -291,11 +291,7 @@ impl Step for CoverageReportConfig {
             out.artifacts.push(all);
         }
         if !failed.is_empty() {
-            let head = match failed.len() {
-                1 => String::new(),
-                n => format!("{n} services failed (the others' reports are written):\n"),
-            };
-            return Err(StepError::failed(format!("{head}{}", failed.join("\n"))));
+            return Err(StepError::failed(failure_text(&failed)));
         }
         if rows.is_empty() {
             return Err(StepError::failed(format!(
@@ -342,6 +338,36 @@ fn not_simulated(
             .value("missing", missing)
             .value("services", Vec::<String>::new()),
     ))
+}
+
+/// The step's error for the services that failed (service, why): one line per distinct
+/// reason, naming its services (an engine that cannot start fails them all alike).
+fn failure_text(failed: &[(String, String)]) -> String {
+    let mut reasons: Vec<(&str, Vec<&str>)> = Vec::new();
+    for (service, why) in failed {
+        match reasons.iter_mut().find(|(w, _)| *w == why.as_str()) {
+            Some((_, services)) => services.push(service),
+            None => reasons.push((why, vec![service])),
+        }
+    }
+    let mut text = match failed.len() {
+        1 => String::new(),
+        n => format!("{n} services failed (the others' reports are written):\n"),
+    };
+    let lines: Vec<String> = reasons
+        .iter()
+        .map(|(why, services)| {
+            let names: Vec<String> = services.iter().map(|s| format!("`{s}`")).collect();
+            let noun = if services.len() == 1 {
+                "service"
+            } else {
+                "services"
+            };
+            format!("{noun} {}: {why}", names.join(", "))
+        })
+        .collect();
+    text.push_str(&lines.join("\n"));
+    text
 }
 
 /// A service merged and with its classes, waiting for its report.
@@ -541,6 +567,17 @@ mod tests {
         assert_eq!(runs(3, 1, Some(1)), [0..1, 1..2, 2..3]);
         assert_eq!(runs(5, 2, Some(2)), [0..2, 2..4, 4..5]);
         assert!(runs(0, 1, None).is_empty());
+    }
+
+    #[test]
+    fn failures_are_named_once_per_reason() {
+        let f = |s: &str, w: &str| (s.to_string(), w.to_string());
+        assert_eq!(super::failure_text(&[f("a", "boom")]), "service `a`: boom");
+        assert_eq!(
+            super::failure_text(&[f("a", "no ant"), f("b", "bad class"), f("c", "no ant")]),
+            "3 services failed (the others' reports are written):\n\
+             services `a`, `c`: no ant\nservice `b`: bad class"
+        );
     }
 
     #[test]
