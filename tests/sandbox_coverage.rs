@@ -9,6 +9,7 @@ use ttplan_sandbox::world::World;
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsStr;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -16,6 +17,7 @@ use std::time::Duration;
 use support::jvm;
 use ttplan::coverage::exec::ExecData;
 
+const TTPLAN: &str = env!("CARGO_BIN_EXE_ttplan");
 const NS: &str = "default";
 const ORDER: &str = "ts-order-service";
 const IMPL: &str = "order.service.OrderServiceImpl";
@@ -63,9 +65,26 @@ fn order_pod(world: &World) -> String {
 }
 
 fn run_plan(dir: &Path, plan: &str, exp: &str, kubeconfig: &Path) -> serde_json::Value {
+    let (out, manifest) = try_plan(TTPLAN.as_ref(), dir, plan, exp, kubeconfig);
+    assert!(
+        out.status.success(),
+        "ttplan run {exp} failed:\n{}\n{manifest:#}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    manifest
+}
+
+/// Runs `plan` with the `ttplan` binary `bin`; its output and manifest (`null` when none).
+fn try_plan(
+    bin: &OsStr,
+    dir: &Path,
+    plan: &str,
+    exp: &str,
+    kubeconfig: &Path,
+) -> (std::process::Output, serde_json::Value) {
     let path = dir.join(format!("{exp}.yaml"));
     std::fs::write(&path, plan).unwrap();
-    let out = support::ttplan()
+    let out = support::isolated(bin)
         .arg("run")
         .arg(&path)
         .arg("--out")
@@ -81,12 +100,7 @@ fn run_plan(dir: &Path, plan: &str, exp: &str, kubeconfig: &Path) -> serde_json:
         .join(exp)
         .join("experiment_manifest.json");
     let text = std::fs::read_to_string(&manifest).unwrap_or_default();
-    assert!(
-        out.status.success(),
-        "ttplan run {exp} failed:\n{}\n{text}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(&text).unwrap()
+    (out, serde_json::from_str(&text).unwrap_or_default())
 }
 
 /// A dump of the order service through the port-forward (`reset` as given), then, with
@@ -412,4 +426,213 @@ fn without_a_jvm_a_sandbox_run_says_coverage_reports_are_not_simulated() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("/nonexistent/ant"), "{stderr}");
+}
+
+/// A dump of `services` (all their pods), without reset, into `coverage_data/<exp>`.
+fn dump_services_plan(services: &[&str]) -> String {
+    format!(
+        "name: sb\nsteps:\n  dump:\n    kind: collect-coverage\n    namespace: {NS}\n    selector: \"app in ({})\"\n    port: {AGENT_PORT}\n    reset: false\n    require: all\n    target_timeout: 10s\n",
+        services.join(", ")
+    )
+}
+
+/// `coverage-report` of the dumps in `coverage_data/<dump_exp>` from the checkout at `root`
+/// (`extra`: more fields, indented as the step's).
+fn report_plan(dump_exp: &str, root: &Path, extra: &str) -> String {
+    format!(
+        "name: sb\nsteps:\n  report:\n    kind: coverage-report\n    exec_dir: coverage_data/{dump_exp}\n    source_root: \"{}\"\n    require_classes: true\n{extra}",
+        root.display()
+    )
+}
+
+/// Every file under `dir` (relative path → bytes).
+fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    fn walk(root: &Path, d: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
+        for e in std::fs::read_dir(d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else {
+                let rel = p.strip_prefix(root).unwrap().display().to_string();
+                out.insert(rel, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// All services of a step render in one Ant run; one whose classes JaCoCo cannot analyse (a
+/// class file of a newer Java than its ASM reads: major version 99) fails inside that run.
+/// The others still get their reports, the step fails naming that service with JaCoCo's
+/// message, no scratch folder is left, and every file is byte for byte what rendering each
+/// service in an Ant run of its own (`services_per_run: 1`) writes — which fails the same
+/// service the same way.
+#[test]
+fn a_service_failing_inside_the_batch_is_named_and_the_others_are_reported() {
+    jvm::require_tools();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let root = dir.join("train-ticket");
+    jacoco::write_checkout_classes(&root).unwrap();
+    let kube = FakeKube::builder().train_ticket(NS).start();
+    let kubeconfig = kube.write_kubeconfig(dir);
+    let world = World::new(&kube, 0);
+    let _agents = Agents::start(&kube, &world, NS, AGENT_PORT);
+    world.record_call(&order_pod(&world), IMPL, "create");
+    let services = ["ts-auth-service", "ts-order-service", "ts-user-service"];
+    run_plan(dir, &dump_services_plan(&services), "dump", &kubeconfig);
+    // The order service's classes, plus one compiled for a Java JaCoCo 0.8.6 cannot read.
+    let broken = dir.join("order-classes");
+    let copied = Command::new("cp")
+        .arg("-r")
+        .arg(jacoco::checkout::classes_dir(&root, ORDER))
+        .arg(&broken)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let mut class = b"\xCA\xFE\xBA\xBE\x00\x00\x00\x63".to_vec();
+    class.extend_from_slice(&[0; 32]);
+    std::fs::write(broken.join("order/Future.class"), class).unwrap();
+    let services_field = format!(
+        "    services:\n      {ORDER}: {{ classes: \"{}\" }}\n",
+        broken.display()
+    );
+
+    let mut reports = Vec::new();
+    for (exp, extra) in [("batched", ""), ("each", "    services_per_run: 1\n")] {
+        let plan = report_plan("dump", &root, &format!("{services_field}{extra}"));
+        let (out, m) = try_plan(TTPLAN.as_ref(), dir, &plan, exp, &kubeconfig);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{exp}: {stderr}");
+        let step = &m["steps"]["report"];
+        assert_eq!(step["status"], "failed", "{exp}: {step:#}");
+        let err = step["error"].as_str().unwrap();
+        // One service failed: its name, the engine, JaCoCo's own words; no other service.
+        assert!(
+            err.starts_with(&format!("service `{ORDER}`: ant jacoco:report failed")),
+            "{exp}: {err}"
+        );
+        assert!(err.contains("Error while"), "{exp}: {err}");
+        assert!(
+            !err.contains("ts-auth-service") && !err.contains("ts-user-service"),
+            "{exp}: {err}"
+        );
+        let report_root = dir.join("out/coverage_report").join(exp);
+        for svc in ["ts-auth-service", "ts-user-service"] {
+            for f in [
+                "coverage.xml",
+                "coverage-summary.txt",
+                "coverage-summary.json",
+                "merged.exec",
+                "html/index.html",
+            ] {
+                assert!(report_root.join(svc).join(f).is_file(), "{exp}: {svc}/{f}");
+            }
+        }
+        assert!(!report_root.join(ORDER).join("coverage.xml").exists());
+        let table = std::fs::read_to_string(report_root.join("coverage-summary.tsv")).unwrap();
+        assert_eq!(
+            table
+                .lines()
+                .map(|l| l.split('\t').next().unwrap())
+                .collect::<Vec<_>>(),
+            ["service", "ts-auth-service", "ts-user-service"],
+            "{exp}: {table}"
+        );
+        let files = tree(&report_root);
+        assert!(
+            !files.keys().any(|k| k.contains(".render.")),
+            "{exp}: scratch left: {:?}",
+            files.keys().collect::<Vec<_>>()
+        );
+        reports.push((err.to_string(), files));
+    }
+    let (batched, each) = (&reports[0], &reports[1]);
+    assert_eq!(
+        batched.1.keys().collect::<Vec<_>>(),
+        each.1.keys().collect::<Vec<_>>()
+    );
+    for (k, v) in &batched.1 {
+        assert!(each.1[k] == *v, "{k} differs between the modes");
+    }
+}
+
+/// Benchmark, not a test (run by `scripts/bench-coverage-report.sh`): `coverage-report` on the
+/// dumps of the first `BENCH_SERVICES` (default 41: all) Java services of the sandbox, rendered
+/// by the `ttplan` of `TTPLAN_BIN` (default the test build) with each service in an Ant run of
+/// its own (`services_per_run: 1`, the former way) and with all in one (the default),
+/// `BENCH_ROUNDS` (default 3) rounds with alternating order. Checks that both modes wrote the
+/// same bytes, and prints the median step time (manifest `duration_ms`) of each in ms.
+#[test]
+#[ignore = "benchmark: run through scripts/bench-coverage-report.sh"]
+fn bench_coverage_report() {
+    jvm::require_tools();
+    let env_num = |k: &str, d: usize| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let n = env_num("BENCH_SERVICES", 41);
+    let rounds = env_num("BENCH_ROUNDS", 3);
+    let bin = std::env::var("TTPLAN_BIN").unwrap_or_else(|_| TTPLAN.into());
+    let bin = OsStr::new(&bin);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let root = dir.join("train-ticket");
+    jacoco::write_checkout_classes(&root).unwrap();
+    let kube = FakeKube::builder().train_ticket(NS).start();
+    let kubeconfig = kube.write_kubeconfig(dir);
+    let world = World::new(&kube, 0);
+    let _agents = Agents::start(&kube, &world, NS, AGENT_PORT);
+    world.record_call(&order_pod(&world), IMPL, "create");
+    let services: Vec<&str> = ttplan_sandbox::train_ticket::JAVA_SERVICES
+        .iter()
+        .take(n)
+        .map(|(s, _)| *s)
+        .collect();
+    let (out, m) = try_plan(
+        bin,
+        dir,
+        &dump_services_plan(&services),
+        "dump",
+        &kubeconfig,
+    );
+    assert!(out.status.success(), "{m:#}");
+    let modes = [
+        ("per-service", "    services_per_run: 1\n"),
+        ("batched", ""),
+    ];
+    let mut times: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
+    for r in 0..rounds {
+        let order: Vec<usize> = if r % 2 == 0 { vec![0, 1] } else { vec![1, 0] };
+        for i in order {
+            let (label, extra) = modes[i];
+            let exp = format!("{label}-{r}");
+            let (out, m) = try_plan(
+                bin,
+                dir,
+                &report_plan("dump", &root, extra),
+                &exp,
+                &kubeconfig,
+            );
+            let step = &m["steps"]["report"];
+            assert!(out.status.success(), "{exp}: {step:#}");
+            assert_eq!(step["outputs"]["services"].as_array().unwrap().len(), n);
+            times
+                .entry(label)
+                .or_default()
+                .push(step["duration_ms"].as_u64().unwrap());
+        }
+    }
+    let a = tree(&dir.join("out/coverage_report/per-service-0"));
+    let b = tree(&dir.join("out/coverage_report/batched-0"));
+    assert_eq!(a.len(), b.len());
+    assert!(a == b, "the two modes wrote different files");
+    for (label, mut v) in times {
+        v.sort_unstable();
+        println!("BENCH coverage-report {label} {n} {}", v[(v.len() - 1) / 2]);
+    }
 }

@@ -118,11 +118,19 @@ fn path_attr(p: &Path) -> String {
 
 /// An Ant build file defining the JaCoCo tasks; `body` is the `report` target's content.
 pub fn ant_build_xml(classpath: &[PathBuf], body: &str) -> String {
-    let mut s = String::from(
+    ant_build_xml_targets(classpath, &[("report".to_string(), body.to_string())])
+}
+
+/// An Ant build file defining the JaCoCo tasks with one target per `(name, body)`; the first
+/// is the default.
+fn ant_build_xml_targets(classpath: &[PathBuf], targets: &[(String, String)]) -> String {
+    let default = targets.first().map_or("report", |(n, _)| n.as_str());
+    let mut s = format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
-         <project name=\"ttplan-coverage\" default=\"report\" xmlns:jacoco=\"antlib:org.jacoco.ant\">\n\
+         <project name=\"ttplan-coverage\" default=\"{}\" xmlns:jacoco=\"antlib:org.jacoco.ant\">\n\
          \x20 <taskdef uri=\"antlib:org.jacoco.ant\" resource=\"org/jacoco/ant/antlib.xml\">\n\
          \x20   <classpath>\n",
+        xml_attr(default)
     );
     for j in classpath {
         s.push_str(&format!(
@@ -130,9 +138,13 @@ pub fn ant_build_xml(classpath: &[PathBuf], body: &str) -> String {
             path_attr(j)
         ));
     }
-    s.push_str("    </classpath>\n  </taskdef>\n  <target name=\"report\">\n");
-    s.push_str(body);
-    s.push_str("  </target>\n</project>\n");
+    s.push_str("    </classpath>\n  </taskdef>\n");
+    for (name, body) in targets {
+        s.push_str(&format!("  <target name=\"{}\">\n", xml_attr(name)));
+        s.push_str(body);
+        s.push_str("  </target>\n");
+    }
+    s.push_str("</project>\n");
     s
 }
 
@@ -173,38 +185,196 @@ pub async fn render(
     work: &Path,
     groups: &ChildGroups,
 ) -> Result<(), CoverageError> {
-    let mut cmd = match engine {
-        ReportEngine::JacocoCli { java, jar } => {
-            let mut c = tokio::process::Command::new(java);
-            c.arg("-jar").arg(jar).arg("report");
-            c.args(job.exec_files);
-            c.arg("--classfiles").arg(job.classes_dir);
-            for d in job.source_dirs {
-                c.arg("--sourcefiles").arg(d);
-            }
-            c.args(["--encoding", "UTF-8", "--name", job.name]);
-            c.arg("--xml").arg(job.xml).arg("--html").arg(job.html_dir);
-            c
-        }
-        ReportEngine::Ant { ant, lib_dir } => {
-            let cp = ant_classpath(lib_dir)?;
-            let build = work.join("build.xml");
-            std::fs::write(&build, ant_build_xml(&cp, &ant_report_body(job)))
-                .map_err(CoverageError::io(format!("writing {}", build.display())))?;
-            let mut c = tokio::process::Command::new(ant);
-            c.arg("-noinput").arg("-f").arg(&build);
-            c
-        }
-    };
-    run_tool(&mut cmd, engine_name(engine), groups).await
-}
-
-fn engine_name(engine: &ReportEngine) -> &'static str {
     match engine {
-        ReportEngine::JacocoCli { .. } => "jacococli report",
-        ReportEngine::Ant { .. } => "ant jacoco:report",
+        ReportEngine::JacocoCli { java, jar } => render_cli(java, jar, job, groups).await,
+        ReportEngine::Ant { ant, lib_dir } => {
+            let mut results =
+                render_ant_batch(ant, lib_dir, std::slice::from_ref(job), work, groups).await?;
+            results.pop().unwrap_or_else(|| {
+                Err(CoverageError::Report(
+                    "ant jacoco:report gave no result".into(),
+                ))
+            })
+        }
     }
 }
+
+async fn render_cli(
+    java: &Path,
+    jar: &Path,
+    job: &ReportJob<'_>,
+    groups: &ChildGroups,
+) -> Result<(), CoverageError> {
+    let mut c = tokio::process::Command::new(java);
+    c.arg("-jar").arg(jar).arg("report");
+    c.args(job.exec_files);
+    c.arg("--classfiles").arg(job.classes_dir);
+    for d in job.source_dirs {
+        c.arg("--sourcefiles").arg(d);
+    }
+    c.args(["--encoding", "UTF-8", "--name", job.name]);
+    c.arg("--xml").arg(job.xml).arg("--html").arg(job.html_dir);
+    run_tool(&mut c, CLI, groups).await
+}
+
+/// Renders `jobs` with as few engine runs as the engine allows: Ant renders all of them in
+/// one JVM (a JVM start costs about a second; a small report a fraction of that), `jacococli`
+/// one job per run. `work` is a scratch folder of this batch alone. One result per job, in
+/// order: a report that fails inside the batch does not stop the others.
+///
+/// # Errors
+/// The outer error when the engine failed as a whole (cannot start, build file rejected),
+/// so no job could run.
+pub async fn render_batch(
+    engine: &ReportEngine,
+    jobs: &[ReportJob<'_>],
+    work: &Path,
+    groups: &ChildGroups,
+) -> Result<Vec<Result<(), CoverageError>>, CoverageError> {
+    match engine {
+        ReportEngine::JacocoCli { java, jar } => {
+            let mut out = Vec::with_capacity(jobs.len());
+            for job in jobs {
+                out.push(render_cli(java, jar, job, groups).await);
+            }
+            Ok(out)
+        }
+        ReportEngine::Ant { ant, lib_dir } => {
+            render_ant_batch(ant, lib_dir, jobs, work, groups).await
+        }
+    }
+}
+
+/// One target per job, run with `-keep-going`: Ant then goes on with the targets after a
+/// failed one (they do not depend on it) and logs "Target 'X' failed with message 'M'." for
+/// each failure. A job succeeded when its target reached the marker file after its
+/// `jacoco:report`.
+async fn render_ant_batch(
+    ant: &Path,
+    lib_dir: &Path,
+    jobs: &[ReportJob<'_>],
+    work: &Path,
+    groups: &ChildGroups,
+) -> Result<Vec<Result<(), CoverageError>>, CoverageError> {
+    let what = ANT;
+    let cp = ant_classpath(lib_dir)?;
+    let names: Vec<String> = (0..jobs.len()).map(|i| format!("report-{i}")).collect();
+    let done = |i: usize| work.join(format!("report-{i}.done"));
+    let targets: Vec<(String, String)> = jobs
+        .iter()
+        .enumerate()
+        .map(|(i, job)| {
+            let body = format!(
+                "{}    <touch file=\"{}\"/>\n",
+                ant_report_body(job),
+                path_attr(&done(i))
+            );
+            (names[i].clone(), body)
+        })
+        .collect();
+    let build = work.join("build.xml");
+    std::fs::write(&build, ant_build_xml_targets(&cp, &targets))
+        .map_err(CoverageError::io(format!("writing {}", build.display())))?;
+    let mut cmd = tokio::process::Command::new(ant);
+    cmd.arg("-noinput")
+        .arg("-keep-going")
+        .arg("-f")
+        .arg(&build)
+        .args(&names);
+    let out = child::output(&mut cmd, groups).await.map_err(|e| {
+        CoverageError::Report(format!("cannot start {what} ({}): {e}", ant.display()))
+    })?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let ran: Vec<bool> = names
+        .iter()
+        .map(|n| stdout.lines().any(|l| l == format!("{n}:")))
+        .collect();
+    if !out.status.success() && !ran.iter().any(|r| *r) {
+        // Nothing ran: the build file or the task definitions failed.
+        return Err(CoverageError::Report(format!(
+            "{what} failed ({}):\n  | {}",
+            out.status,
+            tail(&format!("{stdout}{stderr}"), 15).join("\n  | ")
+        )));
+    }
+    Ok(names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            if done(i).is_file() {
+                return Ok(());
+            }
+            let mut lines = target_section(&stdout, name, &names);
+            lines.extend(target_failure(&stderr, name));
+            if lines.is_empty() {
+                lines = tail(&format!("{stdout}{stderr}"), 15);
+            }
+            let lines = tail(&lines.join("\n"), 15);
+            Err(CoverageError::Report(format!(
+                "{what} failed ({}):\n  | {}",
+                out.status,
+                lines.join("\n  | ")
+            )))
+        })
+        .collect())
+}
+
+/// The last `n` lines of `text`.
+fn tail(text: &str, n: usize) -> Vec<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|l| (*l).to_string())
+        .collect()
+}
+
+/// What Ant printed under the target's header (`name:`) up to the next target's or the
+/// build's end, blank lines left out.
+fn target_section(stdout: &str, name: &str, names: &[String]) -> Vec<String> {
+    let header = format!("{name}:");
+    stdout
+        .lines()
+        .skip_while(|l| *l != header)
+        .skip(1)
+        .take_while(|l| {
+            !l.starts_with("BUILD ")
+                && !l
+                    .strip_suffix(':')
+                    .is_some_and(|n| names.iter().any(|x| x == n))
+        })
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Ant's `-keep-going` message for a failed target (`Target 'X' failed with message 'M'.`,
+/// M possibly over several lines), as `M`.
+fn target_failure(stderr: &str, name: &str) -> Vec<String> {
+    let start = format!("Target '{name}' failed with message '");
+    let mut lines = stderr.lines().skip_while(|l| !l.starts_with(&start));
+    let Some(first) = lines.next() else {
+        return Vec::new();
+    };
+    let mut msg = vec![first[start.len()..].to_string()];
+    msg.extend(
+        lines
+            .take_while(|l| !l.starts_with("Target '") && !l.starts_with("BUILD "))
+            .map(str::to_string),
+    );
+    while msg.last().is_some_and(|l| l.trim().is_empty()) {
+        msg.pop();
+    }
+    if let Some(last) = msg.last_mut() {
+        if let Some(m) = last.strip_suffix("'.") {
+            *last = m.to_string();
+        }
+    }
+    msg
+}
+
+const CLI: &str = "jacococli report";
+const ANT: &str = "ant jacoco:report";
 
 /// Runs a tool to completion in the run's child registry (its group is killed if the future is
 /// dropped, e.g. on cancellation, or by an abort).
@@ -631,6 +801,46 @@ TOTAL               Lines    107  Cover  29%
         assert!(
             e.contains("jacococli report failed") && e.contains("Exception: boom"),
             "{e}"
+        );
+    }
+
+    /// Ant 1.10's output for `ant -keep-going report-0 … report-3` where report-1 fails with a
+    /// two-line message and report-3 with one (stdout, stderr as Ant wrote them).
+    const KEEP_GOING_OUT: &str = "Buildfile: /tmp/antk/build.xml\n\nreport-0:\n     [echo] a\n\nreport-1:\n     [echo] loading b\n\nreport-2:\n     [echo] c\n\nreport-3:\n";
+    const KEEP_GOING_ERR: &str = "Target 'report-1' failed with message 'boom b\nsecond line'.\nTarget 'report-3' failed with message 'boom d'.\n\nBUILD FAILED\n/tmp/antk/build.xml:5: boom d\n\nTotal time: 1 second\n";
+
+    #[test]
+    fn each_failed_target_gets_its_own_output_and_message() {
+        let names: Vec<String> = (0..4).map(|i| format!("report-{i}")).collect();
+        assert_eq!(
+            target_section(KEEP_GOING_OUT, "report-1", &names),
+            ["     [echo] loading b"]
+        );
+        assert!(target_section(KEEP_GOING_OUT, "report-3", &names).is_empty());
+        assert!(target_section(KEEP_GOING_OUT, "report-9", &names).is_empty());
+        assert_eq!(
+            target_failure(KEEP_GOING_ERR, "report-1"),
+            ["boom b", "second line"]
+        );
+        assert_eq!(target_failure(KEEP_GOING_ERR, "report-3"), ["boom d"]);
+        assert!(target_failure(KEEP_GOING_ERR, "report-2").is_empty());
+        assert_eq!(tail("a\nb\nc\n", 2), ["b", "c"]);
+        assert_eq!(tail("a", 5), ["a"]);
+    }
+
+    #[test]
+    fn a_batch_build_file_has_a_target_per_report() {
+        let x = ant_build_xml_targets(
+            &[PathBuf::from("/j/a.jar")],
+            &[
+                ("report-0".into(), "    <a/>\n".into()),
+                ("report-1".into(), "    <b/>\n".into()),
+            ],
+        );
+        assert!(x.contains("default=\"report-0\""), "{x}");
+        assert!(
+            x.contains("  <target name=\"report-0\">\n    <a/>\n  </target>\n  <target name=\"report-1\">\n    <b/>\n  </target>\n</project>\n"),
+            "{x}"
         );
     }
 

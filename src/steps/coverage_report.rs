@@ -3,6 +3,8 @@
 //! merged.exec, coverage-summary.txt, coverage-summary.json}` with JaCoCo's own report engine.
 
 use std::collections::BTreeMap;
+use std::num::NonZeroUsize;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use schemars::JsonSchema;
@@ -14,8 +16,8 @@ use crate::atomic_write::{write_atomic, write_json_atomic};
 use crate::coverage::collect::write_exec;
 use crate::coverage::merge::{exec_files_by_service, merge_files, ServiceMap};
 use crate::coverage::report::{
-    extract_classes, missing_engine_parts, render, report_counters, summary_json, summary_table,
-    summary_txt, Counter, ReportEngine, ReportJob, REPORT_NAME,
+    extract_classes, missing_engine_parts, render_batch, report_counters, summary_json,
+    summary_table, summary_txt, Counter, ReportEngine, ReportJob, REPORT_NAME,
 };
 
 /// Set by `ttplan run --sandbox` / `ttplan sandbox up` (the sandbox crate's `SANDBOX_VAR`):
@@ -64,6 +66,13 @@ pub struct CoverageReportConfig {
     /// list it in the outputs).
     #[serde(default)]
     pub require_classes: bool,
+    /// Report-engine runs at once (Ant: JVMs). The services are shared out between them.
+    #[serde(default = "one")]
+    pub concurrency: NonZeroUsize,
+    /// At most this many services per report-engine run. Default: all of a run's share (one
+    /// JVM start for all with `concurrency: 1`); `1` renders each service in a run of its own.
+    #[serde(default)]
+    pub services_per_run: Option<NonZeroUsize>,
 }
 
 /// Where one service's classes and sources are.
@@ -91,6 +100,10 @@ fn default_ant() -> PathBuf {
 
 fn default_lib_dir() -> PathBuf {
     "/usr/share/java".into()
+}
+
+const fn one() -> NonZeroUsize {
+    NonZeroUsize::MIN
 }
 
 impl StepConfig for CoverageReportConfig {
@@ -179,6 +192,10 @@ impl Step for CoverageReportConfig {
         let mut out = StepOutputs::default();
         let mut rows: Vec<(String, Option<Counter>)> = Vec::new();
         let mut unconfigured = Vec::new();
+        // A service that fails (its merge, its classes, its report) is reported by name at
+        // the end; the others still get their reports.
+        let mut failed: Vec<(String, String)> = Vec::new();
+        let mut pending: Vec<Pending> = Vec::new();
         let total = by_service.len();
         for (n, (service, files)) in by_service.iter().enumerate() {
             if ctx.cancel_token().is_cancelled() {
@@ -200,19 +217,71 @@ impl Step for CoverageReportConfig {
                 files.len()
             ));
             let dir = report_root.join(service);
-            let counters = tokio::select! {
-                r = report_service(service, files, classes, &sources, &dir, &engine, ctx.child_groups()) => r?,
+            let (files_owned, dir_owned) = (files.clone(), dir.clone());
+            let prepared = tokio::select! {
+                r = blocking(move || prepare(&files_owned, classes, &dir_owned)) => r,
                 () = ctx.cancel_token().cancelled() => return Err(StepError::Cancelled),
             };
-            for f in [
-                "merged.exec",
-                "coverage.xml",
-                "coverage-summary.txt",
-                "coverage-summary.json",
-            ] {
-                out.artifacts.push(dir.join(f));
+            match prepared {
+                Ok(prepared) => pending.push(Pending {
+                    service: service.clone(),
+                    dir,
+                    sources,
+                    prepared,
+                }),
+                Err(e) => failed.push((service.clone(), e.to_string())),
             }
-            rows.push((service.clone(), counters.get("LINE").copied()));
+        }
+        let runs = runs(
+            pending.len(),
+            self.concurrency.get(),
+            self.services_per_run.map(NonZeroUsize::get),
+        );
+        if !pending.is_empty() {
+            ctx.progress(format!(
+                "rendering {} reports in {} report-engine run(s), {} at once",
+                pending.len(),
+                runs.len(),
+                self.concurrency.get().min(runs.len())
+            ));
+        }
+        let rendered = tokio::select! {
+            r = render_runs(&engine, &pending, &runs, self.concurrency.get(), &report_root, ctx) => r,
+            () = ctx.cancel_token().cancelled() => return Err(StepError::Cancelled),
+        };
+        for (p, result) in pending.into_iter().zip(rendered) {
+            let Pending {
+                service,
+                dir,
+                prepared,
+                ..
+            } = p;
+            if let Err(e) = result {
+                failed.push((service, e));
+                continue;
+            }
+            let (svc, dir_owned) = (service.clone(), dir.clone());
+            let published = blocking(move || {
+                let counters = publish(&svc, &dir_owned, &prepared.xml(), &prepared.html())?;
+                // The scratch folder (extracted classes) goes once the results are out.
+                drop(prepared);
+                Ok(counters)
+            })
+            .await;
+            match published {
+                Ok(counters) => {
+                    for f in [
+                        "merged.exec",
+                        "coverage.xml",
+                        "coverage-summary.txt",
+                        "coverage-summary.json",
+                    ] {
+                        out.artifacts.push(dir.join(f));
+                    }
+                    rows.push((service, counters.get("LINE").copied()));
+                }
+                Err(e) => failed.push((service.clone(), e.to_string())),
+            }
         }
         if !rows.is_empty() {
             // Not `coverage-summary.txt`: that name is the per-service text loaders look for.
@@ -220,7 +289,11 @@ impl Step for CoverageReportConfig {
             write_atomic(&all, summary_table(&rows).as_bytes())
                 .map_err(StepError::io(format!("writing {}", all.display())))?;
             out.artifacts.push(all);
-        } else {
+        }
+        if !failed.is_empty() {
+            return Err(StepError::failed(failure_text(&failed)));
+        }
+        if rows.is_empty() {
             return Err(StepError::failed(format!(
                 "no service could be reported: none of {} has classes configured \
                  (`services:` or `source_root:`)",
@@ -267,48 +340,153 @@ fn not_simulated(
     ))
 }
 
-/// Merge, classes, render into a scratch folder, then move the results into place (so a
-/// killed run never leaves a half-rendered report under the final names), then summarise.
-/// File work runs on the blocking pool; only the report engine is awaited here.
-async fn report_service(
-    service: &str,
-    files: &[PathBuf],
-    classes: Classes,
-    sources: &[PathBuf],
-    dir: &Path,
-    engine: &ReportEngine,
-    groups: &crate::child::ChildGroups,
-) -> Result<BTreeMap<String, Counter>, StepError> {
-    let (files_owned, dir_owned) = (files.to_vec(), dir.to_path_buf());
-    let prepared = blocking(move || prepare(&files_owned, classes, &dir_owned)).await?;
-    let xml_tmp = prepared.scratch.path().join("coverage.xml");
-    let html_tmp = prepared.scratch.path().join("html");
-    let job = ReportJob {
-        // The published XML files carry JaCoCo CLI's default name, not the service's.
-        name: REPORT_NAME,
-        exec_files: std::slice::from_ref(&prepared.merged),
-        classes_dir: &prepared.classes_dir,
-        source_dirs: sources,
-        xml: &xml_tmp,
-        html_dir: &html_tmp,
+/// The step's error for the services that failed (service, why): one line per distinct
+/// reason, naming its services (an engine that cannot start fails them all alike).
+fn failure_text(failed: &[(String, String)]) -> String {
+    let mut reasons: Vec<(&str, Vec<&str>)> = Vec::new();
+    for (service, why) in failed {
+        match reasons.iter_mut().find(|(w, _)| *w == why.as_str()) {
+            Some((_, services)) => services.push(service),
+            None => reasons.push((why, vec![service])),
+        }
+    }
+    let mut text = match failed.len() {
+        1 => String::new(),
+        n => format!("{n} services failed (the others' reports are written):\n"),
     };
-    render(engine, &job, prepared.scratch.path(), groups)
-        .await
-        .map_err(StepError::collect(format!("service `{service}`")))?;
-    let (service, dir) = (service.to_string(), dir.to_path_buf());
-    blocking(move || {
-        let counters = publish(&service, &dir, &xml_tmp, &html_tmp)?;
-        // The scratch folder (extracted classes, build file) goes once the results are out.
-        drop(prepared);
-        Ok(counters)
-    })
-    .await
+    let lines: Vec<String> = reasons
+        .iter()
+        .map(|(why, services)| {
+            let names: Vec<String> = services.iter().map(|s| format!("`{s}`")).collect();
+            let noun = if services.len() == 1 {
+                "service"
+            } else {
+                "services"
+            };
+            format!("{noun} {}: {why}", names.join(", "))
+        })
+        .collect();
+    text.push_str(&lines.join("\n"));
+    text
 }
 
+/// A service merged and with its classes, waiting for its report.
+struct Pending {
+    service: String,
+    dir: PathBuf,
+    sources: Vec<PathBuf>,
+    prepared: Prepared,
+}
+
+/// The services (by index) of each report-engine run: `concurrency` runs share them out
+/// evenly unless `per_run` caps a run's size (then there are more runs, `concurrency` at once).
+fn runs(n: usize, concurrency: usize, per_run: Option<usize>) -> Vec<Range<usize>> {
+    if n == 0 {
+        return Vec::new();
+    }
+    let size = per_run
+        .unwrap_or_else(|| n.div_ceil(concurrency.max(1)))
+        .max(1);
+    (0..n)
+        .step_by(size)
+        .map(|start| start..(start + size).min(n))
+        .collect()
+}
+
+/// The services of one engine run and their results (an error's text per failed service).
+type RunResults = (Range<usize>, Vec<Result<(), String>>);
+
+/// Renders every pending report into its scratch folder, `concurrency` engine runs at once;
+/// one result per pending service, in order. The results are moved into place afterwards
+/// ([`publish`]), so a killed run never leaves a half-rendered report under the final names.
+async fn render_runs(
+    engine: &ReportEngine,
+    pending: &[Pending],
+    runs: &[Range<usize>],
+    concurrency: usize,
+    report_root: &Path,
+    ctx: &StepCtx,
+) -> Vec<Result<(), String>> {
+    use futures_util::StreamExt;
+    let one_run = |range: Range<usize>| async move {
+        let group = &pending[range.clone()];
+        let outcome = render_one_run(engine, group, report_root, ctx).await;
+        let n = range.len();
+        match outcome {
+            Ok(results) => (
+                range,
+                results
+                    .into_iter()
+                    .map(|r| r.map_err(|e| e.to_string()))
+                    .collect(),
+            ),
+            Err(e) => (range, vec![Err(e.to_string()); n]),
+        }
+    };
+    let mut done: Vec<RunResults> = futures_util::stream::iter(runs.iter().cloned())
+        .map(one_run)
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    done.sort_by_key(|(r, _)| r.start);
+    done.into_iter().flat_map(|(_, r)| r).collect()
+}
+
+async fn render_one_run(
+    engine: &ReportEngine,
+    group: &[Pending],
+    report_root: &Path,
+    ctx: &StepCtx,
+) -> Result<Vec<Result<(), crate::coverage::CoverageError>>, StepError> {
+    let work = tempfile::Builder::new()
+        .prefix(".render.")
+        .tempdir_in(report_root)
+        .map_err(StepError::io(format!(
+            "creating a scratch folder in {}",
+            report_root.display()
+        )))?;
+    let (xmls, htmls): (Vec<PathBuf>, Vec<PathBuf>) = group
+        .iter()
+        .map(|p| (p.prepared.xml(), p.prepared.html()))
+        .unzip();
+    let jobs: Vec<ReportJob<'_>> = group
+        .iter()
+        .enumerate()
+        .map(|(i, p)| ReportJob {
+            // The published XML files carry JaCoCo CLI's default name, not the service's.
+            name: REPORT_NAME,
+            exec_files: std::slice::from_ref(&p.prepared.merged),
+            classes_dir: &p.prepared.classes_dir,
+            source_dirs: &p.sources,
+            xml: &xmls[i],
+            html_dir: &htmls[i],
+        })
+        .collect();
+    let results = render_batch(engine, &jobs, work.path(), ctx.child_groups()).await?;
+    let first = group.first().map_or("", |p| p.service.as_str());
+    ctx.progress(format!(
+        "rendered {} report(s) from {first}: {} failed",
+        group.len(),
+        results.iter().filter(|r| r.is_err()).count()
+    ));
+    Ok(results)
+}
+
+/// A service's merged exec file and classes; its report renders into `scratch`.
 struct Prepared {
     scratch: tempfile::TempDir,
     merged: PathBuf,
     classes_dir: PathBuf,
+}
+
+impl Prepared {
+    fn xml(&self) -> PathBuf {
+        self.scratch.path().join("coverage.xml")
+    }
+
+    fn html(&self) -> PathBuf {
+        self.scratch.path().join("html")
+    }
 }
 
 fn prepare(files: &[PathBuf], classes: Classes, dir: &Path) -> Result<Prepared, StepError> {
@@ -377,6 +555,31 @@ async fn blocking<T: Send + 'static>(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn services_are_shared_out_between_the_engine_runs() {
+        use super::runs;
+        use std::ops::Range;
+        // All in one run by default; `concurrency` runs share them evenly.
+        assert_eq!(runs(41, 1, None), vec![Range { start: 0, end: 41 }]);
+        assert_eq!(runs(41, 2, None), [0..21, 21..41]);
+        assert_eq!(runs(5, 8, None), [0..1, 1..2, 2..3, 3..4, 4..5]);
+        // `services_per_run` caps a run: 1 is one run per service.
+        assert_eq!(runs(3, 1, Some(1)), [0..1, 1..2, 2..3]);
+        assert_eq!(runs(5, 2, Some(2)), [0..2, 2..4, 4..5]);
+        assert!(runs(0, 1, None).is_empty());
+    }
+
+    #[test]
+    fn failures_are_named_once_per_reason() {
+        let f = |s: &str, w: &str| (s.to_string(), w.to_string());
+        assert_eq!(super::failure_text(&[f("a", "boom")]), "service `a`: boom");
+        assert_eq!(
+            super::failure_text(&[f("a", "no ant"), f("b", "bad class"), f("c", "no ant")]),
+            "3 services failed (the others' reports are written):\n\
+             services `a`, `c`: no ant\nservice `b`: bad class"
+        );
+    }
+
     #[test]
     fn the_sandbox_marker_is_the_sandbox_crates() {
         assert_eq!(super::SANDBOX_VAR, ttplan_sandbox::environment::SANDBOX_VAR);
