@@ -23,6 +23,16 @@ const ORDER: &str = "ts-order-service";
 const IMPL: &str = "order.service.OrderServiceImpl";
 const CONTROLLER: &str = "order.controller.OrderController";
 
+/// The probes of `class` with the given methods hit: `<init>` first, then one per method in
+/// the class table's order (the sandbox's class files are straight-line methods).
+fn expected_probes(class: &str, init: bool, hit: &[&str]) -> Vec<bool> {
+    let classes = ttplan_sandbox::train_ticket::classes(ORDER);
+    let (_, methods) = classes.iter().find(|(c, _)| c == class).unwrap();
+    std::iter::once(init)
+        .chain(methods.iter().map(|m| hit.contains(&m.as_str())))
+        .collect()
+}
+
 /// Constructs `class` and calls `class#method` for each argument (Class.forName, reflection).
 const DRIVE: &str = r##"
 public class Drive {
@@ -190,17 +200,17 @@ fn the_real_agent_on_the_sandbox_classes_agrees_with_the_sandbox_agent() {
     let real_order = probes(&real, "order/");
     let impl_bytes = std::fs::read(classes.join("order/service/OrderServiceImpl.class")).unwrap();
     let impl_id = jacoco::classfile::class_id(&impl_bytes);
-    // create, queryOrders, getOrderById, modifyOrder: one probe each after `<init>`.
+    // One probe per method after `<init>`.
     assert_eq!(
         real_order.get(&(impl_id, "order/service/OrderServiceImpl".into())),
-        Some(&vec![true, true, false, false, true]),
+        Some(&expected_probes(IMPL, true, &["create", "modifyOrder"])),
         "{real_order:?}"
     );
     let ctl_bytes = std::fs::read(classes.join("order/controller/OrderController.class")).unwrap();
     let ctl_id = jacoco::classfile::class_id(&ctl_bytes);
     assert_eq!(
         real_order.get(&(ctl_id, "order/controller/OrderController".into())),
-        Some(&vec![true, false, false, false, false]),
+        Some(&expected_probes(CONTROLLER, true, &[])),
         "{real_order:?}"
     );
 
@@ -271,7 +281,7 @@ fn sandbox_agents_dump_through_port_forwards_and_render_with_jacoco() {
     assert_eq!(probes(&one, ""), probes(&two, ""));
     assert_eq!(
         impl_probes(&one),
-        Some(vec![true, true, false, false, false])
+        Some(expected_probes(IMPL, true, &["create"]))
     );
     assert_eq!(one.classes.len(), 2, "both classes' <init> ran at start-up");
 
@@ -284,13 +294,14 @@ fn sandbox_agents_dump_through_port_forwards_and_render_with_jacoco() {
     assert_eq!(after.classes.len(), 1, "{after:?}");
     assert_eq!(
         impl_probes(&after),
-        Some(vec![false, false, true, false, false])
+        Some(expected_probes(IMPL, false, &["queryOrders"]))
     );
     let reset_dump = exec_of("reset", &pod);
     assert!(after.sessions[0].start_ms >= reset_dump.sessions[0].dump_ms);
 
     // 3. The report: JaCoCo's engine read the class files; the covered line is the
-    // method's, the rest of the class is missed (line 3: class and constructor).
+    // method's, the rest of the class is missed (line 3: class and constructor; the methods
+    // from line 4 in the class table's order).
     assert_eq!(
         m["steps"]["report"]["outputs"]["services"],
         serde_json::json!([ORDER]),
@@ -299,12 +310,24 @@ fn sandbox_agents_dump_through_port_forwards_and_render_with_jacoco() {
     let svc = dir.join("out/coverage_report/after").join(ORDER);
     let xml = std::fs::read_to_string(svc.join("coverage.xml")).unwrap();
     let (covered, missed) = lines_of(&xml, "OrderServiceImpl.java");
-    assert_eq!(covered, BTreeSet::from([5]));
-    assert_eq!(missed, BTreeSet::from([3, 4, 6, 7]));
+    let methods = expected_probes(IMPL, false, &[]).len() - 1;
+    let query_line = 4 + expected_probes(IMPL, false, &["queryOrders"])
+        .iter()
+        .skip(1)
+        .position(|hit| *hit)
+        .unwrap() as u32;
+    assert_eq!(covered, BTreeSet::from([query_line]));
+    let all: BTreeSet<u32> = (3..4 + methods as u32).collect();
+    assert_eq!(missed, &all - &covered);
     let summary = std::fs::read_to_string(svc.join("coverage-summary.txt")).unwrap();
-    // OrderServiceImpl 5 lines + OrderController 5 lines, one covered: 10%.
+    // Both classes: a line for the class and constructor plus one per method each; one covered.
+    let controller_lines = expected_probes(CONTROLLER, false, &[]).len();
+    let total = (methods + 1) + controller_lines;
+    let percent = (100.0 / total as f64).round();
     assert!(
-        summary.contains("TOTAL               Lines     10  Cover  10%"),
+        summary.contains(&format!(
+            "TOTAL               Lines {total:>6}  Cover {percent:>3}%"
+        )),
         "{summary}"
     );
     assert!(svc.join("html/index.html").is_file());
@@ -329,7 +352,7 @@ fn sandbox_agents_dump_through_port_forwards_and_render_with_jacoco() {
     assert_eq!(killed.sessions[0].id, new_pod);
     assert_eq!(
         impl_probes(&killed),
-        Some(vec![true, false, false, true, false])
+        Some(expected_probes(IMPL, true, &["getOrderById"]))
     );
 }
 
