@@ -7,7 +7,7 @@
 # The dumps come from the sandbox's JaCoCo agents (sandbox/src/jacoco/) through the fake
 # Kubernetes API's port-forwards, the classes from the sandbox's checkout
 # (`write_checkout_classes`); the run is the ignored test `bench_coverage_report` in
-# tests/sandbox_coverage.rs, which also checks that both modes wrote the same bytes.
+# tests/it/sandbox_coverage.rs, which also checks that both modes wrote the same bytes.
 #
 #   bash scripts/bench-coverage-report.sh                 # N=41 (Train-Ticket's Java services) R=3
 #   N=10 R=5 bash scripts/bench-coverage-report.sh
@@ -19,8 +19,8 @@ N="${N:-41}"
 R="${R:-3}"
 bash scripts/deps/coverage.sh >/dev/null
 
-out="$(BENCH_SERVICES="$N" BENCH_ROUNDS="$R" cargo test -q --locked --test sandbox_coverage \
-  bench_coverage_report -- --ignored --exact --nocapture 2>&1)" || {
+out="$(BENCH_SERVICES="$N" BENCH_ROUNDS="$R" cargo test -q --locked --test it \
+  sandbox_coverage::bench_coverage_report -- --ignored --exact --nocapture 2>&1)" || {
   echo "$out" >&2
   exit 1
 }

@@ -13,7 +13,7 @@
 # server of sandbox/src/kube_fake — Train-Ticket's 46 `ts-` pods, pod i's port 6300
 # forwarding (WebSocket, v4.channel.k8s.io) to agent i; `collect-coverage` selects the pods and
 # opens one port-forward per pod, `concurrency: 16` vs `concurrency: 1`. Run by the ignored test
-# `bench_port_forward` in tests/coverage.rs (the fake runs in that test binary, debug build).
+# `bench_port_forward` in tests/it/coverage.rs (the fake runs in that test binary, debug build).
 #
 #   bash scripts/bench-coverage.sh            # N=46 R=3 LATENCY_MS=10; builds the release binary
 #   N=8 R=5 TTPLAN_BIN=path/to/ttplan bash scripts/bench-coverage.sh
@@ -196,7 +196,7 @@ done
 if has port-forward; then
   echo "port-forward: building and running the bench_port_forward test…"
   BENCH_AGENT_PORTS="$(IFS=,; echo "${ports[*]}")" BENCH_ROUNDS="$R" TTPLAN_BIN="$TTPLAN_BIN" \
-    cargo test --quiet --locked --test coverage bench_port_forward -- --ignored --nocapture \
+    cargo test --quiet --locked --test it coverage::bench_port_forward -- --ignored --nocapture \
     >"$work/pf.log" 2>&1 || { cat "$work/pf.log"; exit 1; }
   while read -r _ _ mode s w; do
     step[$mode-port-forward]=$s

@@ -29,7 +29,7 @@ pub const SHORT_DURATIONS: &[(&str, &str, &str)] = &[
     ("TT_TRAFFIC_PAUSE", "1s", "10s"),
     // How long the EvoMaster stand-in sends requests per iteration (the real suite has its own
     // length).
-    ("TT_TRAFFIC_SECONDS", "4", "-"),
+    ("TT_TRAFFIC_SECONDS", "8", "-"),
 ];
 
 /// A started sandbox, its simulated Train-Ticket checkout and the folder holding both and the

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Test prerequisite of the report tests (tests/report.rs): a headless browser, Debian's
+# Test prerequisite of the report tests (tests/it/report.rs): a headless browser, Debian's
 # `chromium`, that renders the page. Idempotent: does nothing when chromium is on PATH.
 set -euo pipefail
 if command -v chromium >/dev/null 2>&1; then

@@ -532,6 +532,18 @@ pub fn seed(shared: &Arc<Shared>, namespaces: &[String], seeds: &[PodSeed]) {
 /// Workload controller: a deleted pod of a Deployment/StatefulSet is replaced after
 /// `delays.pod_recreate`; the replacement becomes Ready after `delays.pod_ready`, or
 /// crash-loops while the workload is configured `broken`.
+/// Records in the pod's history that it became Ready now (what the simulation routes to).
+pub(super) fn mark_ready(st: &mut State, namespace: &str, name: &str) {
+    if let Some(life) = st
+        .pod_history
+        .iter_mut()
+        .rev()
+        .find(|l| l.namespace == namespace && l.name == name && l.deleted.is_none())
+    {
+        life.ready.get_or_insert_with(chrono::Utc::now);
+    }
+}
+
 pub fn on_pod_deleted(shared: &Arc<Shared>, pod: &Value) {
     let ns = pod["metadata"]["namespace"]
         .as_str()
@@ -658,13 +670,8 @@ pub fn on_pod_deleted(shared: &Arc<Shared>, pod: &Value) {
                     Ok(())
                 })
                 .ok()?;
-            let all_ready = containers.iter().all(|c| c.ready && c.waiting.is_none());
-            if let Some(life) = st.pod_history.iter_mut().rev().find(|l| {
-                l.namespace == seed.namespace && l.name == new_name && l.deleted.is_none()
-            }) {
-                if all_ready {
-                    life.ready = Some(chrono::Utc::now());
-                }
+            if containers.iter().all(|c| c.ready && c.waiting.is_none()) {
+                mark_ready(st, &seed.namespace, &new_name);
             }
             for c in &containers {
                 record_event(

@@ -19,7 +19,9 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use super::pods::{create_pod, def, owner_ref, pod_json, ContainerSeed, Owner, PodSeed, Workload};
+use super::pods::{
+    create_pod, def, mark_ready, owner_ref, pod_json, ContainerSeed, Owner, PodSeed, Workload,
+};
 use super::store::Change;
 use super::util::{random_suffix, template_hash};
 use super::Shared;
@@ -246,6 +248,7 @@ async fn roll_out(shared: &Arc<Shared>, deployment: &Value, created: bool) {
                 p["status"] = ready["status"].clone();
                 Ok(())
             });
+            mark_ready(st, &ns, pod);
         }
         for pod in &old_pods {
             let _ = st.store.delete(&pods_def, Some(&ns), pod);

@@ -33,6 +33,13 @@ use crate::world::{Effects, JvmFault, World};
 
 /// How long a call whose packets are lost waits before giving up (ms).
 pub const TIMEOUT_MS: i64 = 3_000;
+
+/// The services' database (Train-Ticket's quick start: one MySQL for all).
+const DATABASE: &str = "tsdb-mysql";
+
+/// How long a query waits for a connection before it fails (the services' HikariCP
+/// `connectionTimeout`, shortened like [`TIMEOUT_MS`]).
+pub const DB_TIMEOUT_MS: i64 = 5_000;
 /// A hop slower than this logs a WARN line (ms).
 pub const SLOW_MS: i64 = 1_000;
 
@@ -236,6 +243,23 @@ impl Run<'_> {
         Some(live[i.min(live.len() - 1)].clone())
     }
 
+    /// The added latency of `app`'s database queries, `None` when nothing slows them (or the
+    /// app has no database: the gateway and the non-Java services).
+    fn db_latency(&self, app: &str) -> Option<f64> {
+        if app == "ts-gateway-service" || crate::train_ticket::package(app).is_none() {
+            return None;
+        }
+        self.pods
+            .iter()
+            .filter(|p| {
+                p.namespace == self.ns && p.labels.get("app").map(String::as_str) == Some(DATABASE)
+            })
+            .map(|p| self.effects(&p.name))
+            .filter(|e| e.latency_ms > 0.0 && towards(e, app))
+            .map(|e| e.latency_ms)
+            .reduce(f64::max)
+    }
+
     fn effects(&self, pod: &str) -> Effects {
         self.world.effects(self.ns, pod, self.at)
     }
@@ -376,6 +400,24 @@ impl Run<'_> {
                     t += flag(f, "time").and_then(|v| v.parse().ok()).unwrap_or(0);
                 }
                 _ => {}
+            }
+        }
+        if outcome.is_none() {
+            // The service's queries to its database (the deployment's shared `tsdb-mysql`): a
+            // NetworkChaos on the database's pods towards this service slows them; past the
+            // connection pool's wait the query fails (HikariCP's message).
+            if let Some(db_ms) = self.db_latency(op.app) {
+                if db_ms > DB_TIMEOUT_MS as f64 {
+                    t += DB_TIMEOUT_MS;
+                    outcome = Some(Outcome::Error(Exception::new(
+                        "java.sql.SQLTransientConnectionException",
+                        format!(
+                            "HikariPool-1 - Connection is not available, request timed out after {DB_TIMEOUT_MS}ms."
+                        ),
+                    )));
+                } else {
+                    t += db_ms.round() as i64;
+                }
             }
         }
         if outcome.is_none() {

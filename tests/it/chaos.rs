@@ -2,9 +2,9 @@
 //! fault, recovery happens on every exit path (failure, SIGINT, SIGTERM, kill -9 + chaos clean),
 //! and the cluster errors a user meets are clear.
 
+use crate::support;
 use ttplan_sandbox::kube_fake;
 use ttplan_sandbox::skywalking;
-mod support;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! `api-driver` end to end: the real `ttplan` binary, a real Python `requests` driver, the
 //! recording proxy, and a local upstream that remembers what it received.
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};

@@ -1,7 +1,7 @@
 //! `collect-metrics` against a real Prometheus: a known dataset is backfilled, the real
 //! `ttplan` binary collects it, and the CSV is compared with the dataset sample by sample.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

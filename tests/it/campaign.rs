@@ -2,8 +2,8 @@
 //! campaign killed with -9 mid-experiment resumes without rerunning what succeeded and without
 //! leaving chaos behind; a manifest reruns to the same resolved plan.
 
+use crate::support;
 use ttplan_sandbox::kube_fake;
-mod support;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

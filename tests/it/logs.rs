@@ -3,8 +3,8 @@
 //! window (`since`, floored; `tail`), the events List, the report, and a 200 MB log streamed
 //! with flat memory.
 
+use crate::support;
 use ttplan_sandbox::kube_fake;
-mod support;
 
 use std::path::Path;
 

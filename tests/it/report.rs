@@ -5,8 +5,8 @@
 //! them: the target pod's CPU, trace errors and latency, 503s and exceptions rise while the fault
 //! is active. The page is then checked as text and rendered in a real headless Chromium.
 
+use crate::support;
 use ttplan_sandbox::kube_fake;
-mod support;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};

@@ -3,10 +3,10 @@
 //! own client) and ttplan's `collect-coverage` through the fake API server's port-forward
 //! read the sandbox agents; `coverage-report` renders their dumps with JaCoCo's report engine.
 
+use crate::support;
 use ttplan_sandbox::jacoco::{self, Agents, AGENT_PORT};
 use ttplan_sandbox::kube_fake::FakeKube;
 use ttplan_sandbox::world::World;
-mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;

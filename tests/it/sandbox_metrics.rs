@@ -3,9 +3,9 @@
 //! recovers them) show in the collected series inside their window and not outside; a second
 //! collection of the same window is byte-identical; PromQL the sandbox does not evaluate gets
 //! Prometheus' error shape. The error shapes are compared with a real Prometheus
-//! (tests/support/prometheus.rs).
+//! (tests/it/support/prometheus.rs).
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};

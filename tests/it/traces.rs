@@ -2,7 +2,7 @@
 //! `sandbox/src/skywalking.rs`, and every GraphQL document checked against the real schema.
 
 // Only the fake: the shared `support` builder is the `cli` test binary's.
-mod support;
+use crate::support;
 use support::Test;
 use ttplan_sandbox::skywalking;
 

@@ -2,8 +2,8 @@
 //! HTTP stub (a service that a fault breaks and a recovery mends — or does not), the real
 //! Prometheus of the metrics tests, and the fake Kubernetes API server.
 
+use crate::support;
 use ttplan_sandbox::kube_fake;
-mod support;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};

@@ -4,8 +4,8 @@
 //! `jacoco:dump`; the same agent reached through Kubernetes port-forwards of the fake API
 //! server.
 
+use crate::support;
 use ttplan_sandbox::kube_fake;
-mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

@@ -3,7 +3,7 @@
 //! SkyWalking GraphQL endpoint) and the pod logs (`collect-logs` through its Kubernetes API),
 //! during the fault and not before it.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 

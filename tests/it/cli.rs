@@ -5,7 +5,7 @@
 //! - good plans (`plans/demo.*`) and engine semantics read back from the manifest,
 //! - concurrency, signals, and the read-only subcommands (`plan`, `graph`, `schema`).
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -4,13 +4,11 @@
 //!
 //! Missing `prometheus`/`promtool` is a test failure with instructions, never a silent skip.
 
-#![allow(dead_code)]
-
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -112,7 +110,8 @@ pub fn openmetrics(families: &[Family]) -> String {
 pub struct Prometheus {
     child: Child,
     pub url: String,
-    pub dir: tempfile::TempDir,
+    /// The backfilled TSDB, removed after the server.
+    _dir: tempfile::TempDir,
 }
 
 impl Prometheus {
@@ -167,7 +166,7 @@ impl Prometheus {
                     return Prometheus {
                         child,
                         url: format!("http://{addr}"),
-                        dir,
+                        _dir: dir,
                     }
                 }
                 Err(e) => {
@@ -181,10 +180,6 @@ impl Prometheus {
             }
         }
         panic!("prometheus did not become ready: {last}");
-    }
-
-    pub fn tsdb(&self) -> PathBuf {
-        self.dir.path().join("tsdb")
     }
 }
 

@@ -1,4 +1,3 @@
-#![allow(dead_code)] // each test binary uses a different part of the support code
 //! The one way tests run ttplan: a just-style `Test` builder writes a plan (given whole, or
 //! step by step with `.step(kind, yaml)`) and any extra files into a fresh temp dir, runs the
 //! `ttplan` binary there (`.run()` to completion, `.spawn()` in the background), checks the exit
