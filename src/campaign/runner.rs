@@ -611,22 +611,13 @@ fn read_run_result(manifest: &std::path::Path) -> (Option<bool>, Option<String>)
         .and_then(|f| f.as_array())
         .map(|a| a.iter().filter(|f| f["teardown"] != true).collect())
         .unwrap_or_default();
-    // Probes' verdicts (fault_labels.json `effect.verified`) when every fault has one; else
-    // whether the controller reported every fault injected.
-    let effects: Option<Vec<bool>> = manifest
+    let labels: Option<serde_json::Value> = manifest
         .parent()
         .and_then(|d| std::fs::read_to_string(d.join("fault_labels.json")).ok())
-        .and_then(|t| serde_json::from_str::<Vec<serde_json::Value>>(&t).ok())
-        .filter(|l| !l.is_empty())
-        .and_then(|l| {
-            l.iter()
-                .map(|f| f.pointer("/effect/verified").and_then(|v| v.as_bool()))
-                .collect()
-        });
-    let verified = match effects {
-        Some(v) => Some(v.iter().all(|b| *b)),
-        None => (!faults.is_empty()).then(|| faults.iter().all(|f| f["injected_at"].is_string())),
-    };
+        .and_then(|t| serde_json::from_str(&t).ok());
+    let verified = crate::engine::labels::faults_verified(labels.as_ref(), faults.len(), |i| {
+        faults[i]["injected_at"].is_string()
+    });
     let errors: Vec<String> = m
         .pointer("/run/errors")
         .and_then(|e| e.as_array())

@@ -80,6 +80,35 @@ pub fn fault_labels(exp_name: &str, run_id: &str, faults: &[FaultRecord]) -> Val
 /// bite — `verified` true (every probe passed), false (one failed), null (no probe, or none
 /// could tell) — with each probe's verdict and evaluations. `probes`: fault step → (probe
 /// step, its runtime record with `status` and `outputs`).
+/// Whether a run's faults took effect, read back from its `fault_labels.json` entries (in
+/// fault order): each fault's probes' verdict (`effect.verified`) where it has one, else
+/// whether its controller confirmed the injection (`controller_injected(i)`). `None` for a run
+/// without faults. The one reading the campaign manifest and the report index share.
+pub fn faults_verified(
+    labels: Option<&Value>,
+    faults: usize,
+    controller_injected: impl Fn(usize) -> bool,
+) -> Option<bool> {
+    if faults == 0 {
+        return None;
+    }
+    let verdicts: Vec<Option<bool>> = labels
+        .and_then(Value::as_array)
+        .map(|l| {
+            l.iter()
+                .map(|f| f["effect"]["verified"].as_bool())
+                .collect()
+        })
+        .unwrap_or_default();
+    Some((0..faults).all(|i| {
+        verdicts
+            .get(i)
+            .copied()
+            .flatten()
+            .unwrap_or_else(|| controller_injected(i))
+    }))
+}
+
 pub fn add_effects(labels: &mut Value, probes: &BTreeMap<String, Vec<(String, Value)>>) {
     let Some(items) = labels.as_array_mut() else {
         return;

@@ -37,28 +37,12 @@ pub fn fault_verified(faults: Option<&[FaultRow]>, labels: Option<&Value>) -> St
     let Some(faults) = faults else {
         return "—".into();
     };
-    if faults.is_empty() {
-        return "no fault".into();
-    }
-    let flags: Vec<Option<bool>> = labels
-        .and_then(Value::as_array)
-        .map(|l| {
-            l.iter()
-                .map(|f| f["effect"]["verified"].as_bool())
-                .collect()
-        })
-        .unwrap_or_default();
-    let ok = faults.iter().enumerate().all(|(i, f)| {
-        flags
-            .get(i)
-            .copied()
-            .flatten()
-            .unwrap_or(f.injected_source == "controller" && f.injected.is_some())
-    });
-    if ok {
-        format!("yes ({})", faults.len())
-    } else {
-        "no".into()
+    match crate::engine::labels::faults_verified(labels, faults.len(), |i| {
+        faults[i].injected_source == "controller" && faults[i].injected.is_some()
+    }) {
+        None => "no fault".into(),
+        Some(true) => format!("yes ({})", faults.len()),
+        Some(false) => "no".into(),
     }
 }
 
