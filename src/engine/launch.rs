@@ -92,16 +92,6 @@ pub fn new_run_id(now: DateTime<Utc>) -> String {
     )
 }
 
-/// Step kinds that talk to the Kubernetes API.
-const CLUSTER_KINDS: &[&str] = &[
-    "chaos-mesh",
-    "chaosblade",
-    "collect-coverage",
-    "collect-logs",
-    "kube-apply",
-    "wait-ready",
-];
-
 /// Where a kubeconfig would come from, in the client's order (`--kubeconfig`, `KUBECONFIG`,
 /// `~/.kube/config`, in-cluster); `None` when there is none at all.
 fn cluster_config_source(kube: &KubeSettings) -> Option<&'static str> {
@@ -128,8 +118,8 @@ fn cluster_preflight(plan: &Plan, cfg: &RunConfig) -> Result<(), LaunchError> {
     let Some((step, kind)) = plan
         .steps
         .iter()
+        .find(|(_, s)| s.step.needs_cluster())
         .map(|(name, s)| (name, s.common.kind.as_str()))
-        .find(|(_, kind)| CLUSTER_KINDS.contains(kind))
     else {
         return Ok(());
     };

@@ -108,6 +108,10 @@ impl ChaosMeshConfig {
 
 #[async_trait::async_trait]
 impl Step for ChaosMeshConfig {
+    fn needs_cluster(&self) -> bool {
+        true
+    }
+
     async fn run(&self, ctx: &StepCtx) -> Result<StepOutputs, StepError> {
         let mut obj = self.object(ctx).await?;
         let kind = obj

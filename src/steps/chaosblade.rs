@@ -216,6 +216,10 @@ fn kubeconfig_path(settings: &KubeSettings) -> Option<PathBuf> {
 
 #[async_trait::async_trait]
 impl Step for ChaosBladeConfig {
+    fn needs_cluster(&self) -> bool {
+        true
+    }
+
     async fn run(&self, ctx: &StepCtx) -> Result<StepOutputs, StepError> {
         let kube = ctx.kube().await?;
         let ns = self

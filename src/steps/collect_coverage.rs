@@ -393,6 +393,10 @@ impl StepConfig for CollectCoverageConfig {
 
 #[async_trait::async_trait]
 impl Step for CollectCoverageConfig {
+    fn needs_cluster(&self) -> bool {
+        self.targets.is_empty()
+    }
+
     async fn run(&self, ctx: &StepCtx) -> Result<StepOutputs, StepError> {
         let out_dir = ctx.out_dir().join(
             self.out

@@ -101,6 +101,10 @@ const ERRORS_IN_MESSAGE: usize = 10;
 
 #[async_trait::async_trait]
 impl Step for CollectLogsConfig {
+    fn needs_cluster(&self) -> bool {
+        true
+    }
+
     async fn run(&self, ctx: &StepCtx) -> Result<StepOutputs, StepError> {
         let collected_at = Utc::now();
         let kube = ctx.kube().await?;

@@ -187,6 +187,10 @@ async fn resolve(
 
 #[async_trait::async_trait]
 impl Step for KubeApplyConfig {
+    fn needs_cluster(&self) -> bool {
+        true
+    }
+
     fn check_files(&self, node: &Node, folder: &manifest::PlanFolder, diags: &mut Vec<PlanDiag>) {
         let items = node.get("files").and_then(|n| match &n.value {
             NodeValue::Seq(items) => Some(items),

@@ -110,6 +110,10 @@ fn pod_state(pod: &Pod) -> PodState {
 
 #[async_trait::async_trait]
 impl Step for WaitReadyConfig {
+    fn needs_cluster(&self) -> bool {
+        true
+    }
+
     async fn run(&self, ctx: &StepCtx) -> Result<StepOutputs, StepError> {
         let kube = ctx.kube().await?;
         let ns = self

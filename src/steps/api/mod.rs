@@ -155,6 +155,12 @@ pub trait Step: Send + Sync + fmt::Debug {
     ) {
     }
 
+    /// Whether the step talks to the Kubernetes API (a run without a configured cluster and
+    /// without `--sandbox` stops before anything runs when one does).
+    fn needs_cluster(&self) -> bool {
+        false
+    }
+
     /// Other steps this one names in a field (`recover.faults`), as (field, names): each must
     /// exist and run before this one.
     fn referenced_steps(&self) -> Option<(&'static str, &[String])> {
