@@ -332,11 +332,12 @@ mod tests {
         assert_eq!(first[5], 0x10);
         assert!(first.windows(pod.len()).any(|w| w == pod.as_bytes()));
         assert_eq!(classes_in(&first), 2, "controller <init> and the service");
-        // The controller's 5 probes: `<init>` (start-up) and `handleCreate` (recorded with
-        // the VM name).
+        // The controller's probes, `<init>` and one per handler (the class table's count):
+        // `<init>` (start-up) and `handleCreate` (recorded with the VM name) hit.
+        let probes = 1 + crate::train_ticket::classes("ts-order-service")[0].1.len();
         let ctl = b"order/controller/OrderController";
         let at = first.windows(ctl.len()).position(|w| w == ctl).unwrap() + ctl.len();
-        assert_eq!(first[at..at + 2], [5, 0b11]);
+        assert_eq!(first[at..at + 2], [probes as u8, 0b11]);
         // Same connection: no second header; dump + reset, then reset only, then a dump.
         s.write_all(&[0x40, 1, 1]).unwrap();
         let second = answer(&mut s);
