@@ -235,6 +235,9 @@ pub struct RunArgs {
     /// needed); the manifest records it under `sandbox`.
     #[arg(long, conflicts_with = "kubeconfig")]
     pub sandbox: bool,
+    /// The sandbox simulation's seed: the same seed and plan give the same simulated data.
+    #[arg(long, value_name = "N", default_value_t = 0, requires = "sandbox")]
+    pub seed: u64,
 }
 
 /// `ttplan sandbox …`
@@ -252,6 +255,9 @@ pub enum SandboxCommand {
         /// Folder for the kubeconfig (default: a temporary folder removed on exit).
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
+        /// The simulation's seed: the same seed and runs give the same simulated data.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        seed: u64,
     },
 }
 
@@ -342,6 +348,9 @@ pub struct CampaignRunArgs {
     /// (as `run --sandbox`; each manifest records it).
     #[arg(long)]
     pub sandbox: bool,
+    /// The sandbox simulation's seed (with `--sandbox`).
+    #[arg(long, value_name = "N", default_value_t = 0, requires = "sandbox")]
+    pub seed: u64,
     #[command(flatten)]
     pub kube: KubeArgs,
 }

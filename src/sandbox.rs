@@ -93,7 +93,7 @@ fn durations() -> Vec<(String, String)> {
         .collect()
 }
 
-fn start(dir: Option<&Path>) -> Result<Started, u8> {
+fn start(dir: Option<&Path>, seed: u64) -> Result<Started, u8> {
     let fail = |what: &str, path: &Path, e: std::io::Error| {
         eprintln!("error: sandbox: cannot {what} {}: {e}", path.display());
         exit::INVALID
@@ -115,7 +115,7 @@ fn start(dir: Option<&Path>) -> Result<Started, u8> {
     };
     // The simulated servers come from the test fakes, which panic when they cannot bind a
     // loopback port or start a runtime: turn that into an error instead of a crash.
-    let sandbox = std::panic::catch_unwind(|| Sandbox::start(&dir)).map_err(|_| {
+    let sandbox = std::panic::catch_unwind(|| Sandbox::start_seeded(&dir, seed)).map_err(|_| {
         eprintln!(
             "error: sandbox: its servers could not start (loopback ports, threads; see above)"
         );
@@ -132,8 +132,8 @@ fn start(dir: Option<&Path>) -> Result<Started, u8> {
 }
 
 /// `ttplan sandbox up`: serves until Ctrl-C (or SIGTERM).
-pub fn up(env_file: Option<&Path>, port_file: Option<&Path>, dir: Option<&Path>) -> u8 {
-    let started = match start(dir) {
+pub fn up(env_file: Option<&Path>, port_file: Option<&Path>, dir: Option<&Path>, seed: u64) -> u8 {
+    let started = match start(dir, seed) {
         Ok(s) => s,
         Err(code) => return code,
     };
@@ -190,8 +190,8 @@ pub fn up(env_file: Option<&Path>, port_file: Option<&Path>, dir: Option<&Path>)
 /// `ttplan run --sandbox`: starts a sandbox and points the run at it — its kubeconfig, and the
 /// variables of [`Started::env`] (endpoints, checkout, short durations) in this process's
 /// environment, which plans and steps read. Keep the result alive for the run.
-pub fn for_run(cfg: &mut RunConfig) -> Result<Started, u8> {
-    let started = start(None)?;
+pub fn for_run(cfg: &mut RunConfig, seed: u64) -> Result<Started, u8> {
+    let started = start(None, seed)?;
     point_at(&started, cfg);
     Ok(started)
 }
@@ -214,8 +214,8 @@ fn export(started: &Started) {
 
 /// `ttplan campaign run --sandbox`: one sandbox for every experiment of the campaign, its
 /// variables exported before the first plan loads. Keep the result alive for the campaign.
-pub fn for_campaign() -> Result<Started, u8> {
-    let started = start(None)?;
+pub fn for_campaign(seed: u64) -> Result<Started, u8> {
+    let started = start(None, seed)?;
     export(&started);
     Ok(started)
 }

@@ -135,6 +135,7 @@ impl Sandbox {
     pub fn describe(&self) -> serde_json::Value {
         let mut m = serde_json::Map::new();
         m.insert("namespace".into(), NAMESPACE.into());
+        m.insert("seed".into(), self.world.seed().into());
         for (k, v) in self.env() {
             m.insert(k.to_ascii_lowercase(), v.into());
         }

@@ -7,7 +7,7 @@ pub fn campaign(mut cmd: CampaignCommand) -> u8 {
     let mut sandbox = None;
     if let CampaignCommand::Run(a) = &mut cmd {
         if a.sandbox {
-            match crate::sandbox::for_campaign() {
+            match crate::sandbox::for_campaign(a.seed) {
                 Ok(s) => {
                     a.kube.kubeconfig = Some(s.sandbox.kubeconfig().to_path_buf());
                     sandbox = Some(s);

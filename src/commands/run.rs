@@ -14,7 +14,7 @@ pub(super) fn run(args: RunArgs) -> u8 {
     let mut cfg = args.config();
     // Lives until the run is over: dropping it stops the simulated environment.
     let _sandbox = if args.sandbox {
-        match crate::sandbox::for_run(&mut cfg) {
+        match crate::sandbox::for_run(&mut cfg, args.seed) {
             Ok(s) => Some(s),
             Err(code) => return code,
         }

@@ -137,6 +137,7 @@ fn plan_runs_in_the_sandbox(plan: &str) {
     // waits it shortened (and the plan read them: `env` lists what `env()` returned).
     let sb = &m["sandbox"];
     assert_eq!(sb["namespace"], "default", "{plan}: {sb:#}");
+    assert_eq!(sb["seed"], 0, "{plan}: the default seed: {sb:#}");
     assert!(
         sb["train_ticket_dir"]
             .as_str()
