@@ -100,13 +100,7 @@ const MODALITIES: &[&str] = &[
 /// faults: ratios of 3 and more). The error-rate probes of the other plans sit near their
 /// thresholds in a run of seconds (and the pod-kill probe depends on where the 5 s scrapes fall
 /// between 3 s kills): their answers are checked instead.
-const METRICS_SHOW_IT: &[&str] = &[
-    "lv_p_cpu",
-    "lv_p_io",
-    "lv_d_mysql_mem",
-    "lv_p_netloss",
-    "lv_s_dns",
-];
+const METRICS_SHOW_IT: &[&str] = &["lv_p_cpu", "lv_p_io", "lv_d_mysql_mem"];
 
 fn plan_runs_in_the_sandbox(plan: &str) {
     // The plan's own experiment name (the published one, `<name>_<ts>_em`): `dataset check`
