@@ -32,6 +32,9 @@ pub mod train_ticket;
 pub mod upstream;
 pub mod world;
 
+#[cfg(test)]
+mod tests;
+
 /// A `blade` CLI stand-in (Python 3): answers `blade create|destroy|status` with ChaosBlade's
 /// JSON result shape. Write it to a file and make it executable to use it.
 pub const FAKE_BLADE: &str = include_str!("fake_blade.py");

@@ -7,12 +7,12 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use crate::Sandbox;
 use chrono::{DateTime, Utc};
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, LogParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use serde_json::{json, Value};
-use ttplan_sandbox::Sandbox;
 
 const NS: &str = "default";
 const PRESERVE: &str = "/api/v1/preserveservice/preserve";
@@ -605,7 +605,7 @@ fn strip_timestamp(body: &str) -> String {
 fn a_healthy_session_succeeds_on_every_public_endpoint_and_covers_their_methods() {
     let (_d, sb) = started(13);
     let base = env(&sb, "TT_BASE_URL");
-    for (method, path, body) in ttplan_sandbox::sim::traffic_model::SESSION {
+    for (method, path, body) in crate::sim::traffic_model::SESSION {
         let (s, b) = http(&base, method, path, *body);
         assert_eq!(s, 200, "{method} {path}: {b}");
         if path.starts_with("/api/") {
@@ -613,17 +613,12 @@ fn a_healthy_session_succeeds_on_every_public_endpoint_and_covers_their_methods(
             assert_eq!(v["status"], 1, "{method} {path}: {v}");
         }
     }
-    let public = ttplan_sandbox::sim::traffic_model::OPS
-        .iter()
-        .filter(|o| o.public);
+    let public = crate::sim::traffic_model::OPS.iter().filter(|o| o.public);
     for op in public {
         assert!(
-            ttplan_sandbox::sim::traffic_model::SESSION
-                .iter()
-                .any(
-                    |(m, p, _)| ttplan_sandbox::sim::traffic_model::route(m, p).map(|o| o.id)
-                        == Some(op.id)
-                ),
+            crate::sim::traffic_model::SESSION.iter().any(|(m, p, _)| {
+                crate::sim::traffic_model::route(m, p).map(|o| o.id) == Some(op.id)
+            }),
             "the session misses {}",
             op.id
         );
@@ -643,10 +638,7 @@ fn a_healthy_session_succeeds_on_every_public_endpoint_and_covers_their_methods(
     );
     let traces = v["data"]["queryTraces"]["traces"].as_array().unwrap();
     // Every API request but the UI page (nginx, untraced).
-    assert_eq!(
-        traces.len(),
-        ttplan_sandbox::sim::traffic_model::SESSION.len() - 1
-    );
+    assert_eq!(traces.len(), crate::sim::traffic_model::SESSION.len() - 1);
     let booking = traces
         .iter()
         .find(|t| {

@@ -1,7 +1,7 @@
 //! Self-test of the fake Kubernetes API server: the real `kube` client, configured from the
 //! kubeconfig the fake writes, must get what a real cluster would answer.
 
-use ttplan_sandbox::kube_fake;
+use crate::kube_fake;
 
 use std::io::{Read, Write};
 use std::path::Path;
