@@ -473,20 +473,23 @@ fn instrument_workload(
 
 fn instrument_container(c: &mut Mapping, agent: &str, port: u16) -> Result<(), String> {
     upsert_named(seq_field(c, "volumeMounts")?, AGENT_NAME, mount(MOUNT_PATH));
-
     let env = seq_field(c, "env")?;
-    let pod_name = map([
-        ("name", POD_NAME_VAR.into()),
-        (
-            "valueFrom",
-            map([("fieldRef", map([("fieldPath", "metadata.name".into())]))]),
-        ),
-    ]);
-    let pos = |env: &Vec<Value>, n: &str| {
-        env.iter()
-            .position(|e| e.get("name").and_then(Value::as_str) == Some(n))
-    };
-    match pos(env, POD_NAME_VAR) {
+    define_pod_name(env)?;
+    append_agent(env, agent)?;
+    declare_agent_port(seq_field(c, "ports")?, port)
+}
+
+/// The index of env variable `name`.
+fn env_position(env: &[Value], name: &str) -> Option<usize> {
+    env.iter()
+        .position(|e| e.get("name").and_then(Value::as_str) == Some(name))
+}
+
+/// Defines `POD_NAME` as the pod's name, before `JAVA_TOOL_OPTIONS` (Kubernetes expands
+/// `$(POD_NAME)` only for variables defined earlier in the list); refuses a `POD_NAME` that
+/// is something else.
+fn define_pod_name(env: &mut Vec<Value>) -> Result<(), String> {
+    match env_position(env, POD_NAME_VAR) {
         Some(i) => {
             let field = env[i]
                 .get("valueFrom")
@@ -501,46 +504,62 @@ fn instrument_container(c: &mut Mapping, agent: &str, port: u16) -> Result<(), S
             }
         }
         None => {
+            let pod_name = map([
+                ("name", POD_NAME_VAR.into()),
+                (
+                    "valueFrom",
+                    map([("fieldRef", map([("fieldPath", "metadata.name".into())]))]),
+                ),
+            ]);
             // Before JAVA_TOOL_OPTIONS when there is one: later definitions are not expanded.
-            let at = pos(env, JTO).unwrap_or(env.len());
+            let at = env_position(env, JTO).unwrap_or(env.len());
             env.insert(at, pod_name);
         }
     }
     // An existing POD_NAME after JAVA_TOOL_OPTIONS would leave `$(POD_NAME)` unexpanded.
-    if let (Some(p), Some(j)) = (pos(env, POD_NAME_VAR), pos(env, JTO)) {
+    if let (Some(p), Some(j)) = (env_position(env, POD_NAME_VAR), env_position(env, JTO)) {
         if p > j {
             let v = env.remove(p);
             env.insert(j, v);
         }
     }
-    match pos(env, JTO) {
-        Some(j) => {
-            let entry = env[j]
-                .as_mapping_mut()
-                .ok_or_else(|| format!("env {JTO} is not a mapping"))?;
-            if entry.contains_key("valueFrom") {
-                return Err(format!(
-                    "{JTO} comes from valueFrom; the agent cannot be appended to it"
-                ));
-            }
-            let old = entry
-                .get("value")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            // Drop a previous JaCoCo agent (other options) so re-running with new options
-            // replaces it instead of loading two agents.
-            let ours = format!("-javaagent:{MOUNT_PATH}/jacocoagent.jar");
-            let mut parts: Vec<&str> = old
-                .split_whitespace()
-                .filter(|t| !t.starts_with(&ours))
-                .collect();
-            parts.push(agent);
-            entry.insert("value".into(), parts.join(" ").into());
-        }
-        None => env.push(map([("name", JTO.into()), ("value", agent.into())])),
-    }
+    Ok(())
+}
 
-    let ports = seq_field(c, "ports")?;
+/// Appends the `-javaagent` option to `JAVA_TOOL_OPTIONS` (created when absent), replacing
+/// an earlier JaCoCo agent of ours.
+fn append_agent(env: &mut Vec<Value>, agent: &str) -> Result<(), String> {
+    let Some(j) = env_position(env, JTO) else {
+        env.push(map([("name", JTO.into()), ("value", agent.into())]));
+        return Ok(());
+    };
+    let entry = env[j]
+        .as_mapping_mut()
+        .ok_or_else(|| format!("env {JTO} is not a mapping"))?;
+    if entry.contains_key("valueFrom") {
+        return Err(format!(
+            "{JTO} comes from valueFrom; the agent cannot be appended to it"
+        ));
+    }
+    let old = entry
+        .get("value")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    // Drop a previous JaCoCo agent (other options) so re-running with new options
+    // replaces it instead of loading two agents.
+    let ours = format!("-javaagent:{MOUNT_PATH}/jacocoagent.jar");
+    let mut parts: Vec<&str> = old
+        .split_whitespace()
+        .filter(|t| !t.starts_with(&ours))
+        .collect();
+    parts.push(agent);
+    entry.insert("value".into(), parts.join(" ").into());
+    Ok(())
+}
+
+/// Declares the agent's port as the containerPort `jacoco-agent`, unless another port entry
+/// already uses that number.
+fn declare_agent_port(ports: &mut Vec<Value>, port: u16) -> Result<(), String> {
     let port_entry = map([
         ("name", AGENT_NAME.into()),
         ("containerPort", u64::from(port).into()),
