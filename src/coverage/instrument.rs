@@ -87,53 +87,11 @@ impl InstrumentOptions {
     }
 }
 
-/// The packages of Train-Ticket's Java services (FudanSELab/train-ticket, the package of
-/// `<service>/src/main/java/<package>/…Application.java`): each service's own code, so the
-/// agent neither instruments nor reports Spring, drivers or the shared `edu.fudan.common`.
-/// Two services share `fdse.microservice`; an agent only sees its own JVM, so that is harmless.
-pub const TRAIN_TICKET_PACKAGES: &[(&str, &str)] = &[
-    ("ts-admin-basic-info-service", "adminbasic"),
-    ("ts-admin-order-service", "adminorder"),
-    ("ts-admin-route-service", "adminroute"),
-    ("ts-admin-travel-service", "admintravel"),
-    ("ts-admin-user-service", "adminuser"),
-    ("ts-assurance-service", "assurance"),
-    ("ts-auth-service", "auth"),
-    ("ts-basic-service", "fdse.microservice"),
-    ("ts-cancel-service", "cancel"),
-    ("ts-config-service", "config"),
-    ("ts-consign-price-service", "consignprice"),
-    ("ts-consign-service", "consign"),
-    ("ts-contacts-service", "contacts"),
-    ("ts-delivery-service", "delivery"),
-    ("ts-execute-service", "execute"),
-    ("ts-food-delivery-service", "food_delivery"),
-    ("ts-food-service", "foodsearch"),
-    ("ts-gateway-service", "gateway"),
-    ("ts-inside-payment-service", "inside_payment"),
-    ("ts-notification-service", "notification"),
-    ("ts-order-other-service", "other"),
-    ("ts-order-service", "order"),
-    ("ts-payment-service", "com.trainticket"),
-    ("ts-preserve-other-service", "preserveOther"),
-    ("ts-preserve-service", "preserve"),
-    ("ts-price-service", "price"),
-    ("ts-rebook-service", "rebook"),
-    ("ts-route-plan-service", "plan"),
-    ("ts-route-service", "route"),
-    ("ts-seat-service", "seat"),
-    ("ts-security-service", "security"),
-    ("ts-station-food-service", "food"),
-    ("ts-station-service", "fdse.microservice"),
-    ("ts-train-food-service", "trainFood"),
-    ("ts-train-service", "train"),
-    ("ts-travel-plan-service", "travelplan"),
-    ("ts-travel-service", "travel"),
-    ("ts-travel2-service", "travel2"),
-    ("ts-user-service", "user"),
-    ("ts-verification-code-service", "verifycode"),
-    ("ts-wait-order-service", "waitorder"),
-];
+/// The packages of Train-Ticket's Java services: each service's own code, so the agent
+/// neither instruments nor reports Spring, drivers or the shared `edu.fudan.common`. The table
+/// is the sandbox crate's (`ttplan_sandbox::train_ticket::JAVA_SERVICES`, where its source is
+/// cited): the simulated agents report these packages, so the two cannot drift apart.
+pub const TRAIN_TICKET_PACKAGES: &[(&str, &str)] = ttplan_sandbox::train_ticket::JAVA_SERVICES;
 
 /// Train-Ticket workloads that run no JVM (Python, Go, Node.js, nginx): nothing to instrument.
 pub const TRAIN_TICKET_NON_JAVA: &[&str] = &[
