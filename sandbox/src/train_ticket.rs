@@ -3,7 +3,10 @@
 //! the simulated traffic runs — what the JVM faults name, the sandbox's coverage agents dump and
 //! its class files hold.
 
-/// The Java services and their packages (the 41 the published dataset has coverage for).
+/// The Java services and their packages (the 41 the published dataset has coverage for): the
+/// package of `<service>/src/main/java/<package>/…Application.java` in FudanSELab/train-ticket.
+/// Two services share `fdse.microservice`; an agent only sees its own JVM, so that is harmless.
+/// ttplan's `instrument` uses this table as `TRAIN_TICKET_PACKAGES` (the agents' `includes`).
 pub const JAVA_SERVICES: &[(&str, &str)] = &[
     ("ts-admin-basic-info-service", "adminbasic"),
     ("ts-admin-order-service", "adminorder"),

@@ -12,7 +12,7 @@ use tokio::task::JoinSet;
 use super::exec::ExecData;
 use super::merge::exec_file_name;
 use super::protocol::{dump, DumpCommand};
-use super::target::Transport;
+use super::target::{AgentStream, Transport};
 use super::CoverageError;
 use crate::atomic_write::AtomicFile;
 use crate::kube::Kube;
@@ -136,85 +136,120 @@ pub async fn dump_all(
 }
 
 async fn dump_one(t: &DumpTarget, opts: &DumpAllOptions) -> TargetOutcome {
-    let started = Instant::now();
-    let deadline = tokio::time::Instant::now() + opts.timeout;
-    let secs = opts.timeout.as_secs_f64();
-    let mut stream =
-        match tokio::time::timeout_at(deadline, t.transport.connect(opts.kube.as_ref())).await {
-            Err(_) => {
-                return TargetOutcome::NoAgent {
-                    reason: format!("no answer to the connection within {secs}s"),
-                }
-            }
+    let one = OneDump {
+        target: t,
+        opts,
+        started: Instant::now(),
+        deadline: tokio::time::Instant::now() + opts.timeout,
+    };
+    match one.run().await {
+        Ok(outcome) | Err(outcome) => outcome,
+    }
+}
+
+/// One target's dump: connect, ask, close, write; each phase ends the dump early with its
+/// outcome (`Err`) when it cannot go on. All phases share one deadline.
+struct OneDump<'a> {
+    target: &'a DumpTarget,
+    opts: &'a DumpAllOptions,
+    started: Instant,
+    deadline: tokio::time::Instant,
+}
+
+impl OneDump<'_> {
+    async fn run(&self) -> Result<TargetOutcome, TargetOutcome> {
+        let mut stream = self.connect().await?;
+        let data = self.request(&mut stream).await?;
+        self.close(stream).await;
+        if !self.opts.command.dump {
+            return Ok(TargetOutcome::Reset {
+                elapsed_ms: self.elapsed_ms(),
+            });
+        }
+        Ok(self.write(data).await)
+    }
+
+    fn secs(&self) -> f64 {
+        self.opts.timeout.as_secs_f64()
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    async fn connect(&self) -> Result<Box<dyn AgentStream>, TargetOutcome> {
+        let connect = self.target.transport.connect(self.opts.kube.as_ref());
+        match tokio::time::timeout_at(self.deadline, connect).await {
+            Err(_) => Err(TargetOutcome::NoAgent {
+                reason: format!("no answer to the connection within {}s", self.secs()),
+            }),
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                return TargetOutcome::NoAgent {
+                Err(TargetOutcome::NoAgent {
                     reason: "connection refused (no agent listening)".into(),
-                }
+                })
             }
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-                return TargetOutcome::Failed {
+                Err(TargetOutcome::Failed {
                     reason: format!("cannot connect: {e}"),
-                }
+                })
             }
-            Ok(Err(e)) => {
-                return TargetOutcome::NoAgent {
-                    reason: format!("cannot connect: {e}"),
-                }
-            }
-            Ok(Ok(s)) => s,
-        };
-    let data = match tokio::time::timeout_at(deadline, dump(&mut stream, opts.command)).await {
-        Err(_) => {
-            return TargetOutcome::Failed {
-                reason: format!("the dump did not finish within {secs}s"),
-            }
+            Ok(Err(e)) => Err(TargetOutcome::NoAgent {
+                reason: format!("cannot connect: {e}"),
+            }),
+            Ok(Ok(s)) => Ok(s),
         }
-        // Through a port-forward, "nothing listens" only shows once the stream is used.
-        Ok(Err(CoverageError::Io { source, .. }))
-            if source.kind() == std::io::ErrorKind::ConnectionRefused =>
-        {
-            return TargetOutcome::NoAgent {
-                reason: source.to_string(),
-            }
-        }
-        Ok(Err(e)) => {
-            return TargetOutcome::Failed {
-                reason: e.to_string(),
-            }
-        }
-        Ok(Ok(d)) => d,
-    };
-    // Closing at once after `20` is what JaCoCo's own client does; the agent goes back to
-    // accepting the next connection. The answer is complete: a slow or failed close (e.g. the
-    // API server not finishing the WebSocket handshake) does not undo the dump.
-    let close_by = deadline.min(tokio::time::Instant::now() + CLOSE_GRACE);
-    let _ =
-        tokio::time::timeout_at(close_by, tokio::io::AsyncWriteExt::shutdown(&mut stream)).await;
-    drop(stream);
-    if !opts.command.dump {
-        return TargetOutcome::Reset {
-            elapsed_ms: started.elapsed().as_millis() as u64,
-        };
     }
-    let file = opts.out_dir.join(exec_file_name(&t.name));
-    let sessions = data.sessions.iter().map(|s| s.id.clone()).collect();
-    let classes = data.classes.len();
-    let write_path = file.clone();
-    let written = tokio::task::spawn_blocking(move || write_exec(&write_path, &data)).await;
-    match written {
-        Ok(Ok(bytes)) => TargetOutcome::Dumped {
-            file,
-            sessions,
-            classes,
-            bytes,
-            elapsed_ms: started.elapsed().as_millis() as u64,
-        },
-        Ok(Err(e)) => TargetOutcome::Failed {
-            reason: e.to_string(),
-        },
-        Err(e) => TargetOutcome::Failed {
-            reason: format!("writing {}: {e}", file.display()),
-        },
+
+    async fn request(&self, stream: &mut Box<dyn AgentStream>) -> Result<ExecData, TargetOutcome> {
+        match tokio::time::timeout_at(self.deadline, dump(stream, self.opts.command)).await {
+            Err(_) => Err(TargetOutcome::Failed {
+                reason: format!("the dump did not finish within {}s", self.secs()),
+            }),
+            // Through a port-forward, "nothing listens" only shows once the stream is used.
+            Ok(Err(CoverageError::Io { source, .. }))
+                if source.kind() == std::io::ErrorKind::ConnectionRefused =>
+            {
+                Err(TargetOutcome::NoAgent {
+                    reason: source.to_string(),
+                })
+            }
+            Ok(Err(e)) => Err(TargetOutcome::Failed {
+                reason: e.to_string(),
+            }),
+            Ok(Ok(d)) => Ok(d),
+        }
+    }
+
+    /// Closing at once after `20` is what JaCoCo's own client does; the agent goes back to
+    /// accepting the next connection. The answer is complete: a slow or failed close (e.g. the
+    /// API server not finishing the WebSocket handshake) does not undo the dump.
+    async fn close(&self, mut stream: Box<dyn AgentStream>) {
+        let close_by = self.deadline.min(tokio::time::Instant::now() + CLOSE_GRACE);
+        let _ = tokio::time::timeout_at(close_by, tokio::io::AsyncWriteExt::shutdown(&mut stream))
+            .await;
+    }
+
+    async fn write(&self, data: ExecData) -> TargetOutcome {
+        let file = self.opts.out_dir.join(exec_file_name(&self.target.name));
+        let sessions = data.sessions.iter().map(|s| s.id.clone()).collect();
+        let classes = data.classes.len();
+        let write_path = file.clone();
+        let written = tokio::task::spawn_blocking(move || write_exec(&write_path, &data)).await;
+        match written {
+            Ok(Ok(bytes)) => TargetOutcome::Dumped {
+                file,
+                sessions,
+                classes,
+                bytes,
+                elapsed_ms: self.elapsed_ms(),
+            },
+            Ok(Err(e)) => TargetOutcome::Failed {
+                reason: e.to_string(),
+            },
+            Err(e) => TargetOutcome::Failed {
+                reason: format!("writing {}: {e}", file.display()),
+            },
+        }
     }
 }
 

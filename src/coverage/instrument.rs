@@ -87,53 +87,11 @@ impl InstrumentOptions {
     }
 }
 
-/// The packages of Train-Ticket's Java services (FudanSELab/train-ticket, the package of
-/// `<service>/src/main/java/<package>/…Application.java`): each service's own code, so the
-/// agent neither instruments nor reports Spring, drivers or the shared `edu.fudan.common`.
-/// Two services share `fdse.microservice`; an agent only sees its own JVM, so that is harmless.
-pub const TRAIN_TICKET_PACKAGES: &[(&str, &str)] = &[
-    ("ts-admin-basic-info-service", "adminbasic"),
-    ("ts-admin-order-service", "adminorder"),
-    ("ts-admin-route-service", "adminroute"),
-    ("ts-admin-travel-service", "admintravel"),
-    ("ts-admin-user-service", "adminuser"),
-    ("ts-assurance-service", "assurance"),
-    ("ts-auth-service", "auth"),
-    ("ts-basic-service", "fdse.microservice"),
-    ("ts-cancel-service", "cancel"),
-    ("ts-config-service", "config"),
-    ("ts-consign-price-service", "consignprice"),
-    ("ts-consign-service", "consign"),
-    ("ts-contacts-service", "contacts"),
-    ("ts-delivery-service", "delivery"),
-    ("ts-execute-service", "execute"),
-    ("ts-food-delivery-service", "food_delivery"),
-    ("ts-food-service", "foodsearch"),
-    ("ts-gateway-service", "gateway"),
-    ("ts-inside-payment-service", "inside_payment"),
-    ("ts-notification-service", "notification"),
-    ("ts-order-other-service", "other"),
-    ("ts-order-service", "order"),
-    ("ts-payment-service", "com.trainticket"),
-    ("ts-preserve-other-service", "preserveOther"),
-    ("ts-preserve-service", "preserve"),
-    ("ts-price-service", "price"),
-    ("ts-rebook-service", "rebook"),
-    ("ts-route-plan-service", "plan"),
-    ("ts-route-service", "route"),
-    ("ts-seat-service", "seat"),
-    ("ts-security-service", "security"),
-    ("ts-station-food-service", "food"),
-    ("ts-station-service", "fdse.microservice"),
-    ("ts-train-food-service", "trainFood"),
-    ("ts-train-service", "train"),
-    ("ts-travel-plan-service", "travelplan"),
-    ("ts-travel-service", "travel"),
-    ("ts-travel2-service", "travel2"),
-    ("ts-user-service", "user"),
-    ("ts-verification-code-service", "verifycode"),
-    ("ts-wait-order-service", "waitorder"),
-];
+/// The packages of Train-Ticket's Java services: each service's own code, so the agent
+/// neither instruments nor reports Spring, drivers or the shared `edu.fudan.common`. The table
+/// is the sandbox crate's (`ttplan_sandbox::train_ticket::JAVA_SERVICES`, where its source is
+/// cited): the simulated agents report these packages, so the two cannot drift apart.
+pub const TRAIN_TICKET_PACKAGES: &[(&str, &str)] = ttplan_sandbox::train_ticket::JAVA_SERVICES;
 
 /// Train-Ticket workloads that run no JVM (Python, Go, Node.js, nginx): nothing to instrument.
 pub const TRAIN_TICKET_NON_JAVA: &[&str] = &[
@@ -473,20 +431,23 @@ fn instrument_workload(
 
 fn instrument_container(c: &mut Mapping, agent: &str, port: u16) -> Result<(), String> {
     upsert_named(seq_field(c, "volumeMounts")?, AGENT_NAME, mount(MOUNT_PATH));
-
     let env = seq_field(c, "env")?;
-    let pod_name = map([
-        ("name", POD_NAME_VAR.into()),
-        (
-            "valueFrom",
-            map([("fieldRef", map([("fieldPath", "metadata.name".into())]))]),
-        ),
-    ]);
-    let pos = |env: &Vec<Value>, n: &str| {
-        env.iter()
-            .position(|e| e.get("name").and_then(Value::as_str) == Some(n))
-    };
-    match pos(env, POD_NAME_VAR) {
+    define_pod_name(env)?;
+    append_agent(env, agent)?;
+    declare_agent_port(seq_field(c, "ports")?, port)
+}
+
+/// The index of env variable `name`.
+fn env_position(env: &[Value], name: &str) -> Option<usize> {
+    env.iter()
+        .position(|e| e.get("name").and_then(Value::as_str) == Some(name))
+}
+
+/// Defines `POD_NAME` as the pod's name, before `JAVA_TOOL_OPTIONS` (Kubernetes expands
+/// `$(POD_NAME)` only for variables defined earlier in the list); refuses a `POD_NAME` that
+/// is something else.
+fn define_pod_name(env: &mut Vec<Value>) -> Result<(), String> {
+    match env_position(env, POD_NAME_VAR) {
         Some(i) => {
             let field = env[i]
                 .get("valueFrom")
@@ -501,46 +462,62 @@ fn instrument_container(c: &mut Mapping, agent: &str, port: u16) -> Result<(), S
             }
         }
         None => {
+            let pod_name = map([
+                ("name", POD_NAME_VAR.into()),
+                (
+                    "valueFrom",
+                    map([("fieldRef", map([("fieldPath", "metadata.name".into())]))]),
+                ),
+            ]);
             // Before JAVA_TOOL_OPTIONS when there is one: later definitions are not expanded.
-            let at = pos(env, JTO).unwrap_or(env.len());
+            let at = env_position(env, JTO).unwrap_or(env.len());
             env.insert(at, pod_name);
         }
     }
     // An existing POD_NAME after JAVA_TOOL_OPTIONS would leave `$(POD_NAME)` unexpanded.
-    if let (Some(p), Some(j)) = (pos(env, POD_NAME_VAR), pos(env, JTO)) {
+    if let (Some(p), Some(j)) = (env_position(env, POD_NAME_VAR), env_position(env, JTO)) {
         if p > j {
             let v = env.remove(p);
             env.insert(j, v);
         }
     }
-    match pos(env, JTO) {
-        Some(j) => {
-            let entry = env[j]
-                .as_mapping_mut()
-                .ok_or_else(|| format!("env {JTO} is not a mapping"))?;
-            if entry.contains_key("valueFrom") {
-                return Err(format!(
-                    "{JTO} comes from valueFrom; the agent cannot be appended to it"
-                ));
-            }
-            let old = entry
-                .get("value")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            // Drop a previous JaCoCo agent (other options) so re-running with new options
-            // replaces it instead of loading two agents.
-            let ours = format!("-javaagent:{MOUNT_PATH}/jacocoagent.jar");
-            let mut parts: Vec<&str> = old
-                .split_whitespace()
-                .filter(|t| !t.starts_with(&ours))
-                .collect();
-            parts.push(agent);
-            entry.insert("value".into(), parts.join(" ").into());
-        }
-        None => env.push(map([("name", JTO.into()), ("value", agent.into())])),
-    }
+    Ok(())
+}
 
-    let ports = seq_field(c, "ports")?;
+/// Appends the `-javaagent` option to `JAVA_TOOL_OPTIONS` (created when absent), replacing
+/// an earlier JaCoCo agent of ours.
+fn append_agent(env: &mut Vec<Value>, agent: &str) -> Result<(), String> {
+    let Some(j) = env_position(env, JTO) else {
+        env.push(map([("name", JTO.into()), ("value", agent.into())]));
+        return Ok(());
+    };
+    let entry = env[j]
+        .as_mapping_mut()
+        .ok_or_else(|| format!("env {JTO} is not a mapping"))?;
+    if entry.contains_key("valueFrom") {
+        return Err(format!(
+            "{JTO} comes from valueFrom; the agent cannot be appended to it"
+        ));
+    }
+    let old = entry
+        .get("value")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    // Drop a previous JaCoCo agent (other options) so re-running with new options
+    // replaces it instead of loading two agents.
+    let ours = format!("-javaagent:{MOUNT_PATH}/jacocoagent.jar");
+    let mut parts: Vec<&str> = old
+        .split_whitespace()
+        .filter(|t| !t.starts_with(&ours))
+        .collect();
+    parts.push(agent);
+    entry.insert("value".into(), parts.join(" ").into());
+    Ok(())
+}
+
+/// Declares the agent's port as the containerPort `jacoco-agent`, unless another port entry
+/// already uses that number.
+fn declare_agent_port(ports: &mut Vec<Value>, port: u16) -> Result<(), String> {
     let port_entry = map([
         ("name", AGENT_NAME.into()),
         ("containerPort", u64::from(port).into()),

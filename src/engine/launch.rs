@@ -618,142 +618,196 @@ pub async fn execute(p: Prepared, hub: &SignalHub) -> Outcome {
         max_parallel,
         progress,
     } = p;
-    let progress = Progress::new(progress);
     let secrets = Secrets::from_plan(&plan);
-    let manifest = Arc::new(ManifestWriter::new(&run.run_dir, manifest, secrets.clone()));
-    let outcome = |status: RunStatus, code: u8| Outcome {
-        status,
-        code,
-        exp_name: run.exp_name.clone(),
-        run_dir: run.run_dir.clone(),
-        manifest: run.run_dir.join(MANIFEST_FILE),
+    let launch = Launch {
+        manifest: Arc::new(ManifestWriter::new(&run.run_dir, manifest, secrets.clone())),
+        children: Arc::new(ChildGroups::default()),
+        progress: Progress::new(progress),
+        plan,
+        run,
     };
-    let children = Arc::new(ChildGroups::default());
     // Attached before anything runs, so a second signal kills git and recovery commands too.
-    let (guard, mut rx) = hub.attach(Arc::clone(&manifest), Arc::clone(&children));
-    let git = read_git(&plan, &children).await;
-    if let Err(e) = manifest.update(|m| git.apply(m)).await {
-        eprintln!("error: cannot write {}: {e}", manifest.path().display());
-        return outcome(RunStatus::Failed, exit::STEP_FAILED);
+    let (guard, mut rx) = hub.attach(Arc::clone(&launch.manifest), Arc::clone(&launch.children));
+    let faults = match launch.start(resumed, secrets).await {
+        Ok(faults) => faults,
+        Err(outcome) => return outcome,
+    };
+    let executor = Executor {
+        plan: Arc::clone(&launch.plan),
+        run: Arc::clone(&launch.run),
+        manifest: Arc::clone(&launch.manifest),
+        faults,
+        progress: launch.progress.clone(),
+        children: Arc::clone(&launch.children),
+        max_parallel: max_parallel as usize,
+        preset,
+    };
+    let status = executor.execute(&mut rx).await;
+    launch.finish(status, guard).await
+}
+
+/// What the phases of [`execute`] share: the run, its manifest and its child processes.
+struct Launch {
+    plan: Arc<Plan>,
+    run: Arc<RunInfo>,
+    manifest: Arc<ManifestWriter>,
+    children: Arc<ChildGroups>,
+    progress: Progress,
+}
+
+impl Launch {
+    fn outcome(&self, status: RunStatus, code: u8) -> Outcome {
+        Outcome {
+            status,
+            code,
+            exp_name: self.run.exp_name.clone(),
+            run_dir: self.run.run_dir.clone(),
+            manifest: self.run.run_dir.join(MANIFEST_FILE),
+        }
     }
-    progress.note(&format!(
-        "run {} of plan {} → {}",
-        run.exp_name,
-        plan.name,
-        run.run_dir.display()
-    ));
-    let faults = if resumed {
-        // The resumed run's faults stay in its ledger; any it left injected go first.
-        match FaultLedger::open(&run.run_dir) {
+
+    fn failed(&self) -> Outcome {
+        self.outcome(RunStatus::Failed, exit::STEP_FAILED)
+    }
+
+    /// Records the git facts, announces the run and opens its fault ledger; `Err` is the
+    /// outcome of a run that cannot start.
+    async fn start(&self, resumed: bool, secrets: Secrets) -> Result<Arc<FaultLedger>, Outcome> {
+        let git = read_git(&self.plan, &self.children).await;
+        if let Err(e) = self.manifest.update(|m| git.apply(m)).await {
+            eprintln!(
+                "error: cannot write {}: {e}",
+                self.manifest.path().display()
+            );
+            return Err(self.failed());
+        }
+        self.progress.note(&format!(
+            "run {} of plan {} → {}",
+            self.run.exp_name,
+            self.plan.name,
+            self.run.run_dir.display()
+        ));
+        if resumed {
+            self.resumed_ledger(secrets).await
+        } else {
+            Ok(Arc::new(FaultLedger::new(&self.run.run_dir, secrets)))
+        }
+    }
+
+    /// The resumed run's faults stay in its ledger; any it left injected go first.
+    async fn resumed_ledger(&self, secrets: Secrets) -> Result<Arc<FaultLedger>, Outcome> {
+        match FaultLedger::open(&self.run.run_dir) {
             Ok(ledger) => {
                 let ledger = Arc::new(ledger.with_secrets(secrets));
                 let settings = RecoverSettings {
                     timeout: None,
-                    kube: Arc::clone(&run.kube),
+                    kube: Arc::clone(&self.run.kube),
                     force: false,
-                    children: Arc::clone(&children),
+                    children: Arc::clone(&self.children),
                     recover_fn: crate::steps::recover_fn,
                 };
                 let failures = ledger.recover_pending(None, "resume", &settings).await;
                 if !failures.is_empty() {
                     for (id, e) in failures {
-                        progress.note(&format!(
+                        self.progress.note(&format!(
                             "✘ fault `{id}` of the resumed run was NOT recovered: {e}"
                         ));
                     }
-                    return outcome(RunStatus::Failed, exit::STEP_FAILED);
+                    return Err(self.failed());
                 }
-                ledger
+                Ok(ledger)
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                Arc::new(FaultLedger::new(&run.run_dir, secrets))
+                Ok(Arc::new(FaultLedger::new(&self.run.run_dir, secrets)))
             }
             Err(e) => {
                 eprintln!("error: cannot read the fault ledger of the resumed run: {e}");
-                return outcome(RunStatus::Failed, exit::STEP_FAILED);
+                Err(self.failed())
             }
         }
-    } else {
-        Arc::new(FaultLedger::new(&run.run_dir, secrets))
-    };
-    let executor = Executor {
-        plan: Arc::clone(&plan),
-        run: Arc::clone(&run),
-        manifest: Arc::clone(&manifest),
-        faults,
-        progress: progress.clone(),
-        children,
-        max_parallel: max_parallel as usize,
-        preset,
-    };
-    let status = executor.execute(&mut rx).await;
-    let code = match status {
-        RunStatus::Succeeded => exit::SUCCESS,
-        RunStatus::Failed => exit::STEP_FAILED,
-        RunStatus::Interrupted | RunStatus::Aborted | RunStatus::Running => exit::INTERRUPTED,
-    };
-    let finished = Utc::now();
-    let failed_steps: Vec<String> = manifest
-        .read(|m| {
-            m.steps
-                .iter()
-                .filter(|(_, r)| r.status == StepStatus::Failed && !r.allow_failure)
-                .map(|(n, r)| {
-                    format!(
-                        "step `{n}` failed: {}",
-                        r.error
-                            .as_deref()
-                            .unwrap_or("")
-                            .lines()
-                            .next()
-                            .unwrap_or("")
-                    )
-                })
-                .collect()
-        })
-        .await;
-    let write = manifest
-        .update(|m| {
-            // A second signal marked the run aborted and is exiting the process: the run ends
-            // as that record says, however far the steps got meanwhile.
-            if m.run.status == RunStatus::Aborted {
-                return;
-            }
-            m.run.status = status;
-            m.run.finished_at = Some(finished);
-            m.run.duration_ms = (finished - run.started_at)
-                .num_milliseconds()
-                .try_into()
-                .ok();
-            m.run.exit_code = Some(code);
-            m.run.errors.splice(0..0, failed_steps);
-        })
-        .await;
-    drop(guard);
-    if let Err(e) = write {
-        eprintln!(
-            "error: cannot write the final manifest {}: {e}",
-            manifest.path().display()
-        );
     }
-    let elapsed = (finished - run.started_at).to_std().unwrap_or_default();
-    let word = match status {
-        RunStatus::Succeeded => "succeeded",
-        RunStatus::Failed => "FAILED",
-        _ => "INTERRUPTED",
-    };
-    let notes = manifest
-        .read(super::hypothesis::summary_notes)
-        .await
-        .iter()
-        .map(|n| format!("; {n}"))
-        .collect::<String>();
-    progress.note(&format!(
-        "run {word} after {}{notes}; manifest: {}",
-        format_elapsed(elapsed),
-        manifest.path().display()
-    ));
-    outcome(status, code)
+
+    /// Finalises the manifest (then detaches the run from the signal hub) and reports the end.
+    async fn finish(&self, status: RunStatus, attachment: Attachment) -> Outcome {
+        let code = match status {
+            RunStatus::Succeeded => exit::SUCCESS,
+            RunStatus::Failed => exit::STEP_FAILED,
+            RunStatus::Interrupted | RunStatus::Aborted | RunStatus::Running => exit::INTERRUPTED,
+        };
+        let finished = Utc::now();
+        let failed_steps = self.failed_steps().await;
+        let started_at = self.run.started_at;
+        let write = self
+            .manifest
+            .update(|m| {
+                // A second signal marked the run aborted and is exiting the process: the run ends
+                // as that record says, however far the steps got meanwhile.
+                if m.run.status == RunStatus::Aborted {
+                    return;
+                }
+                m.run.status = status;
+                m.run.finished_at = Some(finished);
+                m.run.duration_ms = (finished - started_at).num_milliseconds().try_into().ok();
+                m.run.exit_code = Some(code);
+                m.run.errors.splice(0..0, failed_steps);
+            })
+            .await;
+        drop(attachment);
+        if let Err(e) = write {
+            eprintln!(
+                "error: cannot write the final manifest {}: {e}",
+                self.manifest.path().display()
+            );
+        }
+        self.note_end(status, finished).await;
+        self.outcome(status, code)
+    }
+
+    /// One line per failed step (that may not fail): its error's first line.
+    async fn failed_steps(&self) -> Vec<String> {
+        self.manifest
+            .read(|m| {
+                m.steps
+                    .iter()
+                    .filter(|(_, r)| r.status == StepStatus::Failed && !r.allow_failure)
+                    .map(|(n, r)| {
+                        format!(
+                            "step `{n}` failed: {}",
+                            r.error
+                                .as_deref()
+                                .unwrap_or("")
+                                .lines()
+                                .next()
+                                .unwrap_or("")
+                        )
+                    })
+                    .collect()
+            })
+            .await
+    }
+
+    async fn note_end(&self, status: RunStatus, finished: DateTime<Utc>) {
+        let elapsed = (finished - self.run.started_at)
+            .to_std()
+            .unwrap_or_default();
+        let word = match status {
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "FAILED",
+            _ => "INTERRUPTED",
+        };
+        let notes = self
+            .manifest
+            .read(super::hypothesis::summary_notes)
+            .await
+            .iter()
+            .map(|n| format!("; {n}"))
+            .collect::<String>();
+        self.progress.note(&format!(
+            "run {word} after {}{notes}; manifest: {}",
+            format_elapsed(elapsed),
+            self.manifest.path().display()
+        ));
+    }
 }
 
 /// The git facts of the plan's folder and of every `sources` tree.

@@ -189,26 +189,59 @@ impl Step for CoverageReportConfig {
         if let Some(outputs) = not_simulated(ctx, &engine, &exec_dir)? {
             return Ok(outputs);
         }
-        let mut out = StepOutputs::default();
-        let mut rows: Vec<(String, Option<Counter>)> = Vec::new();
-        let mut unconfigured = Vec::new();
-        // A service that fails (its merge, its classes, its report) is reported by name at
-        // the end; the others still get their reports.
-        let mut failed: Vec<(String, String)> = Vec::new();
+        let mut report = ReportRun {
+            cfg: self,
+            ctx,
+            report_root,
+            out: StepOutputs::default(),
+            rows: Vec::new(),
+            unconfigured: Vec::new(),
+            failed: Vec::new(),
+        };
+        let pending = report.prepare_services(&by_service).await?;
+        let rendered = report.render(&engine, &pending).await?;
+        report.publish_all(pending, rendered).await;
+        report.finish()
+    }
+}
+
+/// One `coverage-report` run: prepare every service (merge, classes), render the reports,
+/// publish them, then write the summary and the outputs.
+struct ReportRun<'a> {
+    cfg: &'a CoverageReportConfig,
+    ctx: &'a StepCtx,
+    report_root: PathBuf,
+    out: StepOutputs,
+    /// Published services and their line counter.
+    rows: Vec<(String, Option<Counter>)>,
+    /// Services with exec data but no classes configured.
+    unconfigured: Vec<String>,
+    /// A service that fails (its merge, its classes, its report) is reported by name at the
+    /// end; the others still get their reports. (service, why)
+    failed: Vec<(String, String)>,
+}
+
+impl ReportRun<'_> {
+    /// Merges each service's exec files and finds its classes, in service order.
+    async fn prepare_services(
+        &mut self,
+        by_service: &BTreeMap<String, Vec<PathBuf>>,
+    ) -> Result<Vec<Pending>, StepError> {
+        let ctx = self.ctx;
         let mut pending: Vec<Pending> = Vec::new();
         let total = by_service.len();
         for (n, (service, files)) in by_service.iter().enumerate() {
             if ctx.cancel_token().is_cancelled() {
                 return Err(StepError::Cancelled);
             }
-            let Some((classes, sources)) = self.sources_of(service, ctx.plan_dir()) else {
-                if self.require_classes {
+            let Some((classes, sources)) = self.cfg.sources_of(service, ctx.plan_dir()) else {
+                if self.cfg.require_classes {
                     return Err(StepError::failed(format!(
                         "service `{service}` has coverage data but no classes: add it under \
                          `services:` (jar or classes) or set `source_root:`"
                     )));
                 }
-                unconfigured.push(service.clone());
+                self.unconfigured.push(service.clone());
                 continue;
             };
             ctx.progress(format!(
@@ -216,7 +249,7 @@ impl Step for CoverageReportConfig {
                 n + 1,
                 files.len()
             ));
-            let dir = report_root.join(service);
+            let dir = self.report_root.join(service);
             let (files_owned, dir_owned) = (files.clone(), dir.clone());
             let prepared = tokio::select! {
                 r = blocking(move || prepare(&files_owned, classes, &dir_owned)) => r,
@@ -229,26 +262,41 @@ impl Step for CoverageReportConfig {
                     sources,
                     prepared,
                 }),
-                Err(e) => failed.push((service.clone(), e.to_string())),
+                Err(e) => self.failed.push((service.clone(), e.to_string())),
             }
         }
+        Ok(pending)
+    }
+
+    /// Renders the pending reports in the configured engine runs; one result per service.
+    async fn render(
+        &self,
+        engine: &ReportEngine,
+        pending: &[Pending],
+    ) -> Result<Vec<Result<(), String>>, StepError> {
+        let ctx = self.ctx;
+        let concurrency = self.cfg.concurrency.get();
         let runs = runs(
             pending.len(),
-            self.concurrency.get(),
-            self.services_per_run.map(NonZeroUsize::get),
+            concurrency,
+            self.cfg.services_per_run.map(NonZeroUsize::get),
         );
         if !pending.is_empty() {
             ctx.progress(format!(
                 "rendering {} reports in {} report-engine run(s), {} at once",
                 pending.len(),
                 runs.len(),
-                self.concurrency.get().min(runs.len())
+                concurrency.min(runs.len())
             ));
         }
-        let rendered = tokio::select! {
-            r = render_runs(&engine, &pending, &runs, self.concurrency.get(), &report_root, ctx) => r,
-            () = ctx.cancel_token().cancelled() => return Err(StepError::Cancelled),
-        };
+        tokio::select! {
+            r = render_runs(engine, pending, &runs, concurrency, &self.report_root, ctx) => Ok(r),
+            () = ctx.cancel_token().cancelled() => Err(StepError::Cancelled),
+        }
+    }
+
+    /// Moves each rendered report into place and records its artifacts and line counter.
+    async fn publish_all(&mut self, pending: Vec<Pending>, rendered: Vec<Result<(), String>>) {
         for (p, result) in pending.into_iter().zip(rendered) {
             let Pending {
                 service,
@@ -257,7 +305,7 @@ impl Step for CoverageReportConfig {
                 ..
             } = p;
             if let Err(e) = result {
-                failed.push((service, e));
+                self.failed.push((service, e));
                 continue;
             }
             let (svc, dir_owned) = (service.clone(), dir.clone());
@@ -276,37 +324,42 @@ impl Step for CoverageReportConfig {
                         "coverage-summary.txt",
                         "coverage-summary.json",
                     ] {
-                        out.artifacts.push(dir.join(f));
+                        self.out.artifacts.push(dir.join(f));
                     }
-                    rows.push((service, counters.get("LINE").copied()));
+                    self.rows.push((service, counters.get("LINE").copied()));
                 }
-                Err(e) => failed.push((service.clone(), e.to_string())),
+                Err(e) => self.failed.push((service.clone(), e.to_string())),
             }
         }
-        if !rows.is_empty() {
+    }
+
+    /// Writes the summary of all services and decides the step's result.
+    fn finish(mut self) -> Result<StepOutputs, StepError> {
+        if !self.rows.is_empty() {
             // Not `coverage-summary.txt`: that name is the per-service text loaders look for.
-            let all = report_root.join("coverage-summary.tsv");
-            write_atomic(&all, summary_table(&rows).as_bytes())
+            let all = self.report_root.join("coverage-summary.tsv");
+            write_atomic(&all, summary_table(&self.rows).as_bytes())
                 .map_err(StepError::io(format!("writing {}", all.display())))?;
-            out.artifacts.push(all);
+            self.out.artifacts.push(all);
         }
-        if !failed.is_empty() {
-            return Err(StepError::failed(failure_text(&failed)));
+        if !self.failed.is_empty() {
+            return Err(StepError::failed(failure_text(&self.failed)));
         }
-        if rows.is_empty() {
+        if self.rows.is_empty() {
             return Err(StepError::failed(format!(
                 "no service could be reported: none of {} has classes configured \
                  (`services:` or `source_root:`)",
-                unconfigured.join(", ")
+                self.unconfigured.join(", ")
             )));
         }
-        Ok(out
-            .value("dir", report_root.display().to_string())
+        Ok(self
+            .out
+            .value("dir", self.report_root.display().to_string())
             .value(
                 "services",
-                rows.iter().map(|(s, _)| s.clone()).collect::<Vec<_>>(),
+                self.rows.iter().map(|(s, _)| s.clone()).collect::<Vec<_>>(),
             )
-            .value("unconfigured", unconfigured))
+            .value("unconfigured", self.unconfigured))
     }
 }
 
