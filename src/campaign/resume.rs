@@ -123,3 +123,33 @@ fn mark_dead_run(run_dir: &Path) {
     }
     let _ = crate::atomic_write::write_json_atomic(&path, &m);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_running_try_is_kept_as_interrupted_and_the_experiment_is_pending_again() {
+        let mut r: ExperimentRecord = serde_json::from_value(serde_json::json!({
+            "index": 2, "key": "p.yaml||#1", "plan": "p.yaml", "sets": [], "repeat": 1,
+            "status": "running", "slot": "default", "exp_name": "p_1",
+            "run_dir": "/out/runs/p_1", "manifest": "/out/runs/p_1/experiment_manifest.json",
+            "started_at": "2026-12-06T10:00:00Z", "exit_code": 3, "fault_verified": false,
+            "error": "boom",
+        }))
+        .unwrap();
+        archive_attempt(&mut r, vec!["cpu".into()]);
+        assert_eq!(r.status, ExpStatus::Pending);
+        assert!(r.run_dir.is_none() && r.exp_name.is_none() && r.manifest.is_none());
+        assert!(r.exit_code.is_none() && r.fault_verified.is_none() && r.error.is_none());
+        let [a] = r.attempts.as_slice() else {
+            panic!("one attempt: {:?}", r.attempts)
+        };
+        assert_eq!(a.status, ExpStatus::Interrupted);
+        assert_eq!(a.exp_name.as_deref(), Some("p_1"));
+        assert!(a.started_at.is_some() && a.finished_at.is_none());
+        assert_eq!(a.recovered_faults, ["cpu"]);
+        // The slot it ran on stays on record.
+        assert_eq!(r.slot.as_deref(), Some("default"));
+    }
+}
