@@ -6,15 +6,13 @@
 
 use std::time::{Duration, Instant};
 
-use ::kube::api::{Api, ListParams};
-use k8s_openapi::api::core::v1::Pod;
-
 use tokio_util::sync::CancellationToken;
 
 use super::model::{BeforeEach, Ready};
 use crate::engine::launch::Prepared;
 use crate::kube::cleanup::remove_all_chaos;
-use crate::kube::{name_selected, pod_is_ready, poll_interval, KubeAccess};
+use crate::kube::pods::PodQuery;
+use crate::kube::{pod_is_ready, poll_interval, KubeAccess};
 
 /// One precondition of `before_each`.
 enum Check<'a> {
@@ -92,30 +90,22 @@ pub async fn prepare_cluster(
     Ok(notes)
 }
 
+/// `before_each.ready`: waits until at least `min_pods` pods pass the name prefixes and every
+/// one of them is Ready.
 async fn wait_pods_ready(
     kube: &crate::kube::Kube,
     namespace: &str,
     r: &Ready,
     limit: Duration,
 ) -> Result<(), String> {
-    let api: Api<Pod> = Api::namespaced(kube.client.clone(), namespace);
+    let query = PodQuery {
+        namespace,
+        selector: None,
+        name_prefixes: &r.name_prefixes,
+    };
     loop {
-        let pods = api
-            .list(&ListParams::default())
-            .await
-            .map_err(kube.err(format!("listing pods in {namespace}")))
-            .map_err(|e| e.to_string())?;
-        let selected: Vec<&Pod> = pods
-            .items
-            .iter()
-            .filter(|p| name_selected(p.metadata.name.as_deref().unwrap_or(""), &r.name_prefixes))
-            .collect();
-        let laggards: Vec<&str> = selected
-            .iter()
-            .filter(|p| !pod_is_ready(p))
-            .map(|p| p.metadata.name.as_deref().unwrap_or("?"))
-            .collect();
-        if selected.len() >= r.min_pods as usize && laggards.is_empty() {
+        let pods = query.pods(kube).await.map_err(|e| e.to_string())?;
+        if pods.len() >= r.min_pods as usize && pods.iter().all(pod_is_ready) {
             return Ok(());
         }
         tokio::time::sleep(poll_interval(limit)).await;

@@ -45,6 +45,28 @@ pub fn load_campaign(path: &Path) -> Result<Campaign, PlanErrors> {
     let canonical = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
     let file = SourceFile::new(path.display().to_string(), Some(canonical.clone()), text);
     let root = parse_document(&file)?;
+    let spec = read_spec(&root)?;
+    let mut errs = PlanErrors::default();
+    let dir = canonical.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let plans = find_plans(&spec, &root, &dir, &mut errs);
+    check_counts(&spec, &root, &mut errs);
+    let experiments = expand(&spec, &plans);
+    let name = spec.name.clone().unwrap_or_else(|| {
+        path.file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    });
+    errs.into_result(Campaign {
+        file: canonical,
+        name,
+        sha256: crate::engine::manifest::sha256_bytes(file.text.as_bytes()),
+        spec,
+        experiments,
+    })
+}
+
+/// The campaign's fields, typed; an unknown, missing or wrong field located.
+fn read_spec(root: &Node) -> Result<CampaignFile, PlanErrors> {
     if !matches!(root.value, Value::Map(_)) {
         return Err(PlanDiag::new(
             Code::InvalidValue,
@@ -53,7 +75,7 @@ pub fn load_campaign(path: &Path) -> Result<Campaign, PlanErrors> {
         )
         .into());
     }
-    let spec: CampaignFile = from_node(&root).map_err(|e| {
+    from_node(root).map_err(|e| {
         let span = e.span.clone();
         let diag = match &e.unknown_field {
             Some((field, expected)) => PlanDiag::new(
@@ -74,16 +96,24 @@ pub fn load_campaign(path: &Path) -> Result<Campaign, PlanErrors> {
                 .label("this value"),
         };
         PlanErrors::from(diag)
-    })?;
-    let mut errs = PlanErrors::default();
-    let dir = canonical.parent().unwrap_or(Path::new(".")).to_path_buf();
+    })
+}
+
+/// The plan files `plans` names, relative to `dir` and in full; a pattern matching nothing is
+/// an error at its entry.
+fn find_plans(
+    spec: &CampaignFile,
+    root: &Node,
+    dir: &Path,
+    errs: &mut PlanErrors,
+) -> Vec<(PathBuf, PathBuf)> {
     let plan_nodes: Vec<&Node> = match root.get("plans").map(|n| &n.value) {
         Some(Value::Seq(items)) => items.iter().collect(),
         _ => Vec::new(),
     };
     let mut plans: Vec<(PathBuf, PathBuf)> = Vec::new();
     for (pattern, node) in spec.plans.iter().zip(&plan_nodes) {
-        let matches = expand_glob(&dir, pattern);
+        let matches = expand_glob(dir, pattern);
         if matches.is_empty() {
             errs.push(
                 PlanDiag::new(
@@ -99,6 +129,12 @@ pub fn load_campaign(path: &Path) -> Result<Campaign, PlanErrors> {
         }
         plans.extend(matches);
     }
+    plans
+}
+
+/// Settings under which no experiment would run: no plans, `repeat: 0`, a matrix variable
+/// without values.
+fn check_counts(spec: &CampaignFile, root: &Node, errs: &mut PlanErrors) {
     if spec.plans.is_empty() {
         errs.push(
             PlanDiag::new(
@@ -132,9 +168,13 @@ pub fn load_campaign(path: &Path) -> Result<Campaign, PlanErrors> {
             );
         }
     }
+}
+
+/// Every plan × matrix combination × repeat, in that order, with the campaign's `set` first.
+fn expand(spec: &CampaignFile, plans: &[(PathBuf, PathBuf)]) -> Vec<Experiment> {
     let combos = cartesian(&spec.matrix);
     let mut experiments = Vec::new();
-    for (rel, full) in &plans {
+    for (rel, full) in plans {
         for combo in &combos {
             for repeat in 1..=spec.repeat.max(1) {
                 let mut sets: Vec<String> =
@@ -150,18 +190,7 @@ pub fn load_campaign(path: &Path) -> Result<Campaign, PlanErrors> {
             }
         }
     }
-    let name = spec.name.clone().unwrap_or_else(|| {
-        path.file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    });
-    errs.into_result(Campaign {
-        file: canonical,
-        name,
-        sha256: crate::engine::manifest::sha256_bytes(file.text.as_bytes()),
-        spec,
-        experiments,
-    })
+    experiments
 }
 
 /// Matches of one `plans` entry: (as written relative to `dir`, full path), sorted.
@@ -222,5 +251,38 @@ mod tests {
         assert_eq!(c[1], vec!["fault=cpu", "target=b"]);
         assert_eq!(c[5], vec!["fault=net", "target=b"]);
         assert_eq!(cartesian(&Default::default()), vec![Vec::<String>::new()]);
+    }
+
+    #[test]
+    fn experiments_run_plan_by_plan_then_matrix_then_repeat_with_the_campaign_set_first() {
+        let spec: CampaignFile = serde_json::from_value(serde_json::json!({
+            "plans": ["*.yaml"],
+            "repeat": 2,
+            "set": {"load": "low"},
+            "matrix": {"fault": ["cpu", "io"]},
+        }))
+        .unwrap();
+        let plans = [
+            (PathBuf::from("a.yaml"), PathBuf::from("/c/a.yaml")),
+            (PathBuf::from("b.yaml"), PathBuf::from("/c/b.yaml")),
+        ];
+        let exps = expand(&spec, &plans);
+        let keys: Vec<&str> = exps.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "a.yaml|fault=cpu|#1",
+                "a.yaml|fault=cpu|#2",
+                "a.yaml|fault=io|#1",
+                "a.yaml|fault=io|#2",
+                "b.yaml|fault=cpu|#1",
+                "b.yaml|fault=cpu|#2",
+                "b.yaml|fault=io|#1",
+                "b.yaml|fault=io|#2",
+            ]
+        );
+        assert_eq!(exps[2].sets, ["load=low", "fault=io"]);
+        assert_eq!(exps[7].plan_path, PathBuf::from("/c/b.yaml"));
+        assert_eq!(exps[7].repeat, 2);
     }
 }

@@ -6,7 +6,9 @@ pub mod cli;
 pub mod load;
 pub mod model;
 pub mod record;
+mod resume;
 pub mod runner;
+mod worker;
 
 pub use load::{load_campaign, Campaign, Experiment};
 pub use model::campaign_schema_json;
