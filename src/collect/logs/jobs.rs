@@ -209,3 +209,117 @@ fn container_report(name: &str, status: Option<&ContainerStatus>) -> ContainerRe
         state,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+
+    fn settings() -> Settings {
+        Settings {
+            namespace: "ts".into(),
+            selector: None,
+            name_prefixes: Vec::new(),
+            since: None,
+            tail_lines: None,
+            previous: true,
+            timestamps: false,
+            limit_bytes: None,
+            events: false,
+            concurrency: 1,
+            out_dir: "/out".into(),
+            dir: "log_data/exp".into(),
+            collected_at: Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap(),
+        }
+    }
+
+    /// A pod of two containers whose annotation makes the second the default; the first
+    /// restarted once and is running, the second never started.
+    fn pod() -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "name": "web-1",
+                "annotations": {"kubectl.kubernetes.io/default-container": "app"}
+            },
+            "spec": {"containers": [{"name": "sidecar"}, {"name": "app"}]},
+            "status": {"phase": "Running", "containerStatuses": [{
+                "name": "sidecar", "image": "i", "imageID": "", "ready": true,
+                "restartCount": 1, "state": {"running": {}}
+            }]}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_restarted_sidecar_gets_its_own_files_and_an_unstarted_default_is_skipped() {
+        let settings = settings();
+        let mut part = LogsPart::default();
+        let jobs = plan_jobs(
+            &[pod()],
+            &settings,
+            "TS",
+            Path::new("/out/log_data/exp"),
+            &mut part,
+        );
+        let planned: Vec<(&str, Instance, &str)> = jobs
+            .iter()
+            .map(|j| (j.container.as_str(), j.instance, j.rel.as_str()))
+            .collect();
+        assert_eq!(
+            planned,
+            [
+                (
+                    "sidecar",
+                    Instance::Current,
+                    "log_data/exp/web-1/web-1_sidecar_TS.log"
+                ),
+                (
+                    "sidecar",
+                    Instance::Previous,
+                    "log_data/exp/web-1/web-1_sidecar_previous_TS.log"
+                ),
+            ]
+        );
+        assert!(jobs.iter().all(|j| j.copies.is_empty()));
+        // `app` has no status: skipped, but still listed as a container of the pod.
+        assert_eq!(part.skipped.len(), 1);
+        assert_eq!(part.skipped[0].container, "app");
+        assert_eq!(part.pods[0].containers.len(), 2);
+        assert_eq!(part.pods[0].containers[0].state, "running");
+        assert_eq!(part.pods[0].containers[1].state, "unknown");
+    }
+
+    #[test]
+    fn a_started_default_container_gets_the_pod_level_file_and_its_copy() {
+        let mut pod = pod();
+        let status = pod.status.as_mut().unwrap();
+        let mut app = status.container_statuses.as_ref().unwrap()[0].clone();
+        app.name = "app".into();
+        app.restart_count = 0;
+        status.container_statuses.as_mut().unwrap().push(app);
+        let mut part = LogsPart::default();
+        let jobs = plan_jobs(
+            &[pod],
+            &settings(),
+            "TS",
+            Path::new("/out/log_data/exp"),
+            &mut part,
+        );
+        let app = jobs.iter().find(|j| j.container == "app").unwrap();
+        assert_eq!(app.rel, "log_data/exp/web-1/web-1_TS.log");
+        assert_eq!(app.abs, Path::new("/out/log_data/exp/web-1/web-1_TS.log"));
+        assert_eq!(app.copies.len(), 1);
+        assert_eq!(app.copies[0].1, "log_data/exp/web-1/web-1_app_TS.log");
+        assert_eq!(jobs.len(), 3);
+    }
+
+    #[test]
+    fn an_unsafe_pod_name_is_an_error_and_no_job() {
+        let mut pod = pod();
+        pod.metadata.name = Some("../x".into());
+        let mut part = LogsPart::default();
+        let jobs = plan_jobs(&[pod], &settings(), "TS", Path::new("/o"), &mut part);
+        assert!(jobs.is_empty() && part.pods.is_empty());
+        assert!(part.errors[0].message.contains("cannot be a file name"));
+    }
+}
