@@ -3,12 +3,12 @@
 //! turns plan fields into [`crate::collect::logs::Settings`] and applies `require`; the
 //! collector is there.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::{Step, StepConfig, StepCtx, StepError, StepOutputs};
-use crate::collect::logs::{self, LogsError, Settings};
+use crate::collect::logs::{self, Collection, LogsError, Settings};
 use crate::collect::parse_time;
 use crate::collect::window::{Empty, Floor, Lookback, WindowSpec};
 use crate::diag::{Code, PlanDiag};
@@ -96,23 +96,31 @@ impl StepConfig for CollectLogsConfig {
         "current and previous container logs of selected pods since the run window, events, a report";
 }
 
-/// How many errors the failure message names before "and N more".
-const ERRORS_IN_MESSAGE: usize = 10;
-
-#[async_trait::async_trait]
-impl Step for CollectLogsConfig {
-    fn needs_cluster(&self) -> bool {
-        true
+impl Require {
+    /// As the plan spells it.
+    const fn name(self) -> &'static str {
+        match self {
+            Self::Any => "any",
+            Self::All => "all",
+            Self::None => "none",
+        }
     }
+}
 
-    async fn run(&self, ctx: &StepCtx) -> Result<StepOutputs, StepError> {
-        let collected_at = Utc::now();
-        let kube = ctx.kube().await?;
+impl CollectLogsConfig {
+    /// The plan's fields resolved against the run: namespace (the context's by default), the
+    /// window start and the log folder.
+    fn settings(
+        &self,
+        ctx: &StepCtx,
+        context_namespace: &str,
+        collected_at: DateTime<Utc>,
+    ) -> Result<Settings, StepError> {
         let namespace = self
             .namespace
             .clone()
             .filter(|n| !n.trim().is_empty())
-            .unwrap_or_else(|| kube.namespace.clone());
+            .unwrap_or_else(|| context_namespace.to_string());
         let since = WindowSpec {
             start: self.start.as_deref().map(|s| ("start", s)),
             end: None,
@@ -133,8 +141,8 @@ impl Step for CollectLogsConfig {
             .dir
             .clone()
             .unwrap_or_else(|| format!("log_data/{}", ctx.exp_name()));
-        let settings = Settings {
-            namespace: namespace.clone(),
+        Ok(Settings {
+            namespace,
             selector: self.selector.clone().filter(|s| !s.trim().is_empty()),
             name_prefixes: self.name_prefixes.clone(),
             since,
@@ -145,9 +153,99 @@ impl Step for CollectLogsConfig {
             events: self.events,
             concurrency: self.concurrency.max(1),
             out_dir: ctx.out_dir().to_path_buf(),
-            dir: dir.clone().into(),
+            dir: dir.into(),
             collected_at,
+        })
+    }
+
+    /// Fails the step when the collection falls short of `require`, naming the first errors
+    /// (or, when there are none, that no pod matched).
+    fn check_require(&self, settings: &Settings, collection: &Collection) -> Result<(), StepError> {
+        let report = &collection.report;
+        let t = &report.totals;
+        let failed = match self.require {
+            Require::Any => t.files == 0,
+            Require::All => t.errors > 0,
+            Require::None => false,
         };
+        if !failed {
+            return Ok(());
+        }
+        let mut why: Vec<String> = report
+            .errors
+            .iter()
+            .take(ERRORS_IN_MESSAGE)
+            .map(|e| e.message.clone())
+            .collect();
+        if report.errors.len() > ERRORS_IN_MESSAGE {
+            why.push(format!(
+                "and {} more",
+                report.errors.len() - ERRORS_IN_MESSAGE
+            ));
+        }
+        let namespace = &settings.namespace;
+        if why.is_empty() {
+            why.push(format!(
+                "no pod in namespace {namespace} matched (selector {}, name prefixes [{}])",
+                settings.selector.as_deref().unwrap_or("none"),
+                settings.name_prefixes.join(", ")
+            ));
+        }
+        Err(StepError::failed(format!(
+            "collect-logs (require: {}): {} log file(s) from {} pod(s) in namespace {namespace}, \
+             {} error(s); report: {}; {}",
+            self.require.name(),
+            t.files,
+            t.pods,
+            t.errors,
+            collection.report_path.display(),
+            why.join("; ")
+        )))
+    }
+}
+
+/// The step's outputs: the collection's totals, what vanished or failed, where the report is.
+fn outputs(settings: &Settings, collection: &Collection) -> StepOutputs {
+    let report = &collection.report;
+    let t = &report.totals;
+    let errors: Vec<String> = report.errors.iter().map(|e| e.message.clone()).collect();
+    let vanished: Vec<&str> = report
+        .pods
+        .iter()
+        .filter(|p| p.vanished)
+        .map(|p| p.name.as_str())
+        .collect();
+    let mut out = StepOutputs::default()
+        .value("namespace", settings.namespace.clone())
+        .value("dir", settings.dir.to_string_lossy().into_owned())
+        .value("since", report.window.since.clone())
+        .value("pods", t.pods)
+        .value("containers", t.containers)
+        .value("files", t.files)
+        .value("bytes", t.bytes)
+        .value("events", t.events)
+        .value("skipped", t.skipped)
+        .value("vanished_pods", vanished)
+        .value("errors", errors)
+        .value("report", collection.report_rel.clone())
+        .value("elapsed_ms", report.elapsed_ms);
+    out.artifacts = collection.artifacts();
+    out
+}
+
+/// How many errors the failure message names before "and N more".
+const ERRORS_IN_MESSAGE: usize = 10;
+
+#[async_trait::async_trait]
+impl Step for CollectLogsConfig {
+    fn needs_cluster(&self) -> bool {
+        true
+    }
+
+    async fn run(&self, ctx: &StepCtx) -> Result<StepOutputs, StepError> {
+        let collected_at = Utc::now();
+        let kube = ctx.kube().await?;
+        let settings = self.settings(ctx, &kube.namespace, collected_at)?;
         let progress = |m: String| ctx.progress(m);
         let collection = logs::collect(kube, &settings, &progress, ctx.cancel_token())
             .await
@@ -157,71 +255,8 @@ impl Step for CollectLogsConfig {
                     StepError::io(format!("writing {}", path.display()))(source)
                 }
             })?;
-        let report = &collection.report;
-        let t = &report.totals;
-        let failed = match self.require {
-            Require::Any => t.files == 0,
-            Require::All => t.errors > 0,
-            Require::None => false,
-        };
-        if failed {
-            let mut why: Vec<String> = report
-                .errors
-                .iter()
-                .take(ERRORS_IN_MESSAGE)
-                .map(|e| e.message.clone())
-                .collect();
-            if report.errors.len() > ERRORS_IN_MESSAGE {
-                why.push(format!(
-                    "and {} more",
-                    report.errors.len() - ERRORS_IN_MESSAGE
-                ));
-            }
-            if why.is_empty() {
-                why.push(format!(
-                    "no pod in namespace {namespace} matched (selector {}, name prefixes [{}])",
-                    settings.selector.as_deref().unwrap_or("none"),
-                    settings.name_prefixes.join(", ")
-                ));
-            }
-            return Err(StepError::failed(format!(
-                "collect-logs (require: {}): {} log file(s) from {} pod(s) in namespace {namespace}, \
-                 {} error(s); report: {}; {}",
-                match self.require {
-                    Require::Any => "any",
-                    Require::All => "all",
-                    Require::None => "none",
-                },
-                t.files,
-                t.pods,
-                t.errors,
-                collection.report_path.display(),
-                why.join("; ")
-            )));
-        }
-        let errors: Vec<String> = report.errors.iter().map(|e| e.message.clone()).collect();
-        let vanished: Vec<&str> = report
-            .pods
-            .iter()
-            .filter(|p| p.vanished)
-            .map(|p| p.name.as_str())
-            .collect();
-        let mut out = StepOutputs::default()
-            .value("namespace", namespace)
-            .value("dir", dir)
-            .value("since", report.window.since.clone())
-            .value("pods", t.pods)
-            .value("containers", t.containers)
-            .value("files", t.files)
-            .value("bytes", t.bytes)
-            .value("events", t.events)
-            .value("skipped", t.skipped)
-            .value("vanished_pods", vanished)
-            .value("errors", errors)
-            .value("report", collection.report_rel.clone())
-            .value("elapsed_ms", report.elapsed_ms);
-        out.artifacts = collection.artifacts();
-        Ok(out)
+        self.check_require(&settings, &collection)?;
+        Ok(outputs(&settings, &collection))
     }
 
     fn check(&self, node: &Node, diags: &mut Vec<PlanDiag>) {

@@ -4,7 +4,7 @@
 //! collected. Each pod gets the default container's log as `<pod>_<ts>.log`, as the published
 //! dataset (`kubectl logs POD`) has it; pods with several containers also get one file per
 //! container. A crash-looping container's current log is what the API serves for it: the
-//! crashed instance's log (see [`current_log_skip`]).
+//! crashed instance's log (see [`jobs::current_log_skip`]).
 //!
 //! Logs are fetched by a bounded pool of tasks; each streams its HTTP body chunk by chunk into
 //! a temporary file renamed into place when the body ended cleanly ([`stream::copy_to_file`]),
@@ -13,26 +13,26 @@
 //! that fails the step is the step's decision (`require`), not the collector's.
 
 pub mod events;
+mod fetch;
+mod jobs;
 pub mod naming;
+mod pod_logs;
+mod report;
 pub mod stream;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
-use ::kube::api::{Api, LogParams};
 use chrono::{DateTime, SecondsFormat, Utc};
-use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
-use serde::Serialize;
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::atomic_write::write_json_atomic;
-use crate::kube::pods::PodQuery;
-use crate::kube::{Kube, KubeError};
-use naming::Instance;
+use crate::kube::Kube;
+use pod_logs::LogsPart;
+pub use report::{
+    ContainerReport, ErrorReport, EventsReport, FileReport, PodReport, Report, Skipped, Summary,
+    Totals, Window,
+};
 
 /// Everything the collector needs, resolved from the plan by the step.
 #[derive(Debug, Clone)]
@@ -78,130 +78,6 @@ pub enum LogsError {
     Cancelled,
 }
 
-/// `log_collection_report_<ts>.json`. The first six keys are the published dataset's report;
-/// the rest are ttplan's additions.
-#[derive(Debug, Clone, Serialize)]
-pub struct Report {
-    /// The `<ts>` of the collection's file names.
-    pub timestamp: String,
-    /// The collection time, RFC 3339 UTC.
-    pub collection_time: String,
-    /// The log folder, relative to the output root.
-    pub output_dir: String,
-    /// `collected_files.len()`.
-    pub total_files: usize,
-    /// Every log file and the events file, relative to the output root (not the report).
-    pub collected_files: Vec<String>,
-    pub summary: Summary,
-    pub namespace: String,
-    pub selector: Option<String>,
-    pub name_prefixes: Vec<String>,
-    pub collected_at: String,
-    pub finished_at: String,
-    pub elapsed_ms: u64,
-    pub window: Window,
-    pub timestamps: bool,
-    pub limit_bytes: Option<u64>,
-    pub totals: Totals,
-    pub pods: Vec<PodReport>,
-    pub files: Vec<FileReport>,
-    pub events: Option<EventsReport>,
-    /// Containers whose logs were not requested, with why (never started, …).
-    pub skipped: Vec<Skipped>,
-    pub errors: Vec<ErrorReport>,
-}
-
-/// The published report's `summary`.
-#[derive(Debug, Clone, Serialize)]
-pub struct Summary {
-    /// Log files written (pod-level and per-container, current and previous).
-    pub pod_logs: usize,
-    /// Events files written (0 or 1).
-    pub events: usize,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Window {
-    /// The `sinceTime` sent (whole seconds); `null` = from the container's start.
-    pub since: Option<String>,
-    /// Logs end when they were read: the collection time.
-    pub until: String,
-    pub tail_lines: Option<u64>,
-}
-
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Totals {
-    pub pods: usize,
-    pub containers: usize,
-    pub files: usize,
-    pub bytes: u64,
-    pub events: u64,
-    pub skipped: usize,
-    pub errors: usize,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct PodReport {
-    pub name: String,
-    pub phase: Option<String>,
-    pub node: Option<String>,
-    /// The pod was gone (404) when one of its logs was requested.
-    pub vanished: bool,
-    pub containers: Vec<ContainerReport>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ContainerReport {
-    pub name: String,
-    pub restart_count: i32,
-    pub ready: bool,
-    /// `running`, `waiting: <reason>`, `terminated: <reason>` or `unknown`.
-    pub state: String,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct FileReport {
-    /// Relative to the output root.
-    pub path: String,
-    pub pod: String,
-    pub container: String,
-    pub instance: Instance,
-    pub bytes: u64,
-    /// A per-container file of the default container is a copy of the pod-level file (same
-    /// bytes, fetched once): the path of that file.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub copy_of: Option<String>,
-    #[serde(skip)]
-    pub abs: PathBuf,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct EventsReport {
-    pub path: String,
-    pub count: u64,
-    #[serde(skip)]
-    pub abs: PathBuf,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Skipped {
-    pub pod: String,
-    pub container: String,
-    pub instance: Instance,
-    pub reason: String,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ErrorReport {
-    /// `null` for namespace-level failures (pod list, events).
-    pub pod: Option<String>,
-    pub container: Option<String>,
-    pub instance: Option<Instance>,
-    /// The API answered 404: the pod no longer exists.
-    pub not_found: bool,
-    pub message: String,
-}
-
 /// What a collection produced; the report is already written.
 #[derive(Debug)]
 pub struct Collection {
@@ -220,23 +96,6 @@ impl Collection {
         all.push(self.report_path.clone());
         all
     }
-}
-
-/// One log to fetch.
-#[derive(Debug, Clone)]
-struct Job {
-    pod: String,
-    container: String,
-    instance: Instance,
-    abs: PathBuf,
-    rel: String,
-    /// Files that get the same bytes (the per-container file of a default container).
-    copies: Vec<(PathBuf, String)>,
-}
-
-struct Failure {
-    message: String,
-    not_found: bool,
 }
 
 fn rfc3339(t: DateTime<Utc>) -> String {
@@ -259,505 +118,137 @@ pub async fn collect(
     cancel: &CancellationToken,
 ) -> Result<Collection, LogsError> {
     let started = Instant::now();
-    let ts = naming::collection_ts(settings.collected_at);
-    let dir_abs = settings.out_dir.join(&settings.dir);
-    let mut errors = Vec::new();
-
-    let events = async {
-        if !settings.events {
-            return None;
-        }
-        let name = naming::events_file_name(&ts);
-        let abs = dir_abs.join(&name);
-        let result = tokio::select! {
-            r = events::write_events(kube, &settings.namespace, &abs) => r,
-            () = cancel.cancelled() => return None,
-        };
-        Some(result.map(|count| EventsReport {
-            path: rel_string(&settings.dir.join(&name)),
-            count,
-            abs,
-        }))
+    let collector = Collector {
+        kube,
+        settings,
+        progress,
+        cancel,
+        ts: naming::collection_ts(settings.collected_at),
+        dir_abs: settings.out_dir.join(&settings.dir),
     };
-    let logs = collect_logs(kube, settings, &ts, &dir_abs, progress, cancel);
-    let (events, logs) = tokio::join!(events, logs);
+    let (events, logs) = tokio::join!(collector.events(), collector.logs());
     if cancel.is_cancelled() {
         return Err(LogsError::Cancelled);
     }
+    let mut logs = logs?;
     let events = match events {
         Some(Ok(e)) => Some(e),
         Some(Err(e)) => {
-            errors.push(ErrorReport {
-                pod: None,
-                container: None,
-                instance: None,
-                not_found: false,
-                message: e.to_string(),
-            });
+            // Namespace-level, so ahead of the logs' errors.
+            logs.errors.insert(0, ErrorReport::namespace(e.to_string()));
             None
         }
         None => None,
     };
-    let LogsPart {
-        pods,
-        mut files,
-        skipped,
-        errors: log_errors,
-    } = logs?;
-    errors.extend(log_errors);
-    files.sort_by(|a, b| a.path.cmp(&b.path));
-
-    let finished = Utc::now();
-    let totals = Totals {
-        pods: pods.len(),
-        containers: pods.iter().map(|p| p.containers.len()).sum(),
-        files: files.len(),
-        bytes: files.iter().map(|f| f.bytes).sum(),
-        events: events.as_ref().map_or(0, |e| e.count),
-        skipped: skipped.len(),
-        errors: errors.len(),
-    };
-    let mut collected_files: Vec<String> = files.iter().map(|f| f.path.clone()).collect();
-    collected_files.extend(events.iter().map(|e| e.path.clone()));
-    let report = Report {
-        timestamp: ts.clone(),
-        collection_time: rfc3339(settings.collected_at),
-        output_dir: rel_string(&settings.dir),
-        total_files: collected_files.len(),
-        collected_files,
-        summary: Summary {
-            pod_logs: files.len(),
-            events: usize::from(events.is_some()),
-        },
-        namespace: settings.namespace.clone(),
-        selector: settings.selector.clone(),
-        name_prefixes: settings.name_prefixes.clone(),
-        collected_at: rfc3339(settings.collected_at),
-        finished_at: rfc3339(finished),
-        elapsed_ms: started.elapsed().as_millis() as u64,
-        window: Window {
-            since: settings.since.map(rfc3339),
-            until: rfc3339(settings.collected_at),
-            tail_lines: settings.tail_lines,
-        },
-        timestamps: settings.timestamps,
-        limit_bytes: settings.limit_bytes,
-        totals,
-        pods,
-        files,
-        events,
-        skipped,
-        errors,
-    };
-    let report_name = naming::report_file_name(&ts);
-    let report_path = dir_abs.join(&report_name);
-    let report_rel = rel_string(&settings.dir.join(&report_name));
-    let to_write = report.clone();
-    let target = report_path.clone();
-    tokio::task::spawn_blocking(move || write_json_atomic(&target, &to_write))
-        .await
-        .map_err(std::io::Error::other)
-        .and_then(|r| r)
-        .map_err(|source| LogsError::Io {
-            path: report_path.clone(),
-            source,
-        })?;
-    Ok(Collection {
-        report,
-        report_path,
-        report_rel,
-    })
+    logs.files.sort_by(|a, b| a.path.cmp(&b.path));
+    let report = collector.report(started, logs, events);
+    collector.write_report(report).await
 }
 
-struct LogsPart {
-    pods: Vec<PodReport>,
-    files: Vec<FileReport>,
-    skipped: Vec<Skipped>,
-    errors: Vec<ErrorReport>,
+/// What the phases of one collection share.
+struct Collector<'a> {
+    kube: &'a Kube,
+    settings: &'a Settings,
+    progress: &'a (dyn Fn(String) + Sync),
+    cancel: &'a CancellationToken,
+    /// The `<ts>` of every file name.
+    ts: String,
+    /// The log folder, absolute.
+    dir_abs: PathBuf,
 }
 
-async fn collect_logs(
-    kube: &Kube,
-    settings: &Settings,
-    ts: &str,
-    dir_abs: &Path,
-    progress: &(dyn Fn(String) + Sync),
-    cancel: &CancellationToken,
-) -> Result<LogsPart, LogsError> {
-    let ns = &settings.namespace;
-    let api: Api<Pod> = Api::namespaced(kube.client.clone(), ns);
-    let mut part = LogsPart {
-        pods: Vec::new(),
-        files: Vec::new(),
-        skipped: Vec::new(),
-        errors: Vec::new(),
-    };
-    let query = PodQuery {
-        namespace: ns,
-        selector: settings.selector.as_deref(),
-        name_prefixes: &settings.name_prefixes,
-    };
-    let listed = tokio::select! {
-        r = query.pods(kube) => r,
-        () = cancel.cancelled() => return Err(LogsError::Cancelled),
-    };
-    let pods = match listed {
-        Ok(pods) => pods,
-        Err(e) => {
-            part.errors.push(ErrorReport {
-                pod: None,
-                container: None,
-                instance: None,
-                not_found: false,
-                message: e.to_string(),
-            });
-            return Ok(part);
+impl Collector<'_> {
+    /// Writes the namespace's events; `None` when not wanted or cancelled.
+    async fn events(&self) -> Option<Result<EventsReport, events::EventsError>> {
+        if !self.settings.events {
+            return None;
         }
-    };
-
-    let jobs = plan_jobs(&pods, settings, ts, dir_abs, &mut part);
-    let total = jobs.len();
-    let mut remaining: BTreeMap<String, usize> = BTreeMap::new();
-    for job in &jobs {
-        *remaining.entry(job.pod.clone()).or_default() += 1;
-    }
-    let pods_total = remaining.len();
-    progress(format!("0/{pods_total} pods, 0/{total} logs"));
-
-    let mut params = LogParams {
-        previous: false,
-        timestamps: settings.timestamps,
-        tail_lines: settings.tail_lines.map(|t| t.min(i64::MAX as u64) as i64),
-        limit_bytes: settings.limit_bytes.map(|b| b.min(i64::MAX as u64) as i64),
-        ..LogParams::default()
-    };
-    if let Some(since) = settings.since {
-        // Already floored, so kube's rounding to whole seconds leaves it unchanged.
-        params.since_time = k8s_openapi::jiff::Timestamp::from_second(since.timestamp()).ok();
-    }
-    let sem = Arc::new(Semaphore::new(settings.concurrency.max(1)));
-    let mut set = JoinSet::new();
-    for job in jobs {
-        let api = api.clone();
-        let sem = Arc::clone(&sem);
-        let mut lp = params.clone();
-        lp.container = Some(job.container.clone());
-        lp.previous = job.instance == Instance::Previous;
-        if lp.previous {
-            // The whole previous run: a restart before the window must not leave it empty.
-            lp.since_time = None;
-        }
-        let ns = ns.clone();
-        let server = kube.server.clone();
-        set.spawn(async move {
-            let _permit = sem.acquire_owned().await;
-            let result = fetch(&api, &ns, &server, &job, &lp).await;
-            (job, result)
-        });
-    }
-
-    let mut done = 0usize;
-    let mut pods_done = 0usize;
-    let mut bytes = 0u64;
-    let mut vanished: Vec<String> = Vec::new();
-    loop {
-        let next = tokio::select! {
-            n = set.join_next() => n,
-            () = cancel.cancelled() => {
-                // Aborted copies drop their temporary files.
-                set.abort_all();
-                while set.join_next().await.is_some() {}
-                return Err(LogsError::Cancelled);
-            }
+        let name = naming::events_file_name(&self.ts);
+        let abs = self.dir_abs.join(&name);
+        let result = tokio::select! {
+            r = events::write_events(self.kube, &self.settings.namespace, &abs) => r,
+            () = self.cancel.cancelled() => return None,
         };
-        let Some(joined) = next else { break };
-        done += 1;
-        let (job, result) = match joined {
-            Ok(r) => r,
-            Err(e) => {
-                part.errors.push(ErrorReport {
-                    pod: None,
-                    container: None,
-                    instance: None,
-                    not_found: false,
-                    message: format!("a log task of namespace {ns} ended abnormally: {e}"),
-                });
-                continue;
-            }
+        Some(result.map(|count| EventsReport {
+            path: rel_string(&self.settings.dir.join(&name)),
+            count,
+            abs,
+        }))
+    }
+
+    /// The report of the collection, from the log half (files sorted, errors merged with the
+    /// events' one) and the events.
+    fn report(&self, started: Instant, logs: LogsPart, events: Option<EventsReport>) -> Report {
+        let settings = self.settings;
+        let LogsPart {
+            pods,
+            files,
+            skipped,
+            errors,
+        } = logs;
+        let finished = Utc::now();
+        let totals = Totals {
+            pods: pods.len(),
+            containers: pods.iter().map(|p| p.containers.len()).sum(),
+            files: files.len(),
+            bytes: files.iter().map(|f| f.bytes).sum(),
+            events: events.as_ref().map_or(0, |e| e.count),
+            skipped: skipped.len(),
+            errors: errors.len(),
         };
-        match result {
-            Ok(Some(n)) => {
-                bytes += n;
-                part.files.push(FileReport {
-                    path: job.rel.clone(),
-                    pod: job.pod.clone(),
-                    container: job.container.clone(),
-                    instance: job.instance,
-                    bytes: n,
-                    copy_of: None,
-                    abs: job.abs.clone(),
-                });
-                for (abs, rel) in &job.copies {
-                    part.files.push(FileReport {
-                        path: rel.clone(),
-                        pod: job.pod.clone(),
-                        container: job.container.clone(),
-                        instance: job.instance,
-                        bytes: n,
-                        copy_of: Some(job.rel.clone()),
-                        abs: abs.clone(),
-                    });
-                }
-            }
-            Ok(None) => part.skipped.push(Skipped {
-                pod: job.pod.clone(),
-                container: job.container.clone(),
-                instance: job.instance,
-                reason: "the previous log is empty: no file".into(),
-            }),
-            Err(f) => {
-                if f.not_found && !vanished.contains(&job.pod) {
-                    vanished.push(job.pod.clone());
-                }
-                part.errors.push(ErrorReport {
-                    pod: Some(job.pod.clone()),
-                    container: Some(job.container.clone()),
-                    instance: Some(job.instance),
-                    not_found: f.not_found,
-                    message: f.message,
-                });
-            }
+        let mut collected_files: Vec<String> = files.iter().map(|f| f.path.clone()).collect();
+        collected_files.extend(events.iter().map(|e| e.path.clone()));
+        Report {
+            timestamp: self.ts.clone(),
+            collection_time: rfc3339(settings.collected_at),
+            output_dir: rel_string(&settings.dir),
+            total_files: collected_files.len(),
+            collected_files,
+            summary: Summary {
+                pod_logs: files.len(),
+                events: usize::from(events.is_some()),
+            },
+            namespace: settings.namespace.clone(),
+            selector: settings.selector.clone(),
+            name_prefixes: settings.name_prefixes.clone(),
+            collected_at: rfc3339(settings.collected_at),
+            finished_at: rfc3339(finished),
+            elapsed_ms: started.elapsed().as_millis() as u64,
+            window: Window {
+                since: settings.since.map(rfc3339),
+                until: rfc3339(settings.collected_at),
+                tail_lines: settings.tail_lines,
+            },
+            timestamps: settings.timestamps,
+            limit_bytes: settings.limit_bytes,
+            totals,
+            pods,
+            files,
+            events,
+            skipped,
+            errors,
         }
-        if let Some(left) = remaining.get_mut(&job.pod) {
-            *left -= 1;
-            if *left == 0 {
-                pods_done += 1;
-            }
-        }
-        progress(format!(
-            "{pods_done}/{pods_total} pods, {done}/{total} logs, {:.1} MiB",
-            bytes as f64 / (1024.0 * 1024.0)
-        ));
     }
-    for pod in &mut part.pods {
-        pod.vanished = vanished.contains(&pod.name);
-    }
-    part.errors.sort_by(|a, b| {
-        (&a.pod, &a.container, a.instance).cmp(&(&b.pod, &b.container, b.instance))
-    });
-    Ok(part)
-}
 
-/// Decides which logs of which containers to fetch, recording pods, containers and skips.
-fn plan_jobs(
-    pods: &[Pod],
-    settings: &Settings,
-    ts: &str,
-    dir_abs: &Path,
-    part: &mut LogsPart,
-) -> Vec<Job> {
-    let mut jobs = Vec::new();
-    for pod in pods {
-        let name = pod.metadata.name.clone().unwrap_or_default();
-        if !naming::safe_component(&name) {
-            part.errors.push(ErrorReport {
-                pod: Some(name.clone()),
-                container: None,
-                instance: None,
-                not_found: false,
-                message: format!(
-                    "pod name {name:?} in namespace {} cannot be a file name; skipped",
-                    settings.namespace
-                ),
-            });
-            continue;
-        }
-        let spec_containers: Vec<String> = pod
-            .spec
-            .iter()
-            .flat_map(|s| s.containers.iter().map(|c| c.name.clone()))
-            .collect();
-        let several = spec_containers.len() > 1;
-        let annotation = pod
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(naming::DEFAULT_CONTAINER_ANNOTATION))
-            .map(String::as_str);
-        let default = naming::default_container(annotation, &spec_containers).map(str::to_string);
-        let statuses: Vec<&ContainerStatus> = pod
-            .status
-            .iter()
-            .flat_map(|s| s.container_statuses.iter().flatten())
-            .collect();
-        let mut containers = Vec::new();
-        for c in &spec_containers {
-            let status = statuses.iter().find(|s| &s.name == c).copied();
-            containers.push(container_report(c, status));
-            if !naming::safe_component(c) {
-                part.errors.push(ErrorReport {
-                    pod: Some(name.clone()),
-                    container: Some(c.clone()),
-                    instance: None,
-                    not_found: false,
-                    message: format!("container name {c:?} cannot be a file name; skipped"),
-                });
-                continue;
-            }
-            let is_default = default.as_deref() == Some(c.as_str());
-            let mut job = |instance: Instance| {
-                let path = |per_container: bool| {
-                    let file = naming::log_file_name(&name, c, per_container, instance, ts);
-                    (
-                        dir_abs.join(&name).join(&file),
-                        rel_string(&settings.dir.join(&name).join(&file)),
-                    )
-                };
-                // The default container's log is the pod-level file; with several containers
-                // its per-container file is a copy, so both hold the same bytes.
-                let (abs, rel) = path(several && !is_default);
-                let copies = if several && is_default {
-                    vec![path(true)]
-                } else {
-                    Vec::new()
-                };
-                jobs.push(Job {
-                    pod: name.clone(),
-                    container: c.clone(),
-                    instance,
-                    abs,
-                    rel,
-                    copies,
-                });
-            };
-            let restarts = status.map_or(0, |s| s.restart_count);
-            let wants_previous = settings.previous && restarts > 0;
-            match current_log_skip(status) {
-                None => job(Instance::Current),
-                Some(reason) => part.skipped.push(Skipped {
-                    pod: name.clone(),
-                    container: c.clone(),
-                    instance: Instance::Current,
-                    reason,
-                }),
-            }
-            if wants_previous {
-                job(Instance::Previous);
-            }
-        }
-        part.pods.push(PodReport {
-            name: name.clone(),
-            phase: pod.status.as_ref().and_then(|s| s.phase.clone()),
-            node: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
-            vanished: false,
-            containers,
-        });
-    }
-    jobs
-}
-
-/// Why the current log of a container is not requested, if it is not: a container that never
-/// started has none (the API answers 400 "is waiting to start"). A container waiting to restart
-/// (CrashLoopBackOff) is requested: the kubelet serves its last terminated instance
-/// (`validateContainerLogStatus`), which is what `kubectl logs POD` shows and what the dataset's
-/// `<pod>_<ts>.log` holds for a crash-looping pod.
-fn current_log_skip(status: Option<&ContainerStatus>) -> Option<String> {
-    let Some(status) = status else {
-        return Some("no container status yet (not started)".into());
-    };
-    // Running or terminated: the API serves that instance.
-    let waiting = status.state.as_ref().and_then(|s| s.waiting.as_ref())?;
-    let reason = waiting.reason.clone().unwrap_or_else(|| "waiting".into());
-    let last_terminated = status
-        .last_state
-        .as_ref()
-        .and_then(|s| s.terminated.as_ref())
-        .is_some();
-    (!last_terminated).then(|| format!("waiting to start ({reason})"))
-}
-
-fn container_report(name: &str, status: Option<&ContainerStatus>) -> ContainerReport {
-    let state = status.and_then(|s| s.state.as_ref()).map_or_else(
-        || "unknown".to_string(),
-        |st| {
-            if st.running.is_some() {
-                "running".to_string()
-            } else if let Some(w) = &st.waiting {
-                format!("waiting: {}", w.reason.as_deref().unwrap_or(""))
-            } else if let Some(t) = &st.terminated {
-                format!("terminated: {}", t.reason.as_deref().unwrap_or(""))
-            } else {
-                "unknown".to_string()
-            }
-        },
-    );
-    ContainerReport {
-        name: name.to_string(),
-        restart_count: status.map_or(0, |s| s.restart_count),
-        ready: status.is_some_and(|s| s.ready),
-        state,
-    }
-}
-
-/// Fetches one log into its file and its copies; `None`: an empty previous log, no file.
-async fn fetch(
-    api: &Api<Pod>,
-    ns: &str,
-    server: &str,
-    job: &Job,
-    lp: &LogParams,
-) -> Result<Option<u64>, Failure> {
-    let what = match job.instance {
-        Instance::Current => "log",
-        Instance::Previous => "previous log",
-    };
-    let target = format!("{ns}/{} container {}", job.pod, job.container);
-    let body = match api.log_stream(&job.pod, lp).await {
-        Ok(b) => b,
-        Err(::kube::Error::Api(s)) if s.code == 404 => {
-            return Err(Failure {
-                message: format!(
-                    "reading the {what} of {target}: pod {ns}/{} no longer exists ({})",
-                    job.pod, s.message
-                ),
-                not_found: true,
-            })
-        }
-        Err(e) => {
-            let e = KubeError::from_kube(format!("reading the {what} of {target}"), server, e);
-            return Err(Failure {
-                message: e.to_string(),
-                not_found: false,
-            });
-        }
-    };
-    // The dataset has a previous log only when there is one to read.
-    let keep_empty = job.instance == Instance::Current;
-    let written = stream::copy_to_file(body, &job.abs, keep_empty)
-        .await
-        .map_err(|e| Failure {
-            message: format!("streaming the {what} of {target}: {e}"),
-            not_found: false,
-        })?;
-    if written.is_some() {
-        for (copy, _) in &job.copies {
-            copy_file(&job.abs, copy).await.map_err(|e| Failure {
-                message: format!("copying the {what} of {target} to {}: {e}", copy.display()),
-                not_found: false,
+    /// Writes `log_collection_report_<ts>.json` next to the logs.
+    async fn write_report(&self, report: Report) -> Result<Collection, LogsError> {
+        let report_name = naming::report_file_name(&self.ts);
+        let report_path = self.dir_abs.join(&report_name);
+        let report_rel = rel_string(&self.settings.dir.join(&report_name));
+        let to_write = report.clone();
+        let target = report_path.clone();
+        tokio::task::spawn_blocking(move || write_json_atomic(&target, &to_write))
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|r| r)
+            .map_err(|source| LogsError::Io {
+                path: report_path.clone(),
+                source,
             })?;
-        }
+        Ok(Collection {
+            report,
+            report_path,
+            report_rel,
+        })
     }
-    Ok(written)
-}
-
-/// Copies a finished log to another dataset file, atomically.
-async fn copy_file(from: &Path, to: &Path) -> std::io::Result<()> {
-    let (from, to) = (from.to_path_buf(), to.to_path_buf());
-    tokio::task::spawn_blocking(move || {
-        let mut out = crate::atomic_write::AtomicFile::create(&to)?;
-        std::io::copy(&mut std::fs::File::open(&from)?, out.file())?;
-        out.commit().map(drop)
-    })
-    .await
-    .map_err(std::io::Error::other)?
 }
