@@ -336,3 +336,139 @@ impl ListPage for TracesV2 {
         u32::try_from((end - start).max(0)).ok()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use chrono::{TimeZone, Utc};
+    use tokio_util::sync::CancellationToken;
+
+    use super::super::client::{CallError, GraphQlClient, RetryPolicy};
+    use super::super::writer::Format;
+    use super::super::{Protocol, Settings, Timezone, TraceState};
+    use super::*;
+
+    fn settings(order: QueryOrder) -> Settings {
+        Settings {
+            endpoint: "http://127.0.0.1:9".into(),
+            from: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
+            until: Utc.with_ymd_and_hms(2026, 1, 1, 0, 1, 0).unwrap(),
+            step: QueryStep::Second,
+            timezone: Timezone::Fixed(FixedOffset::east_opt(0).unwrap()),
+            trace_state: TraceState::All,
+            query_order: order,
+            min_trace_duration: None,
+            max_trace_duration: None,
+            page_size: 100,
+            result_window: 10_000,
+            experiment_name: "e".into(),
+            size: None,
+            workers: 1,
+            request_timeout: Duration::from_secs(1),
+            retry: RetryPolicy {
+                retries: 0,
+                backoff: Duration::ZERO,
+                max_backoff: Duration::ZERO,
+            },
+            protocol: Protocol::V1,
+            format: Format::Jsonl,
+            path: "unused".into(),
+        }
+    }
+
+    fn slice(from_s: u32, until_s: u32) -> Slice {
+        let at = |s| Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, s).unwrap();
+        let tz = FixedOffset::east_opt(0).unwrap();
+        Slice {
+            duration: QueryDuration::bucket(at(from_s), at(until_s), QueryStep::Second, tz),
+            min_latency: 0,
+            max_latency: None,
+        }
+    }
+
+    /// Runs `f` on a fresh listing of the settings' window (no request is made).
+    fn with_listing(s: &Settings, f: impl FnOnce(&mut Listing<'_, BasicPage>)) {
+        let client =
+            GraphQlClient::new(&s.endpoint, s.request_timeout, s.retry, 1).expect("client");
+        let cancel = CancellationToken::new();
+        let ctx = Ctx {
+            s,
+            client: &client,
+            cancel: &cancel,
+        };
+        let (tx, _rx) = mpsc::channel(1);
+        let mut l = Listing {
+            ctx: &ctx,
+            tz: FixedOffset::east_opt(0).unwrap(),
+            tx,
+            rows: 100,
+            max_pages: 100,
+            stack: Vec::new(),
+            out: ListOutcome::default(),
+        };
+        f(&mut l);
+    }
+
+    fn refusal(limit: &str) -> Failure {
+        Failure {
+            error: CallError::GraphQl(format!(
+                "Result window is too large, from + size must be less than or equal to: {limit}"
+            )),
+            attempts: 1,
+        }
+    }
+
+    #[test]
+    fn a_refusal_adopts_the_oap_window_and_never_grows_it() {
+        with_listing(&settings(QueryOrder::ByStartTime), |l| {
+            let other = Failure {
+                error: CallError::GraphQl("timeout".into()),
+                attempts: 1,
+            };
+            assert!(!l.shrink(&other));
+            assert_eq!(l.max_pages, 100);
+            assert!(l.shrink(&refusal("[5000] but was [5100]")));
+            assert_eq!(l.max_pages, 50);
+            assert!(l.shrink(&refusal("[20000] but was [20100]")));
+            assert_eq!(l.max_pages, 50, "a larger window is not adopted");
+            assert!(l.shrink(&refusal("(no number)")));
+            assert_eq!(l.max_pages, 25, "without a number, the pages are halved");
+            assert!(l.shrink(&refusal("[50] but was [150]")));
+            assert_eq!(l.max_pages, 1, "at least one page");
+        });
+    }
+
+    #[test]
+    fn splits_put_the_half_to_list_first_on_top() {
+        with_listing(&settings(QueryOrder::ByStartTime), |l| {
+            l.split(&slice(0, 10), None).unwrap();
+            let top = l.stack.pop().unwrap();
+            let next = l.stack.pop().unwrap();
+            assert!(
+                top.duration.covers_from > next.duration.covers_from,
+                "later half first"
+            );
+            assert_eq!(top.duration.covers_from, next.duration.covers_until);
+        });
+        with_listing(&settings(QueryOrder::ByDuration), |l| {
+            l.split(&slice(0, 10), Some(800)).unwrap();
+            let top = l.stack.pop().unwrap();
+            let next = l.stack.pop().unwrap();
+            assert_eq!((top.min_latency, top.max_latency), (401, Some(800)));
+            assert_eq!((next.min_latency, next.max_latency), (0, Some(400)));
+            assert_eq!(top.duration.covers_from, next.duration.covers_from);
+        });
+    }
+
+    #[test]
+    fn one_second_at_one_latency_cannot_be_split() {
+        with_listing(&settings(QueryOrder::ByStartTime), |l| {
+            let mut s = slice(0, 1);
+            (s.min_latency, s.max_latency) = (7, Some(7));
+            let e = l.split(&s, None).unwrap_err().to_string();
+            assert!(e.contains("raise the storage's result window"), "{e}");
+            assert!(l.stack.is_empty());
+        });
+    }
+}
