@@ -4,7 +4,7 @@
 
 use std::time::Duration as StdDuration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
@@ -15,7 +15,7 @@ use crate::collect::traces::client::RetryPolicy;
 use crate::collect::traces::query::{self, QueryStep};
 use crate::collect::traces::writer::Format;
 use crate::collect::traces::{
-    self as traces, Protocol, QueryOrder, Settings, Timezone, TraceError, TraceState,
+    self as traces, Protocol, QueryOrder, Report, Settings, Timezone, TraceError, TraceState,
 };
 use crate::collect::window::{Empty, Floor, Lookback, WindowSpec};
 use crate::diag::{Code, PlanDiag};
@@ -157,18 +157,23 @@ impl CollectTracesConfig {
     }
 }
 
-#[async_trait::async_trait]
-impl Step for CollectTracesConfig {
-    async fn run(&self, ctx: &StepCtx) -> Result<StepOutputs, StepError> {
-        let step_start = Utc::now();
-        let (endpoint, endpoint_source) = resolve_endpoint(
-            ctx,
-            self.endpoint.as_deref(),
-            ENDPOINT_ENV,
-            &discovery::SKYWALKING,
-            "SkyWalking",
-        )
-        .await?;
+/// What the step resolved from the plan before collecting.
+struct Resolved {
+    settings: Settings,
+    endpoint_source: String,
+    /// The output file as the plan names it, relative to the output root.
+    rel: String,
+}
+
+impl CollectTracesConfig {
+    /// The window, the output path and the collector's settings, in the order their errors
+    /// are reported (timezone, then window).
+    fn settings(
+        &self,
+        ctx: &StepCtx,
+        step_start: DateTime<Utc>,
+        endpoint: String,
+    ) -> Result<(Settings, String), StepError> {
         let timezone = self.timezone().map_err(StepError::failed)?;
         let (from, until) = WindowSpec {
             start: self.start.as_deref().map(|s| ("start", s)),
@@ -184,17 +189,16 @@ impl Step for CollectTracesConfig {
         }
         .resolve_closed()
         .map_err(StepError::Failed)?;
-        let ext = self.format.extension();
         let rel = self.path.clone().unwrap_or_else(|| {
             format!(
                 "trace_data/{exp}/{exp}_skywalking_traces_{ts}.{ext}",
                 exp = ctx.exp_name(),
                 ts = crate::collect::file_ts(step_start),
+                ext = self.format.extension(),
             )
         });
-        let path = ctx.out_dir().join(&rel);
         let settings = Settings {
-            endpoint: endpoint.clone(),
+            endpoint,
             from,
             until,
             step: self.step,
@@ -216,43 +220,43 @@ impl Step for CollectTracesConfig {
             },
             protocol: self.protocol,
             format: self.format,
-            path,
+            path: ctx.out_dir().join(&rel),
         };
-        let progress = |m: String| ctx.progress(m);
-        let report = traces::collect(&settings, &progress, ctx.cancel_token())
-            .await
-            .map_err(|e| match e {
-                TraceError::Cancelled => StepError::Cancelled,
-                TraceError::Io { path, source } => {
-                    StepError::io(format!("writing {}", path.display()))(source)
-                }
-                other => StepError::collect(format!("collecting traces from {endpoint}"))(other),
-            })?;
+        Ok((settings, rel))
+    }
 
+    /// The step outputs: ttplan's keys first, then the file's metadata under its own names.
+    fn outputs(&self, ctx: &StepCtx, r: &Resolved, report: &Report) -> StepOutputs {
+        let endpoint = &r.settings.endpoint;
+        let mut out = StepOutputs::default()
+            .endpoint("skywalking", endpoint, &r.endpoint_source)
+            .value("endpoint", endpoint.as_str())
+            .value("endpoint_source", r.endpoint_source.as_str())
+            .value("path", r.rel.as_str())
+            .value("format", self.format.extension())
+            .value("traces", report.written)
+            .value("failed", report.failed.len() as u64);
+        if let Some(p) = &report.failed_path {
+            let rel = p.strip_prefix(ctx.out_dir()).unwrap_or(p);
+            out = out.value("failed_traces_path", rel.display().to_string());
+        }
+        if let serde_json::Value::Object(m) = report.metadata(&r.settings) {
+            for (k, v) in m {
+                out.values.entry(k).or_insert(v);
+            }
+        }
+        out
+    }
+
+    /// Fails the step, outputs kept, when more traces were lost than `max_failed_fraction`
+    /// allows; otherwise the files become its artifacts.
+    fn judge_losses(&self, report: Report, mut out: StepOutputs) -> Result<StepOutputs, StepError> {
         let failed = report.failed.len() as u64;
         let fraction = if report.listed == 0 {
             0.0
         } else {
             failed as f64 / report.listed as f64
         };
-        let meta = report.metadata(&settings);
-        let mut out = StepOutputs::default()
-            .endpoint("skywalking", &endpoint, &endpoint_source)
-            .value("endpoint", endpoint)
-            .value("endpoint_source", endpoint_source)
-            .value("path", rel)
-            .value("format", ext)
-            .value("traces", report.written)
-            .value("failed", failed);
-        if let Some(p) = &report.failed_path {
-            let rel = p.strip_prefix(ctx.out_dir()).unwrap_or(p);
-            out = out.value("failed_traces_path", rel.display().to_string());
-        }
-        if let serde_json::Value::Object(m) = meta {
-            for (k, v) in m {
-                out.values.entry(k).or_insert(v);
-            }
-        }
         if fraction > self.max_failed_fraction {
             let mut names: Vec<String> = report
                 .failed
@@ -292,6 +296,42 @@ impl Step for CollectTracesConfig {
             out.artifacts.push(p);
         }
         Ok(out)
+    }
+}
+
+#[async_trait::async_trait]
+impl Step for CollectTracesConfig {
+    async fn run(&self, ctx: &StepCtx) -> Result<StepOutputs, StepError> {
+        let step_start = Utc::now();
+        let (endpoint, endpoint_source) = resolve_endpoint(
+            ctx,
+            self.endpoint.as_deref(),
+            ENDPOINT_ENV,
+            &discovery::SKYWALKING,
+            "SkyWalking",
+        )
+        .await?;
+        let (settings, rel) = self.settings(ctx, step_start, endpoint)?;
+        let r = Resolved {
+            settings,
+            endpoint_source,
+            rel,
+        };
+        let progress = |m: String| ctx.progress(m);
+        let report = traces::collect(&r.settings, &progress, ctx.cancel_token())
+            .await
+            .map_err(|e| match e {
+                TraceError::Cancelled => StepError::Cancelled,
+                TraceError::Io { path, source } => {
+                    StepError::io(format!("writing {}", path.display()))(source)
+                }
+                other => StepError::collect(format!(
+                    "collecting traces from {}",
+                    r.settings.endpoint
+                ))(other),
+            })?;
+        let out = self.outputs(ctx, &r, &report);
+        self.judge_losses(report, out)
     }
 
     fn check(&self, node: &Node, diags: &mut Vec<PlanDiag>) {

@@ -130,71 +130,149 @@ pub struct Enriched {
 
 /// Builds and serializes the trace object. `summary` is the list entry the trace was found
 /// by (a v1 `BasicTrace`), or `None` to derive one from the spans (v2).
-pub fn enrich(trace_id: &str, summary: Option<&Value>, mut spans: Vec<Span>) -> Enriched {
+pub fn enrich(trace_id: &str, summary: Option<&Value>, spans: Vec<Span>) -> Enriched {
+    let (spans, duplicates) = sorted_unique(spans);
+    let tree = Tree::build(&spans);
+    let (out, totals) = out_spans(&spans, &tree);
+    let summary = trace_summary(trace_id, summary, &out, &totals, duplicates);
+    let trace = OutTrace {
+        trace_id,
+        summary,
+        span_count: out.len(),
+        services_involved: &totals.services,
+        root_span_node_ids: &totals.roots,
+        evomaster_run_id: totals.run_ids.first().copied(),
+        evomaster_run_ids: (totals.run_ids.len() > 1).then_some(totals.run_ids.as_slice()),
+        spans: &out,
+    };
+    // Serializing plain structs and string-keyed maps cannot fail.
+    let json = serde_json::to_vec(&trace).unwrap_or_default();
+    Enriched {
+        json,
+        span_count: out.len(),
+        services: totals.services.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+/// Spans in start order, and how many repeated copies were dropped: the same segment
+/// returned twice (it happens with retried OAP storage reads) would give the tree phantom
+/// siblings.
+fn sorted_unique(mut spans: Vec<Span>) -> (Vec<Span>, usize) {
     spans.sort_by(|a, b| {
         (a.start_time, &a.segment_id, a.span_id).cmp(&(b.start_time, &b.segment_id, b.span_id))
     });
-    // Same segment returned twice (it happens with retried OAP storage reads): keep one copy so
-    // the tree has no phantom siblings.
     let mut seen = BTreeSet::new();
     let before = spans.len();
     spans.retain(|s| seen.insert((s.segment_id.clone(), s.span_id)));
     let duplicates = before - spans.len();
+    (spans, duplicates)
+}
 
-    let ids: Vec<String> = spans.iter().map(node_id).collect();
-    let index: HashMap<&str, usize> = ids
-        .iter()
-        .enumerate()
-        .map(|(i, id)| (id.as_str(), i))
-        .collect();
-    let parent_ids: Vec<Option<String>> = spans.iter().map(parent_node_id).collect();
-    let mut parent: Vec<Option<usize>> = parent_ids
-        .iter()
-        .map(|p| p.as_deref().and_then(|p| index.get(p).copied()))
-        .collect();
-    let cycle_cut = break_cycles(&mut parent);
-    let depth = depths(&parent);
+/// The span forest, indexed like the spans.
+struct Tree {
+    ids: Vec<String>,
+    /// The parent each span names, found or not.
+    parent_ids: Vec<Option<String>>,
+    /// The parent found among the spans (none for roots, missing parents and cut cycles).
+    parent: Vec<Option<usize>>,
+    cycle_cut: Vec<bool>,
+    depth: Vec<usize>,
+}
 
-    let mut children: Vec<Vec<&str>> = vec![Vec::new(); spans.len()];
-    for (i, p) in parent.iter().enumerate() {
-        if let Some(p) = p {
-            children[*p].push(&ids[i]);
+impl Tree {
+    fn build(spans: &[Span]) -> Tree {
+        let ids: Vec<String> = spans.iter().map(node_id).collect();
+        let index: HashMap<&str, usize> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (id.as_str(), i))
+            .collect();
+        let parent_ids: Vec<Option<String>> = spans.iter().map(parent_node_id).collect();
+        let mut parent: Vec<Option<usize>> = parent_ids
+            .iter()
+            .map(|p| p.as_deref().and_then(|p| index.get(p).copied()))
+            .collect();
+        let cycle_cut = break_cycles(&mut parent);
+        let depth = depths(&parent);
+        Tree {
+            ids,
+            parent_ids,
+            parent,
+            cycle_cut,
+            depth,
         }
     }
 
-    let mut services: BTreeSet<&str> = BTreeSet::new();
-    let mut roots: Vec<&str> = Vec::new();
-    let mut run_ids: Vec<&str> = Vec::new();
-    let mut segments: BTreeSet<&str> = BTreeSet::new();
-    let (mut first, mut last, mut errors) = (i64::MAX, i64::MIN, 0usize);
-    let mut out = Vec::with_capacity(spans.len());
-    for (i, (span, kids)) in spans.iter().zip(children).enumerate() {
-        if let Some(s) = span.service_code.as_deref() {
-            services.insert(s);
-        }
-        segments.insert(&span.segment_id);
-        first = first.min(span.start_time);
-        last = last.max(span.end_time);
-        if span.is_error == Some(true) {
-            errors += 1;
-        }
-        if parent[i].is_none() {
-            roots.push(&ids[i]);
-        }
-        let run_id = evomaster_run_id(span);
-        if let Some(r) = run_id {
-            if !run_ids.contains(&r) {
-                run_ids.push(r);
+    fn children(&self) -> Vec<Vec<&str>> {
+        let mut children: Vec<Vec<&str>> = vec![Vec::new(); self.ids.len()];
+        for (i, p) in self.parent.iter().enumerate() {
+            if let Some(p) = p {
+                children[*p].push(&self.ids[i]);
             }
         }
+        children
+    }
+}
+
+/// What the trace-level fields are computed from, gathered while the spans are written.
+struct Totals<'a> {
+    services: BTreeSet<&'a str>,
+    roots: Vec<&'a str>,
+    run_ids: Vec<&'a str>,
+    segments: BTreeSet<&'a str>,
+    first: i64,
+    last: i64,
+    errors: usize,
+}
+
+impl<'a> Totals<'a> {
+    fn new() -> Self {
+        Totals {
+            services: BTreeSet::new(),
+            roots: Vec::new(),
+            run_ids: Vec::new(),
+            segments: BTreeSet::new(),
+            first: i64::MAX,
+            last: i64::MIN,
+            errors: 0,
+        }
+    }
+
+    fn add(&mut self, span: &'a Span, run_id: Option<&'a str>) {
+        if let Some(s) = span.service_code.as_deref() {
+            self.services.insert(s);
+        }
+        self.segments.insert(&span.segment_id);
+        self.first = self.first.min(span.start_time);
+        self.last = self.last.max(span.end_time);
+        if span.is_error == Some(true) {
+            self.errors += 1;
+        }
+        if let Some(r) = run_id {
+            if !self.run_ids.contains(&r) {
+                self.run_ids.push(r);
+            }
+        }
+    }
+}
+
+fn out_spans<'a>(spans: &'a [Span], tree: &'a Tree) -> (Vec<OutSpan<'a>>, Totals<'a>) {
+    let mut totals = Totals::new();
+    let mut out = Vec::with_capacity(spans.len());
+    for (i, (span, kids)) in spans.iter().zip(tree.children()).enumerate() {
+        if tree.parent[i].is_none() {
+            totals.roots.push(&tree.ids[i]);
+        }
+        let run_id = evomaster_run_id(span);
+        totals.add(span, run_id);
         out.push(OutSpan {
-            node_id: &ids[i],
+            node_id: &tree.ids[i],
             trace_id: &span.trace_id,
             segment_id: &span.segment_id,
             span_id: span.span_id,
             parent_span_id: span.parent_span_id,
-            parent_node_id: parent_ids[i].as_deref(),
-            depth: depth[i],
+            parent_node_id: tree.parent_ids[i].as_deref(),
+            depth: tree.depth[i],
             children_node_ids: kids,
             service_code: span.service_code.as_deref(),
             service_instance: span.service_instance_name.as_deref(),
@@ -216,14 +294,26 @@ pub fn enrich(trace_id: &str, summary: Option<&Value>, mut spans: Vec<Span>) -> 
             logs: Logs(&span.logs),
             refs: &span.refs,
             attached_events: &span.attached_events,
-            parent_missing: parent_ids[i].is_some() && parent[i].is_none() && !cycle_cut[i],
-            parent_cycle: cycle_cut[i],
+            parent_missing: tree.parent_ids[i].is_some()
+                && tree.parent[i].is_none()
+                && !tree.cycle_cut[i],
+            parent_cycle: tree.cycle_cut[i],
             evomaster_run_id: run_id,
         });
     }
+    (out, totals)
+}
 
-    let root = roots.first().copied();
-    let listed = summary.and_then(Value::as_object);
+/// The trace's `summary`: from the list entry where there is one, else from the spans.
+fn trace_summary(
+    trace_id: &str,
+    listed: Option<&Value>,
+    out: &[OutSpan],
+    totals: &Totals,
+    duplicates: usize,
+) -> Map<String, Value> {
+    let root = totals.roots.first().copied();
+    let listed = listed.and_then(Value::as_object);
     let endpoint_names: Vec<&str> = match listed.and_then(|m| m.get("endpointNames")) {
         Some(Value::Array(names)) => names.iter().filter_map(Value::as_str).collect(),
         _ => out
@@ -239,14 +329,14 @@ pub fn enrich(trace_id: &str, summary: Option<&Value>, mut spans: Vec<Span>) -> 
     let (first, last) = if out.is_empty() {
         (0, 0)
     } else {
-        (first, last)
+        (totals.first, totals.last)
     };
     let mut summary = Map::new();
     summary.insert("trace_id".into(), json!(trace_id));
     summary.insert("duration_ms".into(), json!((last - first).max(0)));
     summary.insert("start_time_utc".into(), json!(iso(first)));
     summary.insert("start_timestamp_ms".into(), json!(first));
-    summary.insert("is_error".into(), json!(listed_error || errors > 0));
+    summary.insert("is_error".into(), json!(listed_error || totals.errors > 0));
     summary.insert("endpoint_names".into(), json!(endpoint_names));
     summary.insert("end_time_utc".into(), json!(iso(last)));
     summary.insert("end_timestamp_ms".into(), json!(last));
@@ -256,29 +346,12 @@ pub fn enrich(trace_id: &str, summary: Option<&Value>, mut spans: Vec<Span>) -> 
             .and_then(|r| out.iter().find(|s| s.node_id == r))
             .map(|s| s.segment_id)),
     );
-    summary.insert("segment_count".into(), json!(segments.len()));
-    summary.insert("error_span_count".into(), json!(errors));
+    summary.insert("segment_count".into(), json!(totals.segments.len()));
+    summary.insert("error_span_count".into(), json!(totals.errors));
     if duplicates > 0 {
         summary.insert("duplicate_spans_dropped".into(), json!(duplicates));
     }
-
-    let trace = OutTrace {
-        trace_id,
-        summary,
-        span_count: out.len(),
-        services_involved: &services,
-        root_span_node_ids: &roots,
-        evomaster_run_id: run_ids.first().copied(),
-        evomaster_run_ids: (run_ids.len() > 1).then_some(run_ids.as_slice()),
-        spans: &out,
-    };
-    // Serializing plain structs and string-keyed maps cannot fail.
-    let json = serde_json::to_vec(&trace).unwrap_or_default();
-    Enriched {
-        json,
-        span_count: out.len(),
-        services: services.iter().map(|s| s.to_string()).collect(),
-    }
+    summary
 }
 
 #[derive(Serialize)]

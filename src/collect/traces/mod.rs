@@ -13,6 +13,7 @@
 
 pub mod client;
 pub mod enrich;
+mod list;
 pub mod query;
 pub mod writer;
 
@@ -22,15 +23,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, FixedOffset, SecondsFormat, Utc};
-use futures_util::stream::{self, StreamExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use client::{CallError, Failure, GraphQlClient, RetryPolicy};
+use list::{BasicPage, ListOutcome, LIST_CONCURRENCY};
 use query::{QueryDuration, QueryStep};
 use writer::{Format, TraceWriter};
 
@@ -237,39 +238,11 @@ pub async fn collect(
         cancel,
     };
 
-    let (timezone, timezone_source) = match s.timezone {
-        Timezone::Fixed(tz) => (tz, "config"),
-        Timezone::Auto => (ctx.oap_timezone().await?, "oap getTimeInfo"),
-    };
-    let protocol = match s.protocol {
-        Protocol::V1 => "v1",
-        Protocol::V2 => "v2",
-        Protocol::Auto => {
-            progress("probing query protocol".into());
-            if ctx.supports_v2().await? {
-                "v2"
-            } else {
-                "v1"
-            }
-        }
-    };
+    let (timezone, timezone_source) = ctx.timezone().await?;
+    let protocol = ctx.protocol(progress).await?;
     let duration = QueryDuration::bucket(s.from, s.until, s.step, timezone);
 
-    let writer = TraceWriter::create(&s.path, s.format).map_err(|source| TraceError::Io {
-        path: s.path.clone(),
-        source,
-    })?;
-    // File writes happen on a blocking thread so they never stall the async workers; the
-    // channel bounds how many finished traces can wait for the disk.
-    let (wtx, mut wrx) = mpsc::channel::<Vec<u8>>(s.workers.max(1) * 2);
-    let writer_thread = tokio::task::spawn_blocking(move || {
-        let mut writer = writer;
-        while let Some(t) = wrx.blocking_recv() {
-            writer.write_trace(&t)?;
-        }
-        Ok::<_, std::io::Error>(writer)
-    });
-
+    let (wtx, writer_thread) = spawn_writer(s)?;
     let stats = if protocol == "v2" {
         ctx.run_v2(&duration, timezone, wtx, progress).await
     } else {
@@ -303,19 +276,7 @@ pub async fn collect(
         failed_path: None,
         elapsed: Duration::ZERO,
     };
-    if !report.failed.is_empty() {
-        let failed_path = writer::failed_traces_path(&s.path);
-        let failed = report.failed.clone();
-        let target = failed_path.clone();
-        tokio::task::spawn_blocking(move || writer::write_failed(&target, &failed))
-            .await
-            .map_err(|e| TraceError::Config(format!("writer thread failed: {e}")))?
-            .map_err(|source| TraceError::Io {
-                path: failed_path.clone(),
-                source,
-            })?;
-        report.failed_path = Some(failed_path);
-    }
+    report.failed_path = write_failed_traces(s, &report.failed).await?;
     report.elapsed = started.elapsed();
     let meta = report.metadata(s);
     let path = tokio::task::spawn_blocking(move || writer.finish(&meta))
@@ -328,6 +289,49 @@ pub async fn collect(
     report.path = path;
     report.elapsed = started.elapsed();
     Ok(report)
+}
+
+/// The thread writing the data file; it hands the writer back to be finished.
+type WriterThread = JoinHandle<std::io::Result<TraceWriter>>;
+
+/// Creates the data file and the thread that writes it. File writes happen on a blocking
+/// thread so they never stall the async workers; the channel bounds how many finished traces
+/// can wait for the disk.
+fn spawn_writer(s: &Settings) -> Result<(mpsc::Sender<Vec<u8>>, WriterThread), TraceError> {
+    let writer = TraceWriter::create(&s.path, s.format).map_err(|source| TraceError::Io {
+        path: s.path.clone(),
+        source,
+    })?;
+    let (wtx, mut wrx) = mpsc::channel::<Vec<u8>>(s.workers.max(1) * 2);
+    let writer_thread = tokio::task::spawn_blocking(move || {
+        let mut writer = writer;
+        while let Some(t) = wrx.blocking_recv() {
+            writer.write_trace(&t)?;
+        }
+        Ok::<_, std::io::Error>(writer)
+    });
+    Ok((wtx, writer_thread))
+}
+
+/// Writes the `failed_traces` file beside the data when a trace was lost.
+async fn write_failed_traces(
+    s: &Settings,
+    failed: &[FailedTrace],
+) -> Result<Option<PathBuf>, TraceError> {
+    if failed.is_empty() {
+        return Ok(None);
+    }
+    let failed_path = writer::failed_traces_path(&s.path);
+    let failed = failed.to_vec();
+    let target = failed_path.clone();
+    tokio::task::spawn_blocking(move || writer::write_failed(&target, &failed))
+        .await
+        .map_err(|e| TraceError::Config(format!("writer thread failed: {e}")))?
+        .map_err(|source| TraceError::Io {
+            path: failed_path.clone(),
+            source,
+        })?;
+    Ok(Some(failed_path))
 }
 
 struct Ctx<'a> {
@@ -368,6 +372,32 @@ impl Ctx<'_> {
         }
     }
 
+    /// The timezone `Duration` strings are sent in, and where it came from.
+    async fn timezone(&self) -> Result<(FixedOffset, &'static str), TraceError> {
+        Ok(match self.s.timezone {
+            Timezone::Fixed(tz) => (tz, "config"),
+            Timezone::Auto => (self.oap_timezone().await?, "oap getTimeInfo"),
+        })
+    }
+
+    async fn protocol(
+        &self,
+        progress: &(dyn Fn(String) + Send + Sync),
+    ) -> Result<&'static str, TraceError> {
+        Ok(match self.s.protocol {
+            Protocol::V1 => "v1",
+            Protocol::V2 => "v2",
+            Protocol::Auto => {
+                progress("probing query protocol".into());
+                if self.supports_v2().await? {
+                    "v2"
+                } else {
+                    "v1"
+                }
+            }
+        })
+    }
+
     async fn supports_v2(&self) -> Result<bool, TraceError> {
         match self
             .client
@@ -401,177 +431,8 @@ impl Ctx<'_> {
         })
     }
 
-    fn condition(&self, slice: &Slice, page: u32) -> Value {
-        let mut c = json!({
-            "queryDuration": slice.duration.to_json(),
-            "traceState": self.s.trace_state,
-            "queryOrder": self.s.query_order,
-            "paging": { "pageNum": page, "pageSize": self.s.page_size },
-        });
-        // The OAP reads 0 as "no bound" for both (TraceQueryEsDAO.queryBasicTraces).
-        if slice.min_latency > 0 {
-            c["minTraceDuration"] = json!(slice.min_latency);
-        }
-        if let Some(m) = slice.max_latency {
-            c["maxTraceDuration"] = json!(m);
-        }
-        json!({ "condition": c })
-    }
-
     fn full(&self, seen: u64) -> bool {
         self.s.size.is_some_and(|n| seen >= n)
-    }
-
-    async fn page<P: ListPage>(&self, slice: &Slice, n: u32) -> Result<P, Failure> {
-        self.client
-            .call(P::DOCUMENT, self.condition(slice, n), self.cancel)
-            .await
-    }
-
-    /// Lists every row of the window into `tx`, slice by slice, pages of a slice in order.
-    ///
-    /// Only an empty or short page ends a slice: with segment rows (one per segment of a
-    /// cross-service trace) a full page of already-seen traces is normal. A slice whose rows
-    /// would pass the OAP's result window (`from + size` ≤ `result_window` on Elasticsearch) is
-    /// bisected — by time down to one second (the finest `Duration` step), then by latency —
-    /// before it is paged; see docs/collect-traces.md.
-    async fn list<P: ListPage>(
-        &self,
-        top: &QueryDuration,
-        tz: FixedOffset,
-        tx: mpsc::Sender<P>,
-    ) -> Result<ListOutcome, TraceError> {
-        let size = self.s.page_size as usize;
-        let mut max_pages = (self.s.result_window / self.s.page_size).max(1);
-        let mut out = ListOutcome::default();
-        let mut stack = vec![Slice {
-            duration: top.clone(),
-            min_latency: self.s.min_trace_duration.unwrap_or(0),
-            max_latency: self.s.max_trace_duration,
-        }];
-        let what = |slice: &Slice, n: u32| {
-            format!(
-                "{} page {n} of [{} .. {}]",
-                P::ROOT,
-                slice.duration.start,
-                slice.duration.end
-            )
-        };
-        // A page answered with the OAP's "Result window is too large": the slice is split, and
-        // a window smaller than configured is adopted for the remaining slices.
-        let shrink = |f: &Failure, max_pages: &mut u32| -> bool {
-            let Some(limit) = f.error.result_window() else {
-                return false;
-            };
-            let fits = limit.map_or(*max_pages / 2, |l| l / self.s.page_size);
-            *max_pages = fits.clamp(1, (*max_pages).max(1));
-            true
-        };
-        'slices: while let Some(slice) = stack.pop() {
-            out.slices += 1;
-            let first: P = match self.page(&slice, 1).await {
-                Ok(p) => p,
-                Err(f) if shrink(&f, &mut max_pages) => {
-                    self.split(&slice, None, tz, &mut stack)?;
-                    continue;
-                }
-                Err(f) => return Err(self.call_error(&what(&slice, 1), f)),
-            };
-            out.pages += 1;
-            if first.rows() < size {
-                if tx.send(first).await.is_err() {
-                    return Ok(out);
-                }
-                continue;
-            }
-            // A full first page: ask for the last page the result window allows. If that one
-            // is full too, the slice may hold more rows than the OAP will page through.
-            let probe: Option<P> = if max_pages > 1 {
-                match self.page(&slice, max_pages).await {
-                    Ok(p) => {
-                        out.pages += 1;
-                        Some(p).filter(|p: &P| p.rows() < size)
-                    }
-                    Err(f) if shrink(&f, &mut max_pages) => None,
-                    Err(f) => return Err(self.call_error(&what(&slice, max_pages), f)),
-                }
-            } else {
-                None
-            };
-            let Some(probe) = probe else {
-                let longest = (self.s.query_order == QueryOrder::ByDuration)
-                    .then(|| first.max_latency())
-                    .flatten();
-                self.split(&slice, longest, tz, &mut stack)?;
-                continue;
-            };
-            if tx.send(first).await.is_err() {
-                return Ok(out);
-            }
-            // Offset paging is stateless on the OAP, so the pages in between are requested
-            // concurrently and consumed in order.
-            let last = max_pages;
-            let current = &slice;
-            let mut pages = stream::iter(2..last)
-                .map(|n| async move { (n, self.page::<P>(current, n).await) })
-                .buffered(LIST_CONCURRENCY);
-            while let Some((n, r)) = pages.next().await {
-                let p = match r {
-                    Ok(p) => p,
-                    Err(f) if shrink(&f, &mut max_pages) => {
-                        drop(pages);
-                        // Rows already listed are listed again and de-duplicated by id.
-                        self.split(&slice, None, tz, &mut stack)?;
-                        continue 'slices;
-                    }
-                    Err(f) => return Err(self.call_error(&what(&slice, n), f)),
-                };
-                out.pages += 1;
-                let short = p.rows() < size;
-                if tx.send(p).await.is_err() {
-                    return Ok(out);
-                }
-                if short {
-                    continue 'slices;
-                }
-            }
-            if tx.send(probe).await.is_err() {
-                return Ok(out);
-            }
-        }
-        out.exhausted = true;
-        Ok(out)
-    }
-
-    /// Replaces an overflowing slice by two halves, the half to list first on top: the later
-    /// half for BY_START_TIME (newest first, as the OAP orders), the longer half for
-    /// BY_DURATION, so `size` keeps the same traces it would without slicing.
-    fn split(
-        &self,
-        slice: &Slice,
-        longest: Option<u32>,
-        tz: FixedOffset,
-        stack: &mut Vec<Slice>,
-    ) -> Result<(), TraceError> {
-        let by_duration = self.s.query_order == QueryOrder::ByDuration;
-        let halves = if by_duration {
-            slice
-                .split_latency(longest)
-                .or_else(|| slice.split_time(tz))
-        } else {
-            slice.split_time(tz).or_else(|| slice.split_latency(None))
-        };
-        let Some((first, second)) = halves else {
-            return Err(TraceError::Config(format!(
-                "more segment rows than the OAP's result window ({} rows) within one second \
-                 ({} .. {}) and one trace duration: raise the storage's result window \
-                 (Elasticsearch `index.max_result_window`) and `result_window` to match",
-                self.s.result_window, slice.duration.start, slice.duration.end
-            )));
-        };
-        stack.push(second);
-        stack.push(first);
-        Ok(())
     }
 
     /// v1: the pager lists segment rows, the lister turns them into new trace ids for the
@@ -584,115 +445,28 @@ impl Ctx<'_> {
         progress: &(dyn Fn(String) + Send + Sync),
     ) -> Result<Stats, TraceError> {
         let workers = self.s.workers.max(1);
-        let (tx, mut rx) = mpsc::channel::<(String, Value)>(workers * 2);
-        let (ptx, mut prx) = mpsc::channel::<BasicPage>(LIST_CONCURRENCY);
-        let mut stats = Stats::default();
-        // Shared with the progress line: how many ids the pager has handed out so far, and
-        // whether that number is final.
-        let listed_so_far = AtomicU64::new(0);
-        let listing_done = AtomicBool::new(false);
-        let (listed_ref, done_ref) = (&listed_so_far, &listing_done);
+        let (tx, rx) = mpsc::channel::<(String, Value)>(workers * 2);
+        let (ptx, prx) = mpsc::channel::<BasicPage>(LIST_CONCURRENCY);
+        let handed_out = Listed::default();
+        let mut pool = Pool {
+            ctx: self,
+            listed: &handed_out,
+            progress,
+            stats: Stats::default(),
+            done: 0,
+            last_progress: Instant::now(),
+        };
 
         let pager = self.list::<BasicPage>(duration, tz, ptx);
-        let ids = async move {
-            let mut seen: HashSet<String> = HashSet::new();
-            let mut duplicates = 0u64;
-            'pages: while let Some(page) = prx.recv().await {
-                for basic in page.query_basic_traces.traces {
-                    // A segment may belong to several traces; each id is fetched once.
-                    let ids: Vec<String> = basic
-                        .get("traceIds")
-                        .and_then(Value::as_array)
-                        .into_iter()
-                        .flatten()
-                        .filter_map(Value::as_str)
-                        .map(str::to_string)
-                        .collect();
-                    for id in ids {
-                        if self.full(seen.len() as u64) {
-                            break 'pages;
-                        }
-                        if seen.contains(&id) {
-                            duplicates += 1;
-                            continue;
-                        }
-                        seen.insert(id.clone());
-                        listed_ref.store(seen.len() as u64, Ordering::Relaxed);
-                        if tx.send((id, basic.clone())).await.is_err() {
-                            break 'pages;
-                        }
-                    }
-                }
-            }
-            done_ref.store(true, Ordering::Relaxed);
-            (seen.len() as u64, duplicates)
-        };
-
-        let fetcher = {
-            let stats = &mut stats;
-            async move {
-                // Each fetch (request, JSON parsing, enrichment, serialization) is its own task
-                // so every runtime thread shares the CPU work; the set aborts them if the
-                // collection stops early, so none outlives the step.
-                let mut tasks: JoinSet<Result<Done, FetchFailure>> = JoinSet::new();
-                let mut open = true;
-                let mut last = Instant::now();
-                let mut done = 0u64;
-                loop {
-                    let r = tokio::select! {
-                        next = rx.recv(), if open && tasks.len() < workers => {
-                            match next {
-                                Some((id, basic)) => {
-                                    tasks.spawn(fetch_v1(self.client.clone(), self.cancel.clone(), id, basic));
-                                }
-                                None => open = false,
-                            }
-                            continue;
-                        }
-                        Some(r) = tasks.join_next(), if !tasks.is_empty() => r,
-                        else => break,
-                    };
-                    let r =
-                        r.map_err(|e| TraceError::Config(format!("trace fetch task failed: {e}")))?;
-                    match r {
-                        Ok(d) => {
-                            stats.spans += d.spans;
-                            stats.services.extend(d.services);
-                            if wtx.send(d.json).await.is_err() {
-                                return Err(writer_gone(&self.s.path));
-                            }
-                        }
-                        Err(f) if matches!(f.reason_kind, ReasonKind::Cancelled) => {
-                            return Err(TraceError::Cancelled)
-                        }
-                        Err(f) => stats.failed.push(f.trace),
-                    }
-                    done += 1;
-                    if last.elapsed() >= Duration::from_millis(250) {
-                        last = Instant::now();
-                        let listed = listed_ref.load(Ordering::Relaxed);
-                        let more = if done_ref.load(Ordering::Relaxed) {
-                            ""
-                        } else {
-                            "+ (listing)"
-                        };
-                        progress(format!(
-                            "{done}/{listed}{more} traces, {} failed",
-                            stats.failed.len()
-                        ));
-                    }
-                }
-                drop(wtx);
-                Ok::<_, TraceError>(done)
-            }
-        };
-
+        let ids = self.hand_out_ids(prx, tx, &handed_out);
+        let fetcher = pool.run(rx, wtx);
         let (listing, (listed, duplicates), fetched) = tokio::join!(pager, ids, fetcher);
         if self.cancel.is_cancelled() {
             return Err(TraceError::Cancelled);
         }
         let listing = listing?;
         let done = fetched?;
+        let mut stats = pool.stats;
         progress(format!(
             "{done}/{listed} traces, {} failed",
             stats.failed.len()
@@ -701,6 +475,39 @@ impl Ctx<'_> {
         stats.duplicates = duplicates;
         stats.set_listing(&listing, self.full(listed));
         Ok(stats)
+    }
+
+    /// Turns listed segment rows into trace ids not handed out before, until `size` is
+    /// reached or the pool stops taking them; returns the ids handed out and the duplicates.
+    async fn hand_out_ids(
+        &self,
+        mut prx: mpsc::Receiver<BasicPage>,
+        tx: mpsc::Sender<(String, Value)>,
+        listed: &Listed,
+    ) -> (u64, u64) {
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut duplicates = 0u64;
+        'pages: while let Some(page) = prx.recv().await {
+            for basic in page.query_basic_traces.traces {
+                // A segment may belong to several traces; each id is fetched once.
+                for id in trace_ids(&basic) {
+                    if self.full(seen.len() as u64) {
+                        break 'pages;
+                    }
+                    if seen.contains(&id) {
+                        duplicates += 1;
+                        continue;
+                    }
+                    seen.insert(id.clone());
+                    listed.so_far.store(seen.len() as u64, Ordering::Relaxed);
+                    if tx.send((id, basic.clone())).await.is_err() {
+                        break 'pages;
+                    }
+                }
+            }
+        }
+        listed.done.store(true, Ordering::Relaxed);
+        (seen.len() as u64, duplicates)
     }
 
     /// v2: pages carry whole traces, so there is nothing for a worker pool to fetch; pages are
@@ -764,71 +571,109 @@ impl Ctx<'_> {
     }
 }
 
-/// Page requests of one slice in flight at once.
-const LIST_CONCURRENCY: usize = 4;
-
-/// One part of the window, listed on its own so that its rows stay within the OAP's result
-/// window. Latency bounds use the protocol's convention: 0 / `None` is no bound.
-#[derive(Debug, Clone)]
-struct Slice {
-    duration: QueryDuration,
-    min_latency: u32,
-    max_latency: Option<u32>,
+/// Shared between the id lister and the progress line: how many ids were handed out so
+/// far, and whether that number is final.
+#[derive(Default)]
+struct Listed {
+    so_far: AtomicU64,
+    done: AtomicBool,
 }
 
-impl Slice {
-    /// Halves at a whole second, in SECOND steps: the finest the `Duration` type has, and the
-    /// granularity of the segment `time_bucket` the OAP filters on. Later half first.
-    fn split_time(&self, tz: FixedOffset) -> Option<(Slice, Slice)> {
-        let (a, b) = (self.duration.covers_from, self.duration.covers_until);
-        let span_s = (b - a).num_seconds();
-        if span_s < 2 {
-            return None;
-        }
-        let mid = a + chrono::Duration::seconds(span_s / 2);
-        let half = |from, until| Slice {
-            duration: QueryDuration::bucket(from, until, QueryStep::Second, tz),
-            ..self.clone()
-        };
-        Some((half(mid, b), half(a, mid)))
-    }
-
-    /// Halves the latency range `[min, max]` (`longest` bounds an open `max`); longer half
-    /// first. `[0, 0]` cannot be expressed (0 means "no bound"), so a lower half must end ≥ 1.
-    fn split_latency(&self, longest: Option<u32>) -> Option<(Slice, Slice)> {
-        let lo = self.min_latency;
-        let hi = self
-            .max_latency
-            .or(longest)
-            .unwrap_or(i32::MAX as u32)
-            .min(i32::MAX as u32);
-        if lo >= hi {
-            return None;
-        }
-        let mid = lo + (hi - lo) / 2;
-        if mid == 0 {
-            return None;
-        }
-        let upper = Slice {
-            min_latency: mid + 1,
-            max_latency: Some(hi),
-            ..self.clone()
-        };
-        let lower = Slice {
-            min_latency: lo,
-            max_latency: Some(mid),
-            ..self.clone()
-        };
-        Some((upper, lower))
-    }
+/// The trace ids of a v1 list row (`BasicTrace.traceIds`).
+fn trace_ids(basic: &Value) -> Vec<String> {
+    basic
+        .get("traceIds")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_string)
+        .collect()
 }
 
-#[derive(Debug, Default)]
-struct ListOutcome {
-    pages: u32,
-    slices: u32,
-    /// Every slice was paged to its end (not stopped by `size` or the consumer).
-    exhausted: bool,
+/// v1's worker pool: fetches the spans of each id handed out and passes finished traces to
+/// the writer.
+struct Pool<'c> {
+    ctx: &'c Ctx<'c>,
+    listed: &'c Listed,
+    progress: &'c (dyn Fn(String) + Send + Sync),
+    stats: Stats,
+    /// Traces finished, written or failed.
+    done: u64,
+    last_progress: Instant,
+}
+
+impl Pool<'_> {
+    /// Runs until the ids run out and every fetch has finished; returns how many finished.
+    async fn run(
+        &mut self,
+        mut rx: mpsc::Receiver<(String, Value)>,
+        wtx: mpsc::Sender<Vec<u8>>,
+    ) -> Result<u64, TraceError> {
+        let workers = self.ctx.s.workers.max(1);
+        // Each fetch (request, JSON parsing, enrichment, serialization) is its own task so
+        // every runtime thread shares the CPU work; the set aborts them if the collection
+        // stops early, so none outlives the step.
+        let mut tasks: JoinSet<Result<Done, FetchFailure>> = JoinSet::new();
+        let mut open = true;
+        loop {
+            let r = tokio::select! {
+                next = rx.recv(), if open && tasks.len() < workers => {
+                    match next {
+                        Some((id, basic)) => {
+                            let (client, cancel) = (self.ctx.client.clone(), self.ctx.cancel.clone());
+                            tasks.spawn(fetch_v1(client, cancel, id, basic));
+                        }
+                        None => open = false,
+                    }
+                    continue;
+                }
+                Some(r) = tasks.join_next(), if !tasks.is_empty() => r,
+                else => break,
+            };
+            let r = r.map_err(|e| TraceError::Config(format!("trace fetch task failed: {e}")))?;
+            self.record(r, &wtx).await?;
+        }
+        drop(wtx);
+        Ok(self.done)
+    }
+
+    /// Counts one finished fetch: a trace to write or a lost one to record.
+    async fn record(
+        &mut self,
+        r: Result<Done, FetchFailure>,
+        wtx: &mpsc::Sender<Vec<u8>>,
+    ) -> Result<(), TraceError> {
+        match r {
+            Ok(d) => {
+                self.stats.spans += d.spans;
+                self.stats.services.extend(d.services);
+                if wtx.send(d.json).await.is_err() {
+                    return Err(writer_gone(&self.ctx.s.path));
+                }
+            }
+            Err(f) if matches!(f.reason_kind, ReasonKind::Cancelled) => {
+                return Err(TraceError::Cancelled)
+            }
+            Err(f) => self.stats.failed.push(f.trace),
+        }
+        self.done += 1;
+        if self.last_progress.elapsed() >= Duration::from_millis(250) {
+            self.last_progress = Instant::now();
+            let listed = self.listed.so_far.load(Ordering::Relaxed);
+            let more = if self.listed.done.load(Ordering::Relaxed) {
+                ""
+            } else {
+                "+ (listing)"
+            };
+            (self.progress)(format!(
+                "{}/{listed}{more} traces, {} failed",
+                self.done,
+                self.stats.failed.len()
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Stats {
@@ -842,53 +687,6 @@ impl Stats {
         } else {
             "consumer stopped"
         };
-    }
-}
-
-/// A list page, as the pager needs to see it.
-trait ListPage: serde::de::DeserializeOwned + Send + 'static {
-    const DOCUMENT: &'static str;
-    const ROOT: &'static str;
-    fn rows(&self) -> usize;
-    /// The first row's latency: the slice's longest under BY_DURATION.
-    fn max_latency(&self) -> Option<u32>;
-}
-
-/// `data` of `BASIC_TRACES`: one row per segment.
-#[derive(Deserialize)]
-struct BasicPage {
-    #[serde(rename = "queryBasicTraces")]
-    query_basic_traces: BasicList,
-}
-
-#[derive(Deserialize)]
-struct BasicList {
-    traces: Vec<Value>,
-}
-
-impl ListPage for BasicPage {
-    const DOCUMENT: &'static str = query::BASIC_TRACES;
-    const ROOT: &'static str = "queryBasicTraces";
-    fn rows(&self) -> usize {
-        self.query_basic_traces.traces.len()
-    }
-    fn max_latency(&self) -> Option<u32> {
-        let d = self.query_basic_traces.traces.first()?.get("duration")?;
-        d.as_u64().and_then(|d| u32::try_from(d).ok())
-    }
-}
-
-impl ListPage for TracesV2 {
-    const DOCUMENT: &'static str = query::TRACES_V2;
-    const ROOT: &'static str = "queryTraces";
-    fn rows(&self) -> usize {
-        self.query_traces.traces.len()
-    }
-    fn max_latency(&self) -> Option<u32> {
-        let spans = self.query_traces.traces.first()?.spans.as_ref()?;
-        let start = spans.iter().map(|s| s.start_time).min()?;
-        let end = spans.iter().map(|s| s.end_time).max()?;
-        u32::try_from((end - start).max(0)).ok()
     }
 }
 
@@ -986,4 +784,17 @@ fn writer_gone(path: &std::path::Path) -> TraceError {
 
 fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_list_row_names_every_trace_its_segment_belongs_to() {
+        let row = json!({"segmentId": "s", "traceIds": ["t1", 7, "t2", null]});
+        assert_eq!(trace_ids(&row), ["t1", "t2"]);
+        assert!(trace_ids(&json!({"segmentId": "s", "traceIds": null})).is_empty());
+        assert!(trace_ids(&json!({"segmentId": "s"})).is_empty());
+    }
 }
