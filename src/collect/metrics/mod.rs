@@ -234,7 +234,13 @@ impl Collection<'_> {
                         return (qi, ci, None);
                     }
                     let r = client
-                        .fetch(&job.queries[qi].query, window, job.step_ms, &path, self.cancel)
+                        .fetch(
+                            &job.queries[qi].query,
+                            window,
+                            job.step_ms,
+                            &path,
+                            self.cancel,
+                        )
                         .await;
                     if r.is_err() {
                         failed[qi].store(true, Ordering::Relaxed);
