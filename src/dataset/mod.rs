@@ -376,38 +376,47 @@ fn check_metrics(dir: &Path, exp: &str) -> Finding {
         }
         return f;
     }
-    let mut rows = 0u64;
-    let mut queries = BTreeSet::new();
+    let mut tally = MetricsTally::default();
     for name in csvs {
-        let path = dir.join(name);
-        let mut r = match csv::ReaderBuilder::new().flexible(true).from_path(&path) {
+        tally.check_csv(&dir.join(name), name, &mut f);
+    }
+    f.summary = format!("{} rows, {} queries", tally.rows, tally.queries.len());
+    f
+}
+
+/// What the metrics CSVs of one experiment hold, over all of them.
+#[derive(Default)]
+struct MetricsTally {
+    rows: u64,
+    /// The distinct `metric_name`s.
+    queries: BTreeSet<String>,
+}
+
+impl MetricsTally {
+    /// One metrics CSV; its rows are read up to the first bad one.
+    fn check_csv(&mut self, path: &Path, name: &str, f: &mut Finding) {
+        let mut r = match csv::ReaderBuilder::new().flexible(true).from_path(path) {
             Ok(r) => r,
             Err(e) => {
                 f.problem(format!("{name}: {e}"));
-                continue;
+                return;
             }
         };
         let header: Vec<String> = match r.headers() {
             Ok(h) => h.iter().map(str::to_string).collect(),
             Err(e) => {
                 f.problem(format!("{name}: {e}"));
-                continue;
+                return;
             }
         };
-        if header.get(..4)
-            != Some(&["metric_name", "timestamp", "datetime", "value"].map(String::from)[..])
-        {
-            f.problem(format!(
-                "{name}: header starts `{}`, want `metric_name,timestamp,datetime,value`",
-                header.iter().take(4).cloned().collect::<Vec<_>>().join(",")
-            ));
-            continue;
+        if check_metrics_header(name, &header, f) {
+            self.check_rows(name, header.len(), &mut r, f);
         }
-        if header.iter().any(|h| h == "__name__") {
-            f.problem(format!(
-                "{name}: a `__name__` column (the published CSVs have none)"
-            ));
-        }
+    }
+
+    /// Counts rows and queries; stops at the first row that is not as wide as the header or
+    /// whose timestamp is not a number.
+    fn check_rows(&mut self, name: &str, width: usize, r: &mut csv::Reader<File>, f: &mut Finding) {
         let mut record = csv::StringRecord::new();
         let mut line = 1u64;
         loop {
@@ -420,12 +429,11 @@ fn check_metrics(dir: &Path, exp: &str) -> Finding {
                 }
             }
             line += 1;
-            rows += 1;
-            if record.len() != header.len() {
+            self.rows += 1;
+            if record.len() != width {
                 f.problem(format!(
-                    "{name}: line {line} has {} fields, the header {}",
+                    "{name}: line {line} has {} fields, the header {width}",
                     record.len(),
-                    header.len()
                 ));
                 break;
             }
@@ -436,13 +444,31 @@ fn check_metrics(dir: &Path, exp: &str) -> Finding {
                 ));
                 break;
             }
-            if !queries.contains(&record[0]) {
-                queries.insert(record[0].to_string());
+            if !self.queries.contains(&record[0]) {
+                self.queries.insert(record[0].to_string());
             }
         }
     }
-    f.summary = format!("{rows} rows, {} queries", queries.len());
-    f
+}
+
+/// The fixed columns first, and no `__name__`. Returns whether the rows can be checked (the
+/// fixed columns are there).
+fn check_metrics_header(name: &str, header: &[String], f: &mut Finding) -> bool {
+    if header.get(..4)
+        != Some(&["metric_name", "timestamp", "datetime", "value"].map(String::from)[..])
+    {
+        f.problem(format!(
+            "{name}: header starts `{}`, want `metric_name,timestamp,datetime,value`",
+            header.iter().take(4).cloned().collect::<Vec<_>>().join(",")
+        ));
+        return false;
+    }
+    if header.iter().any(|h| h == "__name__") {
+        f.problem(format!(
+            "{name}: a `__name__` column (the published CSVs have none)"
+        ));
+    }
+    true
 }
 
 /// `trace_data/<EXP>/<EXP>_skywalking_traces_<ts>.json`: one `{metadata, traces}` document.

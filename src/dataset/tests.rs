@@ -151,6 +151,24 @@ fn a_conforming_dataset_passes() {
 }
 
 #[test]
+fn metrics_rows_are_read_up_to_the_first_bad_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = format!("{EXP}_metrics_{TS}.csv");
+    write(
+        dir.path(),
+        &csv,
+        "metric_name,timestamp,datetime,value\nup,1,x,1\ncpu,2,x,1\ncpu,soon,x,1\nmem,3,x,1\n",
+    );
+    let f = check_metrics(dir.path(), EXP);
+    assert_eq!(
+        f.problems,
+        [format!("{csv}: line 4: timestamp `soon` is not a number")]
+    );
+    // The bad row is counted; neither it nor what follows adds a query.
+    assert_eq!(f.summary, "3 rows, 2 queries");
+}
+
+#[test]
 fn each_violation_is_reported() {
     let m = format!("metric_data/{EXP}/{EXP}_metrics_{TS}.csv");
     let m2 = m.clone();

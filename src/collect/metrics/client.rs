@@ -147,85 +147,104 @@ impl PromClient {
             .map_err(|e| Attempt::Retry(describe(&e)))?;
         let status = resp.status();
         if !status.is_success() {
-            // Error bodies are small JSON objects; a proxy's HTML page is cut short.
-            let body = read_limited(&mut resp, 64 * 1024).await;
-            let (error_type, error) = match serde_json::from_slice::<ErrorBody>(&body) {
-                Ok(b) => (b.error_type, b.error),
-                Err(_) => (
-                    String::new(),
-                    String::from_utf8_lossy(&body).trim().to_string(),
-                ),
-            };
-            let retry = status.is_server_error()
-                || status == StatusCode::TOO_MANY_REQUESTS
-                || status == StatusCode::REQUEST_TIMEOUT;
-            return Err(if retry {
-                Attempt::Retry(format!("HTTP {status} {error_type}: {error}"))
-            } else {
-                Attempt::Fatal(FetchError::Rejected {
-                    status: status.as_u16(),
-                    error_type,
-                    error,
-                })
-            });
+            return Err(refusal(status, &mut resp).await);
         }
-
         let spool =
             std::fs::File::create(spool).map_err(|e| fatal_io("creating spool file", spool, &e))?;
-        // The parser is synchronous (serde) and CPU-bound: it runs on a blocking thread and
-        // reads the body through a one-slot channel. When it falls behind, TCP pushes back on
-        // Prometheus, so a request holds about three body chunks (hyper's reach ~400 KB on
-        // loopback). 16 slots cost ~+6 MB peak RSS at 4 requests in flight and no speed.
-        let (tx, rx) = mpsc::channel::<Bytes>(1);
-        let parser = tokio::task::spawn_blocking(move || {
-            let mut w = SpoolWriter::new(spool);
-            // parse_matrix reads in 64 KB blocks itself: no BufReader.
-            let reader = ChannelReader {
-                rx,
-                cur: Bytes::new(),
-            };
-            let parsed = parse_matrix(reader, &mut w);
-            let file = w.finish();
-            (parsed, file)
-        });
-        let mut body_error = None;
-        loop {
-            match resp.chunk().await {
-                Ok(Some(bytes)) => {
-                    if tx.send(bytes).await.is_err() {
-                        // The parser stopped early; its error says why.
-                        break;
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    body_error = Some(describe(&e));
+        let (parsed, file) = parse_streamed(resp, spool).await?;
+        let parsed = parsed.map_err(|e| parse_failure(status, e))?;
+        file.map_err(|e| Attempt::Fatal(FetchError::Broken(format!("writing a spool file: {e}"))))?;
+        Ok(parsed)
+    }
+}
+
+/// A non-2xx response: retried when the server may heal (5xx, 429, 408), fatal otherwise.
+async fn refusal(status: StatusCode, resp: &mut reqwest::Response) -> Attempt {
+    // Error bodies are small JSON objects; a proxy's HTML page is cut short.
+    let body = read_limited(resp, 64 * 1024).await;
+    let (error_type, error) = match serde_json::from_slice::<ErrorBody>(&body) {
+        Ok(b) => (b.error_type, b.error),
+        Err(_) => (
+            String::new(),
+            String::from_utf8_lossy(&body).trim().to_string(),
+        ),
+    };
+    let retry = status.is_server_error()
+        || status == StatusCode::TOO_MANY_REQUESTS
+        || status == StatusCode::REQUEST_TIMEOUT;
+    if retry {
+        Attempt::Retry(format!("HTTP {status} {error_type}: {error}"))
+    } else {
+        Attempt::Fatal(FetchError::Rejected {
+            status: status.as_u16(),
+            error_type,
+            error,
+        })
+    }
+}
+
+/// Streams a 2xx body into [`parse_matrix`], which spools its samples to `spool`. Returns the
+/// parser's result and the spool file's; a body cut off mid-way is a retry.
+async fn parse_streamed(
+    mut resp: reqwest::Response,
+    spool: std::fs::File,
+) -> Result<(Result<Parsed, ParseError>, io::Result<std::fs::File>), Attempt> {
+    // The parser is synchronous (serde) and CPU-bound: it runs on a blocking thread and
+    // reads the body through a one-slot channel. When it falls behind, TCP pushes back on
+    // Prometheus, so a request holds about three body chunks (hyper's reach ~400 KB on
+    // loopback). 16 slots cost ~+6 MB peak RSS at 4 requests in flight and no speed.
+    let (tx, rx) = mpsc::channel::<Bytes>(1);
+    let parser = tokio::task::spawn_blocking(move || {
+        let mut w = SpoolWriter::new(spool);
+        // parse_matrix reads in 64 KB blocks itself: no BufReader.
+        let reader = ChannelReader {
+            rx,
+            cur: Bytes::new(),
+        };
+        let parsed = parse_matrix(reader, &mut w);
+        let file = w.finish();
+        (parsed, file)
+    });
+    let mut body_error = None;
+    loop {
+        match resp.chunk().await {
+            Ok(Some(bytes)) => {
+                if tx.send(bytes).await.is_err() {
+                    // The parser stopped early; its error says why.
                     break;
                 }
             }
-        }
-        drop(tx);
-        let (parsed, file) = parser
-            .await
-            .map_err(|e| Attempt::Fatal(FetchError::Broken(format!("response parser: {e}"))))?;
-        if let Some(e) = body_error {
-            return Err(Attempt::Retry(format!("reading the response: {e}")));
-        }
-        let parsed = parsed.map_err(|e| match e {
-            ParseError::Prometheus { error_type, error } => Attempt::Fatal(FetchError::Rejected {
-                status: status.as_u16(),
-                error_type,
-                error,
-            }),
-            ParseError::Malformed(m) => {
-                Attempt::Fatal(FetchError::Broken(format!("unreadable response: {m}")))
+            Ok(None) => break,
+            Err(e) => {
+                body_error = Some(describe(&e));
+                break;
             }
-            ParseError::Spool(e) => {
-                Attempt::Fatal(FetchError::Broken(format!("writing a spool file: {e}")))
-            }
-        })?;
-        file.map_err(|e| Attempt::Fatal(FetchError::Broken(format!("writing a spool file: {e}"))))?;
-        Ok(parsed)
+        }
+    }
+    drop(tx);
+    let outcome = parser
+        .await
+        .map_err(|e| Attempt::Fatal(FetchError::Broken(format!("response parser: {e}"))))?;
+    if let Some(e) = body_error {
+        return Err(Attempt::Retry(format!("reading the response: {e}")));
+    }
+    Ok(outcome)
+}
+
+/// A 2xx body the parser refused: Prometheus' own error (with the HTTP status), or not usable.
+fn parse_failure(status: StatusCode, e: ParseError) -> Attempt {
+    match e {
+        ParseError::Prometheus { error_type, error } => Attempt::Fatal(FetchError::Rejected {
+            status: status.as_u16(),
+            error_type,
+            error,
+        }),
+        ParseError::Malformed(m) => {
+            Attempt::Fatal(FetchError::Broken(format!("unreadable response: {m}")))
+        }
+        ParseError::Spool(e) => {
+            Attempt::Fatal(FetchError::Broken(format!("writing a spool file: {e}")))
+        }
     }
 }
 

@@ -135,55 +135,118 @@ pub async fn collect(
     progress: &(dyn Fn(String) + Send + Sync),
 ) -> Result<MetricsReport, MetricsError> {
     let client = PromClient::new(&job.endpoint, job.client.clone()).map_err(MetricsError::Setup)?;
-    let windows = chunks(job.start_ms, job.end_ms, job.step_ms, MAX_POINTS);
-    let out_dir = job
-        .output
+    let run = Collection {
+        job,
+        cancel,
+        progress,
+        windows: chunks(job.start_ms, job.end_ms, job.step_ms, MAX_POINTS),
+        spool_dir: spool_dir_beside(&job.output)?,
+    };
+    let fetched = run.fetch_all(&client).await?;
+    if cancel.is_cancelled() {
+        return Err(MetricsError::Cancelled);
+    }
+    let (reports, data) = run.summarize(fetched.results, fetched.errors);
+    let outputs = run.write_outputs(data).await?;
+    let chunks_per_query = run.windows.len();
+    drop(run);
+    Ok(assemble_report(
+        reports,
+        chunks_per_query,
+        fetched.requests,
+        outputs,
+    ))
+}
+
+/// A temporary folder beside the output (same disk, not a possibly memory-backed /tmp),
+/// removed on drop; the output's folder is created first.
+fn spool_dir_beside(output: &Path) -> Result<tempfile::TempDir, MetricsError> {
+    let out_dir = output
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."))
         .to_path_buf();
     std::fs::create_dir_all(&out_dir).map_err(io_err(format!("creating {}", out_dir.display())))?;
-    // Beside the output (same disk, not a possibly memory-backed /tmp); removed on drop.
-    let spool_dir = tempfile::Builder::new()
+    tempfile::Builder::new()
         .prefix(".ttplan-metrics-spool-")
         .tempdir_in(&out_dir)
         .map_err(io_err(format!(
             "creating a spool folder in {}",
             out_dir.display()
-        )))?;
+        )))
+}
 
-    let total = job.queries.len() * windows.len();
-    let done = AtomicUsize::new(0);
-    let failed: Vec<AtomicBool> = job.queries.iter().map(|_| AtomicBool::new(false)).collect();
-    let spool_path = |qi: usize, ci: usize| spool_dir.path().join(format!("q{qi}-c{ci}.spool"));
-    progress(format!("0/{total} requests"));
+/// What the phases of one [`collect`] share.
+struct Collection<'a> {
+    job: &'a MetricsJob,
+    cancel: &'a CancellationToken,
+    progress: &'a (dyn Fn(String) + Send + Sync),
+    windows: Vec<Chunk>,
+    spool_dir: tempfile::TempDir,
+}
 
-    let mut results: Vec<Vec<Option<parse::Parsed>>> = job
-        .queries
-        .iter()
-        .map(|_| (0..windows.len()).map(|_| None).collect())
-        .collect();
-    let mut errors: Vec<Option<FetchError>> = job.queries.iter().map(|_| None).collect();
-    {
-        let jobs = (0..job.queries.len()).flat_map(|qi| (0..windows.len()).map(move |ci| (qi, ci)));
+/// The fetch phase's results, indexed by query (and chunk).
+struct Fetched {
+    results: Vec<Vec<Option<parse::Parsed>>>,
+    /// Each query's first error (only under [`OnQueryError::Record`]).
+    errors: Vec<Option<FetchError>>,
+    requests: usize,
+}
+
+/// One written CSV: the query it holds (all when `None`), its path and what was written.
+struct OutputFile {
+    query: Option<String>,
+    path: PathBuf,
+    written: csv_out::Written,
+}
+
+impl Collection<'_> {
+    fn spool_path(&self, qi: usize, ci: usize) -> PathBuf {
+        self.spool_dir.path().join(format!("q{qi}-c{ci}.spool"))
+    }
+
+    /// Fetches every chunk of every query into its spool file, `concurrency` at a time.
+    async fn fetch_all(&self, client: &PromClient) -> Result<Fetched, MetricsError> {
+        let (job, windows) = (self.job, &self.windows);
+        let total = job.queries.len() * windows.len();
+        let done = AtomicUsize::new(0);
+        let failed: Vec<AtomicBool> = job.queries.iter().map(|_| AtomicBool::new(false)).collect();
+        (self.progress)(format!("0/{total} requests"));
+        let mut results: Vec<Vec<Option<parse::Parsed>>> = job
+            .queries
+            .iter()
+            .map(|_| (0..windows.len()).map(|_| None).collect())
+            .collect();
+        let mut errors: Vec<Option<FetchError>> = job.queries.iter().map(|_| None).collect();
+        // Collected: a lazy iterator of closures here trips the `Send` check of the caller's
+        // async_trait future (rustc cannot prove the closures `Send` for every lifetime).
+        let jobs: Vec<(usize, usize)> = (0..job.queries.len())
+            .flat_map(|qi| (0..windows.len()).map(move |ci| (qi, ci)))
+            .collect();
         let mut fetches = stream::iter(jobs)
             .map(|(qi, ci)| {
-                let (client, failed, done) = (&client, &failed, &done);
+                let (failed, done) = (&failed, &done);
                 let window: Chunk = windows[ci];
-                let path = spool_path(qi, ci);
+                let path = self.spool_path(qi, ci);
                 async move {
                     // A query that already failed is not worth more requests.
                     if failed[qi].load(Ordering::Relaxed) {
                         return (qi, ci, None);
                     }
                     let r = client
-                        .fetch(&job.queries[qi].query, window, job.step_ms, &path, cancel)
+                        .fetch(
+                            &job.queries[qi].query,
+                            window,
+                            job.step_ms,
+                            &path,
+                            self.cancel,
+                        )
                         .await;
                     if r.is_err() {
                         failed[qi].store(true, Ordering::Relaxed);
                     }
                     let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-                    progress(format!("{n}/{total} requests"));
+                    (self.progress)(format!("{n}/{total} requests"));
                     (qi, ci, Some(r))
                 }
             })
@@ -206,14 +269,35 @@ pub async fn collect(
                 }
             }
         }
-    }
-    if cancel.is_cancelled() {
-        return Err(MetricsError::Cancelled);
+        drop(fetches);
+        Ok(Fetched {
+            results,
+            errors,
+            requests: done.load(Ordering::Relaxed),
+        })
     }
 
-    let mut reports = Vec::with_capacity(job.queries.len());
-    let mut data = Vec::with_capacity(job.queries.len());
-    for (qi, q) in job.queries.iter().enumerate() {
+    /// Each query's report, and its rows to write (`None` for a failed query).
+    fn summarize(
+        &self,
+        results: Vec<Vec<Option<parse::Parsed>>>,
+        errors: Vec<Option<FetchError>>,
+    ) -> (Vec<QueryReport>, Vec<Option<QueryData>>) {
+        results
+            .into_iter()
+            .zip(errors)
+            .enumerate()
+            .map(|(qi, (chunks, error))| self.summarize_query(qi, chunks, error))
+            .unzip()
+    }
+
+    fn summarize_query(
+        &self,
+        qi: usize,
+        chunks: Vec<Option<parse::Parsed>>,
+        error: Option<FetchError>,
+    ) -> (QueryReport, Option<QueryData>) {
+        let q = &self.job.queries[qi];
         let mut report = QueryReport {
             name: q.name.clone(),
             query: q.query.clone(),
@@ -224,14 +308,12 @@ pub async fn collect(
             warnings: Vec::new(),
             file: None,
         };
-        if let Some(e) = errors[qi].take() {
+        if let Some(e) = error {
             report.status = QueryStatus::Error;
             report.error = Some(e.to_string());
-            reports.push(report);
-            data.push(None);
-            continue;
+            return (report, None);
         }
-        let (merged, histograms) = merge(std::mem::take(&mut results[qi]), &mut report.warnings);
+        let (merged, histograms) = merge(chunks, &mut report.warnings);
         report.series = merged.len() as u64;
         report.samples = merged
             .iter()
@@ -248,80 +330,120 @@ pub async fn collect(
                 "no series matched in the window".into()
             });
         }
-        reports.push(report);
-        data.push(Some(QueryData {
+        let data = QueryData {
             name: q.name.clone(),
             series: merged,
-            spools: (0..windows.len()).map(|ci| spool_path(qi, ci)).collect(),
-        }));
+            spools: (0..self.windows.len())
+                .map(|ci| self.spool_path(qi, ci))
+                .collect(),
+        };
+        (report, Some(data))
     }
 
-    let series_total: usize = data.iter().flatten().map(|d| d.series.len()).sum();
-    let (output, split) = (job.output.clone(), job.split);
-    let cancel_w = cancel.clone();
-    let progress_fn = |n: usize| progress(format!("writing CSV: {n}/{series_total} series"));
-    // Progress must be reported from the async side; the writer sends counts over a channel.
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<usize>();
-    let mut writer = tokio::task::spawn_blocking(move || {
-        let mut n = 0usize;
-        let mut tick = || {
-            n += 1;
-            if n % 64 == 0 || n == series_total {
-                let _ = tx.send(n);
+    /// Writes the CSV file(s) on a blocking thread, reporting progress every 64 series.
+    async fn write_outputs(
+        &self,
+        data: Vec<Option<QueryData>>,
+    ) -> Result<Vec<OutputFile>, MetricsError> {
+        let series_total: usize = data.iter().flatten().map(|d| d.series.len()).sum();
+        let (output, split) = (self.job.output.clone(), self.job.split);
+        let cancel = self.cancel.clone();
+        // Progress must be reported from the async side; the writer sends counts over a channel.
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<usize>();
+        let mut writer = tokio::task::spawn_blocking(move || {
+            let mut n = 0usize;
+            let mut tick = || {
+                n += 1;
+                if n % 64 == 0 || n == series_total {
+                    let _ = tx.send(n);
+                }
+            };
+            write_files(&output, split, &data, &cancel, &mut tick)
+        });
+        let outputs = loop {
+            tokio::select! {
+                Some(n) = rx.recv() => {
+                    (self.progress)(format!("writing CSV: {n}/{series_total} series"));
+                }
+                r = &mut writer => break r,
             }
         };
-        let mut outputs = Vec::new();
-        if split {
-            let present: Vec<&QueryData> = data.iter().flatten().collect();
-            let names = file_names(present.iter().map(|d| d.name.as_str()));
-            for (d, file_name) in present.into_iter().zip(names) {
-                let path = split_path(&output, &file_name);
-                let w = write_csv(&path, &[d], &cancel_w, &mut tick)
-                    .map_err(io_err(format!("writing {}", path.display())))?;
-                outputs.push((Some(d.name.clone()), path, w));
-            }
-        } else {
-            let all: Vec<&QueryData> = data.iter().flatten().collect();
-            let w = write_csv(&output, &all, &cancel_w, &mut tick)
-                .map_err(io_err(format!("writing {}", output.display())))?;
-            outputs.push((None, output.clone(), w));
-        }
-        Ok::<_, MetricsError>(outputs)
-    });
-    let outputs = loop {
-        tokio::select! {
-            Some(n) = rx.recv() => progress_fn(n),
-            r = &mut writer => break r,
-        }
-    };
-    let outputs = outputs
-        .map_err(|e| MetricsError::Setup(format!("CSV writer: {e}")))?
-        .map_err(|e| match e {
-            MetricsError::Io { source, .. } if source.kind() == std::io::ErrorKind::Interrupted => {
-                MetricsError::Cancelled
-            }
-            e => e,
-        })?;
-    drop(spool_dir);
+        outputs
+            .map_err(|e| MetricsError::Setup(format!("CSV writer: {e}")))?
+            .map_err(|e| match e {
+                MetricsError::Io { source, .. }
+                    if source.kind() == std::io::ErrorKind::Interrupted =>
+                {
+                    MetricsError::Cancelled
+                }
+                e => e,
+            })
+    }
+}
 
+/// One CSV of every query, or with `split` one per query (`<stem>_<query>.csv`).
+fn write_files(
+    output: &Path,
+    split: bool,
+    data: &[Option<QueryData>],
+    cancel: &CancellationToken,
+    tick: &mut impl FnMut(),
+) -> Result<Vec<OutputFile>, MetricsError> {
+    let present: Vec<&QueryData> = data.iter().flatten().collect();
+    if !split {
+        let written = write_csv(output, &present, cancel, tick)
+            .map_err(io_err(format!("writing {}", output.display())))?;
+        return Ok(vec![OutputFile {
+            query: None,
+            path: output.to_path_buf(),
+            written,
+        }]);
+    }
+    let names = file_names(present.iter().map(|d| d.name.as_str()));
+    let mut outputs = Vec::new();
+    for (d, file_name) in present.into_iter().zip(names) {
+        let path = split_path(output, &file_name);
+        let written = write_csv(&path, &[d], cancel, &mut *tick)
+            .map_err(io_err(format!("writing {}", path.display())))?;
+        outputs.push(OutputFile {
+            query: Some(d.name.clone()),
+            path,
+            written,
+        });
+    }
+    Ok(outputs)
+}
+
+/// The totals over the written files; each query that produced data points at its file.
+fn assemble_report(
+    queries: Vec<QueryReport>,
+    chunks_per_query: usize,
+    requests: usize,
+    outputs: Vec<OutputFile>,
+) -> MetricsReport {
     let mut report = MetricsReport {
-        queries: reports,
-        chunks_per_query: windows.len(),
-        requests: done.load(Ordering::Relaxed),
+        queries,
+        chunks_per_query,
+        requests,
         ..Default::default()
     };
-    for (name, path, w) in outputs {
-        report.rows += w.rows;
-        report.bytes += w.bytes;
-        report.digests.push((w.bytes, w.sha256));
+    for OutputFile {
+        query,
+        path,
+        written,
+    } in outputs
+    {
+        report.rows += written.rows;
+        report.bytes += written.bytes;
+        report.digests.push((written.bytes, written.sha256));
         for q in &mut report.queries {
-            if q.status != QueryStatus::Error && name.as_ref().is_none_or(|n| *n == q.name) {
+            if q.status != QueryStatus::Error && query.as_ref().is_none_or(|n| *n == q.name) {
                 q.file = Some(path.clone());
             }
         }
         report.files.push(path);
     }
-    Ok(report)
+    report
 }
 
 /// Stitches one query's chunk results: series keyed by labels (sorted), parts in chunk order.

@@ -137,99 +137,114 @@ impl Splitter {
         let mut i = 0;
         while i < bytes.len() {
             if self.capturing {
-                // Inside a series: copy runs of bytes that cannot change the structure.
-                let rest = &bytes[i..];
-                let run = rest
-                    .iter()
-                    .position(|b| matches!(b, b'"' | b'\\' | b'{' | b'}' | b'[' | b']'))
-                    .unwrap_or(rest.len());
-                if run > 0 && !self.esc {
-                    self.series.extend_from_slice(&rest[..run]);
-                    i += run;
-                    continue;
-                }
-                let b = bytes[i];
+                i += self.capture(&bytes[i..], on_series)?;
+            } else {
+                self.envelope_byte(bytes[i]);
                 i += 1;
-                self.series.push(b);
-                if self.in_str {
-                    if self.esc {
-                        self.esc = false;
-                    } else if b == b'\\' {
-                        self.esc = true;
-                    } else if b == b'"' {
-                        self.in_str = false;
-                    }
-                    continue;
-                }
-                match b {
-                    b'"' => self.in_str = true,
-                    b'{' | b'[' => self.depth += 1,
-                    b'}' | b']' => {
-                        self.depth -= 1;
-                        if self.depth == 3 {
-                            self.capturing = false;
-                            on_series(&self.series)?;
-                            self.series.clear();
-                            self.envelope.extend_from_slice(b"{}");
-                        }
-                    }
-                    _ => {}
-                }
-                continue;
             }
-            let b = bytes[i];
-            i += 1;
-            if self.in_str {
-                self.envelope.push(b);
-                if self.esc {
-                    self.esc = false;
-                } else if b == b'\\' {
-                    self.esc = true;
-                } else if b == b'"' {
-                    self.in_str = false;
-                    continue;
-                }
-                if self.depth <= 2 && self.text.len() < 32 {
-                    self.text.push(b);
-                }
-                continue;
-            }
-            match b {
-                b'"' => {
-                    self.in_str = true;
-                    self.text.clear();
-                }
-                b':' if self.depth <= 2 => self.keys[self.depth] = std::mem::take(&mut self.text),
-                b',' if self.depth <= 2 => self.keys[self.depth].clear(),
-                b'{' if self.depth == 3 && self.in_result => {
-                    self.capturing = true;
-                    self.depth += 1;
-                    self.series.clear();
-                    self.series.push(b);
-                    continue;
-                }
-                b'{' | b'[' => {
-                    if b == b'{' && self.depth == 1 && self.keys[1] == b"data" {
-                        self.in_data = true;
-                    }
-                    if b == b'[' && self.depth == 2 && self.in_data && self.keys[2] == b"result" {
-                        self.in_result = true;
-                    }
-                    self.depth += 1;
-                }
-                b'}' | b']' => {
-                    self.depth = self.depth.saturating_sub(1);
-                    match self.depth {
-                        2 => self.in_result = false,
-                        1 => self.in_data = false,
-                        _ => {}
-                    }
-                }
-                _ => {}
-            }
-            self.envelope.push(b);
         }
         Ok(())
+    }
+
+    /// Copies the start of `rest` into the series being captured; returns how many bytes it
+    /// took. At the series' closing brace the series goes to `on_series`.
+    #[inline]
+    fn capture<E>(
+        &mut self,
+        rest: &[u8],
+        on_series: &mut impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<usize, E> {
+        // Copy runs of bytes that cannot change the structure.
+        let run = rest
+            .iter()
+            .position(|b| matches!(b, b'"' | b'\\' | b'{' | b'}' | b'[' | b']'))
+            .unwrap_or(rest.len());
+        if run > 0 && !self.esc {
+            self.series.extend_from_slice(&rest[..run]);
+            return Ok(run);
+        }
+        let b = rest[0];
+        self.series.push(b);
+        if self.in_str {
+            self.string_byte(b);
+            return Ok(1);
+        }
+        match b {
+            b'"' => self.in_str = true,
+            b'{' | b'[' => self.depth += 1,
+            b'}' | b']' => {
+                self.depth -= 1;
+                if self.depth == 3 {
+                    self.capturing = false;
+                    on_series(&self.series)?;
+                    self.series.clear();
+                    self.envelope.extend_from_slice(b"{}");
+                }
+            }
+            _ => {}
+        }
+        Ok(1)
+    }
+
+    /// Tracks escapes and the closing quote of a string. Returns whether `b` closed it.
+    #[inline]
+    fn string_byte(&mut self, b: u8) -> bool {
+        if self.esc {
+            self.esc = false;
+        } else if b == b'\\' {
+            self.esc = true;
+        } else if b == b'"' {
+            self.in_str = false;
+            return true;
+        }
+        false
+    }
+
+    /// One byte outside the series: kept in the envelope (a series' opening brace starts a
+    /// capture instead), with the keys on the way to `data.result` tracked.
+    #[inline]
+    fn envelope_byte(&mut self, b: u8) {
+        if self.in_str {
+            self.envelope.push(b);
+            if !self.string_byte(b) && self.depth <= 2 && self.text.len() < 32 {
+                self.text.push(b);
+            }
+            return;
+        }
+        match b {
+            b'"' => {
+                self.in_str = true;
+                self.text.clear();
+            }
+            b':' if self.depth <= 2 => self.keys[self.depth] = std::mem::take(&mut self.text),
+            b',' if self.depth <= 2 => self.keys[self.depth].clear(),
+            b'{' if self.depth == 3 && self.in_result => {
+                self.capturing = true;
+                self.depth += 1;
+                self.series.clear();
+                self.series.push(b);
+                return;
+            }
+            b'{' | b'[' => {
+                if b == b'{' && self.depth == 1 && self.keys[1] == b"data" {
+                    self.in_data = true;
+                }
+                if b == b'[' && self.depth == 2 && self.in_data && self.keys[2] == b"result" {
+                    self.in_result = true;
+                }
+                self.depth += 1;
+            }
+            b'}' | b']' => {
+                self.depth = self.depth.saturating_sub(1);
+                match self.depth {
+                    2 => self.in_result = false,
+                    1 => self.in_data = false,
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+        self.envelope.push(b);
     }
 }
 

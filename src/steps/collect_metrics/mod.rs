@@ -2,6 +2,7 @@
 //! `metric_data/<EXP_NAME>/`. This module is the plan-facing shell (config, checks, outputs);
 //! the collector itself is [`crate::collect::metrics`].
 
+mod check;
 mod queries;
 
 use std::path::PathBuf;
@@ -12,17 +13,16 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::{Step, StepConfig, StepCtx, StepError, StepOutputs};
-use crate::collect::endpoint::{check_http_url, resolve_endpoint};
+use crate::collect::endpoint::resolve_endpoint;
+use crate::collect::file_ts;
 use crate::collect::metrics::client::ClientOptions;
 use crate::collect::metrics::{
-    collect, MetricsError, MetricsJob, NamedQuery, OnQueryError, QueryReport,
+    collect, MetricsError, MetricsJob, MetricsReport, NamedQuery, OnQueryError, QueryReport,
 };
 use crate::collect::window::{Empty, Floor, Lookback, WindowSpec};
-use crate::collect::{file_ts, parse_time};
-use crate::diag::{did_you_mean, Code, PlanDiag};
+use crate::diag::PlanDiag;
 use crate::kube::discovery;
 use crate::plan::node::Node;
-use crate::plan::template::Templates;
 use crate::plan::Duration;
 pub use queries::{Queries, QueryEntry};
 
@@ -182,25 +182,25 @@ fn summary(
     s
 }
 
-#[async_trait::async_trait]
-impl Step for CollectMetricsConfig {
-    async fn run(&self, ctx: &StepCtx) -> Result<StepOutputs, StepError> {
-        let step_started = Utc::now();
-        let (endpoint, endpoint_source) = resolve_endpoint(
-            ctx,
-            self.endpoint.as_deref(),
-            ENDPOINT_ENV,
-            &discovery::PROMETHEUS,
-            "Prometheus",
-        )
-        .await?;
-        let queries = self
-            .resolved_queries()
-            .map_err(|e| StepError::Failed(e.message))?;
-        let step_ms = self.step_ms().map_err(StepError::Failed)?;
+/// A finished collection, with what the step outputs and log say about it.
+struct Collected {
+    endpoint: String,
+    endpoint_source: String,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    report: MetricsReport,
+}
+
+impl CollectMetricsConfig {
+    /// `start`/`end`, defaulting to the run's start minus `padding` and the step's start.
+    fn window(
+        &self,
+        ctx: &StepCtx,
+        step_started: DateTime<Utc>,
+    ) -> Result<(DateTime<Utc>, DateTime<Utc>), StepError> {
         // Default bounds fall on whole seconds, so every sample's `timestamp` is an integer
         // (as in the published CSVs) instead of carrying the run start's milliseconds.
-        let (start, end) = WindowSpec {
+        WindowSpec {
             start: self.start.as_deref().map(|s| ("start", s)),
             end: self.end.as_deref().map(|e| ("end", e)),
             default_start: Some(Lookback {
@@ -213,8 +213,13 @@ impl Step for CollectMetricsConfig {
             empty: Empty::InstantOk,
         }
         .resolve_closed()
-        .map_err(StepError::Failed)?;
-        let output = match &self.output {
+        .map_err(StepError::Failed)
+    }
+
+    /// `output` under the output root, or the published layout's
+    /// `metric_data/<EXP_NAME>/<EXP_NAME>_metrics_<ts>.csv`.
+    fn output_path(&self, ctx: &StepCtx, step_started: DateTime<Utc>) -> PathBuf {
+        match &self.output {
             Some(p) if p.is_absolute() => p.clone(),
             Some(p) => ctx.out_dir().join(p),
             None => {
@@ -224,56 +229,30 @@ impl Step for CollectMetricsConfig {
                     .join(exp)
                     .join(format!("{exp}_metrics_{}.csv", file_ts(step_started)))
             }
-        };
-        let job = MetricsJob {
-            endpoint: endpoint.clone(),
-            queries,
-            start_ms: start.timestamp_millis(),
-            end_ms: end.timestamp_millis(),
-            step_ms,
-            concurrency: self.concurrency.max(1),
-            client: ClientOptions {
-                request_timeout: self.request_timeout.get(),
-                retries: self.request_retries,
-                backoff: std::time::Duration::from_millis(500),
-                compression: self.compression,
-            },
-            on_error: match self.on_query_error {
-                OnQueryErrorConfig::Fail => OnQueryError::Fail,
-                OnQueryErrorConfig::Record => OnQueryError::Record,
-            },
-            output,
-            split: self.split,
-        };
-        let progress = |m: String| ctx.progress(m);
-        let report = collect(&job, ctx.cancel_token(), &progress)
-            .await
-            .map_err(|e| match e {
-                MetricsError::Cancelled => StepError::Cancelled,
-                e => StepError::collect_said(e, |e| format!("{e} (Prometheus at {endpoint})")),
-            })?;
+        }
+    }
 
+    fn client_options(&self) -> ClientOptions {
+        ClientOptions {
+            request_timeout: self.request_timeout.get(),
+            retries: self.request_retries,
+            backoff: std::time::Duration::from_millis(500),
+            compression: self.compression,
+        }
+    }
+
+    /// The step's outputs; reports the queries without data and appends the summary to the
+    /// step log first.
+    fn outputs(&self, ctx: &StepCtx, c: Collected) -> Result<StepOutputs, StepError> {
         let rel = |p: &PathBuf| {
             p.strip_prefix(ctx.out_dir())
                 .unwrap_or(p)
                 .display()
                 .to_string()
         };
-        let queries: Vec<serde_json::Value> = report
-            .queries
-            .iter()
-            .map(|q: &QueryReport| {
-                serde_json::json!({
-                    "name": q.name,
-                    "series": q.series,
-                    "samples": q.samples,
-                    "status": q.status.as_str(),
-                    "error": q.error,
-                    "warnings": q.warnings,
-                    "file": q.file.as_ref().map(rel),
-                })
-            })
-            .collect();
+        let report = c.report;
+        let queries: Vec<serde_json::Value> =
+            report.queries.iter().map(|q| query_json(q, rel)).collect();
         let failed: Vec<&str> = report
             .queries
             .iter()
@@ -285,19 +264,19 @@ impl Step for CollectMetricsConfig {
         }
         let files: Vec<String> = report.files.iter().map(rel).collect();
         ctx.append_log(&summary(
-            &endpoint,
-            &endpoint_source,
-            start,
-            end,
+            &c.endpoint,
+            &c.endpoint_source,
+            c.start,
+            c.end,
             &report.queries,
             &files,
         ))?;
         let mut out = StepOutputs::default()
-            .endpoint("prometheus", &endpoint, &endpoint_source)
-            .value("endpoint", endpoint)
-            .value("endpoint_source", endpoint_source)
-            .value("start", iso(start))
-            .value("end", iso(end))
+            .endpoint("prometheus", &c.endpoint, &c.endpoint_source)
+            .value("endpoint", c.endpoint)
+            .value("endpoint_source", c.endpoint_source)
+            .value("start", iso(c.start))
+            .value("end", iso(c.end))
             .value("step", self.step.to_string())
             .value("chunks_per_query", report.chunks_per_query)
             .value("requests", report.requests)
@@ -319,123 +298,72 @@ impl Step for CollectMetricsConfig {
         out.artifacts = report.files;
         Ok(out)
     }
+}
+
+/// One query's entry in the `queries` output; `rel` makes its file relative to the output root.
+fn query_json(q: &QueryReport, rel: impl Fn(&PathBuf) -> String) -> serde_json::Value {
+    serde_json::json!({
+        "name": q.name,
+        "series": q.series,
+        "samples": q.samples,
+        "status": q.status.as_str(),
+        "error": q.error,
+        "warnings": q.warnings,
+        "file": q.file.as_ref().map(rel),
+    })
+}
+
+#[async_trait::async_trait]
+impl Step for CollectMetricsConfig {
+    async fn run(&self, ctx: &StepCtx) -> Result<StepOutputs, StepError> {
+        let step_started = Utc::now();
+        let (endpoint, endpoint_source) = resolve_endpoint(
+            ctx,
+            self.endpoint.as_deref(),
+            ENDPOINT_ENV,
+            &discovery::PROMETHEUS,
+            "Prometheus",
+        )
+        .await?;
+        let queries = self
+            .resolved_queries()
+            .map_err(|e| StepError::Failed(e.message))?;
+        let step_ms = self.step_ms().map_err(StepError::Failed)?;
+        let (start, end) = self.window(ctx, step_started)?;
+        let job = MetricsJob {
+            endpoint: endpoint.clone(),
+            queries,
+            start_ms: start.timestamp_millis(),
+            end_ms: end.timestamp_millis(),
+            step_ms,
+            concurrency: self.concurrency.max(1),
+            client: self.client_options(),
+            on_error: match self.on_query_error {
+                OnQueryErrorConfig::Fail => OnQueryError::Fail,
+                OnQueryErrorConfig::Record => OnQueryError::Record,
+            },
+            output: self.output_path(ctx, step_started),
+            split: self.split,
+        };
+        let progress = |m: String| ctx.progress(m);
+        let report = collect(&job, ctx.cancel_token(), &progress)
+            .await
+            .map_err(|e| match e {
+                MetricsError::Cancelled => StepError::Cancelled,
+                e => StepError::collect_said(e, |e| format!("{e} (Prometheus at {endpoint})")),
+            })?;
+        let collected = Collected {
+            endpoint,
+            endpoint_source,
+            start,
+            end,
+            report,
+        };
+        self.outputs(ctx, collected)
+    }
 
     fn check(&self, node: &Node, diags: &mut Vec<PlanDiag>) {
-        let span_of = |key: &str| node.get(key).map(|n| &n.span).or(Some(&node.span));
-        // Templated fields render when the step starts; they are checked then.
-        let templated = Templates::is_template;
-        let any_template = self
-            .queries
-            .0
-            .iter()
-            .chain(self.metric_sets.values().flat_map(|q| &q.0))
-            .any(|e| templated(&e.query) || e.name.as_deref().is_some_and(templated))
-            || self.sets.iter().flatten().any(|s| templated(s));
-        if !any_template {
-            if let Err(e) = self.resolved_queries() {
-                let label = match e.at {
-                    Some(queries::QueryAt::Sets(_)) => "no such metric set",
-                    Some(_) => "this query",
-                    None => "here",
-                };
-                let help = match e.at {
-                    Some(queries::QueryAt::Sets(i)) => self.sets.as_ref().and_then(|s| {
-                        s.get(i).map(|set| {
-                            did_you_mean(set, self.metric_sets.keys().map(String::as_str))
-                                .unwrap_or_else(|| {
-                                    format!(
-                                        "metric sets: {}",
-                                        self.metric_sets
-                                            .keys()
-                                            .map(String::as_str)
-                                            .collect::<Vec<_>>()
-                                            .join(", ")
-                                    )
-                                })
-                        })
-                    }),
-                    _ => None,
-                };
-                let message = match (&e.at, &help) {
-                    // The "did you mean" goes to the help line.
-                    (Some(queries::QueryAt::Sets(i)), Some(_)) => format!(
-                        "`sets` names `{}`, which is not in `metric_sets`",
-                        self.sets
-                            .as_ref()
-                            .and_then(|s| s.get(*i))
-                            .map_or("", String::as_str)
-                    ),
-                    _ => e.message.clone(),
-                };
-                diags.push(
-                    PlanDiag::new(
-                        Code::InvalidValue,
-                        message,
-                        queries::span_of(node, e.at.as_ref()),
-                    )
-                    .label(label)
-                    .help_opt(help),
-                );
-            }
-        }
-        for field in ["start", "end"] {
-            let v = if field == "start" {
-                &self.start
-            } else {
-                &self.end
-            };
-            if let Some(s) = v.as_deref().filter(|s| !templated(s)) {
-                if let Err(e) = parse_time(field, s) {
-                    diags.push(
-                        PlanDiag::new(Code::InvalidValue, e, span_of(field))
-                            .label("not an RFC 3339 time"),
-                    );
-                }
-            }
-        }
-        if let (Some(s), Some(e)) = (&self.start, &self.end) {
-            if let (Ok(s), Ok(e)) = (parse_time("start", s), parse_time("end", e)) {
-                if s > e {
-                    diags.push(
-                        PlanDiag::new(
-                            Code::InvalidValue,
-                            "`start` is after `end`: the window is empty",
-                            span_of("start"),
-                        )
-                        .label("after `end`"),
-                    );
-                }
-            }
-        }
-        if let Err(e) = self.step_ms() {
-            diags.push(PlanDiag::new(Code::InvalidValue, e, span_of("step")).label("too small"));
-        }
-        if self.concurrency == 0 {
-            diags.push(
-                PlanDiag::new(
-                    Code::InvalidValue,
-                    "`concurrency` must be at least 1",
-                    span_of("concurrency"),
-                )
-                .label("zero"),
-            );
-        }
-        if let Some(url) = self
-            .endpoint
-            .as_deref()
-            .filter(|u| !u.trim().is_empty() && !templated(u))
-        {
-            if let Err(e) = check_http_url(url.trim()) {
-                diags.push(
-                    PlanDiag::new(
-                        Code::InvalidValue,
-                        format!("`endpoint` `{url}` is not a usable URL: {e}"),
-                        span_of("endpoint"),
-                    )
-                    .label("not an http(s) URL"),
-                );
-            }
-        }
+        self.check_fields(node, diags);
     }
 }
 
