@@ -222,7 +222,101 @@ impl Step for ChaosBladeConfig {
 
     async fn run(&self, ctx: &StepCtx) -> Result<StepOutputs, StepError> {
         let kube = ctx.kube().await?;
-        let ns = self
+        let at = self.placement(ctx, kube).await?;
+        // In the ledger before `blade create` runs: an interrupted create is still recovered.
+        let recovery = self.recovery(ctx, &at);
+        let fault = ctx
+            .register_fault(
+                Self::KIND,
+                serde_json::to_value(&recovery).map_err(StepError::failed)?,
+                self.params(&at),
+            )
+            .await?;
+        ctx.progress(format!(
+            "injecting {} {} into {}/{}",
+            self.target, self.action, at.namespace, at.pod
+        ));
+        let created = match self.mode {
+            BladeMode::Cli => {
+                self.create_cli(ctx, kube, &at, recovery.kubeconfig.as_deref())
+                    .await?
+            }
+            BladeMode::Operator => self.create_operator(ctx, kube, &at).await?,
+        };
+        let uid = created.uid.clone();
+        let details = created.details(at.target(&self.service));
+        fault
+            .injected(InjectionDetails::ChaosBlade(details))
+            .await?;
+        Ok(StepOutputs::default()
+            .value("uid", uid)
+            .value("pod", at.pod)
+            .value("namespace", at.namespace))
+    }
+}
+
+/// Where the fault goes, resolved when the step starts.
+struct Placement {
+    namespace: String,
+    pod: String,
+    container: String,
+    /// The ChaosBlade object's name, known before creation (see [`Recovery::name`]).
+    object_name: String,
+}
+
+impl Placement {
+    /// The target as the labels name it before the operator reports the pods it injected.
+    fn target(&self, service: &str) -> ChaosBladeTarget {
+        ChaosBladeTarget {
+            namespace: self.namespace.clone(),
+            service: service.to_string(),
+            pods: vec![format!("{}/{}", self.namespace, self.pod)],
+            container: self.container.clone(),
+        }
+    }
+}
+
+/// The experiment once created: its uid, its object's name, and the operator's view of it.
+struct Created {
+    uid: String,
+    name: String,
+    /// The ChaosBlade object as last read, when it could be read.
+    seen: Option<DynamicObject>,
+}
+
+impl Created {
+    /// What the labels keep: with the object Running, the pods the operator reports injected
+    /// and the time it wrote that status.
+    fn details(self, mut target: ChaosBladeTarget) -> ChaosBladeInjection {
+        let mut controller_injected_at = None;
+        let mut controller_status = None;
+        if let Some(obj) = self.seen.as_ref().filter(|o| blade_phase(o) == "Running") {
+            let pods = blade_pods(obj);
+            if !pods.is_empty() {
+                target.pods = pods;
+            }
+            controller_injected_at = status_written_at(obj);
+            controller_status = Some(obj.data.get("status").cloned().unwrap_or(Value::Null));
+        }
+        ChaosBladeInjection {
+            object: ChaosBladeObject {
+                api_version: CHAOSBLADE_API.into(),
+                kind: "ChaosBlade".into(),
+                name: self.name,
+                uid: self.uid.clone(),
+            },
+            blade_uid: self.uid,
+            controller_injected_at,
+            controller_status,
+            target,
+        }
+    }
+}
+
+impl ChaosBladeConfig {
+    /// The namespace, container and Ready pod to hit, and the name the object will have.
+    async fn placement(&self, ctx: &StepCtx, kube: &Kube) -> Result<Placement, StepError> {
+        let namespace = self
             .namespace
             .clone()
             .unwrap_or_else(|| kube.namespace.clone());
@@ -230,149 +324,54 @@ impl Step for ChaosBladeConfig {
             .container
             .clone()
             .unwrap_or_else(|| self.service.clone());
-        let pod = ready_pod(kube, &ns, &self.service_label, &self.service).await?;
+        let pod = ready_pod(kube, &namespace, &self.service_label, &self.service).await?;
         let object_name = match self.mode {
             BladeMode::Operator => dns_name(&format!("{}-{}", ctx.exp_name(), ctx.step_name())),
             // What `blade` generates itself: 16 hex digits (chaosblade `util.GenerateUid`).
             BladeMode::Cli => random_uid(),
         };
-        let recovery = Recovery {
+        Ok(Placement {
+            namespace,
+            pod,
+            container,
+            object_name,
+        })
+    }
+
+    /// What the ledger keeps to destroy the experiment without the plan.
+    fn recovery(&self, ctx: &StepCtx, at: &Placement) -> Recovery {
+        Recovery {
             mode: self.mode,
             blade: self.blade.clone(),
             kubeconfig: kubeconfig_path(ctx.kube_settings()),
-            name: Some(object_name.clone()),
+            name: Some(at.object_name.clone()),
             timeout: self.recover_timeout,
             kube: ctx.kube_settings().clone(),
-        };
-        let params = FaultParams::ChaosBlade(ChaosBladeParams {
+        }
+    }
+
+    fn params(&self, at: &Placement) -> FaultParams {
+        FaultParams::ChaosBlade(ChaosBladeParams {
             kind: format!("chaosblade/{}/{}", self.target, self.action),
             target: self.target.clone(),
             action: self.action.clone(),
             flags: self.flags.clone(),
             service: self.service.clone(),
-            container: container.clone(),
+            container: at.container.clone(),
             process: self.process.clone(),
-        });
-        let fault = ctx
-            .register_fault(
-                Self::KIND,
-                serde_json::to_value(&recovery).map_err(StepError::failed)?,
-                params,
-            )
-            .await?;
-        let target = ChaosBladeTarget {
-            namespace: ns.clone(),
-            service: self.service.clone(),
-            pods: vec![format!("{ns}/{pod}")],
-            container: container.clone(),
-        };
-        ctx.progress(format!(
-            "injecting {} {} into {ns}/{pod}",
-            self.target, self.action
-        ));
-        let (uid, name, seen) = match self.mode {
-            BladeMode::Cli => {
-                let uid = self
-                    .create_cli(
-                        ctx,
-                        &object_name,
-                        &ns,
-                        &pod,
-                        &container,
-                        recovery.kubeconfig.as_deref(),
-                    )
-                    .await?;
-                // The operator's own view of what `blade` created, for the labels.
-                let seen = kube
-                    .get_opt(&chaosblade_resource(), None, &uid)
-                    .await
-                    .ok()
-                    .flatten();
-                (uid.clone(), uid, seen)
-            }
-            BladeMode::Operator => {
-                let obj = self
-                    .create_operator(ctx, kube, &object_name, &ns, &pod, &container)
-                    .await?;
-                (
-                    obj.metadata.uid.clone().unwrap_or_default(),
-                    object_name.clone(),
-                    Some(obj),
-                )
-            }
-        };
-        let mut target = target;
-        let mut details = ChaosBladeInjection {
-            object: ChaosBladeObject {
-                api_version: CHAOSBLADE_API.into(),
-                kind: "ChaosBlade".into(),
-                name,
-                uid: uid.clone(),
-            },
-            blade_uid: uid.clone(),
-            controller_injected_at: None,
-            controller_status: None,
-            target: target.clone(),
-        };
-        if let Some(obj) = seen.as_ref().filter(|o| blade_phase(o) == "Running") {
-            let pods = blade_pods(obj);
-            if !pods.is_empty() {
-                target.pods = pods;
-            }
-            details.controller_injected_at = status_written_at(obj);
-            details.controller_status =
-                Some(obj.data.get("status").cloned().unwrap_or(Value::Null));
-        }
-        details.target = target;
-        let details = InjectionDetails::ChaosBlade(details);
-        fault.injected(details).await?;
-        Ok(StepOutputs::default()
-            .value("uid", uid)
-            .value("pod", pod)
-            .value("namespace", ns))
+        })
     }
-}
 
-impl ChaosBladeConfig {
+    /// `blade create k8s …`: the experiment's uid from its answer, and the operator's view of
+    /// what it created.
     async fn create_cli(
         &self,
         ctx: &StepCtx,
-        uid: &str,
-        ns: &str,
-        pod: &str,
-        container: &str,
+        kube: &Kube,
+        at: &Placement,
         kubeconfig: Option<&std::path::Path>,
-    ) -> Result<String, StepError> {
-        let mut args = vec![
-            "create".to_string(),
-            "k8s".into(),
-            blade_target(&self.target),
-            self.action.clone(),
-        ];
-        for (k, v) in &self.flags {
-            args.push(format!("--{k}"));
-            args.push(v.clone());
-        }
-        args.extend([
-            "--names".into(),
-            pod.into(),
-            "--container-names".into(),
-            container.into(),
-            "--process".into(),
-            self.process.clone(),
-            "--namespace".into(),
-            ns.into(),
-            // Named in advance so that an interrupted create can still be destroyed.
-            "--uid".into(),
-            uid.into(),
-            // The CLI polls the operator this long (its default is 20s).
-            "--waiting-time".into(),
-            format!("{}s", self.inject_timeout.get().as_secs().max(1)),
-        ]);
-        if let Some(k) = kubeconfig {
-            args.push("--kubeconfig".into());
-            args.push(k.display().to_string());
-        }
+    ) -> Result<Created, StepError> {
+        let args = self.create_args(at, kubeconfig);
         let mut cmd = tokio::process::Command::new(&self.blade);
         cmd.args(&args);
         let out = tokio::select! {
@@ -400,46 +399,111 @@ impl ChaosBladeConfig {
         )
         .map_err(StepError::failed)?;
         // `blade create` answers the experiment uid as its result.
-        result.as_str().map(str::to_string).ok_or_else(|| {
+        let uid = result.as_str().map(str::to_string).ok_or_else(|| {
             StepError::failed(format!("blade create answered no experiment uid: {result}"))
+        })?;
+        // The operator's own view of what `blade` created, for the labels.
+        let seen = kube
+            .get_opt(&chaosblade_resource(), None, &uid)
+            .await
+            .ok()
+            .flatten();
+        Ok(Created {
+            name: uid.clone(),
+            uid,
+            seen,
         })
     }
 
+    /// The arguments of `blade create k8s <target> <action> …`.
+    fn create_args(&self, at: &Placement, kubeconfig: Option<&std::path::Path>) -> Vec<String> {
+        let mut args = vec![
+            "create".to_string(),
+            "k8s".into(),
+            blade_target(&self.target),
+            self.action.clone(),
+        ];
+        for (k, v) in &self.flags {
+            args.push(format!("--{k}"));
+            args.push(v.clone());
+        }
+        args.extend([
+            "--names".into(),
+            at.pod.clone(),
+            "--container-names".into(),
+            at.container.clone(),
+            "--process".into(),
+            self.process.clone(),
+            "--namespace".into(),
+            at.namespace.clone(),
+            // Named in advance so that an interrupted create can still be destroyed.
+            "--uid".into(),
+            at.object_name.clone(),
+            // The CLI polls the operator this long (its default is 20s).
+            "--waiting-time".into(),
+            format!("{}s", self.inject_timeout.get().as_secs().max(1)),
+        ]);
+        if let Some(k) = kubeconfig {
+            args.push("--kubeconfig".into());
+            args.push(k.display().to_string());
+        }
+        args
+    }
+
+    /// Creates the `ChaosBlade` object and waits until the operator reports it Running.
     async fn create_operator(
         &self,
         ctx: &StepCtx,
         kube: &Kube,
-        name: &str,
-        ns: &str,
-        pod: &str,
-        container: &str,
-    ) -> Result<DynamicObject, StepError> {
+        at: &Placement,
+    ) -> Result<Created, StepError> {
         let ar = chaosblade_resource();
         kube.ensure_resource("ChaosBlade", CHAOSBLADE_API, "ChaosBlade", "chaosblades")
             .await
             .map_err(|e| StepError::failed(e.to_string()))?;
+        let obj = self.operator_object(ctx, at)?;
+        kube.apply(&ar, None, &obj)
+            .await
+            .map_err(|e| StepError::failed(e.to_string()))?;
+        let obj = self.wait_running(ctx, kube, &at.object_name).await?;
+        Ok(Created {
+            uid: obj.metadata.uid.clone().unwrap_or_default(),
+            name: at.object_name.clone(),
+            seen: Some(obj),
+        })
+    }
+
+    /// The cluster-scoped `ChaosBlade` object for the operator.
+    fn operator_object(&self, ctx: &StepCtx, at: &Placement) -> Result<DynamicObject, StepError> {
         let mut matchers = vec![
-            json!({"name": "names", "value": [pod]}),
-            json!({"name": "namespace", "value": [ns]}),
-            json!({"name": "container-names", "value": [container]}),
+            json!({"name": "names", "value": [at.pod]}),
+            json!({"name": "namespace", "value": [at.namespace]}),
+            json!({"name": "container-names", "value": [at.container]}),
             json!({"name": "process", "value": [self.process]}),
         ];
         for (k, v) in &self.flags {
             matchers.push(json!({"name": k, "value": [v]}));
         }
-        let obj: DynamicObject = serde_json::from_value(json!({
+        serde_json::from_value(json!({
             "apiVersion": CHAOSBLADE_API, "kind": "ChaosBlade",
-            "metadata": {"name": name, "labels": {"ttplan.io/step": label_value(ctx.step_name())}},
+            "metadata": {"name": at.object_name, "labels": {"ttplan.io/step": label_value(ctx.step_name())}},
             "spec": {"experiments": [{
                 "scope": "container", "target": self.target, "action": self.action,
                 "desc": format!("ttplan {} {}", ctx.exp_name(), ctx.step_name()),
                 "matchers": matchers,
             }]},
         }))
-        .map_err(StepError::failed)?;
-        kube.apply(&ar, None, &obj)
-            .await
-            .map_err(|e| StepError::failed(e.to_string()))?;
+        .map_err(StepError::failed)
+    }
+
+    /// Polls the object `name` until the operator reports it Running (or failed).
+    async fn wait_running(
+        &self,
+        ctx: &StepCtx,
+        kube: &Kube,
+        name: &str,
+    ) -> Result<DynamicObject, StepError> {
+        let ar = chaosblade_resource();
         let deadline = tokio::time::Instant::now() + self.inject_timeout.get();
         loop {
             let cur = kube
@@ -476,19 +540,7 @@ fn recover<'a>(
         let r: Recovery = serde_json::from_value(record.recovery.clone())
             .map_err(|e| format!("fault `{}`: unreadable recovery data: {e}", record.id))?;
         let limit = ctx.timeout.unwrap_or(r.timeout.get());
-        let name = r
-            .name
-            .clone()
-            .or_else(|| match &record.details {
-                InjectionDetails::ChaosBlade(d) => Some(d.blade_uid.clone()),
-                _ => None,
-            })
-            .ok_or_else(|| {
-                format!(
-                    "fault `{}`: no ChaosBlade name or uid was recorded; find the experiment with `ttplan chaos ls` or `blade status --type create`",
-                    record.id
-                )
-            })?;
+        let name = recorded_name(record, &r)?;
         // CLI mode can do without the API (blade reaches the cluster itself); operator mode cannot.
         let kube = match (ctx.kube(&r.kube).await, r.mode) {
             (Ok(k), _) => Some(k),
@@ -520,22 +572,12 @@ fn recover<'a>(
             )
             .await
             .map_err(|e| {
-                let run_dir = ctx
-                    .log_path
-                    .parent()
-                    .and_then(std::path::Path::parent)
-                    .map(|d| d.display().to_string())
-                    .unwrap_or_else(|| "RUN_DIR".into());
-                let mut msg = e.to_string();
-                if let Some(b) = &blade_error {
-                    msg = format!("{b}; {msg}");
-                }
-                if !ctx.force && msg.contains(crate::kube::chaos::CHAOSBLADE_FINALIZER) {
-                    msg.push_str(&format!(
-                        " — remedy: `ttplan chaos clean --run {run_dir} --force`"
-                    ));
-                }
-                msg
+                delete_failure(
+                    e.to_string(),
+                    blade_error.as_deref(),
+                    ctx.force,
+                    &ctx.log_path,
+                )
             }),
             None => blade_error.map_or(Ok(()), Err),
         };
@@ -553,6 +595,49 @@ fn recover<'a>(
             ..RecoveryReport::default()
         }))
     })
+}
+
+/// The ChaosBlade object's name: the one the ledger names, else (older ledgers in CLI mode)
+/// the uid `blade create` answered.
+fn recorded_name(record: &FaultRecord, r: &Recovery) -> Result<String, String> {
+    r.name
+        .clone()
+        .or_else(|| match &record.details {
+            InjectionDetails::ChaosBlade(d) => Some(d.blade_uid.clone()),
+            _ => None,
+        })
+        .ok_or_else(|| {
+            format!(
+                "fault `{}`: no ChaosBlade name or uid was recorded; find the experiment with `ttplan chaos ls` or `blade status --type create`",
+                record.id
+            )
+        })
+}
+
+/// Why the object is still there (`error`), after what `blade destroy` said, with the
+/// `--force` remedy when the operator's finalizer holds it.
+fn delete_failure(
+    error: String,
+    blade_error: Option<&str>,
+    force: bool,
+    log_path: &std::path::Path,
+) -> String {
+    // `runs/<exp>/steps/<step>.recover.log` → `runs/<exp>`.
+    let run_dir = log_path
+        .parent()
+        .and_then(std::path::Path::parent)
+        .map(|d| d.display().to_string())
+        .unwrap_or_else(|| "RUN_DIR".into());
+    let mut msg = error;
+    if let Some(b) = blade_error {
+        msg = format!("{b}; {msg}");
+    }
+    if !force && msg.contains(crate::kube::chaos::CHAOSBLADE_FINALIZER) {
+        msg.push_str(&format!(
+            " — remedy: `ttplan chaos clean --run {run_dir} --force`"
+        ));
+    }
+    msg
 }
 
 /// `blade destroy UID --target k8s --kubeconfig K [--force-remove]`: without `--target k8s`
@@ -753,5 +838,47 @@ mod tests {
         .unwrap_err();
         assert!(!invalid.is_data_not_found());
         assert_eq!(parse_blade_answer("oops", "").unwrap_err().code, None);
+    }
+
+    #[test]
+    fn blade_create_is_given_the_pod_the_uid_and_the_flags_in_order() {
+        let step: ChaosBladeConfig = serde_json::from_value(json!({
+            "action": "delay", "service": "ts-order-service",
+            "flags": {"classname": "a.B", "methodname": "m", "time": "3000"},
+            "inject_timeout": "90s",
+        }))
+        .unwrap();
+        let at = Placement {
+            namespace: "ts".into(),
+            pod: "ts-order-service-1".into(),
+            container: "ts-order-service".into(),
+            object_name: "0123456789abcdef".into(),
+        };
+        let args = step.create_args(&at, Some(std::path::Path::new("/k/config")));
+        assert_eq!(
+            args.join(" "),
+            "create k8s container-jvm delay --classname a.B --methodname m --time 3000 \
+             --names ts-order-service-1 --container-names ts-order-service --process java \
+             --namespace ts --uid 0123456789abcdef --waiting-time 90s --kubeconfig /k/config"
+        );
+    }
+
+    #[test]
+    fn a_failed_delete_names_blades_error_and_the_force_remedy_for_the_finalizer() {
+        let log = std::path::Path::new("runs/exp1/steps/inject.recover.log");
+        let stuck = format!(
+            "ChaosBlade x is still there; finalizers: [{}]",
+            crate::kube::chaos::CHAOSBLADE_FINALIZER
+        );
+        assert_eq!(
+            delete_failure(stuck.clone(), Some("blade failed (code 1): boom"), false, log),
+            format!("blade failed (code 1): boom; {stuck} — remedy: `ttplan chaos clean --run runs/exp1 --force`")
+        );
+        // Already forced, or not the finalizer: no remedy.
+        assert_eq!(delete_failure(stuck.clone(), None, true, log), stuck);
+        assert_eq!(
+            delete_failure("forbidden".into(), None, false, log),
+            "forbidden"
+        );
     }
 }

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use super::api::command_env::{now, resolve_workdir, run_env};
-use super::process::{run_logged, scrub_log, secret_values, tail_lines, Command, Spawn};
+use super::process::{run_logged, scrub_log, secret_values, tail_lines, Command, Finished, Spawn};
 use super::{Step, StepConfig, StepCtx, StepError, StepOutputs};
 use crate::diag::{Code, PlanDiag};
 use crate::plan::node::Node;
@@ -117,105 +117,21 @@ impl Step for ShellConfig {
                 ctx.env_sources(),
             )));
         }
-        let log = ctx.log_path();
         let secrets = crate::traffic::RecordOptions::new(0, &[], &[])
             .with_secret_values(secret_values(ctx.env(), []));
-        let outputs_file = ctx
-            .run_dir()
-            .join("steps")
-            .join(format!("{}.outputs", ctx.step_name()));
-        // Outputs describe this attempt: drop what a failed earlier attempt wrote.
-        match std::fs::remove_file(&outputs_file) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(StepError::io(format!(
-                    "removing {}",
-                    outputs_file.display()
-                ))(e));
-            }
-            _ => {}
-        }
+        let outputs_file = fresh_outputs_file(ctx)?;
         let mut env = run_env(ctx);
         env.push(("TTPLAN_OUTPUTS".into(), outputs_file.display().to_string()));
-
-        if let Some(recover) = &self.recover {
-            if ctx.attempt() == 1 {
-                let recovery = ShellRecovery {
-                    command: recover.clone(),
-                    workdir: workdir.clone(),
-                    env: env.clone(),
-                };
-                let recovery = serde_json::to_value(&recovery).map_err(StepError::failed)?;
-                let params = FaultParams::Shell(ShellParams {
-                    run: serde_json::to_value(&self.run).map_err(StepError::failed)?,
-                    recover: serde_json::to_value(recover).map_err(StepError::failed)?,
-                });
-                // Marked injected below, by whichever attempt succeeds.
-                let _registered = ctx.register_fault(Self::KIND, recovery, params).await?;
-            }
-        }
-
-        let mut runs = Vec::new();
-        let total = self.iterations;
-        let mut last_code = None;
-        for i in 1..=total {
-            if i > 1 {
-                if let Some(pause) = self.pause {
-                    ctx.progress(format!("pause {pause} before iteration {i}/{total}"));
-                    tokio::select! {
-                        () = tokio::time::sleep(pause.get()) => {}
-                        () = ctx.cancel_token().cancelled() => return Err(StepError::Cancelled),
-                    }
-                }
-            }
-            if total > 1 {
-                ctx.progress(format!("iteration {i}/{total}"));
-            }
-            ctx.append_log(&format!(
-                "--- {} attempt {} iteration {i}/{total}: {}\n",
-                now(),
-                ctx.attempt(),
-                self.run
-            ))?;
-            let mut iter_env = env.clone();
-            iter_env.push(("TTPLAN_ITERATION".into(), i.to_string()));
-            let done = run_logged(Spawn {
-                command: &self.run,
-                workdir: &workdir,
-                env: iter_env,
-                log: &log,
-                groups: ctx.child_groups(),
-                cancel: ctx.cancel_token(),
-            })
-            .await?;
-            scrub_log(&log, &secrets)
-                .map_err(StepError::io(format!("writing {}", log.display())))?;
-            ctx.append_log(&format!(
-                "--- {} {} after {:.3}s\n",
-                now(),
-                done.describe(),
-                done.elapsed.as_secs_f64()
-            ))?;
-            last_code = done.code();
-            runs.push(serde_json::json!({
-                "iteration": i,
-                "exit_code": done.code(),
-                "duration_ms": done.elapsed.as_millis() as u64,
-            }));
-            if !done.status.success() {
-                let tail = tail_lines(&log, 8);
-                let mut msg = format!(
-                    "`{}` failed with {} (iteration {i}/{total}); log: {}",
-                    self.run,
-                    done.describe(),
-                    log.display()
-                );
-                if !tail.is_empty() {
-                    msg.push_str("\n  | ");
-                    msg.push_str(&tail.replace('\n', "\n  | "));
-                }
-                return Err(StepError::Failed(msg));
-            }
-        }
+        self.register_recovery(ctx, &workdir, &env).await?;
+        let runner = Runner {
+            step: self,
+            ctx,
+            workdir,
+            env,
+            log: ctx.log_path(),
+            secrets,
+        };
+        let (last_code, runs) = runner.run_all().await?;
         if self.recover.is_some() {
             // The command succeeded: the fault registered by the first attempt is in place.
             if let Some(fault) = ctx.registered_fault().await {
@@ -229,6 +145,147 @@ impl Step for ShellConfig {
             out.values.insert(k, v.into());
         }
         Ok(out)
+    }
+}
+
+impl ShellConfig {
+    /// With `recover:`, puts the recover command in the fault ledger before the first
+    /// attempt runs; it is marked injected by whichever attempt succeeds.
+    async fn register_recovery(
+        &self,
+        ctx: &StepCtx,
+        workdir: &Path,
+        env: &[(String, String)],
+    ) -> Result<(), StepError> {
+        let Some(recover) = &self.recover else {
+            return Ok(());
+        };
+        if ctx.attempt() != 1 {
+            return Ok(());
+        }
+        let recovery = ShellRecovery {
+            command: recover.clone(),
+            workdir: workdir.to_path_buf(),
+            env: env.to_vec(),
+        };
+        let recovery = serde_json::to_value(&recovery).map_err(StepError::failed)?;
+        let params = FaultParams::Shell(ShellParams {
+            run: serde_json::to_value(&self.run).map_err(StepError::failed)?,
+            recover: serde_json::to_value(recover).map_err(StepError::failed)?,
+        });
+        let _registered = ctx.register_fault(Self::KIND, recovery, params).await?;
+        Ok(())
+    }
+}
+
+/// `steps/<step>.outputs`, for the command to write; what a failed earlier attempt wrote is
+/// removed, since outputs describe this attempt.
+fn fresh_outputs_file(ctx: &StepCtx) -> Result<PathBuf, StepError> {
+    let outputs_file = ctx
+        .run_dir()
+        .join("steps")
+        .join(format!("{}.outputs", ctx.step_name()));
+    match std::fs::remove_file(&outputs_file) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(StepError::io(format!(
+            "removing {}",
+            outputs_file.display()
+        ))(e)),
+        _ => Ok(outputs_file),
+    }
+}
+
+/// What the iterations of one attempt share.
+struct Runner<'a> {
+    step: &'a ShellConfig,
+    ctx: &'a StepCtx,
+    workdir: PathBuf,
+    env: Vec<(String, String)>,
+    log: PathBuf,
+    /// The step's secret values, scrubbed from the log after each iteration.
+    secrets: crate::traffic::RecordOptions,
+}
+
+impl Runner<'_> {
+    /// Runs the iterations, pausing between them; stops at the first failure. The last exit
+    /// code and one `{iteration, exit_code, duration_ms}` per iteration.
+    async fn run_all(&self) -> Result<(Option<i32>, Vec<serde_json::Value>), StepError> {
+        let ctx = self.ctx;
+        let total = self.step.iterations;
+        let mut runs = Vec::new();
+        let mut last_code = None;
+        for i in 1..=total {
+            if i > 1 {
+                if let Some(pause) = self.step.pause {
+                    ctx.progress(format!("pause {pause} before iteration {i}/{total}"));
+                    tokio::select! {
+                        () = tokio::time::sleep(pause.get()) => {}
+                        () = ctx.cancel_token().cancelled() => return Err(StepError::Cancelled),
+                    }
+                }
+            }
+            if total > 1 {
+                ctx.progress(format!("iteration {i}/{total}"));
+            }
+            let done = self.iteration(i).await?;
+            last_code = done.code();
+            runs.push(serde_json::json!({
+                "iteration": i,
+                "exit_code": done.code(),
+                "duration_ms": done.elapsed.as_millis() as u64,
+            }));
+            if !done.status.success() {
+                return Err(StepError::Failed(self.failure(i, &done)));
+            }
+        }
+        Ok((last_code, runs))
+    }
+
+    /// One run of the command, framed in the log by what ran and how it ended.
+    async fn iteration(&self, i: u32) -> Result<Finished, StepError> {
+        let (ctx, total) = (self.ctx, self.step.iterations);
+        ctx.append_log(&format!(
+            "--- {} attempt {} iteration {i}/{total}: {}\n",
+            now(),
+            ctx.attempt(),
+            self.step.run
+        ))?;
+        let mut iter_env = self.env.clone();
+        iter_env.push(("TTPLAN_ITERATION".into(), i.to_string()));
+        let done = run_logged(Spawn {
+            command: &self.step.run,
+            workdir: &self.workdir,
+            env: iter_env,
+            log: &self.log,
+            groups: ctx.child_groups(),
+            cancel: ctx.cancel_token(),
+        })
+        .await?;
+        scrub_log(&self.log, &self.secrets)
+            .map_err(StepError::io(format!("writing {}", self.log.display())))?;
+        ctx.append_log(&format!(
+            "--- {} {} after {:.3}s\n",
+            now(),
+            done.describe(),
+            done.elapsed.as_secs_f64()
+        ))?;
+        Ok(done)
+    }
+
+    /// A failed iteration: the command, how it ended, and the end of the log.
+    fn failure(&self, i: u32, done: &Finished) -> String {
+        let tail = tail_lines(&self.log, 8);
+        let mut msg = format!(
+            "`{}` failed with {} (iteration {i}/{}); log: {}",
+            self.step.run,
+            done.describe(),
+            self.step.iterations,
+            self.log.display()
+        );
+        if !tail.is_empty() {
+            msg.push_str("\n  | ");
+            msg.push_str(&tail.replace('\n', "\n  | "));
+        }
+        msg
     }
 }
 

@@ -120,85 +120,139 @@ impl Step for WaitReadyConfig {
             .namespace
             .clone()
             .unwrap_or_else(|| kube.namespace.clone());
-        let api: Api<Pod> = Api::namespaced(kube.client.clone(), &ns);
         let query = PodQuery {
             namespace: &ns,
             selector: self.selector.as_deref(),
             name_prefixes: &self.name_prefixes,
         };
         let deadline = tokio::time::Instant::now() + self.within.get();
-        let mut not_ready_since: BTreeMap<String, Instant> = BTreeMap::new();
-        let mut restarted: BTreeSet<String> = BTreeSet::new();
+        let mut watch = Watch {
+            step: self,
+            ctx,
+            api: Api::namespaced(kube.client.clone(), &ns),
+            not_ready_since: BTreeMap::new(),
+            restarted: BTreeSet::new(),
+        };
         loop {
             let pods = query.pods(kube).await?;
-            let selected: Vec<&Pod> = pods
-                .iter()
-                .filter(|p| p.metadata.deletion_timestamp.is_none())
-                .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Succeeded"))
-                .collect();
-            let mut laggards = Vec::new();
-            let mut ready = 0;
-            for pod in &selected {
-                let name = pod.metadata.name.clone().unwrap_or_default();
-                match pod_state(pod) {
-                    PodState::Ready => {
-                        ready += 1;
-                        not_ready_since.remove(&name);
-                    }
-                    PodState::Crashing(why) => {
-                        if self.restart_crashlooping {
-                            delete_pod(&api, &name).await?;
-                            restarted.insert(name.clone());
-                            ctx.progress(format!("deleted crash-looping pod {name} ({why})"));
-                        }
-                        laggards.push(format!("{name} ({why})"));
-                    }
-                    PodState::RunningNotReady => {
-                        let since = *not_ready_since
-                            .entry(name.clone())
-                            .or_insert_with(Instant::now);
-                        let limit = self.not_ready_limit.get();
-                        if !limit.is_zero() && since.elapsed() >= limit {
-                            delete_pod(&api, &name).await?;
-                            restarted.insert(name.clone());
-                            not_ready_since.remove(&name);
-                            ctx.progress(format!(
-                                "deleted pod {name}: Running but not Ready for {}",
-                                self.not_ready_limit
-                            ));
-                        }
-                        laggards.push(format!("{name} (Running, not Ready)"));
-                    }
-                    PodState::Other(phase) => laggards.push(format!("{name} ({phase})")),
-                }
-            }
-            let total = selected.len();
-            ctx.progress(format!("{ready}/{total} ready"));
-            if laggards.is_empty() && total >= self.min_pods as usize {
+            let look = watch.look(&pods).await?;
+            ctx.progress(format!("{}/{} ready", look.ready, look.total));
+            if look.laggards.is_empty() && look.total >= self.min_pods as usize {
                 return Ok(StepOutputs::default()
                     .value("namespace", ns)
-                    .value("pods", total)
-                    .value("restarted", restarted.into_iter().collect::<Vec<_>>()));
+                    .value("pods", look.total)
+                    .value("restarted", watch.restarted.into_iter().collect::<Vec<_>>()));
             }
             if tokio::time::Instant::now() >= deadline {
-                let why = if laggards.is_empty() {
-                    format!(
-                        "only {total} pod(s) found, expected at least {}",
-                        self.min_pods
-                    )
-                } else {
-                    format!("not Ready: {}", laggards.join(", "))
-                };
-                return Err(StepError::failed(format!(
-                    "{ready}/{total} pods Ready in {ns} after {}; {why}",
-                    self.within
-                )));
+                return Err(StepError::failed(self.not_ready(&ns, &look)));
             }
             tokio::select! {
                 () = tokio::time::sleep(self.poll.get()) => {}
                 () = ctx.cancel_token().cancelled() => return Err(StepError::Cancelled),
             }
         }
+    }
+}
+
+impl WaitReadyConfig {
+    /// The timeout message: how many are Ready, and which are not (or that too few exist).
+    fn not_ready(&self, ns: &str, look: &Look) -> String {
+        let why = if look.laggards.is_empty() {
+            format!(
+                "only {} pod(s) found, expected at least {}",
+                look.total, self.min_pods
+            )
+        } else {
+            format!("not Ready: {}", look.laggards.join(", "))
+        };
+        format!(
+            "{}/{} pods Ready in {ns} after {}; {why}",
+            look.ready, look.total, self.within
+        )
+    }
+}
+
+/// One look at the selected pods.
+struct Look {
+    ready: usize,
+    total: usize,
+    /// `name (why)` of each pod not Ready.
+    laggards: Vec<String>,
+}
+
+/// What the looks share: since when each pod is Running but not Ready, and the pods deleted.
+struct Watch<'a> {
+    step: &'a WaitReadyConfig,
+    ctx: &'a StepCtx,
+    api: Api<Pod>,
+    not_ready_since: BTreeMap<String, Instant>,
+    restarted: BTreeSet<String>,
+}
+
+impl Watch<'_> {
+    /// Counts the Ready pods (those not terminating nor finished), deleting the ones that
+    /// crash-loop or are stuck not Ready when the step says so.
+    async fn look(&mut self, pods: &[Pod]) -> Result<Look, StepError> {
+        let selected: Vec<&Pod> = pods
+            .iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Succeeded"))
+            .collect();
+        let mut look = Look {
+            ready: 0,
+            total: selected.len(),
+            laggards: Vec::new(),
+        };
+        for pod in selected {
+            let name = pod.metadata.name.clone().unwrap_or_default();
+            match self.laggard(pod, &name).await? {
+                None => look.ready += 1,
+                Some(why) => look.laggards.push(format!("{name} ({why})")),
+            }
+        }
+        Ok(look)
+    }
+
+    /// Why the pod `name` is not Ready; `None` when it is.
+    async fn laggard(&mut self, pod: &Pod, name: &str) -> Result<Option<String>, StepError> {
+        match pod_state(pod) {
+            PodState::Ready => {
+                self.not_ready_since.remove(name);
+                Ok(None)
+            }
+            PodState::Crashing(why) => {
+                if self.step.restart_crashlooping {
+                    self.restart(name).await?;
+                    self.ctx
+                        .progress(format!("deleted crash-looping pod {name} ({why})"));
+                }
+                Ok(Some(why))
+            }
+            PodState::RunningNotReady => {
+                let since = *self
+                    .not_ready_since
+                    .entry(name.to_string())
+                    .or_insert_with(Instant::now);
+                let limit = self.step.not_ready_limit.get();
+                if !limit.is_zero() && since.elapsed() >= limit {
+                    self.restart(name).await?;
+                    self.not_ready_since.remove(name);
+                    self.ctx.progress(format!(
+                        "deleted pod {name}: Running but not Ready for {}",
+                        self.step.not_ready_limit
+                    ));
+                }
+                Ok(Some("Running, not Ready".into()))
+            }
+            PodState::Other(phase) => Ok(Some(phase)),
+        }
+    }
+
+    /// Deletes the pod so its controller recreates it.
+    async fn restart(&mut self, name: &str) -> Result<(), StepError> {
+        delete_pod(&self.api, name).await?;
+        self.restarted.insert(name.to_string());
+        Ok(())
     }
 }
 
