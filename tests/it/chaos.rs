@@ -113,6 +113,16 @@ fn the_campaign_plan_tests_cover_every_plan() {
     );
 }
 
+/// The service a pod-kill plan keeps killing while coverage is dumped.
+fn killed_service(plan: &str) -> Option<&'static str> {
+    match plan {
+        "lv_s_killpod_gateway" => Some("ts-gateway-service"),
+        "lv_s_killpod_order" => Some("ts-order-service"),
+        "lv_s_killpod_preserve" => Some("ts-preserve-service"),
+        _ => None,
+    }
+}
+
 /// An experiment plan of the campaign, end to end against the fake cluster, with the
 /// deploy and traffic commands replaced by no-ops.
 fn campaign_plan_injects_its_fault_and_recovers_it(name: &str) {
@@ -209,7 +219,20 @@ fn campaign_plan_injects_its_fault_and_recovers_it(name: &str) {
         )
         .is_empty();
         if has_jvm {
-            assert_eq!(reported, 41, "{name}: {:#}", m["steps"]["coverage_report"]);
+            match killed_service(&name) {
+                // Coverage is dumped while the schedule still kills the service's pod every
+                // 3 s: a dump that finds it between its kill and its replacement's Ready has
+                // no agent to ask, and the collector says which pod and why.
+                Some(app) if reported == 40 => {
+                    let coverage = &m["steps"]["coverage"]["outputs"];
+                    let why = ["skipped", "no_agent", "failed"].map(|k| coverage[k].to_string());
+                    assert!(
+                        why.concat().contains(app),
+                        "{name}: 40 reports: {coverage:#}"
+                    );
+                }
+                _ => assert_eq!(reported, 41, "{name}: {:#}", m["steps"]["coverage_report"]),
+            }
         } else {
             let why = m["steps"]["coverage_report"]["outputs"]["not_simulated"]
                 .as_str()
