@@ -10,8 +10,8 @@ use std::time::Duration as StdDuration;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::api::command_env::{now, resolve_workdir, run_env};
-use super::process::{run_logged, scrub_log, secret_values, tail_lines, Command, Finished, Spawn};
+use super::api::command_env::{resolve_workdir, run_env};
+use super::process::{run_framed, secret_values, tail_lines, Command, Finished, Spawn};
 use super::{Step, StepConfig, StepCtx, StepError, StepOutputs};
 use crate::diag::{Code, PlanDiag};
 use crate::plan::node::Node;
@@ -396,28 +396,16 @@ async fn run_suite(
     secrets: &RecordOptions,
 ) -> Result<Finished, StepError> {
     let log = ctx.log_path();
-    ctx.append_log(&format!(
-        "--- {} attempt {} {which}: {command}\n",
-        now(),
-        ctx.attempt()
-    ))?;
-    let done = run_logged(Spawn {
+    let spawn = Spawn {
         command,
         workdir,
         env,
         log: &log,
         groups: ctx.child_groups(),
         cancel: ctx.cancel_token(),
-    })
-    .await?;
-    scrub_log(&log, secrets).map_err(StepError::io(format!("writing {}", log.display())))?;
-    ctx.append_log(&format!(
-        "--- {} {} after {:.3}s\n",
-        now(),
-        done.describe(),
-        done.elapsed.as_secs_f64()
-    ))?;
-    Ok(done)
+    };
+    let header = format!("attempt {} {which}: {command}", ctx.attempt());
+    run_framed(ctx, &header, spawn, secrets).await
 }
 
 /// A failed driver run, with the end of its log.

@@ -10,8 +10,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use super::api::command_env::{now, resolve_workdir, run_env};
-use super::process::{run_logged, scrub_log, secret_values, tail_lines, Command, Finished, Spawn};
+use super::api::command_env::{resolve_workdir, run_env};
+use super::process::{run_framed, run_logged, secret_values, tail_lines, Command, Finished, Spawn};
 use super::{Step, StepConfig, StepCtx, StepError, StepOutputs};
 use crate::diag::{Code, PlanDiag};
 use crate::plan::node::Node;
@@ -243,32 +243,22 @@ impl Runner<'_> {
     /// One run of the command, framed in the log by what ran and how it ended.
     async fn iteration(&self, i: u32) -> Result<Finished, StepError> {
         let (ctx, total) = (self.ctx, self.step.iterations);
-        ctx.append_log(&format!(
-            "--- {} attempt {} iteration {i}/{total}: {}\n",
-            now(),
-            ctx.attempt(),
-            self.step.run
-        ))?;
         let mut iter_env = self.env.clone();
         iter_env.push(("TTPLAN_ITERATION".into(), i.to_string()));
-        let done = run_logged(Spawn {
+        let spawn = Spawn {
             command: &self.step.run,
             workdir: &self.workdir,
             env: iter_env,
             log: &self.log,
             groups: ctx.child_groups(),
             cancel: ctx.cancel_token(),
-        })
-        .await?;
-        scrub_log(&self.log, &self.secrets)
-            .map_err(StepError::io(format!("writing {}", self.log.display())))?;
-        ctx.append_log(&format!(
-            "--- {} {} after {:.3}s\n",
-            now(),
-            done.describe(),
-            done.elapsed.as_secs_f64()
-        ))?;
-        Ok(done)
+        };
+        let header = format!(
+            "attempt {} iteration {i}/{total}: {}",
+            ctx.attempt(),
+            self.step.run
+        );
+        run_framed(ctx, &header, spawn, &self.secrets).await
     }
 
     /// A failed iteration: the command, how it ended, and the end of the log.

@@ -1,6 +1,7 @@
 //! Self-test of the fake Kubernetes API server: the real `kube` client, configured from the
 //! kubeconfig the fake writes, must get what a real cluster would answer.
 
+use super::{blade_api, chaos_api};
 use crate::kube_fake;
 
 use std::io::{Read, Write};
@@ -30,22 +31,6 @@ async fn client(kube: &FakeKube, dir: &Path) -> Client {
         .expect("config");
     assert_eq!(config.default_namespace, "default");
     Client::try_from(config).expect("client")
-}
-
-fn chaos_api(client: &Client, kind: &str, plural: &str) -> Api<DynamicObject> {
-    let ar = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("chaos-mesh.org", "v1alpha1", kind),
-        plural,
-    );
-    Api::namespaced_with(client.clone(), NS, &ar)
-}
-
-fn blade_api(client: &Client) -> Api<DynamicObject> {
-    let ar = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("chaosblade.io", "v1alpha1", "ChaosBlade"),
-        "chaosblades",
-    );
-    Api::all_with(client.clone(), &ar)
 }
 
 fn dynamic(v: Value) -> DynamicObject {
@@ -127,7 +112,7 @@ async fn version_discovery_and_missing_crd() {
     // Installed kind, missing object.
     assert_eq!(
         api_code(
-            chaos_api(&client, "StressChaos", "stresschaos")
+            chaos_api(&client, NS, "StressChaos", "stresschaos")
                 .get("nope")
                 .await
         ),
@@ -247,7 +232,7 @@ async fn stresschaos_apply_inject_delete() {
     let kube = FakeKube::builder().train_ticket(NS).start();
     let dir = tempfile::tempdir().unwrap();
     let client = client(&kube, dir.path()).await;
-    let api = chaos_api(&client, "StressChaos", "stresschaos");
+    let api = chaos_api(&client, NS, "StressChaos", "stresschaos");
     let obj = stress("cpu-order", json!({"app": "ts-order-service"}));
     let applied = api
         .patch(
@@ -334,7 +319,7 @@ async fn no_target_selected_emits_failed_event() {
     let kube = FakeKube::builder().train_ticket(NS).start();
     let dir = tempfile::tempdir().unwrap();
     let client = client(&kube, dir.path()).await;
-    let api = chaos_api(&client, "StressChaos", "stresschaos");
+    let api = chaos_api(&client, NS, "StressChaos", "stresschaos");
     let obj = stress("nobody", json!({"app": "no-such-service"}));
     api.patch(
         "nobody",
@@ -394,7 +379,7 @@ async fn new_objects_pass_through_the_all_false_transient() {
         .start();
     let dir = tempfile::tempdir().unwrap();
     let client = client(&kube, dir.path()).await;
-    let api = chaos_api(&client, "StressChaos", "stresschaos");
+    let api = chaos_api(&client, NS, "StressChaos", "stresschaos");
     let obj = stress("slow", json!({"app": "ts-order-service"}));
     api.patch(
         "slow",
@@ -447,7 +432,7 @@ async fn older_controllers_word_an_empty_selection_differently() {
         .start();
     let dir = tempfile::tempdir().unwrap();
     let client = client(&kube, dir.path()).await;
-    let api = chaos_api(&client, "StressChaos", "stresschaos");
+    let api = chaos_api(&client, NS, "StressChaos", "stresschaos");
     let obj = stress("nobody", json!({"app": "no-such-service"}));
     api.patch(
         "nobody",
@@ -480,7 +465,7 @@ async fn a_schedule_spawns_labelled_children_and_collects_old_ones() {
     let kube = FakeKube::builder().train_ticket(NS).start();
     let dir = tempfile::tempdir().unwrap();
     let client = client(&kube, dir.path()).await;
-    let api = chaos_api(&client, "Schedule", "schedules");
+    let api = chaos_api(&client, NS, "Schedule", "schedules");
     let obj = dynamic(json!({
         "apiVersion": "chaos-mesh.org/v1alpha1", "kind": "Schedule",
         "metadata": {"name": "kills", "namespace": NS},
@@ -540,7 +525,7 @@ async fn hanging_recovery_is_released_by_forced_clean_annotation() {
         .start();
     let dir = tempfile::tempdir().unwrap();
     let client = client(&kube, dir.path()).await;
-    let api = chaos_api(&client, "NetworkChaos", "networkchaos");
+    let api = chaos_api(&client, NS, "NetworkChaos", "networkchaos");
     let obj = dynamic(json!({
         "apiVersion": "chaos-mesh.org/v1alpha1", "kind": "NetworkChaos",
         "metadata": {"name": "delay", "namespace": NS},
@@ -613,7 +598,7 @@ async fn pod_kill_recreates_pod_and_broken_deployment_crash_loops() {
     let dir = tempfile::tempdir().unwrap();
     let client = client(&kube, dir.path()).await;
     let before = kube.pod_names(NS, "ts-food-service");
-    let api = chaos_api(&client, "PodChaos", "podchaos");
+    let api = chaos_api(&client, NS, "PodChaos", "podchaos");
     let obj = dynamic(json!({
         "apiVersion": "chaos-mesh.org/v1alpha1", "kind": "PodChaos",
         "metadata": {"name": "kill", "namespace": NS},
@@ -1054,7 +1039,7 @@ async fn schedule_creates_children_and_takes_them_along() {
     let kube = FakeKube::builder().train_ticket(NS).start();
     let dir = tempfile::tempdir().unwrap();
     let client = client(&kube, dir.path()).await;
-    let schedules = chaos_api(&client, "Schedule", "schedules");
+    let schedules = chaos_api(&client, NS, "Schedule", "schedules");
     let obj = dynamic(json!({
         "apiVersion": "chaos-mesh.org/v1alpha1", "kind": "Schedule",
         "metadata": {"name": "kill-every", "namespace": NS},
@@ -1069,7 +1054,7 @@ async fn schedule_creates_children_and_takes_them_along() {
         )
         .await
         .unwrap();
-    let podchaos = chaos_api(&client, "PodChaos", "podchaos");
+    let podchaos = chaos_api(&client, NS, "PodChaos", "podchaos");
     poll("two children", async || {
         (podchaos
             .list(&ListParams::default())

@@ -3,13 +3,14 @@
 //! logs its Kubernetes API serves all show a fault created through the Kubernetes API while it
 //! is active, and only then. Same seed, same traffic → same answers.
 
+use super::{blade_api, chaos_api};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use crate::Sandbox;
 use chrono::{DateTime, Utc};
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, LogParams};
+use kube::api::{Api, DeleteParams, LogParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use serde_json::{json, Value};
@@ -82,22 +83,6 @@ async fn client(sb: &Sandbox) -> Client {
     .unwrap()
 }
 
-fn chaos_api(client: &Client, kind: &str, plural: &str) -> Api<DynamicObject> {
-    let ar = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("chaos-mesh.org", "v1alpha1", kind),
-        plural,
-    );
-    Api::namespaced_with(client.clone(), NS, &ar)
-}
-
-fn blade_api(client: &Client) -> Api<DynamicObject> {
-    let ar = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("chaosblade.io", "v1alpha1", "ChaosBlade"),
-        "chaosblades",
-    );
-    Api::all_with(client.clone(), &ar)
-}
-
 async fn wait(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(15);
     while !f() {
@@ -122,7 +107,7 @@ async fn experiment(sb: &Sandbox, kind: &str, plural: &str, obj: Value) -> Obser
     let api = if kind == "ChaosBlade" {
         blade_api(&c)
     } else {
-        chaos_api(&c, kind, plural)
+        chaos_api(&c, NS, kind, plural)
     };
     let name = obj["metadata"]["name"].as_str().unwrap().to_string();
     let before = drive(sb, 12);
@@ -564,7 +549,7 @@ async fn the_same_seed_and_traffic_give_the_same_answers() {
     for seed in [7, 7, 8] {
         let (_d, sb) = started(seed);
         let c = client(&sb).await;
-        chaos_api(&c, "NetworkChaos", "networkchaos")
+        chaos_api(&c, NS, "NetworkChaos", "networkchaos")
             .create(
                 &Default::default(),
                 &serde_json::from_value(network_loss("50")).unwrap(),

@@ -243,6 +243,30 @@ pub fn secret_values(
         .collect()
 }
 
+/// Runs a command into the step log framed by two marker lines, `--- <time> <header>` and how
+/// it ended, with the secret values the child printed scrubbed before the closing line.
+///
+/// # Errors
+/// The command cannot start or is cancelled, or the step log cannot be written.
+pub async fn run_framed(
+    ctx: &super::StepCtx,
+    header: &str,
+    spawn: Spawn<'_>,
+    secrets: &crate::traffic::RecordOptions,
+) -> Result<Finished, StepError> {
+    ctx.append_log(&format!("--- {} {header}\n", super::command_env::now()))?;
+    let log = spawn.log.to_path_buf();
+    let done = run_logged(spawn).await?;
+    scrub_log(&log, secrets).map_err(StepError::io(format!("writing {}", log.display())))?;
+    ctx.append_log(&format!(
+        "--- {} {} after {:.3}s\n",
+        super::command_env::now(),
+        done.describe(),
+        done.elapsed.as_secs_f64()
+    ))?;
+    Ok(done)
+}
+
 /// A child writes straight into the step log (a file descriptor), so secret values it printed
 /// are replaced once it has exited, before the next attempt or iteration appends.
 ///
