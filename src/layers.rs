@@ -18,7 +18,7 @@
 //! A module missing from [`LAYERS`] fails the test too. Only the tests read this file; it is
 //! compiled under `cfg(test)`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 /// Layer nodes, bottom first: a node may import nodes of a lower rank only.
@@ -265,6 +265,45 @@ fn crate_kind_module(name: &str) -> bool {
         .is_file()
 }
 
+/// The node graph the non-test code of `src` draws (`from → to`), and its cycles: what the
+/// layers rule out, drawn for a tree that may predate them (to compare two commits).
+fn import_graph(src: &Path) -> (BTreeMap<String, BTreeSet<String>>, Vec<Vec<String>>) {
+    let mut files = Vec::new();
+    source_files(src, &mut files);
+    let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for f in &files {
+        let (Ok(rel), Ok(text)) = (f.strip_prefix(src), std::fs::read_to_string(f)) else {
+            continue;
+        };
+        if rel == Path::new("layers.rs") {
+            continue;
+        }
+        let module = module_path(rel);
+        let from = node_of(&module);
+        for path in referenced_paths(&module, &non_test_code(&text)) {
+            let to = node_of(&path);
+            if to != from {
+                edges.entry(from.clone()).or_default().insert(to);
+            }
+        }
+    }
+    let mut graph = petgraph::graphmap::DiGraphMap::<&str, ()>::new();
+    for (from, tos) in &edges {
+        for to in tos {
+            graph.add_edge(from.as_str(), to.as_str(), ());
+        }
+    }
+    let cycles = petgraph::algo::tarjan_scc(&graph)
+        .into_iter()
+        .filter(|c| c.len() > 1)
+        .map(|mut c| {
+            c.sort_unstable();
+            c.into_iter().map(str::to_string).collect()
+        })
+        .collect();
+    (edges, cycles)
+}
+
 fn source_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
@@ -317,6 +356,46 @@ mod tests {
             "imports against the layers:\n{}",
             bad.join("\n")
         );
+    }
+
+    /// Prints the import graph (`--nocapture`); `TTPLAN_GRAPH_SRC=<dir>` draws another tree,
+    /// e.g. an old commit's `git archive <rev> src | tar -x -C /tmp/old`.
+    #[test]
+    fn the_import_graph_has_no_cycle() {
+        let dir = std::env::var_os("TTPLAN_GRAPH_SRC").map_or_else(src, Into::into);
+        let (edges, cycles) = import_graph(&dir);
+        let count: usize = edges.values().map(BTreeSet::len).sum();
+        println!("import graph of {}:", dir.display());
+        for (from, tos) in &edges {
+            let tos: Vec<&str> = tos.iter().map(String::as_str).collect();
+            println!("  {from:<12} → {}", tos.join(", "));
+        }
+        println!("{count} edges, {} cycle(s) {cycles:?}", cycles.len());
+        assert!(count > 10, "{count} edges: not a source tree?");
+        assert!(cycles.is_empty(), "cycles among: {cycles:?}");
+    }
+
+    #[test]
+    fn a_cycle_in_the_import_graph_is_found() {
+        let dir = tempfile::tempdir().unwrap();
+        for (file, text) in [
+            ("plan/mod.rs", "use crate::steps::KINDS;\n"),
+            ("steps/mod.rs", "use crate::engine::Executor;\n"),
+            (
+                "engine/mod.rs",
+                "use crate::plan::Plan;\nuse crate::diag::PlanDiag;\n",
+            ),
+        ] {
+            let p = dir.path().join(file);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
+        let (edges, cycles) = import_graph(dir.path());
+        assert_eq!(
+            edges["engine"],
+            BTreeSet::from(["plan".into(), "diag".into()])
+        );
+        assert_eq!(cycles, vec![vec!["engine", "plan", "steps"]]);
     }
 
     #[test]
